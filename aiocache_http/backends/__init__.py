@@ -1,0 +1,76 @@
+"""Storage backends. Each module holds one database's storage and backend class.
+
+Backends whose client library is an optional extra are imported on first use, so
+``import aiocache_http`` never requires redis, pymongo or aiobotocore.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .base import BaseCache, CacheBackend
+from .memory import MemoryCache
+
+# alias -> "module:Class"; a module is imported the first time its class is asked for.
+_SPECS: dict[str, str] = {
+    "memory": "base:CacheBackend",
+}
+
+
+class _BackendClasses(Mapping[str, type[CacheBackend]]):
+    """``{alias: backend class}``, importing each backend module on first access."""
+
+    def __getitem__(self, alias: str) -> type[CacheBackend]:
+        return _load(_SPECS[alias])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SPECS)
+
+    def __len__(self) -> int:
+        return len(_SPECS)
+
+
+BACKEND_CLASSES: Mapping[str, type[CacheBackend]] = _BackendClasses()
+
+
+def _load(spec: str) -> type[CacheBackend]:
+    module, _, name = spec.partition(":")
+    try:
+        mod = importlib.import_module(f"{__name__}.{module}")
+    except ImportError as e:
+        raise ImportError(
+            f"{name} needs an optional dependency: pip install 'aiocache-http[{module}]' ({e})"
+        ) from e
+    cls: type[CacheBackend] = getattr(mod, name)
+    return cls
+
+
+def default_backend_alias() -> str:
+    return "sqlite" if "sqlite" in _SPECS else "memory"
+
+
+def init_backend(
+    cache_name: str = "http_cache", backend: str | CacheBackend | type[CacheBackend] | None = None,
+    **kwargs: Any,
+) -> CacheBackend:
+    """A backend from a name/alias, a class, an instance (returned as is), or None (the
+    default: SQLite)."""
+    if isinstance(backend, CacheBackend):
+        if kwargs:
+            backend.settings.update(**kwargs)
+        return backend
+    if isinstance(backend, type) and issubclass(backend, CacheBackend):
+        return backend(cache_name, **kwargs)
+    alias = default_backend_alias() if backend is None else backend
+    if not isinstance(alias, str):
+        raise TypeError(f"backend must be a name, a CacheBackend or None, not {backend!r}")
+    spec = _SPECS.get(alias.lower())
+    if spec is None:
+        raise ValueError(f"unknown backend {alias!r}; choose one of {sorted(_SPECS)} "
+                         "or pass a CacheBackend instance")
+    return _load(spec)(cache_name, **kwargs)
+
+
+__all__ = ["BACKEND_CLASSES", "BaseCache", "CacheBackend", "MemoryCache", "init_backend"]

@@ -1,0 +1,271 @@
+"""The storage contract (BaseCache) and the backend built on it (CacheBackend).
+
+``BaseCache`` is a plain async key -> bytes store; each backend module implements it
+for one database. ``CacheBackend`` holds the settings and the serializer, owns a
+``responses`` and a ``redirects`` storage, and is the single place where storage is
+called: every call goes through :meth:`CacheBackend._guard`, where a failing backend is
+logged and treated as a miss (fail-open) unless ``strict=True``.
+
+``CacheBackend()`` itself is the in-memory backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterable
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from ..models import CachedRequest, CachedResponse, utcnow
+from ..policy.keys import create_key, hash_key, normalize_request, redact_url
+from ..policy.settings import CacheSettings
+from ..serializers import DeserializationError, Serializer, get_format
+
+logger = logging.getLogger("aiocache_http")
+
+T = TypeVar("T")
+
+
+class AsyncResults(Generic[T]):
+    """The result of ``keys()`` / ``values()``: iterate it with ``async for``, or
+    ``await`` it for a list (both peers' styles work)."""
+
+    __slots__ = ("_iterator",)
+
+    def __init__(self, iterator: AsyncIterator[T]) -> None:
+        self._iterator = iterator
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iterator
+
+    async def _collect(self) -> list[T]:
+        return [item async for item in self._iterator]
+
+    def __await__(self) -> Generator[Any, None, list[T]]:
+        return self._collect().__await__()
+
+
+class BaseCache(ABC):
+    """Async key -> bytes storage. A ``str`` value is stored UTF-8 encoded.
+
+    ``expires`` passed to :meth:`write` is the entry's HTTP expiry; storages that can
+    expire items themselves (Redis TTL, Mongo TTL index...) use it, others may ignore it.
+    Subclasses implement the abstract methods; the rest have generic defaults that a
+    subclass overrides when its database can do better.
+    """
+
+    @abstractmethod
+    async def read(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+        ...
+
+    @abstractmethod
+    async def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def iter_keys(self) -> AsyncIterator[str]: ...
+
+    @abstractmethod
+    async def size(self) -> int: ...
+
+    @abstractmethod
+    async def clear(self) -> None: ...
+
+    async def bulk_delete(self, keys: Iterable[str]) -> None:
+        for key in list(keys):
+            await self.delete(key)
+
+    async def contains(self, key: str) -> bool:
+        return await self.read(key) is not None
+
+    async def iter_values(self) -> AsyncIterator[bytes]:
+        async for key in self.iter_keys():
+            value = await self.read(key)
+            if value is not None:
+                yield value
+
+    def keys(self) -> AsyncResults[str]:
+        return AsyncResults(self.iter_keys())
+
+    def values(self) -> AsyncResults[bytes]:
+        return AsyncResults(self.iter_values())
+
+    async def delete_expired(self, now: datetime) -> int | None:
+        """Delete items whose ``expires`` is before ``now`` and return how many, or None if
+        this storage does not record expiry (the backend then decodes items to find them)."""
+        return None
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections this storage opened (not ones passed in by the user)."""
+
+
+def to_bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+class CacheBackend:
+    """Settings + serializer + two storages. ``CacheBackend()`` keeps everything in memory.
+
+    Args:
+        cache_name: Name of the cache (a file, a database, a namespace... per backend).
+        max_entries: In-memory only: keep at most this many responses, evicting the
+            least recently used.
+        **kwargs: Any cache setting (see :class:`CacheSettings`).
+    """
+
+    def __init__(self, cache_name: str = "aiohttp-cache", *, max_entries: int | None = None,
+                 **kwargs: Any) -> None:
+        from .memory import MemoryCache
+
+        self.name = cache_name
+        self.settings = CacheSettings(**kwargs)
+        self.serializer = Serializer(
+            get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
+        )
+        self.responses: BaseCache = MemoryCache(max_entries)
+        self.redirects: BaseCache = MemoryCache(max_entries)
+        # Per-key tasks shared by concurrent misses and background refreshes.
+        self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
+        self.background: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    # -- keys ---------------------------------------------------------------------
+    def identify(self, request: CachedRequest) -> tuple[str, CachedRequest]:
+        """The cache key of ``request`` and the request as it may be stored."""
+        s = self.settings
+        secret = s.secret_key[0] if s.secret_key else None
+        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret)
+        if s.key_fn is not None:
+            key = s.key_fn(request, ignored_params=s.ignored_params, match_headers=s.match_headers)
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"key_fn must return a non-empty str, not {key!r}")
+            return key, stored
+        return hash_key(material), stored
+
+    def create_key(self, request: CachedRequest) -> str:
+        return self.identify(request)[0]
+
+    # -- the one gate to storage --------------------------------------------------
+    async def _guard(self, op: str, call: Awaitable[T], default: T) -> T:
+        """Run one storage call. A failure is logged and ``default`` returned
+        (fail-open), or re-raised with ``strict=True``."""
+        try:
+            return await call
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:
+            if self.settings.strict:
+                raise
+            logger.warning("%r: %s failed, continuing without the cache: %s: %s",
+                           self, op, type(e).__name__, e)
+            return default
+
+    # -- responses ------------------------------------------------------------------
+    async def get_response(self, key: str) -> CachedResponse | None:
+        """The stored response for ``key`` (following a stored redirect), or None.
+
+        An item that cannot be used (tampered, truncated, unknown format) is deleted and
+        reported as a miss.
+        """
+        data = await self._guard("read", self.responses.read(key), None)
+        if data is None:
+            target = await self._guard("read redirect", self.redirects.read(key), None)
+            if target is None:
+                return None
+            key = target.decode()
+            data = await self._guard("read", self.responses.read(key), None)
+            if data is None:
+                return None
+        try:
+            response = self.serializer.loads(data)
+        except DeserializationError as e:
+            logger.warning("%r: discarding unusable item %s: %s", self, key, e)
+            await self._guard("delete", self.responses.delete(key), None)
+            return None
+        response.cache_key = key
+        return response
+
+    async def save_response(self, key: str, response: CachedResponse) -> None:
+        response.cache_key = key
+        data = self.serializer.dumps(response)
+        await self._guard("write", self.responses.write(key, data, response.expires), None)
+
+    async def save_redirect(self, alias: str, key: str) -> None:
+        """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
+        await self._guard("write redirect", self.redirects.write(alias, key), None)
+
+    async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
+                     methods: Iterable[str] = ("GET", "HEAD")) -> None:
+        """Delete responses by key, by URL (for each of ``methods``), and/or all expired."""
+        targets = set(keys)
+        for url in urls:
+            targets.update(self.create_key(CachedRequest(m, url)) for m in methods)
+        if expired:
+            targets.update(await self._expired_keys())
+        if targets:
+            await self._guard("delete", self.responses.bulk_delete(targets), None)
+            await self._delete_redirects_to(targets)
+
+    async def _expired_keys(self) -> list[str]:
+        now = utcnow()
+        removed = await self._guard("delete expired", self.responses.delete_expired(now), None)
+        if removed is not None:
+            return []
+        expired = []
+        async for key in self.responses.iter_keys():
+            data = await self.responses.read(key)
+            if data is None:
+                continue
+            try:
+                if self.serializer.loads(data).is_expired:
+                    expired.append(key)
+            except DeserializationError:
+                expired.append(key)  # unusable anyway
+        return expired
+
+    async def _delete_redirects_to(self, targets: set[str]) -> None:
+        dangling = [k async for k in self.redirects.iter_keys()
+                    if (await self.redirects.read(k) or b"").decode() in targets]
+        if dangling:
+            await self._guard("delete redirects", self.redirects.bulk_delete(dangling), None)
+
+    # aiohttp-client-cache spellings
+    async def delete_url(self, url: str) -> None:
+        await self.delete(urls=[url])
+
+    async def delete_expired_responses(self) -> None:
+        await self.delete(expired=True)
+
+    async def has_url(self, url: str, method: str = "GET") -> bool:
+        key = self.create_key(CachedRequest(method, url))
+        return bool(await self._guard("contains", self.responses.contains(key), False))
+
+    async def get_urls(self) -> list[str]:
+        """Redacted URLs of all stored responses."""
+        urls = []
+        async for data in self.responses.iter_values():
+            try:
+                urls.append(redact_url(self.serializer.loads(data).url))
+            except DeserializationError:
+                continue
+        return urls
+
+    async def clear(self) -> None:
+        await self._guard("clear", self.responses.clear(), None)
+        await self._guard("clear", self.redirects.clear(), None)
+
+    async def close(self) -> None:
+        """Wait for background refreshes, then close the storages."""
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
+        await self._guard("close", self.responses.close(), None)
+        await self._guard("close", self.redirects.close(), None)
+
+
+__all__ = ["AsyncResults", "BaseCache", "CacheBackend", "create_key"]

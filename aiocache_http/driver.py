@@ -1,0 +1,233 @@
+"""The cache flow both sessions share: look up, decide, fetch, store, replay.
+
+A session translates its request into a :class:`CachedRequest`, supplies a ``send``
+coroutine that talks to the origin, and gets back an :class:`Outcome`. Every hit, miss,
+revalidation and store is decided here (by :class:`CacheActions`), so this is the one
+place to count them.
+
+Concurrent misses for the same key share one origin request (coalescing): the first
+becomes the leader, the others wait for the response it stores. A leader that fails or
+is cancelled hands over to the next caller instead of failing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from multidict import CIMultiDict
+
+from .backends.base import CacheBackend
+from .models import CachedRequest, CachedResponse, utcnow
+from .policy.actions import CacheActions, Decision, RequestOptions
+from .policy.keys import redact_url
+
+logger = logging.getLogger("aiocache_http")
+
+
+@dataclass(slots=True)
+class OriginResponse:
+    """A live origin response as the driver needs it, whatever the HTTP library."""
+
+    status: int
+    reason: str
+    url: str
+    headers: CIMultiDict[str]
+    raw: Any
+    read: Callable[[], Awaitable[bytes]]
+    release: Callable[[], Any]
+    encoding: str | None = None
+    history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
+    """Redirect hops as (method, url, status, reason, headers)."""
+
+
+Send = Callable[[dict[str, str]], Awaitable[OriginResponse]]
+"""Sends the request to the origin with these extra (conditional) headers."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the session returns: a stored response to replay, or the live one."""
+
+    response: CachedResponse | None
+    raw: Any = None
+    from_cache: bool = False
+
+
+def gateway_timeout(request: CachedRequest) -> CachedResponse:
+    """The synthetic 504 for only-if-cached with nothing usable (RFC 9111 §5.2.1.7)."""
+    return CachedResponse(504, "Gateway Timeout", request.url, CIMultiDict(), b"", request)
+
+
+async def fetch(
+    backend: CacheBackend, request: CachedRequest, options: RequestOptions, send: Send
+) -> Outcome:
+    """Answer ``request`` from the cache or the origin, storing what may be stored.
+
+    ``request`` carries real credentials; only its redacted copy is ever stored.
+    """
+    key, stored_request = backend.identify(request)
+    actions = CacheActions.from_request(key, stored_request, backend.settings, options)
+    cached = None if actions.skip_read else await backend.get_response(key)
+    decision = actions.on_cached(cached, utcnow())
+    if decision is Decision.SERVE:
+        assert cached is not None
+        if actions.background_refresh:
+            _refresh_in_background(backend, actions, request, send)
+        return Outcome(cached, from_cache=True)
+    if decision is Decision.GATEWAY_TIMEOUT:
+        return Outcome(gateway_timeout(stored_request))
+
+    async def work() -> Outcome:
+        return await _from_origin(backend, actions, request, send)
+
+    if actions.refresh or actions.skip_read:
+        return await work()  # the caller asked for its own origin request
+    return await _coalesced(backend, key, work)
+
+
+def _refresh_in_background(
+    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send
+) -> None:
+    """Stale-while-revalidate (RFC 5861 §3): one background refresh per key."""
+    if (asyncio.get_running_loop(), actions.key) in backend.inflight:
+        return
+    actions.decision = Decision.REVALIDATE if actions.validation_headers else Decision.FETCH
+
+    async def refresh() -> None:
+        try:
+            outcome = await _coalesced(
+                backend, actions.key, lambda: _from_origin(backend, actions, request, send)
+            )
+            if outcome.raw is not None:
+                outcome.raw.release()
+        except Exception as e:
+            logger.warning("%s %s: background refresh failed: %s: %s", request.method,
+                           actions.request.url, type(e).__name__, e)
+
+    task = asyncio.get_running_loop().create_task(refresh())
+    backend.background.add(task)
+    task.add_done_callback(backend.background.discard)
+
+
+async def _coalesced(
+    backend: CacheBackend, key: str, work: Callable[[], Awaitable[Outcome]]
+) -> Outcome:
+    slot = (asyncio.get_running_loop(), key)
+    leader = backend.inflight.get(slot)
+    if leader is not None:
+        shared = await asyncio.shield(leader)
+        if shared is not None:
+            return Outcome(shared, from_cache=True)
+        return await _coalesced(backend, key, work)  # leader failed: elect another
+    future: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
+    backend.inflight[slot] = future
+    shared: CachedResponse | None = None
+    try:
+        outcome = await work()
+        if outcome.response is not None and outcome.response.cache_key:
+            shared = outcome.response  # only stored responses are shared
+        return outcome
+    finally:
+        del backend.inflight[slot]
+        future.set_result(shared)
+
+
+async def _from_origin(
+    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send
+) -> Outcome:
+    cached = actions.cached
+    request_time = utcnow()
+    revalidating = actions.decision is Decision.REVALIDATE
+    try:
+        origin = await send(actions.validation_headers if revalidating else {})
+    except (OSError, asyncio.TimeoutError) as e:
+        stale = _stale_if_error(actions, f"{type(e).__name__}: {e}")
+        if stale is None:
+            raise
+        return stale
+    response_time = utcnow()
+
+    if origin.status == 304 and revalidating and cached is not None:
+        origin.release()
+        renewed = actions.renew(cached, origin.headers, response_time, request_time)
+        await backend.save_response(actions.key, renewed)
+        return Outcome(renewed, from_cache=True)
+    if origin.status >= 500:
+        stale = _stale_if_error(actions, f"origin answered {origin.status}")
+        if stale is not None:
+            origin.release()
+            return stale
+
+    if not actions.storable(origin.status, origin.headers) or not await _passes_filter(
+        backend, actions, origin
+    ):
+        return Outcome(None, raw=origin.raw)
+    body = await origin.read()
+    response = _to_cached(backend, actions, origin, body, request_time, response_time)
+    await backend.save_response(actions.key, response)
+    await _save_redirect_aliases(backend, actions.key, request, origin)
+    logger.debug("%s %s: stored, expires %s", actions.request.method, actions.request.url,
+                 response.expires or "never")
+    return Outcome(response, raw=origin.raw)
+
+
+def _stale_if_error(actions: CacheActions, error: str) -> Outcome | None:
+    cached = actions.cached
+    if cached is None or not actions.stale_if_error_ok(cached, utcnow()):
+        return None
+    logger.warning("%s %s: %s; serving the stale cached response (stale_if_error)",
+                   actions.request.method, actions.request.url, error)
+    return Outcome(cached, from_cache=True)
+
+
+async def _passes_filter(backend: CacheBackend, actions: CacheActions,
+                         origin: OriginResponse) -> bool:
+    filter_fn = backend.settings.filter_fn
+    if filter_fn is None:
+        return True
+    result = filter_fn(origin.raw)
+    if inspect.isawaitable(result):
+        result = await result
+    if not result:
+        logger.debug("%s %s: not stored: filter_fn returned False", actions.request.method,
+                     actions.request.url)
+    return bool(result)
+
+
+def _to_cached(
+    backend: CacheBackend, actions: CacheActions, origin: OriginResponse, body: bytes,
+    request_time: datetime, response_time: datetime,
+) -> CachedResponse:
+    ignored = backend.settings.ignored_params
+    headers = actions.headers_to_store(origin.headers)
+    history = [
+        CachedResponse(status, reason, redact_url(url, ignored), hop_headers, b"",
+                       CachedRequest(method, redact_url(url, ignored)))
+        for method, url, status, reason, hop_headers in origin.history
+    ]
+    return CachedResponse(
+        status=origin.status, reason=origin.reason, url=redact_url(origin.url, ignored),
+        headers=headers, body=body, request=actions.request, encoding=origin.encoding,
+        created_at=response_time,
+        expires=actions.expires(origin.status, headers, request_time, response_time),
+        request_time=request_time, response_time=response_time, history=history,
+    )
+
+
+async def _save_redirect_aliases(backend: CacheBackend, key: str, request: CachedRequest,
+                                 origin: OriginResponse) -> None:
+    """Point the keys of the redirect hops' URLs at the final response's key, so a
+    request for an intermediate URL is a hit too. Same headers: same credentials."""
+    aliases = {
+        backend.create_key(CachedRequest(method, url, request.headers))
+        for method, url, *_ in origin.history
+    }
+    aliases.discard(key)
+    for alias in aliases:
+        await backend.save_redirect(alias, key)

@@ -1,0 +1,65 @@
+"""Library-neutral request and response records: what the cache stores and replays.
+
+Neither aiohttp nor requests appears here, so the policy layer, the serializers and
+every backend work on the same objects for the async and the sync session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from multidict import CIMultiDict
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime (requests-cache's helper of that name)."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(slots=True)
+class CachedRequest:
+    """The request as the cache sees it: credentials already redacted from ``headers``."""
+
+    method: str
+    url: str
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    body: bytes = b""
+
+
+@dataclass(slots=True)
+class CachedResponse:
+    """A stored response: status line, multi-value headers, raw body and cache metadata.
+
+    ``request_time`` and ``response_time`` are when the request was sent and the response
+    received (RFC 9111 §4.2.3 needs both); ``created_at`` is when this entry was stored
+    or last renewed by a 304.
+    """
+
+    status: int
+    reason: str
+    url: str
+    headers: CIMultiDict[str]
+    body: bytes
+    request: CachedRequest
+    encoding: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    expires: datetime | None = None
+    request_time: datetime | None = None
+    response_time: datetime | None = None
+    history: list[CachedResponse] = field(default_factory=list)
+    cache_key: str = ""
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires is not None and utcnow() >= self.expires
+
+    @property
+    def ttl(self) -> int | None:
+        """Seconds of freshness left (0 once expired), or None if it never expires."""
+        if self.expires is None:
+            return None
+        return max(0, int((self.expires - utcnow()).total_seconds()))
+
+
+__all__ = ["CachedRequest", "CachedResponse", "utcnow"]

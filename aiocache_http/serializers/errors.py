@@ -1,0 +1,2 @@
+class DeserializationError(ValueError):
+    """A stored item that cannot be used: tampered, truncated, unsigned or unknown."""

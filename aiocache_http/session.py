@@ -1,0 +1,177 @@
+"""CachedClientSession: an ``aiohttp.ClientSession`` that answers from a cache."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import BasicAuth, ClientResponse, ClientSession
+from multidict import CIMultiDict
+from yarl import URL
+
+from .backends import CacheBackend, init_backend
+from .driver import OriginResponse, Outcome, fetch
+from .models import CachedRequest, utcnow
+from .policy.actions import UNSET, RequestOptions
+from .policy.freshness import current_age
+from .policy.settings import CacheSettings
+from .response import CachedClientResponse, OriginClientResponse
+
+# Sessions with caching turned off in the current task (cache_disabled() is per task).
+_disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_disabled", default=frozenset())
+
+
+class _NotKeyable(Exception):
+    """The request body cannot be part of a key (a stream, a multipart form...)."""
+
+
+with warnings.catch_warnings():
+    # aiohttp discourages subclassing ClientSession; overriding _request is the one
+    # hook it has, and aiohttp-client-cache relies on it the same way.
+    warnings.simplefilter("ignore", DeprecationWarning)
+
+    class CachedClientSession(ClientSession):
+        """An ``aiohttp.ClientSession`` with a cache.
+
+        Args:
+            cache: The backend (default: SQLite once available, else memory). One backend
+                may be shared by several sessions, async and sync.
+            **kwargs: Cache settings (``expire_after``, ``cache_control``...; see
+                :class:`CacheSettings`) are applied to ``cache.settings``; everything else
+                goes to ``aiohttp.ClientSession``.
+
+        Per request, ``get()`` & co. also take ``expire_after``, ``refresh``,
+        ``force_refresh`` and ``only_if_cached``.
+        """
+
+        ATTRS = ClientSession.ATTRS | frozenset({"_cache"})
+
+        def __init_subclass__(cls) -> None:  # subclassing *this* class is fine
+            pass
+
+        def __init__(self, base_url: str | URL | None = None, *,
+                     cache: CacheBackend | None = None, **kwargs: Any) -> None:
+            settings, client_kwargs = CacheSettings.split(kwargs)
+            self._cache = cache if cache is not None else init_backend()
+            self._cache.settings.update(**settings)
+            client_kwargs.setdefault("response_class", OriginClientResponse)
+            super().__init__(base_url, **client_kwargs)
+
+        @property
+        def cache(self) -> CacheBackend:
+            return self._cache
+
+        @property
+        def settings(self) -> CacheSettings:
+            return self._cache.settings
+
+        @asynccontextmanager
+        async def cache_disabled(self) -> AsyncIterator[None]:
+            """Within this block (in this task) requests bypass the cache entirely."""
+            token = _disabled.set(_disabled.get() | {id(self)})
+            try:
+                yield
+            finally:
+                _disabled.reset(token)
+
+        disabled = cache_disabled  # aiohttp-client-cache's name
+
+        async def close(self) -> None:
+            await super().close()
+            if self._cache.background:
+                await asyncio.gather(*self._cache.background, return_exceptions=True)
+            if self._cache.settings.autoclose:
+                await self._cache.close()
+
+        async def _request(  # type: ignore[override]
+            self, method: str, str_or_url: str | URL, *,
+            expire_after: Any = UNSET, refresh: bool = False, force_refresh: bool = False,
+            only_if_cached: bool = False, **kwargs: Any,
+        ) -> ClientResponse | CachedClientResponse:
+            method = method.upper()
+            if id(self) in _disabled.get() or method not in self.settings.allowed_methods:
+                return await super()._request(method, str_or_url, **kwargs)
+            try:
+                request = self._cached_request(method, str_or_url, kwargs)
+            except _NotKeyable:
+                return await super()._request(method, str_or_url, **kwargs)
+            options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached)
+            headers = kwargs.pop("headers", None)
+
+            async def send(extra: dict[str, str]) -> OriginResponse:
+                merged = CIMultiDict(headers or {})
+                merged.update(extra)
+                response = await ClientSession._request(self, method, str_or_url,
+                                                        headers=merged, **kwargs)
+                return _origin(response)
+
+            outcome = await fetch(self._cache, request, options, send)
+            return self._respond(outcome, method)
+
+        def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
+            cached = outcome.response
+            if outcome.raw is None:
+                assert cached is not None
+                age = current_age(cached, utcnow()) if (
+                    outcome.from_cache and self.settings.cache_control) else None
+                return CachedClientResponse(cached, method, outcome.from_cache, age)
+            raw = outcome.raw
+            if cached is not None:
+                raw.created_at, raw.expires = cached.created_at, cached.expires
+                raw.cache_key = cached.cache_key
+            return raw  # type: ignore[no-any-return]
+
+        def _cached_request(self, method: str, str_or_url: str | URL,
+                            kwargs: Mapping[str, Any]) -> CachedRequest:
+            """The request as the cache sees it: full URL, merged headers, body bytes."""
+            url = self._build_url(str_or_url)
+            if kwargs.get("params"):
+                url = url.extend_query(kwargs["params"])
+            headers = self._prepare_headers(kwargs.get("headers"))
+            auth = kwargs.get("auth") or self._default_auth
+            if isinstance(auth, BasicAuth) and "Authorization" not in headers:
+                headers["Authorization"] = auth.encode()
+            body = b""
+            if kwargs.get("json") is not None:
+                body = self._json_serialize(kwargs["json"]).encode()
+                headers.setdefault("Content-Type", "application/json")
+            elif kwargs.get("data") is not None:
+                body = _body_bytes(kwargs["data"], headers)
+            return CachedRequest(method, str(url), headers, body)
+
+
+def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, (dict, list, tuple)):
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        items = data.items() if isinstance(data, dict) else data
+        return urlencode(list(items), doseq=True).encode()
+    raise _NotKeyable
+
+
+def _origin(response: ClientResponse) -> OriginResponse:
+    return OriginResponse(
+        status=response.status,
+        reason=response.reason or "",
+        url=str(response.url),
+        headers=CIMultiDict(response.headers),
+        raw=response,
+        read=response.read,
+        release=response.release,
+        encoding=response.charset,
+        history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
+                 for r in response.history],
+    )
+
+
+CachedSession = CachedClientSession  # aiohttp-client-cache's name
+
+__all__ = ["CachedClientSession", "CachedSession"]
