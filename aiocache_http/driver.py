@@ -121,9 +121,9 @@ async def _coalesced(
     slot = (asyncio.get_running_loop(), key)
     leader = backend.inflight.get(slot)
     if leader is not None:
-        shared = await asyncio.shield(leader)
-        if shared is not None:
-            return Outcome(shared, from_cache=True)
+        result = await asyncio.shield(leader)
+        if result is not None:
+            return Outcome(result, from_cache=True)
         return await _coalesced(backend, key, work)  # leader failed: elect another
     future: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
     backend.inflight[slot] = future

@@ -102,8 +102,16 @@ class CachedClientResponse:
     only when asked for.
     """
 
-    __slots__ = ("_cached", "_headers", "_url", "_content", "_history", "from_cache",
-                 "method", "_age")
+    __slots__ = (
+        "_age",
+        "_cached",
+        "_content",
+        "_headers",
+        "_history",
+        "_url",
+        "from_cache",
+        "method",
+    )
 
     def __init__(self, cached: CachedResponse, method: str, from_cache: bool = True,
                  age: float | None = None) -> None:
@@ -250,7 +258,8 @@ class CachedClientResponse:
     ) -> Any:
         if content_type and content_type not in self.content_type:
             raise ContentTypeError(
-                self.request_info, self.history, status=self.status, headers=self.headers,
+                self.request_info, self._error_history(), status=self.status,
+                headers=self.headers,
                 message=f"Attempt to decode JSON with unexpected mimetype: {self.content_type}",
             )
         stripped = self._cached.body.strip()
@@ -260,8 +269,13 @@ class CachedClientResponse:
 
     def raise_for_status(self) -> None:
         if self.status >= 400:
-            raise ClientResponseError(self.request_info, self.history, status=self.status,
-                                      message=self.reason, headers=self.headers)
+            raise ClientResponseError(self.request_info, self._error_history(),
+                                      status=self.status, message=self.reason,
+                                      headers=self.headers)
+
+    def _error_history(self) -> tuple[ClientResponse, ...]:
+        # aiohttp types this as ClientResponse; the replayed hops quack the same.
+        return self.history  # type: ignore[return-value]
 
     # -- life cycle (nothing to release: the body is in memory) ------------------------
     @property

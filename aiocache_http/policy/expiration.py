@@ -10,7 +10,6 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
-from typing import Union
 
 NEVER_EXPIRE = -1
 """Store, and serve as fresh forever."""
@@ -19,8 +18,8 @@ EXPIRE_IMMEDIATELY = 0
 DO_NOT_CACHE = 0x0D0E0200020704
 """Do not store at all (the same value as requests-cache's constant)."""
 
-ExpirationTime = Union[None, int, float, str, datetime, timedelta]
-ExpirationPattern = Union[str, "re.Pattern[str]"]
+ExpirationTime = None | int | float | str | datetime | timedelta
+ExpirationPattern = str | re.Pattern[str]
 ExpirationPatterns = Mapping[ExpirationPattern, ExpirationTime]
 
 _NAMED = {"NEVER_EXPIRE": NEVER_EXPIRE, "EXPIRE_IMMEDIATELY": EXPIRE_IMMEDIATELY,
@@ -46,7 +45,7 @@ def normalize_expire_after(value: ExpirationTime, name: str = "expire_after") ->
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, (int, float)):
-        if value == NEVER_EXPIRE or value == DO_NOT_CACHE:
+        if value in (NEVER_EXPIRE, DO_NOT_CACHE):
             return int(value)
         if value < 0:
             raise ValueError(f"{name}={value!r}: use -1 (NEVER_EXPIRE) or a number >= 0")

@@ -46,7 +46,7 @@ def _is_credential(name: str) -> bool:
 class _Normaliser:
     """Splits a request into what identifies it (for the key) and what may be stored."""
 
-    __slots__ = ("ignored", "secrets", "secret")
+    __slots__ = ("ignored", "secret", "secrets")
 
     def __init__(self, ignored: Iterable[str], secret: bytes | None) -> None:
         self.ignored = frozenset(p.lower() for p in ignored)

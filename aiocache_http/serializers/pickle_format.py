@@ -17,7 +17,7 @@ class PickleFormat:
 
     def loads(self, data: bytes) -> CachedResponse:
         try:
-            obj = _pickle.loads(data)  # noqa: S301 - opt-in, signed when secret_key is set
+            obj = _pickle.loads(data)
         except Exception as e:
             raise DeserializationError(f"not a pickled response: {e}") from e
         if not isinstance(obj, CachedResponse):

@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` (demo) and `make test` (everything CI runs).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint typecheck unit servers bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.base
+
+run: $(VENV)/.base
+	$(BIN)/python examples/demo.py
+
+# Real servers the tests talk to (installed once; the fixtures start them on free ports).
+servers:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check aiocache_http tests benchmarks examples
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy --strict aiocache_http
+
+unit: $(VENV)/.dev servers
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test: lint typecheck unit
+
+bench: $(VENV)/.dev servers
+	$(BIN)/python benchmarks/bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,110 @@
+"""The storage contract every backend passes (parametrized over tests/backends.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from multidict import CIMultiDict
+
+from aiocache_http import CacheBackend, CachedRequest, CachedResponse, utcnow
+
+
+def response(url: str = "http://127.0.0.1/a", body: bytes = b"hello", **kw: object) -> CachedResponse:
+    return CachedResponse(200, "OK", url, CIMultiDict({"Content-Type": "text/plain"}), body,
+                          CachedRequest("GET", url), **kw)  # type: ignore[arg-type]
+
+
+async def test_write_read_bytes_and_str(backend: CacheBackend) -> None:
+    store = backend.responses
+    await store.write("k1", b"\x00\xffbinary")
+    await store.write("k2", "text é")
+    assert await store.read("k1") == b"\x00\xffbinary"
+    assert await store.read("k2") == "text é".encode()
+    assert await store.read("missing") is None
+
+
+async def test_overwrite_and_delete(backend: CacheBackend) -> None:
+    store = backend.responses
+    await store.write("k", b"1")
+    await store.write("k", b"2")
+    assert await store.read("k") == b"2"
+    assert await store.size() == 1
+    await store.delete("k")
+    await store.delete("k")  # deleting a missing key is not an error
+    assert await store.read("k") is None
+    assert not await store.contains("k")
+
+
+async def test_keys_values_size_both_styles(backend: CacheBackend) -> None:
+    store = backend.responses
+    for i in range(25):
+        await store.write(f"k{i}", f"v{i}")
+    assert await store.size() == 25
+    assert sorted(await store.keys()) == sorted(f"k{i}" for i in range(25))
+    assert sorted([k async for k in store.keys()]) == sorted(f"k{i}" for i in range(25))
+    assert sorted(await store.values()) == sorted(f"v{i}".encode() for i in range(25))
+    assert await store.contains("k3")
+
+
+async def test_bulk_delete_and_clear(backend: CacheBackend) -> None:
+    store = backend.responses
+    for i in range(10):
+        await store.write(f"k{i}", b"x")
+    await store.bulk_delete([f"k{i}" for i in range(5)] + ["never-written"])
+    assert sorted(await store.keys()) == [f"k{i}" for i in range(5, 10)]
+    await store.clear()
+    assert await store.size() == 0
+    assert await store.keys() == []
+
+
+async def test_response_round_trip(backend: CacheBackend) -> None:
+    original = response(body=b"\x00" * 10 + b"payload", expires=utcnow() + timedelta(hours=1))
+    original.headers.add("Set-Cookie", "a=1")
+    original.headers.add("Set-Cookie", "b=2")
+    await backend.save_response("key", original)
+    loaded = await backend.get_response("key")
+    assert loaded is not None
+    assert loaded.body == original.body
+    assert loaded.headers.getall("Set-Cookie") == ["a=1", "b=2"]
+    assert loaded.expires == original.expires
+    assert loaded.cache_key == "key"
+    assert loaded.request.url == original.request.url
+
+
+async def test_redirect_alias(backend: CacheBackend) -> None:
+    await backend.save_response("final", response())
+    await backend.save_redirect("hop", "final")
+    loaded = await backend.get_response("hop")
+    assert loaded is not None and loaded.cache_key == "final"
+
+
+async def test_delete_by_url_and_expired(backend: CacheBackend) -> None:
+    url = "http://127.0.0.1/x"
+    key = backend.create_key(CachedRequest("GET", url))
+    await backend.save_response(key, response(url))
+    await backend.save_response("old", response(expires=utcnow() - timedelta(seconds=1)))
+    await backend.save_response("new", response(expires=utcnow() + timedelta(hours=1)))
+    await backend.delete(expired=True)
+    assert await backend.get_response("old") is None
+    assert await backend.get_response("new") is not None
+    await backend.delete(urls=[url])
+    assert await backend.get_response(key) is None
+    await backend.delete("new")
+    assert await backend.responses.size() == 0
+
+
+async def test_corrupt_item_is_a_miss_and_deleted(backend: CacheBackend) -> None:
+    await backend.responses.write("bad", b"ACH\x01garbage")
+    assert await backend.get_response("bad") is None
+    assert not await backend.responses.contains("bad")
+
+
+async def test_concurrent_writers(backend: CacheBackend) -> None:
+    async def write(i: int) -> None:
+        await backend.save_response(f"k{i}", response(body=str(i).encode()))
+
+    await asyncio.gather(*(write(i) for i in range(50)))
+    for i in range(50):
+        loaded = await backend.get_response(f"k{i}")
+        assert loaded is not None and loaded.body == str(i).encode()
