@@ -52,7 +52,7 @@ def default_backend_alias() -> str:
 
 
 def init_backend(
-    cache_name: str = "http_cache", backend: str | CacheBackend | type[CacheBackend] | None = None,
+    cache_name: str = "aiohttp-cache", backend: str | CacheBackend | type[CacheBackend] | None = None,
     **kwargs: Any,
 ) -> CacheBackend:
     """A backend from a name/alias, a class, an instance (returned as is), or None (the
