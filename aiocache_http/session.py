@@ -57,8 +57,11 @@ with warnings.catch_warnings():
         def __init__(self, base_url: str | URL | None = None, *,
                      cache: CacheBackend | None = None, **kwargs: Any) -> None:
             settings, client_kwargs = CacheSettings.split(kwargs)
-            self._cache = cache if cache is not None else init_backend()
-            self._cache.settings.update(**settings)
+            if cache is None:
+                self._cache = init_backend(**settings)
+            else:
+                self._cache = cache
+                cache.settings.update(**settings)
             client_kwargs.setdefault("response_class", OriginClientResponse)
             super().__init__(base_url, **client_kwargs)
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,8 +9,10 @@ import pytest
 from aiohttp import web
 
 from aiocache_http import CacheBackend
+from aiocache_http.policy.settings import CONSTRUCTION_ONLY
 
 from .backends import FACTORIES
+from .clients import CLIENTS, Client
 from .origin import Origin, make_app
 
 
@@ -58,9 +59,21 @@ async def backend(make_backend: BackendMaker) -> CacheBackend:
     return b
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
-__all__ = ["asyncio"]
+@pytest.fixture(params=sorted(CLIENTS))
+async def make_client(
+    request: pytest.FixtureRequest, make_backend: BackendMaker
+) -> AsyncIterator[Callable[..., Client]]:
+    """Builds a session of one kind (async, sync...) over a fresh backend of one kind."""
+    made: list[Client] = []
+
+    def make(**settings: Any) -> Client:
+        fixed = {k: settings.pop(k) for k in CONSTRUCTION_ONLY & settings.keys()}
+        client = CLIENTS[request.param](make_backend(**fixed), **settings)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()

@@ -1,0 +1,303 @@
+"""End-to-end: a session (each kind in tests/clients.py) over a backend (each kind in
+tests/backends.py) against a local origin that counts requests. Every claim about
+caching is proven by the origin's count."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY
+
+from .clients import Client
+from .origin import Origin
+
+MakeClient = Callable[..., Client]
+
+
+def n(reply_body: bytes) -> int:
+    """Which origin request produced this body."""
+    return int(json.loads(reply_body)["n"])
+
+
+async def test_second_get_is_a_hit(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    first = await c.get(origin.url("/r/a"))
+    second = await c.get(origin.url("/r/a"))
+    assert (first.from_cache, second.from_cache) == (False, True)
+    assert second.body == first.body and second.status == 200
+    assert second.headers["Content-Type"].startswith("application/json")
+    assert origin.count("/r/a") == 1
+    assert second.cache_key and second.cache_key == first.cache_key
+
+
+async def test_query_order_does_not_matter(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    await c.get(origin.url("/r/q?x=1&y=2"))
+    hit = await c.get(origin.url("/r/q?y=2&x=1"))
+    assert hit.from_cache and origin.count("/r/q") == 1
+
+
+async def test_expire_after(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(expire_after=0.4)
+    await c.get(origin.url("/r/e"))
+    assert (await c.get(origin.url("/r/e"))).from_cache
+    await asyncio.sleep(0.5)
+    again = await c.get(origin.url("/r/e"))
+    assert not again.from_cache and n(again.body) == 2
+
+
+async def test_expire_immediately_and_do_not_cache(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(expire_after=EXPIRE_IMMEDIATELY)
+    await c.get(origin.url("/r/imm"))
+    await c.get(origin.url("/r/imm"))
+    assert origin.count("/r/imm") == 2  # stored, but never served fresh
+    assert await c.cache.responses.size() == 1
+    c.settings.expire_after = DO_NOT_CACHE
+    await c.get(origin.url("/r/dnc"))
+    await c.get(origin.url("/r/dnc"))
+    assert origin.count("/r/dnc") == 2
+    assert await c.cache.responses.size() == 1
+
+
+async def test_urls_expire_after_first_match_wins(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(expire_after=-1, urls_expire_after={
+        "127.0.0.1*/r/short*": 0.3,
+        "*/r/nocache*": DO_NOT_CACHE,
+        "*/r/*": timedelta(hours=1),
+    })
+    for path in ("/r/short", "/r/nocache", "/r/long"):
+        await c.get(origin.url(path))
+    await asyncio.sleep(0.4)
+    for path in ("/r/short", "/r/nocache", "/r/long"):
+        await c.get(origin.url(path))
+    assert origin.count("/r/short") == 2
+    assert origin.count("/r/nocache") == 2
+    assert origin.count("/r/long") == 1
+
+
+async def test_per_request_expire_after(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(expire_after=3600)
+    r = await c.get(origin.url("/r/p"), expire_after=0.3)
+    assert r.expires is not None
+    await asyncio.sleep(0.4)
+    assert not (await c.get(origin.url("/r/p"))).from_cache
+    assert origin.count("/r/p") == 2
+
+
+async def test_refresh_revalidates_with_304(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    url = origin.url("/r/v?etag=v1")
+    first = await c.get(url)
+    refreshed = await c.get(url, refresh=True)
+    assert origin.count("/r/v") == 2  # the conditional request reached the origin
+    assert refreshed.status == 200 and refreshed.body == first.body  # 304 -> stored body
+    assert (await c.get(url)).from_cache
+    assert origin.count("/r/v") == 2
+
+
+async def test_stale_entry_revalidated_with_304(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(expire_after=0.3)
+    url = origin.url("/r/s?etag=v1")
+    first = await c.get(url)
+    await asyncio.sleep(0.4)
+    second = await c.get(url)
+    assert origin.count("/r/s") == 2
+    assert second.status == 200 and n(second.body) == n(first.body) == 1
+    third = await c.get(url)  # the 304 renewed the entry
+    assert third.from_cache and origin.count("/r/s") == 2
+
+
+async def test_force_refresh_fetches_and_stores(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    url = origin.url("/r/f?etag=v1")
+    await c.get(url)
+    forced = await c.get(url, force_refresh=True)
+    assert not forced.from_cache and n(forced.body) == 2  # unconditional: a full 200
+    hit = await c.get(url)
+    assert hit.from_cache and n(hit.body) == 2
+
+
+async def test_only_if_cached(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    miss = await c.get(origin.url("/r/o"), only_if_cached=True)
+    assert miss.status == 504 and origin.count("/r/o") == 0
+    await c.get(origin.url("/r/o"))
+    hit = await c.get(origin.url("/r/o"), only_if_cached=True)
+    assert hit.status == 200 and hit.from_cache and origin.count("/r/o") == 1
+
+
+async def test_request_cache_control_directives(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    await c.get(origin.url("/r/ns"), headers={"Cache-Control": "no-store"})
+    await c.get(origin.url("/r/ns"))
+    assert origin.count("/r/ns") == 2  # the first was not stored
+    url = origin.url("/r/nc?etag=x")
+    await c.get(url, headers={"Cache-Control": "no-cache"})  # stores
+    revalidated = await c.get(url, headers={"Cache-Control": "no-cache"})
+    assert origin.count("/r/nc") == 2 and revalidated.status == 200
+    await c.get(url, headers={"Cache-Control": "max-age=0"})
+    assert origin.count("/r/nc") == 3
+
+
+async def test_concurrent_misses_make_one_origin_request(
+    make_client: MakeClient, origin: Origin
+) -> None:
+    c = make_client()
+    url = origin.url("/r/c?delay=0.2")
+    replies = await asyncio.gather(*(c.get(url) for _ in range(50)))
+    assert origin.count("/r/c") == 1
+    assert {r.body for r in replies} == {replies[0].body}
+    assert all(r.status == 200 for r in replies)
+
+
+async def test_credentials_separate_entries_and_are_not_stored(
+    make_client: MakeClient, origin: Origin
+) -> None:
+    c = make_client()
+    url = origin.url("/r/auth")
+    a = await c.get(url, headers={"Authorization": "Bearer token-AAA"})
+    b = await c.get(url, headers={"Authorization": "Bearer token-BBB"})
+    assert not b.from_cache and origin.count("/r/auth") == 2
+    assert await c.cache.responses.size() == 2
+    assert (await c.get(url, headers={"Authorization": "Bearer token-AAA"})).body == a.body
+    for raw in await c.cache.responses.values():
+        assert b"token-AAA" not in raw and b"token-BBB" not in raw
+    stored = await c.cache.get_response(a.cache_key)
+    assert stored is not None and stored.request.headers["Authorization"] == "REDACTED"
+
+
+async def test_api_key_param_redacted_but_keyed(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    one = await c.get(origin.url("/r/k?api_key=secret1"))
+    await c.get(origin.url("/r/k?api_key=secret2"))
+    assert origin.count("/r/k") == 2
+    stored = await c.cache.get_response(one.cache_key)
+    assert stored is not None and "secret1" not in stored.url and "secret1" not in stored.request.url
+    for raw in await c.cache.responses.values():
+        assert b"secret1" not in raw
+
+
+async def test_tampered_item_is_a_miss(
+    make_client: MakeClient, origin: Origin, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = make_client(secret_key="s3cret")
+    first = await c.get(origin.url("/r/t"))
+    raw = await c.cache.responses.read(first.cache_key)
+    assert raw is not None
+    flipped = bytearray(raw)
+    flipped[len(flipped) // 2] ^= 0x01
+    await c.cache.responses.write(first.cache_key, bytes(flipped))
+    with caplog.at_level(logging.WARNING, "aiocache_http"):
+        again = await c.get(origin.url("/r/t"))
+    assert not again.from_cache and n(again.body) == 2
+    assert "signature" in caplog.text
+    assert (await c.get(origin.url("/r/t"))).from_cache  # stored again, valid
+
+
+async def test_redirects_cached_with_history(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    first = await c.get(origin.url("/redirect/x"))
+    hit = await c.get(origin.url("/redirect/x"))
+    assert hit.from_cache and hit.status == 200
+    assert hit.url.endswith("/r/x") and hit.history == first.history
+    assert [h.rsplit("/", 2)[-2:] for h in hit.history] == [["redirect", "x"]]
+    assert origin.count("/redirect/x") == 1 and origin.count("/r/x") == 1
+
+
+async def test_cache_disabled(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    async with c.disabled():  # type: ignore[attr-defined]
+        await c.get(origin.url("/r/d"))
+        await c.get(origin.url("/r/d"))
+    assert origin.count("/r/d") == 2
+    assert await c.cache.responses.size() == 0
+
+
+async def test_filter_fn_allowed_codes_and_methods(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(filter_fn=lambda r: "skip" not in str(r.url))
+    for _ in range(2):
+        await c.get(origin.url("/r/skip"))
+        await c.get(origin.url("/r/missing?status=404"))
+        await c.request("POST", origin.url("/r/post"), data=b"x")
+    assert origin.count("/r/skip") == 2
+    assert origin.count("/r/missing") == 2
+    assert origin.count("/r/post") == 2
+    c.settings.allowed_codes = (200, 404)
+    c.settings.allowed_methods = ("GET", "POST")
+    for _ in range(2):
+        await c.get(origin.url("/r/missing?status=404"))
+        await c.request("POST", origin.url("/r/post"), data=b"x")
+    await c.request("POST", origin.url("/r/post"), data=b"other body")
+    assert origin.count("/r/missing") == 3
+    assert origin.count("/r/post") == 4  # one per distinct body
+
+
+async def test_json_body_key_order_independent(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(allowed_methods=("GET", "POST"))
+    await c.request("POST", origin.url("/r/j"), json={"a": 1, "b": 2})
+    hit = await c.request("POST", origin.url("/r/j"), json={"b": 2, "a": 1})
+    assert hit.from_cache and origin.count("/r/j") == 1
+
+
+async def test_ignored_params_and_match_headers(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(ignored_params=["utm"], match_headers=["Accept-Language"])
+    await c.get(origin.url("/r/i?utm=1"), headers={"Accept-Language": "en"})
+    assert (await c.get(origin.url("/r/i?utm=2"), headers={"Accept-Language": "en"})).from_cache
+    assert not (await c.get(origin.url("/r/i?utm=2"), headers={"Accept-Language": "fr"})).from_cache
+    assert origin.count("/r/i") == 2
+
+
+async def test_stale_if_error_serves_stale_on_5xx(make_client: MakeClient, origin: Origin) -> None:
+    # The key ignores ?status=, so the same entry is asked for while the origin fails.
+    c = make_client(expire_after=0.2, stale_if_error=True, ignored_params=["status"])
+    first = await c.get(origin.url("/r/sie?status=200"))
+    await asyncio.sleep(0.3)
+    stale = await c.get(origin.url("/r/sie?status=503"))
+    assert stale.status == 200 and stale.from_cache and stale.body == first.body
+    c.settings.stale_if_error = False
+    failed = await c.get(origin.url("/r/sie?status=503"))
+    assert failed.status == 503
+
+
+async def test_stale_while_revalidate(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(expire_after=0.2, stale_while_revalidate=60)
+    await c.get(origin.url("/r/swr"))
+    await asyncio.sleep(0.3)
+    stale = await c.get(origin.url("/r/swr"))
+    assert stale.from_cache and n(stale.body) == 1  # served at once
+    for _ in range(50):  # the background refresh lands shortly after
+        if origin.count("/r/swr") == 2:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
+    fresh = await c.get(origin.url("/r/swr"))
+    assert fresh.from_cache and n(fresh.body) == 2 and origin.count("/r/swr") == 2
+
+
+async def test_settings_mutable_at_run_time(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    c.settings.expire_after = DO_NOT_CACHE
+    await c.get(origin.url("/r/m"))
+    c.settings.expire_after = 60
+    await c.get(origin.url("/r/m"))
+    assert (await c.get(origin.url("/r/m"))).from_cache
+    assert origin.count("/r/m") == 2
+    with pytest.raises(AttributeError, match="secret_key"):
+        c.settings.secret_key = "new"
+
+
+async def test_delete_by_url_and_clear(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client()
+    await c.get(origin.url("/r/x1"))
+    await c.get(origin.url("/r/x2"))
+    await c.cache.delete(urls=[origin.url("/r/x1")])
+    assert not (await c.get(origin.url("/r/x1"))).from_cache
+    assert (await c.get(origin.url("/r/x2"))).from_cache
+    await c.cache.clear()
+    assert await c.cache.responses.size() == 0
