@@ -141,6 +141,9 @@ class CacheActions:
     # -- 2. the stored entry -------------------------------------------------------
     def on_cached(self, cached: CachedResponse | None, now: datetime) -> Decision:
         """Decide from the stored entry (None when there is none) what to do."""
+        if self.skip_read:
+            self.cached = None
+            return self._decide(Decision.FETCH, self.reason)
         self.cached = cached
         if cached is None:
             return self._decide(Decision.FETCH, "miss: nothing stored")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from multidict import CIMultiDict
@@ -25,15 +25,19 @@ MAGIC = b"ACH"
 VERSION = 1
 FLAG_ZLIB = 0x01
 _HEADER = struct.Struct("!3sBBIII")
-_UTC = timezone.utc
 
 
-def _ts(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, _UTC)
+def _ts(value: datetime | None) -> int | None:
+    """Integer microseconds since the epoch: exact, unlike a float timestamp."""
+    return None if value is None else (value - _EPOCH) // _MICROSECOND
+
+
+def _dt(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
 
 
 def _history_meta(r: CachedResponse) -> dict[str, Any]:

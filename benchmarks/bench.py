@@ -1,0 +1,173 @@
+"""Hit and miss latency against the bare client and the peers, measured in one run.
+
+    make bench            # or: .venv/bin/python benchmarks/bench.py [--n 2000] [--only memory]
+
+Everything talks to a local aiohttp origin on 127.0.0.1 and every loop is bounded.
+Each row is the median of N timed requests after a warm-up; ratios are against bare
+aiohttp (misses) and against the peer's equivalent (hits), measured in the same run.
+
+Rows are registered with ``@scenario(...)``; a backend adds its own rows the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiocache_http import CacheBackend, CachedClientSession
+
+BODY = b'{"data": "' + b"x" * 1024 + b'"}'
+
+
+@dataclass
+class Row:
+    group: str
+    name: str
+    seconds: float  # median latency of one request
+    baseline: str | None = None  # name of the row this one is compared with
+
+
+Bench = Callable[["Context"], Awaitable[list[Row]]]
+SCENARIOS: list[tuple[str, Bench]] = []
+
+
+def scenario(group: str) -> Callable[[Bench], Bench]:
+    def register(fn: Bench) -> Bench:
+        SCENARIOS.append((group, fn))
+        return fn
+
+    return register
+
+
+@dataclass
+class Context:
+    base_url: str
+    n: int
+    tmp: Path
+
+    def url(self, i: int | str) -> str:
+        return f"{self.base_url}/item/{i}"
+
+
+async def median_latency(call: Callable[[int], Awaitable[Any]], n: int, warmup: int = 50) -> float:
+    for i in range(warmup):
+        await call(i)
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        await call(i)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+async def get_body(session: Any, url: str) -> bytes:
+    async with session.get(url) as r:
+        body: bytes = await r.read()
+        return body
+
+
+async def hit_and_miss(ctx: Context, session: Any, label: str) -> tuple[float, float]:
+    """Median latency of a hit (one URL, cached) and a miss (a new URL every time)."""
+    await get_body(session, ctx.url("hot"))
+    hit = await median_latency(lambda i: get_body(session, ctx.url("hot")), ctx.n)
+    miss = await median_latency(lambda i: get_body(session, ctx.url(f"{label}-{i}")), ctx.n // 4,
+                                warmup=5)
+    return hit, miss
+
+
+@scenario("memory")
+async def memory_rows(ctx: Context) -> list[Row]:
+    async with aiohttp.ClientSession() as bare:
+        bare_latency = await median_latency(lambda i: get_body(bare, ctx.url("bare")), ctx.n // 4)
+    async with CachedClientSession(cache=CacheBackend()) as ours:
+        hit, miss = await hit_and_miss(ctx, ours, "ours-mem")
+    rows = [Row("memory", "bare aiohttp (no cache)", bare_latency),
+            Row("memory", "aiocache-http memory miss", miss, "bare aiohttp (no cache)"),
+            Row("memory", "aiocache-http memory hit", hit, "aiohttp-client-cache memory hit")]
+    try:
+        from aiohttp_client_cache import CacheBackend as PeerMemory
+        from aiohttp_client_cache import CachedSession as PeerSession
+    except ImportError:
+        return rows
+    async with PeerSession(cache=PeerMemory()) as peer:
+        peer_hit, peer_miss = await hit_and_miss(ctx, peer, "peer-mem")
+    rows += [Row("memory", "aiohttp-client-cache memory miss", peer_miss, "bare aiohttp (no cache)"),
+             Row("memory", "aiohttp-client-cache memory hit", peer_hit)]
+    return rows
+
+
+@asynccontextmanager
+async def local_origin() -> AsyncIterator[str]:
+    async def item(request: web.Request) -> web.Response:
+        return web.Response(body=BODY, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/item/{name}", item)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def print_table(rows: list[Row]) -> None:
+    by_name = {r.name: r for r in rows}
+    print(f"\n{'group':<10} {'scenario':<48} {'median':>10}  ratio")
+    print("-" * 86)
+    for r in rows:
+        ratio = ""
+        base = by_name.get(r.baseline or "")
+        if base is not None:
+            ratio = f"{r.seconds / base.seconds:5.2f}x {base.name}"
+        print(f"{r.group:<10} {r.name:<48} {r.seconds * 1e6:8.1f}µs  {ratio}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="timed requests per hit row")
+    parser.add_argument("--only", action="append", help="run only these groups")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        async with local_origin() as base_url:
+            ctx = Context(base_url, max(args.n, 100), Path(tmp))
+            for group, bench in SCENARIOS:
+                if args.only and group not in args.only:
+                    continue
+                rows += await bench(ctx)
+    print_table(rows)
+
+
+def load_plugins() -> None:
+    """Rows contributed by other modules in this folder (bench_*.py)."""
+    import importlib
+
+    for path in sorted(Path(__file__).parent.glob("bench_*.py")):
+        importlib.import_module(f"benchmarks.{path.stem}")
+
+
+if __name__ == "__main__":
+    sys.modules.setdefault("benchmarks.bench", sys.modules["__main__"])
+    load_plugins()
+    asyncio.run(main())

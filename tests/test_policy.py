@@ -1,0 +1,242 @@
+"""The sans-IO policy layer: settings, expiration, keys, and CacheActions on a fake clock."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from multidict import CIMultiDict
+
+from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE, CachedRequest, CachedResponse
+from aiocache_http.policy import CacheActions, CacheSettings, Decision, RequestOptions, create_key
+from aiocache_http.policy.expiration import (
+    expiration_datetime,
+    expire_after_for_url,
+    normalize_expire_after,
+    url_match,
+)
+from aiocache_http.policy.keys import REDACTED, normalize_request
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def req(url: str = "https://example.com/a", method: str = "GET", body: bytes = b"",
+        **headers: str) -> CachedRequest:
+    return CachedRequest(method, url, CIMultiDict({k.replace("_", "-"): v for k, v in headers.items()}),
+                         body)
+
+
+def stored(expires: datetime | None, at: datetime = T0, **headers: str) -> CachedResponse:
+    return CachedResponse(200, "OK", "https://example.com/a",
+                          CIMultiDict({k.replace("_", "-"): v for k, v in headers.items()}),
+                          b"body", req(), created_at=at, expires=expires, request_time=at,
+                          response_time=at)
+
+
+# -- settings ---------------------------------------------------------------------------
+def test_settings_defaults_and_aliases() -> None:
+    s = CacheSettings(allowable_codes=[200, 404], allowable_methods=["get", "post"],
+                      ignored_parameters=["token"], include_headers=True)
+    assert s.allowed_codes == {200, 404}
+    assert s.allowed_methods == {"GET", "POST"}
+    assert s.ignored_params == ("token",)
+    assert s.match_headers is True
+    assert s.allowable_codes == s.allowed_codes  # aliases read too
+    assert CacheSettings().expire_after == NEVER_EXPIRE
+
+
+@pytest.mark.parametrize(("kwargs", "error", "names"), [
+    ({"expire_after": "soon"}, ValueError, "expire_after"),
+    ({"expire_after": -5}, ValueError, "expire_after"),
+    ({"expire_after": object()}, TypeError, "expire_after"),
+    ({"allowed_methods": ["FETCH"]}, ValueError, "allowed_methods"),
+    ({"allowed_codes": [999]}, ValueError, "allowed_codes"),
+    ({"filter_fn": "yes"}, TypeError, "filter_fn"),
+    ({"key_fn": 3}, TypeError, "key_fn"),
+    ({"expire_aftr": 3}, TypeError, "expire_after"),  # typo: suggests the right name
+    ({"stale_if_error": -1}, ValueError, "stale_if_error"),
+    ({"urls_expire_after": {"*": "bad"}}, ValueError, "urls_expire_after"),
+])
+def test_settings_validation_names_the_setting(kwargs: dict[str, object], error: type[Exception],
+                                               names: str) -> None:
+    with pytest.raises(error, match=names):
+        CacheSettings(**kwargs)
+
+
+def test_settings_mutable_and_validated_on_assignment() -> None:
+    s = CacheSettings()
+    s.expire_after = timedelta(minutes=1)
+    assert s.expire_after == 60.0
+    with pytest.raises(ValueError, match="allowed_methods"):
+        s.allowed_methods = ["NOPE"]
+    with pytest.raises(AttributeError, match="fixed"):
+        s.serializer = "pickle"
+
+
+# -- expiration ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, NEVER_EXPIRE), (-1, NEVER_EXPIRE), (0, 0.0), (EXPIRE_IMMEDIATELY, 0.0),
+    ("EXPIRE_IMMEDIATELY", 0.0), ("DO_NOT_CACHE", DO_NOT_CACHE), (DO_NOT_CACHE, DO_NOT_CACHE),
+    (30, 30.0), (1.5, 1.5), (timedelta(hours=1), 3600.0),
+])
+def test_expire_after_forms(value: object, expected: object) -> None:
+    assert normalize_expire_after(value) == expected  # type: ignore[arg-type]
+
+
+def test_expiration_datetime() -> None:
+    assert expiration_datetime(NEVER_EXPIRE, T0) is None
+    assert expiration_datetime(60, T0) == T0 + timedelta(seconds=60)
+    assert expiration_datetime(0, T0) == T0
+    absolute = datetime(2030, 1, 1)  # naive = UTC
+    assert expiration_datetime(absolute, T0) == absolute.replace(tzinfo=timezone.utc)
+    with pytest.raises(ValueError):
+        expiration_datetime(DO_NOT_CACHE, T0)
+
+
+def test_url_patterns_with_and_without_scheme_first_match_wins() -> None:
+    patterns = {"https://site.com/api/*": 1, "site.com/api": 2, "*.org/static/*": 3,
+                re.compile(r"/v\d+/"): 4}
+    assert expire_after_for_url("https://site.com/api/x", patterns, 9) == 1
+    assert expire_after_for_url("http://site.com/api/x", patterns, 9) == 2  # scheme differs
+    assert expire_after_for_url("http://cdn.example.org/static/a.js", patterns, 9) == 3
+    assert expire_after_for_url("http://other.com/v2/x", patterns, 9) == 4
+    assert expire_after_for_url("http://other.com/", patterns, 9) == 9
+    assert url_match("http://a.com/x", "a.com")
+    assert not url_match("http://b.com/x", "a.com")
+
+
+# -- keys -----------------------------------------------------------------------------------
+def test_key_normalisation() -> None:
+    base = create_key(req("https://example.com/a?b=2&a=1"))
+    assert len(base) == 32 and int(base, 16) >= 0  # 128-bit hex
+    assert create_key(req("HTTPS://EXAMPLE.com:443/a?a=1&b=2")) == base
+    assert create_key(req("https://example.com/a?a=1&b=2#frag")) == base
+    assert create_key(req("https://example.com/a?a=1&b=3")) != base
+    assert create_key(req("https://example.com/a?a=1&b=2", method="HEAD")) != base
+    assert create_key(req("https://example.com:8443/a?a=1&b=2")) != base
+
+
+def test_key_ignored_params_and_bodies() -> None:
+    a = req("https://x.com/?q=1&utm=a")
+    b = req("https://x.com/?q=1&utm=b")
+    assert create_key(a, ["utm"]) == create_key(b, ["utm"]) != create_key(a)
+    j1 = req(method="POST", body=b'{"a": 1, "b": 2, "nonce": 5}', Content_Type="application/json")
+    j2 = req(method="POST", body=b'{"b":2,"a":1,"nonce":6}', Content_Type="application/json")
+    assert create_key(j1, ["nonce"]) == create_key(j2, ["nonce"])
+    f1 = req(method="POST", body=b"a=1&b=2", Content_Type="application/x-www-form-urlencoded")
+    f2 = req(method="POST", body=b"b=2&a=1", Content_Type="application/x-www-form-urlencoded")
+    assert create_key(f1) == create_key(f2)
+    assert create_key(req(method="POST", body=b"x")) != create_key(req(method="POST", body=b"y"))
+
+
+def test_key_match_headers() -> None:
+    en = req(Accept_Language="en", Accept="text/html")
+    fr = req(Accept_Language="fr", Accept="text/html")
+    assert create_key(en) == create_key(fr)
+    by_language = create_key(en, match_headers=["Accept-Language"])
+    assert by_language != create_key(fr, match_headers=["accept-language"])
+    assert create_key(en, match_headers=True) != create_key(fr, match_headers=True)
+
+
+@pytest.mark.parametrize("header", ["Authorization", "Cookie", "Proxy-Authorization", "X-API-Key"])
+def test_credentials_keyed_and_redacted(header: str) -> None:
+    one, two = req(**{header.replace("-", "_"): "secret-1"}), req(**{header.replace("-", "_"): "secret-2"})
+    assert create_key(one) != create_key(two) != create_key(req())
+    _, redacted = normalize_request(one)
+    assert redacted.headers[header] == REDACTED
+
+
+def test_credential_params_user_info_and_secret_keyed_hash() -> None:
+    one = req("https://u:pw@x.com/a?access_token=t1&q=1")
+    two = req("https://u:pw@x.com/a?access_token=t2&q=1")
+    assert create_key(one) != create_key(two)
+    _, redacted = normalize_request(one)
+    assert "t1" not in redacted.url and "pw" not in redacted.url and "q=1" in redacted.url
+    # Ignored params that carry secrets still separate users.
+    assert create_key(one, ["access_token"]) != create_key(two, ["access_token"])
+    assert create_key(one, secret=b"k1") != create_key(one, secret=b"k2")
+    body = req(method="POST", body=b"password=hunter2&u=me",
+               Content_Type="application/x-www-form-urlencoded")
+    assert b"hunter2" not in normalize_request(body)[1].body
+
+
+# -- actions (fake clock) ---------------------------------------------------------------------
+def decide(cached: CachedResponse | None, now: datetime = T0, request: CachedRequest | None = None,
+           options: RequestOptions | None = None, **settings: object) -> CacheActions:
+    actions = CacheActions.from_request("k", request or req(), CacheSettings(**settings), options)
+    actions.on_cached(cached, now)
+    return actions
+
+
+def test_fresh_hit_stale_refetch_and_validators() -> None:
+    entry = stored(T0 + timedelta(seconds=60))
+    assert decide(entry, T0 + timedelta(seconds=59)).decision is Decision.SERVE
+    assert decide(entry, T0 + timedelta(seconds=61)).decision is Decision.FETCH
+    with_etag = stored(T0 + timedelta(seconds=60), ETag='"v1"', Last_Modified="Mon, 01 Jan 2024 00:00:00 GMT")
+    stale = decide(with_etag, T0 + timedelta(seconds=61))
+    assert stale.decision is Decision.REVALIDATE
+    assert stale.validation_headers == {"If-None-Match": '"v1"',
+                                        "If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT"}
+    assert "stale" in stale.reason
+    assert decide(stored(None), T0 + timedelta(days=999)).decision is Decision.SERVE
+
+
+def test_request_options_and_directives() -> None:
+    entry = stored(T0 + timedelta(hours=1), ETag='"v"')
+    assert decide(entry, options=RequestOptions(refresh=True)).decision is Decision.REVALIDATE
+    forced = decide(entry, options=RequestOptions(force_refresh=True))
+    assert forced.skip_read and forced.decision is Decision.FETCH
+    assert decide(None, options=RequestOptions(only_if_cached=True)).decision is Decision.GATEWAY_TIMEOUT
+    assert decide(entry, options=RequestOptions(only_if_cached=True)).decision is Decision.SERVE
+    for cc in ("no-cache", "max-age=0"):
+        assert decide(entry, request=req(Cache_Control=cc)).decision is Decision.REVALIDATE
+    no_store = decide(entry, request=req(Cache_Control="no-store"))
+    assert no_store.skip_read and no_store.skip_write
+    assert decide(entry, request=req(Pragma="no-cache")).decision is Decision.REVALIDATE
+    assert decide(entry, request=req(Range="bytes=0-1")).skip_write
+    assert decide(entry, always_revalidate=True).decision is Decision.REVALIDATE
+
+
+def test_per_request_expire_after_beats_url_pattern_beats_default() -> None:
+    settings = CacheSettings(expire_after=10, urls_expire_after={"example.com/a": 20})
+    a = CacheActions.from_request("k", req(), settings, RequestOptions(expire_after=30))
+    assert a.expire_after == 30.0
+    assert CacheActions.from_request("k", req(), settings).expire_after == 20.0
+    assert CacheActions.from_request("k", req("https://other.com/"), settings).expire_after == 10.0
+
+
+def test_storable_and_expires() -> None:
+    a = CacheActions.from_request("k", req(), CacheSettings(expire_after=60))
+    assert a.storable(200, CIMultiDict())
+    assert not a.storable(404, CIMultiDict())
+    assert not a.storable(206, CIMultiDict())
+    assert a.expires(200, CIMultiDict(), T0, T0) == T0 + timedelta(seconds=60)
+    post = CacheActions.from_request("k", req(method="POST"), CacheSettings())
+    assert post.skip_write and not post.storable(200, CIMultiDict())
+
+
+def test_304_renews_and_keeps_representation_headers() -> None:
+    entry = stored(T0, Content_Type="text/plain", Content_Length="4", ETag='"v1"', X_Old="1")
+    a = decide(entry, T0 + timedelta(seconds=5), expire_after=60)
+    assert a.decision is Decision.REVALIDATE
+    later = T0 + timedelta(seconds=10)
+    renewed = a.renew(entry, CIMultiDict({"Content-Type": "text/html", "Content-Length": "0",
+                                          "X-Old": "2", "Cache-Control": "max-age=5"}), later, later)
+    assert renewed.headers["Content-Type"] == "text/plain"
+    assert renewed.headers["Content-Length"] == "4"
+    assert renewed.headers["X-Old"] == "2" and renewed.status == 200 and renewed.body == b"body"
+    assert renewed.expires == later + timedelta(seconds=60)
+
+
+def test_stale_if_error_and_stale_while_revalidate_bounds() -> None:
+    entry = stored(T0)
+    late = T0 + timedelta(seconds=30)
+    bounded = CacheActions.from_request("k", req(), CacheSettings(stale_if_error=10))
+    assert not bounded.stale_if_error_ok(entry, late)
+    assert bounded.stale_if_error_ok(entry, T0 + timedelta(seconds=5))
+    assert CacheActions.from_request("k", req(), CacheSettings(stale_if_error=True)).stale_if_error_ok(
+        entry, late)
+    swr = decide(entry, T0 + timedelta(seconds=5), stale_while_revalidate=10)
+    assert swr.decision is Decision.SERVE and swr.background_refresh
+    assert decide(entry, late, stale_while_revalidate=10).decision is Decision.FETCH

@@ -1,0 +1,117 @@
+"""The stored format: envelope round trips, signing, key rotation, and every kind of bad
+item rejected as a DeserializationError (which the backend turns into a miss)."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from datetime import timedelta
+
+import pytest
+from multidict import CIMultiDict
+
+from aiocache_http import CacheBackend, CachedRequest, CachedResponse, utcnow
+from aiocache_http.serializers import DeserializationError, Serializer, get_format
+from aiocache_http.serializers.envelope import EnvelopeFormat
+
+NOW = utcnow()
+
+
+def sample() -> CachedResponse:
+    now = NOW
+    request = CachedRequest("POST", "https://x.com/a?q=1", CIMultiDict({"Accept": "*/*"}), b"\x00req")
+    hop = CachedResponse(302, "Found", "https://x.com/old", CIMultiDict({"Location": "/a"}), b"",
+                         CachedRequest("GET", "https://x.com/old"))
+    headers = CIMultiDict([("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Content-Type", "text/é")])
+    return CachedResponse(201, "Créé", "https://x.com/a", headers, bytes(range(256)) * 4, request,
+                          encoding="utf-8", created_at=now, expires=now + timedelta(seconds=5),
+                          request_time=now, response_time=now, history=[hop])
+
+
+def assert_same(a: CachedResponse, b: CachedResponse) -> None:
+    for field in ("status", "reason", "url", "body", "encoding", "created_at", "expires",
+                  "request_time", "response_time"):
+        assert getattr(a, field) == getattr(b, field), field
+    assert list(a.headers.items()) == list(b.headers.items())
+    assert (a.request.method, a.request.url, a.request.body) == (b.request.method, b.request.url,
+                                                                 b.request.body)
+    assert [(h.status, h.url, dict(h.headers)) for h in a.history] == [
+        (h.status, h.url, dict(h.headers)) for h in b.history]
+
+
+@pytest.mark.parametrize("name", ["envelope", "zlib", "pickle"])
+def test_round_trip(name: str) -> None:
+    s = Serializer(get_format(name), [b"k"])
+    assert_same(sample(), s.loads(s.dumps(sample())))
+
+
+def test_envelope_is_raw_binary_not_pickle_or_base64() -> None:
+    data = Serializer(EnvelopeFormat()).dumps(sample())
+    assert data.startswith(b"ACH\x01") and bytes(range(256)) * 4 in data
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(data)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d[:-1],  # truncated
+    lambda d: d + b"x",  # padded
+    lambda d: d[:10],  # header only
+    lambda d: b"XYZ" + d[3:],  # not ours
+    lambda d: d[:3] + bytes([99]) + d[4:],  # unknown version
+    lambda d: d[:4] + b"\x00" + struct.pack("!I", 3) + d[9:],  # lengths lie
+    lambda d: b"",
+])
+def test_bad_items_rejected(mutate: object) -> None:
+    s = Serializer(EnvelopeFormat())
+    with pytest.raises(DeserializationError):
+        s.loads(mutate(s.dumps(sample())))  # type: ignore[operator]
+
+
+def test_signature_required_and_verified() -> None:
+    signed = Serializer(EnvelopeFormat(), [b"secret"], b"salt")
+    data = signed.dumps(sample())
+    flipped = bytearray(data)
+    flipped[40] ^= 1
+    with pytest.raises(DeserializationError, match="signature"):
+        signed.loads(bytes(flipped))
+    with pytest.raises(DeserializationError, match="signature"):
+        signed.loads(Serializer(EnvelopeFormat()).dumps(sample()))  # unsigned
+    with pytest.raises(DeserializationError):
+        Serializer(EnvelopeFormat()).loads(data)  # signed item, signing off: not misread
+    with pytest.raises(DeserializationError):
+        Serializer(EnvelopeFormat(), [b"secret"], b"other-salt").loads(data)
+
+
+def test_key_rotation_signs_with_first_accepts_all() -> None:
+    old = Serializer(EnvelopeFormat(), [b"old"])
+    rotated = Serializer(EnvelopeFormat(), [b"new", b"old"])
+    assert_same(sample(), rotated.loads(old.dumps(sample())))
+    new_item = rotated.dumps(sample())
+    assert_same(sample(), Serializer(EnvelopeFormat(), [b"new"]).loads(new_item))
+    with pytest.raises(DeserializationError):
+        old.loads(new_item)
+
+
+def test_tampered_pickle_never_unpickled() -> None:
+    class Boom:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (exec, ("raise SystemExit('pwned')",))
+
+    s = Serializer(get_format("pickle"), [b"k"])
+    with pytest.raises(DeserializationError):
+        s.loads(pickle.dumps(Boom()))
+
+
+def test_unknown_serializer_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="serializer"):
+        CacheBackend(serializer="yaml")
+    with pytest.raises(TypeError, match="secret_key"):
+        CacheBackend(secret_key=[""])
+
+
+def test_compression_shrinks_text() -> None:
+    r = sample()
+    r.body = b"hello world " * 1000
+    plain, packed = EnvelopeFormat().dumps(r), EnvelopeFormat(compress=True).dumps(r)
+    assert len(packed) < len(plain) / 10
+    assert EnvelopeFormat().loads(packed).body == r.body  # the flag, not the reader, decides

@@ -1,0 +1,172 @@
+"""CachedClientSession specifics: the replayed response behaves like aiohttp's, verbs,
+autoclose, coalescing under cancellation, and fail-open when storage breaks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+
+import aiohttp
+import pytest
+
+from aiocache_http import BaseCache, CacheBackend, CachedClientResponse, CachedClientSession, CachedSession
+
+from .origin import Origin
+
+
+async def test_replayed_response_matches_live_response(origin: Origin) -> None:
+    url = origin.url("/r/api?h_Set-Cookie=sid%3Dabc&h_X-Multi=1")
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as s:
+        async with s.get(url) as live:
+            live_body = await live.read()
+            live_view = (live.status, live.reason, live.ok, str(live.url), str(live.real_url),
+                         live.content_type, live.charset, dict(live.headers), live.cookies["sid"].value)
+            assert live.from_cache is False and live.cache_key and live.expires is not None
+        async with s.get(url) as hit:
+            assert isinstance(hit, CachedClientResponse) and hit.from_cache
+            assert (hit.status, hit.reason, hit.ok, str(hit.url), str(hit.real_url), hit.content_type,
+                    hit.charset, dict(hit.headers), hit.cookies["sid"].value) == live_view
+            assert await hit.read() == live_body
+            assert await hit.text() == live_body.decode()
+            assert (await hit.json())["path"] == "/r/api"
+            assert await hit.content.read(3) == live_body[:3]
+            assert await hit.content.read() == live_body[3:]
+            assert hit.content.at_eof()
+            hit.raise_for_status()
+            hit.release()
+            assert hit.cache_key == live.cache_key and not hit.is_expired
+            assert hit.expires == live.expires and isinstance(hit.created_at, datetime)
+            assert hit.request_info.method == "GET" and hit.method == "GET"
+        plain = await s.get(url)  # awaited without a context manager
+        assert plain.from_cache and plain.status == 200
+    assert origin.count("/r/api") == 1
+
+
+async def test_replayed_error_status_raises_like_aiohttp(origin: Origin) -> None:
+    async with CachedClientSession(cache=CacheBackend(), allowed_codes=(200, 404)) as s:
+        await s.get(origin.url("/r/gone?status=404"))
+        hit = await s.get(origin.url("/r/gone?status=404"))
+        assert hit.from_cache and not hit.ok
+        with pytest.raises(aiohttp.ClientResponseError) as info:
+            hit.raise_for_status()
+        assert info.value.status == 404
+        with pytest.raises(aiohttp.ContentTypeError):
+            await CachedClientResponse(hit._cached, "GET").json(content_type="text/xml")  # type: ignore[union-attr]
+
+
+async def test_every_verb_and_passthrough(origin: Origin) -> None:
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        for verb in ("get", "post", "put", "patch", "delete", "options", "head"):
+            async with getattr(s, verb)(origin.url("/r/v")) as r:
+                assert r.status == 200
+        assert origin.count("/r/v") == 7  # GET and HEAD are two different entries
+        async with s.get(origin.url("/r/v")) as r:
+            assert r.from_cache
+        form = aiohttp.FormData({"a": "1"})
+        for _ in range(2):  # a multipart/stream body cannot be keyed: bypasses the cache
+            async with s.post(origin.url("/echo"), data=form) as r:
+                assert r.status == 200
+            form = aiohttp.FormData({"a": "1"})
+    assert CachedSession is CachedClientSession
+
+
+async def test_autoclose(origin: Origin) -> None:
+    shared = CacheBackend()
+    async with CachedClientSession(cache=shared, autoclose=False) as s:
+        await s.get(origin.url("/r/ac"))
+    async with CachedClientSession(cache=shared) as s2:  # still usable
+        assert (await s2.get(origin.url("/r/ac"))).from_cache
+
+
+async def test_disabled_alias_is_per_task(origin: Origin) -> None:
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        await s.get(origin.url("/r/dt"))
+
+        async def other_task() -> bool:
+            await asyncio.sleep(0.01)
+            return bool((await s.get(origin.url("/r/dt"))).from_cache)
+
+        task = asyncio.ensure_future(other_task())  # started outside the block
+        async with s.disabled():
+            assert not (await s.get(origin.url("/r/dt"))).from_cache
+        assert await task  # the other task was not affected
+
+
+async def test_cancelled_leader_does_not_hang_or_poison_followers(origin: Origin) -> None:
+    url = origin.url("/r/slow?delay=0.3")
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        leader = asyncio.ensure_future(s.get(url))
+        await asyncio.sleep(0.05)  # the leader's request is in flight
+        followers = [asyncio.ensure_future(s.get(url)) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        leader.cancel()
+        replies = await asyncio.wait_for(asyncio.gather(*followers), timeout=5)
+        assert all(r.status == 200 for r in replies)
+        assert len({await r.read() for r in replies}) == 1
+        assert origin.count("/r/slow") == 2  # the cancelled one, then one new leader
+        assert not s.cache.inflight
+
+
+async def test_leader_error_hands_over(origin: Origin) -> None:
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        bad = asyncio.ensure_future(s.get("http://127.0.0.1:1/r/x"))  # nothing listens there
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await bad
+        assert not s.cache.inflight
+
+
+class BrokenStorage(BaseCache):
+    """A storage whose server is down: every call fails like a dropped connection."""
+
+    async def read(self, key: str) -> bytes | None:
+        raise ConnectionError("server down")
+
+    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+        raise ConnectionError("server down")
+
+    async def delete(self, key: str) -> None:
+        raise ConnectionError("server down")
+
+    async def iter_keys(self) -> AsyncIterator[str]:
+        raise ConnectionError("server down")
+        yield ""
+
+    async def size(self) -> int:
+        raise ConnectionError("server down")
+
+    async def clear(self) -> None:
+        raise ConnectionError("server down")
+
+    async def bulk_delete(self, keys: Iterable[str]) -> None:
+        raise ConnectionError("server down")
+
+
+async def test_backend_outage_fails_open(origin: Origin, caplog: pytest.LogCaptureFixture) -> None:
+    backend = CacheBackend()
+    backend.responses = backend.redirects = BrokenStorage()
+    async with CachedClientSession(cache=backend) as s:
+        with caplog.at_level(logging.WARNING, "aiocache_http"):
+            for _ in range(2):
+                r = await s.get(origin.url("/r/down"))
+                assert r.status == 200 and not r.from_cache
+        assert origin.count("/r/down") == 2
+        assert "server down" in caplog.text
+        s.settings.strict = True
+        with pytest.raises(ConnectionError):
+            await s.get(origin.url("/r/down"))
+
+
+async def test_connection_error_serves_stale_if_error(origin: Origin) -> None:
+    backend = CacheBackend(expire_after=0.1, stale_if_error=True)
+    async with CachedClientSession(cache=backend) as s:
+        url = "http://127.0.0.1:1/r/unreachable"
+        backend_key = s.cache.create_key(s._cached_request("GET", url, {}))
+        fake = await s.get(origin.url("/r/src"))
+        stored = await backend.get_response(fake.cache_key)
+        assert stored is not None
+        await backend.save_response(backend_key, stored)  # as if cached from that origin
+        await asyncio.sleep(0.15)
+        stale = await s.get(url)
+        assert stale.from_cache and stale.status == 200
