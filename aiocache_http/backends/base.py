@@ -26,6 +26,7 @@ from ..serializers import DeserializationError, Serializer, get_format
 logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
+_IDENTITY_MEMO_SIZE = 4096
 
 
 class AsyncResults(Generic[T]):
@@ -131,22 +132,36 @@ class CacheBackend:
         # Per-key tasks shared by concurrent misses and background refreshes.
         self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
         self.background: set[asyncio.Task[Any]] = set()
+        self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
     # -- keys ---------------------------------------------------------------------
     def identify(self, request: CachedRequest) -> tuple[str, CachedRequest]:
-        """The cache key of ``request`` and the request as it may be stored."""
+        """The cache key of ``request`` and the request as it may be stored.
+
+        Memoized: a hot URL is normalised once, not on every hit. The memo key holds
+        every input of the result, settings included, so a settings change is a new entry.
+        """
         s = self.settings
+        memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
+                    s.ignored_params, s.match_headers, s.key_fn)
+        found = self._identities.get(memo_key)
+        if found is not None:
+            return found
         secret = s.secret_key[0] if s.secret_key else None
         material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret)
         if s.key_fn is not None:
             key = s.key_fn(request, ignored_params=s.ignored_params, match_headers=s.match_headers)
             if not isinstance(key, str) or not key:
                 raise TypeError(f"key_fn must return a non-empty str, not {key!r}")
-            return key, stored
-        return hash_key(material), stored
+        else:
+            key = hash_key(material)
+        if len(self._identities) >= _IDENTITY_MEMO_SIZE:
+            self._identities.pop(next(iter(self._identities)))
+        self._identities[memo_key] = (key, stored)
+        return key, stored
 
     def create_key(self, request: CachedRequest) -> str:
         return self.identify(request)[0]

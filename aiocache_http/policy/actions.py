@@ -98,9 +98,10 @@ class CacheActions:
         options: RequestOptions | None = None,
     ) -> CacheActions:
         options = options or RequestOptions()
-        cc = parse_cache_control(request.headers.getall("Cache-Control", ()))
-        pragma_no_cache = has_pragma_no_cache(
-            request.headers.getall("Cache-Control", ()), request.headers.getall("Pragma", ())
+        cc_lines = request.headers.getall("Cache-Control", ())
+        cc = parse_cache_control(cc_lines) if cc_lines else {}
+        pragma_no_cache = "Pragma" in request.headers and has_pragma_no_cache(
+            cc_lines, request.headers.getall("Pragma")
         )
         if options.expire_after is not UNSET:
             expire_after = normalize_expire_after(options.expire_after)
@@ -147,7 +148,6 @@ class CacheActions:
         self.cached = cached
         if cached is None:
             return self._decide(Decision.FETCH, "miss: nothing stored")
-        age = freshness.current_age(cached, now)
         fresh_left = float("inf") if cached.expires is None else (
             cached.expires - now).total_seconds()
         if self.refresh:
@@ -156,8 +156,10 @@ class CacheActions:
             return self._revalidate(cached, "always_revalidate is set")
         if self.settings.cache_control and freshness.needs_revalidation(cached):
             return self._revalidate(cached, "response no-cache: revalidate every use (§5.2.2.4)")
-        if self.max_age is not None and age > self.max_age:
-            return self._revalidate(cached, f"age {age:.0f}s > request max-age (§5.2.1.1)")
+        if self.max_age is not None:
+            age = freshness.current_age(cached, now)
+            if age > self.max_age:
+                return self._revalidate(cached, f"age {age:.0f}s > request max-age (§5.2.1.1)")
         if fresh_left > self.min_fresh or (fresh_left > 0 and not self.min_fresh):
             return self._decide(Decision.SERVE, f"hit: fresh for {fresh_left:.0f}s more")
         if fresh_left > 0:

@@ -90,7 +90,7 @@ class EnvelopeFormat:
 
 def _read_v1(data: memoryview, flags: int, meta_len: int, qbody_len: int) -> CachedResponse:
     start = _HEADER.size
-    meta = json.loads(bytes(data[start : start + meta_len]))
+    meta = json.loads(str(data[start : start + meta_len], "utf-8"))
     qbody_start = start + meta_len
     body = bytes(data[qbody_start + qbody_len :])
     if flags & FLAG_ZLIB:
