@@ -13,21 +13,26 @@ is cancelled hands over to the next caller instead of failing it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
-from .models import CachedRequest, CachedResponse, utcnow
+from .models import CachedRequest, CachedResponse
+from .policy import freshness
 from .policy.actions import CacheActions, Decision, RequestOptions
-from .policy.keys import redact_url
+from .policy.keys import CREDENTIAL_HEADERS, redact_url, variant_key
 
 logger = logging.getLogger("aiocache_http")
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(slots=True)
@@ -52,15 +57,20 @@ Send = Callable[[dict[str, str]], Awaitable[OriginResponse]]
 
 @dataclass(slots=True)
 class Outcome:
-    """What the session returns: a stored response to replay, or the live one."""
+    """What the session returns: a stored response to replay, or the live one.
+
+    ``age`` is set for answers from the cache when ``cache_control`` is on: the
+    session emits it as the ``Age`` header (RFC 9111 §5.1).
+    """
 
     response: CachedResponse | None
     raw: Any = None
     from_cache: bool = False
+    age: float | None = None
 
 
 def gateway_timeout(request: CachedRequest) -> CachedResponse:
-    """The synthetic 504 for only-if-cached with nothing usable (RFC 9111 §5.2.1.7)."""
+    """The synthetic 504 of only-if-cached (§5.2.1.7) and of must-revalidate (§5.2.2.2)."""
     return CachedResponse(504, "Gateway Timeout", request.url, CIMultiDict(), b"", request)
 
 
@@ -73,13 +83,13 @@ async def fetch(
     """
     key, stored_request = backend.identify(request)
     actions = CacheActions.from_request(key, stored_request, backend.settings, options)
-    cached = None if actions.skip_read else await backend.get_response(key)
-    decision = actions.on_cached(cached, utcnow())
+    cached = None if actions.skip_read else await _lookup(backend, actions, request)
+    decision = actions.on_cached(cached, backend.clock())
     if decision is Decision.SERVE:
         assert cached is not None
         if actions.background_refresh:
             _refresh_in_background(backend, actions, request, send)
-        return Outcome(cached, from_cache=True)
+        return _from_cache(backend, cached)
     if decision is Decision.GATEWAY_TIMEOUT:
         return Outcome(gateway_timeout(stored_request))
 
@@ -89,6 +99,35 @@ async def fetch(
     if actions.refresh or actions.skip_read:
         return await work()  # the caller asked for its own origin request
     return await _coalesced(backend, key, work)
+
+
+def _from_cache(backend: CacheBackend, cached: CachedResponse) -> Outcome:
+    age = None
+    if backend.settings.cache_control:
+        age = freshness.current_age(cached, backend.clock())
+    return Outcome(cached, from_cache=True, age=age)
+
+
+async def _lookup(backend: CacheBackend, actions: CacheActions,
+                  request: CachedRequest) -> CachedResponse | None:
+    """The stored response for this request: the entry at its key, or the Vary variant
+    that matches it (§4.1), or for a HEAD, the GET's (§4.3.5 lets HEAD use it)."""
+    cached = await backend.get_response(actions.key)
+    if cached is None and actions.request.method == "HEAD" and backend.settings.cache_control:
+        get_key = backend.identify(dataclasses.replace(request, method="GET"))[0]
+        cached = await backend.get_response(get_key)
+        if cached is not None:
+            cached = dataclasses.replace(cached, body=b"", cache_key=actions.key)
+    if cached is None or freshness.vary_matches(cached, actions.request, CREDENTIAL_HEADERS):
+        return cached
+    names = freshness.vary_names(cached.headers)
+    variant = await backend.get_response(
+        variant_key(actions.key, freshness.vary_values(names, actions.request.headers)))
+    if variant is not None and freshness.vary_matches(variant, actions.request, CREDENTIAL_HEADERS):
+        return variant
+    logger.debug("%s %s: stored response varies on %s: no matching variant",
+                 actions.request.method, actions.request.url, names)
+    return None
 
 
 def _refresh_in_background(
@@ -123,7 +162,7 @@ async def _coalesced(
     if leader is not None:
         result = await asyncio.shield(leader)
         if result is not None:
-            return Outcome(result, from_cache=True)
+            return _from_cache(backend, result)
         return await _coalesced(backend, key, work)  # leader failed: elect another
     future: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
     backend.inflight[slot] = future
@@ -142,24 +181,32 @@ async def _from_origin(
     backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send
 ) -> Outcome:
     cached = actions.cached
-    request_time = utcnow()
     revalidating = actions.decision is Decision.REVALIDATE
+    request_time = backend.clock()
     try:
         origin = await send(actions.validation_headers if revalidating else {})
     except (OSError, asyncio.TimeoutError) as e:
-        stale = _stale_if_error(actions, f"{type(e).__name__}: {e}")
+        if actions.error_instead_of_stale():
+            logger.warning("%s %s: origin unreachable and the stale entry must be revalidated: "
+                           "504", actions.request.method, actions.request.url)
+            return Outcome(gateway_timeout(actions.request))
+        stale = _stale_if_error(backend, actions, f"{type(e).__name__}: {e}")
         if stale is None:
             raise
         return stale
-    response_time = utcnow()
+    response_time = backend.clock()
 
     if origin.status == 304 and revalidating and cached is not None:
         origin.release()
-        renewed = actions.renew(cached, origin.headers, response_time, request_time)
-        await backend.save_response(actions.key, renewed)
-        return Outcome(renewed, from_cache=True)
+        if actions.selects_stored(origin.headers):
+            renewed = actions.renew(cached, origin.headers, response_time, request_time)
+            await _save(backend, actions, renewed)
+            return _from_cache(backend, renewed)
+        await backend.delete(actions.key)
+        actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask again in full
+        return await _from_origin(backend, actions, request, send)
     if origin.status >= 500:
-        stale = _stale_if_error(actions, f"origin answered {origin.status}")
+        stale = _stale_if_error(backend, actions, f"origin answered {origin.status}")
         if stale is not None:
             origin.release()
             return stale
@@ -167,23 +214,39 @@ async def _from_origin(
     if not actions.storable(origin.status, origin.headers) or not await _passes_filter(
         backend, actions, origin
     ):
+        if actions.invalidates_stored(origin.headers):
+            await backend.delete(actions.key)
         return Outcome(None, raw=origin.raw)
     body = await origin.read()
+    if not actions.complete(origin.headers, body):
+        return Outcome(None, raw=origin.raw)
     response = _to_cached(backend, actions, origin, body, request_time, response_time)
-    await backend.save_response(actions.key, response)
+    await _save(backend, actions, response)
     await _save_redirect_aliases(backend, actions.key, request, origin)
     logger.debug("%s %s: stored, expires %s", actions.request.method, actions.request.url,
                  response.expires or "never")
     return Outcome(response, raw=origin.raw)
 
 
-def _stale_if_error(actions: CacheActions, error: str) -> Outcome | None:
+async def _save(backend: CacheBackend, actions: CacheActions, response: CachedResponse) -> None:
+    """Store at the request's key; a response with Vary also at its variant's key, so
+    variants live side by side and the latest one is found with a single read."""
+    await backend.save_response(actions.key, response)
+    names = freshness.vary_names(response.headers)
+    if names and "*" not in names:
+        variant = dataclasses.replace(response)
+        await backend.save_response(
+            variant_key(actions.key, freshness.vary_values(names, actions.request.headers)), variant)
+    response.cache_key = actions.key
+
+
+def _stale_if_error(backend: CacheBackend, actions: CacheActions, error: str) -> Outcome | None:
     cached = actions.cached
-    if cached is None or not actions.stale_if_error_ok(cached, utcnow()):
+    if cached is None or not actions.stale_if_error_ok(cached, backend.clock()):
         return None
     logger.warning("%s %s: %s; serving the stale cached response (stale_if_error)",
                    actions.request.method, actions.request.url, error)
-    return Outcome(cached, from_cache=True)
+    return _from_cache(backend, cached)
 
 
 async def _passes_filter(backend: CacheBackend, actions: CacheActions,
@@ -231,3 +294,23 @@ async def _save_redirect_aliases(backend: CacheBackend, key: str, request: Cache
     aliases.discard(key)
     for alias in aliases:
         await backend.save_redirect(alias, key)
+
+
+async def invalidate(backend: CacheBackend, request: CachedRequest, status: int,
+                     headers: CIMultiDict[str]) -> None:
+    """After a successful unsafe request, drop the stored GET/HEAD of its URL and of a
+    same-origin Location / Content-Location (RFC 9111 §4.4)."""
+    if request.method not in UNSAFE_METHODS or not 200 <= status < 400:
+        return
+    origin = urlsplit(request.url)[:2]
+    urls = [request.url]
+    for name in ("Location", "Content-Location"):
+        if name in headers:
+            target = urljoin(request.url, headers[name])
+            if urlsplit(target)[:2] == origin:
+                urls.append(target)
+    keys = [backend.identify(CachedRequest(method, url, request.headers))[0]
+            for url in urls for method in ("GET", "HEAD")]
+    logger.debug("%s %s answered %d: invalidating %s (RFC 9111 §4.4)", request.method,
+                 request.url, status, urls)
+    await backend.delete(*keys)

@@ -15,10 +15,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
-from .driver import OriginResponse, Outcome, fetch
-from .models import CachedRequest, utcnow
+from .driver import UNSAFE_METHODS, OriginResponse, Outcome, fetch, invalidate
+from .models import CachedRequest
 from .policy.actions import UNSET, RequestOptions
-from .policy.freshness import current_age
 from .policy.settings import CacheSettings
 from .response import CachedClientResponse, OriginClientResponse
 
@@ -97,8 +96,15 @@ with warnings.catch_warnings():
             only_if_cached: bool = False, **kwargs: Any,
         ) -> ClientResponse | CachedClientResponse:
             method = method.upper()
-            if id(self) in _disabled.get() or method not in self.settings.allowed_methods:
+            if id(self) in _disabled.get():
                 return await super()._request(method, str_or_url, **kwargs)
+            if method not in self.settings.allowed_methods:
+                response = await super()._request(method, str_or_url, **kwargs)
+                if self.settings.cache_control and method in UNSAFE_METHODS:
+                    request = self._cached_request(method, str_or_url, kwargs, body=False)
+                    await invalidate(self._cache, request, response.status,
+                                     CIMultiDict(response.headers))
+                return response
             try:
                 request = self._cached_request(method, str_or_url, kwargs)
             except _NotKeyable:
@@ -120,9 +126,7 @@ with warnings.catch_warnings():
             cached = outcome.response
             if outcome.raw is None:
                 assert cached is not None
-                age = current_age(cached, utcnow()) if (
-                    outcome.from_cache and self.settings.cache_control) else None
-                return CachedClientResponse(cached, method, outcome.from_cache, age)
+                return CachedClientResponse(cached, method, outcome.from_cache, outcome.age)
             raw = outcome.raw
             if cached is not None:
                 raw.created_at, raw.expires = cached.created_at, cached.expires
@@ -130,7 +134,7 @@ with warnings.catch_warnings():
             return raw  # type: ignore[no-any-return]
 
         def _cached_request(self, method: str, str_or_url: str | URL,
-                            kwargs: Mapping[str, Any]) -> CachedRequest:
+                            kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:
             """The request as the cache sees it: full URL, merged headers, body bytes."""
             url = self._build_url(str_or_url)
             if kwargs.get("params"):
@@ -139,13 +143,15 @@ with warnings.catch_warnings():
             auth = kwargs.get("auth") or self._default_auth
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
-            body = b""
-            if kwargs.get("json") is not None:
-                body = self._json_serialize(kwargs["json"]).encode()
+            content = b""
+            if not body:
+                pass
+            elif kwargs.get("json") is not None:
+                content = self._json_serialize(kwargs["json"]).encode()
                 headers.setdefault("Content-Type", "application/json")
             elif kwargs.get("data") is not None:
-                body = _body_bytes(kwargs["data"], headers)
-            return CachedRequest(method, str(url), headers, body)
+                content = _body_bytes(kwargs["data"], headers)
+            return CachedRequest(method, str(url), headers, content)
 
 
 def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -133,6 +133,7 @@ class CacheBackend:
         self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
         self.background: set[asyncio.Task[Any]] = set()
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
+        self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -221,11 +222,11 @@ class CacheBackend:
         targets = set(keys)
         for url in urls:
             targets.update(self.create_key(CachedRequest(m, url)) for m in methods)
-        if expired:
-            targets.update(await self._expired_keys())
         if targets:
             await self._guard("delete", self.responses.bulk_delete(targets), None)
-            await self._delete_redirects_to(targets)
+        if expired:
+            await self._guard("delete", self.responses.bulk_delete(await self._expired_keys()), None)
+            await self._delete_dangling_redirects()
 
     async def _expired_keys(self) -> list[str]:
         now = utcnow()
@@ -244,9 +245,14 @@ class CacheBackend:
                 expired.append(key)  # unusable anyway
         return expired
 
-    async def _delete_redirects_to(self, targets: set[str]) -> None:
-        dangling = [k async for k in self.redirects.iter_keys()
-                    if (await self.redirects.read(k) or b"").decode() in targets]
+    async def _delete_dangling_redirects(self) -> None:
+        """Aliases whose response is gone. (A dangling alias is only a miss, so plain
+        deletes leave them and this maintenance pass sweeps them.)"""
+        dangling = []
+        async for alias in self.redirects.iter_keys():
+            target = await self.redirects.read(alias)
+            if target is None or not await self.responses.contains(target.decode()):
+                dangling.append(alias)
         if dangling:
             await self._guard("delete redirects", self.redirects.bulk_delete(dangling), None)
 

@@ -78,6 +78,7 @@ class CacheActions:
     skip_read: bool = False
     skip_write: bool = False
     refresh: bool = False
+    no_cache: bool = False
     only_if_cached: bool = False
     max_stale: float | None = None
     min_fresh: float = 0.0
@@ -130,9 +131,12 @@ class CacheActions:
         elif options.force_refresh:
             actions.skip_read = True
             actions.reason = "force_refresh: fetching a new response"
-        elif options.refresh or "no-cache" in cc or pragma_no_cache or max_age == 0:
+        elif "no-cache" in cc or pragma_no_cache:
+            actions.refresh = actions.no_cache = True
+            actions.reason = "request no-cache: revalidating (RFC 9111 §5.2.1.4)"
+        elif options.refresh or max_age == 0:
             actions.refresh = True
-            actions.reason = "refresh requested: revalidating (RFC 9111 §5.2.1.4)"
+            actions.reason = "refresh requested: revalidating (RFC 9111 §5.2.1.1)"
         return actions
 
     def _skip(self, reason: str) -> None:
@@ -150,11 +154,16 @@ class CacheActions:
             return self._decide(Decision.FETCH, "miss: nothing stored")
         fresh_left = float("inf") if cached.expires is None else (
             cached.expires - now).total_seconds()
+        cache_control = self.settings.cache_control
         if self.refresh:
+            if (cache_control and not self.no_cache and fresh_left > 0
+                    and freshness.immutable(cached)):
+                return self._decide(Decision.SERVE, "hit: immutable and fresh, refresh not "
+                                    "needed (RFC 8246)")
             return self._revalidate(cached, self.reason or "refresh requested")
         if self.settings.always_revalidate:
             return self._revalidate(cached, "always_revalidate is set")
-        if self.settings.cache_control and freshness.needs_revalidation(cached):
+        if cache_control and freshness.needs_revalidation(cached):
             return self._revalidate(cached, "response no-cache: revalidate every use (§5.2.2.4)")
         if self.max_age is not None:
             age = freshness.current_age(cached, now)
@@ -236,6 +245,31 @@ class CacheActions:
 
     def headers_to_store(self, headers: CIMultiDict[str]) -> CIMultiDict[str]:
         return freshness.headers_to_store(headers)
+
+    def complete(self, headers: CIMultiDict[str], body: bytes) -> bool:
+        if freshness.complete(headers, body):
+            return True
+        logger.debug("%s %s: not stored: body length %d does not match Content-Length (RFC 9111 "
+                     "§3.3)", self.request.method, self.request.url, len(body))
+        return False
+
+    def invalidates_stored(self, headers: CIMultiDict[str]) -> bool:
+        """A response no-store also removes what was stored for the request (§3)."""
+        return self.settings.cache_control and "no-store" in freshness.cache_control(headers)
+
+    def selects_stored(self, headers_304: CIMultiDict[str]) -> bool:
+        """Does this 304 validate the stored entry? If not, the entry is invalid (§4.3.4)."""
+        assert self.cached is not None
+        if freshness.etag_matches(self.cached.headers, headers_304):
+            return True
+        logger.debug("%s %s: 304 ETag does not match the stored one: entry invalidated",
+                     self.request.method, self.request.url)
+        return False
+
+    def error_instead_of_stale(self) -> bool:
+        """A stale must-revalidate entry and an unreachable origin: answer 504 (§5.2.2.2)."""
+        return self.cached is not None and freshness.must_revalidate(
+            self.cached, self.settings.cache_control)
 
     def expires(self, status: int, headers: CIMultiDict[str], request_time: datetime,
                 now: datetime) -> datetime | None:

@@ -127,3 +127,62 @@ def validators(cached: CachedResponse) -> dict[str, str]:
     if last_modified:
         out["If-Modified-Since"] = last_modified
     return out
+
+
+def immutable(cached: CachedResponse) -> bool:
+    """RFC 8246: while fresh, not worth revalidating even on a reload."""
+    return "immutable" in cache_control(cached.headers)
+
+
+def complete(headers: CIMultiDict[str], body: bytes) -> bool:
+    """A body shorter or longer than its Content-Length is not a usable entry (§3.3).
+    Only checked for an identity encoding: a decoded body has another length."""
+    length = headers.get("Content-Length", "").strip()
+    if not length.isdigit() or headers.get("Content-Encoding", "identity") != "identity":
+        return True
+    return int(length) == len(body)
+
+
+def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:
+    """Does a 304 select this stored response? (§4.3.4, weak comparison: W/"x" == "x")"""
+    new_etag = fresh.get("ETag")
+    if new_etag is None:
+        return True  # validated by Last-Modified, or the origin did not say
+    old_etag = stored.get("ETag")
+    return old_etag is not None and old_etag.removeprefix("W/") == new_etag.removeprefix("W/")
+
+
+# -- Vary (§4.1) ---------------------------------------------------------------------------
+def vary_names(headers: CIMultiDict[str]) -> list[str]:
+    """The request fields a response varies on, lower-cased; ``["*"]`` for Vary: *."""
+    names: list[str] = []
+    for value in headers.getall("Vary", ()):
+        names.extend(name.lower() for name in split_list(value))
+    return names
+
+
+def _field(headers: CIMultiDict[str], name: str) -> str | None:
+    values = headers.getall(name, ())
+    if not values:
+        return None
+    # §4.1: normalise by combining lines and dropping optional whitespace around commas.
+    return ",".join(",".join(p.strip() for p in v.split(",")) for v in values)
+
+
+def vary_values(names: list[str], request_headers: CIMultiDict[str]) -> list[tuple[str, str | None]]:
+    return [(name, _field(request_headers, name)) for name in sorted(set(names))]
+
+
+def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fields: frozenset[str]
+                 ) -> bool:
+    """Do the fields the stored response varies on have the same values in ``request``?
+
+    Absent in both counts as a match. ``Vary: *`` is left to :func:`needs_revalidation`.
+    Credential fields are already part of the key (and redacted in storage).
+    """
+    for name in vary_names(cached.headers):
+        if name == "*" or name in credential_fields:
+            continue
+        if _field(cached.request.headers, name) != _field(request.headers, name):
+            return False
+    return True

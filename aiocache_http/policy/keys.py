@@ -206,3 +206,9 @@ def redact_request(
 def redact_url(url: str, ignored_params: Iterable[str] = ()) -> str:
     """``url`` with credential and ignored query parameters and user info redacted."""
     return _Normaliser(ignored_params, None).url(url)[1]
+
+
+def variant_key(key: str, vary_values: list[tuple[str, str | None]]) -> str:
+    """The secondary key of one Vary variant of the response stored at ``key``."""
+    lines = [key, *(f"{name}:{'' if value is None else 'v' + value}" for name, value in vary_values)]
+    return hash_key("\n".join(lines).encode("utf-8", "surrogatepass"))
