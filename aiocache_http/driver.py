@@ -20,20 +20,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
 from .models import CachedRequest, CachedResponse
 from .policy import freshness
-from .policy.actions import CacheActions, Decision, RequestOptions
+from .policy.actions import CacheActions, Decision, RequestOptions, invalidated_urls
 from .policy.keys import CREDENTIAL_HEADERS, redact_url, variant_key
 
 logger = logging.getLogger("aiocache_http")
-
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
 
 @dataclass(slots=True)
 class OriginResponse:
@@ -298,17 +294,11 @@ async def _save_redirect_aliases(backend: CacheBackend, key: str, request: Cache
 
 async def invalidate(backend: CacheBackend, request: CachedRequest, status: int,
                      headers: CIMultiDict[str]) -> None:
-    """After a successful unsafe request, drop the stored GET/HEAD of its URL and of a
-    same-origin Location / Content-Location (RFC 9111 §4.4)."""
-    if request.method not in UNSAFE_METHODS or not 200 <= status < 400:
+    """After a successful unsafe request, drop the stored GET/HEAD of the URLs it
+    changed (RFC 9111 §4.4)."""
+    urls = invalidated_urls(request.method, request.url, status, headers)
+    if not urls:
         return
-    origin = urlsplit(request.url)[:2]
-    urls = [request.url]
-    for name in ("Location", "Content-Location"):
-        if name in headers:
-            target = urljoin(request.url, headers[name])
-            if urlsplit(target)[:2] == origin:
-                urls.append(target)
     keys = [backend.identify(CachedRequest(method, url, request.headers))[0]
             for url in urls for method in ("GET", "HEAD")]
     logger.debug("%s %s answered %d: invalidating %s (RFC 9111 §4.4)", request.method,

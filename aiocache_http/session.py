@@ -15,9 +15,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
-from .driver import UNSAFE_METHODS, OriginResponse, Outcome, fetch, invalidate
+from .driver import OriginResponse, Outcome, fetch, invalidate
 from .models import CachedRequest
-from .policy.actions import UNSET, RequestOptions
+from .policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
 from .policy.settings import CacheSettings
 from .response import CachedClientResponse, OriginClientResponse
 

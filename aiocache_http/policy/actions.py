@@ -15,6 +15,7 @@ import enum
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict
 
@@ -37,6 +38,24 @@ logger = logging.getLogger("aiocache_http")
 # A 304 must not change how the stored body is decoded (RFC 9111 §3.2 lets a cache keep them).
 _KEEP_ON_304 = frozenset({"content-length", "content-encoding", "content-type",
                           "transfer-encoding"})
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def invalidated_urls(method: str, url: str, status: int, headers: CIMultiDict[str]) -> list[str]:
+    """URLs whose stored responses a non-error answer to an unsafe request invalidates:
+    the target URI and a same-origin Location / Content-Location (RFC 9111 §4.4)."""
+    if method.upper() not in UNSAFE_METHODS or not 200 <= status < 400:
+        return []
+    origin = urlsplit(url)[:2]
+    urls = [url]
+    for name in ("Location", "Content-Location"):
+        if name in headers:
+            target = urljoin(url, headers[name])
+            if urlsplit(target)[:2] == origin and target not in urls:
+                urls.append(target)
+    return urls
 
 
 class _Unset(enum.Enum):
