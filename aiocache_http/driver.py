@@ -71,11 +71,14 @@ def gateway_timeout(request: CachedRequest) -> CachedResponse:
 
 
 async def fetch(
-    backend: CacheBackend, request: CachedRequest, options: RequestOptions, send: Send
+    backend: CacheBackend, request: CachedRequest, options: RequestOptions, send: Send,
+    network_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
 ) -> Outcome:
     """Answer ``request`` from the cache or the origin, storing what may be stored.
 
     ``request`` carries real credentials; only its redacted copy is ever stored.
+    ``network_errors`` are the HTTP library's "origin unreachable" exceptions, for which
+    stale-if-error and must-revalidate apply.
     """
     key, stored_request = backend.identify(request)
     actions = CacheActions.from_request(key, stored_request, backend.settings, options)
@@ -84,13 +87,13 @@ async def fetch(
     if decision is Decision.SERVE:
         assert cached is not None
         if actions.background_refresh:
-            _refresh_in_background(backend, actions, request, send)
+            _refresh_in_background(backend, actions, request, send, network_errors)
         return _from_cache(backend, cached)
     if decision is Decision.GATEWAY_TIMEOUT:
         return Outcome(gateway_timeout(stored_request))
 
     async def work() -> Outcome:
-        return await _from_origin(backend, actions, request, send)
+        return await _from_origin(backend, actions, request, send, network_errors)
 
     if actions.refresh or actions.skip_read:
         return await work()  # the caller asked for its own origin request
@@ -127,7 +130,8 @@ async def _lookup(backend: CacheBackend, actions: CacheActions,
 
 
 def _refresh_in_background(
-    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send
+    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send,
+    network_errors: tuple[type[BaseException], ...],
 ) -> None:
     """Stale-while-revalidate (RFC 5861 §3): one background refresh per key."""
     if (asyncio.get_running_loop(), actions.key) in backend.inflight:
@@ -137,7 +141,8 @@ def _refresh_in_background(
     async def refresh() -> None:
         try:
             outcome = await _coalesced(
-                backend, actions.key, lambda: _from_origin(backend, actions, request, send)
+                backend, actions.key,
+                lambda: _from_origin(backend, actions, request, send, network_errors),
             )
             if outcome.raw is not None:
                 outcome.raw.release()
@@ -174,14 +179,15 @@ async def _coalesced(
 
 
 async def _from_origin(
-    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send
+    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send,
+    network_errors: tuple[type[BaseException], ...],
 ) -> Outcome:
     cached = actions.cached
     revalidating = actions.decision is Decision.REVALIDATE
     request_time = backend.clock()
     try:
         origin = await send(actions.validation_headers if revalidating else {})
-    except (OSError, asyncio.TimeoutError) as e:
+    except network_errors as e:
         if actions.error_instead_of_stale():
             logger.warning("%s %s: origin unreachable and the stale entry must be revalidated: "
                            "504", actions.request.method, actions.request.url)
@@ -200,7 +206,7 @@ async def _from_origin(
             return _from_cache(backend, renewed)
         await backend.delete(actions.key)
         actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask again in full
-        return await _from_origin(backend, actions, request, send)
+        return await _from_origin(backend, actions, request, send, network_errors)
     if origin.status >= 500:
         stale = _stale_if_error(backend, actions, f"origin answered {origin.status}")
         if stale is not None:

@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import BasicAuth, ClientResponse, ClientSession
+from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -23,6 +23,9 @@ from .response import CachedClientResponse, OriginClientResponse
 
 # Sessions with caching turned off in the current task (cache_disabled() is per task).
 _disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_disabled", default=frozenset())
+
+
+_NETWORK_ERRORS = (ClientConnectionError, asyncio.TimeoutError, OSError)
 
 
 class _NotKeyable(Exception):
@@ -119,7 +122,7 @@ with warnings.catch_warnings():
                                                         headers=merged, **kwargs)
                 return _origin(response)
 
-            outcome = await fetch(self._cache, request, options, send)
+            outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS)
             return self._respond(outcome, method)
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:

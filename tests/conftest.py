@@ -20,13 +20,15 @@ from .origin import Origin, make_app
 async def origin() -> AsyncIterator[Origin]:
     """A local aiohttp origin on a free loopback port that counts requests per path."""
     counts: Counter[str] = Counter()
-    runner = web.AppRunner(make_app(counts))
+    state: dict[str, bool] = {}
+    last_headers: dict[str, dict[str, str]] = {}
+    runner = web.AppRunner(make_app(counts, state, last_headers))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Origin(f"http://127.0.0.1:{port}", counts)
+        yield Origin(f"http://127.0.0.1:{port}", counts, last_headers, state)
     finally:
         await runner.cleanup()
 

@@ -3,7 +3,10 @@
 ``/r/NAME?status=404&h_Cache-Control=max-age%3D60&etag=v1&delay=0.1`` answers with that
 status and headers, a JSON body naming the path and how often it was requested, honours
 If-None-Match against ``etag`` with a 304, and waits ``delay`` seconds first.
+An ``X-Status`` request header overrides ``status`` (same URL, another answer).
 ``/redirect/NAME`` redirects (302) to ``/r/NAME``. ``/echo`` returns the request headers.
+``/broken/NAME`` promises 100 bytes and hangs up after 10. While ``origin.down`` is set,
+every request is answered by closing the connection.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +25,15 @@ class Origin:
     base: str
     counts: Counter[str]
     last_headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    state: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def down(self) -> bool:
+        return self.state.get("down", False)
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self.state["down"] = value
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -33,7 +46,19 @@ class Origin:
         return sum(self.counts.values())
 
 
-def make_app(counts: Counter[str]) -> web.Application:
+def make_app(counts: Counter[str], state: dict[str, bool],
+             last_headers: dict[str, dict[str, str]]) -> web.Application:
+    @web.middleware
+    async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
+        last_headers[request.path] = dict(request.headers)
+        if state.get("down"):
+            counts[request.path] += 1
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError("origin is down")
+        response: web.StreamResponse = await handler(request)
+        return response
+
     async def scripted(request: web.Request) -> web.StreamResponse:
         counts[request.path] += 1
         q = request.query
@@ -46,7 +71,8 @@ def make_app(counts: Counter[str]) -> web.Application:
             if request.headers.get("If-None-Match") == f'"{etag}"':
                 return web.Response(status=304, headers=headers)
         body = json.dumps({"path": request.path, "n": counts[request.path]})
-        return web.Response(status=int(q.get("status", 200)), text=body,
+        status = int(request.headers.get("X-Status", q.get("status", 200)))
+        return web.Response(status=status, text=body,
                             content_type="application/json", headers=headers)
 
     async def redirect(request: web.Request) -> web.StreamResponse:
@@ -58,8 +84,19 @@ def make_app(counts: Counter[str]) -> web.Application:
         body = await request.read()
         return web.json_response({"headers": dict(request.headers), "body": body.decode()})
 
-    app = web.Application()
+    async def broken(request: web.Request) -> web.StreamResponse:
+        counts[request.path] += 1
+        response = web.StreamResponse(headers={"Cache-Control": "max-age=60"})
+        response.content_length = 100
+        await response.prepare(request)
+        await response.write(b"x" * 10)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    app = web.Application(middlewares=[outage])
     app.router.add_route("*", "/r/{name}", scripted)
+    app.router.add_get("/broken/{name}", broken)
     app.router.add_get("/redirect/{name}", redirect)
     app.router.add_route("*", "/echo", echo)
     return app
