@@ -24,6 +24,13 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, 
     return CacheBackend(**settings)
 
 
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.sqlite import SQLiteBackend
+
+    return SQLiteBackend(tmp_path / "cache.sqlite", **settings)
+
+
 FACTORIES: dict[str, Factory] = {
     "memory": _memory,
+    "sqlite": _sqlite,
 }

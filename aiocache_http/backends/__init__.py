@@ -16,6 +16,7 @@ from .memory import MemoryCache
 # alias -> "module:Class"; a module is imported the first time its class is asked for.
 _SPECS: dict[str, str] = {
     "memory": "base:CacheBackend",
+    "sqlite": "sqlite:SQLiteBackend",
 }
 
 

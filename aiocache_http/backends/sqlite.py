@@ -1,0 +1,465 @@
+"""SQLite storage (the default backend), on aiosqlite.
+
+One :class:`SQLiteDatabase` per file holds one connection per event loop (an async
+session's loop and a sync bridge loop may share a backend); its tables are
+:class:`SQLiteCache` storages. Each table is ``key TEXT PRIMARY KEY, value BLOB,
+expires REAL`` (epoch seconds, NULL = never) with an index on ``expires``.
+
+Concurrency: writes on a connection are serialized by an ``asyncio.Lock`` and
+multi-statement writes run in ``BEGIN IMMEDIATE`` transactions; across processes, WAL,
+``busy_timeout`` and a retry with backoff on SQLITE_BUSY / SQLITE_LOCKED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import tempfile
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from .base import BaseCache, CacheBackend, to_bytes
+
+T = TypeVar("T")
+MEMORY = ":memory:"
+_HEADER = b"SQLite format 3\x00"
+_RETRIES = 10
+_KEY_PAGE = 500
+_VALUE_PAGE = 100  # values can be large: fewer per page
+
+
+class SQLiteFileError(OSError, ValueError):
+    """The cache file cannot be used (cannot be created, not a SQLite database...)."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"cannot use {str(path)!r} as a SQLite cache: {reason}")
+        self.path, self.reason = str(path), reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.path, self.reason)
+
+
+def get_cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
+    """The database file for ``cache_name``: ``.sqlite`` added when it has no suffix, in the
+    user cache dir or the temp dir if asked (ignored for an absolute path)."""
+    if use_cache_dir and use_temp:
+        raise ValueError("use_cache_dir and use_temp are mutually exclusive")
+    path = Path(cache_name).expanduser()
+    if use_cache_dir:
+        from platformdirs import user_cache_dir
+
+        path = Path(user_cache_dir()) / path
+    elif use_temp:
+        path = Path(tempfile.gettempdir()) / path
+    if not path.suffix:
+        path = path.with_name(path.name + ".sqlite")
+    return path.absolute()
+
+
+def _epoch(expires: datetime | None) -> float | None:
+    if expires is None:
+        return None
+    if expires.tzinfo is None:  # naive datetimes are UTC here, as everywhere in the cache
+        expires = expires.replace(tzinfo=timezone.utc)
+    return expires.timestamp()
+
+
+def _is_busy(e: sqlite3.OperationalError) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return "locked" in str(e) or "busy" in str(e)
+
+
+async def _retry(op: Callable[[], Awaitable[T]]) -> T:
+    """Run ``op``, retrying with jittered exponential backoff while the database is busy.
+
+    ``busy_timeout`` already waits for most locks; this covers the cases SQLite reports
+    without waiting (WAL recovery, shared-cache table locks, deadlock avoidance)."""
+    delay = 0.002
+    for attempt in range(_RETRIES):
+        try:
+            return await op()
+        except sqlite3.OperationalError as e:
+            if not _is_busy(e) or attempt == _RETRIES - 1:
+                raise
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.5)
+    raise AssertionError("unreachable")
+
+
+@dataclass(eq=False)
+class _Handle:
+    """One connection, used from one event loop."""
+
+    conn: aiosqlite.Connection
+    loop: asyncio.AbstractEventLoop
+    tables: set[str] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer at a time
+
+
+def _quote(name: str) -> str:
+    return '"' + name + '"'
+
+
+class SQLiteDatabase:
+    """A SQLite file (or a private in-memory database) and its connections, one per event
+    loop, opened on first use from that loop.
+
+    Args:
+        db_path: File path, used as given, or ``":memory:"``. Its parent dirs are created.
+        busy_timeout: Seconds to wait for another connection's lock before giving up.
+        fast_save: ``synchronous=OFF``: faster writes, but a power loss or OS crash may lose
+            recent writes or corrupt the file. Trades durability for speed.
+        wal: Use write-ahead logging (readers never block the writer; needed for many
+            processes on one file). With WAL, ``synchronous=NORMAL`` (durable across
+            application crashes; a power loss may drop the last writes).
+    """
+
+    def __init__(self, db_path: str | Path, *, busy_timeout: float = 30, fast_save: bool = False,
+                 wal: bool = True) -> None:
+        self.memory = str(db_path) == MEMORY
+        self.path: Path | str = MEMORY if self.memory else Path(db_path).expanduser().absolute()
+        self.busy_timeout = busy_timeout
+        self.fast_save = fast_save
+        self.wal = wal and not self.memory
+        self.tables: set[str] = set()
+        self.handles: dict[asyncio.AbstractEventLoop, _Handle] = {}
+        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        if self.memory:  # shared by this database's connections only, across loops
+            self._target, self._uri = f"file:aiocache-http-{uuid.uuid4().hex}?mode=memory&cache=shared", True
+        else:
+            assert isinstance(self.path, Path)
+            self._check_file(self.path)
+            self._target, self._uri = str(self.path), False
+
+    def __repr__(self) -> str:
+        return f"SQLiteDatabase({str(self.path)!r})"
+
+    @staticmethod
+    def _check_file(path: Path) -> None:
+        """Fail at construction, naming the path, rather than deep inside the first query."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SQLiteFileError(path, f"cannot create its directory: {e.strerror or e}") from e
+        if path.is_dir():
+            raise SQLiteFileError(path, "it is a directory")
+        if path.exists():
+            try:
+                with path.open("rb") as f:
+                    header = f.read(len(_HEADER))
+            except OSError as e:
+                raise SQLiteFileError(path, f"cannot read it: {e.strerror or e}") from e
+            if header and header != _HEADER:  # an empty file is a valid new database
+                raise SQLiteFileError(path, "the file is not a SQLite database")
+        elif not os.access(path.parent, os.W_OK | os.X_OK):
+            raise SQLiteFileError(path, "its directory is not writable")
+
+    # -- connections ------------------------------------------------------------------
+    async def handle(self, table: str | None = None) -> _Handle:
+        """This loop's connection (opened if needed), with ``table`` created."""
+        loop = asyncio.get_running_loop()
+        handle = self.handles.get(loop)
+        if handle is None:
+            lock = self._opening.setdefault(loop, asyncio.Lock())
+            async with lock:
+                handle = self.handles.get(loop)
+                if handle is None:
+                    await self._close_dead_loops()
+                    handle = await self._open(loop)
+                    self.handles[loop] = handle
+        if table is not None and table not in handle.tables:
+            async with handle.lock:
+                await self._create_tables(handle, [table])
+        return handle
+
+    async def connection(self) -> aiosqlite.Connection:
+        """This loop's aiosqlite connection (for inspection and maintenance)."""
+        return (await self.handle()).conn
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Handle:
+        conn = aiosqlite.connect(self._target, uri=self._uri, timeout=self.busy_timeout,
+                                 isolation_level=None)
+        # An unclosed cache must not keep the interpreter alive at exit (aiosqlite's
+        # worker thread is not a daemon); committed data is safe either way.
+        thread = getattr(conn, "_thread", None)
+        if isinstance(thread, threading.Thread):
+            thread.daemon = True
+        handle = _Handle(await self._connect(conn), loop)
+        try:
+            if self.wal:
+                mode = await self._fetch1(conn, "PRAGMA journal_mode")
+                if str(mode).lower() != "wal":
+                    await self._fetch1(conn, "PRAGMA journal_mode=WAL")
+            if self.fast_save:
+                await conn.execute_fetchall("PRAGMA synchronous=OFF")
+            elif self.wal:
+                await conn.execute_fetchall("PRAGMA synchronous=NORMAL")
+            await self._create_tables(handle, sorted(self.tables))
+        except BaseException as e:
+            await conn.close()
+            if isinstance(e, sqlite3.DatabaseError) and not (
+                    isinstance(e, sqlite3.OperationalError) and _is_busy(e)):
+                raise SQLiteFileError(self.path, str(e)) from e
+            raise
+        return handle
+
+    async def _connect(self, conn: aiosqlite.Connection) -> aiosqlite.Connection:
+        try:
+            return await conn
+        except sqlite3.Error as e:
+            raise SQLiteFileError(self.path, str(e)) from e
+
+    @staticmethod
+    async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(await _retry(lambda: conn.execute_fetchall(sql, params)))
+
+    @classmethod
+    async def _fetch1(cls, conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = await cls._rows(conn, sql, params)
+        return rows[0][0] if rows else None
+
+    async def _create_tables(self, handle: _Handle, tables: Sequence[str]) -> None:
+        """Create (or upgrade) tables; a no-op read when they are already in shape."""
+        conn = handle.conn
+        for table in tables:
+            index = f"{table}_expires_idx"
+            columns = {row[1] for row in await self._rows(conn, f"PRAGMA table_info({_quote(table)})")}
+            has_index = await self._fetch1(
+                conn, "SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (index,))
+            if columns and not {"key", "value"} <= columns:
+                raise SQLiteFileError(self.path, f"table {table!r} has an unknown schema: {sorted(columns)}")
+            if "expires" not in columns or not has_index:
+                steps = [f"CREATE TABLE IF NOT EXISTS {_quote(table)} "
+                         "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL)"]
+                if columns and "expires" not in columns:  # a file made by aiohttp-client-cache
+                    steps.append(f"ALTER TABLE {_quote(table)} ADD COLUMN expires REAL")
+                steps.append(f"CREATE INDEX IF NOT EXISTS {_quote(index)} ON {_quote(table)} (expires)")
+                await self._transaction(conn, [(sql, [()]) for sql in steps], ddl=True)
+            handle.tables.add(table)
+
+    async def _close_dead_loops(self) -> None:
+        for loop, handle in list(self.handles.items()):
+            if loop.is_closed():
+                del self.handles[loop]
+                self._opening.pop(loop, None)
+                await handle.conn.close()
+
+    async def close(self) -> None:
+        """Close every connection (from any loop). The next use opens a new one; an
+        in-memory database is gone once all its connections are closed."""
+        handles = list(self.handles.values())
+        self.handles.clear()
+        self._opening.clear()
+        for handle in handles:
+            await handle.conn.close()
+
+    # -- writes -------------------------------------------------------------------------
+    async def execute(self, table: str, sql: str, params: Sequence[Any] = ()) -> int:
+        """One write statement; returns the number of rows changed."""
+        handle = self.handles.get(asyncio.get_running_loop())
+        if handle is None or table not in handle.tables:
+            handle = await self.handle(table)
+        conn = handle.conn
+
+        async def run() -> int:
+            async with conn.execute(sql, params) as cursor:
+                return cursor.rowcount
+
+        async with handle.lock:
+            return await _retry(run)
+
+    async def transaction(self, table: str, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """``executemany`` each ``(sql, rows)`` in one ``BEGIN IMMEDIATE`` transaction.
+
+        Shielded: a cancelled caller never leaves a transaction open on the shared connection.
+        """
+        handle = await self.handle(table)
+
+        async def locked() -> None:
+            async with handle.lock:
+                await self._transaction(handle.conn, steps)
+
+        await asyncio.shield(locked())
+
+    @staticmethod
+    async def _transaction(conn: aiosqlite.Connection, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]],
+                           ddl: bool = False) -> None:
+        async def run() -> None:
+            await conn.execute_fetchall("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in steps:
+                    if ddl:
+                        await conn.execute_fetchall(sql)
+                    else:
+                        await conn.executemany(sql, rows)
+                await conn.execute_fetchall("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute_fetchall("ROLLBACK")
+                raise
+
+        await _retry(run)
+
+    async def vacuum(self) -> None:
+        """Rebuild the file to return the space of deleted rows to the OS."""
+        handle = await self.handle()
+        async with handle.lock:
+            await _retry(lambda: handle.conn.execute_fetchall("VACUUM"))
+            if self.wal:
+                await _retry(lambda: handle.conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+
+class SQLiteCache(BaseCache):
+    """One table of a SQLite database as key -> bytes storage.
+
+    Args:
+        db_path: A file path (used as given) or ``":memory:"``, or a :class:`SQLiteDatabase`
+            to share its connections with other tables (then the options below are its own).
+        table_name: The table; created on first use.
+        busy_timeout, fast_save, wal: See :class:`SQLiteDatabase`.
+    """
+
+    def __init__(self, db_path: str | Path | SQLiteDatabase, table_name: str = "responses", *,
+                 busy_timeout: float = 30, fast_save: bool = False, wal: bool = True) -> None:
+        if not table_name or '"' in table_name or "\x00" in table_name:
+            raise ValueError(f"invalid table name {table_name!r}")
+        if isinstance(db_path, SQLiteDatabase):
+            self.db = db_path
+        else:
+            self.db = SQLiteDatabase(db_path, busy_timeout=busy_timeout, fast_save=fast_save, wal=wal)
+        self.table_name = table_name
+        self.db.tables.add(table_name)
+        t = _quote(table_name)
+        self._read = f"SELECT value FROM {t} WHERE key=?"
+        self._contains = f"SELECT 1 FROM {t} WHERE key=?"
+        self._write = f"INSERT OR REPLACE INTO {t} (key, value, expires) VALUES (?, ?, ?)"
+        self._delete = f"DELETE FROM {t} WHERE key=?"
+        self._page = f"SELECT key, value FROM {t} WHERE key > ? ORDER BY key LIMIT ?"
+        self._first_page = f"SELECT key, value FROM {t} ORDER BY key LIMIT ?"
+        self._delete_expired = f"DELETE FROM {t} WHERE expires <= ?"
+
+    def __repr__(self) -> str:
+        return f"SQLiteCache({str(self.db.path)!r}, {self.table_name!r})"
+
+    async def _conn(self) -> aiosqlite.Connection:
+        handle = self.db.handles.get(asyncio.get_running_loop())
+        if handle is None or self.table_name not in handle.tables:
+            handle = await self.db.handle(self.table_name)
+        return handle.conn
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        conn = await self._conn()
+        try:
+            return list(await conn.execute_fetchall(sql, params))
+        except sqlite3.OperationalError as e:
+            if not _is_busy(e):
+                raise
+            return list(await _retry(lambda: conn.execute_fetchall(sql, params)))
+
+    async def read(self, key: str) -> bytes | None:
+        rows = await self._fetch(self._read, (key,))
+        return bytes(rows[0][0]) if rows else None
+
+    async def contains(self, key: str) -> bool:
+        return bool(await self._fetch(self._contains, (key,)))
+
+    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+        await self.db.execute(self.table_name, self._write, (key, to_bytes(value), _epoch(expires)))
+
+    async def bulk_write(self, items: Iterable[tuple[str, bytes | str, datetime | None]]) -> None:
+        """Write ``(key, value, expires)`` items in one transaction."""
+        rows = [(key, to_bytes(value), _epoch(expires)) for key, value, expires in items]
+        if rows:
+            await self.db.transaction(self.table_name, [(self._write, rows)])
+
+    async def delete(self, key: str) -> None:
+        await self.db.execute(self.table_name, self._delete, (key,))
+
+    async def bulk_delete(self, keys: Iterable[str]) -> None:
+        rows = [(key,) for key in keys]
+        if rows:
+            await self.db.transaction(self.table_name, [(self._delete, rows)])
+
+    async def delete_expired(self, now: datetime) -> int:
+        """One DELETE on the ``expires`` index."""
+        return await self.db.execute(self.table_name, self._delete_expired, (_epoch(now),))
+
+    async def _pages(self, page_size: int) -> AsyncIterator[list[Any]]:
+        """Keyset pagination: no long-lived read transaction, no OFFSET scans."""
+        rows = await self._fetch(self._first_page, (page_size,))
+        while rows:
+            yield rows
+            if len(rows) < page_size:
+                return
+            rows = await self._fetch(self._page, (rows[-1][0], page_size))
+
+    async def iter_keys(self) -> AsyncIterator[str]:
+        async for rows in self._pages(_KEY_PAGE):
+            for key, _value in rows:
+                yield key
+
+    async def iter_values(self) -> AsyncIterator[bytes]:
+        async for rows in self._pages(_VALUE_PAGE):
+            for _key, value in rows:
+                yield bytes(value)
+
+    async def size(self) -> int:
+        rows = await self._fetch(f"SELECT COUNT(*) FROM {_quote(self.table_name)}", ())
+        return int(rows[0][0])
+
+    async def clear(self) -> None:
+        await self.db.execute(self.table_name, f"DELETE FROM {_quote(self.table_name)}")
+
+    async def close(self) -> None:
+        """Close the database's connections (shared with its other tables)."""
+        await self.db.close()
+
+
+class SQLiteBackend(CacheBackend):
+    """Responses and redirects in two tables of one SQLite file (the default backend).
+
+    Args:
+        cache_name: Database file path; ``.sqlite`` is added when it has no suffix.
+        use_cache_dir: Put the file in the user cache dir (platformdirs).
+        use_temp: Put the file in the temp dir.
+        use_memory: Keep the database in memory (shared by this backend's loops; gone on
+            :meth:`close`).
+        busy_timeout: Seconds to wait for a lock held by another connection or process.
+        fast_save: ``synchronous=OFF``: trades durability for speed; a power loss or OS crash
+            may lose recent writes or corrupt the file.
+        wal: Write-ahead logging, so many processes can share the file.
+        **kwargs: Cache settings (see :class:`CacheSettings`).
+    """
+
+    def __init__(self, cache_name: str | Path = "aiohttp-cache", use_cache_dir: bool = False,
+                 use_temp: bool = False, use_memory: bool = False, busy_timeout: float = 30,
+                 fast_save: bool = False, wal: bool = True, **kwargs: Any) -> None:
+        super().__init__(str(cache_name), **kwargs)
+        if use_memory and (use_cache_dir or use_temp):
+            raise ValueError("use_memory excludes use_cache_dir and use_temp")
+        if use_memory or str(cache_name) == MEMORY:
+            self.db_path: Path | str = MEMORY
+        else:
+            self.db_path = get_cache_path(cache_name, use_cache_dir, use_temp)
+        self.database = SQLiteDatabase(self.db_path, busy_timeout=busy_timeout, fast_save=fast_save,
+                                       wal=wal)
+        self.responses = SQLiteCache(self.database, "responses")
+        self.redirects = SQLiteCache(self.database, "redirects")
+
+    async def vacuum(self) -> None:
+        """Return the space of deleted rows to the OS (worth it after a large purge)."""
+        await self.database.vacuum()
+
+
+__all__ = ["SQLiteBackend", "SQLiteCache", "SQLiteDatabase", "SQLiteFileError", "get_cache_path"]
