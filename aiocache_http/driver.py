@@ -271,13 +271,15 @@ def _to_cached(
 ) -> CachedResponse:
     ignored = backend.settings.ignored_params
     headers = actions.headers_to_store(origin.headers)
+    # Without redirects the final URL is the request's, already redacted.
+    url = actions.request.url if not origin.history else redact_url(origin.url, ignored)
     history = [
         CachedResponse(status, reason, redact_url(url, ignored), hop_headers, b"",
                        CachedRequest(method, redact_url(url, ignored)))
         for method, url, status, reason, hop_headers in origin.history
     ]
     return CachedResponse(
-        status=origin.status, reason=origin.reason, url=redact_url(origin.url, ignored),
+        status=origin.status, reason=origin.reason, url=url,
         headers=headers, body=body, request=actions.request, encoding=origin.encoding,
         created_at=response_time,
         expires=actions.expires(origin.status, headers, request_time, response_time),
