@@ -9,6 +9,8 @@ variable named in the README, never skipped silently in CI.
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,38 @@ def _sqlite(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, 
     return SQLiteBackend(tmp_path / "cache.sqlite", **settings)
 
 
+def _redis_namespace(request: pytest.FixtureRequest) -> str:
+    """One namespace per test (shared by the backends a test makes), unique per run."""
+    return f"t{_RUN}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]}"
+
+
+def _redis(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.redis import RedisBackend
+
+    server = request.getfixturevalue("redis_server_hfe")  # hash-field TTL needs Redis >= 7.4
+    return RedisBackend(_redis_namespace(request), server.url, layout="hash", **settings)
+
+
+def _redis_keys(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.redis import RedisBackend
+
+    server = request.getfixturevalue("redis_server")
+    return RedisBackend(_redis_namespace(request), server.url, layout="keys", **settings)
+
+
+def _redis_cluster(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.redis import RedisBackend
+
+    cluster = request.getfixturevalue("redis_cluster")
+    return RedisBackend(_redis_namespace(request), cluster.url, cluster=True, **settings)
+
+
+_RUN = uuid.uuid4().hex[:6]
+
 FACTORIES: dict[str, Factory] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "redis": _redis,
+    "redis-keys": _redis_keys,
+    "redis-cluster": _redis_cluster,
 }

