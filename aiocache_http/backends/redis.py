@@ -85,7 +85,9 @@ class _Clients:
         self.cluster = cluster
         self._new = (_derive(connection) if connection is not None
                      else _from_address(address, cluster, options))
-        self._spare: AsyncClient | None = self._new()  # built now so bad options fail here
+        self._spare: AsyncClient | None = self._new()
+        if isinstance(self._spare, Redis):  # build (not open) a connection: bad options fail here
+            self._spare.connection_pool.make_connection()  # type: ignore[no-untyped-call]
 
     def get(self) -> AsyncClient:
         if self.shared is not None:
