@@ -1,0 +1,207 @@
+"""The loop bridge: sync code runs backend coroutines on one private event loop.
+
+The loop runs in a daemon thread, started on first use and stopped at interpreter
+exit. A sync caller blocks on a result computed on *that* loop, never on its own
+thread's loop, so a sync call made inside ``async def`` code cannot deadlock.
+
+While a caller waits in :func:`serve`, its thread is lent back to the coroutine for
+blocking work (the origin request): the bridge loop never blocks, origin IO runs in the
+thread that asked for it (with its context variables), and no worker pool is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import queue
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Offload(Protocol):
+    """Runs a blocking function off the bridge loop and awaits its result."""
+
+    def __call__(self, fn: Callable[[], R]) -> Awaitable[R]: ...
+
+
+Job = tuple[Callable[[], Any], "asyncio.Future[Any]"]
+
+
+class LoopBridge:
+    """One event loop in one daemon thread, shared by every sync session."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._atexit = False
+        if hasattr(os, "register_at_fork"):  # a forked child has the loop but not the thread
+            os.register_at_fork(after_in_child=self._forget)
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The bridge loop, started on first use. Refuses its own thread (a deadlock)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            with self._lock:
+                if self._loop is None:
+                    self._start()
+                loop, thread = self._loop, self._thread
+            assert loop is not None
+        if thread is threading.current_thread():
+            raise RuntimeError(
+                "a synchronous cache call was made on the aiocache-http bridge loop itself "
+                "(from a filter_fn, key_fn or hook?); it would wait for itself forever"
+            )
+        return loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the bridge loop and return its result (or raise its error)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop())
+        return _wait(future)
+
+    def serve(self, work: Callable[[Offload], Coroutine[Any, Any, T]]) -> T:
+        """Run ``work(offload)`` on the bridge loop; while waiting, run here whatever
+        blocking functions it passes to ``offload``."""
+        loop = self.loop()
+        lender = _Lender(loop)
+        future = asyncio.run_coroutine_threadsafe(lender.main(work), loop)
+        future.add_done_callback(lender.finished)
+        try:
+            lender.serve_until_done()
+        except BaseException:
+            future.cancel()
+            raise
+        return _wait(future)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop (cancelling what still runs on it) and join its thread. The
+        next call starts a new one."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        if thread is threading.current_thread():
+            raise RuntimeError("the bridge loop cannot stop itself")
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+
+    def _start(self) -> None:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        thread = threading.Thread(target=_run_loop, args=(loop, ready), daemon=True,
+                                  name="aiocache-http-bridge")
+        thread.start()
+        ready.wait()
+        self._loop, self._thread = loop, thread
+        if not self._atexit:
+            atexit.register(self.stop)
+            self._atexit = True
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(ready.set)
+    try:
+        loop.run_forever()
+    finally:
+        _shutdown(loop)
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left (background refreshes), then close the loop cleanly."""
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _wait(future: Future[T]) -> T:
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()  # e.g. KeyboardInterrupt in the caller: stop the coroutine too
+        raise
+
+
+class _Lender:
+    """The calling thread, lent to one bridge coroutine while it waits for it."""
+
+    __slots__ = ("inbox", "loop", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.task: asyncio.Task[Any] | None = None
+
+    async def main(self, work: Callable[[Offload], Coroutine[Any, Any, T]]) -> T:
+        self.task = asyncio.current_task()
+        return await work(self.offload)
+
+    async def offload(self, fn: Callable[[], R]) -> R:
+        if asyncio.current_task() is not self.task:
+            # A task spawned by this call (a background refresh) may outlive it.
+            return await asyncio.to_thread(fn)
+        future: asyncio.Future[R] = self.loop.create_future()
+        self.inbox.put((fn, future))
+        return await future
+
+    def finished(self, _: object) -> None:
+        self.inbox.put(None)
+
+    def serve_until_done(self) -> None:
+        while (job := self.inbox.get()) is not None:
+            fn, future = job
+            try:
+                result = fn()
+            except Exception as e:
+                self.loop.call_soon_threadsafe(_settle, future, None, e)
+            else:
+                self.loop.call_soon_threadsafe(_settle, future, result, None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+BRIDGE = LoopBridge()
+"""The process-wide bridge every sync session and storage view uses."""
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on the bridge loop from sync code."""
+    return BRIDGE.run(coro)
+
+
+def serve(work: Callable[[Offload], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work`` on the bridge loop, lending it this thread for blocking calls."""
+    return BRIDGE.serve(work)
+
+
+__all__ = ["BRIDGE", "LoopBridge", "Offload", "run", "serve"]

@@ -1,0 +1,97 @@
+"""Between requests' objects and the library-neutral records the shared driver uses."""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+
+import requests
+from multidict import CIMultiDict
+
+from ..driver import OriginResponse
+from ..models import CachedRequest
+from .bridge import Offload
+from .response import OriginalResponse
+
+_BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
+_FIXED_BOUNDARY = "aiocache-http-form-boundary"
+
+
+class NotKeyable(Exception):
+    """The request body cannot be part of a key (a stream, a file, a generator...)."""
+
+
+def prepared(request: requests.PreparedRequest | requests.Request) -> requests.PreparedRequest:
+    return request.prepare() if isinstance(request, requests.Request) else request
+
+
+def cached_request(request: requests.PreparedRequest, body: bool = True,
+                   cookie: bool = True) -> CachedRequest:
+    """The request as the cache sees it: method, full URL, every header (credentials
+    included: the key hashes them, storage redacts them; ``cookie=False`` leaves the
+    Cookie header out) and the body bytes."""
+    headers: CIMultiDict[str] = CIMultiDict(request.headers)
+    if not cookie:
+        headers.popall("Cookie", None)
+    content = request.body if body else None
+    if content is None:
+        data = b""
+    elif isinstance(content, bytes):
+        data = content
+    elif isinstance(content, str):
+        data = content.encode()
+    else:
+        raise NotKeyable
+    match = _BOUNDARY.search(headers.get("Content-Type", ""))
+    if match and headers.get("Content-Type", "").lower().startswith("multipart/"):
+        # requests picks a random boundary per request; the key must not see it.
+        boundary = match.group(1)
+        data = data.replace(boundary.encode(), _FIXED_BOUNDARY.encode())
+        headers["Content-Type"] = headers["Content-Type"].replace(boundary, _FIXED_BOUNDARY)
+    return CachedRequest((request.method or "GET").upper(), request.url or "", headers, data)
+
+
+def charset(headers: CIMultiDict[str]) -> str | None:
+    """The charset named by Content-Type, as aiohttp reports it (requests' guessed
+    ISO-8859-1 default is not stored, so both sessions replay an entry alike)."""
+    content_type = headers.get("Content-Type")
+    if not content_type:
+        return None
+    message = Message()
+    message["Content-Type"] = content_type
+    found = message.get_content_charset()
+    return str(found) if found else None
+
+
+def response_headers(response: requests.Response) -> CIMultiDict[str]:
+    """Every header line; urllib3 keeps repeated headers (Set-Cookie) apart, requests
+    joins them."""
+    raw_headers = getattr(response.raw, "headers", None)
+    iteritems = getattr(raw_headers, "iteritems", None)
+    if callable(iteritems):
+        return CIMultiDict(iteritems())
+    return CIMultiDict(response.headers)
+
+
+def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:
+    async def read() -> bytes:
+        if getattr(response, "_content_consumed", False):
+            return response.content
+        return await offload(lambda: response.content)  # a stream=True body: read it here
+
+    headers = response_headers(response)
+    return OriginResponse(
+        status=response.status_code,
+        reason=response.reason or "",
+        url=response.url,
+        headers=headers,
+        raw=OriginalResponse.wrap(response, None),
+        read=read,
+        release=response.close,
+        encoding=charset(headers),
+        history=[((h.request.method or "GET") if h.request else "GET", h.url, h.status_code,
+                  h.reason or "", response_headers(h)) for h in response.history],
+    )
+
+
+__all__ = ["NotKeyable", "cached_request", "charset", "origin_response", "prepared"]

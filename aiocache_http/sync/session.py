@@ -1,0 +1,279 @@
+"""CachedSession: a ``requests.Session`` answered from the same cache as the async one.
+
+``send()`` turns the PreparedRequest into a :class:`CachedRequest` and runs the shared
+driver (:func:`aiocache_http.driver.fetch`) on the bridge loop, so keys, stored format
+and every decision are the async session's. The origin request is the real
+``requests.Session.send``, run in the calling thread while the driver waits for it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, NoReturn
+
+import requests
+from requests.hooks import dispatch_hook
+
+from ..backends import CacheBackend
+from ..driver import OriginResponse, Outcome, fetch, invalidate
+from ..policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
+from ..policy.expiration import ExpirationTime
+from ..policy.settings import CacheSettings
+from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
+from .bridge import Offload, run, serve
+from .cache import SyncBackend
+from .convert import NotKeyable, cached_request, origin_response, response_headers
+from .response import CachedResponse, OriginalResponse
+
+# Per thread/context: sessions with caching off, options on their way from request() to
+# send(), and "inside the origin request" (redirect hops go straight to the origin).
+_disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_sync_disabled", default=frozenset())
+_pending: ContextVar[RequestOptions | None] = ContextVar("aiocache_http_sync_options", default=None)
+_in_origin: ContextVar[bool] = ContextVar("aiocache_http_sync_in_origin", default=False)
+_jar_cookies: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
+
+# Settings named in the signature, with the values that leave a backend's own setting alone.
+_DEFAULTS: Mapping[str, Any] = {
+    "expire_after": -1, "urls_expire_after": None, "cache_control": False,
+    "allowable_codes": (200,), "allowable_methods": ("GET", "HEAD"), "always_revalidate": False,
+    "ignored_parameters": None, "match_headers": False, "filter_fn": None, "key_fn": None,
+    "stale_if_error": False, "serializer": None,
+}
+
+
+class CachedSession(requests.Session):
+    """A ``requests.Session`` with a cache (requests-cache's ``CachedSession``).
+
+    Args:
+        cache_name: Cache path, namespace or table, depending on the backend.
+        backend: A name (``"sqlite"``, ``"redis"``, ``"mongodb"``, ``"gridfs"``,
+            ``"dynamodb"``, ``"filesystem"``, ``"memory"``), a backend instance
+            (``SQLiteCache()``, ``RedisBackend()``... shareable with async sessions) or
+            None (SQLite).
+        autoclose: Close the backend when this session closes (set False to share it).
+        **kwargs: Cache settings under requests-cache's or aiohttp-client-cache's names
+            (see :class:`CacheSettings`), then backend arguments (``wal``, ``host``...).
+
+    With a backend instance, only the settings passed here are changed on it. Per
+    request, ``get()`` & co. also take ``expire_after``, ``refresh``, ``force_refresh``
+    and ``only_if_cached``.
+    """
+
+    def __init__(
+        self,
+        cache_name: str | Path = DEFAULT_CACHE_NAME,
+        backend: BackendSpecifier = None,
+        serializer: Any = None,
+        expire_after: ExpirationTime = -1,
+        urls_expire_after: Mapping[str, ExpirationTime] | None = None,
+        cache_control: bool = False,
+        allowable_codes: Iterable[int] = (200,),
+        allowable_methods: Iterable[str] = ("GET", "HEAD"),
+        always_revalidate: bool = False,
+        ignored_parameters: Iterable[str] | None = None,
+        match_headers: bool | Iterable[str] = False,
+        filter_fn: Callable[[Any], Any] | None = None,
+        key_fn: Callable[..., str] | None = None,
+        stale_if_error: bool | float = False,
+        autoclose: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        named = {
+            "serializer": serializer, "expire_after": expire_after,
+            "urls_expire_after": urls_expire_after, "cache_control": cache_control,
+            "allowable_codes": allowable_codes, "allowable_methods": allowable_methods,
+            "always_revalidate": always_revalidate, "ignored_parameters": ignored_parameters,
+            "match_headers": match_headers, "filter_fn": filter_fn, "key_fn": key_fn,
+            "stale_if_error": stale_if_error,
+        }
+        settings = {k: v for k, v in named.items() if not _is_default(k, v)}
+        more_settings, backend_kwargs = CacheSettings.split(kwargs)
+        more_settings.pop("autoclose", None)  # a session's choice, not the shared backend's
+        settings.update(more_settings)
+        if isinstance(backend, CacheBackend) and backend_kwargs:
+            raise TypeError(f"unexpected arguments {sorted(backend_kwargs)} with a backend instance "
+                            f"({backend!r}): pass them to the backend's constructor")
+        cache = init_backend(cache_name, backend, **settings, **backend_kwargs)
+        super().__init__()
+        self._backend = cache
+        self._cache = SyncBackend(cache)
+        self._autoclose = autoclose
+        self._closed = False
+
+    @classmethod
+    def wrap(cls, original_session: requests.Session, **kwargs: Any) -> CachedSession:
+        """A CachedSession with the settings (headers, auth, adapters...) of ``original_session``."""
+        session = cls(**kwargs)
+        for attr in ("adapters", "auth", "cert", "cookies", "headers", "hooks", "max_redirects",
+                     "params", "proxies", "stream", "trust_env", "verify"):
+            setattr(session, attr, getattr(original_session, attr))
+        return session
+
+    # -- the cache --------------------------------------------------------------------
+    @property
+    def cache(self) -> SyncBackend:
+        """The backend, with synchronous methods (``clear()``, ``delete(urls=...)``...)."""
+        return self._cache
+
+    @cache.setter
+    def cache(self, value: object) -> NoReturn:
+        _fixed("cache")
+
+    @property
+    def backend(self) -> CacheBackend:
+        """The async backend itself (shareable with a CachedClientSession)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: object) -> NoReturn:
+        _fixed("backend")
+
+    @property
+    def settings(self) -> CacheSettings:
+        """The backend's settings; assign to their attributes to change them."""
+        return self._backend.settings
+
+    @settings.setter
+    def settings(self, value: object) -> NoReturn:
+        raise AttributeError("session.settings cannot be replaced; assign to its attributes "
+                             "(session.settings.expire_after = 60)")
+
+    @property
+    def expire_after(self) -> ExpirationTime:
+        return self.settings.expire_after
+
+    @expire_after.setter
+    def expire_after(self, value: ExpirationTime) -> None:
+        self.settings.expire_after = value
+
+    @contextmanager
+    def cache_disabled(self) -> Iterator[None]:
+        """Within this block (in this thread/context) requests bypass the cache."""
+        token = _disabled.set(_disabled.get() | {id(self)})
+        try:
+            yield
+        finally:
+            _disabled.reset(token)
+
+    disabled = cache_disabled
+
+    def close(self) -> None:
+        """Close the session, and the backend unless ``autoclose`` is off (here or in the
+        backend's settings)."""
+        super().close()
+        if self._closed:
+            return
+        self._closed = True
+        if self._autoclose and self.settings.autoclose:
+            run(self._backend.close())
+
+    # -- requests ---------------------------------------------------------------------
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        prepared = super().prepare_request(request)
+        if "Cookie" not in (request.headers or {}) and "Cookie" not in self.headers:
+            # Like aiohttp's jar, cookies from the jar (or cookies=) are not part of the
+            # key, or every Set-Cookie would make the next request a miss.
+            _jar_cookies.add(prepared)
+        return prepared
+
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any,
+        expire_after: ExpirationTime = None, only_if_cached: bool = False,
+        refresh: bool = False, force_refresh: bool = False, **kwargs: Any,
+    ) -> requests.Response:
+        """``requests.Session.request`` with the per-request cache options.
+
+        ``expire_after=None`` means "the session's setting" (as in requests-cache); pass
+        -1 for never."""
+        token = _pending.set(_options(expire_after, refresh, force_refresh, only_if_cached))
+        try:
+            return super().request(method, url, *args, **kwargs)
+        finally:
+            _pending.reset(token)
+
+    def send(
+        self, request: requests.PreparedRequest, *,
+        expire_after: ExpirationTime = None, only_if_cached: bool = False,
+        refresh: bool = False, force_refresh: bool = False, **kwargs: Any,
+    ) -> requests.Response:
+        """Send a prepared request, answering from the cache when allowed."""
+        if _in_origin.get() or id(self) in _disabled.get():
+            return OriginalResponse.wrap(super().send(request, **kwargs), None)
+        method = (request.method or "GET").upper()
+        if method not in self.settings.allowed_methods:
+            return self._send_uncached(request, method, kwargs)
+        options = _pending.get()
+        if options is None or expire_after is not None or only_if_cached or refresh or force_refresh:
+            options = _options(expire_after, refresh, force_refresh, only_if_cached)
+        _pending.set(None)  # consumed: a send() from a hook is a request of its own
+        try:
+            record = cached_request(request, cookie=request not in _jar_cookies)
+        except NotKeyable:
+            return OriginalResponse.wrap(super().send(request, **kwargs), None)
+        backend = self._backend
+
+        async def work(offload: Offload) -> Outcome:
+            async def send_to_origin(extra: dict[str, str]) -> OriginResponse:
+                prepared = request.copy() if extra else request
+                prepared.headers.update(extra)
+                response = await offload(lambda: self._send_origin(prepared, kwargs))
+                return origin_response(response, offload)
+
+            return await fetch(backend, record, options, send_to_origin)
+
+        return self._respond(serve(work), request, kwargs)
+
+    def _send_origin(self, request: requests.PreparedRequest, kwargs: dict[str, Any]) -> requests.Response:
+        token = _in_origin.set(True)
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            _in_origin.reset(token)
+
+    def _send_uncached(self, request: requests.PreparedRequest, method: str,
+                       kwargs: dict[str, Any]) -> requests.Response:
+        response = OriginalResponse.wrap(super().send(request, **kwargs), None)
+        if self.settings.cache_control and method in UNSAFE_METHODS:
+            run(invalidate(self._backend, cached_request(request, body=False),
+                           response.status_code, response_headers(response)))
+        return response
+
+    def _respond(self, outcome: Outcome, request: requests.PreparedRequest,
+                 kwargs: dict[str, Any]) -> requests.Response:
+        if outcome.raw is not None:
+            return OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
+        assert outcome.response is not None
+        response = CachedResponse.from_record(outcome.response, request,
+                                              from_cache=outcome.from_cache, age=outcome.age)
+        result: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]
+            "response", request.hooks, response, **kwargs)
+        return result
+
+    def __getstate__(self) -> NoReturn:
+        raise NotImplementedError("a CachedSession holds backend connections and cannot be pickled")
+
+    def __repr__(self) -> str:
+        return f"<CachedSession(cache={self._backend!r}, settings={self.settings!r})>"
+
+
+def _is_default(name: str, value: Any) -> bool:
+    default = _DEFAULTS[name]
+    return value is default or (type(value) is type(default) and value == default)
+
+
+def _options(expire_after: ExpirationTime, refresh: bool, force_refresh: bool,
+             only_if_cached: bool) -> RequestOptions:
+    return RequestOptions(UNSET if expire_after is None else expire_after, refresh, force_refresh,
+                          only_if_cached)
+
+
+def _fixed(name: str) -> NoReturn:
+    raise AttributeError(f"session.{name} is fixed when the session is created; create a new "
+                         f"CachedSession(backend=...) to use another backend")
+
+
+__all__ = ["CachedSession"]
