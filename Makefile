@@ -22,7 +22,8 @@ run: $(VENV)/.base
 
 # Real servers the tests talk to (installed once; the fixtures start them on free ports).
 servers:
-	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; }
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check aiocache_http tests benchmarks examples
