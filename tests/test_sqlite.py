@@ -484,6 +484,29 @@ def test_many_processes_on_one_file(tmp_path: Path) -> None:
     assert elapsed < 60, f"stress test took {elapsed:.1f}s"
 
 
+def _forked_child(path: str, backend: SQLiteBackend, results: Any) -> None:
+    async def use() -> bytes | None:
+        await backend.responses.write("from-child", b"c")
+        value = await backend.responses.read("from-parent")
+        await backend.close()  # must not touch (or wait for) the parent's connection
+        return value
+
+    results.put(asyncio.run(use()))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+async def test_forked_child_opens_its_own_connection(backend: SQLiteBackend) -> None:
+    await backend.responses.write("from-parent", b"p")
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=_forked_child, args=(str(backend.db_path), backend, results))
+    child.start()
+    value = await asyncio.to_thread(results.get, True, 30)
+    await asyncio.to_thread(child.join, 10)
+    assert value == b"p" and child.exitcode == 0
+    assert await backend.responses.read("from-child") == b"c"  # the parent's connection still works
+
+
 # -- sessions ---------------------------------------------------------------------------
 async def test_save_and_load_responses(backend: SQLiteBackend) -> None:
     url = "http://127.0.0.1/x"

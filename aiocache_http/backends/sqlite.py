@@ -19,6 +19,7 @@ import sqlite3
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -111,6 +112,23 @@ def _quote(name: str) -> str:
     return '"' + name + '"'
 
 
+_DATABASES: weakref.WeakSet[SQLiteDatabase] = weakref.WeakSet()
+_INHERITED: list[_Handle] = []
+
+
+def _forget_connections() -> None:
+    """In a forked child the parent's connections (and their threads) are unusable: set
+    them aside, never used nor closed (SQLite forbids both), and let the child open its own."""
+    for db in list(_DATABASES):
+        _INHERITED.extend(db.handles.values())
+        db.handles.clear()
+        db._opening.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_connections)
+
+
 class SQLiteDatabase:
     """A SQLite file (or a private in-memory database) and its connections, one per event
     loop, opened on first use from that loop.
@@ -135,6 +153,7 @@ class SQLiteDatabase:
         self.tables: set[str] = set()
         self.handles: dict[asyncio.AbstractEventLoop, _Handle] = {}
         self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        _DATABASES.add(self)
         if self.memory:  # shared by this database's connections only, across loops
             self._target, self._uri = f"file:aiocache-http-{uuid.uuid4().hex}?mode=memory&cache=shared", True
         else:
@@ -175,9 +194,9 @@ class SQLiteDatabase:
             async with lock:
                 handle = self.handles.get(loop)
                 if handle is None:
-                    await self._close_dead_loops()
                     handle = await self._open(loop)
                     self.handles[loop] = handle
+                    await self._close_dead_loops()  # after: an in-memory db survives
         if table is not None and table not in handle.tables:
             async with handle.lock:
                 await self._create_tables(handle, [table])
@@ -265,14 +284,17 @@ class SQLiteDatabase:
             await handle.conn.close()
 
     # -- writes -------------------------------------------------------------------------
-    async def execute(self, table: str, sql: str, params: Sequence[Any] = ()) -> int:
-        """One write statement; returns the number of rows changed."""
+    async def execute(self, table: str, sql: str, params: Sequence[Any] = (), *, count: bool = False) -> int:
+        """One write statement; with ``count``, returns the number of rows changed."""
         handle = self.handles.get(asyncio.get_running_loop())
         if handle is None or table not in handle.tables:
             handle = await self.handle(table)
         conn = handle.conn
 
         async def run() -> int:
+            if not count:  # one round trip to the connection's thread
+                await conn.execute_fetchall(sql, params)
+                return -1
             async with conn.execute(sql, params) as cursor:
                 return cursor.rowcount
 
@@ -393,7 +415,7 @@ class SQLiteCache(BaseCache):
 
     async def delete_expired(self, now: datetime) -> int:
         """One DELETE on the ``expires`` index."""
-        return await self.db.execute(self.table_name, self._delete_expired, (_epoch(now),))
+        return await self.db.execute(self.table_name, self._delete_expired, (_epoch(now),), count=True)
 
     async def _pages(self, page_size: int) -> AsyncIterator[list[Any]]:
         """Keyset pagination: no long-lived read transaction, no OFFSET scans."""
