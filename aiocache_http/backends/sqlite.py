@@ -13,6 +13,7 @@ multi-statement writes run in ``BEGIN IMMEDIATE`` transactions; across processes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
@@ -31,6 +32,7 @@ import aiosqlite
 from .base import BaseCache, CacheBackend, to_bytes
 
 T = TypeVar("T")
+Step = tuple[str, Sequence[Sequence[Any]] | None]  # (sql, executemany rows or None: run once)
 MEMORY = ":memory:"
 _HEADER = b"SQLite format 3\x00"
 _RETRIES = 10
@@ -171,18 +173,21 @@ class SQLiteDatabase:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise SQLiteFileError(path, f"cannot create its directory: {e.strerror or e}") from e
-        if path.is_dir():
-            raise SQLiteFileError(path, "it is a directory")
-        if path.exists():
-            try:
-                with path.open("rb") as f:
-                    header = f.read(len(_HEADER))
-            except OSError as e:
-                raise SQLiteFileError(path, f"cannot read it: {e.strerror or e}") from e
-            if header and header != _HEADER:  # an empty file is a valid new database
-                raise SQLiteFileError(path, "the file is not a SQLite database")
-        elif not os.access(path.parent, os.W_OK | os.X_OK):
-            raise SQLiteFileError(path, "its directory is not writable")
+        try:
+            if path.is_dir():
+                raise SQLiteFileError(path, "it is a directory")
+            if not path.exists():
+                if not os.access(path.parent, os.W_OK | os.X_OK):
+                    raise SQLiteFileError(path, "its directory is not writable")
+                return
+            with path.open("rb") as f:
+                header = f.read(len(_HEADER))
+        except SQLiteFileError:
+            raise
+        except OSError as e:
+            raise SQLiteFileError(path, f"cannot read it: {e.strerror or e}") from e
+        if header and header != _HEADER:  # an empty file is a valid new database
+            raise SQLiteFileError(path, "the file is not a SQLite database")
 
     # -- connections ------------------------------------------------------------------
     async def handle(self, table: str | None = None) -> _Handle:
@@ -264,7 +269,7 @@ class SQLiteDatabase:
                 if columns and "expires" not in columns:  # a file made by aiohttp-client-cache
                     steps.append(f"ALTER TABLE {_quote(table)} ADD COLUMN expires REAL")
                 steps.append(f"CREATE INDEX IF NOT EXISTS {_quote(index)} ON {_quote(table)} (expires)")
-                await self._transaction(conn, [(sql, [()]) for sql in steps], ddl=True)
+                await self._transaction(conn, [(sql, None) for sql in steps])
             handle.tables.add(table)
 
     async def _close_dead_loops(self) -> None:
@@ -301,8 +306,9 @@ class SQLiteDatabase:
         async with handle.lock:
             return await _retry(run)
 
-    async def transaction(self, table: str, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-        """``executemany`` each ``(sql, rows)`` in one ``BEGIN IMMEDIATE`` transaction.
+    async def transaction(self, table: str, steps: Sequence[Step]) -> None:
+        """Run each ``(sql, rows)`` (``executemany``; rows None: once, without parameters) in
+        one ``BEGIN IMMEDIATE`` transaction.
 
         Shielded: a cancelled caller never leaves a transaction open on the shared connection.
         """
@@ -315,20 +321,20 @@ class SQLiteDatabase:
         await asyncio.shield(locked())
 
     @staticmethod
-    async def _transaction(conn: aiosqlite.Connection, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]],
-                           ddl: bool = False) -> None:
+    async def _transaction(conn: aiosqlite.Connection, steps: Sequence[Step]) -> None:
         async def run() -> None:
             await conn.execute_fetchall("BEGIN IMMEDIATE")
             try:
                 for sql, rows in steps:
-                    if ddl:
+                    if rows is None:
                         await conn.execute_fetchall(sql)
                     else:
                         await conn.executemany(sql, rows)
                 await conn.execute_fetchall("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    await conn.execute_fetchall("ROLLBACK")
+                with contextlib.suppress(Exception):  # the original error matters, not this one
+                    if conn.in_transaction:
+                        await conn.execute_fetchall("ROLLBACK")
                 raise
 
         await _retry(run)
