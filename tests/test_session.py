@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -170,3 +171,15 @@ async def test_connection_error_serves_stale_if_error(origin: Origin) -> None:
         await asyncio.sleep(0.15)
         stale = await s.get(url)
         assert stale.from_cache and stale.status == 200
+
+
+async def test_default_backend_is_sqlite(origin: Origin, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiocache_http import SQLiteBackend
+
+    monkeypatch.chdir(tmp_path)
+    async with CachedClientSession(expire_after=60, secret_key="k") as s:
+        assert isinstance(s.cache, SQLiteBackend)
+        await s.get(origin.url("/r/default"))
+        assert (await s.get(origin.url("/r/default"))).from_cache
+    assert (tmp_path / "aiohttp-cache.sqlite").exists()
