@@ -125,19 +125,19 @@ def _fast_retry() -> Retry:
 
 def _from_address(address: str | tuple[str, int] | None, cluster: bool,
                   options: dict[str, Any]) -> Callable[[], AsyncClient]:
+    url = None if isinstance(address, tuple) else address
+    if isinstance(address, tuple):
+        options = {"host": address[0], "port": address[1], **options}
+
     def new() -> AsyncClient:
         kwargs = {"retry": _fast_retry(), **options}
         if cluster:
-            if isinstance(address, str):
-                return RedisCluster.from_url(address, **kwargs)
-            return RedisCluster(**kwargs)
-        if isinstance(address, tuple):
-            return Redis(host=address[0], port=address[1], **kwargs)
-        if address is None or {"host", "port", "unix_socket_path"} & kwargs.keys():
-            return Redis(**kwargs)  # requests-cache style: RedisCache(host=..., port=...)
-        if address.startswith("/"):
-            return Redis(unix_socket_path=address, **kwargs)
-        return Redis.from_url(address, **kwargs)
+            return RedisCluster(**kwargs) if url is None else RedisCluster.from_url(url, **kwargs)
+        if url is None or {"host", "port", "unix_socket_path"} & kwargs.keys():
+            return Redis(**kwargs)  # also requests-cache style: RedisCache(host=..., port=...)
+        if url.startswith("/"):
+            return Redis(unix_socket_path=url, **kwargs)
+        return Redis.from_url(url, **kwargs)
 
     return new
 
