@@ -10,6 +10,7 @@ variable named in the README, never skipped silently in CI.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -60,10 +61,69 @@ def _redis_cluster(request: pytest.FixtureRequest, tmp_path: Path, settings: dic
 
 _RUN = uuid.uuid4().hex[:6]
 
+
+def _test_id(request: pytest.FixtureRequest) -> str:
+    """Unique per test and run, shared by the backends one test makes."""
+    return f"t{_RUN}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]}"
+
+
+def _mongodb(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.mongodb import MongoDBBackend
+
+    from .mongo_fakes import fake_client
+
+    return MongoDBBackend("aiocache_http_test", connection=fake_client(request), **settings)
+
+
+def _gridfs(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.gridfs import GridFSBackend
+
+    from .mongo_fakes import enable_fake_gridfs, fake_client
+
+    enable_fake_gridfs(request)
+    return GridFSBackend("aiocache_http_test", connection=fake_client(request), **settings)
+
+
+def _mongodb_real(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.mongodb import MongoDBBackend
+
+    from .mongo_fakes import real_db_name, real_mongo_url
+
+    return MongoDBBackend(real_db_name(request), host=real_mongo_url(), **settings)
+
+
+def _gridfs_real(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.gridfs import GridFSBackend
+
+    from .mongo_fakes import real_db_name, real_mongo_url
+
+    return GridFSBackend(real_db_name(request), host=real_mongo_url(), **settings)
+
+
+def _dynamodb(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.dynamodb import DynamoDBBackend
+
+    server = request.getfixturevalue("moto_server")
+    return DynamoDBBackend("aiocache-http-test", namespace=_test_id(request), create_table=True,
+                           **server.client_options(), **settings)
+
+
+def _filesystem(request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]) -> CacheBackend:
+    from aiocache_http.backends.filesystem import FileBackend
+
+    return FileBackend(tmp_path / "http_cache", **settings)
+
 FACTORIES: dict[str, Factory] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "redis": _redis,
     "redis-keys": _redis_keys,
     "redis-cluster": _redis_cluster,
+    "mongodb": _mongodb,
+    "gridfs": _gridfs,
+    "dynamodb": _dynamodb,
+    "filesystem": _filesystem,
 }
+if os.environ.get("AIOCACHE_HTTP_MONGO_URL"):  # a real MongoDB server (see the README)
+    FACTORIES["mongodb-real"] = _mongodb_real
+    FACTORIES["gridfs-real"] = _gridfs_real

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiocache_http import CacheBackend
 from aiocache_http.policy.settings import CONSTRUCTION_ONLY
 
+from .aws_servers import moto_server  # noqa: F401
 from .backends import FACTORIES
 from .clients import CLIENTS, Client
 from .origin import Origin, make_app

@@ -18,6 +18,12 @@ _SPECS: dict[str, str] = {
     "memory": "base:CacheBackend",
     "sqlite": "sqlite:SQLiteBackend",
     "redis": "redis:RedisBackend",
+    "mongodb": "mongodb:MongoDBBackend",
+    "mongo": "mongodb:MongoDBBackend",
+    "gridfs": "gridfs:GridFSBackend",
+    "dynamodb": "dynamodb:DynamoDBBackend",
+    "filesystem": "filesystem:FileBackend",
+    "file": "filesystem:FileBackend",
 }
 
 

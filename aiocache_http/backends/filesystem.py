@@ -1,0 +1,275 @@
+"""Filesystem storage (:class:`FileCache`) and backend (:class:`FileBackend`), on aiofiles.
+
+One file per key, holding exactly the stored bytes. Responses live in the cache
+directory, redirects in its ``redirects`` subdirectory.
+
+File names: a key of lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex
+digests the cache makes) is its own file name; any other key is ``~`` + its base32
+encoding, so no key can reach outside the directory (``../x``, ``/etc``, NUL...) and two
+keys never share a file, even on a case-insensitive filesystem. A key too long for a
+file name is stored as ``~~`` + its SHA-256, with the key itself in a small
+``.key-<sha256>`` file written first. Names starting with ``.`` are never entries.
+
+Atomic writes: the value goes to a temporary file in the same directory, is fsynced,
+then ``os.replace``\\ d over the entry. A reader therefore sees the old file or the new
+one, never a part, and a writer killed at any point leaves at most a ``.tmp-*`` file,
+which is never listed and is removed by :meth:`FileCache.clear`.
+
+Expiry: the file's modification time *is* the entry's HTTP expiry (set on the temp file
+before the rename, so it is atomic with the content); an entry that never expires gets a
+far-future time. So :meth:`FileCache.delete_expired` and ``keys()`` / ``size()`` only
+list the directory and ``stat`` it, never read a body. (A tool that rewrites modification
+times, such as a copy without ``-p``, makes ``delete(expired=True)`` over-delete; the
+response itself still carries its expiry.)
+
+Each operation is one blocking function run in aiofiles' executor (``aiofiles.os.wrap``)
+rather than a chain of per-call aiofiles hops: a hit costs one thread hop, not three.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aiofiles.os import wrap
+
+from .base import BaseCache, CacheBackend, to_bytes
+
+NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
+REDIRECTS_DIR = "redirects"
+_PLAIN = re.compile(r"[0-9a-z_-][0-9a-z_.-]{0,199}")  # lowercase only: case-insensitive FS safe
+# the subdirectory, and names Windows reserves
+_RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
+             | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)})
+_MAX_ENCODED = 200
+_TMP_PREFIX = ".tmp-"
+_KEY_PREFIX = ".key-"
+
+
+def filename(key: str) -> str:
+    """The file name of ``key`` (see the module docstring)."""
+    if _PLAIN.fullmatch(key) and key not in _RESERVED and not key.endswith("."):
+        return key
+    encoded = base64.b32encode(key.encode("utf-8", "surrogatepass")).decode().rstrip("=").lower()
+    if len(encoded) <= _MAX_ENCODED:
+        return "~" + encoded
+    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _decode(name: str) -> str | None:
+    """The key stored under file ``name``; None if ``name`` is not an entry we wrote (or is a
+    hashed one, whose key is in its ``.key-`` file)."""
+    key: str | None = name
+    if name.startswith("~"):
+        encoded = name[1:].upper()
+        try:
+            key = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode("utf-8", "surrogatepass")
+        except (binascii.Error, ValueError):
+            key = None
+    return key if key is not None and filename(key) == name else None
+
+
+def _mtime(expires: datetime | None) -> float:
+    if expires is None:
+        return NEVER
+    if expires.tzinfo is None:  # naive datetimes are UTC, as everywhere in the cache
+        expires = expires.replace(tzinfo=timezone.utc)
+    return min(max(expires.timestamp(), 1.0), NEVER)
+
+
+def _write_atomic(path: Path, data: bytes, mtime: float | None) -> None:
+    tmp = path.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mtime is not None:
+            os.utime(tmp, (time.time(), mtime))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+class FileCache(BaseCache):
+    """A directory as key -> bytes storage (see the module docstring).
+
+    Args:
+        cache_dir: The directory; created (with its parents) now, so a path that cannot
+            be used fails here, naming it.
+    """
+
+    def __init__(self, cache_dir: str | Path) -> None:
+        self.cache_dir = Path(cache_dir).expanduser().absolute()
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot use {str(self.cache_dir)!r} as a cache directory: "
+                                   f"{e.strerror or e}") from e
+        self._read = wrap(_read)
+        self._write = wrap(self._write_sync)
+        self._delete = wrap(self._delete_sync)
+        self._scan = wrap(self._scan_sync)
+        self._delete_expired = wrap(self._delete_expired_sync)
+        self._clear = wrap(self._clear_sync)
+
+    def __repr__(self) -> str:
+        return f"FileCache({str(self.cache_dir)!r})"
+
+    def path(self, key: str) -> Path:
+        """The file of ``key``."""
+        return self.cache_dir / filename(key)
+
+    # -- blocking parts (run in the executor) ----------------------------------------
+    def _write_sync(self, key: str, data: bytes, mtime: float) -> None:
+        name = filename(key)
+        try:
+            if name.startswith("~~"):  # key file first: an entry is never listed without its key
+                _write_atomic(self.cache_dir / (_KEY_PREFIX + name[2:]), key.encode("utf-8", "surrogatepass"),
+                              None)
+            _write_atomic(self.cache_dir / name, data, mtime)
+        except FileNotFoundError:  # the directory was removed under us: recreate it once
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self._write_sync(key, data, mtime)
+
+    def _delete_sync(self, keys: list[str]) -> int:
+        deleted = 0
+        for key in keys:
+            name = filename(key)
+            deleted += _unlink(self.cache_dir / name)
+            if name.startswith("~~"):
+                _unlink(self.cache_dir / (_KEY_PREFIX + name[2:]))
+        return deleted
+
+    def _entries(self) -> list[tuple[str, float]]:
+        """(key, mtime) of every entry: one directory listing plus a ``stat`` each."""
+        found = []
+        try:
+            scan = os.scandir(self.cache_dir)
+        except FileNotFoundError:
+            return []
+        with scan:
+            for entry in scan:
+                try:
+                    if not entry.is_file():
+                        continue
+                    key = _decode(entry.name)
+                    if key is None and entry.name.startswith("~~"):
+                        raw = _read(self.cache_dir / (_KEY_PREFIX + entry.name[2:]))
+                        key = None if raw is None else raw.decode("utf-8", "surrogatepass")
+                    if key is not None:
+                        found.append((key, entry.stat().st_mtime))
+                except FileNotFoundError:  # deleted while we listed
+                    continue
+        return found
+
+    def _scan_sync(self) -> list[str]:
+        return [key for key, _mtime in self._entries()]
+
+    def _delete_expired_sync(self, now: float) -> int:
+        return self._delete_sync([key for key, mtime in self._entries() if mtime <= now])
+
+    def _clear_sync(self) -> None:
+        if not self.cache_dir.is_dir():
+            return
+        with os.scandir(self.cache_dir) as scan:
+            for entry in scan:
+                if entry.is_file(follow_symlinks=False):
+                    _unlink(Path(entry.path))
+
+    # -- the storage API -------------------------------------------------------------
+    async def read(self, key: str) -> bytes | None:
+        return await self._read(self.path(key))
+
+    async def contains(self, key: str) -> bool:
+        return await wrap(os.path.isfile)(self.path(key))
+
+    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+        await self._write(key, to_bytes(value), _mtime(expires))
+
+    async def delete(self, key: str) -> None:
+        await self._delete([key])
+
+    async def bulk_delete(self, keys: Iterable[str]) -> None:
+        await self._delete(list(keys))
+
+    async def delete_expired(self, now: datetime) -> int:
+        """Entries whose modification time (= expiry) is past: a listing, no body read."""
+        return await self._delete_expired(_mtime(now))
+
+    async def iter_keys(self) -> AsyncIterator[str]:
+        for key in await self._scan():
+            yield key
+
+    async def size(self) -> int:
+        return len(await self._scan())
+
+    async def clear(self) -> None:
+        """Delete every entry (and any temp file a killed writer left)."""
+        await self._clear()
+
+
+def get_cache_dir(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
+    """The directory for ``cache_name``: as given, in the user cache dir, or in the temp dir
+    (the last two are ignored for an absolute path)."""
+    if use_cache_dir and use_temp:
+        raise ValueError("use_cache_dir and use_temp are mutually exclusive")
+    path = Path(cache_name).expanduser()
+    if use_cache_dir:
+        from platformdirs import user_cache_dir
+
+        path = Path(user_cache_dir()) / path
+    elif use_temp:
+        path = Path(tempfile.gettempdir()) / path
+    return path.absolute()
+
+
+class FileBackend(CacheBackend):
+    """Cache backend on the filesystem: one file per response in directory ``cache_name``,
+    redirects in its ``redirects`` subdirectory (see the module docstring).
+
+    Args:
+        cache_name: Directory path.
+        use_cache_dir: Put the directory in the user cache dir (platformdirs).
+        use_temp: Put the directory in the temp dir.
+        **kwargs: Cache settings (expire_after, secret_key...).
+    """
+
+    def __init__(self, cache_name: str | Path = "http_cache", use_cache_dir: bool = False,
+                 use_temp: bool = False, **kwargs: Any) -> None:
+        super().__init__(str(cache_name), **kwargs)
+        self.cache_dir = get_cache_dir(cache_name, use_cache_dir, use_temp)
+        self.responses: FileCache = FileCache(self.cache_dir)
+        self.redirects: FileCache = FileCache(self.cache_dir / REDIRECTS_DIR)
+
+
+__all__ = ["FileBackend", "FileCache", "filename", "get_cache_dir"]
