@@ -82,7 +82,32 @@ async def fetch(
     """
     key, stored_request = backend.identify(request)
     actions = CacheActions.from_request(key, stored_request, backend.settings, options)
-    cached = None if actions.skip_read else await _lookup(backend, actions, request)
+    if actions.skip_read:
+        return await _from_origin(backend, actions, request, send, network_errors)
+    fills = backend.fills
+    answer = await _answer_from_cache(backend, actions, request, send, network_errors)
+    if answer is not None:
+        return answer
+    if actions.refresh:
+        return await _from_origin(backend, actions, request, send, network_errors)
+
+    async def work() -> Outcome:
+        if backend.fills != fills:
+            # A fetch finished between our lookup and now; it may have stored our key.
+            again = await _answer_from_cache(backend, actions, request, send, network_errors)
+            if again is not None:
+                return again
+        return await _from_origin(backend, actions, request, send, network_errors)
+
+    return await _coalesced(backend, key, work)
+
+
+async def _answer_from_cache(
+    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send,
+    network_errors: tuple[type[BaseException], ...],
+) -> Outcome | None:
+    """Look up and decide: the answer when the cache has it, None when the origin must."""
+    cached = await _lookup(backend, actions, request)
     decision = actions.on_cached(cached, backend.clock())
     if decision is Decision.SERVE:
         assert cached is not None
@@ -90,14 +115,8 @@ async def fetch(
             _refresh_in_background(backend, actions, request, send, network_errors)
         return _from_cache(backend, cached)
     if decision is Decision.GATEWAY_TIMEOUT:
-        return Outcome(gateway_timeout(stored_request))
-
-    async def work() -> Outcome:
-        return await _from_origin(backend, actions, request, send, network_errors)
-
-    if actions.refresh or actions.skip_read:
-        return await work()  # the caller asked for its own origin request
-    return await _coalesced(backend, key, work)
+        return Outcome(gateway_timeout(actions.request))
+    return None
 
 
 def _from_cache(backend: CacheBackend, cached: CachedResponse) -> Outcome:
@@ -133,17 +152,18 @@ def _refresh_in_background(
     backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send,
     network_errors: tuple[type[BaseException], ...],
 ) -> None:
-    """Stale-while-revalidate (RFC 5861 §3): one background refresh per key."""
-    if (asyncio.get_running_loop(), actions.key) in backend.inflight:
+    """Stale-while-revalidate (RFC 5861 §3): one background refresh per key. The slot is
+    claimed before the task starts, so concurrent stale hits start exactly one."""
+    slot = (asyncio.get_running_loop(), actions.key)
+    if slot in backend.inflight:
         return
+    future = _claim(backend, slot)
     actions.decision = Decision.REVALIDATE if actions.validation_headers else Decision.FETCH
 
     async def refresh() -> None:
         try:
-            outcome = await _coalesced(
-                backend, actions.key,
-                lambda: _from_origin(backend, actions, request, send, network_errors),
-            )
+            outcome = await _lead(backend, slot, future,
+                                  lambda: _from_origin(backend, actions, request, send, network_errors))
             if outcome.raw is not None:
                 outcome.raw.release()
         except Exception as e:
@@ -155,18 +175,31 @@ def _refresh_in_background(
     task.add_done_callback(backend.background.discard)
 
 
+Slot = tuple[asyncio.AbstractEventLoop, str]
+
+
+def _claim(backend: CacheBackend, slot: Slot) -> asyncio.Future[CachedResponse | None]:
+    future: asyncio.Future[CachedResponse | None] = slot[0].create_future()
+    backend.inflight[slot] = future
+    return future
+
+
 async def _coalesced(
     backend: CacheBackend, key: str, work: Callable[[], Awaitable[Outcome]]
 ) -> Outcome:
+    """Run ``work`` as the leader for ``key``, or share the running leader's response."""
     slot = (asyncio.get_running_loop(), key)
     leader = backend.inflight.get(slot)
-    if leader is not None:
-        result = await asyncio.shield(leader)
-        if result is not None:
-            return _from_cache(backend, result)
-        return await _coalesced(backend, key, work)  # leader failed: elect another
-    future: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
-    backend.inflight[slot] = future
+    if leader is None:
+        return await _lead(backend, slot, _claim(backend, slot), work)
+    result = await asyncio.shield(leader)
+    if result is not None:
+        return _from_cache(backend, result)
+    return await _coalesced(backend, key, work)  # the leader failed: elect another
+
+
+async def _lead(backend: CacheBackend, slot: Slot, future: asyncio.Future[CachedResponse | None],
+                work: Callable[[], Awaitable[Outcome]]) -> Outcome:
     shared: CachedResponse | None = None
     try:
         outcome = await work()
@@ -175,6 +208,7 @@ async def _coalesced(
         return outcome
     finally:
         del backend.inflight[slot]
+        backend.fills += 1
         future.set_result(shared)
 
 

@@ -14,7 +14,7 @@ from aiocache_http.policy.settings import CONSTRUCTION_ONLY
 from .aws_servers import moto_server  # noqa: F401
 from .backends import FACTORIES
 from .clients import CLIENTS, Client
-from .origin import Origin, make_app
+from .origin import Clock, Origin, make_app
 from .redis_servers import redis_cluster, redis_server, redis_server_hfe  # noqa: F401
 
 
@@ -24,13 +24,14 @@ async def origin() -> AsyncIterator[Origin]:
     counts: Counter[str] = Counter()
     state: dict[str, bool] = {}
     last_headers: dict[str, dict[str, str]] = {}
-    runner = web.AppRunner(make_app(counts, state, last_headers))
+    clock = Clock()
+    runner = web.AppRunner(make_app(counts, state, last_headers, clock))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Origin(f"http://127.0.0.1:{port}", counts, last_headers, state)
+        yield Origin(f"http://127.0.0.1:{port}", counts, last_headers, state, clock)
     finally:
         await runner.cleanup()
 

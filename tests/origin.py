@@ -15,9 +15,25 @@ import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from typing import Any
 
 from aiohttp import web
+
+
+class Clock:
+    """A clock the test moves by hand. The origin dates its responses with it and a
+    backend can use it too, so both sides agree on the time (RFC 9111 §4.2.3)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -26,6 +42,7 @@ class Origin:
     counts: Counter[str]
     last_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     state: dict[str, bool] = field(default_factory=dict)
+    clock: Clock = field(default_factory=Clock)
 
     @property
     def down(self) -> bool:
@@ -47,7 +64,7 @@ class Origin:
 
 
 def make_app(counts: Counter[str], state: dict[str, bool],
-             last_headers: dict[str, dict[str, str]]) -> web.Application:
+             last_headers: dict[str, dict[str, str]], clock: Clock) -> web.Application:
     @web.middleware
     async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
         last_headers[request.path] = dict(request.headers)
@@ -64,7 +81,8 @@ def make_app(counts: Counter[str], state: dict[str, bool],
         q = request.query
         if "delay" in q:
             await asyncio.sleep(float(q["delay"]))
-        headers = {k[2:]: v for k, v in q.items() if k.startswith("h_")}
+        headers = {"Date": format_datetime(clock(), usegmt=True)}
+        headers.update((k[2:], v) for k, v in q.items() if k.startswith("h_"))
         etag = q.get("etag")
         if etag:
             headers["ETag"] = f'"{etag}"'

@@ -122,6 +122,9 @@ class CacheBackend:
                  **kwargs: Any) -> None:
         from .memory import MemoryCache
 
+        if max_entries is not None and type(self) is not CacheBackend:
+            raise TypeError(f"max_entries is only supported by the in-memory CacheBackend, "
+                            f"not {type(self).__name__}")
         self.name = cache_name
         self.settings = CacheSettings(**kwargs)
         self.serializer = Serializer(
@@ -132,6 +135,7 @@ class CacheBackend:
         # Per-key tasks shared by concurrent misses and background refreshes.
         self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
         self.background: set[asyncio.Task[Any]] = set()
+        self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
 
