@@ -61,6 +61,7 @@ class Outcome:
 
     response: CachedResponse | None
     raw: Any = None
+    release: Callable[[], Any] | None = None  # frees ``raw`` when nobody will read it
     from_cache: bool = False
     age: float | None = None
 
@@ -164,8 +165,8 @@ def _refresh_in_background(
         try:
             outcome = await _lead(backend, slot, future,
                                   lambda: _from_origin(backend, actions, request, send, network_errors))
-            if outcome.raw is not None:
-                outcome.raw.release()
+            if outcome.release is not None:
+                outcome.release()
         except Exception as e:
             logger.warning("%s %s: background refresh failed: %s: %s", request.method,
                            actions.request.url, type(e).__name__, e)
@@ -252,16 +253,16 @@ async def _from_origin(
     ):
         if actions.invalidates_stored(origin.headers):
             await backend.delete(actions.key)
-        return Outcome(None, raw=origin.raw)
+        return Outcome(None, raw=origin.raw, release=origin.release)
     body = await origin.read()
     if not actions.complete(origin.headers, body):
-        return Outcome(None, raw=origin.raw)
+        return Outcome(None, raw=origin.raw, release=origin.release)
     response = _to_cached(backend, actions, origin, body, request_time, response_time)
     await _save(backend, actions, response)
     await _save_redirect_aliases(backend, actions.key, request, origin)
     logger.debug("%s %s: stored, expires %s", actions.request.method, actions.request.url,
                  response.expires or "never")
-    return Outcome(response, raw=origin.raw)
+    return Outcome(response, raw=origin.raw, release=origin.release)
 
 
 async def _save(backend: CacheBackend, actions: CacheActions, response: CachedResponse) -> None:
