@@ -41,8 +41,7 @@ def _redis(namespace: str = DEFAULT_CACHE_NAME, connection: Any = None, ttl: boo
            ttl_offset: int = 3600, *, host: str | None = None, port: int | None = None,
            **kwargs: Any) -> Adapted:
     if (host is not None or port is not None) and "address" not in kwargs:
-        bracketed = f"[{host}]" if host and ":" in host else (host or "localhost")
-        kwargs["address"] = f"redis://{bracketed}:{port or 6379}"
+        kwargs["address"] = (host or "localhost", int(port or 6379))
     if connection is not None:
         kwargs["connection"] = connection
     return namespace, {"ttl": ttl, "ttl_offset": ttl_offset, **kwargs}

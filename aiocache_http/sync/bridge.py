@@ -66,8 +66,12 @@ class LoopBridge:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the bridge loop and return its result (or raise its error)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop())
-        return _wait(future)
+        try:
+            loop = self.loop()
+        except BaseException:
+            coro.close()  # never to be awaited
+            raise
+        return _wait(asyncio.run_coroutine_threadsafe(coro, loop))
 
     def serve(self, work: Callable[[Offload], Coroutine[Any, Any, T]]) -> T:
         """Run ``work(offload)`` on the bridge loop; while waiting, run here whatever

@@ -68,10 +68,6 @@ class CachedResponse(_CacheInfo):
 class OriginalResponse(_CacheInfo):
     """A response that came from the origin, with the cache attributes."""
 
-    def release(self) -> None:
-        """aiohttp's name for close(): the shared driver releases unused origin responses."""
-        self.close()
-
     @classmethod
     def wrap(cls, response: requests.Response,
              record: models.CachedResponse | None) -> OriginalResponse:

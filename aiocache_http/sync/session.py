@@ -36,6 +36,9 @@ _pending: ContextVar[RequestOptions | None] = ContextVar("aiocache_http_sync_opt
 _in_origin: ContextVar[bool] = ContextVar("aiocache_http_sync_in_origin", default=False)
 _jar_cookies: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
 
+# "Origin unreachable" (for stale-if-error and must-revalidate): not every RequestException.
+_NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
 # Settings named in the signature, with the values that leave a backend's own setting alone.
 _DEFAULTS: Mapping[str, Any] = {
     "expire_after": -1, "urls_expire_after": None, "cache_control": False,
@@ -218,12 +221,15 @@ class CachedSession(requests.Session):
 
         async def work(offload: Offload) -> Outcome:
             async def send_to_origin(extra: dict[str, str]) -> OriginResponse:
-                prepared = request.copy() if extra else request
+                prepared = request.copy()
                 prepared.headers.update(extra)
+                # The caller's hooks see a response with the cache attributes, as on a hit.
+                prepared.hooks = {**request.hooks,
+                                  "response": [_as_original, *request.hooks.get("response", ())]}
                 response = await offload(lambda: self._send_origin(prepared, kwargs))
                 return origin_response(response, offload)
 
-            return await fetch(backend, record, options, send_to_origin)
+            return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS)
 
         return self._respond(serve(work), request, kwargs)
 
@@ -263,6 +269,10 @@ class CachedSession(requests.Session):
 def _is_default(name: str, value: Any) -> bool:
     default = _DEFAULTS[name]
     return value is default or (type(value) is type(default) and value == default)
+
+
+def _as_original(response: requests.Response, **kwargs: Any) -> requests.Response:
+    return OriginalResponse.wrap(response, None)
 
 
 def _options(expire_after: ExpirationTime, refresh: bool, force_refresh: bool,

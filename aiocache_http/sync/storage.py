@@ -112,14 +112,22 @@ class SQLiteDict(_LazyStorage):
     _wraps = ("sqlite", "SQLiteCache")
 
 
-class RedisHashDict(_LazyStorage):
-    """One Redis hash at ``namespace:collection_name``."""
+class RedisDict(_LazyStorage):
+    """One Redis key per item (``{namespace:collection_name}:key``)."""
 
     _wraps = ("redis", "RedisCache")
+    _layout = "keys"
+
+    def __init__(self, namespace: str = "http_cache", collection_name: str = "responses",
+                 *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("layout", self._layout)
+        super().__init__(namespace, collection_name, *args, **kwargs)
 
 
-class RedisDict(RedisHashDict):
-    """requests-cache's one-key-per-item Redis storage; here the same hash storage."""
+class RedisHashDict(RedisDict):
+    """One Redis hash at ``namespace:collection_name``."""
+
+    _layout = "hash"
 
 
 class MongoDict(_LazyStorage):

@@ -1,0 +1,511 @@
+"""The sync layer: aiocache_http.sync.CachedSession, install_cache & co., the loop bridge,
+requests-cache's names. (The end-to-end suite also runs for the sync session: see the
+"sync" client in tests/clients.py.)
+
+Sync-style tests use ``thread_origin``: the local origin on its own loop in a thread,
+so a test can block on ``requests`` calls while it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import gc
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from aiohttp import web
+
+import aiocache_http.sync as requests_cache
+from aiocache_http import CacheBackend, CachedClientSession
+from aiocache_http.backends import BACKEND_CLASSES as ASYNC_BACKEND_CLASSES
+from aiocache_http.backends.sqlite import SQLiteBackend
+from aiocache_http.sync import (
+    BACKEND_CLASSES,
+    CachedResponse,
+    CachedSession,
+    DictStorage,
+    LoopBridge,
+    SQLiteDict,
+    SyncBackend,
+    create_key,
+)
+
+from .origin import Origin, make_app
+from .redis_servers import RedisServer
+
+BackendMaker = Callable[..., CacheBackend]
+
+
+def n(response: requests.Response) -> int:
+    return int(response.json()["n"])
+
+
+@pytest.fixture
+def thread_origin() -> Iterator[Origin]:
+    """The local origin, served by a loop in its own thread."""
+    origin = Origin("", Counter())
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app(origin.counts, origin.state, origin.last_headers, origin.clock))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    origin.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield origin
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_requests() -> Iterator[None]:
+    yield
+    requests_cache.uninstall_cache()
+
+
+# -- requests-cache's "General usage" page, ported: only the imports differ ------------------
+def test_general_usage_port(thread_origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default cache is ./http_cache.sqlite
+    url = thread_origin.url("/r/get")
+
+    # Sessions
+    from aiocache_http.sync import CachedSession
+
+    session = CachedSession()
+    first = session.get(url)
+    session.request("GET", url)
+    head = session.head(url)
+    with session.cache_disabled():
+        uncached = session.get(url)
+    assert not first.from_cache and head.status_code == 200 and not uncached.from_cache
+    assert thread_origin.count("/r/get") == 3  # GET once, HEAD once, disabled once
+    assert (tmp_path / "http_cache.sqlite").exists()
+    session.cache.clear()
+    assert session.cache.responses.size() == 0
+
+    # Patching
+    import requests
+
+    import aiocache_http.sync as requests_cache
+
+    requests_cache.install_cache()
+    requests.get(url)
+    assert requests.get(url).from_cache
+    session2 = requests.Session()
+    assert session2.get(url).from_cache
+    requests_cache.install_cache(expire_after=360, allowable_methods=("GET", "POST"))
+    requests.post(url, data=b"x")
+    assert requests.post(url, data=b"x").from_cache
+
+    requests_cache.uninstall_cache()
+    with requests_cache.enabled():
+        requests.get(url)  # Will be cached
+        assert requests.get(url).from_cache
+    assert not requests_cache.is_installed()
+    requests_cache.install_cache()
+    with requests_cache.disabled():
+        before = thread_origin.count("/r/get")
+        requests.get(url)  # Will not be cached
+        assert thread_origin.count("/r/get") == before + 1
+    assert requests_cache.is_installed()
+    requests_cache.clear()
+    requests_cache.uninstall_cache()
+    plain = requests.get(url)
+    assert not hasattr(plain, "from_cache") and not requests_cache.is_installed()
+
+    # Settings
+    session = CachedSession()
+    session.settings.expire_after = 360
+    session.settings.stale_if_error = True
+    assert session.settings.expire_after == 360 and session.settings.stale_if_error is True
+    with pytest.raises(AttributeError, match="serializer"):
+        session.settings.serializer = "pickle"
+
+
+def test_autoclose_with_a_shared_backend(thread_origin: Origin, redis_server: RedisServer) -> None:
+    from aiocache_http.sync import CachedSession, RedisCache
+
+    backend = RedisCache(host="127.0.0.1", port=redis_server.port)
+    session1 = CachedSession(backend=backend, autoclose=False)
+    session2 = CachedSession(backend=backend, autoclose=False)
+    url = thread_origin.url("/r/shared-redis")
+    session1.get(url)
+    session1.close()
+    assert session2.get(url).from_cache and thread_origin.count("/r/shared-redis") == 1
+    session2.cache.clear()
+    session2.close()
+
+
+def test_redis_page_examples(thread_origin: Origin, redis_server: RedisServer) -> None:
+    """requests-cache's Redis page: by alias with connection kwargs, and connection=Redis()."""
+    from redis import Redis
+
+    from aiocache_http.sync import CachedSession, RedisCache
+
+    url = thread_origin.url("/r/redis-page")
+    session = CachedSession("http_cache_page", backend="redis", host="127.0.0.1", port=redis_server.port)
+    session.get(url)
+    connection = Redis(host="127.0.0.1", port=redis_server.port)
+    other = CachedSession("http_cache_page", backend=RedisCache("http_cache_page", connection=connection))
+    assert other.get(url).from_cache and thread_origin.count("/r/redis-page") == 1
+    assert RedisCache(ttl=False).name == "http_cache" and BACKEND_CLASSES["redis"] is RedisCache
+    other.cache.clear()
+    for s in (session, other):
+        s.close()
+    connection.close()
+
+
+# -- the response ------------------------------------------------------------------------------
+def test_response_is_a_requests_response(thread_origin: Origin) -> None:
+    hooked: list[bool] = []
+    session = CachedSession(backend="memory", expire_after=60)
+    session.hooks["response"].append(lambda r, **kw: hooked.append(r.from_cache))
+    url = thread_origin.url("/r/resp?x=1")
+    live = session.get(url, headers={"Authorization": "Bearer t"})
+    hit = session.get(url, headers={"Authorization": "Bearer t"})
+    assert isinstance(hit, requests.Response) and isinstance(hit, CachedResponse)
+    assert hit.from_cache and not live.from_cache and hooked == [False, True]
+    assert hit.json() == live.json() and hit.text == live.text and hit.ok
+    assert hit.headers["content-type"] == live.headers["Content-Type"]
+    assert hit.encoding == live.encoding == "utf-8"
+    assert hit.created_at is not None and hit.expires is not None and not hit.is_expired
+    assert hit.cache_key == live.cache_key == create_key(live.request)
+    assert hit.request.headers["Authorization"] == "Bearer t"  # the caller's own request
+    assert hit.elapsed.total_seconds() == 0 and next(iter(hit.iter_content(4))) == hit.content[:4]
+    streamed = session.get(url, headers={"Authorization": "Bearer t"}, stream=True)
+    assert b"".join(streamed.iter_content(3)) == live.content
+    # A different credential is a different entry; the key hashes it, storage redacts it.
+    assert not session.get(url, headers={"Authorization": "Bearer u"}).from_cache
+    for raw in session.cache.responses.values():
+        assert b"Bearer" not in raw
+
+
+def test_create_key_matches_both_sessions(thread_origin: Origin) -> None:
+    url = thread_origin.url("/r/key?b=2&a=1")
+    session = CachedSession(backend="memory", ignored_parameters=["a"])
+    response = session.get(url)
+    request = requests.Request("GET", url)
+    assert create_key(request, ignored_parameters=["a"]) == response.cache_key
+    assert create_key(request.prepare(), ignored_params=["a"]) == response.cache_key
+    assert session.cache.create_key(request) == response.cache_key
+    assert create_key(request) != response.cache_key  # "a" is part of this one
+
+    def key_fn(request: Any, **kwargs: Any) -> str:  # a requests-cache style key_fn
+        return "custom-" + create_key(request, **kwargs)
+
+    custom = CachedSession(backend="memory", key_fn=key_fn)
+    assert custom.get(url).cache_key.startswith("custom-") and custom.get(url).from_cache
+
+
+def test_per_request_options(thread_origin: Origin) -> None:
+    session = CachedSession(backend="memory", expire_after=3600)
+    url = thread_origin.url("/r/opt?etag=v1")
+    assert session.get(url, only_if_cached=True).status_code == 504
+    session.get(url, expire_after=None)  # requests-cache: None = the session's setting
+    assert session.get(url).expires is not None and session.get(url).from_cache
+    refreshed = session.get(url, refresh=True)
+    assert refreshed.from_cache and thread_origin.count("/r/opt") == 2  # 304
+    forced = session.get(url, force_refresh=True)
+    assert not forced.from_cache and n(forced) == 3
+    prepared = session.prepare_request(requests.Request("GET", url))
+    assert session.send(prepared, only_if_cached=True).from_cache
+
+
+def test_multipart_body_is_keyed_without_its_random_boundary(thread_origin: Origin) -> None:
+    session = CachedSession(backend="memory", allowable_methods=["GET", "POST"])
+    url = thread_origin.url("/r/upload")
+    session.post(url, files={"f": ("a.txt", b"hello")})
+    assert session.post(url, files={"f": ("a.txt", b"hello")}).from_cache
+    assert not session.post(url, files={"f": ("a.txt", b"other")}).from_cache
+
+
+# -- the async and the sync session on one backend ---------------------------------------------
+async def test_cross_compat_both_directions(make_backend: BackendMaker, origin: Origin) -> None:
+    backend = make_backend()
+    await backend.clear()
+    sync = CachedSession(backend=backend, autoclose=False)
+    auth = {"Authorization": "Bearer one"}
+    async with CachedClientSession(cache=backend, autoclose=False) as aio:
+        async with aio.get(origin.url("/r/a2s"), params={"q": "1"}, headers=auth) as r:
+            assert not r.from_cache
+        hit = await asyncio.to_thread(sync.get, origin.url("/r/a2s"), params={"q": "1"}, headers=auth)
+        assert hit.from_cache and origin.count("/r/a2s") == 1
+
+        stored = await asyncio.to_thread(sync.get, origin.url("/r/s2a?q=1"), headers=auth)
+        assert not stored.from_cache
+        async with aio.get(origin.url("/r/s2a"), params={"q": "1"}, headers=auth) as r:
+            assert r.from_cache and await r.read() == stored.content and r.cache_key == stored.cache_key
+        assert origin.count("/r/s2a") == 1
+
+        # Both at the same time, from the app loop and from threads through the bridge.
+        urls = [origin.url(f"/r/both{i}?delay=0.02") for i in range(5)]
+
+        async def via_async(url: str) -> bytes:
+            async with aio.get(url) as r:
+                return await r.read()
+
+        def via_sync(url: str) -> bytes:
+            return sync.get(url).content
+
+        results = await asyncio.gather(*(via_async(u) for u in urls),
+                                       *(asyncio.to_thread(via_sync, u) for u in urls))
+        assert all(json.loads(body)["path"].startswith("/r/both") for body in results)
+        # Coalescing is per event loop: at most one origin request per URL and loop.
+        assert all(origin.count(f"/r/both{i}") <= 2 for i in range(5))
+        for url in urls:  # and afterwards both read the one stored entry
+            hit = await asyncio.to_thread(sync.get, url)
+            async with aio.get(url) as r:
+                assert hit.from_cache and r.from_cache and await r.read() == hit.content
+    sync.close()
+
+
+async def test_many_threads_one_session(make_backend: BackendMaker, origin: Origin) -> None:
+    """16 threads x 100 GETs on one session: no errors, one origin request per URL."""
+    session = CachedSession(backend=make_backend(), autoclose=False)
+    urls = [origin.url(f"/r/t{i}?delay=0.05") for i in range(10)]
+
+    def worker(t: int) -> list[int]:
+        return [session.get(urls[(t + i) % len(urls)]).status_code for i in range(100)]
+
+    def hammer() -> list[int]:
+        with ThreadPoolExecutor(16) as pool:
+            return [s for statuses in pool.map(worker, range(16)) for s in statuses]
+
+    statuses = await asyncio.to_thread(hammer)
+    assert statuses == [200] * 1600
+    assert [origin.count(f"/r/t{i}") for i in range(10)] == [1] * 10
+    session.close()
+
+
+async def test_sync_call_inside_a_running_loop(thread_origin: Origin) -> None:
+    """Legacy code called from ``async def``: blocks this loop, but never deadlocks."""
+    session = CachedSession(backend="memory")
+    faulthandler.dump_traceback_later(30, exit=True)  # a deadlock fails loudly, not forever
+    try:
+        first = session.get(thread_origin.url("/r/in-loop"))
+        second = session.get(thread_origin.url("/r/in-loop"))
+        assert session.cache.responses.size() == 1
+        session.close()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert (first.from_cache, second.from_cache) == (False, True)
+    await asyncio.sleep(0)  # this loop still runs
+
+
+def test_cache_disabled_is_per_thread(thread_origin: Origin) -> None:
+    session = CachedSession(backend="memory")
+    url = thread_origin.url("/r/per-thread")
+    session.get(url)
+    with session.cache_disabled():
+        assert not session.get(url).from_cache
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(session.get, url).result().from_cache
+    assert session.get(url).from_cache
+
+
+def test_sync_call_from_the_bridge_loop_is_refused(thread_origin: Origin) -> None:
+    session = CachedSession(backend="memory")
+    session.settings.filter_fn = lambda r: session.cache.responses.size() >= 0
+    with pytest.raises(RuntimeError, match="bridge loop"):
+        session.get(thread_origin.url("/r/reentrant"))
+
+
+# -- session.cache, storages, backends ------------------------------------------------------
+def test_session_cache_is_synchronous(thread_origin: Origin) -> None:
+    session = CachedSession(backend="memory")
+    urls = [thread_origin.url(f"/r/c{i}") for i in range(3)]
+    for url in urls:
+        session.get(url)
+    cache = session.cache
+    assert isinstance(cache, SyncBackend) and cache.responses.size() == len(cache.responses) == 3
+    keys = list(cache.responses.keys())
+    assert len(keys) == 3 and keys[0] in cache.responses and cache.responses.contains(keys[0])
+    assert cache.contains(url=urls[0]) and cache.has_url(urls[0]) and len(cache.get_urls()) == 3
+    stored = cache.get_response(keys[0])
+    assert stored is not None and stored.status_code == 200 and stored.from_cache
+    cache.delete(urls=[urls[0]])
+    assert not cache.has_url(urls[0]) and cache.responses.size() == 2
+    cache.delete(requests=[requests.Request("GET", urls[1])])
+    assert cache.responses.size() == 1
+    cache.delete(expired=True)
+    assert cache.responses.size() == 1
+    cache.clear()
+    assert cache.responses.size() == 0 and cache.redirects.size() == 0
+
+
+def test_storage_views(tmp_path: Path, redis_server: RedisServer, redis_server_hfe: RedisServer) -> None:
+    from aiocache_http.sync import RedisDict, RedisHashDict
+
+    views = [DictStorage(), SQLiteDict(tmp_path / "d.sqlite", "t"),
+             RedisDict("views", "a", redis_server.url), RedisHashDict("views", "b", redis_server_hfe.url)]
+    for view in views:
+        view.clear()
+        view["k"] = b"\x00v"
+        view["s"] = "text"
+        assert view["k"] == b"\x00v" and view.read("s") == b"text" and len(view) == 2
+        assert sorted(view) == ["k", "s"] and "k" in view and "nope" not in view
+        assert dict(view.items()) == {"k": b"\x00v", "s": b"text"}
+        del view["k"]
+        with pytest.raises(KeyError):
+            del view["k"]
+        with pytest.raises(KeyError):
+            view["k"]
+        view.update({"a": b"1", "b": b"2"})
+        assert view.size() == 3
+        view.clear()
+        assert len(view) == 0
+        view.close()
+
+
+def test_requests_cache_backend_names(tmp_path: Path) -> None:
+    from aiocache_http.sync import SQLiteCache
+
+    backend = SQLiteCache(tmp_path / "named", use_memory=False)
+    assert isinstance(backend, SQLiteBackend) and type(backend).__name__ == "SQLiteCache"
+    assert backend.db_path == tmp_path / "named.sqlite"
+    assert BACKEND_CLASSES["sqlite"] is SQLiteCache and BACKEND_CLASSES["memory"] is requests_cache.BaseCache
+    session = CachedSession(tmp_path / "by_alias", backend="sqlite", wal=True, busy_timeout=5)
+    assert isinstance(session.backend, SQLiteCache) and session.backend.db_path.name == "by_alias.sqlite"
+    session.close()
+    for alias, name in [("filesystem", "FileCache"), ("mongodb", "MongoCache"),
+                        ("gridfs", "GridFSCache"), ("dynamodb", "DynamoDbCache")]:
+        if alias in ASYNC_BACKEND_CLASSES:  # being added: it must then be the subclass
+            assert issubclass(getattr(requests_cache, name), ASYNC_BACKEND_CLASSES[alias])
+        else:  # not there: fails when used, naming it
+            with pytest.raises(ImportError, match=name):
+                getattr(requests_cache, name)
+
+
+def test_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown backend 'nosuch'.*sqlite"):
+        CachedSession(backend="nosuch")
+    with pytest.raises(TypeError, match="backend must be"):
+        CachedSession(backend=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="did you mean 'expire_after'"):
+        CachedSession(backend="memory", expire_afer=60)
+    backend = CacheBackend()
+    with pytest.raises(TypeError, match="wal"):
+        CachedSession(backend=backend, wal=True)
+    with pytest.raises(AttributeError, match="serializer"):
+        CachedSession(backend=backend, serializer="pickle")
+    session = CachedSession(backend=backend)
+    for name in ("cache", "backend", "settings"):
+        with pytest.raises(AttributeError, match=f"session.{name}"):
+            setattr(session, name, CacheBackend())
+    with pytest.raises(AttributeError, match="secret_key"):
+        session.settings.secret_key = "new"
+    with pytest.raises(ValueError, match="not a SQLite database"):
+        (tmp_path / "junk.sqlite").write_bytes(b"not sqlite at all")
+        CachedSession(tmp_path / "junk.sqlite", backend="sqlite")
+
+
+def test_settings_only_given_ones_change_a_shared_backend() -> None:
+    backend = CacheBackend(expire_after=60, allowed_codes=(200, 404))
+    session = CachedSession(backend=backend, cache_control=True)
+    assert session.settings.expire_after == 60 and session.settings.allowed_codes == {200, 404}
+    assert session.settings.cache_control is True and session.expire_after == 60
+
+
+# -- autoclose, threads, loops, exit -----------------------------------------------------------
+def test_autoclose(thread_origin: Origin, tmp_path: Path) -> None:
+    url = thread_origin.url("/r/close")
+    backend = SQLiteBackend(tmp_path / "auto.sqlite")
+    keeper = CachedSession(backend=backend, autoclose=False)
+    keeper.get(url)
+    assert len(backend.database.handles) == 1  # the bridge loop's connection
+    keeper.close()
+    assert len(backend.database.handles) == 1  # still open for the others
+    closer = CachedSession(backend=backend)
+    assert closer.get(url).from_cache
+    closer.close()
+    assert backend.database.handles == {}
+    backend.settings.autoclose = False  # the backend's own setting is honoured too
+    session = CachedSession(backend=backend)
+    assert session.get(url).from_cache
+    session.close()
+    assert len(backend.database.handles) == 1
+    requests_cache.BRIDGE.run(backend.close())
+
+
+def _open_loops() -> int:
+    return sum(isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed() for o in gc.get_objects())
+
+
+def test_no_thread_or_loop_leak(thread_origin: Origin, tmp_path: Path) -> None:
+    url = thread_origin.url("/r/leak")
+    CachedSession(backend="memory").get(url)  # the bridge is up
+    gc.collect()
+    threads, loops = threading.active_count(), _open_loops()
+    for i in range(30):
+        with CachedSession(tmp_path / f"leak{i}", backend="sqlite" if i % 2 else "memory") as session:
+            session.get(url)
+            session.get(url)
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.02)  # closed aiosqlite connections end their threads
+    gc.collect()
+    assert threading.active_count() == threads and _open_loops() == loops
+    assert [t.name for t in threading.enumerate()].count("aiocache-http-bridge") == 1
+
+
+def test_bridge_starts_lazily_and_stops() -> None:
+    bridge = LoopBridge()
+    assert bridge.thread is None
+
+    async def where() -> str:
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    assert bridge.run(where()) == "aiocache-http-bridge"
+    thread = bridge.thread
+    assert thread is not None and thread.daemon and thread.is_alive()
+    bridge.stop()
+    assert not thread.is_alive() and bridge.thread is None
+    assert bridge.run(where()) == "aiocache-http-bridge"  # started again on demand
+    bridge.stop()
+
+
+def test_use_at_interpreter_exit(thread_origin: Origin, tmp_path: Path) -> None:
+    """An unclosed SQLite session does not hang the exit, and the cache still works from
+    atexit handlers registered before and after the bridge started."""
+    script = textwrap.dedent(f"""
+        import atexit
+        from aiocache_http.sync import CachedSession
+
+        url = {thread_origin.url('/r/exit')!r}
+        session = CachedSession({str(tmp_path / 'exit')!r}, backend="sqlite")
+        atexit.register(lambda: print("early", session.get(url, only_if_cached=True).from_cache))
+        print("first", session.get(url).from_cache)
+        atexit.register(lambda: print("late", session.get(url).from_cache))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["first False", "late True", "early True"]
+    assert thread_origin.count("/r/exit") == 1
+
+
+def test_response_pickles(thread_origin: Origin) -> None:
+    import pickle
+
+    session = CachedSession(backend="memory")
+    session.get(thread_origin.url("/r/pickle"))
+    hit = pickle.loads(pickle.dumps(session.get(thread_origin.url("/r/pickle"))))
+    assert hit.from_cache and hit.cache_key and json.loads(hit.content)["n"] == 1
+    with pytest.raises(NotImplementedError):
+        pickle.dumps(session)
