@@ -206,6 +206,7 @@ def test_filesystem_cache_dir_and_temp_locations(tmp_path: Path, monkeypatch: py
     assert FileBackend("mine", use_cache_dir=True).cache_dir == tmp_path / "xdg" / "mine"
     assert FileBackend("mine", use_temp=True).cache_dir == tmp_path / "tmp" / "mine"
     assert FileBackend(tmp_path / "abs", use_temp=True).cache_dir == tmp_path / "abs"
+    assert FileCache("store", use_temp=True).cache_dir == tmp_path / "tmp" / "store"
 
 
 # -- DynamoDB ----------------------------------------------------------------------------
@@ -498,3 +499,14 @@ def test_sync_layer_selects_the_backends_by_name(tmp_path: Path) -> None:
         assert isinstance(mongo.cache.backend, MongoDBBackend)
     finally:
         mongo.close()
+
+
+def test_sync_storage_views(tmp_path: Path) -> None:
+    from aiocache_http.sync import FileDict, MongoDict
+
+    files = FileDict(tmp_path / "views")
+    files["../k"] = b"v"
+    assert files["../k"] == b"v" and list(files) == ["../k"] and len(files) == 1
+    mongo = MongoDict("db", "c", connection=AsyncMongoMockClient())
+    mongo["a"] = b"1"
+    assert mongo["a"] == b"1" and list(mongo) == ["a"]

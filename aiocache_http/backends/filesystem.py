@@ -120,16 +120,32 @@ def _unlink(path: Path) -> bool:
         return False
 
 
+def get_cache_dir(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
+    """The directory for ``cache_name``: as given, in the user cache dir, or in the temp dir
+    (the last two are ignored for an absolute path)."""
+    if use_cache_dir and use_temp:
+        raise ValueError("use_cache_dir and use_temp are mutually exclusive")
+    path = Path(cache_name).expanduser()
+    if use_cache_dir:
+        from platformdirs import user_cache_dir
+
+        path = Path(user_cache_dir()) / path
+    elif use_temp:
+        path = Path(tempfile.gettempdir()) / path
+    return path.absolute()
+
+
 class FileCache(BaseCache):
     """A directory as key -> bytes storage (see the module docstring).
 
     Args:
         cache_dir: The directory; created (with its parents) now, so a path that cannot
             be used fails here, naming it.
+        use_cache_dir, use_temp: Put it in the user cache dir or the temp dir.
     """
 
-    def __init__(self, cache_dir: str | Path) -> None:
-        self.cache_dir = Path(cache_dir).expanduser().absolute()
+    def __init__(self, cache_dir: str | Path, *, use_cache_dir: bool = False, use_temp: bool = False) -> None:
+        self.cache_dir = get_cache_dir(cache_dir, use_cache_dir, use_temp)
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -236,21 +252,6 @@ class FileCache(BaseCache):
     async def clear(self) -> None:
         """Delete every entry (and any temp file a killed writer left)."""
         await self._clear()
-
-
-def get_cache_dir(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
-    """The directory for ``cache_name``: as given, in the user cache dir, or in the temp dir
-    (the last two are ignored for an absolute path)."""
-    if use_cache_dir and use_temp:
-        raise ValueError("use_cache_dir and use_temp are mutually exclusive")
-    path = Path(cache_name).expanduser()
-    if use_cache_dir:
-        from platformdirs import user_cache_dir
-
-        path = Path(user_cache_dir()) / path
-    elif use_temp:
-        path = Path(tempfile.gettempdir()) / path
-    return path.absolute()
 
 
 class FileBackend(CacheBackend):
