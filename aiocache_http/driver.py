@@ -86,7 +86,7 @@ async def fetch(
     if actions.skip_read:
         return await _from_origin(backend, actions, request, send, network_errors)
     fills = backend.fills
-    answer = await _answer_from_cache(backend, actions, request, send, network_errors)
+    answer = await _answer_from_cache(backend, actions, request, send, network_errors, fills)
     if answer is not None:
         return answer
     if actions.refresh:
@@ -95,7 +95,8 @@ async def fetch(
     async def work() -> Outcome:
         if backend.fills != fills:
             # A fetch finished between our lookup and now; it may have stored our key.
-            again = await _answer_from_cache(backend, actions, request, send, network_errors)
+            again = await _answer_from_cache(backend, actions, request, send, network_errors,
+                                             backend.fills)
             if again is not None:
                 return again
         return await _from_origin(backend, actions, request, send, network_errors)
@@ -105,14 +106,18 @@ async def fetch(
 
 async def _answer_from_cache(
     backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send,
-    network_errors: tuple[type[BaseException], ...],
+    network_errors: tuple[type[BaseException], ...], fills: int,
 ) -> Outcome | None:
-    """Look up and decide: the answer when the cache has it, None when the origin must."""
+    """Look up and decide: the answer when the cache has it, None when the origin must.
+
+    ``fills`` is ``backend.fills`` before the lookup: if a fetch finished since, the
+    stale entry we read may already be refreshed, so no background refresh is started.
+    """
     cached = await _lookup(backend, actions, request)
     decision = actions.on_cached(cached, backend.clock())
     if decision is Decision.SERVE:
         assert cached is not None
-        if actions.background_refresh:
+        if actions.background_refresh and backend.fills == fills:
             _refresh_in_background(backend, actions, request, send, network_errors)
         return _from_cache(backend, cached)
     if decision is Decision.GATEWAY_TIMEOUT:
