@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from ..models import CachedRequest, CachedResponse, utcnow
@@ -106,6 +108,21 @@ class BaseCache(ABC):
 
 def to_bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
+
+
+def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
+    """Where a file-based cache lives: ``cache_name`` as given, or under the user cache dir
+    or the temp dir if asked (ignored for an absolute path), as requests-cache does."""
+    if use_cache_dir and use_temp:
+        raise ValueError("use_cache_dir and use_temp are mutually exclusive")
+    path = Path(cache_name).expanduser()
+    if use_cache_dir:
+        from platformdirs import user_cache_dir
+
+        path = Path(user_cache_dir()) / path
+    elif use_temp:
+        path = Path(tempfile.gettempdir()) / path
+    return path.absolute()
 
 
 class CacheBackend:

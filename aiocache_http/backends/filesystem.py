@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -44,7 +43,7 @@ from typing import Any
 
 from aiofiles.os import wrap
 
-from .base import BaseCache, CacheBackend, to_bytes
+from .base import BaseCache, CacheBackend, cache_path, to_bytes
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
 REDIRECTS_DIR = "redirects"
@@ -123,16 +122,7 @@ def _unlink(path: Path) -> bool:
 def get_cache_dir(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
     """The directory for ``cache_name``: as given, in the user cache dir, or in the temp dir
     (the last two are ignored for an absolute path)."""
-    if use_cache_dir and use_temp:
-        raise ValueError("use_cache_dir and use_temp are mutually exclusive")
-    path = Path(cache_name).expanduser()
-    if use_cache_dir:
-        from platformdirs import user_cache_dir
-
-        path = Path(user_cache_dir()) / path
-    elif use_temp:
-        path = Path(tempfile.gettempdir()) / path
-    return path.absolute()
+    return cache_path(cache_name, use_cache_dir, use_temp)
 
 
 class FileCache(BaseCache):

@@ -20,9 +20,7 @@ one event loop, so the clients we create are kept one per running loop and close
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -32,6 +30,7 @@ from pymongo import AsyncMongoClient
 
 from ..policy.settings import CacheSettings
 from .base import BaseCache, CacheBackend, to_bytes
+from .clients import LoopClients
 
 # pymongo's AsyncMongoClient or motor's AsyncIOMotorClient: typed loosely because motor
 # is optional and untyped; only the API subset both share is called.
@@ -47,52 +46,26 @@ def utc_naive(moment: datetime) -> datetime:
     return moment
 
 
-class MongoClients:
+class MongoClients(LoopClients[Client]):
     """The client for the running loop: the user's async connection, or one we create
     per loop (from options, or from a sync ``MongoClient``'s settings)."""
 
     def __init__(self, connection: Any = None, options: dict[str, Any] | None = None) -> None:
         options = options or {}
-        self.shared: Client | None = None
-        self._spare: Client | None = None
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = (
-            weakref.WeakKeyDictionary())
         if isinstance(connection, pymongo.MongoClient):
             base = dict(connection._init_kwargs)
-            self._new: Callable[[], Client] = lambda: AsyncMongoClient(**{**base, **options})
+            super().__init__(lambda: AsyncMongoClient(**{**base, **options}), _close)
         elif connection is not None:
             if not callable(getattr(connection, "get_database", None)):
                 raise TypeError("connection must be a pymongo AsyncMongoClient, a motor AsyncIOMotorClient "
                                 f"or a pymongo MongoClient, not {type(connection).__name__}")
-            self.shared = connection
-            return
+            super().__init__(None, _close, shared=connection)
         else:
-            self._new = lambda: AsyncMongoClient(**options)
-        self._spare = self._new()  # built now so bad options fail here
+            super().__init__(lambda: AsyncMongoClient(**options), _close)
 
-    def get(self) -> Client:
-        if self.shared is not None:
-            return self.shared
-        loop = asyncio.get_running_loop()
-        client = self._per_loop.get(loop)
-        if client is None:
-            client, self._spare = self._spare or self._new(), None
-            self._per_loop[loop] = client
-        return client
 
-    async def close(self) -> None:
-        """Close the clients we created; one of another, still running loop is closed
-        there (not awaited: that loop may be waiting on us)."""
-        clients, self._per_loop = dict(self._per_loop), weakref.WeakKeyDictionary()
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            await spare.close()
-        current = asyncio.get_running_loop()
-        for loop, client in clients.items():
-            if loop is current:
-                await client.close()
-            elif loop.is_running():
-                asyncio.run_coroutine_threadsafe(client.close(), loop)
+async def _close(client: Client) -> None:
+    await client.close()
 
 
 class MongoDBCache(BaseCache):

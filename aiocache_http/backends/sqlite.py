@@ -17,7 +17,6 @@ import contextlib
 import os
 import random
 import sqlite3
-import tempfile
 import threading
 import uuid
 import weakref
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .base import BaseCache, CacheBackend, to_bytes
+from .base import BaseCache, CacheBackend, cache_path, to_bytes
 
 T = TypeVar("T")
 Step = tuple[str, Sequence[Sequence[Any]] | None]  # (sql, executemany rows or None: run once)
@@ -54,18 +53,8 @@ class SQLiteFileError(OSError, ValueError):
 def get_cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
     """The database file for ``cache_name``: ``.sqlite`` added when it has no suffix, in the
     user cache dir or the temp dir if asked (ignored for an absolute path)."""
-    if use_cache_dir and use_temp:
-        raise ValueError("use_cache_dir and use_temp are mutually exclusive")
-    path = Path(cache_name).expanduser()
-    if use_cache_dir:
-        from platformdirs import user_cache_dir
-
-        path = Path(user_cache_dir()) / path
-    elif use_temp:
-        path = Path(tempfile.gettempdir()) / path
-    if not path.suffix:
-        path = path.with_name(path.name + ".sqlite")
-    return path.absolute()
+    path = cache_path(cache_name, use_cache_dir, use_temp)
+    return path if path.suffix else path.with_name(path.name + ".sqlite")
 
 
 def _epoch(expires: datetime | None) -> float | None:
