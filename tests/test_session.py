@@ -12,7 +12,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from aiocache_http import BaseCache, CacheBackend, CachedClientResponse, CachedClientSession, CachedSession
+from aiocache_http import (
+    BaseCache,
+    CacheBackend,
+    CachedClientResponse,
+    CachedClientSession,
+    CachedRequest,
+    CachedSession,
+)
 
 from .origin import Origin
 
@@ -183,3 +190,29 @@ async def test_default_backend_is_sqlite(origin: Origin, tmp_path: Path,
         await s.get(origin.url("/r/default"))
         assert (await s.get(origin.url("/r/default"))).from_cache
     assert (tmp_path / "aiohttp-cache.sqlite").exists()
+
+
+async def test_max_entries_evicts_least_recently_used(origin: Origin) -> None:
+    async with CachedClientSession(cache=CacheBackend(max_entries=2)) as s:
+        for name in ("a", "b"):
+            await s.get(origin.url(f"/r/lru-{name}"))
+        assert (await s.get(origin.url("/r/lru-a"))).from_cache  # a is now the most recent
+        await s.get(origin.url("/r/lru-c"))  # evicts b
+        assert await s.cache.responses.size() == 2
+        assert (await s.get(origin.url("/r/lru-a"))).from_cache
+        assert not (await s.get(origin.url("/r/lru-b"))).from_cache
+    with pytest.raises(ValueError, match="max_entries"):
+        CacheBackend(max_entries=0)
+
+
+async def test_key_fn_replaces_create_key(origin: Origin) -> None:
+    def by_path_only(request: CachedRequest, **kwargs: object) -> str:
+        return "path:" + request.url.split("?")[0]
+
+    async with CachedClientSession(cache=CacheBackend(), key_fn=by_path_only) as s:
+        first = await s.get(origin.url("/r/kf?v=1"))
+        second = await s.get(origin.url("/r/kf?v=2"))
+        assert second.from_cache and first.cache_key == second.cache_key == "path:" + origin.url("/r/kf")
+        s.settings.key_fn = lambda request, **kw: ""
+        with pytest.raises(TypeError, match="key_fn"):
+            await s.get(origin.url("/r/kf"))
