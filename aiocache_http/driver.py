@@ -26,7 +26,7 @@ from multidict import CIMultiDict
 from .backends.base import CacheBackend
 from .models import CachedRequest, CachedResponse
 from .policy import freshness
-from .policy.actions import CacheActions, Decision, RequestOptions, invalidated_urls
+from .policy.actions import UNSAFE_METHODS, CacheActions, Decision, RequestOptions, invalidated_urls
 from .policy.keys import CREDENTIAL_HEADERS, redact_url, variant_key
 
 logger = logging.getLogger("aiocache_http")
@@ -237,6 +237,8 @@ async def _from_origin(
             raise
         return stale
     response_time = backend.clock()
+    if backend.settings.cache_control and request.method in UNSAFE_METHODS:
+        await invalidate(backend, request, origin.status, origin.headers)  # a cached POST & co
 
     if origin.status == 304 and revalidating and cached is not None:
         origin.release()

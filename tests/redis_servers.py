@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -133,28 +134,29 @@ class RedisCluster:
         return [n.port for n in self.nodes]
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """The system redis-server (the one `make test` installs) on a free loopback port."""
-    with tempfile.TemporaryDirectory(prefix="redis-") as tmp:
-        server = RedisServer(system_binary(), Path(tmp))
+@contextmanager
+def running(binary: str, prefix: str) -> Iterator[RedisServer]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        server = RedisServer(binary, Path(tmp))
         server.start()
         try:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The system redis-server (the one `make test` installs) on a free loopback port."""
+    with running(system_binary(), "redis-") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server_hfe() -> Iterator[RedisServer]:
     """A Redis >= 7.4 (hash-field TTL) on a free loopback port."""
-    with tempfile.TemporaryDirectory(prefix="redis-hfe-") as tmp:
-        server = RedisServer(hfe_binary(), Path(tmp))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running(hfe_binary(), "redis-hfe-") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -295,6 +295,15 @@ async def test_35_unsafe_methods_invalidate(rfc: Callable[..., Client], origin: 
         assert not (await c.get(url)).from_cache, method
 
 
+async def test_35_invalidation_when_post_is_cached_too(rfc: Callable[..., Client],
+                                                      origin: Origin) -> None:
+    c = rfc(allowed_methods=("GET", "HEAD", "POST"))
+    url = origin.url(path("pc", Cache_Control="max-age=600"))
+    await c.get(url)
+    await c.request("POST", url, data=b"x", headers={"X-Status": "200"})
+    assert not (await c.get(url)).from_cache and origin.count("/r/pc") == 3
+
+
 async def test_36_range_and_head(rfc: Callable[..., Client], origin: Origin) -> None:
     c = rfc()
     url = origin.url(path("rg", Cache_Control="max-age=60"))
