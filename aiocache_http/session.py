@@ -41,8 +41,9 @@ with warnings.catch_warnings():
         """An ``aiohttp.ClientSession`` with a cache.
 
         Args:
-            cache: The backend (default: SQLite once available, else memory). One backend
-                may be shared by several sessions, async and sync.
+            cache: The backend (default: ``SQLiteBackend("aiohttp-cache")``, a file in the
+                working directory). One backend may be shared by several sessions, async
+                and sync.
             **kwargs: Cache settings (``expire_after``, ``cache_control``...; see
                 :class:`CacheSettings`) are applied to ``cache.settings``; everything else
                 goes to ``aiohttp.ClientSession``.
