@@ -181,7 +181,9 @@ class CacheBackend:
         else:
             key = hash_key(material)
         if len(self._identities) >= _IDENTITY_MEMO_SIZE:
-            self._identities.pop(next(iter(self._identities)))
+            # Start over rather than evict one: no iteration, so it is safe while another
+            # thread (the sync layer's loop) uses the same backend.
+            self._identities = {}
         self._identities[memo_key] = (key, stored)
         return key, stored
 

@@ -131,10 +131,9 @@ class CacheActions:
             )
         actions = cls(key=key, request=request, settings=settings, expire_after=expire_after,
                       only_if_cached=options.only_if_cached or "only-if-cached" in cc)
-        max_stale = cc.get("max-stale", "")
         if "max-stale" in cc:
             # Bare max-stale accepts any staleness (RFC 9111 §5.2.1.2).
-            actions.max_stale = float("inf") if max_stale is None else seconds(cc, "max-stale")
+            actions.max_stale = float("inf") if cc["max-stale"] is None else seconds(cc, "max-stale")
         actions.min_fresh = float(seconds(cc, "min-fresh") or 0)
         max_age = seconds(cc, "max-age")
         actions.max_age = None if max_age is None else float(max_age)
