@@ -115,16 +115,24 @@ with warnings.catch_warnings():
                 return await super()._request(method, str_or_url, **kwargs)
             options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached)
             headers = kwargs.pop("headers", None)
+            # Checked below, once the answer is stored: a cached 404 raises like a live one.
+            check = kwargs.pop("raise_for_status", None)
+            check = self._raise_for_status if check is None else check
 
             async def send(extra: dict[str, str]) -> OriginResponse:
                 merged = CIMultiDict(headers or {})
                 merged.update(extra)
-                response = await ClientSession._request(self, method, str_or_url,
-                                                        headers=merged, **kwargs)
+                response = await ClientSession._request(self, method, str_or_url, headers=merged,
+                                                        raise_for_status=False, **kwargs)
                 return _origin(response)
 
             outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS)
-            return self._respond(outcome, method)
+            result = self._respond(outcome, method)
+            if check is True:
+                result.raise_for_status()
+            elif callable(check):
+                await check(result)  # type: ignore[arg-type]  # replayed responses quack alike
+            return result
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response

@@ -216,3 +216,22 @@ async def test_key_fn_replaces_create_key(origin: Origin) -> None:
         s.settings.key_fn = lambda request, **kw: ""
         with pytest.raises(TypeError, match="key_fn"):
             await s.get(origin.url("/r/kf"))
+
+
+async def test_raise_for_status_applies_to_replayed_responses(origin: Origin) -> None:
+    url = origin.url("/r/rfs?status=404")
+    async with CachedClientSession(cache=CacheBackend(), allowed_codes=(200, 404),
+                                   raise_for_status=True) as s:
+        for _ in range(2):  # the origin's answer, then the replayed one
+            with pytest.raises(aiohttp.ClientResponseError):
+                await s.get(url)
+        assert origin.count("/r/rfs") == 1
+        r = await s.get(url, raise_for_status=False)
+        assert r.from_cache and r.status == 404
+        seen = []
+
+        async def check(response: object) -> None:
+            seen.append(response)
+
+        await s.get(url, raise_for_status=check)
+        assert len(seen) == 1
