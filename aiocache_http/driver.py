@@ -31,6 +31,7 @@ from .policy.keys import CREDENTIAL_HEADERS, redact_url, variant_key
 
 logger = logging.getLogger("aiocache_http")
 
+
 @dataclass(slots=True)
 class OriginResponse:
     """A live origin response as the driver needs it, whatever the HTTP library."""
@@ -83,263 +84,251 @@ async def fetch(
     """
     key, stored_request = backend.identify(request)
     actions = CacheActions.from_request(key, stored_request, backend.settings, options)
-    if actions.skip_read:
-        return await _from_origin(backend, actions, request, send, network_errors)
-    fills = backend.fills
-    answer = await _answer_from_cache(backend, actions, request, send, network_errors, fills)
-    if answer is not None:
-        return answer
-    if actions.refresh:
-        return await _from_origin(backend, actions, request, send, network_errors)
-
-    async def work() -> Outcome:
-        if backend.fills != fills:
-            # A fetch finished between our lookup and now; it may have stored our key.
-            again = await _answer_from_cache(backend, actions, request, send, network_errors,
-                                             backend.fills)
-            if again is not None:
-                return again
-        return await _from_origin(backend, actions, request, send, network_errors)
-
-    return await _coalesced(backend, key, work)
-
-
-async def _answer_from_cache(
-    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send,
-    network_errors: tuple[type[BaseException], ...], fills: int,
-) -> Outcome | None:
-    """Look up and decide: the answer when the cache has it, None when the origin must.
-
-    ``fills`` is ``backend.fills`` before the lookup: if a fetch finished since, the
-    stale entry we read may already be refreshed, so no background refresh is started.
-    """
-    cached = await _lookup(backend, actions, request)
-    decision = actions.on_cached(cached, backend.clock())
-    if decision is Decision.SERVE:
-        assert cached is not None
-        if actions.background_refresh and backend.fills == fills:
-            _refresh_in_background(backend, actions, request, send, network_errors)
-        return _from_cache(backend, cached)
-    if decision is Decision.GATEWAY_TIMEOUT:
-        return Outcome(gateway_timeout(actions.request))
-    return None
-
-
-def _from_cache(backend: CacheBackend, cached: CachedResponse) -> Outcome:
-    age = None
-    if backend.settings.cache_control:
-        age = freshness.current_age(cached, backend.clock())
-    return Outcome(cached, from_cache=True, age=age)
-
-
-async def _lookup(backend: CacheBackend, actions: CacheActions,
-                  request: CachedRequest) -> CachedResponse | None:
-    """The stored response for this request: the entry at its key, or the Vary variant
-    that matches it (§4.1), or for a HEAD, the GET's (§4.3.5 lets HEAD use it)."""
-    cached = await backend.get_response(actions.key)
-    if cached is None and actions.request.method == "HEAD" and backend.settings.cache_control:
-        get_key = backend.identify(dataclasses.replace(request, method="GET"))[0]
-        cached = await backend.get_response(get_key)
-        if cached is not None:
-            cached = dataclasses.replace(cached, body=b"", cache_key=actions.key)
-    if cached is None or freshness.vary_matches(cached, actions.request, CREDENTIAL_HEADERS):
-        return cached
-    names = freshness.vary_names(cached.headers)
-    variant = await backend.get_response(
-        variant_key(actions.key, freshness.vary_values(names, actions.request.headers)))
-    if variant is not None and freshness.vary_matches(variant, actions.request, CREDENTIAL_HEADERS):
-        return variant
-    logger.debug("%s %s: stored response varies on %s: no matching variant",
-                 actions.request.method, actions.request.url, names)
-    return None
-
-
-def _refresh_in_background(
-    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send,
-    network_errors: tuple[type[BaseException], ...],
-) -> None:
-    """Stale-while-revalidate (RFC 5861 §3): one background refresh per key. The slot is
-    claimed before the task starts, so concurrent stale hits start exactly one."""
-    slot = (asyncio.get_running_loop(), actions.key)
-    if slot in backend.inflight:
-        return
-    future = _claim(backend, slot)
-    actions.decision = Decision.REVALIDATE if actions.validation_headers else Decision.FETCH
-
-    async def refresh() -> None:
-        try:
-            outcome = await _lead(backend, slot, future,
-                                  lambda: _from_origin(backend, actions, request, send, network_errors))
-            if outcome.release is not None:
-                outcome.release()
-        except Exception as e:
-            logger.warning("%s %s: background refresh failed: %s: %s", request.method,
-                           actions.request.url, type(e).__name__, e)
-
-    task = asyncio.get_running_loop().create_task(refresh())
-    backend.background.add(task)
-    task.add_done_callback(backend.background.discard)
+    return await _Flow(backend, actions, request, send, network_errors).run()
 
 
 Slot = tuple[asyncio.AbstractEventLoop, str]
 
 
-def _claim(backend: CacheBackend, slot: Slot) -> asyncio.Future[CachedResponse | None]:
-    future: asyncio.Future[CachedResponse | None] = slot[0].create_future()
-    backend.inflight[slot] = future
-    return future
+@dataclass(slots=True)
+class _Flow:
+    """One request's way through the cache: what it needs at every step, in one place."""
 
+    backend: CacheBackend
+    actions: CacheActions
+    request: CachedRequest  # with real credentials: used for keys, never stored
+    send: Send
+    network_errors: tuple[type[BaseException], ...]
 
-async def _coalesced(
-    backend: CacheBackend, key: str, work: Callable[[], Awaitable[Outcome]]
-) -> Outcome:
-    """Run ``work`` as the leader for ``key``, or share the running leader's response."""
-    slot = (asyncio.get_running_loop(), key)
-    leader = backend.inflight.get(slot)
-    if leader is None:
-        return await _lead(backend, slot, _claim(backend, slot), work)
-    result = await asyncio.shield(leader)
-    if result is not None:
-        return _from_cache(backend, result)
-    return await _coalesced(backend, key, work)  # the leader failed: elect another
+    async def run(self) -> Outcome:
+        if self.actions.skip_read:
+            return await self.from_origin()
+        fills = self.backend.fills
+        answer = await self.answer_from_cache(fills)
+        if answer is not None:
+            return answer
+        if self.actions.refresh:
+            return await self.from_origin()  # the caller asked for its own origin request
 
+        async def work() -> Outcome:
+            if self.backend.fills != fills:
+                # A fetch finished between our lookup and now; it may have stored our key.
+                again = await self.answer_from_cache(self.backend.fills)
+                if again is not None:
+                    return again
+            return await self.from_origin()
 
-async def _lead(backend: CacheBackend, slot: Slot, future: asyncio.Future[CachedResponse | None],
-                work: Callable[[], Awaitable[Outcome]]) -> Outcome:
-    shared: CachedResponse | None = None
-    try:
-        outcome = await work()
-        if outcome.response is not None and outcome.response.cache_key:
-            shared = outcome.response  # only stored responses are shared
-        return outcome
-    finally:
-        del backend.inflight[slot]
-        backend.fills += 1
-        future.set_result(shared)
+        return await self.coalesced(work)
 
+    # -- the cache ------------------------------------------------------------------
+    async def answer_from_cache(self, fills: int) -> Outcome | None:
+        """Look up and decide: the answer when the cache has it, None when the origin must.
 
-async def _from_origin(
-    backend: CacheBackend, actions: CacheActions, request: CachedRequest, send: Send,
-    network_errors: tuple[type[BaseException], ...],
-) -> Outcome:
-    cached = actions.cached
-    revalidating = actions.decision is Decision.REVALIDATE
-    request_time = backend.clock()
-    try:
-        origin = await send(actions.validation_headers if revalidating else {})
-    except network_errors as e:
-        if actions.error_instead_of_stale():
-            logger.warning("%s %s: origin unreachable and the stale entry must be revalidated: "
-                           "504", actions.request.method, actions.request.url)
-            return Outcome(gateway_timeout(actions.request))
-        stale = _stale_if_error(backend, actions, f"{type(e).__name__}: {e}")
-        if stale is None:
-            raise
-        return stale
-    response_time = backend.clock()
-    if backend.settings.cache_control and request.method in UNSAFE_METHODS:
-        await invalidate(backend, request, origin.status, origin.headers)  # a cached POST & co
-
-    if origin.status == 304 and revalidating and cached is not None:
-        origin.release()
-        if actions.selects_stored(origin.headers):
-            renewed = actions.renew(cached, origin.headers, response_time, request_time)
-            await _save(backend, actions, renewed)
-            return _from_cache(backend, renewed)
-        await backend.delete(actions.key)
-        actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask again in full
-        return await _from_origin(backend, actions, request, send, network_errors)
-    if origin.status >= 500:
-        stale = _stale_if_error(backend, actions, f"origin answered {origin.status}")
-        if stale is not None:
-            origin.release()
-            return stale
-
-    if not actions.storable(origin.status, origin.headers) or not await _passes_filter(
-        backend, actions, origin
-    ):
-        if actions.invalidates_stored(origin.headers):
-            await backend.delete(actions.key)
-        return Outcome(None, raw=origin.raw, release=origin.release)
-    body = await origin.read()
-    if not actions.complete(origin.headers, body):
-        return Outcome(None, raw=origin.raw, release=origin.release)
-    response = _to_cached(backend, actions, origin, body, request_time, response_time)
-    await _save(backend, actions, response)
-    await _save_redirect_aliases(backend, actions.key, request, origin)
-    logger.debug("%s %s: stored, expires %s", actions.request.method, actions.request.url,
-                 response.expires or "never")
-    return Outcome(response, raw=origin.raw, release=origin.release)
-
-
-async def _save(backend: CacheBackend, actions: CacheActions, response: CachedResponse) -> None:
-    """Store at the request's key; a response with Vary also at its variant's key, so
-    variants live side by side and the latest one is found with a single read."""
-    await backend.save_response(actions.key, response)
-    names = freshness.vary_names(response.headers)
-    if names and "*" not in names:
-        variant = dataclasses.replace(response)
-        await backend.save_response(
-            variant_key(actions.key, freshness.vary_values(names, actions.request.headers)), variant)
-    response.cache_key = actions.key
-
-
-def _stale_if_error(backend: CacheBackend, actions: CacheActions, error: str) -> Outcome | None:
-    cached = actions.cached
-    if cached is None or not actions.stale_if_error_ok(cached, backend.clock()):
+        ``fills`` is ``backend.fills`` before the lookup: if a fetch finished since, the
+        stale entry we read may already be refreshed, so no background refresh starts.
+        """
+        cached = await self.lookup()
+        decision = self.actions.on_cached(cached, self.backend.clock())
+        if decision is Decision.SERVE:
+            assert cached is not None
+            if self.actions.background_refresh and self.backend.fills == fills:
+                self.refresh_in_background()
+            return self.from_cache(cached)
+        if decision is Decision.GATEWAY_TIMEOUT:
+            return Outcome(gateway_timeout(self.actions.request))
         return None
-    logger.warning("%s %s: %s; serving the stale cached response (stale_if_error)",
-                   actions.request.method, actions.request.url, error)
-    return _from_cache(backend, cached)
 
+    async def lookup(self) -> CachedResponse | None:
+        """The stored response for this request: the entry at its key, or the Vary variant
+        that matches it (§4.1), or for a HEAD, the GET's (§4.3.5 lets HEAD use it)."""
+        backend, actions = self.backend, self.actions
+        cached = await backend.get_response(actions.key)
+        if cached is None and actions.request.method == "HEAD" and backend.settings.cache_control:
+            get_key = backend.identify(dataclasses.replace(self.request, method="GET"))[0]
+            cached = await backend.get_response(get_key)
+            if cached is not None:
+                cached = dataclasses.replace(cached, body=b"", cache_key=actions.key)
+        if cached is None or freshness.vary_matches(cached, actions.request, CREDENTIAL_HEADERS):
+            return cached
+        names = freshness.vary_names(cached.headers)
+        variant = await backend.get_response(self.variant_key(names))
+        if variant is not None and freshness.vary_matches(variant, actions.request,
+                                                          CREDENTIAL_HEADERS):
+            return variant
+        logger.debug("%s %s: stored response varies on %s: no matching variant",
+                     actions.request.method, actions.request.url, names)
+        return None
 
-async def _passes_filter(backend: CacheBackend, actions: CacheActions,
-                         origin: OriginResponse) -> bool:
-    filter_fn = backend.settings.filter_fn
-    if filter_fn is None:
-        return True
-    result = filter_fn(origin.raw)
-    if inspect.isawaitable(result):
-        result = await result
-    if not result:
-        logger.debug("%s %s: not stored: filter_fn returned False", actions.request.method,
-                     actions.request.url)
-    return bool(result)
+    def variant_key(self, vary_names: list[str]) -> str:
+        values = freshness.vary_values(vary_names, self.actions.request.headers)
+        return variant_key(self.actions.key, values)
 
+    def from_cache(self, cached: CachedResponse) -> Outcome:
+        age = None
+        if self.backend.settings.cache_control:
+            age = freshness.current_age(cached, self.backend.clock())
+        return Outcome(cached, from_cache=True, age=age)
 
-def _to_cached(
-    backend: CacheBackend, actions: CacheActions, origin: OriginResponse, body: bytes,
-    request_time: datetime, response_time: datetime,
-) -> CachedResponse:
-    ignored = backend.settings.ignored_params
-    headers = actions.headers_to_store(origin.headers)
-    # Without redirects the final URL is the request's, already redacted.
-    url = actions.request.url if not origin.history else redact_url(origin.url, ignored)
-    history = [
-        CachedResponse(status, reason, redact_url(url, ignored), hop_headers, b"",
-                       CachedRequest(method, redact_url(url, ignored)))
-        for method, url, status, reason, hop_headers in origin.history
-    ]
-    return CachedResponse(
-        status=origin.status, reason=origin.reason, url=url,
-        headers=headers, body=body, request=actions.request, encoding=origin.encoding,
-        created_at=response_time,
-        expires=actions.expires(origin.status, headers, request_time, response_time),
-        request_time=request_time, response_time=response_time, history=history,
-    )
+    async def save(self, response: CachedResponse) -> None:
+        """Store at the request's key; a response with Vary also at its variant's key, so
+        variants live side by side and the latest one is found with a single read."""
+        await self.backend.save_response(self.actions.key, response)
+        names = freshness.vary_names(response.headers)
+        if names and "*" not in names:
+            await self.backend.save_response(self.variant_key(names),
+                                             dataclasses.replace(response))
+        response.cache_key = self.actions.key
 
+    # -- coalescing ---------------------------------------------------------------------
+    async def coalesced(self, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        """Run ``work`` as the leader for this key, or share the running leader's response."""
+        slot = (asyncio.get_running_loop(), self.actions.key)
+        leader = self.backend.inflight.get(slot)
+        if leader is None:
+            return await self.lead(slot, self.claim(slot), work)
+        result = await asyncio.shield(leader)
+        if result is not None:
+            return self.from_cache(result)
+        return await self.coalesced(work)  # the leader failed: elect another
 
-async def _save_redirect_aliases(backend: CacheBackend, key: str, request: CachedRequest,
-                                 origin: OriginResponse) -> None:
-    """Point the keys of the redirect hops' URLs at the final response's key, so a
-    request for an intermediate URL is a hit too. Same headers: same credentials."""
-    aliases = {
-        backend.create_key(CachedRequest(method, url, request.headers))
-        for method, url, *_ in origin.history
-    }
-    aliases.discard(key)
-    for alias in aliases:
-        await backend.save_redirect(alias, key)
+    def claim(self, slot: Slot) -> asyncio.Future[CachedResponse | None]:
+        future: asyncio.Future[CachedResponse | None] = slot[0].create_future()
+        self.backend.inflight[slot] = future
+        return future
+
+    async def lead(self, slot: Slot, future: asyncio.Future[CachedResponse | None],
+                   work: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        shared: CachedResponse | None = None
+        try:
+            outcome = await work()
+            if outcome.response is not None and outcome.response.cache_key:
+                shared = outcome.response  # only stored responses are shared
+            return outcome
+        finally:
+            del self.backend.inflight[slot]
+            self.backend.fills += 1
+            future.set_result(shared)
+
+    def refresh_in_background(self) -> None:
+        """Stale-while-revalidate (RFC 5861 §3): one background refresh per key. The slot
+        is claimed before the task starts, so concurrent stale hits start exactly one."""
+        slot = (asyncio.get_running_loop(), self.actions.key)
+        if slot in self.backend.inflight:
+            return
+        future = self.claim(slot)
+        actions = self.actions
+        actions.decision = Decision.REVALIDATE if actions.validation_headers else Decision.FETCH
+
+        async def refresh() -> None:
+            try:
+                outcome = await self.lead(slot, future, self.from_origin)
+                if outcome.release is not None:
+                    outcome.release()
+            except Exception as e:
+                logger.warning("%s %s: background refresh failed: %s: %s", actions.request.method,
+                               actions.request.url, type(e).__name__, e)
+
+        task = slot[0].create_task(refresh())
+        self.backend.background.add(task)
+        task.add_done_callback(self.backend.background.discard)
+
+    # -- the origin ---------------------------------------------------------------------
+    async def from_origin(self) -> Outcome:
+        backend, actions, cached = self.backend, self.actions, self.actions.cached
+        revalidating = actions.decision is Decision.REVALIDATE
+        request_time = backend.clock()
+        try:
+            origin = await self.send(actions.validation_headers if revalidating else {})
+        except self.network_errors as e:
+            if actions.error_instead_of_stale():
+                logger.warning("%s %s: origin unreachable and the stale entry must be "
+                               "revalidated: 504", actions.request.method, actions.request.url)
+                return Outcome(gateway_timeout(actions.request))
+            stale = self.stale_if_error(f"{type(e).__name__}: {e}")
+            if stale is None:
+                raise
+            return stale
+        response_time = backend.clock()
+        if backend.settings.cache_control and self.request.method in UNSAFE_METHODS:
+            await invalidate(backend, self.request, origin.status, origin.headers)  # cached POST
+
+        if origin.status == 304 and revalidating and cached is not None:
+            origin.release()
+            if actions.selects_stored(origin.headers):
+                renewed = actions.renew(cached, origin.headers, response_time, request_time)
+                await self.save(renewed)
+                return self.from_cache(renewed)
+            await backend.delete(actions.key)
+            actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask in full
+            return await self.from_origin()
+        if origin.status >= 500:
+            stale = self.stale_if_error(f"origin answered {origin.status}")
+            if stale is not None:
+                origin.release()
+                return stale
+
+        if not actions.storable(origin.status, origin.headers) or not await self.passes_filter(origin):
+            if actions.invalidates_stored(origin.headers):
+                await backend.delete(actions.key)
+            return Outcome(None, raw=origin.raw, release=origin.release)
+        body = await origin.read()
+        if not actions.complete(origin.headers, body):
+            return Outcome(None, raw=origin.raw, release=origin.release)
+        response = self.to_cached(origin, body, request_time, response_time)
+        await self.save(response)
+        await self.save_redirect_aliases(origin)
+        logger.debug("%s %s: stored, expires %s", actions.request.method, actions.request.url,
+                     response.expires or "never")
+        return Outcome(response, raw=origin.raw, release=origin.release)
+
+    def stale_if_error(self, error: str) -> Outcome | None:
+        cached = self.actions.cached
+        if cached is None or not self.actions.stale_if_error_ok(cached, self.backend.clock()):
+            return None
+        logger.warning("%s %s: %s; serving the stale cached response (stale_if_error)",
+                       self.actions.request.method, self.actions.request.url, error)
+        return self.from_cache(cached)
+
+    async def passes_filter(self, origin: OriginResponse) -> bool:
+        filter_fn = self.backend.settings.filter_fn
+        if filter_fn is None:
+            return True
+        result = filter_fn(origin.raw)
+        if inspect.isawaitable(result):
+            result = await result
+        if not result:
+            logger.debug("%s %s: not stored: filter_fn returned False",
+                         self.actions.request.method, self.actions.request.url)
+        return bool(result)
+
+    def to_cached(self, origin: OriginResponse, body: bytes, request_time: datetime,
+                  response_time: datetime) -> CachedResponse:
+        actions, ignored = self.actions, self.backend.settings.ignored_params
+        headers = actions.headers_to_store(origin.headers)
+        history = [
+            CachedResponse(status, reason, redact_url(hop_url, ignored), hop_headers, b"",
+                           CachedRequest(method, redact_url(hop_url, ignored)))
+            for method, hop_url, status, reason, hop_headers in origin.history
+        ]
+        return CachedResponse(
+            status=origin.status, reason=origin.reason,
+            # Without redirects the final URL is the request's, already redacted.
+            url=redact_url(origin.url, ignored) if origin.history else actions.request.url,
+            headers=headers, body=body, request=actions.request, encoding=origin.encoding,
+            created_at=response_time,
+            expires=actions.expires(origin.status, headers, request_time, response_time),
+            request_time=request_time, response_time=response_time, history=history,
+        )
+
+    async def save_redirect_aliases(self, origin: OriginResponse) -> None:
+        """Point the keys of the redirect hops' URLs at the final response's key, so a
+        request for an intermediate URL is a hit too. Same headers: same credentials."""
+        key = self.actions.key
+        aliases = {self.backend.create_key(CachedRequest(method, url, self.request.headers))
+                   for method, url, *_ in origin.history}
+        aliases.discard(key)
+        for alias in aliases:
+            await self.backend.save_redirect(alias, key)
 
 
 async def invalidate(backend: CacheBackend, request: CachedRequest, status: int,
