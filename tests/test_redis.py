@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -297,6 +298,27 @@ async def test_server_restart_mid_run(tmp_path: Path, origin: Origin, caplog: py
         assert origin.count("/r/after") == 1
     finally:
         server.stop()
+
+
+async def test_a_hung_server_fails_open_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts connections but never answers (stopped, wedged, a dead
+    middlebox): the clients we create time out and the lookup is a miss, never a hang."""
+    import aiocache_http.backends.redis as redis_backend
+
+    monkeypatch.setattr(redis_backend, "DEFAULT_TIMEOUT", 0.2, raising=False)  # keep the test short
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)  # the kernel completes the handshakes; nobody ever answers
+        port = hung.getsockname()[1]
+        for backend in (RedisBackend(namespace(), f"redis://127.0.0.1:{port}"),
+                        RedisBackend(namespace(), connection=redis.Redis(  # redis-py < 7 defaults
+                            host="127.0.0.1", port=port, socket_timeout=None, socket_connect_timeout=None))):
+            start = time.monotonic()
+            assert await asyncio.wait_for(backend.get_response("k"), 5) is None
+            assert time.monotonic() - start < 3
+            await backend.close()
+    monkeypatch.undo()
+    assert 0 < redis_backend.DEFAULT_TIMEOUT <= 5
 
 
 # -- connections ----------------------------------------------------------------------------

@@ -63,6 +63,10 @@ _PORTABLE = {"host", "port", "path", "db", "username", "password", "credential_p
              "socket_read_size", "health_check_interval", "client_name", "protocol",
              "encoding", "encoding_errors"}
 _SSL = {p for p in inspect.signature(aconn.SSLConnection.__init__).parameters if p.startswith("ssl_")}
+# Seconds to connect / to wait for a reply on clients we create, unless the user set them:
+# redis-py waits forever by default, and a hung server must fail open, not hang requests.
+DEFAULT_TIMEOUT = 2.0
+_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
 
 
 class _Clients(LoopClients[AsyncClient]):
@@ -108,7 +112,7 @@ def _from_address(address: str | tuple[str, int] | None, cluster: bool,
         options = {"host": address[0], "port": address[1], **options}
 
     def new() -> AsyncClient:
-        kwargs = {"retry": _fast_retry(), **options}
+        kwargs = {"retry": _fast_retry(), **dict.fromkeys(_TIMEOUTS, DEFAULT_TIMEOUT), **options}
         if cluster:
             return RedisCluster(**kwargs) if url is None else RedisCluster.from_url(url, **kwargs)
         if url is None or {"host", "port", "unix_socket_path"} & kwargs.keys():
@@ -131,6 +135,9 @@ def _derive(sync: redis.Redis) -> Callable[[], AsyncClient]:
         kind = aconn.SSLConnection
     settings = {k: v for k, v in pool.connection_kwargs.items()
                 if k in _PORTABLE or (k in _SSL and kind is aconn.SSLConnection)}
+    for name in _TIMEOUTS:  # the sync default (None) would let a hung server hang us
+        if settings.get(name) is None:
+            settings[name] = DEFAULT_TIMEOUT
 
     def new() -> AsyncClient:
         return Redis.from_pool(aconn.ConnectionPool(
