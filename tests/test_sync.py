@@ -463,6 +463,27 @@ def test_no_thread_or_loop_leak(thread_origin: Origin, tmp_path: Path) -> None:
     assert [t.name for t in threading.enumerate()].count("aiocache-http-bridge") == 1
 
 
+def test_enabled_closes_the_backend_it_built(thread_origin: Origin, tmp_path: Path) -> None:
+    """``with enabled(...)`` blocks do not leave a connection (and its thread) behind each."""
+    url = thread_origin.url("/r/enabled")
+    CachedSession(backend="memory").get(thread_origin.url("/r/warm"))  # the bridge is up
+    gc.collect()
+    threads = threading.active_count()
+    for _ in range(5):
+        with requests_cache.enabled(tmp_path / "enabled", backend="sqlite"):
+            assert requests.get(url).status_code == 200
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.02)  # closed aiosqlite connections end their threads
+    assert threading.active_count() == threads
+    assert thread_origin.count("/r/enabled") == 1  # the file is still the cache
+    backend = SQLiteBackend(tmp_path / "given")
+    with requests_cache.enabled(backend=backend):
+        requests.get(url)
+    assert len(backend.database.handles) == 1  # a backend passed in is the caller's to close
+    requests_cache.BRIDGE.run(backend.close())
+
+
 def test_bridge_starts_lazily_and_stops() -> None:
     bridge = LoopBridge()
     assert bridge.thread is None

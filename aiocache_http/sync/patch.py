@@ -11,6 +11,7 @@ from typing import Any
 import requests
 import requests.sessions
 
+from ..backends import CacheBackend
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier
 from .cache import SyncBackend
 from .session import CachedSession
@@ -45,12 +46,18 @@ def uninstall_cache() -> None:
 
 @contextmanager
 def enabled(*args: Any, **kwargs: Any) -> Iterator[None]:
-    """Install the cache for the duration of the block (arguments of :func:`install_cache`)."""
+    """Install the cache for the duration of the block (arguments of :func:`install_cache`).
+    A backend built here is closed at the end (unless ``autoclose=False``); a backend
+    instance passed in stays open."""
     install_cache(*args, **kwargs)
+    cache = get_cache()
+    given = kwargs.get("backend", args[1] if len(args) > 1 else None)
     try:
         yield
     finally:
         uninstall_cache()
+        if cache is not None and not isinstance(given, CacheBackend) and kwargs.get("autoclose", True):
+            cache.close()  # else each block would leave a connection (and its thread) open
 
 
 @contextmanager
