@@ -391,6 +391,17 @@ def test_requests_cache_backend_names(tmp_path: Path) -> None:
                 getattr(requests_cache, name)
 
 
+def test_backend_specific_name_argument(tmp_path: Path) -> None:
+    """The seeds' example: the backend's own name for the cache (``table_name=``,
+    ``db_path=``...) is the one used, not a TypeError."""
+    dynamo = CachedSession(cache_name="api_cache", backend="dynamodb", table_name="my-cache-table",
+                           region_name="us-west-2")
+    assert dynamo.backend.table.name == "my-cache-table"  # type: ignore[attr-defined]
+    sqlite = CachedSession(backend="sqlite", db_path=tmp_path / "own.sqlite")
+    assert sqlite.backend.db_path == tmp_path / "own.sqlite"  # type: ignore[attr-defined]
+    sqlite.close()
+
+
 def test_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown backend 'nosuch'.*sqlite"):
         CachedSession(backend="nosuch")

@@ -128,6 +128,10 @@ def init_backend(cache_name: str | Path = DEFAULT_CACHE_NAME, backend: BackendSp
         if name is None:
             raise ValueError(f"unknown backend {backend!r}; choose one of {sorted(ALIASES)}, "
                              "or pass a backend instance (SQLiteCache(), RedisBackend()...)")
+        if name in _SPECS and next(iter(inspect.signature(_SPECS[name][1]).parameters)) in kwargs:
+            # The backend's own name for cache_name (table_name=, db_path=...) wins over it, as
+            # in CachedSession("api_cache", backend="dynamodb", table_name="my-cache-table").
+            return backend_class(name)(**kwargs)
         return backend_class(name)(str(cache_name), **kwargs)
     return init_async_backend(str(cache_name), backend, **kwargs)
 
