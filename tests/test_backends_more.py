@@ -456,6 +456,35 @@ def test_mongodb_one_client_per_event_loop() -> None:
     asyncio.run(backend.close())
 
 
+def test_loop_clients_first_use_from_two_loops_at_once() -> None:
+    """An async session's loop and the sync bridge loop racing for the client made at
+    construction: each loop still gets a client of its own (one is bound to its loop)."""
+    from aiocache_http.backends.clients import LoopClients
+
+    class Client:
+        def __bool__(self) -> bool:  # slow to inspect: widens the race window
+            time.sleep(0.05)
+            return True
+
+    async def close(client: Client) -> None:
+        pass
+
+    clients = LoopClients(Client, close)
+    ready = threading.Barrier(2)
+    seen: list[Client] = []
+
+    async def use() -> None:
+        ready.wait(5)
+        seen.append(clients.get())
+
+    threads = [threading.Thread(target=asyncio.run, args=(use(),)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(seen) == 2 and seen[0] is not seen[1]
+
+
 def test_mongodb_bad_connection_and_options_fail_at_construction() -> None:
     with pytest.raises(TypeError, match="connection must be"):
         MongoDBBackend("db", connection="mongodb://127.0.0.1")

@@ -8,6 +8,7 @@ in (``shared``) is used as is and never closed; the ones created here are.
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -25,6 +26,7 @@ class LoopClients(Generic[C]):
         self.shared = shared
         self._new = new
         self._close = close
+        self._lock = threading.Lock()  # loops in other threads share the spare and the map
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = (
             weakref.WeakKeyDictionary())
         self._spare: C | None = new() if new is not None else None  # bad options fail here
@@ -36,15 +38,18 @@ class LoopClients(Generic[C]):
         client = self._per_loop.get(loop)
         if client is None:
             assert self._new is not None
-            client, self._spare = self._spare or self._new(), None
-            self._per_loop[loop] = client
+            with self._lock:  # two loops' first uses must not both take the spare
+                spare, self._spare = self._spare, None
+                client = spare if spare is not None else self._new()
+                self._per_loop[loop] = client
         return client
 
     async def close(self) -> None:
         """Close the clients created here; one of another, still running loop is closed
         there (not awaited: that loop may be waiting on us)."""
-        clients, self._per_loop = dict(self._per_loop), weakref.WeakKeyDictionary()
-        spare, self._spare = self._spare, None
+        with self._lock:
+            clients, self._per_loop = dict(self._per_loop), weakref.WeakKeyDictionary()
+            spare, self._spare = self._spare, None
         if spare is not None:
             await self._close(spare)
         current = asyncio.get_running_loop()
