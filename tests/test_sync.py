@@ -226,6 +226,21 @@ def test_per_request_options(thread_origin: Origin) -> None:
     assert session.send(prepared, only_if_cached=True).from_cache
 
 
+def test_explicit_cookie_header_is_keyed_whatever_its_case(thread_origin: Origin) -> None:
+    """Header names are case-insensitive: an explicit ``cookie:`` header is a credential
+    in the key like ``Cookie:``, so two users never share an entry."""
+    session = CachedSession(backend="memory")
+    url = thread_origin.url("/echo")
+    for name in ("Cookie", "cookie", "COOKIE"):
+        session.cache.clear()
+        alice = session.get(url, headers={name: "session=alice"})
+        bob = session.get(url, headers={name: "session=bob"})
+        assert not bob.from_cache, name
+        assert alice.json()["headers"]["Cookie"] == "session=alice"
+        assert bob.json()["headers"]["Cookie"] == "session=bob"
+        assert session.get(url, headers={name: "session=alice"}).from_cache
+
+
 def test_multipart_body_is_keyed_without_its_random_boundary(thread_origin: Origin) -> None:
     session = CachedSession(backend="memory", allowable_methods=["GET", "POST"])
     url = thread_origin.url("/r/upload")

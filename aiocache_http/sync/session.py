@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import requests
 from requests.hooks import dispatch_hook
+from requests.structures import CaseInsensitiveDict
 
 from ..backends import CacheBackend
 from ..driver import OriginResponse, Outcome, fetch, invalidate
@@ -177,7 +178,8 @@ class CachedSession(requests.Session):
     # -- requests ---------------------------------------------------------------------
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         prepared = super().prepare_request(request)
-        if "Cookie" not in (request.headers or {}) and "Cookie" not in self.headers:
+        explicit = CaseInsensitiveDict({**(self.headers or {}), **(request.headers or {})})
+        if "Cookie" not in explicit:  # header names in any case (plain dicts are allowed)
             # Like aiohttp's jar, cookies from the jar (or cookies=) are not part of the
             # key, or every Set-Cookie would make the next request a miss.
             _jar_cookies.add(prepared)
