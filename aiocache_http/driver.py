@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,6 +100,7 @@ class _Flow:
     request: CachedRequest  # with real credentials: used for keys, never stored
     send: Send
     network_errors: tuple[type[BaseException], ...]
+    vary_generation: str = ""  # of the entry found at the key, if any
 
     async def run(self) -> Outcome:
         if self.actions.skip_read:
@@ -148,6 +150,7 @@ class _Flow:
             cached = await backend.get_response(get_key)
             if cached is not None:
                 cached = dataclasses.replace(cached, body=b"", cache_key=actions.key)
+        self.vary_generation = cached.vary_generation if cached is not None else ""
         if cached is None or freshness.vary_matches(cached, actions.request, CREDENTIAL_HEADERS):
             return cached
         names = freshness.vary_names(cached.headers)
@@ -161,7 +164,7 @@ class _Flow:
 
     def variant_key(self, vary_names: list[str]) -> str:
         values = freshness.vary_values(vary_names, self.actions.request.headers)
-        return variant_key(self.actions.key, values)
+        return variant_key(self.actions.key, self.vary_generation, values)
 
     def from_cache(self, cached: CachedResponse) -> Outcome:
         age = None
@@ -172,9 +175,13 @@ class _Flow:
     async def save(self, response: CachedResponse) -> None:
         """Store at the request's key; a response with Vary also at its variant's key, so
         variants live side by side and the latest one is found with a single read."""
-        await self.backend.save_response(self.actions.key, response)
         names = freshness.vary_names(response.headers)
-        if names and "*" not in names:
+        varies = bool(names) and "*" not in names
+        if varies and not self.vary_generation:
+            self.vary_generation = secrets.token_hex(8)  # nothing stored: a new generation
+        response.vary_generation = self.vary_generation if varies else ""
+        await self.backend.save_response(self.actions.key, response)
+        if varies:
             await self.backend.save_response(self.variant_key(names),
                                              dataclasses.replace(response))
         response.cache_key = self.actions.key

@@ -260,6 +260,20 @@ async def test_30_32_vary(rfc: Callable[..., Client], origin: Origin) -> None:
     assert origin.count("/r/vs") == 2
 
 
+async def test_30_35_invalidation_orphans_every_variant(rfc: Callable[..., Client],
+                                                      origin: Origin) -> None:
+    c = rfc()
+    url = origin.url(path("vi", Cache_Control="max-age=600", Vary="Accept"))
+    for accept in ("a/json", "t/html"):
+        await c.get(url, headers={"Accept": accept})
+    await c.request("POST", url, headers={"X-Status": "204"})
+    # After the POST, neither variant may come back, even once the URL is cached again.
+    assert not (await c.get(url, headers={"Accept": "a/json"})).from_cache
+    assert not (await c.get(url, headers={"Accept": "t/html"})).from_cache
+    assert (await c.get(url, headers={"Accept": "t/html"})).from_cache
+    assert origin.count("/r/vi") == 5
+
+
 async def test_33_304_merges_headers_keeps_status(rfc: Callable[..., Client], origin: Origin,
                                                   clock: Clock) -> None:
     c = rfc()

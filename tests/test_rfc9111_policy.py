@@ -295,10 +295,11 @@ def test_30_vary_variants_side_by_side(cache: Cache) -> None:
     assert freshness.vary_matches(json_entry, req(Accept="application/json"), CREDENTIAL_HEADERS)
     assert not freshness.vary_matches(json_entry, req(Accept="text/html"), CREDENTIAL_HEADERS)
     names = freshness.vary_names(json_entry.headers)
-    keys = {variant_key("k", freshness.vary_values(names, H(Accept=v))) for v in ("a/json", "t/html")}
+    keys = {variant_key("k", "g", freshness.vary_values(names, H(Accept=v))) for v in ("a/json", "t/html")}
     assert len(keys) == 2
-    assert variant_key("k", freshness.vary_values(names, H(Accept="a/b,  c/d"))) == variant_key(
-        "k", freshness.vary_values(names, H(Accept="a/b,c/d")))  # values normalised
+    assert variant_key("k", "g", freshness.vary_values(names, H(Accept="a/b,  c/d"))) == variant_key(
+        "k", "g", freshness.vary_values(names, H(Accept="a/b,c/d")))  # values normalised
+    assert variant_key("k", "g2", freshness.vary_values(names, H(Accept="a/json"))) not in keys
 
 
 def test_31_vary_star_always_revalidated(cache: Cache) -> None:

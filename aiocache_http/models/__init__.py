@@ -49,6 +49,9 @@ class CachedResponse:
     response_time: datetime | None = None
     history: list[CachedResponse] = field(default_factory=list)
     cache_key: str = ""
+    vary_generation: str = ""
+    """For a response with Vary: the id its variants' keys share (RFC 9111 §4.1). A new
+    one starts when the entry was gone, so variants of an invalidated URL are orphaned."""
 
     @property
     def is_expired(self) -> bool:

@@ -208,7 +208,8 @@ def redact_url(url: str, ignored_params: Iterable[str] = ()) -> str:
     return _Normaliser(ignored_params, None).url(url)[1]
 
 
-def variant_key(key: str, vary_values: list[tuple[str, str | None]]) -> str:
+def variant_key(key: str, generation: str, vary_values: list[tuple[str, str | None]]) -> str:
     """The secondary key of one Vary variant of the response stored at ``key``."""
-    lines = [key, *(f"{name}:{'' if value is None else 'v' + value}" for name, value in vary_values)]
+    lines = [key, generation,
+             *(f"{name}:{'' if value is None else 'v' + value}" for name, value in vary_values)]
     return hash_key("\n".join(lines).encode("utf-8", "surrogatepass"))

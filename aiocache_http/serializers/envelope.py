@@ -62,7 +62,7 @@ class EnvelopeFormat:
             "e": r.encoding, "c": _ts(r.created_at), "x": _ts(r.expires),
             "qt": _ts(r.request_time), "rt": _ts(r.response_time),
             "qm": q.method, "qu": q.url, "qh": list(q.headers.items()),
-            "hi": [_history_meta(h) for h in r.history],
+            "hi": [_history_meta(h) for h in r.history], "vg": r.vary_generation,
         }
         meta_b = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
         body, flags = r.body, 0
@@ -108,7 +108,7 @@ def _read_v1(data: memoryview, flags: int, meta_len: int, qbody_len: int) -> Cac
         status=meta["s"], reason=meta["r"], url=meta["u"], headers=CIMultiDict(meta["h"]),
         body=body, request=request, encoding=meta["e"], created_at=created_at,
         expires=_dt(meta["x"]), request_time=_dt(meta["qt"]), response_time=_dt(meta["rt"]),
-        history=history,
+        history=history, vary_generation=meta.get("vg", ""),
     )
 
 
