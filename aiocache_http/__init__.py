@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backends import BACKEND_CLASSES, CacheBackend, init_backend
-from .backends.base import BaseCache
+from .backends.base import BaseCache, ConfigurationError
 from .backends.memory import MemoryCache
 from .models import CachedRequest, CachedResponse, utcnow
 from .policy import (
@@ -69,6 +69,7 @@ __all__ = [
     "CachedRequest",
     "CachedResponse",
     "CachedSession",
+    "ConfigurationError",
     "DeserializationError",
     "MemoryCache",
     "OriginClientResponse",

@@ -180,10 +180,9 @@ class _Flow:
         if varies and not self.vary_generation:
             self.vary_generation = secrets.token_hex(8)  # nothing stored: a new generation
         response.vary_generation = self.vary_generation if varies else ""
-        await self.backend.save_response(self.actions.key, response)
+        await self.backend.save_response(response, self.actions.key)
         if varies:
-            await self.backend.save_response(self.variant_key(names),
-                                             dataclasses.replace(response))
+            await self.backend.save_response(dataclasses.replace(response), self.variant_key(names))
         response.cache_key = self.actions.key
 
     # -- coalescing ---------------------------------------------------------------------

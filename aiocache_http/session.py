@@ -89,8 +89,10 @@ with warnings.catch_warnings():
 
         async def close(self) -> None:
             await super().close()
-            if self._cache.background:
-                await asyncio.gather(*self._cache.background, return_exceptions=True)
+            loop = asyncio.get_running_loop()
+            mine = [task for task in self._cache.background if task.get_loop() is loop]
+            if mine:  # stale-while-revalidate refreshes this session started
+                await asyncio.gather(*mine, return_exceptions=True)
             if self._cache.settings.autoclose:
                 await self._cache.close()
 

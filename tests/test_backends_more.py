@@ -60,7 +60,7 @@ _WRITER = textwrap.dedent("""
             url = f"http://127.0.0.1/k{i % 6}"
             size = (1 + i % 4) << 20
             r = CachedResponse(200, "OK", url, CIMultiDict(), body(size), CachedRequest("GET", url))
-            await backend.save_response(f"k{i % 6}", r)
+            await backend.save_response(r, f"k{i % 6}")
             await backend.responses.write(f"raw{i % 3}", body((1 + i % 3) << 20))
             if i == 2:
                 print("writing", flush=True)
@@ -165,9 +165,9 @@ async def test_filesystem_keys_and_size_do_not_read_bodies(tmp_path: Path,
 async def test_filesystem_expiry_is_the_mtime_and_delete_expired_uses_it(tmp_path: Path) -> None:
     backend = FileBackend(tmp_path / "c")
     now = utcnow()
-    await backend.save_response("old", response(expires=now - timedelta(minutes=1)))
-    await backend.save_response("new", response(expires=now + timedelta(hours=1)))
-    await backend.save_response("never", response())
+    await backend.save_response(response(expires=now - timedelta(minutes=1)), "old")
+    await backend.save_response(response(expires=now + timedelta(hours=1)), "new")
+    await backend.save_response(response(), "never")
     new_mtime = os.stat(backend.responses.path("new")).st_mtime
     assert new_mtime == pytest.approx((now + timedelta(hours=1)).timestamp())
     assert os.stat(backend.responses.path("never")).st_mtime == NEVER
@@ -177,7 +177,7 @@ async def test_filesystem_expiry_is_the_mtime_and_delete_expired_uses_it(tmp_pat
 
 async def test_filesystem_redirects_persist_on_disk(tmp_path: Path) -> None:
     first = FileBackend(tmp_path / "c")
-    await first.save_response("final", response())
+    await first.save_response(response(), "final")
     await first.save_redirect("hop", "final")
     assert (tmp_path / "c" / "redirects" / "hop").read_bytes() == b"final"
     assert await first.responses.keys() == ["final"]  # the subdirectory is not an entry
@@ -230,8 +230,8 @@ async def raw_item(backend: DynamoDBBackend, key: str) -> dict[str, Any] | None:
 
 async def test_dynamodb_expired_entry_not_served_before_the_sweeper(dynamo: DynamoDBBackend) -> None:
     now = utcnow()
-    await dynamo.save_response("gone", response(expires=now - timedelta(hours=2)))  # ttl = now - 1 h
-    await dynamo.save_response("stale", response(expires=now - timedelta(minutes=5)))  # within offset
+    await dynamo.save_response(response(expires=now - timedelta(hours=2)), "gone")  # ttl = now - 1 h
+    await dynamo.save_response(response(expires=now - timedelta(minutes=5)), "stale")  # within offset
     stored = await raw_item(dynamo, "gone")
     assert stored is not None  # still in the table: moto, like DynamoDB, has not swept it yet
     assert int(stored["ttl"]["N"]) == math.ceil((now - timedelta(hours=2)).timestamp() + 3600)
@@ -248,7 +248,7 @@ async def test_dynamodb_without_ttl_keeps_expired_entries(moto_server: MotoServe
     backend = DynamoDBBackend(f"nottl-{time.time_ns()}", create_table=True, ttl=False,
                               **moto_server.client_options())
     try:
-        await backend.save_response("old", response(expires=utcnow() - timedelta(days=2)))
+        await backend.save_response(response(expires=utcnow() - timedelta(days=2)), "old")
         item = await raw_item(backend, "old")
         assert item is not None and "ttl" not in item
         assert await backend.get_response("old") is not None
@@ -272,12 +272,12 @@ async def test_dynamodb_items_over_400kb_are_a_clear_error(dynamo: DynamoDBBacke
     assert await store.read("large") == large
 
     with caplog.at_level(logging.WARNING, logger="aiocache_http"):  # fail-open through the backend
-        await dynamo.save_response("resp", response(body=b"z" * ITEM_LIMIT))
+        await dynamo.save_response(response(body=b"z" * ITEM_LIMIT), "resp")
     assert await dynamo.get_response("resp") is None
     assert "ItemTooLargeError" in caplog.text
     dynamo.settings.strict = True
     with pytest.raises(ItemTooLargeError):
-        await dynamo.save_response("resp", response(body=b"z" * ITEM_LIMIT))
+        await dynamo.save_response(response(body=b"z" * ITEM_LIMIT), "resp")
 
 
 async def test_dynamodb_create_table_is_idempotent_with_ttl(dynamo: DynamoDBBackend,
@@ -349,8 +349,8 @@ async def test_mongodb_ttl_index_and_purge_at() -> None:
     client = AsyncMongoMockClient()
     backend = MongoDBBackend("db", connection=client, ttl_offset=timedelta(minutes=10))
     expires = utcnow() + timedelta(hours=1)
-    await backend.save_response("k", response(expires=expires))
-    await backend.save_response("forever", response())
+    await backend.save_response(response(expires=expires), "k")
+    await backend.save_response(response(), "forever")
     indexes = await client["db"]["responses"].index_information()
     assert indexes[TTL_INDEX]["key"] == [("purge_at", 1)]
     assert indexes[TTL_INDEX]["expireAfterSeconds"] == 0
@@ -369,8 +369,8 @@ async def test_mongodb_ttl_index_removes_items_past_purge_at() -> None:
     """mongomock applies TTL indexes on read, like the server's sweeper does eventually."""
     client = AsyncMongoMockClient()
     backend = MongoDBBackend("db", connection=client, ttl_offset=60)
-    await backend.save_response("gone", response(expires=utcnow() - timedelta(minutes=5)))
-    await backend.save_response("stale", response(expires=utcnow() - timedelta(seconds=5)))
+    await backend.save_response(response(expires=utcnow() - timedelta(minutes=5)), "gone")
+    await backend.save_response(response(expires=utcnow() - timedelta(seconds=5)), "stale")
     assert await backend.get_response("gone") is None
     assert await backend.get_response("stale") is not None
 
@@ -378,7 +378,7 @@ async def test_mongodb_ttl_index_removes_items_past_purge_at() -> None:
 async def test_mongodb_without_ttl_has_no_index() -> None:
     client = AsyncMongoMockClient()
     backend = MongoDBBackend("db", connection=client, ttl=False)
-    await backend.save_response("k", response(expires=utcnow() - timedelta(days=1)))
+    await backend.save_response(response(expires=utcnow() - timedelta(days=1)), "k")
     assert TTL_INDEX not in await client["db"]["responses"].index_information()
     assert await backend.get_response("k") is not None
     await backend.delete(expired=True)
@@ -407,7 +407,7 @@ async def test_gridfs_replace_leaves_no_orphan_chunks(fake_gridfs: None) -> None
 async def test_gridfs_large_response_round_trip(fake_gridfs: None) -> None:
     backend = GridFSBackend("db", connection=AsyncMongoMockClient())
     body = os.urandom(1024) * 3 * 1024  # 3 MB: many chunks
-    await backend.save_response("big", response(body=body))
+    await backend.save_response(response(body=body), "big")
     loaded = await backend.get_response("big")
     assert loaded is not None and loaded.body == body
 

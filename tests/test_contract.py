@@ -62,7 +62,7 @@ async def test_response_round_trip(backend: CacheBackend) -> None:
     original = response(body=b"\x00" * 10 + b"payload", expires=utcnow() + timedelta(hours=1))
     original.headers.add("Set-Cookie", "a=1")
     original.headers.add("Set-Cookie", "b=2")
-    await backend.save_response("key", original)
+    await backend.save_response(original, "key")
     loaded = await backend.get_response("key")
     assert loaded is not None
     assert loaded.body == original.body
@@ -73,7 +73,7 @@ async def test_response_round_trip(backend: CacheBackend) -> None:
 
 
 async def test_redirect_alias(backend: CacheBackend) -> None:
-    await backend.save_response("final", response())
+    await backend.save_response(response(), "final")
     await backend.save_redirect("hop", "final")
     loaded = await backend.get_response("hop")
     assert loaded is not None and loaded.cache_key == "final"
@@ -82,9 +82,9 @@ async def test_redirect_alias(backend: CacheBackend) -> None:
 async def test_delete_by_url_and_expired(backend: CacheBackend) -> None:
     url = "http://127.0.0.1/x"
     key = backend.create_key(CachedRequest("GET", url))
-    await backend.save_response(key, response(url))
-    await backend.save_response("old", response(expires=utcnow() - timedelta(seconds=1)))
-    await backend.save_response("new", response(expires=utcnow() + timedelta(hours=1)))
+    await backend.save_response(response(url), key)
+    await backend.save_response(response(expires=utcnow() - timedelta(seconds=1)), "old")
+    await backend.save_response(response(expires=utcnow() + timedelta(hours=1)), "new")
     await backend.delete(expired=True)
     assert await backend.get_response("old") is None
     assert await backend.get_response("new") is not None
@@ -102,7 +102,7 @@ async def test_corrupt_item_is_a_miss_and_deleted(backend: CacheBackend) -> None
 
 async def test_concurrent_writers(backend: CacheBackend) -> None:
     async def write(i: int) -> None:
-        await backend.save_response(f"k{i}", response(body=str(i).encode()))
+        await backend.save_response(response(body=str(i).encode()), f"k{i}")
 
     await asyncio.gather(*(write(i) for i in range(50)))
     for i in range(50):

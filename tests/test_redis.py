@@ -469,3 +469,16 @@ async def test_keys_layout_namespace_is_matched_literally() -> None:
     await star.clear()
     assert await plain.keys() == ["k2"]
     await conn.aclose()
+
+
+async def test_a_layout_the_server_cannot_do_is_raised_through_a_session(
+        redis_server: RedisServer, origin: Origin) -> None:
+    from aiocache_http import CachedClientSession, ConfigurationError
+
+    with redis_server.client() as c:
+        if tuple(int(p) for p in str(c.info("server")["redis_version"]).split(".")[:2]) >= (7, 4):
+            pytest.fail("this test needs the system redis-server (< 7.4, as Debian ships it)")
+    backend = RedisBackend(namespace(), address=redis_server.url, layout="hash")
+    async with CachedClientSession(cache=backend) as s:
+        with pytest.raises(ConfigurationError, match="hash-field TTL"):
+            await s.get(origin.url("/r/layout"))

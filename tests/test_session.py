@@ -174,7 +174,7 @@ async def test_connection_error_serves_stale_if_error(origin: Origin) -> None:
         fake = await s.get(origin.url("/r/src"))
         stored = await backend.get_response(fake.cache_key)
         assert stored is not None
-        await backend.save_response(backend_key, stored)  # as if cached from that origin
+        await backend.save_response(stored, backend_key)  # as if cached from that origin
         await asyncio.sleep(0.15)
         stale = await s.get(url)
         assert stale.from_cache and stale.status == 200

@@ -25,6 +25,8 @@ from aiocache_http import CachedRequest, CachedResponse, init_backend, utcnow
 from aiocache_http.backends import default_backend_alias
 from aiocache_http.backends.sqlite import SQLiteBackend, SQLiteCache, SQLiteFileError
 
+from .origin import Origin
+
 
 @pytest.fixture
 async def backend(tmp_path: Path) -> AsyncIterator[SQLiteBackend]:
@@ -115,7 +117,7 @@ async def test_use_memory_is_shared_by_both_tables_and_writes_no_file(
     monkeypatch.chdir(tmp_path)
     b = SQLiteBackend("mem", use_memory=True)
     try:
-        await b.save_response("final", response())
+        await b.save_response(response(), "final")
         await b.save_redirect("hop", "final")
         loaded = await b.get_response("hop")
         assert loaded is not None and loaded.body == b"x"
@@ -177,7 +179,7 @@ async def test_upgrades_an_aiohttp_client_cache_file(tmp_path: Path) -> None:
     try:
         assert await b.get_response("old") is None
         assert not await b.responses.contains("old")
-        await b.save_response("new", response())
+        await b.save_response(response(), "new")
         assert (await b.get_response("new")) is not None
         conn2 = await b.database.connection()
         columns = [r[1] for r in await conn2.execute_fetchall("PRAGMA table_info(responses)")]
@@ -512,9 +514,21 @@ async def test_save_and_load_responses(backend: SQLiteBackend) -> None:
     url = "http://127.0.0.1/x"
     key = backend.create_key(CachedRequest("GET", url))
     expires = utcnow() + timedelta(hours=1)
-    await backend.save_response(key, response(url, b"body", expires=expires))
+    await backend.save_response(response(url, b"body", expires=expires), key)
     loaded = await backend.get_response(key)
     assert loaded is not None and loaded.body == b"body" and loaded.expires == expires
     conn = await backend.database.connection()
     rows = list(await conn.execute_fetchall("SELECT expires FROM responses WHERE key=?", (key,)))
     assert rows[0][0] == pytest.approx(expires.timestamp())
+
+
+async def test_a_file_gone_bad_before_first_use_is_raised_not_failed_open(
+        tmp_path: Path, origin: Origin) -> None:
+    from aiocache_http import CachedClientSession
+
+    path = tmp_path / "late.sqlite"
+    backend = SQLiteBackend(path)
+    path.write_bytes(b"this is not a database" * 100)  # replaced before the first request
+    async with CachedClientSession(cache=backend) as s:
+        with pytest.raises(SQLiteFileError, match=r"late\.sqlite"):
+            await s.get(origin.url("/r/late"))

@@ -556,3 +556,22 @@ def test_response_pickles(thread_origin: Origin) -> None:
     assert hit.from_cache and hit.cache_key and json.loads(hit.content)["n"] == 1
     with pytest.raises(NotImplementedError):
         pickle.dumps(session)
+
+
+async def test_sync_close_while_async_refresh_pending(origin: Origin) -> None:
+    """Closing a shared backend from the sync layer leaves another loop's background
+    refreshes alone instead of failing with 'attached to a different loop'."""
+    backend = CacheBackend(expire_after=0.1, stale_while_revalidate=60)
+    url = origin.url("/r/shared-close?delay=0.3")
+    async with CachedClientSession(cache=backend) as aio:
+        await aio.get(url)
+        await asyncio.sleep(0.15)
+        assert (await aio.get(url)).from_cache  # stale: a background refresh is running
+        assert backend.background
+        sync = CachedSession(backend=backend, autoclose=True)
+        await asyncio.to_thread(sync.close)  # closes the backend from the bridge loop
+        for _ in range(100):
+            if not backend.background:
+                break
+            await asyncio.sleep(0.01)
+        assert not backend.background

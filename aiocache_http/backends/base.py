@@ -106,6 +106,11 @@ class BaseCache(ABC):
         """Release connections this storage opened (not ones passed in by the user)."""
 
 
+class ConfigurationError(Exception):
+    """A backend that cannot work as configured (a file that is not a database, an option
+    the server does not support...). Raised even where runtime faults fail open."""
+
+
 def to_bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
@@ -193,10 +198,11 @@ class CacheBackend:
     # -- the one gate to storage --------------------------------------------------
     async def _guard(self, op: str, call: Awaitable[T], default: T) -> T:
         """Run one storage call. A failure is logged and ``default`` returned
-        (fail-open), or re-raised with ``strict=True``."""
+        (fail-open), or re-raised with ``strict=True``. A configuration error is always
+        raised: falling back to the origin would hide it forever."""
         try:
             return await call
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, ConfigurationError):
             raise
         except Exception as e:
             if self.settings.strict:
@@ -230,8 +236,9 @@ class CacheBackend:
         response.cache_key = key
         return response
 
-    async def save_response(self, key: str, response: CachedResponse) -> None:
-        response.cache_key = key
+    async def save_response(self, response: CachedResponse, cache_key: str) -> None:
+        """Store ``response`` under ``cache_key`` (the peers' argument order)."""
+        key = response.cache_key = cache_key
         data = self.serializer.dumps(response)
         await self._guard("write", self.responses.write(key, data, response.expires), None)
 
@@ -305,11 +312,14 @@ class CacheBackend:
         await self._guard("clear", self.redirects.clear(), None)
 
     async def close(self) -> None:
-        """Wait for background refreshes, then close the storages."""
-        if self.background:
-            await asyncio.gather(*self.background, return_exceptions=True)
+        """Wait for this loop's background refreshes, then close the storages. (Another
+        loop's refreshes end on their own: their storages fail open once closed.)"""
+        loop = asyncio.get_running_loop()
+        mine = [task for task in self.background if task.get_loop() is loop]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
         await self._guard("close", self.responses.close(), None)
         await self._guard("close", self.redirects.close(), None)
 
 
-__all__ = ["AsyncResults", "BaseCache", "CacheBackend", "create_key"]
+__all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]

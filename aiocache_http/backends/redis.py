@@ -50,7 +50,7 @@ from redis.backoff import NoBackoff
 
 from ..models import utcnow
 from ..policy.settings import CacheSettings
-from .base import BaseCache, CacheBackend, to_bytes
+from .base import BaseCache, CacheBackend, ConfigurationError, to_bytes
 from .clients import LoopClients
 
 AsyncClient = Redis | RedisCluster
@@ -92,6 +92,10 @@ class _Clients(LoopClients[AsyncClient]):
 
 async def _aclose(client: AsyncClient) -> None:
     await client.aclose()
+
+
+class RedisLayoutError(ConfigurationError, ValueError):
+    """The layout asked for cannot work on this server."""
 
 
 def _check_bytes(decode_responses: bool) -> None:
@@ -221,9 +225,9 @@ class RedisCache(BaseCache):
                 info = await client.execute_command("INFO", "server")  # type: ignore[no-untyped-call]
             self.clients.field_ttl = _has_field_ttl(info)
         if self.layout == "hash" and not self.clients.field_ttl:
-            raise ValueError(f"RedisCache {self.name!r}: layout='hash' with ttl=True needs hash-field TTL "
-                             "(Redis >= 7.4) and this server lacks it; use layout='keys' or 'auto', "
-                             "or ttl=False")
+            raise RedisLayoutError(
+                f"RedisCache {self.name!r}: layout='hash' with ttl=True needs hash-field TTL "
+                "(Redis >= 7.4) and this server lacks it; use layout='keys' or 'auto', or ttl=False")
         return not self.clients.field_ttl
 
     # -- the hot path -----------------------------------------------------------------

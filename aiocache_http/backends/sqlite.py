@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .base import BaseCache, CacheBackend, cache_path, to_bytes
+from .base import BaseCache, CacheBackend, ConfigurationError, cache_path, to_bytes
 
 T = TypeVar("T")
 Step = tuple[str, Sequence[Sequence[Any]] | None]  # (sql, executemany rows or None: run once)
@@ -39,7 +39,7 @@ _KEY_PAGE = 500
 _VALUE_PAGE = 100  # values can be large: fewer per page
 
 
-class SQLiteFileError(OSError, ValueError):
+class SQLiteFileError(ConfigurationError, OSError, ValueError):
     """The cache file cannot be used (cannot be created, not a SQLite database...)."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
