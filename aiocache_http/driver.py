@@ -344,8 +344,8 @@ async def invalidate(backend: CacheBackend, request: CachedRequest, status: int,
     urls = invalidated_urls(request.method, request.url, status, headers)
     if not urls:
         return
-    keys = [backend.identify(CachedRequest(method, url, request.headers))[0]
-            for url in urls for method in ("GET", "HEAD")]
+    keys = [backend.identify(CachedRequest(method, url, request.headers, follow_redirects=follow))[0]
+            for url in urls for method in ("GET", "HEAD") for follow in (True, False)]
     logger.debug("%s %s answered %d: invalidating %s (RFC 9111 §4.4)", request.method,
                  request.url, status, urls)
     await backend.delete(*keys)

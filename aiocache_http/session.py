@@ -165,7 +165,8 @@ with warnings.catch_warnings():
                 headers.setdefault("Content-Type", "application/json")
             elif kwargs.get("data") is not None:
                 content = _body_bytes(kwargs["data"], headers)
-            return CachedRequest(method, str(url), headers, content)
+            return CachedRequest(method, str(url), headers, content,
+                                 follow_redirects=kwargs.get("allow_redirects", True))
 
 
 def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:

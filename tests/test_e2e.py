@@ -210,6 +210,20 @@ async def test_redirects_cached_with_history(make_client: MakeClient, origin: Or
     assert origin.count("/redirect/x") == 1 and origin.count("/r/x") == 1
 
 
+async def test_allow_redirects_false_is_its_own_entry(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(allowed_codes=(200, 302))
+    followed = await c.get(origin.url("/redirect/nf"))
+    assert followed.status == 200
+    unfollowed = await c.get(origin.url("/redirect/nf"), allow_redirects=False)
+    assert unfollowed.status == 302 and not unfollowed.from_cache
+    again = await c.get(origin.url("/redirect/nf"), allow_redirects=False)
+    assert again.status == 302 and again.from_cache
+    assert (await c.get(origin.url("/redirect/nf"))).status == 200
+    assert origin.count("/redirect/nf") == 2
+    await c.cache.delete(urls=[origin.url("/redirect/nf")])  # both entries
+    assert not (await c.get(origin.url("/redirect/nf"), allow_redirects=False)).from_cache
+
+
 async def test_cache_disabled(make_client: MakeClient, origin: Origin) -> None:
     c = make_client()
     async with c.disabled():  # type: ignore[attr-defined]

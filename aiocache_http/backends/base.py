@@ -173,7 +173,7 @@ class CacheBackend:
         """
         s = self.settings
         memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
-                    s.ignored_params, s.match_headers, s.key_fn)
+                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn)
         found = self._identities.get(memo_key)
         if found is not None:
             return found
@@ -251,7 +251,8 @@ class CacheBackend:
         """Delete responses by key, by URL (for each of ``methods``), and/or all expired."""
         targets = set(keys)
         for url in urls:
-            targets.update(self.create_key(CachedRequest(m, url)) for m in methods)
+            targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
+                           for m in methods for follow in (True, False))
         if targets:
             await self._guard("delete", self.responses.bulk_delete(targets), None)
         if expired:

@@ -25,6 +25,8 @@ class CachedRequest:
     url: str
     headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     body: bytes = b""
+    follow_redirects: bool = True
+    """False for ``allow_redirects=False``: a 3xx is then the answer, a different entry."""
 
 
 @dataclass(slots=True)

@@ -174,9 +174,11 @@ def normalize_request(
     key_url, stored_url = n.url(request.url)
     key_body, stored_body = n.body(request.body, request.headers.get("Content-Type", ""))
     matched, stored_headers = n.headers(request.headers, match_headers)
-    lines = [request.method.upper(), key_url, *matched, "", *sorted(n.secrets), ""]
+    redirects = [] if request.follow_redirects else ["no-redirects"]
+    lines = [request.method.upper(), key_url, *redirects, *matched, "", *sorted(n.secrets), ""]
     material = "\n".join(lines).encode("utf-8", "surrogatepass") + key_body
-    stored = CachedRequest(request.method.upper(), stored_url, stored_headers, stored_body)
+    stored = CachedRequest(request.method.upper(), stored_url, stored_headers, stored_body,
+                           request.follow_redirects)
     return material, stored
 
 

@@ -26,10 +26,10 @@ def prepared(request: requests.PreparedRequest | requests.Request) -> requests.P
 
 
 def cached_request(request: requests.PreparedRequest, body: bool = True,
-                   cookie: bool = True) -> CachedRequest:
+                   cookie: bool = True, follow_redirects: bool = True) -> CachedRequest:
     """The request as the cache sees it: method, full URL, every header (credentials
     included: the key hashes them, storage redacts them; ``cookie=False`` leaves the
-    Cookie header out) and the body bytes."""
+    Cookie header out), the body bytes, and whether redirects are followed."""
     headers: CIMultiDict[str] = CIMultiDict(request.headers)
     if not cookie:
         headers.popall("Cookie", None)
@@ -48,7 +48,8 @@ def cached_request(request: requests.PreparedRequest, body: bool = True,
         boundary = match.group(1)
         data = data.replace(boundary.encode(), _FIXED_BOUNDARY.encode())
         headers["Content-Type"] = headers["Content-Type"].replace(boundary, _FIXED_BOUNDARY)
-    return CachedRequest((request.method or "GET").upper(), request.url or "", headers, data)
+    return CachedRequest((request.method or "GET").upper(), request.url or "", headers, data,
+                         follow_redirects)
 
 
 def charset(headers: CIMultiDict[str]) -> str | None:

@@ -216,7 +216,8 @@ class CachedSession(requests.Session):
             options = _options(expire_after, refresh, force_refresh, only_if_cached)
         _pending.set(None)  # consumed: a send() from a hook is a request of its own
         try:
-            record = cached_request(request, cookie=request not in _jar_cookies)
+            record = cached_request(request, cookie=request not in _jar_cookies,
+                                    follow_redirects=kwargs.get("allow_redirects", True))
         except NotKeyable:
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
         backend = self._backend
