@@ -7,7 +7,7 @@ Backends whose client library is an optional extra are imported on first use, so
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .base import BaseCache, CacheBackend
@@ -27,20 +27,21 @@ _SPECS: dict[str, str] = {
 }
 
 
-class _BackendClasses(Mapping[str, type[CacheBackend]]):
-    """``{alias: backend class}``, importing each backend module on first access."""
+class LazyClasses(Mapping[str, type[CacheBackend]]):
+    """``{alias: backend class}`` whose classes are made (imported) on first access."""
+
+    def __init__(self, specs: Mapping[str, str], load: Callable[[str], type[CacheBackend]]) -> None:
+        self._specs, self._load = specs, load
 
     def __getitem__(self, alias: str) -> type[CacheBackend]:
-        return _load(_SPECS[alias])
+        return self._load(self._specs[alias])
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_SPECS)
+        return iter(self._specs)
 
     def __len__(self) -> int:
-        return len(_SPECS)
+        return len(self._specs)
 
-
-BACKEND_CLASSES: Mapping[str, type[CacheBackend]] = _BackendClasses()
 
 
 def _load(spec: str) -> type[CacheBackend]:
@@ -53,6 +54,9 @@ def _load(spec: str) -> type[CacheBackend]:
         ) from e
     cls: type[CacheBackend] = getattr(mod, name)
     return cls
+
+
+BACKEND_CLASSES: Mapping[str, type[CacheBackend]] = LazyClasses(_SPECS, _load)
 
 
 def default_backend_alias() -> str:

@@ -10,12 +10,12 @@ so a backend whose optional dependency is missing only fails when used, naming i
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..backends import BACKEND_CLASSES as ASYNC_BACKEND_CLASSES
-from ..backends import CacheBackend, default_backend_alias
+from ..backends import CacheBackend, LazyClasses, default_backend_alias
 from ..backends import init_backend as init_async_backend
 
 DEFAULT_CACHE_NAME = "http_cache"
@@ -100,20 +100,8 @@ def backend_class(name: str) -> type[CacheBackend]:
     return cls
 
 
-class _BackendClasses(Mapping[str, type[CacheBackend]]):
-    """``{alias: requests-cache-style class}``, each built on first access."""
-
-    def __getitem__(self, alias: str) -> type[CacheBackend]:
-        return backend_class(ALIASES[alias])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(ALIASES)
-
-    def __len__(self) -> int:
-        return len(ALIASES)
-
-
-BACKEND_CLASSES: Mapping[str, type[CacheBackend]] = _BackendClasses()
+# {alias: requests-cache-style class}, each built on first access.
+BACKEND_CLASSES: Mapping[str, type[CacheBackend]] = LazyClasses(ALIASES, backend_class)
 
 
 def init_backend(cache_name: str | Path = DEFAULT_CACHE_NAME, backend: BackendSpecifier = None,
