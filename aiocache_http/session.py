@@ -89,10 +89,7 @@ with warnings.catch_warnings():
 
         async def close(self) -> None:
             await super().close()
-            loop = asyncio.get_running_loop()
-            mine = [task for task in self._cache.background if task.get_loop() is loop]
-            if mine:  # stale-while-revalidate refreshes this session started
-                await asyncio.gather(*mine, return_exceptions=True)
+            await self._cache.wait_for_refreshes()  # even when the backend stays open
             if self._cache.settings.autoclose:
                 await self._cache.close()
 

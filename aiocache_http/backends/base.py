@@ -256,14 +256,14 @@ class CacheBackend:
         if targets:
             await self._guard("delete", self.responses.bulk_delete(targets), None)
         if expired:
-            await self._guard("delete", self.responses.bulk_delete(await self._expired_keys()), None)
+            removed = await self._guard("delete expired", self.responses.delete_expired(utcnow()),
+                                        None)
+            if removed is None:  # the storage keeps no expiry: find them by decoding
+                await self._guard("delete", self.responses.bulk_delete(await self._expired_keys()),
+                                  None)
             await self._delete_dangling_redirects()
 
     async def _expired_keys(self) -> list[str]:
-        now = utcnow()
-        removed = await self._guard("delete expired", self.responses.delete_expired(now), None)
-        if removed is not None:
-            return []
         expired = []
         async for key in self.responses.iter_keys():
             data = await self.responses.read(key)
@@ -312,13 +312,17 @@ class CacheBackend:
         await self._guard("clear", self.responses.clear(), None)
         await self._guard("clear", self.redirects.clear(), None)
 
-    async def close(self) -> None:
-        """Wait for this loop's background refreshes, then close the storages. (Another
+    async def wait_for_refreshes(self) -> None:
+        """Wait for the stale-while-revalidate refreshes running on this loop. (Another
         loop's refreshes end on their own: their storages fail open once closed.)"""
         loop = asyncio.get_running_loop()
         mine = [task for task in self.background if task.get_loop() is loop]
         if mine:
             await asyncio.gather(*mine, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Wait for this loop's background refreshes, then close the storages."""
+        await self.wait_for_refreshes()
         await self._guard("close", self.responses.close(), None)
         await self._guard("close", self.redirects.close(), None)
 
