@@ -61,7 +61,7 @@ _WRITER = textwrap.dedent("""
             size = (1 + i % 4) << 20
             r = CachedResponse(200, "OK", url, CIMultiDict(), body(size), CachedRequest("GET", url))
             await backend.save_response(r, f"k{i % 6}")
-            await backend.responses.write(f"raw{i % 3}", body((1 + i % 3) << 20))
+            await backend.raw_responses.write(f"raw{i % 3}", body((1 + i % 3) << 20))
             if i == 2:
                 print("writing", flush=True)
             i += 1
@@ -77,12 +77,12 @@ def _self_checked(data: bytes) -> bool:
 async def _check_complete(cache_dir: Path) -> None:
     """Every entry present reads back whole."""
     backend = FileBackend(cache_dir, strict=True)
-    keys = sorted(await backend.responses.keys())
+    keys = sorted(await backend.raw_responses.keys())
     assert set(keys) <= {"k0", "k1", "k2", "k3", "k4", "k5", "raw0", "raw1", "raw2"}
-    assert len(keys) >= 3 and await backend.responses.size() == len(keys)
+    assert len(keys) >= 3 and await backend.raw_responses.size() == len(keys)
     for key in keys:
         if key.startswith("raw"):
-            data = await backend.responses.read(key)
+            data = await backend.raw_responses.read(key)
             assert data is not None and _self_checked(data), key
         else:
             loaded = await backend.get_response(key)  # a torn envelope would be a miss
@@ -168,11 +168,11 @@ async def test_filesystem_expiry_is_the_mtime_and_delete_expired_uses_it(tmp_pat
     await backend.save_response(response(expires=now - timedelta(minutes=1)), "old")
     await backend.save_response(response(expires=now + timedelta(hours=1)), "new")
     await backend.save_response(response(), "never")
-    new_mtime = os.stat(backend.responses.path("new")).st_mtime
+    new_mtime = os.stat(backend.raw_responses.path("new")).st_mtime
     assert new_mtime == pytest.approx((now + timedelta(hours=1)).timestamp())
-    assert os.stat(backend.responses.path("never")).st_mtime == NEVER
-    assert await backend.responses.delete_expired(utcnow()) == 1
-    assert sorted(await backend.responses.keys()) == ["never", "new"]
+    assert os.stat(backend.raw_responses.path("never")).st_mtime == NEVER
+    assert await backend.raw_responses.delete_expired(utcnow()) == 1
+    assert sorted(await backend.raw_responses.keys()) == ["never", "new"]
 
 
 async def test_filesystem_redirects_persist_on_disk(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ async def test_filesystem_redirects_persist_on_disk(tmp_path: Path) -> None:
     await first.save_response(response(), "final")
     await first.save_redirect("hop", "final")
     assert (tmp_path / "c" / "redirects" / "hop").read_bytes() == b"final"
-    assert await first.responses.keys() == ["final"]  # the subdirectory is not an entry
+    assert await first.raw_responses.keys() == ["final"]  # the subdirectory is not an entry
     second = FileBackend(tmp_path / "c")  # e.g. another process
     loaded = await second.get_response("hop")
     assert loaded is not None and loaded.cache_key == "final"
@@ -222,7 +222,7 @@ async def dynamo(moto_server: MotoServer, request: pytest.FixtureRequest) -> Asy
 async def raw_item(backend: DynamoDBBackend, key: str) -> dict[str, Any] | None:
     """The item as stored, read with the backend's own aiobotocore client."""
     client = await backend.table.client()
-    reply = await client.get_item(TableName=backend.table.name, Key=backend.responses._key(key),
+    reply = await client.get_item(TableName=backend.table.name, Key=backend.raw_responses._key(key),
                                   ConsistentRead=True)
     item: dict[str, Any] | None = reply.get("Item")
     return item
@@ -236,10 +236,10 @@ async def test_dynamodb_expired_entry_not_served_before_the_sweeper(dynamo: Dyna
     assert stored is not None  # still in the table: moto, like DynamoDB, has not swept it yet
     assert int(stored["ttl"]["N"]) == math.ceil((now - timedelta(hours=2)).timestamp() + 3600)
     assert await dynamo.get_response("gone") is None
-    assert await dynamo.responses.read("gone") is None
-    assert not await dynamo.responses.contains("gone")
-    assert await dynamo.responses.keys() == ["stale"]
-    assert await dynamo.responses.size() == 1
+    assert await dynamo.raw_responses.read("gone") is None
+    assert not await dynamo.raw_responses.contains("gone")
+    assert await dynamo.raw_responses.keys() == ["stale"]
+    assert await dynamo.raw_responses.size() == 1
     stale = await dynamo.get_response("stale")
     assert stale is not None and stale.is_expired  # stale but kept for revalidation
 
@@ -260,7 +260,7 @@ async def test_dynamodb_without_ttl_keeps_expired_entries(moto_server: MotoServe
 
 async def test_dynamodb_items_over_400kb_are_a_clear_error(dynamo: DynamoDBBackend,
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    store = dynamo.responses
+    store = dynamo.raw_responses
     await store.write("big", b"small old version")
     with pytest.raises(ItemTooLargeError, match=r"'big'.*409600") as raised:
         await store.write("big", b"x" * ITEM_LIMIT)
@@ -282,10 +282,10 @@ async def test_dynamodb_items_over_400kb_are_a_clear_error(dynamo: DynamoDBBacke
 
 async def test_dynamodb_create_table_is_idempotent_with_ttl(dynamo: DynamoDBBackend,
                                                             moto_server: MotoServer) -> None:
-    await dynamo.responses.write("k", b"v")
+    await dynamo.raw_responses.write("k", b"v")
     again = DynamoDBBackend(dynamo.table.name, create_table=True, **moto_server.client_options())
     try:
-        assert await again.responses.read("k") == b"v"
+        assert await again.raw_responses.read("k") == b"v"
         client = await again.table.client()
         table = (await client.describe_table(TableName=dynamo.table.name))["Table"]
         assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
@@ -299,18 +299,18 @@ async def test_dynamodb_create_table_is_idempotent_with_ttl(dynamo: DynamoDBBack
 
 async def test_dynamodb_namespaces_share_a_table_and_queries_paginate(dynamo: DynamoDBBackend,
                                                                       moto_server: MotoServer) -> None:
-    await dynamo.responses.size()  # creates the table
+    await dynamo.raw_responses.size()  # creates the table
     other = DynamoDBCache(dynamo.table.name, "other", **moto_server.client_options())
     try:
         await other.write("k", b"other")
         values = {f"k{i:02}": bytes([i]) * 150_000 for i in range(15)}  # > 1 MB: several Query pages
         for key, value in values.items():
-            await dynamo.responses.write(key, value)
-        assert sorted(await dynamo.responses.keys()) == sorted(values)
-        assert sorted(await dynamo.responses.values()) == sorted(values.values())
-        assert await dynamo.responses.size() == 15
+            await dynamo.raw_responses.write(key, value)
+        assert sorted(await dynamo.raw_responses.keys()) == sorted(values)
+        assert sorted(await dynamo.raw_responses.values()) == sorted(values.values())
+        assert await dynamo.raw_responses.size() == 15
         await dynamo.clear()
-        assert await dynamo.responses.size() == 0
+        assert await dynamo.raw_responses.size() == 0
         assert await other.read("k") == b"other"  # another namespace is untouched
     finally:
         await other.close()
@@ -360,7 +360,7 @@ async def test_mongodb_ttl_index_and_purge_at() -> None:
     assert "purge_at" not in await client["db"]["responses"].find_one({"_id": "forever"})
     # Idempotent: another backend on the same database creates it again without error.
     again = MongoDBBackend("db", connection=client, ttl_offset=timedelta(minutes=10))
-    await again.responses.write("k2", b"v", expires)
+    await again.raw_responses.write("k2", b"v", expires)
     assert TTL_INDEX in await client["db"]["responses"].index_information()
     assert TTL_INDEX not in await client["db"]["redirects"].index_information()  # redirects never expire
 
@@ -387,7 +387,7 @@ async def test_mongodb_without_ttl_has_no_index() -> None:
 
 async def test_gridfs_replace_leaves_no_orphan_chunks(fake_gridfs: None) -> None:
     client = AsyncMongoMockClient()
-    store = GridFSBackend("db", connection=client).responses
+    store = GridFSBackend("db", connection=client).raw_responses
     files, chunks = client["db"]["fs.files"], client["db"]["fs.chunks"]
     for size in (1_000_000, 600_000, 10, 300_000):  # 4, 3, 1, 2 chunks of 255 KiB
         await store.write("k", bytes([size % 251]) * size)

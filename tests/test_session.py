@@ -153,7 +153,7 @@ class BrokenStorage(BaseCache):
 
 async def test_backend_outage_fails_open(origin: Origin, caplog: pytest.LogCaptureFixture) -> None:
     backend = CacheBackend()
-    backend.responses = backend.redirects = BrokenStorage()
+    backend.raw_responses = backend.raw_redirects = BrokenStorage()
     async with CachedClientSession(cache=backend) as s:
         with caplog.at_level(logging.WARNING, "aiocache_http"):
             for _ in range(2):

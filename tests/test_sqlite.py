@@ -36,7 +36,7 @@ async def backend(tmp_path: Path) -> AsyncIterator[SQLiteBackend]:
 
 
 def store_of(backend: SQLiteBackend, table: str = "responses") -> SQLiteCache:
-    store = getattr(backend, table)
+    store = getattr(backend, f"raw_{table}")
     assert isinstance(store, SQLiteCache)
     return store
 
@@ -73,8 +73,8 @@ async def test_suffix_added_only_when_missing_and_parent_dirs_created(tmp_path: 
     try:
         assert a.db_path == tmp_path / "deep" / "er" / "http_cache.sqlite"
         assert b.db_path == tmp_path / "named.db"
-        await a.responses.write("k", b"v")
-        await b.responses.write("k", b"v")
+        await a.raw_responses.write("k", b"v")
+        await b.raw_responses.write("k", b"v")
         assert a.db_path.is_file() and b.db_path.is_file()
     finally:
         await a.close()
@@ -99,7 +99,7 @@ async def test_use_temp_and_use_cache_dir(tmp_path: Path, monkeypatch: pytest.Mo
         assert cached.db_path == Path(user_cache_dir()) / f"{name}.sqlite"
         assert str(cached.db_path).startswith(str(tmp_path / "xdg"))
         assert temp.db_path == Path(tempfile.gettempdir()) / f"{name}.sqlite"
-        await temp.responses.write("k", b"v")
+        await temp.raw_responses.write("k", b"v")
         assert temp.db_path.is_file()
     finally:
         await cached.close()
@@ -125,7 +125,7 @@ async def test_use_memory_is_shared_by_both_tables_and_writes_no_file(
         assert len(store_of(b).db.handles) == 1
         assert os.listdir(tmp_path) == []
         other = SQLiteBackend(use_memory=True)  # each in-memory backend is its own database
-        assert await other.responses.size() == 0
+        assert await other.raw_responses.size() == 0
         await other.close()
     finally:
         await b.close()
@@ -178,7 +178,7 @@ async def test_upgrades_an_aiohttp_client_cache_file(tmp_path: Path) -> None:
     b = SQLiteBackend(path, strict=True)
     try:
         assert await b.get_response("old") is None
-        assert not await b.responses.contains("old")
+        assert not await b.raw_responses.contains("old")
         await b.save_response(response(), "new")
         assert (await b.get_response("new")) is not None
         conn2 = await b.database.connection()
@@ -230,7 +230,7 @@ async def test_delete_expired_is_one_indexed_delete_on_100k_rows(backend: SQLite
     await store_of(backend).bulk_write(
         (f"k{i:06d}", b"v", past if i % 100 == 0 else future) for i in range(100_000))
     await store_of(backend).write("forever", b"v")  # NULL expires: never deleted
-    assert await backend.responses.size() == 100_001
+    assert await backend.raw_responses.size() == 100_001
     conn = await backend.database.connection()
     async with traced(conn) as statements:
         await backend.delete(expired=True)
@@ -238,16 +238,16 @@ async def test_delete_expired_is_one_indexed_delete_on_100k_rows(backend: SQLite
     assert len(deletes) == 1 and "expires" in deletes[0]
     plan = " ".join(r[3] for r in await conn.execute_fetchall("EXPLAIN QUERY PLAN " + deletes[0]))
     assert "USING INDEX responses_expires_idx" in plan or "USING COVERING INDEX" in plan, plan
-    assert await backend.responses.size() == 99_001
-    assert await backend.responses.contains("forever")
-    assert not await backend.responses.contains("k000100")
+    assert await backend.raw_responses.size() == 99_001
+    assert await backend.raw_responses.contains("forever")
+    assert not await backend.raw_responses.contains("k000100")
 
 
 async def test_size_reads_no_values(backend: SQLiteBackend) -> None:
     await store_of(backend).bulk_write((f"k{i}", b"x" * 10_000, None) for i in range(50))
     conn = await backend.database.connection()
     async with traced(conn) as statements:
-        assert await backend.responses.size() == 50
+        assert await backend.raw_responses.size() == 50
     assert len(statements) == 1
     plan = " ".join(r[3] for r in await conn.execute_fetchall("EXPLAIN QUERY PLAN " + statements[0]))
     assert "COVERING INDEX" in plan, plan  # counted from an index, the table's values untouched
@@ -346,36 +346,36 @@ async def test_cancelled_transaction_leaves_the_connection_usable(backend: SQLit
 async def test_two_event_loops_get_their_own_connection_and_close_closes_both(
     backend: SQLiteBackend,
 ) -> None:
-    await backend.responses.write("from-main", b"1")
+    await backend.raw_responses.write("from-main", b"1")
     main_conn = await backend.database.connection()
 
     async def in_thread() -> aiosqlite.Connection:
-        assert await backend.responses.read("from-main") == b"1"
-        await backend.responses.write("from-thread", b"2")
+        assert await backend.raw_responses.read("from-main") == b"1"
+        await backend.raw_responses.write("from-thread", b"2")
         return await backend.database.connection()
 
     thread_conn = await asyncio.to_thread(asyncio.run, in_thread())
     assert thread_conn is not main_conn
     assert len(backend.database.handles) == 2
-    assert await backend.responses.read("from-thread") == b"2"
+    assert await backend.raw_responses.read("from-thread") == b"2"
     await backend.close()
     assert backend.database.handles == {}
     for conn in (main_conn, thread_conn):
         with pytest.raises(ValueError, match=r"closed|no active connection"):
             await conn.execute_fetchall("SELECT 1")
     # A closed backend reopens on next use.
-    assert await backend.responses.read("from-thread") == b"2"
+    assert await backend.raw_responses.read("from-thread") == b"2"
 
 
 async def test_connection_of_a_finished_loop_is_closed_on_next_open(tmp_path: Path) -> None:
     b = SQLiteBackend(tmp_path / "c")
 
     async def in_thread() -> aiosqlite.Connection:
-        await b.responses.write("k", b"v")
+        await b.raw_responses.write("k", b"v")
         return await b.database.connection()
 
     stale = await asyncio.to_thread(asyncio.run, in_thread())
-    assert await b.responses.read("k") == b"v"  # opens this loop's connection
+    assert await b.raw_responses.read("k") == b"v"  # opens this loop's connection
     assert len(b.database.handles) == 1
     with pytest.raises(ValueError):
         await stale.execute_fetchall("SELECT 1")
@@ -473,10 +473,10 @@ def test_many_processes_on_one_file(tmp_path: Path) -> None:
             written = 0
             for _p, _errors, expected in outcomes:
                 for key, value in expected.items():
-                    assert await b.responses.read(key) == value, key
+                    assert await b.raw_responses.read(key) == value, key
                     written += value is not None
-            assert await b.responses.size() == written + len(
-                [k async for k in b.responses.iter_keys() if k.startswith("shared-")])
+            assert await b.raw_responses.size() == written + len(
+                [k async for k in b.raw_responses.iter_keys() if k.startswith("shared-")])
             return written
         finally:
             await b.close()
@@ -488,8 +488,8 @@ def test_many_processes_on_one_file(tmp_path: Path) -> None:
 
 def _forked_child(path: str, backend: SQLiteBackend, results: Any) -> None:
     async def use() -> bytes | None:
-        await backend.responses.write("from-child", b"c")
-        value = await backend.responses.read("from-parent")
+        await backend.raw_responses.write("from-child", b"c")
+        value = await backend.raw_responses.read("from-parent")
         await backend.close()  # must not touch (or wait for) the parent's connection
         return value
 
@@ -498,7 +498,7 @@ def _forked_child(path: str, backend: SQLiteBackend, results: Any) -> None:
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 async def test_forked_child_opens_its_own_connection(backend: SQLiteBackend) -> None:
-    await backend.responses.write("from-parent", b"p")
+    await backend.raw_responses.write("from-parent", b"p")
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
     child = ctx.Process(target=_forked_child, args=(str(backend.db_path), backend, results))
@@ -506,7 +506,7 @@ async def test_forked_child_opens_its_own_connection(backend: SQLiteBackend) -> 
     value = await asyncio.to_thread(results.get, True, 30)
     await asyncio.to_thread(child.join, 10)
     assert value == b"p" and child.exitcode == 0
-    assert await backend.responses.read("from-child") == b"c"  # the parent's connection still works
+    assert await backend.raw_responses.read("from-child") == b"c"  # the parent's connection still works
 
 
 # -- sessions ---------------------------------------------------------------------------

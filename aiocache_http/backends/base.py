@@ -18,12 +18,15 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..models import CachedRequest, CachedResponse, utcnow
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
+
+if TYPE_CHECKING:
+    from .views import RedirectsView, ResponsesView
 
 logger = logging.getLogger("aiocache_http")
 
@@ -152,8 +155,8 @@ class CacheBackend:
         self.serializer = Serializer(
             get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
         )
-        self.responses: BaseCache = MemoryCache(max_entries)
-        self.redirects: BaseCache = MemoryCache(max_entries)
+        self.raw_responses: BaseCache = MemoryCache(max_entries)
+        self.raw_redirects: BaseCache = MemoryCache(max_entries)
         # Per-key tasks shared by concurrent misses and background refreshes.
         self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
         self.background: set[asyncio.Task[Any]] = set()
@@ -163,6 +166,30 @@ class CacheBackend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    # -- storages -------------------------------------------------------------------
+    @property
+    def responses(self) -> ResponsesView:
+        """The responses storage as the peers show it: ``key -> CachedResponse``.
+        Assigning a storage (``self.responses = MyCache()``) sets ``raw_responses``."""
+        from .views import ResponsesView
+
+        return ResponsesView(self)
+
+    @responses.setter
+    def responses(self, storage: BaseCache) -> None:
+        self.raw_responses = storage
+
+    @property
+    def redirects(self) -> RedirectsView:
+        """The redirects storage as the peers show it: ``alias key -> target key``."""
+        from .views import RedirectsView
+
+        return RedirectsView(self)
+
+    @redirects.setter
+    def redirects(self, storage: BaseCache) -> None:
+        self.raw_redirects = storage
 
     # -- keys ---------------------------------------------------------------------
     def identify(self, request: CachedRequest) -> tuple[str, CachedRequest]:
@@ -212,26 +239,26 @@ class CacheBackend:
             return default
 
     # -- responses ------------------------------------------------------------------
-    async def get_response(self, key: str) -> CachedResponse | None:
+    async def get_response(self, key: str, follow_redirects: bool = True) -> CachedResponse | None:
         """The stored response for ``key`` (following a stored redirect), or None.
 
         An item that cannot be used (tampered, truncated, unknown format) is deleted and
         reported as a miss.
         """
-        data = await self._guard("read", self.responses.read(key), None)
+        data = await self._guard("read", self.raw_responses.read(key), None)
         if data is None:
-            target = await self._guard("read redirect", self.redirects.read(key), None)
+            target = await self.get_redirect(key) if follow_redirects else None
             if target is None:
                 return None
-            key = target.decode()
-            data = await self._guard("read", self.responses.read(key), None)
+            key = target
+            data = await self._guard("read", self.raw_responses.read(key), None)
             if data is None:
                 return None
         try:
             response = self.serializer.loads(data)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
-            await self._guard("delete", self.responses.delete(key), None)
+            await self._guard("delete", self.raw_responses.delete(key), None)
             return None
         response.cache_key = key
         return response
@@ -240,11 +267,21 @@ class CacheBackend:
         """Store ``response`` under ``cache_key`` (the peers' argument order)."""
         key = response.cache_key = cache_key
         data = self.serializer.dumps(response)
-        await self._guard("write", self.responses.write(key, data, response.expires), None)
+        await self._guard("write", self.raw_responses.write(key, data, response.expires), None)
+
+    async def get_redirect(self, alias: str) -> str | None:
+        """The key a redirect alias points at, or None."""
+        target = await self._guard("read redirect", self.raw_redirects.read(alias), None)
+        if target is None:
+            return None
+        try:
+            return target.decode()
+        except UnicodeDecodeError:
+            return None
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
-        await self._guard("write redirect", self.redirects.write(alias, key), None)
+        await self._guard("write redirect", self.raw_redirects.write(alias, key), None)
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
@@ -254,19 +291,19 @@ class CacheBackend:
             targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
                            for m in methods for follow in (True, False))
         if targets:
-            await self._guard("delete", self.responses.bulk_delete(targets), None)
+            await self._guard("delete", self.raw_responses.bulk_delete(targets), None)
         if expired:
-            removed = await self._guard("delete expired", self.responses.delete_expired(utcnow()),
+            removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
                                         None)
             if removed is None:  # the storage keeps no expiry: find them by decoding
-                await self._guard("delete", self.responses.bulk_delete(await self._expired_keys()),
+                await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
                                   None)
             await self._delete_dangling_redirects()
 
     async def _expired_keys(self) -> list[str]:
         expired = []
-        async for key in self.responses.iter_keys():
-            data = await self.responses.read(key)
+        async for key in self.raw_responses.iter_keys():
+            data = await self.raw_responses.read(key)
             if data is None:
                 continue
             try:
@@ -280,12 +317,12 @@ class CacheBackend:
         """Aliases whose response is gone. (A dangling alias is only a miss, so plain
         deletes leave them and this maintenance pass sweeps them.)"""
         dangling = []
-        async for alias in self.redirects.iter_keys():
-            target = await self.redirects.read(alias)
-            if target is None or not await self.responses.contains(target.decode()):
+        async for alias in self.raw_redirects.iter_keys():
+            target = await self.raw_redirects.read(alias)
+            if target is None or not await self.raw_responses.contains(target.decode()):
                 dangling.append(alias)
         if dangling:
-            await self._guard("delete redirects", self.redirects.bulk_delete(dangling), None)
+            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None)
 
     # aiohttp-client-cache spellings
     async def delete_url(self, url: str) -> None:
@@ -296,12 +333,12 @@ class CacheBackend:
 
     async def has_url(self, url: str, method: str = "GET") -> bool:
         key = self.create_key(CachedRequest(method, url))
-        return bool(await self._guard("contains", self.responses.contains(key), False))
+        return bool(await self._guard("contains", self.raw_responses.contains(key), False))
 
     async def get_urls(self) -> list[str]:
         """Redacted URLs of all stored responses."""
         urls = []
-        async for data in self.responses.iter_values():
+        async for data in self.raw_responses.iter_values():
             try:
                 urls.append(redact_url(self.serializer.loads(data).url))
             except DeserializationError:
@@ -309,8 +346,8 @@ class CacheBackend:
         return urls
 
     async def clear(self) -> None:
-        await self._guard("clear", self.responses.clear(), None)
-        await self._guard("clear", self.redirects.clear(), None)
+        await self._guard("clear", self.raw_responses.clear(), None)
+        await self._guard("clear", self.raw_redirects.clear(), None)
 
     async def wait_for_refreshes(self) -> None:
         """Wait for the stale-while-revalidate refreshes running on this loop. (Another
@@ -323,8 +360,8 @@ class CacheBackend:
     async def close(self) -> None:
         """Wait for this loop's background refreshes, then close the storages."""
         await self.wait_for_refreshes()
-        await self._guard("close", self.responses.close(), None)
-        await self._guard("close", self.redirects.close(), None)
+        await self._guard("close", self.raw_responses.close(), None)
+        await self._guard("close", self.raw_redirects.close(), None)
 
 
 __all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]

@@ -330,9 +330,9 @@ class DynamoDBBackend(CacheBackend):
         settings, client_kwargs = CacheSettings.split(kwargs)
         super().__init__(cache_name, **settings)
         self.table = DynamoDBTable(cache_name, region_name, endpoint_url, create_table, ttl, **client_kwargs)
-        self.responses: DynamoDBCache = DynamoDBCache(cache_name, f"{namespace}:responses", ttl=ttl,
+        self.raw_responses: DynamoDBCache = DynamoDBCache(cache_name, f"{namespace}:responses", ttl=ttl,
                                                       ttl_offset=ttl_offset, table=self.table)
-        self.redirects: DynamoDBCache = DynamoDBCache(cache_name, f"{namespace}:redirects", ttl=False,
+        self.raw_redirects: DynamoDBCache = DynamoDBCache(cache_name, f"{namespace}:redirects", ttl=False,
                                                       table=self.table)
 
 

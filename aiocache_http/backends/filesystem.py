@@ -259,8 +259,8 @@ class FileBackend(CacheBackend):
                  use_temp: bool = False, **kwargs: Any) -> None:
         super().__init__(str(cache_name), **kwargs)
         self.cache_dir = get_cache_dir(cache_name, use_cache_dir, use_temp)
-        self.responses: FileCache = FileCache(self.cache_dir)
-        self.redirects: FileCache = FileCache(self.cache_dir / REDIRECTS_DIR)
+        self.raw_responses: FileCache = FileCache(self.cache_dir)
+        self.raw_redirects: FileCache = FileCache(self.cache_dir / REDIRECTS_DIR)
 
 
 __all__ = ["FileBackend", "FileCache", "filename", "get_cache_dir"]

@@ -145,8 +145,8 @@ class GridFSBackend(CacheBackend):
         settings, client_options = CacheSettings.split(kwargs)
         super().__init__(cache_name, **settings)
         self.clients = MongoClients(connection, client_options)
-        self.responses: GridFSCache = GridFSCache(cache_name, self.clients)
-        self.redirects: MongoDBCache = MongoDBCache(cache_name, "redirects", self.clients, ttl=False)
+        self.raw_responses: GridFSCache = GridFSCache(cache_name, self.clients)
+        self.raw_redirects: MongoDBCache = MongoDBCache(cache_name, "redirects", self.clients, ttl=False)
 
 
 __all__ = ["GridFSBackend", "GridFSCache"]

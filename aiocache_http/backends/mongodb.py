@@ -168,9 +168,9 @@ class MongoDBBackend(CacheBackend):
         settings, client_options = CacheSettings.split(kwargs)
         super().__init__(cache_name, **settings)
         self.clients = MongoClients(connection, client_options)
-        self.responses: MongoDBCache = MongoDBCache(cache_name, "responses", self.clients, ttl=ttl,
+        self.raw_responses: MongoDBCache = MongoDBCache(cache_name, "responses", self.clients, ttl=ttl,
                                                     ttl_offset=ttl_offset)
-        self.redirects: MongoDBCache = MongoDBCache(cache_name, "redirects", self.clients, ttl=False)
+        self.raw_redirects: MongoDBCache = MongoDBCache(cache_name, "redirects", self.clients, ttl=False)
 
 
 __all__ = ["MongoClients", "MongoDBBackend", "MongoDBCache"]

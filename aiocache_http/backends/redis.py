@@ -365,10 +365,10 @@ class RedisBackend(CacheBackend):
                  **kwargs: Any) -> None:
         settings, redis_options = CacheSettings.split(kwargs)
         super().__init__(cache_name, **settings)
-        self.responses: RedisCache = RedisCache(
+        self.raw_responses: RedisCache = RedisCache(
             cache_name, "responses", address, connection, ttl=ttl, ttl_offset=ttl_offset,
             layout=layout, cluster=cluster, **redis_options)
-        self.redirects: RedisCache = RedisCache(cache_name, "redirects", connection=self.responses.clients,
+        self.raw_redirects: RedisCache = RedisCache(cache_name, "redirects", connection=self.raw_responses.clients,
                                                 ttl=False)
 
 

@@ -471,8 +471,8 @@ class SQLiteBackend(CacheBackend):
             self.db_path = get_cache_path(cache_name, use_cache_dir, use_temp)
         self.database = SQLiteDatabase(self.db_path, busy_timeout=busy_timeout, fast_save=fast_save,
                                        wal=wal)
-        self.responses = SQLiteCache(self.database, "responses")
-        self.redirects = SQLiteCache(self.database, "redirects")
+        self.raw_responses = SQLiteCache(self.database, "responses")
+        self.raw_redirects = SQLiteCache(self.database, "redirects")
 
     async def vacuum(self) -> None:
         """Return the space of deleted rows to the OS (worth it after a large purge)."""
