@@ -216,7 +216,8 @@ async def test_auto_layout_follows_the_server(redis_server: RedisServer,
                 assert names == {f"{backend.name}:responses", f"{backend.name}:redirects"}
             else:
                 assert names == {f"{{{backend.name}:responses}}:k", f"{backend.name}:redirects"}
-            assert stored_ttl_ms(server, backend.raw_responses, "k", "hash" if version >= (7, 4) else "keys") > 0
+            layout = "hash" if version >= (7, 4) else "keys"
+            assert stored_ttl_ms(server, backend.raw_responses, "k", layout) > 0
         finally:
             await backend.clear()
             await backend.close()

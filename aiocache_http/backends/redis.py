@@ -368,8 +368,8 @@ class RedisBackend(CacheBackend):
         self.raw_responses: RedisCache = RedisCache(
             cache_name, "responses", address, connection, ttl=ttl, ttl_offset=ttl_offset,
             layout=layout, cluster=cluster, **redis_options)
-        self.raw_redirects: RedisCache = RedisCache(cache_name, "redirects", connection=self.raw_responses.clients,
-                                                ttl=False)
+        self.raw_redirects: RedisCache = RedisCache(
+            cache_name, "redirects", connection=self.raw_responses.clients, ttl=False)
 
 
 __all__ = ["RedisBackend", "RedisCache"]
