@@ -15,15 +15,17 @@ import asyncio
 import logging
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..models import CachedRequest, CachedResponse, utcnow
+from ..models import CachedRequest, CachedResponse, StoredBodyError, utcnow
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
+from .bodies import ResponseWriter, StoredBodyReader
+from .parts import INLINE_LIMIT, PART_SIZE, BufferedWriter, ItemReader, ItemWriter, WholeReader
 
 if TYPE_CHECKING:
     from .views import RedirectsView, ResponsesView
@@ -32,6 +34,7 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
+_FAILED: Any = object()
 
 
 class AsyncResults(Generic[T]):
@@ -104,6 +107,17 @@ class BaseCache(ABC):
         """Delete items whose ``expires`` is before ``now`` and return how many, or None if
         this storage does not record expiry (the backend then decodes items to find them)."""
         return None
+
+    async def open_write(self, key: str, expires: datetime | None = None) -> ItemWriter:
+        """Write the item at ``key`` in parts (see :mod:`.parts`): it appears whole on
+        ``commit()``, or not at all. This default buffers it and calls :meth:`write`."""
+        return BufferedWriter(self, key, expires)
+
+    async def open_read(self, key: str) -> ItemReader | None:
+        """The item at ``key``, to read in parts (see :mod:`.parts`), or None. This
+        default reads it whole."""
+        data = await self.read(key)
+        return None if data is None else WholeReader(data)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections this storage opened (not ones passed in by the user)."""
@@ -239,35 +253,92 @@ class CacheBackend:
             return default
 
     # -- responses ------------------------------------------------------------------
-    async def get_response(self, key: str, follow_redirects: bool = True) -> CachedResponse | None:
+    async def get_response(self, key: str, follow_redirects: bool = True, *,
+                           stream: bool = False) -> CachedResponse | None:
         """The stored response for ``key`` (following a stored redirect), or None.
 
         An item that cannot be used (tampered, truncated, unknown format) is deleted and
-        reported as a miss.
+        reported as a miss. The whole item is verified before any of it is used. With
+        ``stream=True`` a large body is left in storage: the response's ``stored_body``
+        reads it (and must be closed); otherwise the body is read into memory.
         """
-        data = await self._guard("read", self.raw_responses.read(key), None)
-        if data is None:
+        reader = await self._guard("read", self.raw_responses.open_read(key), None)
+        if reader is None:
             target = await self.get_redirect(key) if follow_redirects else None
             if target is None:
                 return None
             key = target
-            data = await self._guard("read", self.raw_responses.read(key), None)
-            if data is None:
+            reader = await self._guard("read", self.raw_responses.open_read(key), None)
+            if reader is None:
                 return None
         try:
-            response = self.serializer.loads(data)
+            response = await self._decode(key, reader, keep_body=not stream)
         except DeserializationError as e:
+            await self._guard("close", reader.close(), None)
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
             await self._guard("delete", self.raw_responses.delete(key), None)
             return None
-        response.cache_key = key
+        if response is not None:
+            response.cache_key = key
+        return response
+
+    async def _decode(self, key: str, reader: ItemReader, keep_body: bool) -> CachedResponse | None:
+        """Verify and decode the item ``reader`` holds; None if the storage failed."""
+        if reader.whole is not None:
+            return self.serializer.loads(reader.whole)
+        decoder = self.serializer.decoder(reader.size, keep_body)
+        parts = reader.parts()
+        while True:
+            part = await self._guard("read", anext(parts, None), _FAILED)
+            if part is None:
+                break
+            if part is _FAILED:
+                await self._guard("close", reader.close(), None)
+                return None
+            decoder.feed(part)
+        decoded = decoder.finish()
+        response = decoded.response
+        if keep_body or decoded.body_end == decoded.body_start or not self.serializer.streams:
+            await self._guard("close", reader.close(), None)
+        else:
+            response.stored_body = StoredBodyReader(reader, decoded.body_start, decoded.body_end,
+                                                    decoded.compressed)
         return response
 
     async def save_response(self, response: CachedResponse, cache_key: str) -> None:
-        """Store ``response`` under ``cache_key`` (the peers' argument order)."""
-        key = response.cache_key = cache_key
-        data = self.serializer.dumps(response)
-        await self._guard("write", self.raw_responses.write(key, data, response.expires), None)
+        """Store ``response`` under ``cache_key`` (the peers' argument order). A large body,
+        in memory or left in storage, is written in parts."""
+        response.cache_key = cache_key
+        if response.stored_body is None and (len(response.body) <= INLINE_LIMIT
+                                             or not self.serializer.streams):
+            data = self.serializer.dumps(response)
+            await self._guard("write", self.raw_responses.write(cache_key, data, response.expires), None)
+            return
+        body, stored = response.body, response.stored_body
+        response.body, response.stored_body = b"", None
+        writer = await self.open_response(response, [cache_key])
+        try:
+            if stored is not None:
+                async for chunk in stored.chunks():
+                    await writer.write(chunk)
+            else:
+                with memoryview(body) as view:
+                    for start in range(0, len(view), PART_SIZE):
+                        await writer.write(view[start : start + PART_SIZE])
+            await writer.commit()
+        except StoredBodyError as e:  # the body we copy from went away: nothing stored
+            if self.settings.strict:
+                raise
+            logger.warning("%r: write failed, continuing without the cache: %s", self, e)
+        finally:
+            await writer.abort()  # a no-op once committed
+            response.body, response.stored_body = body, stored
+
+    async def open_response(self, response: CachedResponse, keys: Sequence[str]) -> ResponseWriter:
+        """Store ``response`` at ``keys`` as its body arrives: ``write()`` each chunk, then
+        ``commit()`` once it is complete, or ``abort()`` (see :class:`ResponseWriter`).
+        ``response.body`` is not read: the chunks are the body."""
+        return ResponseWriter(self, response, keys)
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None."""

@@ -24,6 +24,12 @@ response itself still carries its expiry.)
 
 Each operation is one blocking function run in aiofiles' executor (``aiofiles.os.wrap``)
 rather than a chain of per-call aiofiles hops: a hit costs one thread hop, not three.
+
+Large items (over :data:`.parts.INLINE_LIMIT`) are written in parts: the temporary file
+is filled part by part as the body arrives, then fsynced and renamed as above, so an
+item appears whole or not at all. Read in parts, an item is one open file read with
+``pread`` at any offset: a later write renames a new file over the name and leaves the
+open one as it was.
 """
 
 from __future__ import annotations
@@ -39,11 +45,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiofiles.os import wrap
 
 from .base import BaseCache, CacheBackend, cache_path, to_bytes
+from .parts import INLINE_LIMIT, PART_SIZE, ItemReader, SpillingWriter, WholeReader
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
 REDIRECTS_DIR = "redirects"
@@ -111,6 +118,32 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
+def _open_item(path: Path) -> tuple[BinaryIO, int] | bytes | None:
+    """A small item's bytes, or a large one's open file and size, or None."""
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed here or by the reader
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if size <= INLINE_LIMIT:
+            with f:
+                return f.read()
+    except BaseException:
+        f.close()
+        raise
+    return f, size
+
+
+def _pread(f: BinaryIO, size: int, offset: int) -> bytes:
+    return os.pread(f.fileno(), size, offset)
+
+
+def _close(f: BinaryIO | None) -> None:
+    if f is not None:
+        f.close()
+
+
 def _unlink(path: Path) -> bool:
     try:
         path.unlink()
@@ -123,6 +156,59 @@ def get_cache_dir(cache_name: str | Path, use_cache_dir: bool = False, use_temp:
     """The directory for ``cache_name``: as given, in the user cache dir, or in the temp dir
     (the last two are ignored for an absolute path)."""
     return cache_path(cache_name, use_cache_dir, use_temp)
+
+
+class _FileReader(ItemReader):
+    """A large item: its open file (a snapshot: see the module docstring)."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.file: BinaryIO | None = f
+        self.size = size
+
+    async def parts(self, start: int = 0) -> AsyncIterator[bytes]:
+        for offset in range(start, self.size, PART_SIZE):
+            if self.file is None:
+                raise ValueError("read from a closed item")
+            part = await _wrapped_pread(self.file, PART_SIZE, offset)
+            if not part:
+                return
+            yield part
+
+    async def close(self) -> None:
+        f, self.file = self.file, None
+        await _wrapped_close(f)
+
+
+_wrapped_pread = wrap(_pread)
+_wrapped_close = wrap(_close)
+
+
+class _FileWriter(SpillingWriter):
+    """Spills a large item into a temporary file, renamed over the entry on commit."""
+
+    storage: FileCache
+
+    def __init__(self, storage: FileCache, key: str, expires: datetime | None) -> None:
+        super().__init__(storage, key, expires)
+        self._file: BinaryIO | None = None
+        self._tmp: Path | None = None
+
+    async def _spill(self, part: bytes) -> None:
+        if self._file is None:
+            self._tmp, self._file = await self.storage._create_tmp()
+        await self.storage._append(self._file, part)
+
+    async def _publish(self) -> None:
+        f, tmp = self._file, self._tmp
+        self._file = None
+        assert f is not None and tmp is not None
+        await self.storage._publish(self.key, f, tmp, _mtime(self.expires))
+
+    async def _discard(self) -> None:
+        f, tmp = self._file, self._tmp
+        self._file = self._tmp = None
+        if tmp is not None:
+            await self.storage._discard(f, tmp)
 
 
 class FileCache(BaseCache):
@@ -142,6 +228,11 @@ class FileCache(BaseCache):
             raise OSError(e.errno, f"cannot use {str(self.cache_dir)!r} as a cache directory: "
                                    f"{e.strerror or e}") from e
         self._read = wrap(_read)
+        self._open_item = wrap(_open_item)
+        self._create_tmp = wrap(self._create_tmp_sync)
+        self._append = wrap(self._append_sync)
+        self._publish = wrap(self._publish_sync)
+        self._discard = wrap(self._discard_sync)
         self._write = wrap(self._write_sync)
         self._delete = wrap(self._delete_sync)
         self._scan = wrap(self._scan_sync)
@@ -166,6 +257,40 @@ class FileCache(BaseCache):
         except FileNotFoundError:  # the directory was removed under us: recreate it once
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             self._write_sync(key, data, mtime)
+
+    def _create_tmp_sync(self) -> tuple[Path, BinaryIO]:
+        tmp = self.cache_dir / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            return tmp, open(tmp, "xb")
+        except FileNotFoundError:  # the directory was removed under us: recreate it once
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            return tmp, open(tmp, "xb")
+
+    @staticmethod
+    def _append_sync(f: BinaryIO, part: bytes) -> None:
+        f.write(part)
+
+    def _publish_sync(self, key: str, f: BinaryIO, tmp: Path, mtime: float) -> None:
+        try:
+            with f:
+                f.flush()
+                os.fsync(f.fileno())
+            os.utime(tmp, (time.time(), mtime))
+            name = filename(key)
+            if name.startswith("~~"):
+                _write_atomic(self.cache_dir / (_KEY_PREFIX + name[2:]),
+                              key.encode("utf-8", "surrogatepass"), None)
+            os.replace(tmp, self.cache_dir / name)
+        except BaseException:
+            self._discard_sync(f, tmp)
+            raise
+
+    @staticmethod
+    def _discard_sync(f: BinaryIO | None, tmp: Path) -> None:
+        if f is not None:
+            f.close()
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
     def _delete_sync(self, keys: list[str]) -> int:
         deleted = 0
@@ -218,6 +343,15 @@ class FileCache(BaseCache):
 
     async def contains(self, key: str) -> bool:
         return await wrap(os.path.isfile)(self.path(key))
+
+    async def open_write(self, key: str, expires: datetime | None = None) -> _FileWriter:
+        return _FileWriter(self, key, expires)
+
+    async def open_read(self, key: str) -> ItemReader | None:
+        found = await self._open_item(self.path(key))
+        if found is None or isinstance(found, bytes):
+            return None if found is None else WholeReader(found)
+        return _FileReader(*found)
 
     async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
         await self._write(key, to_bytes(value), _mtime(expires))

@@ -12,6 +12,11 @@ The bucket is pymongo's ``AsyncGridFSBucket`` for a pymongo client, motor's
 ``AsyncIOMotorGridFSBucket`` for a motor client. Listing reads the bucket's ``.files``
 collection directly (the GridFS spec's layout), never the chunks. Redirects are a plain
 :class:`MongoDBCache` collection in the same database.
+
+Large items (over :data:`.parts.INLINE_LIMIT`) are written through an upload stream as
+the body arrives (the new version is complete before older ones are deleted; an aborted
+upload deletes its chunks) and read back through a download stream of one file id, so
+a later write does not change what an open reader reads.
 """
 
 from __future__ import annotations
@@ -27,8 +32,56 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ..policy.settings import CacheSettings
 from .base import BaseCache, CacheBackend, to_bytes
 from .mongodb import MongoClients, MongoDBCache, utc_naive
+from .parts import INLINE_LIMIT, PART_SIZE, ItemReader, SpillingWriter, WholeReader
 
 _NEWEST_FIRST = [("uploadDate", -1), ("_id", -1)]
+
+
+class _GridWriter(SpillingWriter):
+    """Spills a large item into a GridFS upload stream (see the module docstring)."""
+
+    storage: GridFSCache
+
+    def __init__(self, storage: GridFSCache, key: str, expires: datetime | None) -> None:
+        super().__init__(storage, key, expires)
+        self._upload: Any = None
+
+    async def _spill(self, part: bytes) -> None:
+        if self._upload is None:
+            self._upload = self.storage._bucket().open_upload_stream(
+                self.key, metadata=self.storage._metadata(self.expires))
+        await self._upload.write(part)
+
+    async def _publish(self) -> None:
+        await self._upload.close()
+        await self.storage._keep_newest(self.key)
+
+    async def _discard(self) -> None:
+        if self._upload is not None:
+            await self._upload.abort()
+
+
+class _GridReader(ItemReader):
+    """A large item: one GridFS file id, read through a download stream."""
+
+    def __init__(self, storage: GridFSCache, file_id: Any, size: int) -> None:
+        self.storage, self.file_id, self.size = storage, file_id, size
+
+    async def parts(self, start: int = 0) -> AsyncIterator[bytes]:
+        try:
+            stream = await self.storage._bucket().open_download_stream(self.file_id)
+        except NoFile as e:
+            raise LookupError("the item was replaced or deleted meanwhile") from e
+        skip = start
+        while True:
+            part: bytes = await stream.read(PART_SIZE)
+            if not part:
+                return
+            if skip:
+                part, skip = part[skip:], max(0, skip - len(part))
+                if not part:
+                    continue
+            yield part
 
 
 class GridFSCache(BaseCache):
@@ -67,10 +120,11 @@ class GridFSCache(BaseCache):
 
     async def read(self, key: str) -> bytes | None:
         doc = await self._files().find_one({"filename": key}, {"_id": True}, sort=_NEWEST_FIRST)
-        if doc is None:
-            return None
+        return None if doc is None else await self._download(doc["_id"])
+
+    async def _download(self, file_id: Any) -> bytes | None:
         try:
-            stream = await self._bucket().open_download_stream(doc["_id"])
+            stream = await self._bucket().open_download_stream(file_id)
             data: bytes = await stream.read()
         except (NoFile, CorruptGridFile):  # replaced or deleted while we read it
             return None
@@ -79,13 +133,32 @@ class GridFSCache(BaseCache):
     async def contains(self, key: str) -> bool:
         return await self._files().find_one({"filename": key}, {"_id": True}) is not None
 
+    @staticmethod
+    def _metadata(expires: datetime | None) -> dict[str, Any]:
+        return {"expires": None if expires is None else utc_naive(expires)}
+
     async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        metadata = {"expires": None if expires is None else utc_naive(expires)}
-        await self._bucket().upload_from_stream(key, to_bytes(value), metadata=metadata)
-        # Keep only the newest version: concurrent writers of one key all agree on it.
+        await self._bucket().upload_from_stream(key, to_bytes(value), metadata=self._metadata(expires))
+        await self._keep_newest(key)
+
+    async def _keep_newest(self, key: str) -> None:
+        """Delete older versions: concurrent writers of one key all agree on the newest."""
         old = [doc["_id"] async for doc in self._files().find({"filename": key}, {"_id": True},
                                                              sort=_NEWEST_FIRST).skip(1)]
         await self._delete_ids(old)
+
+    async def open_write(self, key: str, expires: datetime | None = None) -> _GridWriter:
+        return _GridWriter(self, key, expires)
+
+    async def open_read(self, key: str) -> ItemReader | None:
+        doc = await self._files().find_one({"filename": key}, {"_id": True, "length": True},
+                                           sort=_NEWEST_FIRST)
+        if doc is None:
+            return None
+        if doc["length"] > INLINE_LIMIT:
+            return _GridReader(self, doc["_id"], doc["length"])
+        data = await self._download(doc["_id"])
+        return None if data is None else WholeReader(data)
 
     async def _delete_ids(self, ids: Iterable[Any]) -> int:
         bucket, deleted = self._bucket(), 0

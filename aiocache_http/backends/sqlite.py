@@ -3,7 +3,18 @@
 One :class:`SQLiteDatabase` per file holds one connection per event loop (an async
 session's loop and a sync bridge loop may share a backend); its tables are
 :class:`SQLiteCache` storages. Each table is ``key TEXT PRIMARY KEY, value BLOB,
-expires REAL`` (epoch seconds, NULL = never) with an index on ``expires``.
+expires REAL, parts TEXT`` (expires: epoch seconds, NULL = never) with an index on
+``expires``.
+
+Large items (over :data:`.parts.INLINE_LIMIT`) are written and read in parts: rows of
+``<table>_parts (id, seq, data, created)``, each :data:`.parts.PART_SIZE` bytes, written
+under a fresh id as the body arrives; the commit is one transaction that points the
+entry's ``parts`` column at that id (``value`` is then empty), and only if every part is
+still there. Triggers delete an entry's parts with the entry (replaced, deleted,
+expired); parts no entry points at (a writer that died) go with ``clear()`` or, once an
+hour old, with ``delete_expired()``. A reader of a large item reads its parts by id: a
+later write to the key makes new parts and deletes these, so such a reader fails
+rather than mixing two items.
 
 Concurrency: writes on a connection are serialized by an ``asyncio.Lock`` and
 multi-statement writes run in ``BEGIN IMMEDIATE`` transactions; across processes, WAL,
@@ -18,6 +29,7 @@ import os
 import random
 import sqlite3
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -29,6 +41,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from .base import BaseCache, CacheBackend, ConfigurationError, cache_path, to_bytes
+from .parts import PART_SIZE, ItemReader, SpillingWriter, WholeReader
 
 T = TypeVar("T")
 Step = tuple[str, Sequence[Sequence[Any]] | None]  # (sql, executemany rows or None: run once)
@@ -37,6 +50,7 @@ _HEADER = b"SQLite format 3\x00"
 _RETRIES = 10
 _KEY_PAGE = 500
 _VALUE_PAGE = 100  # values can be large: fewer per page
+_ORPHAN_AGE = 3600  # seconds before parts no entry points at are swept (a writer died)
 
 
 class SQLiteFileError(ConfigurationError, OSError, ValueError):
@@ -246,18 +260,22 @@ class SQLiteDatabase:
         """Create (or upgrade) tables; a no-op read when they are already in shape."""
         conn = handle.conn
         for table in tables:
-            index = f"{table}_expires_idx"
+            index, parts = f"{table}_expires_idx", f"{table}_parts"
             columns = {row[1] for row in await self._rows(conn, f"PRAGMA table_info({_quote(table)})")}
             has_index = await self._fetch1(
                 conn, "SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (index,))
+            has_parts = await self._fetch1(
+                conn, "SELECT 1 FROM sqlite_master WHERE type='trigger' AND name=?", (f"{parts}_update",))
             if columns and not {"key", "value"} <= columns:
                 raise SQLiteFileError(self.path, f"table {table!r} has an unknown schema: {sorted(columns)}")
-            if "expires" not in columns or not has_index:
+            if not {"expires", "parts"} <= columns or not has_index or not has_parts:
                 steps = [f"CREATE TABLE IF NOT EXISTS {_quote(table)} "
-                         "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL)"]
-                if columns and "expires" not in columns:  # a file made by aiohttp-client-cache
-                    steps.append(f"ALTER TABLE {_quote(table)} ADD COLUMN expires REAL")
+                         "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL, parts TEXT)"]
+                for column, kind in (("expires", "REAL"), ("parts", "TEXT")):
+                    if columns and column not in columns:  # a file made by aiohttp-client-cache
+                        steps.append(f"ALTER TABLE {_quote(table)} ADD COLUMN {column} {kind}")
                 steps.append(f"CREATE INDEX IF NOT EXISTS {_quote(index)} ON {_quote(table)} (expires)")
+                steps += _parts_schema(table)
                 await self._transaction(conn, [(sql, None) for sql in steps])
             handle.tables.add(table)
 
@@ -337,6 +355,67 @@ class SQLiteDatabase:
                 await _retry(lambda: handle.conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
+def _parts_schema(table: str) -> list[str]:
+    t, parts = _quote(table), _quote(f"{table}_parts")
+    gc = f"BEGIN DELETE FROM {parts} WHERE id = old.parts; END"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {parts} (id TEXT NOT NULL, seq INTEGER NOT NULL, "
+        "data BLOB NOT NULL, created REAL NOT NULL, PRIMARY KEY (id, seq))",
+        f"CREATE INDEX IF NOT EXISTS {_quote(table + '_parts_idx')} ON {t} (parts) WHERE parts IS NOT NULL",
+        f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '_parts_delete')} AFTER DELETE ON {t} "
+        f"WHEN old.parts IS NOT NULL {gc}",
+        f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '_parts_update')} AFTER UPDATE OF parts ON {t} "
+        f"WHEN old.parts IS NOT NULL AND old.parts IS NOT new.parts {gc}",
+    ]
+
+
+class _PartsWriter(SpillingWriter):
+    """Spills a large item into part rows under a fresh id; the commit points the entry
+    at them (see the module docstring)."""
+
+    storage: SQLiteCache
+
+    def __init__(self, storage: SQLiteCache, key: str, expires: datetime | None) -> None:
+        super().__init__(storage, key, expires)
+        self._id = uuid.uuid4().hex
+        self._count = 0
+
+    async def _spill(self, part: bytes) -> None:
+        storage = self.storage
+        await storage.db.execute(storage.table_name, storage._put_part,
+                                 (self._id, self._count, part, time.time()))
+        self._count += 1
+
+    async def _publish(self) -> None:
+        storage = self.storage
+        row = (self.key, _epoch(self.expires), self._id, self._id, self._count)
+        await storage.db.transaction(storage.table_name, [(storage._publish, [row])])
+        if not await storage._fetch(storage._contains_parts, (self.key, self._id)):
+            raise sqlite3.OperationalError("the item's parts were deleted before it was stored "
+                                           "(cleared meanwhile?)")
+
+    async def _discard(self) -> None:
+        storage = self.storage
+        await storage.db.execute(storage.table_name, storage._delete_parts, (self._id,))
+
+
+class _PartsReader(ItemReader):
+    """A large item's parts, read by id (see the module docstring)."""
+
+    def __init__(self, storage: SQLiteCache, parts_id: str, size: int) -> None:
+        self.storage, self.parts_id, self.size = storage, parts_id, size
+
+    async def parts(self, start: int = 0) -> AsyncIterator[bytes]:
+        first, skip = divmod(start, PART_SIZE)
+        for seq in range(first, -(-self.size // PART_SIZE)):
+            rows = await self.storage._fetch(self.storage._get_part, (self.parts_id, seq))
+            if not rows:
+                raise LookupError("the item's parts are gone (replaced or deleted meanwhile)")
+            part = bytes(rows[0][0])
+            yield part[skip:] if skip else part
+            skip = 0
+
+
 class SQLiteCache(BaseCache):
     """One table of a SQLite database as key -> bytes storage.
 
@@ -358,13 +437,26 @@ class SQLiteCache(BaseCache):
         self.table_name = table_name
         self.db.tables.add(table_name)
         t = _quote(table_name)
-        self._read = f"SELECT value FROM {t} WHERE key=?"
+        parts = _quote(f"{table_name}_parts")
+        self._read = f"SELECT value, parts FROM {t} WHERE key=?"
         self._contains = f"SELECT 1 FROM {t} WHERE key=?"
-        self._write = f"INSERT OR REPLACE INTO {t} (key, value, expires) VALUES (?, ?, ?)"
+        upsert = "ON CONFLICT(key) DO UPDATE SET value=excluded.value, expires=excluded.expires, " \
+                 "parts=excluded.parts"
+        self._write = f"INSERT INTO {t} (key, value, expires, parts) VALUES (?, ?, ?, NULL) {upsert}"
         self._delete = f"DELETE FROM {t} WHERE key=?"
-        self._page = f"SELECT key, value FROM {t} WHERE key > ? ORDER BY key LIMIT ?"
-        self._first_page = f"SELECT key, value FROM {t} ORDER BY key LIMIT ?"
+        self._page = f"SELECT key, value, parts FROM {t} WHERE key > ? ORDER BY key LIMIT ?"
+        self._first_page = f"SELECT key, value, parts FROM {t} ORDER BY key LIMIT ?"
         self._delete_expired = f"DELETE FROM {t} WHERE expires <= ?"
+        # Large items (see the module docstring)
+        self._put_part = f"INSERT INTO {parts} (id, seq, data, created) VALUES (?, ?, ?, ?)"
+        self._get_part = f"SELECT data FROM {parts} WHERE id=? AND seq=?"
+        self._parts_size = f"SELECT SUM(length(data)) FROM {parts} WHERE id=?"
+        self._delete_parts = f"DELETE FROM {parts} WHERE id=?"
+        self._publish = (f"INSERT INTO {t} (key, value, expires, parts) SELECT ?, x'', ?, ? "
+                         f"WHERE (SELECT COUNT(*) FROM {parts} WHERE id=?) = ? {upsert}")
+        self._contains_parts = f"SELECT 1 FROM {t} WHERE key=? AND parts=?"
+        self._sweep_parts = (f"DELETE FROM {parts} WHERE created <= ? AND NOT EXISTS "
+                             f"(SELECT 1 FROM {t} WHERE {t}.parts = {parts}.id)")
 
     def __repr__(self) -> str:
         return f"SQLiteCache({str(self.db.path)!r}, {self.table_name!r})"
@@ -386,7 +478,31 @@ class SQLiteCache(BaseCache):
 
     async def read(self, key: str) -> bytes | None:
         rows = await self._fetch(self._read, (key,))
-        return bytes(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        value, parts_id = rows[0]
+        return bytes(value) if parts_id is None else await self._join_parts(parts_id)
+
+    async def _join_parts(self, parts_id: str) -> bytes | None:
+        reader = await self._parts_reader(parts_id)
+        try:
+            return b"".join([part async for part in reader.parts()])
+        except LookupError:  # replaced or deleted while we read it
+            return None
+
+    async def _parts_reader(self, parts_id: str) -> _PartsReader:
+        rows = await self._fetch(self._parts_size, (parts_id,))
+        return _PartsReader(self, parts_id, int(rows[0][0] or 0))
+
+    async def open_read(self, key: str) -> ItemReader | None:
+        rows = await self._fetch(self._read, (key,))
+        if not rows:
+            return None
+        value, parts_id = rows[0]
+        return WholeReader(bytes(value)) if parts_id is None else await self._parts_reader(parts_id)
+
+    async def open_write(self, key: str, expires: datetime | None = None) -> _PartsWriter:
+        return _PartsWriter(self, key, expires)
 
     async def contains(self, key: str) -> bool:
         return bool(await self._fetch(self._contains, (key,)))
@@ -409,8 +525,10 @@ class SQLiteCache(BaseCache):
             await self.db.transaction(self.table_name, [(self._delete, rows)])
 
     async def delete_expired(self, now: datetime) -> int:
-        """One DELETE on the ``expires`` index."""
-        return await self.db.execute(self.table_name, self._delete_expired, (_epoch(now),), count=True)
+        """One DELETE on the ``expires`` index (and a sweep of orphaned parts)."""
+        deleted = await self.db.execute(self.table_name, self._delete_expired, (_epoch(now),), count=True)
+        await self.db.execute(self.table_name, self._sweep_parts, (time.time() - _ORPHAN_AGE,))
+        return deleted
 
     async def _pages(self, page_size: int) -> AsyncIterator[list[Any]]:
         """Keyset pagination: no long-lived read transaction, no OFFSET scans."""
@@ -423,20 +541,28 @@ class SQLiteCache(BaseCache):
 
     async def iter_keys(self) -> AsyncIterator[str]:
         async for rows in self._pages(_KEY_PAGE):
-            for key, _value in rows:
+            for key, _value, _parts in rows:
                 yield key
 
     async def iter_values(self) -> AsyncIterator[bytes]:
         async for rows in self._pages(_VALUE_PAGE):
-            for _key, value in rows:
-                yield bytes(value)
+            for _key, value, parts_id in rows:
+                if parts_id is None:
+                    yield bytes(value)
+                elif (joined := await self._join_parts(parts_id)) is not None:
+                    yield joined
 
     async def size(self) -> int:
         rows = await self._fetch(f"SELECT COUNT(*) FROM {_quote(self.table_name)}", ())
         return int(rows[0][0])
 
     async def clear(self) -> None:
-        await self.db.execute(self.table_name, f"DELETE FROM {_quote(self.table_name)}")
+        """Delete every entry, and every part (including those of writers still running:
+        their commit then stores nothing)."""
+        await self.db.transaction(self.table_name, [
+            (f"DELETE FROM {_quote(self.table_name)}", None),
+            (f"DELETE FROM {_quote(self.table_name + '_parts')}", None),
+        ])
 
     async def close(self) -> None:
         """Close the database's connections (shared with its other tables)."""

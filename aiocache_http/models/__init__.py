@@ -6,8 +6,10 @@ every backend work on the same objects for the async and the sync session.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
 
 from multidict import CIMultiDict
 
@@ -27,6 +29,22 @@ class CachedRequest:
     body: bytes = b""
     follow_redirects: bool = True
     """False for ``allow_redirects=False``: a 3xx is then the answer, a different entry."""
+
+
+class StoredBody(Protocol):
+    """A verified body left in storage because it is large: read it whole or in chunks,
+    as many times as needed, then close it. A read fails with :class:`StoredBodyError`
+    if the entry goes away or the storage fails meanwhile."""
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+class StoredBodyError(Exception):
+    """A body left in storage could not be read to its end."""
 
 
 @dataclass(slots=True)
@@ -54,6 +72,9 @@ class CachedResponse:
     vary_generation: str = ""
     """For a response with Vary: the id its variants' keys share (RFC 9111 §4.1). A new
     one starts when the entry was gone, so variants of an invalidated URL are orphaned."""
+    stored_body: StoredBody | None = None
+    """Set when a large body was left in storage (``body`` is then empty): only lookups
+    that ask for it (``get_response(stream=True)``) get one."""
 
     @property
     def is_expired(self) -> bool:
@@ -67,4 +88,4 @@ class CachedResponse:
         return max(0, int((self.expires - utcnow()).total_seconds()))
 
 
-__all__ = ["CachedRequest", "CachedResponse", "utcnow"]
+__all__ = ["CachedRequest", "CachedResponse", "StoredBody", "StoredBodyError", "utcnow"]
