@@ -8,6 +8,12 @@ place to count them.
 Concurrent misses for the same key share one origin request (coalescing): the first
 becomes the leader, the others wait for the response it stores. A leader that fails or
 is cancelled hands over to the next caller instead of failing it.
+
+A miss hands the caller the live response; its body is stored as the caller reads it
+(a tee, :mod:`.streaming`), once complete. Waiting requests get the stored response when
+the leader's body is stored; if it is abandoned (released early, cut, cancelled, too
+large), stalls for :data:`LEADER_STALL_SECONDS`, or is the waiter's own unread response,
+they do not wait: one of them makes its own origin request.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import dataclasses
 import inspect
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,8 +36,13 @@ from .models import CachedRequest, CachedResponse
 from .policy import freshness
 from .policy.actions import UNSAFE_METHODS, CacheActions, Decision, RequestOptions, invalidated_urls
 from .policy.keys import CREDENTIAL_HEADERS, redact_url, variant_key
+from .streaming import Tee
 
 logger = logging.getLogger("aiocache_http")
+
+LEADER_STALL_SECONDS = 5.0
+"""Requests waiting for a leader's body stop waiting once no chunk of it has passed for
+this long (its caller stopped reading): they make their own origin request."""
 
 
 @dataclass(slots=True)
@@ -42,7 +54,10 @@ class OriginResponse:
     url: str
     headers: CIMultiDict[str]
     raw: Any
-    read: Callable[[], Awaitable[bytes]]
+    tee: Callable[[Tee], Awaitable[Any]]
+    """Pass the body through the tee as the caller reads it; returns what the caller gets."""
+    drain: Callable[[Any], Awaitable[None]]
+    """Read what ``tee`` returned to its end, for nobody (a background refresh)."""
     release: Callable[[], Any]
     encoding: str | None = None
     history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
@@ -66,6 +81,8 @@ class Outcome:
     release: Callable[[], Any] | None = None  # frees ``raw`` when nobody will read it
     from_cache: bool = False
     age: float | None = None
+    tee: Tee | None = None  # the body of ``raw`` is on its way to storage
+    drain: Callable[[], Awaitable[None]] | None = None  # reads ``raw``'s body for nobody
 
 
 def gateway_timeout(request: CachedRequest) -> CachedResponse:
@@ -76,16 +93,21 @@ def gateway_timeout(request: CachedRequest) -> CachedResponse:
 async def fetch(
     backend: CacheBackend, request: CachedRequest, options: RequestOptions, send: Send,
     network_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
+    owner: object = None,
 ) -> Outcome:
     """Answer ``request`` from the cache or the origin, storing what may be stored.
 
     ``request`` carries real credentials; only its redacted copy is ever stored.
     ``network_errors`` are the HTTP library's "origin unreachable" exceptions, for which
-    stale-if-error and must-revalidate apply.
+    stale-if-error and must-revalidate apply. ``owner`` is who will read the response
+    (default: the current task; a sync session passes its calling thread): a request
+    never waits for a response its owner has not read yet.
     """
     key, stored_request = backend.identify(request)
     actions = CacheActions.from_request(key, stored_request, backend.settings, options)
-    return await _Flow(backend, actions, request, send, network_errors).run()
+    flow = _Flow(backend, actions, request, send, network_errors)
+    flow.owner = owner if owner is not None else asyncio.current_task()
+    return await flow.run()
 
 
 Slot = tuple[asyncio.AbstractEventLoop, str]
@@ -101,6 +123,7 @@ class _Flow:
     send: Send
     network_errors: tuple[type[BaseException], ...]
     vary_generation: str = ""  # of the entry found at the key, if any
+    owner: object = None  # who reads the response (see fetch())
 
     async def run(self) -> Outcome:
         if self.actions.skip_read:
@@ -144,20 +167,24 @@ class _Flow:
         """The stored response for this request: the entry at its key, or the Vary variant
         that matches it (§4.1), or for a HEAD, the GET's (§4.3.5 lets HEAD use it)."""
         backend, actions = self.backend, self.actions
-        cached = await backend.get_response(actions.key)
+        cached = await backend.get_response(actions.key, stream=True)
         if cached is None and actions.request.method == "HEAD" and backend.settings.cache_control:
             get_key = backend.identify(dataclasses.replace(self.request, method="GET"))[0]
-            cached = await backend.get_response(get_key)
+            cached = await backend.get_response(get_key, stream=True)
             if cached is not None:
-                cached = dataclasses.replace(cached, body=b"", cache_key=actions.key)
+                await _close_body(cached)
+                cached = dataclasses.replace(cached, body=b"", stored_body=None, cache_key=actions.key)
         self.vary_generation = cached.vary_generation if cached is not None else ""
         if cached is None or freshness.vary_matches(cached, actions.request, CREDENTIAL_HEADERS):
             return cached
+        await _close_body(cached)
         names = freshness.vary_names(cached.headers)
-        variant = await backend.get_response(self.variant_key(names))
+        variant = await backend.get_response(self.variant_key(names), stream=True)
         if variant is not None and freshness.vary_matches(variant, actions.request,
                                                           CREDENTIAL_HEADERS):
             return variant
+        if variant is not None:
+            await _close_body(variant)
         logger.debug("%s %s: stored response varies on %s: no matching variant",
                      actions.request.method, actions.request.url, names)
         return None
@@ -172,48 +199,65 @@ class _Flow:
             age = freshness.current_age(cached, self.backend.clock())
         return Outcome(cached, from_cache=True, age=age)
 
-    async def save(self, response: CachedResponse) -> None:
-        """Store at the request's key; a response with Vary also at its variant's key, so
+    def storage_keys(self, response: CachedResponse) -> list[str]:
+        """The request's key; for a response with Vary also its variant's key, so
         variants live side by side and the latest one is found with a single read."""
         names = freshness.vary_names(response.headers)
         varies = bool(names) and "*" not in names
         if varies and not self.vary_generation:
             self.vary_generation = secrets.token_hex(8)  # nothing stored: a new generation
         response.vary_generation = self.vary_generation if varies else ""
-        await self.backend.save_response(response, self.actions.key)
-        if varies:
-            await self.backend.save_response(dataclasses.replace(response), self.variant_key(names))
+        return [self.actions.key, self.variant_key(names)] if varies else [self.actions.key]
+
+    async def save(self, response: CachedResponse) -> None:
+        for key in self.storage_keys(response):
+            await self.backend.save_response(response, key)
         response.cache_key = self.actions.key
 
     # -- coalescing ---------------------------------------------------------------------
     async def coalesced(self, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
         """Run ``work`` as the leader for this key, or share the running leader's response."""
         slot = (asyncio.get_running_loop(), self.actions.key)
-        leader = self.backend.inflight.get(slot)
-        if leader is None:
+        lead = self.backend.inflight.get(slot)
+        if lead is None:
             return await self.lead(slot, self.claim(slot), work)
-        result = await asyncio.shield(leader)
+        if lead.owner == self.owner:  # our own unread response: waiting for it would hang
+            return await work()
+        result = await lead.wait()
         if result is not None:
             return self.from_cache(result)
-        return await self.coalesced(work)  # the leader failed: elect another
+        if lead.future.done():
+            return await self.coalesced(work)  # the leader failed or was abandoned: elect another
+        return await work()  # its body stalled: fetch on our own
 
-    def claim(self, slot: Slot) -> asyncio.Future[CachedResponse | None]:
-        future: asyncio.Future[CachedResponse | None] = slot[0].create_future()
-        self.backend.inflight[slot] = future
-        return future
+    def claim(self, slot: Slot, owner: object = None) -> _Lead:
+        lead = _Lead(slot[0].create_future(), owner or self.owner, slot[0].create_future())
+        self.backend.inflight[slot] = lead
+        return lead
 
-    async def lead(self, slot: Slot, future: asyncio.Future[CachedResponse | None],
-                   work: Callable[[], Awaitable[Outcome]]) -> Outcome:
-        shared: CachedResponse | None = None
+    async def lead(self, slot: Slot, lead: _Lead, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
         try:
             outcome = await work()
-            if outcome.response is not None and outcome.response.cache_key:
-                shared = outcome.response  # only stored responses are shared
+        except BaseException:
+            self.vacate(slot, lead, None)
+            raise
+        if outcome.tee is not None:  # the body is on its way: share it once stored
+            lead.stream(outcome.tee)
+            outcome.tee.done.add_done_callback(lambda done: self.vacate(slot, lead, done.result()))
             return outcome
-        finally:
+        response = outcome.response
+        # Only stored responses are shared, and not one whose body is left in storage:
+        # each reader reads its own.
+        shareable = response is not None and response.cache_key and response.stored_body is None
+        self.vacate(slot, lead, response if shareable else None)
+        return outcome
+
+    def vacate(self, slot: Slot, lead: _Lead, shared: CachedResponse | None) -> None:
+        if self.backend.inflight.get(slot) is lead:
             del self.backend.inflight[slot]
-            self.backend.fills += 1
-            future.set_result(shared)
+        self.backend.fills += 1
+        if not lead.future.done():
+            lead.future.set_result(shared)
 
     def refresh_in_background(self) -> None:
         """Stale-while-revalidate (RFC 5861 §3): one background refresh per key. The slot
@@ -221,14 +265,16 @@ class _Flow:
         slot = (asyncio.get_running_loop(), self.actions.key)
         if slot in self.backend.inflight:
             return
-        future = self.claim(slot)
+        lead = self.claim(slot, owner=object())  # a task of its own: nobody's response
         actions = self.actions
         actions.decision = Decision.REVALIDATE if actions.validation_headers else Decision.FETCH
 
         async def refresh() -> None:
             try:
-                outcome = await self.lead(slot, future, self.from_origin)
-                if outcome.release is not None:
+                outcome = await self.lead(slot, lead, self.from_origin)
+                if outcome.drain is not None:
+                    await outcome.drain()  # nobody reads this body: read it to store it
+                elif outcome.release is not None:
                     outcome.release()
             except Exception as e:
                 logger.warning("%s %s: background refresh failed: %s: %s", actions.request.method,
@@ -277,15 +323,32 @@ class _Flow:
             if actions.invalidates_stored(origin.headers):
                 await backend.delete(actions.key)
             return Outcome(None, raw=origin.raw, release=origin.release)
-        body = await origin.read()
-        if not actions.complete(origin.headers, body):
+        response = self.to_cached(origin, request_time, response_time)
+        tee = await self.store_as_it_arrives(response, origin)
+        if tee is None:
             return Outcome(None, raw=origin.raw, release=origin.release)
-        response = self.to_cached(origin, body, request_time, response_time)
-        await self.save(response)
-        await self.save_redirect_aliases(origin)
-        logger.debug("%s %s: stored, expires %s", actions.request.method, actions.request.url,
-                     response.expires or "never")
-        return Outcome(response, raw=origin.raw, release=origin.release)
+        raw = await origin.tee(tee)
+        return Outcome(response, raw=raw, release=origin.release, tee=tee,
+                       drain=lambda: origin.drain(raw))
+
+    async def store_as_it_arrives(self, response: CachedResponse, origin: OriginResponse) -> Tee | None:
+        """The store step, run while the caller reads the body: a tee that stores it once
+        complete. None when it is too large to store (passed through uncached)."""
+        actions, limit = self.actions, self.backend.settings.max_body_size
+        label = f"{actions.request.method} {actions.request.url}"
+        length = freshness.expected_length(origin.headers)
+        if limit is not None and length is not None and length > limit:
+            logger.debug("%s: not stored: Content-Length %d > max_body_size %d", label, length, limit)
+            return None
+        writer = await self.backend.open_response(response, self.storage_keys(response))
+
+        async def stored() -> None:
+            response.cache_key = actions.key
+            await self.save_redirect_aliases(origin)
+            logger.debug("%s: stored, expires %s", label, response.expires or "never")
+
+        return Tee(writer, complete=lambda size: actions.complete(origin.headers, size),
+                   expected_length=length, max_size=limit, on_stored=stored, label=label)
 
     def stale_if_error(self, error: str) -> Outcome | None:
         cached = self.actions.cached
@@ -307,8 +370,9 @@ class _Flow:
                          self.actions.request.method, self.actions.request.url)
         return bool(result)
 
-    def to_cached(self, origin: OriginResponse, body: bytes, request_time: datetime,
+    def to_cached(self, origin: OriginResponse, request_time: datetime,
                   response_time: datetime) -> CachedResponse:
+        """The response to store, without its body (it follows through the tee)."""
         actions, ignored = self.actions, self.backend.settings.ignored_params
         headers = actions.headers_to_store(origin.headers)
         history = [
@@ -320,10 +384,11 @@ class _Flow:
             status=origin.status, reason=origin.reason,
             # Without redirects the final URL is the request's, already redacted.
             url=redact_url(origin.url, ignored) if origin.history else actions.request.url,
-            headers=headers, body=body, request=actions.request, encoding=origin.encoding,
+            headers=headers, body=b"", request=actions.request, encoding=origin.encoding,
             created_at=response_time,
             expires=actions.expires(origin.status, headers, request_time, response_time),
             request_time=request_time, response_time=response_time, history=history,
+            cache_key=actions.key,
         )
 
     async def save_redirect_aliases(self, origin: OriginResponse) -> None:
@@ -335,6 +400,40 @@ class _Flow:
         aliases.discard(key)
         for alias in aliases:
             await self.backend.save_redirect(alias, key)
+
+
+@dataclass(slots=True, eq=False)
+class _Lead:
+    """The request fetching a key, as the requests waiting for it see it."""
+
+    future: asyncio.Future[CachedResponse | None]
+    owner: object  # who asked: the task, or the thread of a sync session
+    streaming: asyncio.Future[None]  # set once its body is on its way, through ``tee``
+    tee: Tee | None = None
+
+    def stream(self, tee: Tee) -> None:
+        self.tee = tee
+        self.streaming.set_result(None)
+
+    async def wait(self) -> CachedResponse | None:
+        """The leader's stored response; None if there is none to share, or once its body
+        stalls (then the caller makes its own request)."""
+        while not self.future.done():
+            if self.tee is None:  # still waiting for the origin: as long as it takes
+                either: list[asyncio.Future[Any]] = [self.future, self.streaming]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            timeout = self.tee.last_progress + LEADER_STALL_SECONDS - time.monotonic()
+            if timeout <= 0:
+                logger.debug("the leader's body stalled: not waiting for it")
+                return None
+            await asyncio.wait([self.future], timeout=timeout)
+        return self.future.result()
+
+
+async def _close_body(response: CachedResponse) -> None:
+    if response.stored_body is not None:
+        await response.stored_body.close()
 
 
 async def invalidate(backend: CacheBackend, request: CachedRequest, status: int,

@@ -2,23 +2,28 @@
 
 :class:`CachedClientResponse` replays a stored response with the interface of
 ``aiohttp.ClientResponse``; :class:`OriginClientResponse` is aiohttp's own response
-class with the same cache attributes, for answers that came from the origin.
+class with the same cache attributes, for answers that came from the origin (on a miss
+its ``content`` is a :class:`~aiocache_http.content.TeeStreamReader`: what the caller
+reads is stored).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json as _json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from http.cookies import SimpleCookie
 from types import TracebackType
 from typing import Any
 
-from aiohttp import ClientResponse, ClientResponseError, ContentTypeError, RequestInfo
+from aiohttp import ClientPayloadError, ClientResponse, ClientResponseError, ContentTypeError, RequestInfo
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .models import CachedResponse, utcnow
+from .content import ReplayStream, TeeStreamReader
+from .models import CachedResponse, StoredBodyError, utcnow
+from .streaming import Tee
 
 
 def _mimetype(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> tuple[str, dict[str, str]]:
@@ -44,55 +49,24 @@ class OriginClientResponse(ClientResponse):
         return self.expires is not None and utcnow() >= self.expires
 
 
-class _BodyStream:
-    """The subset of aiohttp's StreamReader API that reads a body already in memory."""
+async def attach_tee(response: ClientResponse, tee: Tee) -> ClientResponse:
+    """Make what the caller reads of ``response``'s body pass through ``tee``."""
+    content = TeeStreamReader(response.content, tee)
+    response.content = content  # type: ignore[assignment]  # a StreamReader in all it does
+    await content.start()
+    return response
 
-    __slots__ = ("_body", "_pos")
 
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self._pos = 0
+async def drain(response: ClientResponse) -> None:
+    """Read ``response``'s body to its end for nobody (so its tee stores it)."""
+    try:
+        async for _ in response.content.iter_any():
+            pass
+    finally:
+        response.release()
 
-    def at_eof(self) -> bool:
-        return self._pos >= len(self._body)
 
-    async def read(self, n: int = -1) -> bytes:
-        end = len(self._body) if n < 0 else self._pos + n
-        chunk = self._body[self._pos : end]
-        self._pos += len(chunk)
-        return chunk
-
-    async def readany(self) -> bytes:
-        return await self.read()
-
-    async def readexactly(self, n: int) -> bytes:
-        chunk = await self.read(n)
-        if len(chunk) < n:
-            raise EOFError(f"{n} bytes expected, {len(chunk)} left")
-        return chunk
-
-    async def readline(self) -> bytes:
-        end = self._body.find(b"\n", self._pos)
-        return await self.read(-1 if end < 0 else end + 1 - self._pos)
-
-    async def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
-        while not self.at_eof():
-            yield await self.read(n)
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        if not self.at_eof():
-            yield await self.read()
-
-    async def iter_chunks(self) -> AsyncIterator[tuple[bytes, bool]]:
-        if not self.at_eof():
-            yield await self.read(), True
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._lines()
-
-    async def _lines(self) -> AsyncIterator[bytes]:
-        while not self.at_eof():
-            yield await self.readline()
+_closing: set[asyncio.Task[None]] = set()
 
 
 class CachedClientResponse:
@@ -108,6 +82,7 @@ class CachedClientResponse:
         "_content",
         "_headers",
         "_history",
+        "_loaded",
         "_url",
         "from_cache",
         "method",
@@ -121,8 +96,9 @@ class CachedClientResponse:
         self._age = age
         self._headers: CIMultiDictProxy[str] | None = None
         self._url: URL | None = None
-        self._content: _BodyStream | None = None
+        self._content: ReplayStream | None = None
         self._history: tuple[CachedClientResponse, ...] | None = None
+        self._loaded: bytes | None = None  # a body read from storage
 
     # -- status line and headers ------------------------------------------------
     @property
@@ -230,24 +206,36 @@ class CachedClientResponse:
         return self._cached.ttl
 
     # -- body -----------------------------------------------------------------------
+    # A large body may be left in storage (``stored_body``): read() loads it, content
+    # streams it in chunks.
     @property
-    def content(self) -> _BodyStream:
+    def content(self) -> ReplayStream:
         if self._content is None:
-            self._content = _BodyStream(self._cached.body)
+            self._content = ReplayStream(self._cached.body, self._cached.stored_body)
         return self._content
 
     @property
-    def _body(self) -> bytes:
+    def _body(self) -> bytes | None:
+        if self._cached.stored_body is not None:
+            return self._loaded
         return self._cached.body
 
     async def read(self) -> bytes:
-        return self._cached.body
+        stored = self._cached.stored_body
+        if stored is None:
+            return self._cached.body
+        if self._loaded is None:
+            try:
+                self._loaded = await stored.read()
+            except StoredBodyError as e:
+                raise ClientPayloadError(f"Response payload is not completed: {e}") from e
+        return self._loaded
 
     def get_encoding(self) -> str:
         return self.charset or self._cached.encoding or "utf-8"
 
     async def text(self, encoding: str | None = None, errors: str = "strict") -> str:
-        return self._cached.body.decode(encoding or self.get_encoding(), errors=errors)
+        return (await self.read()).decode(encoding or self.get_encoding(), errors=errors)
 
     async def json(
         self,
@@ -262,7 +250,7 @@ class CachedClientResponse:
                 headers=self.headers,
                 message=f"Attempt to decode JSON with unexpected mimetype: {self.content_type}",
             )
-        stripped = self._cached.body.strip()
+        stripped = (await self.read()).strip()
         if not stripped:
             return None
         return loads(stripped.decode(encoding or self.get_encoding()))
@@ -277,26 +265,39 @@ class CachedClientResponse:
         # aiohttp types this as ClientResponse; the replayed hops quack the same.
         return self.history  # type: ignore[return-value]
 
-    # -- life cycle (nothing to release: the body is in memory) ------------------------
+    # -- life cycle (only a body left in storage holds anything) ------------------------
     @property
     def closed(self) -> bool:
         return True
 
     def release(self) -> Any:
+        self._close_stored()
         return None
 
     def close(self) -> None:
-        return None
+        self._close_stored()
+
+    def _close_stored(self) -> None:
+        stored = self._cached.stored_body
+        if stored is None:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(stored.close())
+        except RuntimeError:  # no loop here: what it holds is freed with it
+            return
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
     async def wait_for_close(self) -> None:
-        return None
+        if self._cached.stored_body is not None:
+            await self._cached.stored_body.close()
 
     async def __aenter__(self) -> CachedClientResponse:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        return None
+        await self.wait_for_close()
 
     def __repr__(self) -> str:
         return f"<CachedClientResponse({self._cached.url}) [{self.status} {self.reason}]>"

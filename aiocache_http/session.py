@@ -19,7 +19,7 @@ from .driver import OriginResponse, Outcome, fetch, invalidate
 from .models import CachedRequest
 from .policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
 from .policy.settings import CacheSettings
-from .response import CachedClientResponse, OriginClientResponse
+from .response import CachedClientResponse, OriginClientResponse, attach_tee, drain
 
 # Sessions with caching turned off in the current task (cache_disabled() is per task).
 _disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_disabled", default=frozenset())
@@ -185,7 +185,8 @@ def _origin(response: ClientResponse) -> OriginResponse:
         url=str(response.url),
         headers=CIMultiDict(response.headers),
         raw=response,
-        read=response.read,
+        tee=lambda tee: attach_tee(response, tee),
+        drain=drain,
         release=response.release,
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))

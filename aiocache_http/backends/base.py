@@ -171,8 +171,8 @@ class CacheBackend:
         )
         self.raw_responses: BaseCache = MemoryCache(max_entries)
         self.raw_redirects: BaseCache = MemoryCache(max_entries)
-        # Per-key tasks shared by concurrent misses and background refreshes.
-        self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
+        # Per-key fetches shared by concurrent misses and background refreshes (the driver's).
+        self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], Any] = {}
         self.background: set[asyncio.Task[Any]] = set()
         self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}

@@ -264,11 +264,11 @@ class CacheActions:
     def headers_to_store(self, headers: CIMultiDict[str]) -> CIMultiDict[str]:
         return freshness.headers_to_store(headers)
 
-    def complete(self, headers: CIMultiDict[str], body: bytes) -> bool:
-        if freshness.complete(headers, body):
+    def complete(self, headers: CIMultiDict[str], body_length: int) -> bool:
+        if freshness.complete(headers, body_length):
             return True
         logger.debug("%s %s: not stored: body length %d does not match Content-Length (RFC 9111 "
-                     "§3.3)", self.request.method, self.request.url, len(body))
+                     "§3.3)", self.request.method, self.request.url, body_length)
         return False
 
     def invalidates_stored(self, headers: CIMultiDict[str]) -> bool:

@@ -134,13 +134,19 @@ def immutable(cached: CachedResponse) -> bool:
     return "immutable" in cache_control(cached.headers)
 
 
-def complete(headers: CIMultiDict[str], body: bytes) -> bool:
-    """A body shorter or longer than its Content-Length is not a usable entry (§3.3).
-    Only checked for an identity encoding: a decoded body has another length."""
+def expected_length(headers: CIMultiDict[str]) -> int | None:
+    """The body length Content-Length promises, or None when it says nothing usable:
+    absent, malformed, or a content coding (the body is stored decoded, of another length)."""
     length = headers.get("Content-Length", "").strip()
     if not length.isdigit() or headers.get("Content-Encoding", "identity") != "identity":
-        return True
-    return int(length) == len(body)
+        return None
+    return int(length)
+
+
+def complete(headers: CIMultiDict[str], body_length: int) -> bool:
+    """A body shorter or longer than its Content-Length is not a usable entry (§3.3)."""
+    expected = expected_length(headers)
+    return expected is None or expected == body_length
 
 
 def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:

@@ -21,6 +21,7 @@ from .expiration import (
 )
 
 ALL_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 DEFAULT_HEURISTIC_MAX = 7 * 24 * 3600  # RFC 9111 §4.2.2 leaves it to the cache; a week
 
 ALIASES = {
@@ -83,6 +84,14 @@ def _match_headers(value: object) -> bool | tuple[str, ...]:
     return _names("match_headers", value)
 
 
+def _size_or_none(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a number of bytes >= 0 or None (no limit), not {value!r}")
+    return value
+
+
 def _callable(name: str, value: object) -> Any:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, not {type(value).__name__}")
@@ -120,6 +129,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "autoclose": bool,
     "strict": bool,
     "max_heuristic_age": lambda v: _seconds_or_flag("max_heuristic_age", v),
+    "max_body_size": lambda v: _size_or_none("max_body_size", v),
 }
 
 
@@ -153,6 +163,9 @@ class CacheSettings:
         autoclose: Close the backend when the session closes.
         strict: Raise backend errors instead of falling back to the origin.
         max_heuristic_age: Upper bound in seconds for heuristic freshness (§4.2.2).
+        max_body_size: Bodies larger than this many bytes (by Content-Length, or once
+            the stream passes it) reach the caller uncached, never buffered whole; None
+            for no limit. Default 64 MiB.
     """
 
     expire_after: ExpirationTime
@@ -173,6 +186,7 @@ class CacheSettings:
     autoclose: bool
     strict: bool
     max_heuristic_age: float | bool
+    max_body_size: int | None
     _frozen: bool
 
     _DEFAULTS: Mapping[str, Any] = {
@@ -194,6 +208,7 @@ class CacheSettings:
         "autoclose": True,
         "strict": False,
         "max_heuristic_age": DEFAULT_HEURISTIC_MAX,
+        "max_body_size": DEFAULT_MAX_BODY_SIZE,
     }
     NAMES = frozenset(_DEFAULTS) | frozenset(ALIASES)
 

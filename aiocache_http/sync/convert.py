@@ -8,10 +8,13 @@ from email.message import Message
 import requests
 from multidict import CIMultiDict
 
+from ..backends.parts import PART_SIZE
 from ..driver import OriginResponse
 from ..models import CachedRequest
-from .bridge import Offload
+from ..streaming import Tee
+from .bridge import Offload, run
 from .response import OriginalResponse
+from .stream import TeeRaw
 
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
 _FIXED_BOUNDARY = "aiocache-http-form-boundary"
@@ -75,10 +78,23 @@ def response_headers(response: requests.Response) -> CIMultiDict[str]:
 
 
 def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:
-    async def read() -> bytes:
-        if getattr(response, "_content_consumed", False):
-            return response.content
-        return await offload(lambda: response.content)  # a stream=True body: read it here
+    async def tee(tee: Tee) -> requests.Response:
+        if getattr(response, "_content_consumed", False):  # stream=False: the body is in hand
+            with memoryview(response.content or b"") as body:
+                for start in range(0, len(body), PART_SIZE):
+                    await tee.feed(body[start : start + PART_SIZE])
+            await tee.finish()
+        else:  # stream=True: stored as the caller reads it
+            response.raw = TeeRaw(response.raw, tee, run)
+        return response
+
+    async def drain(raw: requests.Response) -> None:
+        def read_to_the_end() -> None:
+            with raw:
+                for _ in raw.iter_content(PART_SIZE):
+                    pass
+
+        await offload(read_to_the_end)
 
     headers = response_headers(response)
     return OriginResponse(
@@ -87,7 +103,8 @@ def origin_response(response: requests.Response, offload: Offload) -> OriginResp
         url=response.url,
         headers=headers,
         raw=OriginalResponse.wrap(response, None),
-        read=read,
+        tee=tee,
+        drain=drain,
         release=response.close,
         encoding=charset(headers),
         history=[((h.request.method or "GET") if h.request else "GET", h.url, h.status_code,

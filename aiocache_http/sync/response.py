@@ -1,5 +1,9 @@
 """Responses as the sync session hands them out: ``requests.Response`` objects with
-the cache attributes (requests-cache's ``CachedResponse`` / ``OriginalResponse``)."""
+the cache attributes (requests-cache's ``CachedResponse`` / ``OriginalResponse``).
+
+A replayed response whose large body was left in storage reads it in chunks from there
+with ``stream=True`` (``raw`` is a :class:`~.stream.StoredRaw`), or whole at once
+without, as requests reads a live body."""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import io
 from datetime import datetime, timedelta
 
 import requests
+from requests.exceptions import ChunkedEncodingError
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
 from .. import models
-from ..models import utcnow
+from ..models import StoredBodyError, utcnow
+from .bridge import run
+from .stream import StoredRaw
 
 _CACHE_ATTRS = ["from_cache", "created_at", "expires", "cache_key"]
 
@@ -41,7 +48,8 @@ class CachedResponse(_CacheInfo):
     @classmethod
     def from_record(cls, record: models.CachedResponse,
                     request: requests.PreparedRequest | None = None, *,
-                    from_cache: bool = True, age: float | None = None) -> CachedResponse:
+                    from_cache: bool = True, age: float | None = None,
+                    stream: bool = False) -> CachedResponse:
         r = cls()
         r.status_code, r.reason, r.url = record.status, record.reason, record.url
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
@@ -50,9 +58,16 @@ class CachedResponse(_CacheInfo):
         if age is not None:
             headers["Age"] = str(int(age))
         r.headers = headers
-        r._content = record.body
-        r._content_consumed = True  # type: ignore[attr-defined]
-        r.raw = io.BytesIO(record.body)
+        stored = record.stored_body
+        if stored is not None and stream:
+            r._content = False  # type: ignore[assignment]  # requests: "not read yet"
+            r._content_consumed = False  # type: ignore[attr-defined]
+            r.raw = StoredRaw(stored, run, ChunkedEncodingError)
+        else:
+            body = record.body if stored is None else _load(stored)
+            r._content = body
+            r._content_consumed = True  # type: ignore[attr-defined]
+            r.raw = io.BytesIO(body)
         r.encoding = record.encoding or get_encoding_from_headers(headers)
         r.elapsed = timedelta(0)
         r.request = request if request is not None else _prepared(record.request)
@@ -76,6 +91,15 @@ class OriginalResponse(_CacheInfo):
         response.from_cache = False
         response._set_cache_info(record)
         return response
+
+
+def _load(stored: models.StoredBody) -> bytes:
+    try:
+        return run(stored.read())
+    except StoredBodyError as e:
+        raise ChunkedEncodingError(f"reading the stored body failed: {e}") from e
+    finally:
+        run(stored.close())
 
 
 def _prepared(request: models.CachedRequest) -> requests.PreparedRequest:

@@ -8,6 +8,7 @@ and every decision are the async session's. The origin request is the real
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -221,6 +222,7 @@ class CachedSession(requests.Session):
         except NotKeyable:
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
         backend = self._backend
+        owner = threading.get_ident()  # who reads the response: this thread
 
         async def work(offload: Offload) -> Outcome:
             async def send_to_origin(extra: dict[str, str]) -> OriginResponse:
@@ -232,7 +234,7 @@ class CachedSession(requests.Session):
                 response = await offload(lambda: self._send_origin(prepared, kwargs))
                 return origin_response(response, offload)
 
-            return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS)
+            return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS, owner=owner)
 
         return self._respond(serve(work), request, kwargs)
 
@@ -257,7 +259,8 @@ class CachedSession(requests.Session):
             return OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
         assert outcome.response is not None
         response = CachedResponse.from_record(outcome.response, request,
-                                              from_cache=outcome.from_cache, age=outcome.age)
+                                              from_cache=outcome.from_cache, age=outcome.age,
+                                              stream=bool(kwargs.get("stream")))
         result: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]
             "response", request.hooks, response, **kwargs)
         return result
