@@ -92,11 +92,12 @@ class TeeStreamReader:
         source = self._source
         if not source.is_eof() or source.exception() is not None:
             return
-        unread = getattr(source, "unread_data", None)
-        if unread is None and not source.at_eof():  # cannot peek (a future aiohttp)
-            return
-        data = source.read_nowait(-1)
-        if data:
+        data = b""
+        if not source.at_eof():
+            unread = getattr(source, "unread_data", None)
+            if unread is None:  # cannot peek (a future aiohttp): stored once read
+                return
+            data = source.read_nowait(-1)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 unread(data)
