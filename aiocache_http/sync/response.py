@@ -2,12 +2,11 @@
 the cache attributes (requests-cache's ``CachedResponse`` / ``OriginalResponse``).
 
 A replayed response whose large body was left in storage reads it in chunks from there
-with ``stream=True`` (``raw`` is a :class:`~.stream.StoredRaw`), or whole at once
+with ``stream=True`` (``raw`` is a :class:`~.stream.ReplayRaw`), or whole at once
 without, as requests reads a live body."""
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timedelta
 
 import requests
@@ -18,7 +17,7 @@ from requests.utils import get_encoding_from_headers
 from .. import models
 from ..models import StoredBodyError, utcnow
 from .bridge import run
-from .stream import StoredRaw
+from .stream import ReplayRaw
 
 _CACHE_ATTRS = ["from_cache", "created_at", "expires", "cache_key"]
 
@@ -62,12 +61,12 @@ class CachedResponse(_CacheInfo):
         if stored is not None and stream:
             r._content = False  # type: ignore[assignment]  # requests: "not read yet"
             r._content_consumed = False  # type: ignore[attr-defined]
-            r.raw = StoredRaw(stored, run, ChunkedEncodingError)
+            r.raw = ReplayRaw(stored=stored, run=run, error=ChunkedEncodingError)
         else:
             body = record.body if stored is None else _load(stored)
             r._content = body
             r._content_consumed = True  # type: ignore[attr-defined]
-            r.raw = io.BytesIO(body)
+            r.raw = ReplayRaw(body)
         r.encoding = record.encoding or get_encoding_from_headers(headers)
         r.elapsed = timedelta(0)
         r.request = request if request is not None else _prepared(record.request)

@@ -7,8 +7,8 @@ copied to the tee on the bridge loop, in batches of :data:`PART_SIZE` (so readin
 by byte does not cost a loop round trip per byte). An exception, ``close()`` or
 ``release_conn()`` before the end, or the response dropped unread abandons the tee.
 
-:class:`StoredRaw` is a hit's large body left in storage, as a file-like ``raw`` read in
-chunks through the bridge loop.
+:class:`ReplayRaw` is a hit's body as a file-like ``raw`` with urllib3's reading methods:
+from memory, or for a large body left in storage, read in chunks through the bridge loop.
 """
 
 from __future__ import annotations
@@ -101,10 +101,13 @@ class TeeRaw:
     def _iterate(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         while True:
             try:
-                data = self._call(lambda: next(chunks))
+                data = next(chunks)
             except StopIteration:
                 self._passed(b"", end=True)
                 return
+            except BaseException as e:
+                self._abandon(f"reading the body failed: {type(e).__name__}")
+                raise
             self._passed(data, end=False)
             yield data
 
@@ -134,27 +137,31 @@ class TeeRaw:
         self._raw.release_conn()
 
 
-class StoredRaw:
-    """A large body left in storage, as the file-like ``raw`` of a replayed response."""
+class ReplayRaw:
+    """A replayed body as the file-like ``raw`` of a response, with urllib3's reading
+    methods: from memory, or in chunks from storage through the bridge loop (``stored``).
+    """
 
-    def __init__(self, stored: StoredBody, run: Run, error: type[Exception]) -> None:
+    def __init__(self, body: bytes = b"", stored: StoredBody | None = None, *,
+                 run: Run | None = None, error: type[Exception] = OSError) -> None:
+        self._buffer = body
+        self._pos = 0
         self._stored = stored
         self._run = run
         self._error = error
-        self._chunks = stored.chunks()
-        self._buffer = b""
-        self._pos = 0
-        self._eof = False
-        self._finalizer = weakref.finalize(self, _close_soon, stored, run)
+        self._chunks = stored.chunks() if stored is not None else None
+        self._finalizer = (weakref.finalize(self, _close_soon, stored, run)
+                           if stored is not None and run is not None else None)
+        self.decode_content = True
 
     def _fill(self) -> bool:
         while self._pos >= len(self._buffer):
-            if self._eof:
+            if self._chunks is None or self._run is None:
                 return False
             try:
                 chunk = self._run(anext(self._chunks, None))
             except Exception as e:
-                self._eof = True
+                self._chunks = None
                 raise self._error(f"reading the stored body failed: {e}") from e
             if chunk is None:
                 self.close()
@@ -162,7 +169,8 @@ class StoredRaw:
             self._buffer, self._pos = chunk, 0
         return True
 
-    def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+    def read(self, amt: int | None = None, decode_content: bool | None = None,
+             cache_content: bool = False) -> bytes:
         if amt is None or amt < 0:
             return b"".join(iter(lambda: self.read(PART_SIZE), b""))
         if amt == 0 or not self._fill():
@@ -180,12 +188,12 @@ class StoredRaw:
 
     @property
     def closed(self) -> bool:
-        return self._eof
+        return self._chunks is None and self._pos >= len(self._buffer)
 
     def close(self) -> None:
-        if not self._eof:
-            self._eof = True
-        if self._finalizer.detach() is not None:
+        self._chunks = None
+        if self._finalizer is not None and self._finalizer.detach() is not None:
+            assert self._stored is not None and self._run is not None
             self._run(self._stored.close())
 
     def release_conn(self) -> None:
@@ -199,4 +207,4 @@ def _close_soon(stored: StoredBody, run: Run) -> None:
         return
 
 
-__all__ = ["StoredRaw", "TeeRaw"]
+__all__ = ["ReplayRaw", "TeeRaw"]
