@@ -38,6 +38,11 @@ async def origin() -> AsyncIterator[Origin]:
 
 BackendMaker = Callable[..., CacheBackend]
 
+# The shared suites test behaviour, not deadlines (tests/reliability/ does, with the
+# defaults): a deadline a loaded 2-core CI machine always meets, so a slow moment (moto,
+# a busy thread pool) is never a miss there.
+SUITE_DEADLINES = {"backend_timeout": 5.0}
+
 
 @pytest.fixture(params=sorted(FACTORIES))
 async def make_backend(
@@ -48,7 +53,7 @@ async def make_backend(
     factory = FACTORIES[request.param]
 
     def make(**settings: Any) -> CacheBackend:
-        backend = factory(request, tmp_path, settings)
+        backend = factory(request, tmp_path, {**SUITE_DEADLINES, **settings})
         made.append(backend)
         return backend
 

@@ -3,8 +3,9 @@
 ``BaseCache`` is a plain async key -> bytes store; each backend module implements it
 for one database. ``CacheBackend`` holds the settings and the serializer, owns a
 ``responses`` and a ``redirects`` storage, and is the single place where storage is
-called: every call goes through :meth:`CacheBackend._guard`, where a failing backend is
-logged and treated as a miss (fail-open) unless ``strict=True``.
+called: every call goes through :meth:`CacheBackend._guard`, under a deadline and a
+circuit breaker (``health.py``), where a failing backend is logged and treated as a miss
+(fail-open) unless ``strict=True``.
 
 ``CacheBackend()`` itself is the in-memory backend.
 """
@@ -12,6 +13,7 @@ logged and treated as a miss (fail-open) unless ``strict=True``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 from abc import ABC, abstractmethod
@@ -24,6 +26,7 @@ from ..models import CachedRequest, CachedResponse, utcnow
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
+from .health import Health, Kind
 
 if TYPE_CHECKING:
     from .views import RedirectsView, ResponsesView
@@ -32,6 +35,7 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
+_END: Any = object()
 
 
 class AsyncResults(Generic[T]):
@@ -61,6 +65,9 @@ class BaseCache(ABC):
     Subclasses implement the abstract methods; the rest have generic defaults that a
     subclass overrides when its database can do better.
     """
+
+    in_process = False
+    """True when calls never wait on IO (the gate then never moves a write to the background)."""
 
     @abstractmethod
     async def read(self, key: str) -> bytes | None: ...
@@ -163,6 +170,8 @@ class CacheBackend:
         self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
+        self.health = Health(repr(self), self.settings)
+        """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -223,20 +232,33 @@ class CacheBackend:
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
-    async def _guard(self, op: str, call: Awaitable[T], default: T) -> T:
-        """Run one storage call. A failure is logged and ``default`` returned
-        (fail-open), or re-raised with ``strict=True``. A configuration error is always
-        raised: falling back to the origin would hide it forever."""
+    async def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.REQUEST) -> T:
+        """Run one storage call under its deadline and the circuit breaker. A failure or a
+        timeout is counted, logged (rate-limited) and ``default`` returned (fail-open), or
+        raised with ``strict=True``; with the circuit open, storage is not called at all.
+        A configuration error is always raised: falling back to the origin would hide it."""
+        return await self.health.call(op, call, default, kind)
+
+    async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> None:
+        """A write: the caller waits for it at most ``backend_timeout``, then it finishes in
+        the background (awaited by :meth:`wait_for_refreshes` and :meth:`close`)."""
+        background = None if storage.in_process else self.background
+        await self.health.call(op, call, None, Kind.WRITE, background)
+
+    async def _guard_iter(self, op: str, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``iterator`` with each step through the gate (a maintenance deadline per step).
+        A failed step ends the iteration early (fail-open), or raises with ``strict``."""
         try:
-            return await call
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, ConfigurationError):
-            raise
-        except Exception as e:
-            if self.settings.strict:
-                raise
-            logger.warning("%r: %s failed, continuing without the cache: %s: %s",
-                           self, op, type(e).__name__, e)
-            return default
+            while True:
+                item = await self._guard(op, anext(iterator, _END), _END, Kind.MAINTENANCE)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     # -- responses ------------------------------------------------------------------
     async def get_response(self, key: str, follow_redirects: bool = True) -> CachedResponse | None:
@@ -267,7 +289,8 @@ class CacheBackend:
         """Store ``response`` under ``cache_key`` (the peers' argument order)."""
         key = response.cache_key = cache_key
         data = self.serializer.dumps(response)
-        await self._guard("write", self.raw_responses.write(key, data, response.expires), None)
+        await self._guard_write("write", self.raw_responses,
+                                self.raw_responses.write(key, data, response.expires))
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None."""
@@ -281,29 +304,30 @@ class CacheBackend:
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
-        await self._guard("write redirect", self.raw_redirects.write(alias, key), None)
+        await self._guard_write("write redirect", self.raw_redirects, self.raw_redirects.write(alias, key))
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
         """Delete responses by key, by URL (for each of ``methods``), and/or all expired."""
-        targets = set(keys)
+        targets, urls = set(keys), list(urls)
         for url in urls:
             targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
                            for m in methods for follow in (True, False))
-        if targets:
-            await self._guard("delete", self.raw_responses.bulk_delete(targets), None)
+        if targets:  # by URL: the caller's maintenance; by key: the request path (invalidation)
+            await self._guard("delete", self.raw_responses.bulk_delete(targets), None,
+                              Kind.MAINTENANCE if urls else Kind.REQUEST)
         if expired:
             removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
-                                        None)
+                                        None, Kind.MAINTENANCE)
             if removed is None:  # the storage keeps no expiry: find them by decoding
                 await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
-                                  None)
+                                  None, Kind.MAINTENANCE)
             await self._delete_dangling_redirects()
 
     async def _expired_keys(self) -> list[str]:
         expired = []
-        async for key in self.raw_responses.iter_keys():
-            data = await self.raw_responses.read(key)
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             if data is None:
                 continue
             try:
@@ -317,12 +341,18 @@ class CacheBackend:
         """Aliases whose response is gone. (A dangling alias is only a miss, so plain
         deletes leave them and this maintenance pass sweeps them.)"""
         dangling = []
-        async for alias in self.raw_redirects.iter_keys():
-            target = await self.raw_redirects.read(alias)
-            if target is None or not await self.raw_responses.contains(target.decode()):
+        async for alias in self._guard_iter("list redirects", self.raw_redirects.iter_keys()):
+            target = await self._guard("read redirect", self.raw_redirects.read(alias), None,
+                                       Kind.MAINTENANCE)
+            if target is None:
+                continue  # gone meanwhile, or the read failed: keep it for the next pass
+            found = await self._guard("contains", self.raw_responses.contains(
+                target.decode(errors="replace")), None, Kind.MAINTENANCE)
+            if found is False:
                 dangling.append(alias)
         if dangling:
-            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None)
+            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None,
+                              Kind.MAINTENANCE)
 
     # aiohttp-client-cache spellings
     async def delete_url(self, url: str) -> None:
@@ -338,7 +368,7 @@ class CacheBackend:
     async def get_urls(self) -> list[str]:
         """Redacted URLs of all stored responses."""
         urls = []
-        async for data in self.raw_responses.iter_values():
+        async for data in self._guard_iter("list values", self.raw_responses.iter_values()):
             try:
                 urls.append(redact_url(self.serializer.loads(data).url))
             except DeserializationError:
@@ -346,12 +376,13 @@ class CacheBackend:
         return urls
 
     async def clear(self) -> None:
-        await self._guard("clear", self.raw_responses.clear(), None)
-        await self._guard("clear", self.raw_redirects.clear(), None)
+        await self._guard("clear", self.raw_responses.clear(), None, Kind.MAINTENANCE)
+        await self._guard("clear", self.raw_redirects.clear(), None, Kind.MAINTENANCE)
 
     async def wait_for_refreshes(self) -> None:
-        """Wait for the stale-while-revalidate refreshes running on this loop. (Another
-        loop's refreshes end on their own: their storages fail open once closed.)"""
+        """Wait for the stale-while-revalidate refreshes and the writes still finishing in
+        the background on this loop (each bounded by its deadline). (Another loop's end on
+        their own: their storages fail open once closed.)"""
         loop = asyncio.get_running_loop()
         mine = [task for task in self.background if task.get_loop() is loop]
         if mine:
@@ -360,8 +391,8 @@ class CacheBackend:
     async def close(self) -> None:
         """Wait for this loop's background refreshes, then close the storages."""
         await self.wait_for_refreshes()
-        await self._guard("close", self.raw_responses.close(), None)
-        await self._guard("close", self.raw_redirects.close(), None)
+        await self._guard("close", self.raw_responses.close(), None, Kind.CLOSE)
+        await self._guard("close", self.raw_redirects.close(), None, Kind.CLOSE)
 
 
 __all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]

@@ -1,0 +1,377 @@
+"""Deadlines and a circuit breaker for the one gate to storage (``CacheBackend._guard``).
+
+A sick backend must cost a request milliseconds, not seconds. Every storage call runs
+under a deadline; consecutive failures or timeouts open a circuit, and while it is open
+storage is not called at all (requests go straight to the origin). After a cool-down one
+call probes it (half-open); its success closes the circuit.
+
+- One breaker per backend and event loop: an async service's loop and the sync layer's
+  bridge loop have their own connections, so each finds out for itself. ``backend.health``
+  adds their counters up.
+- A request spends at most one deadline: once one of its storage calls failed or timed
+  out, its later calls are skipped (:func:`request_budget`, opened by the driver).
+- A write is waited for at most ``backend_timeout``; then it goes on in the background
+  until ``write_timeout`` and the caller moves on.
+- Logs are rate-limited: one WARNING when the circuit opens, one when it closes (with the
+  counts in between), and at most one per ``LOG_INTERVAL`` for failures that do not open it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ..policy.settings import CacheSettings
+
+logger = logging.getLogger("aiocache_http")
+
+T = TypeVar("T")
+LOG_INTERVAL = 60.0  # seconds between two WARNINGs about failures that leave the circuit closed
+
+
+class Kind(enum.Enum):
+    """What a storage call is, which decides its deadline."""
+
+    REQUEST = "request"  # a read or delete on the request path: backend_timeout
+    WRITE = "write"  # awaited up to backend_timeout, then finished in the background
+    MAINTENANCE = "maintenance"  # clear, purge, listing (per step): write_timeout
+    CLOSE = "close"  # never skipped, even with the circuit open: write_timeout
+
+
+class CircuitState(str, enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+class BackendTimeoutError(TimeoutError):
+    """A storage call ran past its deadline (raised with ``strict=True``; otherwise the
+    request goes to the origin)."""
+
+
+class BackendUnavailableError(ConnectionError):
+    """The backend's circuit is open: storage is not called until a probe succeeds (raised
+    with ``strict=True``; otherwise the request goes to the origin)."""
+
+
+# -- per request --------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Budget:
+    spent: bool = False  # a storage call of this request failed or timed out
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("aiocache_http_budget", default=None)
+_deadline: ContextVar[float | None] = ContextVar("aiocache_http_deadline", default=None)
+
+
+@contextlib.contextmanager
+def request_budget() -> Iterator[None]:
+    """Within this block (one request), storage calls after a failed or timed-out one are
+    skipped, so a hung backend adds at most one deadline to the request."""
+    token = _budget.set(_Budget())
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left before the running storage call's deadline, or None outside the gate.
+    Storages whose waits the gate cannot interrupt (SQLite's lock wait) bound them by it."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return None
+    return max(0.0, deadline - asyncio.get_running_loop().time())
+
+
+# -- per event loop -------------------------------------------------------------------------
+@dataclass(slots=True, eq=False)
+class Breaker:
+    """One event loop's circuit for one backend."""
+
+    state: CircuitState = CircuitState.CLOSED
+    failures: int = 0  # consecutive
+    opened_at: float = 0.0  # monotonic
+    first_opened_at: float = 0.0  # start of this outage (kept through failed probes)
+    probing: bool = False
+    warm: bool = False  # a call has succeeded on this loop (connections are open)
+    failed_while_open: int = 0
+    skipped_while_open: int = 0
+
+
+@dataclass
+class Health:
+    """What ``backend.health`` shows: the circuit of the running loop (or, outside any
+    loop, the worst one) and counters summed over every loop."""
+
+    owner: str
+    settings: CacheSettings
+    errors: int = 0
+    timeouts: int = 0
+    dropped_writes: int = 0
+    skipped: int = 0  # calls not made: circuit open, or the request already spent its deadline
+    opened: int = 0  # times a circuit opened
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    _breakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Breaker] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _reported_at: float = field(default=-LOG_INTERVAL, repr=False)
+    _unreported: int = field(default=0, repr=False)
+
+    # -- what users read -------------------------------------------------------------
+    @property
+    def state(self) -> CircuitState:
+        breaker = self._current()
+        if breaker is not None:
+            return breaker.state
+        states = {b.state for b in list(self._breakers.values())}
+        for state in (CircuitState.OPEN, CircuitState.HALF_OPEN):
+            if state in states:
+                return state
+        return CircuitState.CLOSED
+
+    @property
+    def consecutive_failures(self) -> int:
+        breaker = self._current()
+        if breaker is not None:
+            return breaker.failures
+        return max((b.failures for b in list(self._breakers.values())), default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state.value, "consecutive_failures": self.consecutive_failures,
+                "errors": self.errors, "timeouts": self.timeouts,
+                "dropped_writes": self.dropped_writes, "skipped": self.skipped,
+                "opened": self.opened, "last_error": self.last_error,
+                "last_error_at": self.last_error_at}
+
+    def __repr__(self) -> str:
+        return f"Health({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
+
+    def _current(self) -> Breaker | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return self._breakers.get(loop)
+
+    def breaker(self) -> Breaker:
+        loop = asyncio.get_running_loop()
+        breaker = self._breakers.get(loop)
+        if breaker is None:
+            with self._lock:
+                breaker = self._breakers.setdefault(loop, Breaker())
+        return breaker
+
+    # -- the gate ----------------------------------------------------------------------
+    async def call(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.REQUEST,
+                   background: set[asyncio.Task[Any]] | None = None) -> T:
+        """Run one storage call through the breaker, under its deadline.
+
+        Returns ``default`` instead of failing (fail-open), or raises with ``strict``.
+        ``background`` receives a write that outlives the caller's wait.
+        """
+        s = self.settings
+        breaker = self.breaker()
+        if kind is not Kind.CLOSE and not self._admit(breaker, kind):
+            _discard(call)
+            if s.strict:
+                raise BackendUnavailableError(
+                    f"{self.owner}: the circuit is open after {breaker.failures} consecutive failures "
+                    f"(last: {self.last_error}); {op} not attempted")
+            return default
+        if kind is Kind.WRITE and background is not None and not s.strict:
+            return await self._write(op, breaker, call, default, background)
+        return await self._run(op, breaker, call, default, kind)
+
+    def _admit(self, breaker: Breaker, kind: Kind) -> bool:
+        budget = _budget.get()
+        if budget is not None and budget.spent and not self.settings.strict:
+            self._skip(breaker, kind)
+            return False
+        if breaker.state is CircuitState.CLOSED:
+            return True
+        if breaker.state is CircuitState.OPEN and (
+                time.monotonic() - breaker.opened_at >= self.settings.breaker_cooldown):
+            breaker.state, breaker.probing = CircuitState.HALF_OPEN, True
+            return True  # this call is the probe
+        self._skip(breaker, kind)
+        breaker.skipped_while_open += 1
+        return False
+
+    def _skip(self, breaker: Breaker, kind: Kind) -> None:
+        with self._lock:
+            self.skipped += 1
+            if kind is Kind.WRITE:
+                self.dropped_writes += 1
+
+    def _deadline_for(self, breaker: Breaker, kind: Kind) -> float | None:
+        s = self.settings
+        if not breaker.warm:
+            return s.connect_timeout  # the first call on a loop opens connections
+        return s.backend_timeout if kind is Kind.REQUEST else s.write_timeout
+
+    async def _run(self, op: str, breaker: Breaker, call: Awaitable[T], default: T, kind: Kind) -> T:
+        seconds = self._deadline_for(breaker, kind)
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
+        token = _deadline.set(deadline)
+        try:
+            result = await _within(call, deadline, loop)
+        except _Expired:
+            self._failed(op, breaker, kind, None)
+            if self.settings.strict:
+                raise BackendTimeoutError(f"{self.owner}: {op} took longer than {seconds}s") from None
+            return default
+        except asyncio.CancelledError:
+            self._abandoned(breaker)
+            raise
+        except Exception as e:
+            if _is_configuration_error(e):
+                self._abandoned(breaker)
+                raise
+            self._failed(op, breaker, kind, e)
+            if self.settings.strict:
+                raise
+            return default
+        finally:
+            _deadline.reset(token)
+        self._succeeded(breaker)
+        return result
+
+    async def _write(self, op: str, breaker: Breaker, call: Awaitable[T], default: T,
+                     background: set[asyncio.Task[Any]]) -> T:
+        """Wait for the write up to ``backend_timeout``; past that it finishes (or is
+        dropped at its own deadline) in the background."""
+        task = asyncio.ensure_future(self._run(op, breaker, call, default, Kind.WRITE))
+        wait = self.settings.backend_timeout if breaker.warm else self.settings.connect_timeout
+        done, _ = await asyncio.wait((task,), timeout=wait)
+        if done:
+            return task.result()
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return default
+
+    # -- outcomes -------------------------------------------------------------------------
+    def _succeeded(self, breaker: Breaker) -> None:
+        breaker.warm = True
+        breaker.failures = 0
+        if breaker.state is not CircuitState.CLOSED:
+            outage = time.monotonic() - breaker.first_opened_at
+            logger.warning(
+                "%s: the backend answers again: circuit closed after %.1fs open; meanwhile %d "
+                "calls failed and %d were skipped (requests went to the origin)", self.owner,
+                outage, breaker.failed_while_open, breaker.skipped_while_open)
+            breaker.state, breaker.probing = CircuitState.CLOSED, False
+            breaker.failed_while_open = breaker.skipped_while_open = 0
+
+    def _abandoned(self, breaker: Breaker) -> None:
+        """The call ended without telling anything about the backend's health."""
+        if breaker.probing:  # let the next call probe
+            breaker.state, breaker.probing = CircuitState.OPEN, False
+            breaker.opened_at = time.monotonic() - self.settings.breaker_cooldown
+
+    def _failed(self, op: str, breaker: Breaker, kind: Kind, error: Exception | None) -> None:
+        timed_out = error is None
+        what = "timed out" if timed_out else f"{type(error).__name__}: {error}"
+        now = time.monotonic()
+        with self._lock:
+            if timed_out:
+                self.timeouts += 1
+            else:
+                self.errors += 1
+            if kind is Kind.WRITE:
+                self.dropped_writes += 1
+            self.last_error = f"{op} {what}"
+            self.last_error_at = datetime.now(timezone.utc)
+        budget = _budget.get()
+        if budget is not None:
+            budget.spent = True
+        breaker.failures += 1
+        threshold = self.settings.breaker_threshold
+        if breaker.state is CircuitState.HALF_OPEN:  # the probe failed: stay open, quietly
+            breaker.state, breaker.probing, breaker.opened_at = CircuitState.OPEN, False, now
+            breaker.failed_while_open += 1
+            logger.debug("%s: probe %s %s; circuit stays open", self.owner, op, what)
+        elif breaker.state is CircuitState.OPEN:  # a call admitted before the circuit opened
+            breaker.failed_while_open += 1
+        elif threshold and breaker.failures >= threshold:
+            breaker.state, breaker.opened_at, breaker.first_opened_at = CircuitState.OPEN, now, now
+            with self._lock:
+                self.opened += 1
+            if not self.settings.strict:
+                logger.warning(
+                    "%s: circuit open after %d consecutive failed storage calls (last: %s %s); "
+                    "requests go to the origin without the cache, next probe in %.1fs",
+                    self.owner, breaker.failures, op, what, self.settings.breaker_cooldown)
+        elif not self.settings.strict:
+            self._report(op, what, now)
+
+    def _report(self, op: str, what: str, now: float) -> None:
+        with self._lock:
+            due = now - self._reported_at >= LOG_INTERVAL
+            unreported = self._unreported
+            if due:
+                self._reported_at, self._unreported = now, 0
+            else:
+                self._unreported += 1
+        if due:
+            more = f" ({unreported} more failures since the last report)" if unreported else ""
+            logger.warning("%s: %s failed, continuing without the cache: %s%s", self.owner, op, what, more)
+        else:
+            logger.debug("%s: %s failed, continuing without the cache: %s", self.owner, op, what)
+
+
+class _Expired(Exception):
+    """The gate's own deadline passed (not a timeout raised by the storage)."""
+
+
+if sys.version_info >= (3, 11):
+    async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
+        if deadline is None:
+            return await call
+        try:
+            async with asyncio.timeout_at(deadline) as scope:
+                return await call
+        except TimeoutError:
+            if scope.expired():
+                raise _Expired from None
+            raise
+else:  # pragma: no cover - Python 3.10
+    async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
+        if deadline is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            if loop.time() >= deadline:
+                raise _Expired from None
+            raise
+
+
+def _discard(call: Awaitable[Any]) -> None:
+    close: Callable[[], Any] | None = getattr(call, "close", None)
+    if close is not None:
+        close()  # a coroutine never to be awaited
+
+
+def _is_configuration_error(e: BaseException) -> bool:
+    from .base import ConfigurationError
+
+    return isinstance(e, ConfigurationError)
+
+
+__all__ = ["BackendTimeoutError", "BackendUnavailableError", "Breaker", "CircuitState", "Health",
+           "Kind", "remaining", "request_budget"]
