@@ -232,7 +232,7 @@ class CacheBackend:
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
-    async def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.REQUEST) -> T:
+    async def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
         """Run one storage call under its deadline and the circuit breaker. A failure or a
         timeout is counted, logged (rate-limited) and ``default`` returned (fail-open), or
         raised with ``strict=True``; with the circuit open, storage is not called at all.
@@ -280,7 +280,7 @@ class CacheBackend:
             response = self.serializer.loads(data)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
-            await self._guard("delete", self.raw_responses.delete(key), None)
+            await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
             return None
         response.cache_key = key
         return response
@@ -315,7 +315,7 @@ class CacheBackend:
                            for m in methods for follow in (True, False))
         if targets:  # by URL: the caller's maintenance; by key: the request path (invalidation)
             await self._guard("delete", self.raw_responses.bulk_delete(targets), None,
-                              Kind.MAINTENANCE if urls else Kind.REQUEST)
+                              Kind.MAINTENANCE if urls else Kind.DELETE)
         if expired:
             removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
                                         None, Kind.MAINTENANCE)

@@ -42,12 +42,17 @@ LOG_INTERVAL = 60.0  # seconds between two WARNINGs about failures that leave th
 
 
 class Kind(enum.Enum):
-    """What a storage call is, which decides its deadline."""
+    """What a storage call is: it decides the deadline and which circuit counts it."""
 
-    REQUEST = "request"  # a read or delete on the request path: backend_timeout
+    READ = "read"  # on the request path: backend_timeout
+    DELETE = "delete"  # on the request path (invalidation): backend_timeout; a write
     WRITE = "write"  # awaited up to backend_timeout, then finished in the background
     MAINTENANCE = "maintenance"  # clear, purge, listing (per step): write_timeout
-    CLOSE = "close"  # never skipped, even with the circuit open: write_timeout
+    CLOSE = "close"  # never skipped, even with a circuit open: write_timeout
+
+    @property
+    def writes(self) -> bool:
+        return self in (Kind.WRITE, Kind.DELETE)
 
 
 class CircuitState(str, enum.Enum):
@@ -73,7 +78,7 @@ class _Budget:
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("aiocache_http_budget", default=None)
-_deadline: ContextVar[float | None] = ContextVar("aiocache_http_deadline", default=None)
+_lock_deadline: ContextVar[float | None] = ContextVar("aiocache_http_lock_deadline", default=None)
 
 
 @contextlib.contextmanager
@@ -87,10 +92,13 @@ def request_budget() -> Iterator[None]:
         _budget.reset(token)
 
 
-def remaining() -> float | None:
-    """Seconds left before the running storage call's deadline, or None outside the gate.
-    Storages whose waits the gate cannot interrupt (SQLite's lock wait) bound them by it."""
-    deadline = _deadline.get()
+def lock_wait() -> float | None:
+    """Seconds the running storage call may still block waiting for a lock, or None
+    outside the gate. For waits the gate cannot interrupt (SQLite's busy wait runs in the
+    connection's thread and holds up every call queued behind it): the time left before
+    the call's deadline, and never more than ``backend_timeout`` for a request-path call
+    or a write."""
+    deadline = _lock_deadline.get()
     if deadline is None:
         return None
     return max(0.0, deadline - asyncio.get_running_loop().time())
@@ -98,17 +106,41 @@ def remaining() -> float | None:
 
 # -- per event loop -------------------------------------------------------------------------
 @dataclass(slots=True, eq=False)
-class Breaker:
-    """One event loop's circuit for one backend."""
+class Circuit:
+    """Consecutive failures of one side (reads or writes) of one loop's storage calls."""
 
+    side: str  # "reads" / "writes"
     state: CircuitState = CircuitState.CLOSED
     failures: int = 0  # consecutive
     opened_at: float = 0.0  # monotonic
     first_opened_at: float = 0.0  # start of this outage (kept through failed probes)
     probing: bool = False
-    warm: bool = False  # a call has succeeded on this loop (connections are open)
     failed_while_open: int = 0
     skipped_while_open: int = 0
+
+    def admit(self, cooldown: float) -> bool:
+        if self.state is CircuitState.CLOSED:
+            return True
+        if self.state is CircuitState.OPEN and time.monotonic() - self.opened_at >= cooldown:
+            self.state, self.probing = CircuitState.HALF_OPEN, True
+            return True  # this call is the probe
+        self.skipped_while_open += 1
+        return False
+
+
+@dataclass(slots=True, eq=False)
+class Breaker:
+    """One event loop's circuits for one backend. Writes have their own: a file that
+    became read-only, a full disk or a held lock stop writes while reads still serve
+    hits. With reads open (the backend is down) writes are not tried either."""
+
+    reads: Circuit = field(default_factory=lambda: Circuit("reads"))
+    writes: Circuit = field(default_factory=lambda: Circuit("writes"))
+    warm: bool = False  # a call has succeeded on this loop (connections are open)
+
+    @property
+    def state(self) -> CircuitState:
+        return self.reads.state
 
 
 @dataclass
@@ -134,24 +166,22 @@ class Health:
     # -- what users read -------------------------------------------------------------
     @property
     def state(self) -> CircuitState:
-        breaker = self._current()
-        if breaker is not None:
-            return breaker.state
-        states = {b.state for b in list(self._breakers.values())}
-        for state in (CircuitState.OPEN, CircuitState.HALF_OPEN):
-            if state in states:
-                return state
-        return CircuitState.CLOSED
+        """The reads circuit: OPEN means requests go to the origin without the cache."""
+        return self._worst(lambda b: b.reads)
+
+    @property
+    def write_state(self) -> CircuitState:
+        """The writes circuit: OPEN means responses are not stored (hits still served)."""
+        return self._worst(lambda b: b.writes)
 
     @property
     def consecutive_failures(self) -> int:
-        breaker = self._current()
-        if breaker is not None:
-            return breaker.failures
-        return max((b.failures for b in list(self._breakers.values())), default=0)
+        breakers = self._in_view()
+        return max((max(b.reads.failures, b.writes.failures) for b in breakers), default=0)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state.value, "consecutive_failures": self.consecutive_failures,
+        return {"state": self.state.value, "write_state": self.write_state.value,
+                "consecutive_failures": self.consecutive_failures,
                 "errors": self.errors, "timeouts": self.timeouts,
                 "dropped_writes": self.dropped_writes, "skipped": self.skipped,
                 "opened": self.opened, "last_error": self.last_error,
@@ -160,12 +190,21 @@ class Health:
     def __repr__(self) -> str:
         return f"Health({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
 
-    def _current(self) -> Breaker | None:
+    def _in_view(self) -> list[Breaker]:
+        """The running loop's breaker, or outside any loop every loop's."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return None
-        return self._breakers.get(loop)
+            return list(self._breakers.values())
+        breaker = self._breakers.get(loop)
+        return [breaker] if breaker is not None else []
+
+    def _worst(self, side: Callable[[Breaker], Circuit]) -> CircuitState:
+        states = {side(b).state for b in self._in_view()}
+        for state in (CircuitState.OPEN, CircuitState.HALF_OPEN):
+            if state in states:
+                return state
+        return CircuitState.CLOSED
 
     def breaker(self) -> Breaker:
         loop = asyncio.get_running_loop()
@@ -176,7 +215,7 @@ class Health:
         return breaker
 
     # -- the gate ----------------------------------------------------------------------
-    async def call(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.REQUEST,
+    async def call(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ,
                    background: set[asyncio.Task[Any]] | None = None) -> T:
         """Run one storage call through the breaker, under its deadline.
 
@@ -185,77 +224,79 @@ class Health:
         """
         s = self.settings
         breaker = self.breaker()
-        if kind is not Kind.CLOSE and not self._admit(breaker, kind):
+        circuit = breaker.writes if kind.writes else breaker.reads
+        if kind is not Kind.CLOSE and not self._admit(breaker, circuit, kind):
             _discard(call)
             if s.strict:
                 raise BackendUnavailableError(
-                    f"{self.owner}: the circuit is open after {breaker.failures} consecutive failures "
-                    f"(last: {self.last_error}); {op} not attempted")
+                    f"{self.owner}: the {circuit.side} circuit is open after {circuit.failures} "
+                    f"consecutive failures (last: {self.last_error}); {op} not attempted")
             return default
         if kind is Kind.WRITE and background is not None and not s.strict:
-            return await self._write(op, breaker, call, default, background)
-        return await self._run(op, breaker, call, default, kind)
+            return await self._write(op, breaker, circuit, call, default, background)
+        return await self._run(op, breaker, circuit, call, default, kind)
 
-    def _admit(self, breaker: Breaker, kind: Kind) -> bool:
+    def _admit(self, breaker: Breaker, circuit: Circuit, kind: Kind) -> bool:
         budget = _budget.get()
         if budget is not None and budget.spent and not self.settings.strict:
-            self._skip(breaker, kind)
-            return False
-        if breaker.state is CircuitState.CLOSED:
-            return True
-        if breaker.state is CircuitState.OPEN and (
-                time.monotonic() - breaker.opened_at >= self.settings.breaker_cooldown):
-            breaker.state, breaker.probing = CircuitState.HALF_OPEN, True
-            return True  # this call is the probe
-        self._skip(breaker, kind)
-        breaker.skipped_while_open += 1
-        return False
-
-    def _skip(self, breaker: Breaker, kind: Kind) -> None:
-        with self._lock:
-            self.skipped += 1
-            if kind is Kind.WRITE:
-                self.dropped_writes += 1
+            admitted = False
+        elif circuit is breaker.writes and breaker.reads.state is not CircuitState.CLOSED:
+            breaker.reads.skipped_while_open += 1
+            admitted = False  # the backend is down: no write is tried until reads work
+        else:
+            admitted = circuit.admit(self.settings.breaker_cooldown)
+        if not admitted:
+            with self._lock:
+                self.skipped += 1
+                if kind.writes:
+                    self.dropped_writes += 1
+        return admitted
 
     def _deadline_for(self, breaker: Breaker, kind: Kind) -> float | None:
         s = self.settings
         if not breaker.warm:
             return s.connect_timeout  # the first call on a loop opens connections
-        return s.backend_timeout if kind is Kind.REQUEST else s.write_timeout
+        return s.backend_timeout if kind in (Kind.READ, Kind.DELETE) else s.write_timeout
 
-    async def _run(self, op: str, breaker: Breaker, call: Awaitable[T], default: T, kind: Kind) -> T:
+    async def _run(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
+                   kind: Kind) -> T:
         seconds = self._deadline_for(breaker, kind)
         loop = asyncio.get_running_loop()
         deadline = None if seconds is None else loop.time() + seconds
-        token = _deadline.set(deadline)
+        lock_seconds = seconds
+        short = self.settings.backend_timeout
+        if kind in (Kind.READ, Kind.DELETE, Kind.WRITE) and short is not None:
+            lock_seconds = short if lock_seconds is None else min(lock_seconds, short)
+        token = _lock_deadline.set(None if lock_seconds is None else loop.time() + lock_seconds)
         try:
             result = await _within(call, deadline, loop)
         except _Expired:
-            self._failed(op, breaker, kind, None)
+            self._failed(op, circuit, kind, None)
             if self.settings.strict:
                 raise BackendTimeoutError(f"{self.owner}: {op} took longer than {seconds}s") from None
             return default
         except asyncio.CancelledError:
-            self._abandoned(breaker)
+            self._abandoned(circuit)
             raise
         except Exception as e:
             if _is_configuration_error(e):
-                self._abandoned(breaker)
+                self._abandoned(circuit)
                 raise
-            self._failed(op, breaker, kind, e)
+            self._failed(op, circuit, kind, e)
             if self.settings.strict:
                 raise
             return default
         finally:
-            _deadline.reset(token)
-        self._succeeded(breaker)
+            _lock_deadline.reset(token)
+        breaker.warm = True
+        self._succeeded(circuit)
         return result
 
-    async def _write(self, op: str, breaker: Breaker, call: Awaitable[T], default: T,
+    async def _write(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
                      background: set[asyncio.Task[Any]]) -> T:
         """Wait for the write up to ``backend_timeout``; past that it finishes (or is
         dropped at its own deadline) in the background."""
-        task = asyncio.ensure_future(self._run(op, breaker, call, default, Kind.WRITE))
+        task = asyncio.ensure_future(self._run(op, breaker, circuit, call, default, Kind.WRITE))
         wait = self.settings.backend_timeout if breaker.warm else self.settings.connect_timeout
         done, _ = await asyncio.wait((task,), timeout=wait)
         if done:
@@ -265,57 +306,57 @@ class Health:
         return default
 
     # -- outcomes -------------------------------------------------------------------------
-    def _succeeded(self, breaker: Breaker) -> None:
-        breaker.warm = True
-        breaker.failures = 0
-        if breaker.state is not CircuitState.CLOSED:
-            outage = time.monotonic() - breaker.first_opened_at
+    def _succeeded(self, circuit: Circuit) -> None:
+        circuit.failures = 0
+        if circuit.state is not CircuitState.CLOSED:
+            outage = time.monotonic() - circuit.first_opened_at
             logger.warning(
-                "%s: the backend answers again: circuit closed after %.1fs open; meanwhile %d "
-                "calls failed and %d were skipped (requests went to the origin)", self.owner,
-                outage, breaker.failed_while_open, breaker.skipped_while_open)
-            breaker.state, breaker.probing = CircuitState.CLOSED, False
-            breaker.failed_while_open = breaker.skipped_while_open = 0
+                "%s: the backend answers again: %s circuit closed after %.1fs open; meanwhile "
+                "%d calls failed and %d were skipped", self.owner, circuit.side, outage,
+                circuit.failed_while_open, circuit.skipped_while_open)
+            circuit.state, circuit.probing = CircuitState.CLOSED, False
+            circuit.failed_while_open = circuit.skipped_while_open = 0
 
-    def _abandoned(self, breaker: Breaker) -> None:
+    def _abandoned(self, circuit: Circuit) -> None:
         """The call ended without telling anything about the backend's health."""
-        if breaker.probing:  # let the next call probe
-            breaker.state, breaker.probing = CircuitState.OPEN, False
-            breaker.opened_at = time.monotonic() - self.settings.breaker_cooldown
+        if circuit.probing:  # let the next call probe
+            circuit.state, circuit.probing = CircuitState.OPEN, False
+            circuit.opened_at = time.monotonic() - self.settings.breaker_cooldown
 
-    def _failed(self, op: str, breaker: Breaker, kind: Kind, error: Exception | None) -> None:
-        timed_out = error is None
-        what = "timed out" if timed_out else f"{type(error).__name__}: {error}"
+    def _failed(self, op: str, circuit: Circuit, kind: Kind, error: Exception | None) -> None:
+        what = "timed out" if error is None else f"{type(error).__name__}: {error}"
         now = time.monotonic()
         with self._lock:
-            if timed_out:
+            if error is None:
                 self.timeouts += 1
             else:
                 self.errors += 1
-            if kind is Kind.WRITE:
+            if kind.writes:
                 self.dropped_writes += 1
             self.last_error = f"{op} {what}"
             self.last_error_at = datetime.now(timezone.utc)
         budget = _budget.get()
         if budget is not None:
             budget.spent = True
-        breaker.failures += 1
+        circuit.failures += 1
         threshold = self.settings.breaker_threshold
-        if breaker.state is CircuitState.HALF_OPEN:  # the probe failed: stay open, quietly
-            breaker.state, breaker.probing, breaker.opened_at = CircuitState.OPEN, False, now
-            breaker.failed_while_open += 1
-            logger.debug("%s: probe %s %s; circuit stays open", self.owner, op, what)
-        elif breaker.state is CircuitState.OPEN:  # a call admitted before the circuit opened
-            breaker.failed_while_open += 1
-        elif threshold and breaker.failures >= threshold:
-            breaker.state, breaker.opened_at, breaker.first_opened_at = CircuitState.OPEN, now, now
+        if circuit.state is CircuitState.HALF_OPEN:  # the probe failed: stay open, quietly
+            circuit.state, circuit.probing, circuit.opened_at = CircuitState.OPEN, False, now
+            circuit.failed_while_open += 1
+            logger.debug("%s: probe %s %s; %s circuit stays open", self.owner, op, what, circuit.side)
+        elif circuit.state is CircuitState.OPEN:  # a call admitted before the circuit opened
+            circuit.failed_while_open += 1
+        elif threshold and circuit.failures >= threshold:
+            circuit.state, circuit.opened_at, circuit.first_opened_at = CircuitState.OPEN, now, now
             with self._lock:
                 self.opened += 1
             if not self.settings.strict:
+                consequence = ("responses are served from the cache but not stored"
+                               if circuit.side == "writes" else "requests go to the origin without the cache")
                 logger.warning(
-                    "%s: circuit open after %d consecutive failed storage calls (last: %s %s); "
-                    "requests go to the origin without the cache, next probe in %.1fs",
-                    self.owner, breaker.failures, op, what, self.settings.breaker_cooldown)
+                    "%s: %s circuit open after %d consecutive failed storage calls (last: %s %s); "
+                    "%s; next probe in %.1fs", self.owner, circuit.side, circuit.failures, op, what,
+                    consequence, self.settings.breaker_cooldown)
         elif not self.settings.strict:
             self._report(op, what, now)
 
@@ -373,5 +414,5 @@ def _is_configuration_error(e: BaseException) -> bool:
     return isinstance(e, ConfigurationError)
 
 
-__all__ = ["BackendTimeoutError", "BackendUnavailableError", "Breaker", "CircuitState", "Health",
-           "Kind", "remaining", "request_budget"]
+__all__ = ["BackendTimeoutError", "BackendUnavailableError", "Breaker", "Circuit", "CircuitState", "Health",
+           "Kind", "lock_wait", "request_budget"]

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from .base import BaseCache, CacheBackend, ConfigurationError, cache_path, to_bytes
-from .health import remaining
+from .health import lock_wait
 
 logger = logging.getLogger("aiocache_http")
 
@@ -52,6 +52,9 @@ _VALUE_PAGE = 100  # values can be large: fewer per page
 _CHECK_EVERY = 0.25  # seconds between two checks that the file is still the one we opened
 _WAITED = 0.05  # a busy error after this long came from a real lock wait: not retried
 _BAD_FILE = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is wrong
+# SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN: this connection's view of the file may be
+# stale (opened read-only, file moved): the next call opens a new one
+_REOPEN = (8, 10, 14)
 
 
 class SQLiteFileError(ConfigurationError, OSError, ValueError):
@@ -83,6 +86,14 @@ def _is_bad_file(e: sqlite3.Error) -> bool:
         return code & 0xFF in _BAD_FILE
     text = str(e)
     return "not a database" in text or "malformed" in text
+
+
+def _needs_reopen(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _REOPEN
+    text = str(e)
+    return "readonly" in text or "disk I/O" in text or "unable to open" in text
 
 
 def get_cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
@@ -121,7 +132,7 @@ async def _retry(op: Callable[[], Awaitable[T]]) -> T:
         except sqlite3.OperationalError as e:
             if not _is_busy(e) or attempt == _RETRIES - 1 or time.monotonic() - started > _WAITED:
                 raise
-            left = remaining()
+            left = lock_wait()
             if left is not None and left < delay:
                 raise  # the gate's deadline comes first
         await asyncio.sleep(delay * (0.5 + random.random()))
@@ -298,6 +309,16 @@ class SQLiteDatabase:
             await handle.conn.close()
         return None
 
+    async def forget(self, handle: _Handle, error: BaseException) -> None:
+        """After ``error`` on ``handle``: if the error says the connection's view of the file
+        is stale (read-only, I/O error), close it so the next call opens a fresh one."""
+        if not isinstance(error, sqlite3.Error) or not _needs_reopen(error):
+            return
+        if self.handles.get(handle.loop) is handle:
+            del self.handles[handle.loop]
+            with contextlib.suppress(Exception):
+                await handle.conn.close()
+
     def _fault(self, e: sqlite3.Error) -> SQLiteFileError | SQLiteUnavailableError:
         """A file that is not a database is a configuration error; the rest (read-only,
         cannot open, disk full, locked) are runtime faults."""
@@ -398,7 +419,7 @@ class SQLiteDatabase:
         conn = handle.conn
 
         async def run() -> int:
-            wait = remaining()
+            wait = lock_wait()
             if not count:  # one round trip to the connection's thread
                 await _bounded(conn, wait, self._busy_ms, sql, params)
                 return -1
@@ -408,7 +429,11 @@ class SQLiteDatabase:
                 return cursor.rowcount
 
         async with handle.lock:
-            return await _retry(run)
+            try:
+                return await _retry(run)
+            except sqlite3.Error as e:
+                await self.forget(handle, e)
+                raise
 
     async def transaction(self, table: str, steps: Sequence[Step]) -> None:
         """Run each ``(sql, rows)`` (``executemany``; rows None: once, without parameters) in
@@ -417,11 +442,15 @@ class SQLiteDatabase:
         Shielded: a cancelled caller never leaves a transaction open on the shared connection.
         """
         handle = await self.handle(table)
-        wait = remaining()  # read here: the shielded task below has the same context anyway
+        wait = lock_wait()  # read here: the shielded task below has the same context anyway
 
         async def locked() -> None:
             async with handle.lock:
-                await self._transaction(handle.conn, steps, wait, self._busy_ms)
+                try:
+                    await self._transaction(handle.conn, steps, wait, self._busy_ms)
+                except sqlite3.Error as e:
+                    await self.forget(handle, e)
+                    raise
 
         await asyncio.shield(locked())
 
@@ -487,22 +516,27 @@ class SQLiteCache(BaseCache):
     def __repr__(self) -> str:
         return f"SQLiteCache({str(self.db.path)!r}, {self.table_name!r})"
 
-    async def _conn(self) -> aiosqlite.Connection:
+    async def _handle(self) -> _Handle:
         handle = self.db.handles.get(asyncio.get_running_loop())
         if handle is None or self.table_name not in handle.tables or handle.check_at <= time.monotonic():
             handle = await self.db.handle(self.table_name)
-        return handle.conn
+        return handle
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        conn = await self._conn()
+        handle = await self._handle()
+        conn = handle.conn
         # In WAL mode a reader never waits for a writer; without it, bound the wait.
-        wait = None if self.db.wal else remaining()
+        wait = None if self.db.wal else lock_wait()
         try:
-            return await _bounded(conn, wait, self.db._busy_ms, sql, params)
-        except sqlite3.OperationalError as e:
-            if not _is_busy(e):
-                raise
-            return await _retry(lambda: _bounded(conn, remaining(), self.db._busy_ms, sql, params))
+            try:
+                return await _bounded(conn, wait, self.db._busy_ms, sql, params)
+            except sqlite3.OperationalError as e:
+                if not _is_busy(e):
+                    raise
+                return await _retry(lambda: _bounded(conn, lock_wait(), self.db._busy_ms, sql, params))
+        except sqlite3.Error as e:
+            await self.db.forget(handle, e)
+            raise
 
     async def read(self, key: str) -> bytes | None:
         rows = await self._fetch(self._read, (key,))

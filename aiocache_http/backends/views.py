@@ -31,10 +31,10 @@ class _View:
         raise NotImplementedError
 
     async def delete(self, key: str) -> None:
-        await self.backend._guard("delete", self.storage.delete(key), None)
+        await self.backend._guard("delete", self.storage.delete(key), None, Kind.DELETE)
 
     async def bulk_delete(self, keys: Iterable[str]) -> None:
-        await self.backend._guard("delete", self.storage.bulk_delete(list(keys)), None)
+        await self.backend._guard("delete", self.storage.bulk_delete(list(keys)), None, Kind.DELETE)
 
     async def contains(self, key: str) -> bool:
         return bool(await self.backend._guard("contains", self.storage.contains(key), False))
