@@ -26,7 +26,7 @@ from ..models import CachedRequest, CachedResponse, utcnow
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
-from .health import Health, Kind
+from .health import Health, Kind, request_budget
 
 if TYPE_CHECKING:
     from .views import RedirectsView, ResponsesView
@@ -267,15 +267,16 @@ class CacheBackend:
         An item that cannot be used (tampered, truncated, unknown format) is deleted and
         reported as a miss.
         """
-        data = await self._guard("read", self.raw_responses.read(key), None)
-        if data is None:
-            target = await self.get_redirect(key) if follow_redirects else None
-            if target is None:
-                return None
-            key = target
+        with request_budget():  # a hung backend costs one deadline, not one per call
             data = await self._guard("read", self.raw_responses.read(key), None)
             if data is None:
-                return None
+                target = await self.get_redirect(key) if follow_redirects else None
+                if target is None:
+                    return None
+                key = target
+                data = await self._guard("read", self.raw_responses.read(key), None)
+                if data is None:
+                    return None
         try:
             response = self.serializer.loads(data)
         except DeserializationError as e:

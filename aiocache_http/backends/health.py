@@ -84,7 +84,11 @@ _lock_deadline: ContextVar[float | None] = ContextVar("aiocache_http_lock_deadli
 @contextlib.contextmanager
 def request_budget() -> Iterator[None]:
     """Within this block (one request), storage calls after a failed or timed-out one are
-    skipped, so a hung backend adds at most one deadline to the request."""
+    skipped, so a hung backend adds at most one deadline to the request. Nested blocks
+    share the outer one's budget."""
+    if _budget.get() is not None:
+        yield
+        return
     token = _budget.set(_Budget())
     try:
         yield
@@ -224,7 +228,7 @@ class Health:
         """
         s = self.settings
         breaker = self.breaker()
-        circuit = breaker.writes if kind.writes else breaker.reads
+        circuit = breaker.writes if kind.writes else breaker.reads  # CLOSE: counted, not judged
         if kind is not Kind.CLOSE and not self._admit(breaker, circuit, kind):
             _discard(call)
             if s.strict:
@@ -271,7 +275,7 @@ class Health:
         try:
             result = await _within(call, deadline, loop)
         except _Expired:
-            self._failed(op, circuit, kind, None)
+            self._failed(op, None if kind is Kind.CLOSE else circuit, kind, None)
             if self.settings.strict:
                 raise BackendTimeoutError(f"{self.owner}: {op} took longer than {seconds}s") from None
             return default
@@ -282,14 +286,15 @@ class Health:
             if _is_configuration_error(e):
                 self._abandoned(circuit)
                 raise
-            self._failed(op, circuit, kind, e)
+            self._failed(op, None if kind is Kind.CLOSE else circuit, kind, e)
             if self.settings.strict:
                 raise
             return default
         finally:
             _lock_deadline.reset(token)
-        breaker.warm = True
-        self._succeeded(circuit)
+        if kind is not Kind.CLOSE:  # closing tells nothing about the backend's health
+            breaker.warm = True
+            self._succeeded(circuit)
         return result
 
     async def _write(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
@@ -323,7 +328,7 @@ class Health:
             circuit.state, circuit.probing = CircuitState.OPEN, False
             circuit.opened_at = time.monotonic() - self.settings.breaker_cooldown
 
-    def _failed(self, op: str, circuit: Circuit, kind: Kind, error: Exception | None) -> None:
+    def _failed(self, op: str, circuit: Circuit | None, kind: Kind, error: Exception | None) -> None:
         what = "timed out" if error is None else f"{type(error).__name__}: {error}"
         now = time.monotonic()
         with self._lock:
@@ -338,6 +343,10 @@ class Health:
         budget = _budget.get()
         if budget is not None:
             budget.spent = True
+        if circuit is None:
+            if not self.settings.strict:
+                self._report(op, what, now)
+            return
         circuit.failures += 1
         threshold = self.settings.breaker_threshold
         if circuit.state is CircuitState.HALF_OPEN:  # the probe failed: stay open, quietly
