@@ -237,13 +237,17 @@ class CacheBackend:
         timeout is counted, logged (rate-limited) and ``default`` returned (fail-open), or
         raised with ``strict=True``; with the circuit open, storage is not called at all.
         A configuration error is always raised: falling back to the origin would hide it."""
+        if self.raw_responses.in_process and self.raw_redirects.in_process:
+            return await self.health.call_inline(op, call, default, kind)
         return await self.health.call(op, call, default, kind)
 
     async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> None:
         """A write: the caller waits for it at most ``backend_timeout``, then it finishes in
         the background (awaited by :meth:`wait_for_refreshes` and :meth:`close`)."""
-        background = None if storage.in_process else self.background
-        await self.health.call(op, call, None, Kind.WRITE, background)
+        if storage.in_process:
+            await self._guard(op, call, None, Kind.WRITE)
+        else:
+            await self.health.call(op, call, None, Kind.WRITE, self.background)
 
     async def _guard_iter(self, op: str, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
         """``iterator`` with each step through the gate (a maintenance deadline per step).

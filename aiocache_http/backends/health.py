@@ -19,14 +19,14 @@ call probes it (half-open); its success closes the circuit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
+import math
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -81,19 +81,19 @@ _budget: ContextVar[_Budget | None] = ContextVar("aiocache_http_budget", default
 _lock_deadline: ContextVar[float | None] = ContextVar("aiocache_http_lock_deadline", default=None)
 
 
-@contextlib.contextmanager
-def request_budget() -> Iterator[None]:
+class request_budget:
     """Within this block (one request), storage calls after a failed or timed-out one are
     skipped, so a hung backend adds at most one deadline to the request. Nested blocks
-    share the outer one's budget."""
-    if _budget.get() is not None:
-        yield
-        return
-    token = _budget.set(_Budget())
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+    share the outer one's budget. (A class, not a generator: it is on the hot path.)"""
+
+    __slots__ = ("token",)
+
+    def __enter__(self) -> None:
+        self.token = _budget.set(_Budget()) if _budget.get() is None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            _budget.reset(self.token)
 
 
 def lock_wait() -> float | None:
@@ -239,6 +239,21 @@ class Health:
         if kind is Kind.WRITE and background is not None and not s.strict:
             return await self._write(op, breaker, circuit, call, default, background)
         return await self._run(op, breaker, circuit, call, default, kind)
+
+    async def call_inline(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
+        """A call to an in-process storage (it never waits on IO): no deadline and no
+        circuit, only fail-open."""
+        try:
+            return await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if _is_configuration_error(e):
+                raise
+            self._failed(op, None, kind, e)
+            if self.settings.strict:
+                raise
+            return default
 
     def _admit(self, breaker: Breaker, circuit: Circuit, kind: Kind) -> bool:
         budget = _budget.get()
@@ -388,17 +403,74 @@ class _Expired(Exception):
     """The gate's own deadline passed (not a timeout raised by the storage)."""
 
 
+class _Watchdog:
+    """One timer per event loop for the deadlines of every storage call in flight: a
+    timer per call (``asyncio.timeout``) costs more than the hit it guards."""
+
+    __slots__ = ("at", "calls", "handle", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.calls: dict[int, _InFlight] = {}
+        self.handle: asyncio.TimerHandle | None = None
+        self.at = math.inf
+
+    def add(self, call: _InFlight) -> None:
+        self.calls[id(call)] = call
+        if call.deadline < self.at:
+            self._schedule(call.deadline)
+
+    def _schedule(self, at: float) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.at, self.handle = at, self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self.handle, self.at = None, math.inf
+        now, upcoming = self.loop.time(), math.inf
+        for call in list(self.calls.values()):
+            if call.deadline <= now:
+                if not call.expired:
+                    call.expired = True
+                    call.task.cancel()
+            else:
+                upcoming = min(upcoming, call.deadline)
+        if upcoming < math.inf:
+            self._schedule(upcoming)
+
+
+@dataclass(slots=True, eq=False)
+class _InFlight:
+    deadline: float
+    task: asyncio.Task[Any]
+    expired: bool = False
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
+
+
 if sys.version_info >= (3, 11):
     async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
-        if deadline is None:
+        task = asyncio.current_task()
+        if deadline is None or task is None:
             return await call
+        watchdog = _watchdogs.get(loop)
+        if watchdog is None:
+            watchdog = _watchdogs[loop] = _Watchdog(loop)
+        entry = _InFlight(deadline, task)
+        cancelling = task.cancelling()
+        watchdog.add(entry)
         try:
-            async with asyncio.timeout_at(deadline) as scope:
-                return await call
-        except TimeoutError:
-            if scope.expired():
-                raise _Expired from None
+            result = await call
+        except asyncio.CancelledError:
+            if entry.expired and task.uncancel() <= cancelling:
+                raise _Expired from None  # our cancellation, nobody else's
             raise
+        finally:
+            del watchdog.calls[id(entry)]
+        if entry.expired:  # the callee swallowed our cancellation: its result came in time
+            task.uncancel()
+        return result
 else:  # pragma: no cover - Python 3.10
     async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
         if deadline is None:
