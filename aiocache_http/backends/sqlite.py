@@ -149,6 +149,7 @@ class _Handle:
     tables: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer at a time
     file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file it opened
+    stale: bool = False  # another connection found the file's state changed: reopen
     check_at: float = 0.0  # monotonic time of the next check that the file is still there
 
 
@@ -233,7 +234,7 @@ class SQLiteDatabase:
         self.wal = wal and not self.memory
         self.tables: set[str] = set()
         self.handles: dict[asyncio.AbstractEventLoop, _Handle] = {}
-        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Task[_Handle]] = {}
         _DATABASES.add(self)
         if self.memory:  # shared by this database's connections only, across loops
             self._target, self._uri = f"file:aiocache-http-{uuid.uuid4().hex}?mode=memory&cache=shared", True
@@ -276,17 +277,32 @@ class SQLiteDatabase:
         if handle is not None and handle.check_at <= time.monotonic():
             handle = await self._still_there(handle)
         if handle is None:
-            lock = self._opening.setdefault(loop, asyncio.Lock())
-            async with lock:
-                handle = self.handles.get(loop)
-                if handle is None:
-                    handle = await self._open(loop)
-                    self.handles[loop] = handle
-                    await self._close_dead_loops()  # after: an in-memory db survives
+            # One opening per loop, shared, and shielded: a caller whose deadline passes
+            # leaves, the connection still opens for the next one.
+            opening = self._opening.get(loop)
+            if opening is None:
+                opening = self._opening[loop] = loop.create_task(self._open_for(loop))
+                opening.add_done_callback(self._opened)
+            handle = await asyncio.shield(opening)
         if table is not None and table not in handle.tables:
             async with handle.lock:
                 await self._create_tables(handle, [table])
         return handle
+
+    async def _open_for(self, loop: asyncio.AbstractEventLoop) -> _Handle:
+        handle = self.handles.get(loop)
+        if handle is None:
+            handle = await self._open(loop)
+            self.handles[loop] = handle
+            await self._close_dead_loops()  # after: an in-memory db survives
+        return handle
+
+    def _opened(self, task: asyncio.Task[_Handle]) -> None:
+        loop = task.get_loop()
+        if self._opening.get(loop) is task:
+            del self._opening[loop]
+        if not task.cancelled():
+            task.exception()  # retrieved: every caller may have left
 
     async def connection(self) -> aiosqlite.Connection:
         """This loop's aiosqlite connection (for inspection and maintenance)."""
@@ -296,6 +312,9 @@ class SQLiteDatabase:
         """``handle``, or None (closed) if its file was deleted or replaced since it was
         opened: writing on would go into an unlinked file, lost to every other process."""
         handle.check_at = time.monotonic() + _CHECK_EVERY
+        if handle.stale:
+            await self._drop(handle)
+            return None
         if handle.file is None or not isinstance(self.path, Path):
             return handle
         now = _file_id(self.path)
@@ -303,21 +322,27 @@ class SQLiteDatabase:
             return handle
         logger.warning("%r: the cache file was %s while in use; re-creating it (entries "
                        "stored before are gone)", self, "deleted" if now is None else "replaced")
+        await self._drop(handle)
+        return None
+
+    async def _drop(self, handle: _Handle) -> None:
         if self.handles.get(handle.loop) is handle:
             del self.handles[handle.loop]
         with contextlib.suppress(Exception):
             await handle.conn.close()
-        return None
 
-    async def forget(self, handle: _Handle, error: BaseException) -> None:
+    async def forget(self, handle: _Handle, error: BaseException) -> bool:
         """After ``error`` on ``handle``: if the error says the connection's view of the file
-        is stale (read-only, I/O error), close it so the next call opens a fresh one."""
+        is stale (read-only, I/O error), close it so the next call opens a fresh one.
+        True if it did."""
         if not isinstance(error, sqlite3.Error) or not _needs_reopen(error):
-            return
+            return False
+        for other in list(self.handles.values()):  # other loops' connections: at their next use
+            if other is not handle:
+                other.stale, other.check_at = True, 0.0
         if self.handles.get(handle.loop) is handle:
-            del self.handles[handle.loop]
-            with contextlib.suppress(Exception):
-                await handle.conn.close()
+            await self._drop(handle)
+        return True
 
     def _fault(self, e: sqlite3.Error) -> SQLiteFileError | SQLiteUnavailableError:
         """A file that is not a database is a configuration error; the rest (read-only,
@@ -412,28 +437,35 @@ class SQLiteDatabase:
 
     # -- writes -------------------------------------------------------------------------
     async def execute(self, table: str, sql: str, params: Sequence[Any] = (), *, count: bool = False) -> int:
-        """One write statement; with ``count``, returns the number of rows changed."""
-        handle = self.handles.get(asyncio.get_running_loop())
-        if handle is None or table not in handle.tables or handle.check_at <= time.monotonic():
-            handle = await self.handle(table)
-        conn = handle.conn
+        """One write statement; with ``count``, returns the number of rows changed.
 
-        async def run() -> int:
-            wait = lock_wait()
-            if not count:  # one round trip to the connection's thread
-                await _bounded(conn, wait, self._busy_ms, sql, params)
-                return -1
-            if wait is not None and wait * 1000 < self._busy_ms:
-                return (await _bounded_run(conn, wait, self._busy_ms, sql, params))[1]
-            async with conn.execute(sql, params) as cursor:
-                return cursor.rowcount
+        If the connection's view of the file is stale (opened read-only, file moved), the
+        statement is tried once more on a fresh connection: the file may be writable now."""
+        for attempt in (1, 2):
+            handle = self.handles.get(asyncio.get_running_loop())
+            if handle is None or table not in handle.tables or handle.check_at <= time.monotonic():
+                handle = await self.handle(table)
+            conn = handle.conn
 
-        async with handle.lock:
-            try:
-                return await _retry(run)
-            except sqlite3.Error as e:
-                await self.forget(handle, e)
-                raise
+            async def run(conn: aiosqlite.Connection = conn) -> int:
+                wait = lock_wait()
+                if not count:  # one round trip to the connection's thread
+                    await _bounded(conn, wait, self._busy_ms, sql, params)
+                    return -1
+                if wait is not None and wait * 1000 < self._busy_ms:
+                    return (await _bounded_run(conn, wait, self._busy_ms, sql, params))[1]
+                async with conn.execute(sql, params) as cursor:
+                    return cursor.rowcount
+
+            async with handle.lock:
+                try:
+                    return await _retry(run)
+                except (sqlite3.Error, ValueError) as e:
+                    # ValueError: another call closed this stale connection meanwhile
+                    stale = isinstance(e, ValueError) and self.handles.get(handle.loop) is not handle
+                    if attempt == 2 or not (stale or await self.forget(handle, e)):
+                        raise
+        raise AssertionError("unreachable")
 
     async def transaction(self, table: str, steps: Sequence[Step]) -> None:
         """Run each ``(sql, rows)`` (``executemany``; rows None: once, without parameters) in
