@@ -299,8 +299,10 @@ def check(traffic: Traffic, base: Baseline, start: float, end: float,
         if circuit:
             was_open = [s for s in during if (s.state if circuit == "reads" else s.write_state) == opened]
             assert len(was_open) >= 5, f"{client}: the {circuit} circuit never opened: {summary(during)}"
+            # the bare client's cost: no storage call, so no part of a deadline (the p90
+            # allows for a probe now and then and a loaded machine's hiccups)
             assert percentile(open_, 50) <= base.p50(client) + OPEN_ADDED and (
-                percentile(open_, 90) <= base.p90(client) + OPEN_ADDED), (
+                percentile(open_, 90) <= base.p90(client) + DEADLINE / 2 + OPEN_ADDED), (
                 f"{client}: with the circuit open, p50 {percentile(open_, 50) * 1000:.1f} ms / p90 "
                 f"{percentile(open_, 90) * 1000:.1f} ms vs bare {base.p50(client) * 1000:.1f} / "
                 f"{base.p90(client) * 1000:.1f} ms")

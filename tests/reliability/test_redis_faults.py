@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from aiocache_http import RedisBackend
+from aiocache_http import CachedClientSession, RedisBackend
 
 from ..origin import Origin
 from ..redis_servers import RedisServer, cluster_of, system_binary
@@ -120,3 +120,40 @@ async def test_cluster_with_one_master_stopped(tmp_path: Path, origin: Origin,
             await backend.close()
         report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=False)
         print(f"\ncluster master SIGSTOP 5s: {report}; {backend.health}")
+
+
+@pytest.mark.parametrize("refusal", ["OOM", "READONLY"])
+async def test_a_server_refusing_writes(refusal: str, own_redis: RedisServer, origin: Origin,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """maxmemory reached (OOM) or a read-only replica (READONLY): a runtime fault. Hits
+    go on, misses are served from the origin unstored, writes resume when it accepts them."""
+    caplog.set_level(logging.WARNING, "aiocache_http")
+    backend = RedisBackend(f"refuse-{uuid.uuid4().hex[:8]}", own_redis.url)
+    admin = own_redis.client()
+    refuse, accept = {
+        "OOM": (("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "SET", "maxmemory", "0")),
+        "READONLY": (("REPLICAOF", "127.0.0.1", "1"), ("REPLICAOF", "NO", "ONE")),
+    }[refusal]
+    async with CachedClientSession(cache=backend) as s:
+        async def get(name: str) -> bool:
+            async with s.get(origin.url(f"/r/{refusal}-{name}")) as r:
+                assert r.status == 200
+                await r.read()
+                return bool(r.from_cache)
+
+        assert not await get("stored") and await get("stored")
+        admin.execute_command(*refuse)
+        for i in range(20):
+            start = time.monotonic()
+            assert await get("stored")  # hits go on
+            assert not await get(f"new{i}") and not await get(f"new{i}")  # not stored
+            assert time.monotonic() - start < 1.0
+        error = {"OOM": "OutOfMemoryError", "READONLY": "ReadOnlyError"}[refusal]
+        assert error in (backend.health.last_error or ""), backend.health
+        assert backend.health.write_state.value == "open" and backend.health.state.value == "closed"
+        admin.execute_command(*accept)
+        await asyncio.sleep(backend.settings.breaker_cooldown)
+        assert not await get("after") and await get("after")  # writes resume
+    admin.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) <= 3, warnings
