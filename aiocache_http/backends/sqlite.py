@@ -216,7 +216,9 @@ class SQLiteDatabase:
 
     Args:
         db_path: File path, used as given, or ``":memory:"``. Its parent dirs are created.
-        busy_timeout: Seconds to wait for another connection's lock before giving up.
+        busy_timeout: Seconds to wait for another connection's lock before giving up. Through
+            a backend's gate a wait never outlasts the call's deadline (``backend_timeout``
+            on the request path): a write that cannot get the lock is dropped, not queued.
         fast_save: ``synchronous=OFF``: faster writes, but a power loss or OS crash may lose
             recent writes or corrupt the file. Trades durability for speed.
         wal: Use write-ahead logging (readers never block the writer; needed for many
@@ -638,7 +640,8 @@ class SQLiteBackend(CacheBackend):
         use_temp: Put the file in the temp dir.
         use_memory: Keep the database in memory (shared by this backend's loops; gone on
             :meth:`close`).
-        busy_timeout: Seconds to wait for a lock held by another connection or process.
+        busy_timeout: Seconds to wait for a lock held by another connection or process
+            (maintenance; on the request path a wait is bounded by ``backend_timeout``).
         fast_save: ``synchronous=OFF``: trades durability for speed; a power loss or OS crash
             may lose recent writes or corrupt the file.
         wal: Write-ahead logging, so many processes can share the file.
