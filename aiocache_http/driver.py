@@ -312,7 +312,8 @@ class _Flow:
         actions, ignored = self.actions, self.backend.settings.ignored_params
         headers = actions.headers_to_store(origin.headers)
         history = [
-            CachedResponse(status, reason, redact_url(hop_url, ignored), hop_headers, b"",
+            CachedResponse(status, reason, redact_url(hop_url, ignored),
+                           actions.headers_to_store(hop_headers), b"",
                            CachedRequest(method, redact_url(hop_url, ignored)))
             for method, hop_url, status, reason, hop_headers in origin.history
         ]

@@ -19,6 +19,8 @@ HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405
 HEURISTIC_FRACTION = 0.1  # §4.2.2: "10% of the interval since Last-Modified"
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-authenticate"})
+# One user's session: replayed from a cache it would log the next user in as them.
+NEVER_STORED = frozenset({"set-cookie", "set-cookie2"})
 
 
 def cache_control(headers: CIMultiDict[str]) -> dict[str, str | None]:
@@ -93,9 +95,9 @@ def not_storable_reason(request: CachedRequest, status: int, headers: CIMultiDic
 
 
 def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
-    """Drop hop-by-hop fields, fields named in Connection, and fields named by a
-    qualified ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4)."""
-    drop = set(HOP_BY_HOP)
+    """Drop hop-by-hop fields, fields named in Connection, fields named by a qualified
+    ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4), and Set-Cookie (never stored)."""
+    drop = set(HOP_BY_HOP | NEVER_STORED)
     for value in headers.getall("Connection", ()):
         drop.update(name.lower() for name in split_list(value))
     no_cache = cache_control(headers).get("no-cache")
