@@ -128,7 +128,7 @@ def without_set_cookie(response: CachedResponse) -> CachedResponse:
     headers = clean(response.headers)
     history = [h if clean(h.headers) is h.headers else dataclasses.replace(h, headers=clean(h.headers))
                for h in response.history]
-    if headers is response.headers and all(a is b for a, b in zip(history, response.history)):
+    if headers is response.headers and all(a is b for a, b in zip(history, response.history, strict=True)):
         return response
     return dataclasses.replace(response, headers=headers, history=history)
 
