@@ -309,18 +309,21 @@ class _Flow:
 
     def to_cached(self, origin: OriginResponse, body: bytes, request_time: datetime,
                   response_time: datetime) -> CachedResponse:
-        actions, ignored = self.actions, self.backend.settings.ignored_params
+        actions, settings = self.actions, self.backend.settings
+
+        def redact(url: str) -> str:
+            return redact_url(url, settings.ignored_params, settings.credential_names)
+
         headers = actions.headers_to_store(origin.headers)
         history = [
-            CachedResponse(status, reason, redact_url(hop_url, ignored),
-                           actions.headers_to_store(hop_headers), b"",
-                           CachedRequest(method, redact_url(hop_url, ignored)))
+            CachedResponse(status, reason, redact(hop_url), actions.headers_to_store(hop_headers),
+                           b"", CachedRequest(method, redact(hop_url)))
             for method, hop_url, status, reason, hop_headers in origin.history
         ]
         return CachedResponse(
             status=origin.status, reason=origin.reason,
             # Without redirects the final URL is the request's, already redacted.
-            url=redact_url(origin.url, ignored) if origin.history else actions.request.url,
+            url=redact(origin.url) if origin.history else actions.request.url,
             headers=headers, body=body, request=actions.request, encoding=origin.encoding,
             created_at=response_time,
             expires=actions.expires(origin.status, headers, request_time, response_time),

@@ -219,12 +219,14 @@ class CacheBackend:
         """
         s = self.settings
         memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
-                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn)
+                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn,
+                    s.credential_names)
         found = self._identities.get(memo_key)
         if found is not None:
             return found
         secret = s.secret_key[0] if s.secret_key else None
-        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret)
+        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret,
+                                             s.credential_names)
         if s.key_fn is not None:
             key = s.key_fn(request, ignored_params=s.ignored_params, match_headers=s.match_headers)
             if not isinstance(key, str) or not key:
@@ -369,7 +371,8 @@ class CacheBackend:
             data = await self.raw_responses.read(key)
             try:
                 if data is not None:
-                    urls.append(redact_url(self.serializer.loads(data, key).url))
+                    urls.append(redact_url(self.serializer.loads(data, key).url,
+                                           credential_names=self.settings.credential_names))
             except DeserializationError:
                 continue
         return urls

@@ -11,7 +11,7 @@ from multidict import CIMultiDict
 from ..driver import OriginResponse
 from ..models import CachedRequest
 from .bridge import Offload
-from .response import OriginalResponse
+from .response import OriginalResponse, from_latin1
 
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
 _FIXED_BOUNDARY = "aiocache-http-form-boundary"
@@ -30,7 +30,8 @@ def cached_request(request: requests.PreparedRequest, body: bool = True,
     """The request as the cache sees it: method, full URL, every header (credentials
     included: the key hashes them, storage redacts them; ``cookie=False`` leaves the
     Cookie header out), the body bytes, and whether redirects are followed."""
-    headers: CIMultiDict[str] = CIMultiDict(request.headers)
+    headers: CIMultiDict[str] = CIMultiDict(
+        (from_latin1(k), from_latin1(v)) for k, v in request.headers.items())
     if not cookie:
         headers.popall("Cookie", None)
     content = request.body if body else None
@@ -65,13 +66,12 @@ def charset(headers: CIMultiDict[str]) -> str | None:
 
 
 def response_headers(response: requests.Response) -> CIMultiDict[str]:
-    """Every header line; urllib3 keeps repeated headers (Set-Cookie) apart, requests
-    joins them."""
+    """Every header line (urllib3 keeps repeated headers apart, requests joins them), in
+    the stored form (see :func:`from_latin1`)."""
     raw_headers = getattr(response.raw, "headers", None)
     iteritems = getattr(raw_headers, "iteritems", None)
-    if callable(iteritems):
-        return CIMultiDict(iteritems())
-    return CIMultiDict(response.headers)
+    items = iteritems() if callable(iteritems) else response.headers.items()
+    return CIMultiDict((from_latin1(k), from_latin1(v)) for k, v in items)
 
 
 def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:
