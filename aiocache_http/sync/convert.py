@@ -26,14 +26,12 @@ def prepared(request: requests.PreparedRequest | requests.Request) -> requests.P
 
 
 def cached_request(request: requests.PreparedRequest, body: bool = True,
-                   cookie: bool = True, follow_redirects: bool = True) -> CachedRequest:
+                   follow_redirects: bool = True) -> CachedRequest:
     """The request as the cache sees it: method, full URL, every header (credentials
-    included: the key hashes them, storage redacts them; ``cookie=False`` leaves the
-    Cookie header out), the body bytes, and whether redirects are followed."""
+    included, cookies too: the key hashes them, storage redacts them), the body bytes,
+    and whether redirects are followed."""
     headers: CIMultiDict[str] = CIMultiDict(
         (from_latin1(k), from_latin1(v)) for k, v in request.headers.items())
-    if not cookie:
-        headers.popall("Cookie", None)
     content = request.body if body else None
     if content is None:
         data = b""
