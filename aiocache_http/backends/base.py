@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
@@ -139,17 +140,25 @@ def to_bytes(value: bytes | str) -> bytes:
 
 def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
     """Where a file-based cache lives: ``cache_name`` as given, or under the user cache dir
-    or the temp dir if asked (ignored for an absolute path), as requests-cache does."""
+    or the temp dir if asked (ignored for an absolute path), as requests-cache does. A
+    relative name never leaves the directory it is resolved against: ValueError."""
     if use_cache_dir and use_temp:
         raise ValueError("use_cache_dir and use_temp are mutually exclusive")
     path = Path(cache_name).expanduser()
+    if path.is_absolute() or not (use_cache_dir or use_temp):
+        return path.absolute()
     if use_cache_dir:
         from platformdirs import user_cache_dir
 
-        path = Path(user_cache_dir()) / path
-    elif use_temp:
-        path = Path(tempfile.gettempdir()) / path
-    return path.absolute()
+        base = Path(user_cache_dir()).absolute()
+    else:
+        base = Path(tempfile.gettempdir()).absolute()
+    resolved = Path(os.path.normpath(base / path))
+    if resolved == base or base not in resolved.parents:
+        where = "use_cache_dir" if use_cache_dir else "use_temp"
+        raise ValueError(f"cache_name={str(cache_name)!r} with {where}=True resolves to "
+                         f"{str(resolved)!r}, outside {str(base)!r}: name a path inside it")
+    return resolved
 
 
 class CacheBackend:
