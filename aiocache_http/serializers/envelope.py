@@ -105,20 +105,19 @@ class EnvelopeFormat:
         return b"".join((header, tag, meta_b, q.body, body))
 
     def loads(self, data: bytes, key: str = "", integrity: Integrity = _CHECKSUM) -> CachedResponse:
-        if len(data) < _HEADER.size:
-            raise DeserializationError("item shorter than the envelope header")
-        magic, version, flags, meta_len, qbody_len, body_len, body_digest = _HEADER.unpack_from(data)
-        if magic != MAGIC:
+        if data[:3] != MAGIC or len(data) < 4:
             raise DeserializationError("not an aiocache-http envelope")
-        reader = _READERS.get(version)
+        reader = _READERS.get(data[3])
         if reader is None:
-            raise DeserializationError(f"unreadable envelope version {version}")
-        return reader(memoryview(data), key, integrity, flags, meta_len, qbody_len, body_len,
-                      body_digest)
+            old = " (written before checksums: fetched again)" if data[3] == 1 else ""
+            raise DeserializationError(f"unreadable envelope version {data[3]}{old}")
+        return reader(memoryview(data), key, integrity)
 
 
-def _read_v2(data: memoryview, key: str, integrity: Integrity, flags: int, meta_len: int,
-             qbody_len: int, body_len: int, body_digest: bytes) -> CachedResponse:
+def _read_v2(data: memoryview, key: str, integrity: Integrity) -> CachedResponse:
+    if len(data) < _HEADER.size:
+        raise DeserializationError("item shorter than the envelope header")
+    _magic, _version, flags, meta_len, qbody_len, body_len, body_digest = _HEADER.unpack_from(data)
     if flags & ~_KNOWN_FLAGS:
         raise DeserializationError(f"unknown envelope flags {flags:#x}")
     if bool(flags & FLAG_SIGNED) != integrity.signed:
