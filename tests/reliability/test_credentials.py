@@ -157,10 +157,10 @@ async def raw_storage(backend: CacheBackend, name: str, tmp_path: Path,
     if name == "memory":
         values = [*await backend.raw_responses.values(), *await backend.raw_redirects.values()]
         return b"\n".join(values)
-    if name == "sqlite":
-        return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("cache.sqlite"))
+    if name == "sqlite":  # the database, its WAL and shared memory
+        return _files(tmp_path, "cache.sqlite*")
     if name == "filesystem":
-        return b"".join(p.read_bytes() for p in (tmp_path / "http_cache").rglob("*") if p.is_file())
+        return _files(tmp_path / "http_cache", "**/*")
     import redis
 
     server = request.getfixturevalue("redis_server_hfe")
@@ -175,6 +175,10 @@ async def raw_storage(backend: CacheBackend, name: str, tmp_path: Path,
             chunks += [key, raw.get(key) or b""]
     raw.close()
     return b"\n".join(chunks)
+
+
+def _files(root: Path, pattern: str) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(root.glob(pattern)) if p.is_file())
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
