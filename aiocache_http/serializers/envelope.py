@@ -158,12 +158,10 @@ def _str(value: object) -> str:
     return value
 
 
-def _header_text(value: object) -> str:
-    """A header name or value as the wire can give it: any bytes, surrogate-escaped."""
-    text = _str(value)
-    if not text.isascii():
-        text.encode("utf-8", "surrogateescape")  # a UnicodeEncodeError (ValueError) if not
-    return text
+def _wire_text(text: str) -> None:
+    """Header text as the wire can give it: any bytes, surrogate-escaped (a lone
+    surrogate outside U+DC80..U+DCFF raises UnicodeEncodeError, a ValueError)."""
+    text.encode("utf-8", "surrogateescape")
 
 
 def _status(value: object) -> int:
@@ -183,12 +181,16 @@ def _time(value: object) -> datetime | None:
 def _headers(value: object) -> CIMultiDict[str]:
     if type(value) is not list:
         raise TypeError("headers must be a list")
-    headers: CIMultiDict[str] = CIMultiDict()
-    for pair in value:
+    for pair in value:  # on every hit: a tight loop, then one C-level construction
         if type(pair) is not list or len(pair) != 2:
             raise TypeError("a header must be a [name, value] pair")
-        headers.add(_header_text(pair[0]), _header_text(pair[1]))
-    return headers
+        name, text = pair
+        if type(name) is not str or type(text) is not str:
+            raise TypeError("a header name and value must be strings")
+        if not (name.isascii() and text.isascii()):
+            _wire_text(name)
+            _wire_text(text)
+    return CIMultiDict(value)
 
 
 def _response(meta: dict[str, Any], request_body: bytes, body: bytes) -> CachedResponse:
