@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -162,6 +163,8 @@ with warnings.catch_warnings():
             auth = kwargs.get("auth") or self._default_auth
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
+            elif auth is None and url.user is not None and "Authorization" not in headers:
+                headers["Authorization"] = _basic_auth(url.user, url.password or "")  # as aiohttp
             proxy_auth = kwargs.get("proxy_auth") or self._default_proxy_auth
             if isinstance(proxy_auth, BasicAuth) and "Proxy-Authorization" not in headers:
                 headers["Proxy-Authorization"] = proxy_auth.encode()
@@ -200,6 +203,16 @@ with warnings.catch_warnings():
             return "; ".join(f"{name}={morsel.coded_value}" for name, morsel in found.items())
 
 
+def _basic_auth(login: str, password: str) -> str:
+    """The Authorization aiohttp sends for user info in a URL (latin-1, as BasicAuth)."""
+    raw = f"{login}:{password}"
+    try:
+        encoded = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        encoded = raw.encode("utf-8", "surrogatepass")
+    return "Basic " + base64.b64encode(encoded).decode("ascii")
+
+
 def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:
     if isinstance(data, bytes):
         return data
@@ -224,6 +237,7 @@ def _origin(response: ClientResponse) -> OriginResponse:
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history],
+        sent_headers=CIMultiDict(response.request_info.headers),
     )
 
 

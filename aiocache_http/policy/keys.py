@@ -113,6 +113,32 @@ def canonical_cookie(header: str) -> str:
     return "; ".join(sorted(f"{name}={morsel.value}" for name, morsel in cookie.items()))
 
 
+def unkeyed_credentials(keyed: CIMultiDict[str], sent: CIMultiDict[str], ignored: Iterable[str] = (),
+                        credential_names: Iterable[str] = ()) -> list[str]:
+    """Credential headers the origin received (``sent``, the final request) that the key
+    (made from ``keyed``) does not hold: an auth handler that answered a 401 (digest
+    auth), a cookie set by a redirect hop. A response to such a request may be personal
+    while its key is not, so it is not stored. Names in ``ignored`` are the user's opt-out.
+    """
+    skip = {name.lower() for name in ignored}
+    extra = []
+    for name in {n.lower() for n in sent}:
+        if name in skip or not is_credential(name, credential_names):
+            continue
+        values = sent.getall(name)
+        if name == "cookie":
+            held = set(_cookie_pairs(keyed.getall(name, ())))
+            if not set(_cookie_pairs(values)) <= held:  # fewer cookies (another domain) is fine
+                extra.append(name)
+        elif not set(values) <= set(keyed.getall(name, ())):
+            extra.append(name)
+    return sorted(extra)
+
+
+def _cookie_pairs(lines: Iterable[str]) -> list[str]:
+    return [pair for line in lines for pair in canonical_cookie(line).split("; ") if pair]
+
+
 class _Normaliser:
     """Splits a request into what identifies it (for the key) and what may be stored.
 

@@ -90,6 +90,8 @@ def origin_response(response: requests.Response, offload: Offload) -> OriginResp
         encoding=charset(headers),
         history=[((h.request.method or "GET") if h.request else "GET", h.url, h.status_code,
                   h.reason or "", response_headers(h)) for h in response.history],
+        sent_headers=None if response.request is None else CIMultiDict(
+            (from_latin1(k), from_latin1(v)) for k, v in response.request.headers.items()),
     )
 
 

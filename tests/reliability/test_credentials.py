@@ -278,3 +278,86 @@ async def test_jar_cookies_enter_the_key(origin: Origin) -> None:
         first = await asyncio.to_thread(session.get, origin.url("/r/jar"))
         assert not first.from_cache
         session.close()
+
+
+@asynccontextmanager
+async def personal_origin() -> AsyncIterator[str]:
+    """/private: 401 until an Authorization comes (as digest auth works); /login: sets a
+    session cookie and redirects to /page, whose body is personal."""
+    from aiohttp import web
+
+    async def private(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        if auth is None:
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Custom realm="x"'})
+        return web.Response(text=f"private data of {auth}")
+
+    async def login(request: web.Request) -> web.StreamResponse:
+        response = web.HTTPFound("/page")
+        response.set_cookie("sid", uuid.uuid4().hex)
+        raise response
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=f"page of {request.cookies.get('sid', 'nobody')}")
+
+    app = web.Application()
+    app.router.add_get("/private", private)
+    app.router.add_get("/login", login)
+    app.router.add_get("/page", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+class RetryWithToken(requests.auth.AuthBase):
+    """Answers a 401 by resending with a token, as requests' HTTPDigestAuth does: the
+    credential is added after the request was keyed."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.register_hook("response", self.retry)
+        return request
+
+    def retry(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        if response.status_code != 401:
+            return response
+        response.content  # noqa: B018 - drain before reusing the connection
+        retry = response.request.copy()
+        retry.headers["Authorization"] = f"Token {self.token}"
+        again = response.connection.send(retry, **kwargs)
+        again.history.append(response)
+        again.request = retry
+        return again
+
+
+async def test_credentials_added_after_keying_are_never_stored() -> None:
+    """An auth handler answering a 401 (digest auth), a cookie set by a redirect hop: the
+    origin saw a credential the key does not hold, so the answer is not stored."""
+    backend = CacheBackend(autoclose=False)
+    async with personal_origin() as base:
+        a = CachedSession(backend=backend, autoclose=False)
+        first = await asyncio.to_thread(a.get, base + "/private", auth=RetryWithToken("token-a"))
+        assert first.text == "private data of Token token-a"
+        b = CachedSession(backend=backend, autoclose=False)
+        other = await asyncio.to_thread(b.get, base + "/private")
+        assert other.status_code == 401 and not other.from_cache
+        for kind in ("async", "sync"):
+            bodies = []
+            for _ in range(2):  # two users, each logging in afresh
+                if kind == "async":
+                    async with CachedClientSession(cache=backend, cookie_jar=aiohttp.CookieJar(unsafe=True)
+                                                   ) as s, s.get(base + "/login") as r:
+                        bodies.append((await r.text(), r.from_cache))
+                else:
+                    session = CachedSession(backend=backend, autoclose=False)
+                    r = await asyncio.to_thread(session.get, base + "/login")
+                    bodies.append((r.text, r.from_cache))
+            assert bodies[0][0] != bodies[1][0] and not bodies[1][1], kind
+    assert await backend.raw_responses.size() == 0
