@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sys
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -109,9 +108,8 @@ class TeeStreamReader:
     async def read(self, n: int = -1) -> bytes:
         if n >= 0:
             return await self._take(lambda: self._source.read(n))
-        set_size = getattr(self._source, "set_read_chunk_size", None)
-        if set_size is not None:
-            set_size(sys.maxsize)  # as aiohttp does when reading everything
+        # Unlike aiohttp's read(-1), flow control stays on: the copy to storage may be
+        # slower than the network, and the body must not pile up in aiohttp's buffer.
         body = io.BytesIO()  # grows in place: no second copy of the body, as join would
         while chunk := await self._take(self._source.readany):
             body.write(chunk)

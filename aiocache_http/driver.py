@@ -32,10 +32,11 @@ from typing import Any
 from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
+from .backends.health import request_budget
 from .models import CachedRequest, CachedResponse
 from .policy import freshness
 from .policy.actions import UNSAFE_METHODS, CacheActions, Decision, RequestOptions, invalidated_urls
-from .policy.keys import CREDENTIAL_HEADERS, redact_url, variant_key
+from .policy.keys import CREDENTIAL_HEADERS, redact_url, unkeyed_credentials, variant_key
 from .streaming import Tee
 
 logger = logging.getLogger("aiocache_http")
@@ -62,6 +63,8 @@ class OriginResponse:
     encoding: str | None = None
     history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
     """Redirect hops as (method, url, status, reason, headers)."""
+    sent_headers: CIMultiDict[str] | None = None
+    """The headers of the request that got this answer (after redirects and auth handlers)."""
 
 
 Send = Callable[[dict[str, str]], Awaitable[OriginResponse]]
@@ -107,7 +110,8 @@ async def fetch(
     actions = CacheActions.from_request(key, stored_request, backend.settings, options)
     flow = _Flow(backend, actions, request, send, network_errors)
     flow.owner = owner if owner is not None else asyncio.current_task()
-    return await flow.run()
+    with request_budget():  # a sick backend costs this request at most one deadline
+        return await flow.run()
 
 
 Slot = tuple[asyncio.AbstractEventLoop, str]
@@ -209,10 +213,18 @@ class _Flow:
         response.vary_generation = self.vary_generation if varies else ""
         return [self.actions.key, self.variant_key(names)] if varies else [self.actions.key]
 
-    async def save(self, response: CachedResponse) -> None:
-        for key in self.storage_keys(response):
-            await self.backend.save_response(response, key)
+    async def save(self, response: CachedResponse) -> CachedResponse:
+        """Store ``response``; returns it, or for a body left in storage, the stored copy
+        (the item the body was read from is replaced)."""
+        await self.backend.save_response_at(response, self.storage_keys(response))
         response.cache_key = self.actions.key
+        if response.stored_body is None:
+            return response
+        copy = await self.backend.get_response(self.actions.key, stream=True)
+        if copy is None:  # not stored (fail-open): the old item, still in place, it is
+            return response
+        await _close_body(response)
+        return copy
 
     # -- coalescing ---------------------------------------------------------------------
     async def coalesced(self, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
@@ -308,8 +320,7 @@ class _Flow:
             origin.release()
             if actions.selects_stored(origin.headers):
                 renewed = actions.renew(cached, origin.headers, response_time, request_time)
-                await self.save(renewed)
-                return self.from_cache(renewed)
+                return self.from_cache(await self.save(renewed))
             await backend.delete(actions.key)
             actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask in full
             return await self.from_origin()
@@ -318,8 +329,11 @@ class _Flow:
             if stale is not None:
                 origin.release()
                 return stale
+        if cached is not None:
+            await _close_body(cached)  # the origin's answer replaces it
 
-        if not actions.storable(origin.status, origin.headers) or not await self.passes_filter(origin):
+        if (not actions.storable(origin.status, origin.headers) or not self.keyed_all_credentials(origin)
+                or not await self.passes_filter(origin)):
             if actions.invalidates_stored(origin.headers):
                 await backend.delete(actions.key)
             return Outcome(None, raw=origin.raw, release=origin.release)
@@ -358,6 +372,20 @@ class _Flow:
                        self.actions.request.method, self.actions.request.url, error)
         return self.from_cache(cached)
 
+    def keyed_all_credentials(self, origin: OriginResponse) -> bool:
+        """Did the key hold every credential the origin saw? (Not when an auth handler or
+        a redirect hop added one: the answer may be personal, its key is not.)"""
+        if origin.sent_headers is None:
+            return True
+        settings = self.backend.settings
+        extra = unkeyed_credentials(self.request.headers, origin.sent_headers,
+                                    settings.ignored_params, settings.credential_names)
+        if extra:
+            logger.debug("%s %s: not stored: the origin received credentials the key does not "
+                         "hold (%s)", self.actions.request.method, self.actions.request.url,
+                         ", ".join(extra))
+        return not extra
+
     async def passes_filter(self, origin: OriginResponse) -> bool:
         filter_fn = self.backend.settings.filter_fn
         if filter_fn is None:
@@ -373,17 +401,21 @@ class _Flow:
     def to_cached(self, origin: OriginResponse, request_time: datetime,
                   response_time: datetime) -> CachedResponse:
         """The response to store, without its body (it follows through the tee)."""
-        actions, ignored = self.actions, self.backend.settings.ignored_params
+        actions, settings = self.actions, self.backend.settings
+
+        def redact(url: str) -> str:
+            return redact_url(url, settings.ignored_params, settings.credential_names)
+
         headers = actions.headers_to_store(origin.headers)
         history = [
-            CachedResponse(status, reason, redact_url(hop_url, ignored), hop_headers, b"",
-                           CachedRequest(method, redact_url(hop_url, ignored)))
+            CachedResponse(status, reason, redact(hop_url), actions.headers_to_store(hop_headers),
+                           b"", CachedRequest(method, redact(hop_url)))
             for method, hop_url, status, reason, hop_headers in origin.history
         ]
         return CachedResponse(
             status=origin.status, reason=origin.reason,
             # Without redirects the final URL is the request's, already redacted.
-            url=redact_url(origin.url, ignored) if origin.history else actions.request.url,
+            url=redact(origin.url) if origin.history else actions.request.url,
             headers=headers, body=b"", request=actions.request, encoding=origin.encoding,
             created_at=response_time,
             expires=actions.expires(origin.status, headers, request_time, response_time),

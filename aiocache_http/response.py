@@ -10,6 +10,7 @@ reads is stored).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json as _json
 from collections.abc import Callable
 from datetime import datetime
@@ -125,7 +126,9 @@ class CachedClientResponse:
 
     @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        return tuple((k.encode(), v.encode()) for k, v in self.headers.items())
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives them back.
+        return tuple((k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+                     for k, v in self.headers.items())
 
     @property
     def url(self) -> URL:
@@ -171,7 +174,7 @@ class CachedClientResponse:
     @property
     def content_length(self) -> int | None:
         raw = self.headers.get("Content-Length")
-        return int(raw) if raw and raw.isdigit() else None
+        return int(raw) if raw and raw.isascii() and raw.isdigit() else None
 
     @property
     def cookies(self) -> SimpleCookie:
@@ -232,7 +235,15 @@ class CachedClientResponse:
         return self._loaded
 
     def get_encoding(self) -> str:
-        return self.charset or self._cached.encoding or "utf-8"
+        """The charset named by Content-Type if Python knows it (as aiohttp: an unknown
+        or garbled one is ignored), else the stored encoding, else UTF-8."""
+        for name in (self.charset, self._cached.encoding):
+            if name:
+                try:
+                    return codecs.lookup(name).name
+                except (LookupError, ValueError):  # ValueError: a name with surrogates or NUL
+                    continue
+        return "utf-8"
 
     async def text(self, encoding: str | None = None, errors: str = "strict") -> str:
         return (await self.read()).decode(encoding or self.get_encoding(), errors=errors)

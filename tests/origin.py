@@ -10,7 +10,8 @@ every request is answered by closing the connection.
 
 ``/body/NAME?size=N`` answers ``payload(N)`` (JSON, newline every 64 bytes) in 64 KiB
 writes, with Content-Length, or chunked with ``chunked=1``; ``cut=K`` hangs up after K
-bytes; ``pause=S`` waits S seconds half-way through; ``h_Name=value`` adds headers.
+bytes; ``pause=S`` waits S seconds half-way through; ``h_Name=value`` adds headers;
+``etag=v1`` answers If-None-Match with a 304.
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def make_app(counts: Counter[str], state: dict[str, bool],
         pause = float(q.get("pause", "0"))
         headers = {"Content-Type": "application/json"}
         headers.update((k[2:], v) for k, v in q.items() if k.startswith("h_"))
+        if "etag" in q:
+            headers["ETag"] = f'"{q["etag"]}"'
+            if request.headers.get("If-None-Match") == headers["ETag"]:
+                return web.Response(status=304, headers=headers)
         response = web.StreamResponse(headers=headers)
         if q.get("chunked"):
             response.enable_chunked_encoding()

@@ -3,8 +3,9 @@
 ``BaseCache`` is a plain async key -> bytes store; each backend module implements it
 for one database. ``CacheBackend`` holds the settings and the serializer, owns a
 ``responses`` and a ``redirects`` storage, and is the single place where storage is
-called: every call goes through :meth:`CacheBackend._guard`, where a failing backend is
-logged and treated as a miss (fail-open) unless ``strict=True``.
+called: every call goes through :meth:`CacheBackend._guard`, under a deadline and a
+circuit breaker (``health.py``), where a failing backend is logged and treated as a miss
+(fail-open) unless ``strict=True``.
 
 ``CacheBackend()`` itself is the in-memory backend.
 """
@@ -12,7 +13,10 @@ logged and treated as a miss (fail-open) unless ``strict=True``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import os
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
@@ -20,11 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from multidict import CIMultiDict
+
 from ..models import CachedRequest, CachedResponse, StoredBodyError, utcnow
+from ..policy.freshness import NEVER_STORED
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
 from .bodies import ResponseWriter, StoredBodyReader
+from .health import Health, Kind, request_budget
 from .parts import INLINE_LIMIT, PART_SIZE, BufferedWriter, ItemReader, ItemWriter, WholeReader
 
 if TYPE_CHECKING:
@@ -34,7 +42,7 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
-_FAILED: Any = object()
+_END: Any = object()
 
 
 class AsyncResults(Generic[T]):
@@ -64,6 +72,12 @@ class BaseCache(ABC):
     Subclasses implement the abstract methods; the rest have generic defaults that a
     subclass overrides when its database can do better.
     """
+
+    in_process = False
+    """True when calls never wait on IO (the gate then never moves a write to the background)."""
+    max_item_size: int | None = None
+    """The largest item the database takes, if it has a limit: an item written in parts
+    fails as soon as it passes it, rather than after buffering all of it."""
 
     @abstractmethod
     async def read(self, key: str) -> bytes | None: ...
@@ -108,9 +122,10 @@ class BaseCache(ABC):
         this storage does not record expiry (the backend then decodes items to find them)."""
         return None
 
-    async def open_write(self, key: str, expires: datetime | None = None) -> ItemWriter:
+    async def open_write(self, key: str, expires: datetime | None = None, head_size: int = 0) -> ItemWriter:
         """Write the item at ``key`` in parts (see :mod:`.parts`): it appears whole on
-        ``commit()``, or not at all. This default buffers it and calls :meth:`write`."""
+        ``commit(head)``, or not at all. Opening does no IO (writes do). This default
+        buffers the item and calls :meth:`write`."""
         return BufferedWriter(self, key, expires)
 
     async def open_read(self, key: str) -> ItemReader | None:
@@ -128,23 +143,46 @@ class ConfigurationError(Exception):
     the server does not support...). Raised even where runtime faults fail open."""
 
 
+def without_set_cookie(response: CachedResponse) -> CachedResponse:
+    """``response`` (and its redirect hops) without Set-Cookie headers; itself if none."""
+    def clean(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+        if not any(name.lower() in NEVER_STORED for name in headers):
+            return headers
+        return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in NEVER_STORED)
+
+    headers = clean(response.headers)
+    history = [h if clean(h.headers) is h.headers else dataclasses.replace(h, headers=clean(h.headers))
+               for h in response.history]
+    if headers is response.headers and all(a is b for a, b in zip(history, response.history, strict=True)):
+        return response
+    return dataclasses.replace(response, headers=headers, history=history)
+
+
 def to_bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
 def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
     """Where a file-based cache lives: ``cache_name`` as given, or under the user cache dir
-    or the temp dir if asked (ignored for an absolute path), as requests-cache does."""
+    or the temp dir if asked (ignored for an absolute path), as requests-cache does. A
+    relative name never leaves the directory it is resolved against: ValueError."""
     if use_cache_dir and use_temp:
         raise ValueError("use_cache_dir and use_temp are mutually exclusive")
     path = Path(cache_name).expanduser()
+    if path.is_absolute() or not (use_cache_dir or use_temp):
+        return path.absolute()
     if use_cache_dir:
         from platformdirs import user_cache_dir
 
-        path = Path(user_cache_dir()) / path
-    elif use_temp:
-        path = Path(tempfile.gettempdir()) / path
-    return path.absolute()
+        base = Path(user_cache_dir()).absolute()
+    else:
+        base = Path(tempfile.gettempdir()).absolute()
+    resolved = Path(os.path.normpath(base / path))
+    if resolved == base or base not in resolved.parents:
+        where = "use_cache_dir" if use_cache_dir else "use_temp"
+        raise ValueError(f"cache_name={str(cache_name)!r} with {where}=True resolves to "
+                         f"{str(resolved)!r}, outside {str(base)!r}: name a path inside it")
+    return resolved
 
 
 class CacheBackend:
@@ -177,6 +215,8 @@ class CacheBackend:
         self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
+        self.health = Health(repr(self), self.settings)
+        """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -214,12 +254,14 @@ class CacheBackend:
         """
         s = self.settings
         memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
-                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn)
+                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn,
+                    s.credential_names)
         found = self._identities.get(memo_key)
         if found is not None:
             return found
         secret = s.secret_key[0] if s.secret_key else None
-        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret)
+        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret,
+                                             s.credential_names)
         if s.key_fn is not None:
             key = s.key_fn(request, ignored_params=s.ignored_params, match_headers=s.match_headers)
             if not isinstance(key, str) or not key:
@@ -237,92 +279,121 @@ class CacheBackend:
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
-    async def _guard(self, op: str, call: Awaitable[T], default: T) -> T:
-        """Run one storage call. A failure is logged and ``default`` returned
-        (fail-open), or re-raised with ``strict=True``. A configuration error is always
-        raised: falling back to the origin would hide it forever."""
+    async def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
+        """Run one storage call under its deadline and the circuit breaker. A failure or a
+        timeout is counted, logged (rate-limited) and ``default`` returned (fail-open), or
+        raised with ``strict=True``; with the circuit open, storage is not called at all.
+        A configuration error is always raised: falling back to the origin would hide it."""
+        if self.raw_responses.in_process and self.raw_redirects.in_process:
+            return await self.health.call_inline(op, call, default, kind)
+        return await self.health.call(op, call, default, kind)
+
+    async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> None:
+        """A write: the caller waits for it at most ``backend_timeout``, then it finishes in
+        the background (awaited by :meth:`wait_for_refreshes` and :meth:`close`)."""
+        if storage.in_process:
+            await self._guard(op, call, None, Kind.WRITE)
+        else:
+            await self.health.call(op, call, None, Kind.WRITE, self.background)
+
+    async def _guard_iter(self, op: str, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``iterator`` with each step through the gate (a maintenance deadline per step).
+        A failed step ends the iteration early (fail-open), or raises with ``strict``."""
         try:
-            return await call
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, ConfigurationError):
-            raise
-        except Exception as e:
-            if self.settings.strict:
-                raise
-            logger.warning("%r: %s failed, continuing without the cache: %s: %s",
-                           self, op, type(e).__name__, e)
-            return default
+            while True:
+                item = await self._guard(op, anext(iterator, _END), _END, Kind.MAINTENANCE)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     # -- responses ------------------------------------------------------------------
     async def get_response(self, key: str, follow_redirects: bool = True, *,
                            stream: bool = False) -> CachedResponse | None:
         """The stored response for ``key`` (following a stored redirect), or None.
 
-        An item that cannot be used (tampered, truncated, unknown format) is deleted and
-        reported as a miss. The whole item is verified before any of it is used. With
-        ``stream=True`` a large body is left in storage: the response's ``stored_body``
-        reads it (and must be closed); otherwise the body is read into memory.
+        An item that cannot be used (corrupt, tampered, stored at another key, unknown
+        format) is deleted and reported as a miss. An item is verified before it is used:
+        a small one whole; a large one's head first, then its body as it is read, against
+        the digest in the verified head. With ``stream=True`` a large body is left in
+        storage: the response's ``stored_body`` reads it (its last chunk is handed over
+        only once the whole body has checked out) and must be closed.
         """
-        reader = await self._guard("read", self.raw_responses.open_read(key), None)
-        if reader is None:
-            target = await self.get_redirect(key) if follow_redirects else None
-            if target is None:
-                return None
-            key = target
+        with request_budget():  # a hung backend costs one deadline, not one per call
             reader = await self._guard("read", self.raw_responses.open_read(key), None)
             if reader is None:
+                target = await self.get_redirect(key) if follow_redirects else None
+                if target is None:
+                    return None
+                key = target
+                reader = await self._guard("read", self.raw_responses.open_read(key), None)
+                if reader is None:
+                    return None
+            try:
+                response = await self._decode(key, reader, stream)
+            except DeserializationError as e:
+                await self._guard("close", reader.close(), None, Kind.CLOSE)
+                await self._discard(key, e)
                 return None
-        try:
-            response = await self._decode(key, reader, keep_body=not stream)
-        except DeserializationError as e:
-            await self._guard("close", reader.close(), None)
-            logger.warning("%r: discarding unusable item %s: %s", self, key, e)
-            await self._guard("delete", self.raw_responses.delete(key), None)
-            return None
         if response is not None:
             response.cache_key = key
         return response
 
-    async def _decode(self, key: str, reader: ItemReader, keep_body: bool) -> CachedResponse | None:
+    async def _discard(self, key: str, error: object) -> None:
+        logger.warning("%r: discarding unusable item %s: %s", self, key, error)
+        await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
+
+    async def _decode(self, key: str, reader: ItemReader, stream: bool) -> CachedResponse | None:
         """Verify and decode the item ``reader`` holds; None if the storage failed."""
         if reader.whole is not None:
-            return self.serializer.loads(reader.whole)
-        decoder = self.serializer.decoder(reader.size, keep_body)
-        parts = reader.parts()
-        while True:
-            part = await self._guard("read", anext(parts, None), _FAILED)
-            if part is None:
-                break
-            if part is _FAILED:
-                await self._guard("close", reader.close(), None)
-                return None
-            decoder.feed(part)
-        decoded = decoder.finish()
-        response = decoded.response
-        if keep_body or decoded.body_end == decoded.body_start or not self.serializer.streams:
-            await self._guard("close", reader.close(), None)
-        else:
-            response.stored_body = StoredBodyReader(reader, decoded.body_start, decoded.body_end,
-                                                    decoded.compressed)
-        return response
+            return self.serializer.loads(reader.whole, key)
+        body = StoredBodyReader(self, key, reader)
+        if not self.serializer.streams:  # a format read whole (pickle, custom)
+            data = await body.item()
+            return None if data is None else self.serializer.loads(data, key)
+        head = await body.head()
+        if head is None:
+            return None
+        if stream and head.body_length:
+            head.response.stored_body = body
+            return head.response
+        try:
+            head.response.body = await body.read()
+        except StoredBodyError:
+            return None  # logged; a corrupt body was discarded
+        finally:
+            await body.close()
+        return head.response
 
     async def save_response(self, response: CachedResponse, cache_key: str) -> None:
-        """Store ``response`` under ``cache_key`` (the peers' argument order). A large body,
-        in memory or left in storage, is written in parts."""
-        response.cache_key = cache_key
-        if response.stored_body is None and (len(response.body) <= INLINE_LIMIT
-                                             or not self.serializer.streams):
-            data = self.serializer.dumps(response)
-            await self._guard("write", self.raw_responses.write(cache_key, data, response.expires), None)
+        """Store ``response`` under ``cache_key`` (the peers' argument order). Set-Cookie is
+        never stored: replayed, it would hand one user's session to the next."""
+        await self.save_response_at(response, [cache_key])
+
+    async def save_response_at(self, response: CachedResponse, keys: Sequence[str]) -> None:
+        """Store ``response`` under each of ``keys``. A large body, in memory or left in
+        storage, is written in parts, in one pass for all keys (a body left in storage is
+        read before any key is replaced: afterwards, read it again from the new item)."""
+        response.cache_key = keys[0]
+        stored = response.stored_body
+        if stored is None and (len(response.body) <= INLINE_LIMIT or not self.serializer.streams):
+            for key in keys:
+                data = self.serializer.dumps(without_set_cookie(response), key)
+                await self._guard_write("write", self.raw_responses,
+                                        self.raw_responses.write(key, data, response.expires))
+            response.cache_key = keys[0]
             return
-        body, stored = response.body, response.stored_body
-        response.body, response.stored_body = b"", None
-        writer = await self.open_response(response, [cache_key])
+        writer = await self.open_response(response, keys)
         try:
             if stored is not None:
                 async for chunk in stored.chunks():
                     await writer.write(chunk)
             else:
-                with memoryview(body) as view:
+                with memoryview(response.body) as view:
                     for start in range(0, len(view), PART_SIZE):
                         await writer.write(view[start : start + PART_SIZE])
             await writer.commit()
@@ -332,53 +403,57 @@ class CacheBackend:
             logger.warning("%r: write failed, continuing without the cache: %s", self, e)
         finally:
             await writer.abort()  # a no-op once committed
-            response.body, response.stored_body = body, stored
 
     async def open_response(self, response: CachedResponse, keys: Sequence[str]) -> ResponseWriter:
         """Store ``response`` at ``keys`` as its body arrives: ``write()`` each chunk, then
         ``commit()`` once it is complete, or ``abort()`` (see :class:`ResponseWriter`).
-        ``response.body`` is not read: the chunks are the body."""
-        return ResponseWriter(self, response, keys)
+        ``response.body`` is not read: the chunks are the body. Set-Cookie is dropped."""
+        response.cache_key = keys[0]
+        return ResponseWriter(self, without_set_cookie(response), keys)
 
     async def get_redirect(self, alias: str) -> str | None:
-        """The key a redirect alias points at, or None."""
-        target = await self._guard("read redirect", self.raw_redirects.read(alias), None)
-        if target is None:
+        """The key a redirect alias points at, or None (an unusable alias is deleted)."""
+        data = await self._guard("read redirect", self.raw_redirects.read(alias), None)
+        if data is None:
             return None
         try:
-            return target.decode()
-        except UnicodeDecodeError:
+            return self.serializer.loads_redirect(alias, data)
+        except DeserializationError as e:
+            logger.warning("%r: discarding unusable redirect alias %s: %s", self, alias, e)
+            await self._guard("delete redirect", self.raw_redirects.delete(alias), None, Kind.DELETE)
             return None
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
-        await self._guard("write redirect", self.raw_redirects.write(alias, key), None)
+        data = self.serializer.dumps_redirect(alias, key)
+        await self._guard_write("write redirect", self.raw_redirects, self.raw_redirects.write(alias, data))
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
         """Delete responses by key, by URL (for each of ``methods``), and/or all expired."""
-        targets = set(keys)
+        targets, urls = set(keys), list(urls)
         for url in urls:
             targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
                            for m in methods for follow in (True, False))
-        if targets:
-            await self._guard("delete", self.raw_responses.bulk_delete(targets), None)
+        if targets:  # by URL: the caller's maintenance; by key: the request path (invalidation)
+            await self._guard("delete", self.raw_responses.bulk_delete(targets), None,
+                              Kind.MAINTENANCE if urls else Kind.DELETE)
         if expired:
             removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
-                                        None)
+                                        None, Kind.MAINTENANCE)
             if removed is None:  # the storage keeps no expiry: find them by decoding
                 await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
-                                  None)
+                                  None, Kind.MAINTENANCE)
             await self._delete_dangling_redirects()
 
     async def _expired_keys(self) -> list[str]:
         expired = []
-        async for key in self.raw_responses.iter_keys():
-            data = await self.raw_responses.read(key)
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             if data is None:
                 continue
             try:
-                if self.serializer.loads(data).is_expired:
+                if self.serializer.loads(data, key).is_expired:
                     expired.append(key)
             except DeserializationError:
                 expired.append(key)  # unusable anyway
@@ -388,12 +463,22 @@ class CacheBackend:
         """Aliases whose response is gone. (A dangling alias is only a miss, so plain
         deletes leave them and this maintenance pass sweeps them.)"""
         dangling = []
-        async for alias in self.raw_redirects.iter_keys():
-            target = await self.raw_redirects.read(alias)
-            if target is None or not await self.raw_responses.contains(target.decode()):
+        async for alias in self._guard_iter("list redirects", self.raw_redirects.iter_keys()):
+            data = await self._guard("read redirect", self.raw_redirects.read(alias), None,
+                                     Kind.MAINTENANCE)
+            if data is None:
+                continue  # gone meanwhile, or the read failed: keep it for the next pass
+            try:
+                target: str | None = self.serializer.loads_redirect(alias, data)
+            except DeserializationError:
+                target = None
+            found = None if target is None else await self._guard(
+                "contains", self.raw_responses.contains(target), None, Kind.MAINTENANCE)
+            if target is None or found is False:
                 dangling.append(alias)
         if dangling:
-            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None)
+            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None,
+                              Kind.MAINTENANCE)
 
     # aiohttp-client-cache spellings
     async def delete_url(self, url: str) -> None:
@@ -409,20 +494,24 @@ class CacheBackend:
     async def get_urls(self) -> list[str]:
         """Redacted URLs of all stored responses."""
         urls = []
-        async for data in self.raw_responses.iter_values():
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             try:
-                urls.append(redact_url(self.serializer.loads(data).url))
+                if data is not None:
+                    urls.append(redact_url(self.serializer.loads(data, key).url,
+                                           credential_names=self.settings.credential_names))
             except DeserializationError:
                 continue
         return urls
 
     async def clear(self) -> None:
-        await self._guard("clear", self.raw_responses.clear(), None)
-        await self._guard("clear", self.raw_redirects.clear(), None)
+        await self._guard("clear", self.raw_responses.clear(), None, Kind.MAINTENANCE)
+        await self._guard("clear", self.raw_redirects.clear(), None, Kind.MAINTENANCE)
 
     async def wait_for_refreshes(self) -> None:
-        """Wait for the stale-while-revalidate refreshes running on this loop. (Another
-        loop's refreshes end on their own: their storages fail open once closed.)"""
+        """Wait for the stale-while-revalidate refreshes and the writes still finishing in
+        the background on this loop (each bounded by its deadline). (Another loop's end on
+        their own: their storages fail open once closed.)"""
         loop = asyncio.get_running_loop()
         mine = [task for task in self.background if task.get_loop() is loop]
         if mine:
@@ -431,8 +520,8 @@ class CacheBackend:
     async def close(self) -> None:
         """Wait for this loop's background refreshes, then close the storages."""
         await self.wait_for_refreshes()
-        await self._guard("close", self.raw_responses.close(), None)
-        await self._guard("close", self.raw_redirects.close(), None)
+        await self._guard("close", self.raw_responses.close(), None, Kind.CLOSE)
+        await self._guard("close", self.raw_redirects.close(), None, Kind.CLOSE)
 
 
 __all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]

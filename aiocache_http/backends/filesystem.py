@@ -3,17 +3,22 @@
 One file per key, holding exactly the stored bytes. Responses live in the cache
 directory, redirects in its ``redirects`` subdirectory.
 
-File names: a key of lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex
-digests the cache makes) is its own file name; any other key is ``~`` + its base32
-encoding, so no key can reach outside the directory (``../x``, ``/etc``, NUL...) and two
-keys never share a file, even on a case-insensitive filesystem. A key too long for a
-file name is stored as ``~~`` + its SHA-256, with the key itself in a small
-``.key-<sha256>`` file written first. Names starting with ``.`` are never entries.
+File names: an entry is ``<name>.ach``. ``<name>`` is the key itself when it is made of
+lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex digests the cache
+makes); any other key is ``~`` + its base32 encoding, so no key can reach outside the
+directory (``../x``, ``/etc``, NUL...) and two keys never share a file, even on a
+case-insensitive filesystem. A key too long for a file name is stored as ``~~`` + its
+SHA-256, with the key itself in a small ``.key-<sha256>`` file written first.
 
-Atomic writes: the value goes to a temporary file in the same directory, is fsynced,
-then ``os.replace``\\ d over the entry. A reader therefore sees the old file or the new
-one, never a part, and a writer killed at any point leaves at most a ``.tmp-*`` file,
-which is never listed and is removed by :meth:`FileCache.clear`.
+The directory may hold other files (a user's ``report.docx``): the storage owns only
+names it can recognise (an entry whose name decodes back to it, a ``.key-`` file, a
+``.tmp-`` file of its own pattern), and lists, deletes and clears nothing else.
+
+Atomic writes: the value goes to a temporary file ``.tmp-<uuid hex>`` in the same
+directory, is fsynced, then ``os.replace``\\ d over the entry. A reader therefore sees
+the old file or the new one, never a part. A writer killed at any point leaves at most
+a temporary file: never listed, removed by :meth:`FileCache.clear`, and swept once it is
+an hour old by :meth:`FileCache.delete_expired` and by the first write of each process.
 
 Expiry: the file's modification time *is* the entry's HTTP expiry (set on the temp file
 before the rename, so it is atomic with the content); an entry that never expires gets a
@@ -54,6 +59,8 @@ from .parts import INLINE_LIMIT, PART_SIZE, ItemReader, SpillingWriter, WholeRea
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
 REDIRECTS_DIR = "redirects"
+SUFFIX = ".ach"
+STALE_TMP_SECONDS = 3600.0  # a temp file this old belongs to a writer that died
 _PLAIN = re.compile(r"[0-9a-z_-][0-9a-z_.-]{0,199}")  # lowercase only: case-insensitive FS safe
 # the subdirectory, and names Windows reserves
 _RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
@@ -61,29 +68,40 @@ _RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
 _MAX_ENCODED = 200
 _TMP_PREFIX = ".tmp-"
 _KEY_PREFIX = ".key-"
+_TMP_NAME = re.compile(r"\.tmp-[0-9a-f]{32}")
+_KEY_NAME = re.compile(r"\.key-[0-9a-f]{64}")
+_HASHED_NAME = re.compile(r"~~([0-9a-f]{64})" + re.escape(SUFFIX))
 
 
 def filename(key: str) -> str:
     """The file name of ``key`` (see the module docstring)."""
     if _PLAIN.fullmatch(key) and key not in _RESERVED and not key.endswith("."):
-        return key
+        return key + SUFFIX
     encoded = base64.b32encode(key.encode("utf-8", "surrogatepass")).decode().rstrip("=").lower()
     if len(encoded) <= _MAX_ENCODED:
-        return "~" + encoded
-    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return "~" + encoded + SUFFIX
+    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + SUFFIX
 
 
 def _decode(name: str) -> str | None:
     """The key stored under file ``name``; None if ``name`` is not an entry we wrote (or is a
     hashed one, whose key is in its ``.key-`` file)."""
-    key: str | None = name
-    if name.startswith("~"):
-        encoded = name[1:].upper()
+    if not name.endswith(SUFFIX):
+        return None
+    key: str | None = name[: -len(SUFFIX)]
+    if key and key.startswith("~"):
+        encoded = key[1:].upper()
         try:
             key = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode("utf-8", "surrogatepass")
         except (binascii.Error, ValueError):
             key = None
     return key if key is not None and filename(key) == name else None
+
+
+def _owned(name: str) -> bool:
+    """Is ``name`` a file this storage writes (entry, key file or temp file)?"""
+    return (_decode(name) is not None or _HASHED_NAME.fullmatch(name) is not None
+            or _KEY_NAME.fullmatch(name) is not None or _TMP_NAME.fullmatch(name) is not None)
 
 
 def _mtime(expires: datetime | None) -> float:
@@ -184,25 +202,26 @@ _wrapped_close = wrap(_close)
 
 
 class _FileWriter(SpillingWriter):
-    """Spills a large item into a temporary file, renamed over the entry on commit."""
+    """Spills a large item into a temporary file (room left for its head at the start),
+    renamed over the entry on commit."""
 
     storage: FileCache
 
-    def __init__(self, storage: FileCache, key: str, expires: datetime | None) -> None:
-        super().__init__(storage, key, expires)
+    def __init__(self, storage: FileCache, key: str, expires: datetime | None, head_size: int) -> None:
+        super().__init__(storage, key, expires, head_size)
         self._file: BinaryIO | None = None
         self._tmp: Path | None = None
 
     async def _spill(self, part: bytes) -> None:
         if self._file is None:
-            self._tmp, self._file = await self.storage._create_tmp()
+            self._tmp, self._file = await self.storage._create_tmp(self.head_size)
         await self.storage._append(self._file, part)
 
-    async def _publish(self) -> None:
+    async def _publish(self, head: bytes) -> None:
         f, tmp = self._file, self._tmp
         self._file = None
         assert f is not None and tmp is not None
-        await self.storage._publish(self.key, f, tmp, _mtime(self.expires))
+        await self.storage._publish(self.key, f, tmp, head, _mtime(self.expires))
 
     async def _discard(self) -> None:
         f, tmp = self._file, self._tmp
@@ -227,6 +246,7 @@ class FileCache(BaseCache):
         except OSError as e:
             raise OSError(e.errno, f"cannot use {str(self.cache_dir)!r} as a cache directory: "
                                    f"{e.strerror or e}") from e
+        self._swept = False  # stale temp files are swept by this instance's first write
         self._read = wrap(_read)
         self._open_item = wrap(_open_item)
         self._create_tmp = wrap(self._create_tmp_sync)
@@ -250,35 +270,43 @@ class FileCache(BaseCache):
     def _write_sync(self, key: str, data: bytes, mtime: float) -> None:
         name = filename(key)
         try:
-            if name.startswith("~~"):  # key file first: an entry is never listed without its key
-                _write_atomic(self.cache_dir / (_KEY_PREFIX + name[2:]), key.encode("utf-8", "surrogatepass"),
-                              None)
+            if not self._swept:
+                self._swept = True
+                self._sweep_sync(time.time())
+            hashed = _HASHED_NAME.fullmatch(name)
+            if hashed:  # key file first: an entry is never listed without its key
+                _write_atomic(self.cache_dir / (_KEY_PREFIX + hashed.group(1)),
+                              key.encode("utf-8", "surrogatepass"), None)
             _write_atomic(self.cache_dir / name, data, mtime)
         except FileNotFoundError:  # the directory was removed under us: recreate it once
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             self._write_sync(key, data, mtime)
 
-    def _create_tmp_sync(self) -> tuple[Path, BinaryIO]:
+    def _create_tmp_sync(self, head_size: int) -> tuple[Path, BinaryIO]:
         tmp = self.cache_dir / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
         try:
-            return tmp, open(tmp, "xb")
+            f = open(tmp, "xb")  # noqa: SIM115 - closed by the writer
         except FileNotFoundError:  # the directory was removed under us: recreate it once
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            return tmp, open(tmp, "xb")
+            f = open(tmp, "xb")  # noqa: SIM115
+        f.seek(head_size)  # the head is written there on commit
+        return tmp, f
 
     @staticmethod
     def _append_sync(f: BinaryIO, part: bytes) -> None:
         f.write(part)
 
-    def _publish_sync(self, key: str, f: BinaryIO, tmp: Path, mtime: float) -> None:
+    def _publish_sync(self, key: str, f: BinaryIO, tmp: Path, head: bytes, mtime: float) -> None:
         try:
             with f:
                 f.flush()
+                os.pwrite(f.fileno(), head, 0)
                 os.fsync(f.fileno())
             os.utime(tmp, (time.time(), mtime))
             name = filename(key)
-            if name.startswith("~~"):
-                _write_atomic(self.cache_dir / (_KEY_PREFIX + name[2:]),
+            hashed = _HASHED_NAME.fullmatch(name)
+            if hashed:  # key file first: an entry is never listed without its key
+                _write_atomic(self.cache_dir / (_KEY_PREFIX + hashed.group(1)),
                               key.encode("utf-8", "surrogatepass"), None)
             os.replace(tmp, self.cache_dir / name)
         except BaseException:
@@ -297,8 +325,9 @@ class FileCache(BaseCache):
         for key in keys:
             name = filename(key)
             deleted += _unlink(self.cache_dir / name)
-            if name.startswith("~~"):
-                _unlink(self.cache_dir / (_KEY_PREFIX + name[2:]))
+            hashed = _HASHED_NAME.fullmatch(name)
+            if hashed:
+                _unlink(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
         return deleted
 
     def _entries(self) -> list[tuple[str, float]]:
@@ -314,9 +343,12 @@ class FileCache(BaseCache):
                     if not entry.is_file():
                         continue
                     key = _decode(entry.name)
-                    if key is None and entry.name.startswith("~~"):
-                        raw = _read(self.cache_dir / (_KEY_PREFIX + entry.name[2:]))
+                    hashed = _HASHED_NAME.fullmatch(entry.name)
+                    if key is None and hashed:
+                        raw = _read(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
                         key = None if raw is None else raw.decode("utf-8", "surrogatepass")
+                        if key is not None and filename(key) != entry.name:
+                            key = None  # a key file that does not match its entry
                     if key is not None:
                         found.append((key, entry.stat().st_mtime))
                 except FileNotFoundError:  # deleted while we listed
@@ -327,15 +359,28 @@ class FileCache(BaseCache):
         return [key for key, _mtime in self._entries()]
 
     def _delete_expired_sync(self, now: float) -> int:
+        self._sweep_sync(time.time())
         return self._delete_sync([key for key, mtime in self._entries() if mtime <= now])
 
+    def _owned_files(self) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(self.cache_dir) as scan:
+                return [e for e in scan if _owned(e.name) and e.is_file(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _sweep_sync(self, now: float) -> None:
+        """Remove temp files of writers that died (older than STALE_TMP_SECONDS)."""
+        for entry in self._owned_files():
+            if _TMP_NAME.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS:
+                        _unlink(Path(entry.path))
+
     def _clear_sync(self) -> None:
-        if not self.cache_dir.is_dir():
-            return
-        with os.scandir(self.cache_dir) as scan:
-            for entry in scan:
-                if entry.is_file(follow_symlinks=False):
-                    _unlink(Path(entry.path))
+        for entry in self._owned_files():  # never anything else a user keeps here
+            with contextlib.suppress(OSError):
+                _unlink(Path(entry.path))
 
     # -- the storage API -------------------------------------------------------------
     async def read(self, key: str) -> bytes | None:
@@ -344,8 +389,8 @@ class FileCache(BaseCache):
     async def contains(self, key: str) -> bool:
         return await wrap(os.path.isfile)(self.path(key))
 
-    async def open_write(self, key: str, expires: datetime | None = None) -> _FileWriter:
-        return _FileWriter(self, key, expires)
+    async def open_write(self, key: str, expires: datetime | None = None, head_size: int = 0) -> _FileWriter:
+        return _FileWriter(self, key, expires, head_size)
 
     async def open_read(self, key: str) -> ItemReader | None:
         found = await self._open_item(self.path(key))
@@ -374,7 +419,7 @@ class FileCache(BaseCache):
         return len(await self._scan())
 
     async def clear(self) -> None:
-        """Delete every entry (and any temp file a killed writer left)."""
+        """Delete every entry (and any temp file a killed writer left); nothing else."""
         await self._clear()
 
 

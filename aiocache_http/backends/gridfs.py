@@ -16,7 +16,8 @@ collection directly (the GridFS spec's layout), never the chunks. Redirects are 
 Large items (over :data:`.parts.INLINE_LIMIT`) are written through an upload stream as
 the body arrives (the new version is complete before older ones are deleted; an aborted
 upload deletes its chunks) and read back through a download stream of one file id, so
-a later write does not change what an open reader reads.
+a later write does not change what an open reader reads. Their head, known last, is in
+the files document (``head``): the item is that head followed by the file's content.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .mongodb import MongoClients, MongoDBCache, utc_naive
 from .parts import INLINE_LIMIT, PART_SIZE, ItemReader, SpillingWriter, WholeReader
 
 _NEWEST_FIRST = [("uploadDate", -1), ("_id", -1)]
+_ITEM_FIELDS = {"_id": True, "length": True, "head": True}
 
 
 class _GridWriter(SpillingWriter):
@@ -42,8 +44,8 @@ class _GridWriter(SpillingWriter):
 
     storage: GridFSCache
 
-    def __init__(self, storage: GridFSCache, key: str, expires: datetime | None) -> None:
-        super().__init__(storage, key, expires)
+    def __init__(self, storage: GridFSCache, key: str, expires: datetime | None, head_size: int) -> None:
+        super().__init__(storage, key, expires, head_size)
         self._upload: Any = None
 
     async def _spill(self, part: bytes) -> None:
@@ -52,7 +54,8 @@ class _GridWriter(SpillingWriter):
                 self.key, metadata=self.storage._metadata(self.expires))
         await self._upload.write(part)
 
-    async def _publish(self) -> None:
+    async def _publish(self, head: bytes) -> None:
+        await self._upload.set("head", head)  # written with the files document on close
         await self._upload.close()
         await self.storage._keep_newest(self.key)
 
@@ -62,17 +65,20 @@ class _GridWriter(SpillingWriter):
 
 
 class _GridReader(ItemReader):
-    """A large item: one GridFS file id, read through a download stream."""
+    """A large item: its head, then one GridFS file id read through a download stream."""
 
-    def __init__(self, storage: GridFSCache, file_id: Any, size: int) -> None:
-        self.storage, self.file_id, self.size = storage, file_id, size
+    def __init__(self, storage: GridFSCache, file_id: Any, head: bytes, length: int) -> None:
+        self.storage, self.file_id, self.head = storage, file_id, head
+        self.size = len(head) + length
 
     async def parts(self, start: int = 0) -> AsyncIterator[bytes]:
+        if start < len(self.head):
+            yield self.head[start:]
         try:
             stream = await self.storage._bucket().open_download_stream(self.file_id)
         except NoFile as e:
             raise LookupError("the item was replaced or deleted meanwhile") from e
-        skip = start
+        skip = max(0, start - len(self.head))
         while True:
             part: bytes = await stream.read(PART_SIZE)
             if not part:
@@ -119,8 +125,11 @@ class GridFSCache(BaseCache):
         return self._db()[f"{self.bucket_name}.files"]
 
     async def read(self, key: str) -> bytes | None:
-        doc = await self._files().find_one({"filename": key}, {"_id": True}, sort=_NEWEST_FIRST)
-        return None if doc is None else await self._download(doc["_id"])
+        doc = await self._files().find_one({"filename": key}, _ITEM_FIELDS, sort=_NEWEST_FIRST)
+        if doc is None:
+            return None
+        content = await self._download(doc["_id"])
+        return None if content is None else bytes(doc.get("head", b"")) + content
 
     async def _download(self, file_id: Any) -> bytes | None:
         try:
@@ -147,18 +156,18 @@ class GridFSCache(BaseCache):
                                                              sort=_NEWEST_FIRST).skip(1)]
         await self._delete_ids(old)
 
-    async def open_write(self, key: str, expires: datetime | None = None) -> _GridWriter:
-        return _GridWriter(self, key, expires)
+    async def open_write(self, key: str, expires: datetime | None = None, head_size: int = 0) -> _GridWriter:
+        return _GridWriter(self, key, expires, head_size)
 
     async def open_read(self, key: str) -> ItemReader | None:
-        doc = await self._files().find_one({"filename": key}, {"_id": True, "length": True},
-                                           sort=_NEWEST_FIRST)
+        doc = await self._files().find_one({"filename": key}, _ITEM_FIELDS, sort=_NEWEST_FIRST)
         if doc is None:
             return None
+        head = bytes(doc.get("head", b""))
         if doc["length"] > INLINE_LIMIT:
-            return _GridReader(self, doc["_id"], doc["length"])
+            return _GridReader(self, doc["_id"], head, doc["length"])
         data = await self._download(doc["_id"])
-        return None if data is None else WholeReader(data)
+        return None if data is None else WholeReader(head + data)
 
     async def _delete_ids(self, ids: Iterable[Any]) -> int:
         bucket, deleted = self._bucket(), 0

@@ -2,7 +2,10 @@
 
 :meth:`BaseCache.open_write` returns an :class:`ItemWriter`: parts go in one after the
 other and the item appears at its key only on :meth:`ItemWriter.commit`, whole, at once;
-:meth:`ItemWriter.abort` (or a writer never committed) leaves the key as it was.
+:meth:`ItemWriter.abort` (or a writer never committed) leaves the key as it was. The
+item's first bytes (its head: the envelope's header holds the body's length and digest)
+are known only at the end: they are given to ``commit(head)``, and the item is the head
+followed by the parts; ``open_write(..., head_size)`` tells how long it will be.
 :meth:`BaseCache.open_read` returns an :class:`ItemReader` that hands the item out in
 parts, from any offset, as many times as asked (one snapshot: a later write to the key
 does not change what an open reader reads).
@@ -41,8 +44,8 @@ class ItemWriter(ABC):
     async def write(self, data: Data) -> None: ...
 
     @abstractmethod
-    async def commit(self) -> None:
-        """Make the item visible at its key, whole, replacing any previous one."""
+    async def commit(self, head: bytes = b"") -> None:
+        """Make ``head`` + the written parts the item at its key, whole, at once."""
 
     @abstractmethod
     async def abort(self) -> None:
@@ -52,20 +55,28 @@ class ItemWriter(ABC):
 class BufferedWriter(ItemWriter):
     """The default writer: parts kept in memory, the item written whole on commit."""
 
-    __slots__ = ("_expires", "_key", "_parts", "_storage")
+    __slots__ = ("_expires", "_key", "_parts", "_size", "_storage")
 
     def __init__(self, storage: BaseCache, key: str, expires: datetime | None) -> None:
         self._storage, self._key, self._expires = storage, key, expires
         self._parts: list[Data] | None = []
+        self._size = 0
 
     async def write(self, data: Data) -> None:
-        if self._parts is not None:
-            self._parts.append(data)
+        if self._parts is None:
+            return
+        self._size += len(data)
+        limit = self._storage.max_item_size
+        if limit is not None and self._size > limit:
+            self._parts = None
+            raise ValueError(f"the item for {self._key!r} passes {self._storage!r}'s limit of "
+                             f"{limit} bytes: not stored")
+        self._parts.append(data)
 
-    async def commit(self) -> None:
+    async def commit(self, head: bytes = b"") -> None:
         if self._parts is None:
             raise RuntimeError("commit() after abort() or commit()")
-        value, self._parts = b"".join(self._parts), None
+        value, self._parts = b"".join([head, *self._parts]), None
         await self._storage.write(self._key, value, self._expires)
 
     async def abort(self) -> None:
@@ -75,10 +86,11 @@ class BufferedWriter(ItemWriter):
 class SpillingWriter(ItemWriter):
     """Buffers an item up to :data:`INLINE_LIMIT`; a small item is written whole on
     commit, a larger one spills into storage in parts of exactly :data:`PART_SIZE`
-    bytes (the last one shorter), through the three storage-specific methods."""
+    bytes (the last one shorter), through the three storage-specific methods; its head
+    goes to :meth:`_publish`."""
 
-    def __init__(self, storage: BaseCache, key: str, expires: datetime | None) -> None:
-        self.storage, self.key, self.expires = storage, key, expires
+    def __init__(self, storage: BaseCache, key: str, expires: datetime | None, head_size: int = 0) -> None:
+        self.storage, self.key, self.expires, self.head_size = storage, key, expires, head_size
         self._buffer = bytearray()
         self._spilled = False
         self._done = False
@@ -88,8 +100,8 @@ class SpillingWriter(ItemWriter):
         """Store the next part where nothing reads it yet."""
 
     @abstractmethod
-    async def _publish(self) -> None:
-        """Make the spilled parts the item at the key, at once."""
+    async def _publish(self, head: bytes) -> None:
+        """Make ``head`` + the spilled parts the item at the key, at once."""
 
     @abstractmethod
     async def _discard(self) -> None:
@@ -115,18 +127,20 @@ class SpillingWriter(ItemWriter):
             await self._spill(part)
         del self._buffer[:end]
 
-    async def commit(self) -> None:
+    async def commit(self, head: bytes = b"") -> None:
         if self._done:
             raise RuntimeError("commit() after abort() or commit()")
+        if len(head) != self.head_size:
+            raise ValueError(f"a head of {len(head)} bytes where {self.head_size} were announced")
         try:
             if not self._spilled:
-                value = bytes(self._buffer)
+                value = head + self._buffer
                 self._buffer = bytearray()
-                await self.storage.write(self.key, value, self.expires)
+                await self.storage.write(self.key, bytes(value), self.expires)
             else:
                 if self._buffer:
                     await self._flush(whole_parts_only=False)
-                await self._publish()
+                await self._publish(head)
         except BaseException:
             await self.abort()
             raise

@@ -49,6 +49,24 @@ def _seconds_or_flag(name: str, value: object) -> float | bool:
     raise ValueError(f"{name} must be True/False, seconds >= 0 or a timedelta, not {value!r}")
 
 
+def _seconds(name: str, value: object, none: bool = True) -> float | None:
+    """A duration in seconds (> 0), or None (no bound) where allowed."""
+    if value is None and none:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    allowed = "seconds > 0, a timedelta or None" if none else "seconds > 0 or a timedelta"
+    raise ValueError(f"{name} must be {allowed}, not {value!r}")
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+
+
 def _codes(value: object) -> frozenset[int]:
     try:
         codes = frozenset(int(c) for c in value)  # type: ignore[attr-defined]
@@ -117,6 +135,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "allowed_methods": _methods,
     "match_headers": _match_headers,
     "ignored_params": lambda v: _names("ignored_params", v),
+    "credential_names": lambda v: _names("credential_names", v),
     "cache_control": bool,
     "stale_if_error": lambda v: _seconds_or_flag("stale_if_error", v),
     "stale_while_revalidate": lambda v: _seconds_or_flag("stale_while_revalidate", v),
@@ -130,6 +149,11 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "strict": bool,
     "max_heuristic_age": lambda v: _seconds_or_flag("max_heuristic_age", v),
     "max_body_size": lambda v: _size_or_none("max_body_size", v),
+    "backend_timeout": lambda v: _seconds("backend_timeout", v),
+    "write_timeout": lambda v: _seconds("write_timeout", v),
+    "connect_timeout": lambda v: _seconds("connect_timeout", v),
+    "breaker_threshold": lambda v: _count("breaker_threshold", v),
+    "breaker_cooldown": lambda v: _seconds("breaker_cooldown", v, none=False),
 }
 
 
@@ -147,6 +171,8 @@ class CacheSettings:
             (``include_headers``).
         ignored_params: Query/body/header names left out of the key and redacted from
             storage (``ignored_parameters``).
+        credential_names: More header/parameter names or globs that carry credentials
+            (keyed by hash, redacted in storage), added to the built-in list.
         cache_control: Honour the response's Cache-Control / Expires headers (RFC 9111).
         stale_if_error: Serve a stale response when the origin fails (True, or a bound
             in seconds past expiry).
@@ -166,6 +192,15 @@ class CacheSettings:
         max_body_size: Bodies larger than this many bytes (by Content-Length, or once
             the stream passes it) reach the caller uncached, never buffered whole; None
             for no limit. Default 64 MiB.
+        backend_timeout: Deadline in seconds of a storage call on the request path (a
+            read; also how long a request waits for its write). None: no deadline.
+        write_timeout: Deadline of a write (it goes on in the background once the request
+            stopped waiting), of each step of maintenance (clear, purge, listing) and of close.
+        connect_timeout: Deadline of the first storage call on an event loop (it opens the
+            connections, creates tables).
+        breaker_threshold: Consecutive failed or timed-out storage calls that open the
+            circuit (storage is then not called; requests go to the origin). 0: never open.
+        breaker_cooldown: Seconds the circuit stays open before one call probes the backend.
     """
 
     expire_after: ExpirationTime
@@ -174,6 +209,7 @@ class CacheSettings:
     allowed_methods: frozenset[str]
     match_headers: bool | tuple[str, ...]
     ignored_params: tuple[str, ...]
+    credential_names: tuple[str, ...]
     cache_control: bool
     stale_if_error: float | bool
     stale_while_revalidate: float | bool
@@ -187,6 +223,11 @@ class CacheSettings:
     strict: bool
     max_heuristic_age: float | bool
     max_body_size: int | None
+    backend_timeout: float | None
+    write_timeout: float | None
+    connect_timeout: float | None
+    breaker_threshold: int
+    breaker_cooldown: float
     _frozen: bool
 
     _DEFAULTS: Mapping[str, Any] = {
@@ -196,6 +237,7 @@ class CacheSettings:
         "allowed_methods": ("GET", "HEAD"),
         "match_headers": False,
         "ignored_params": (),
+        "credential_names": (),
         "cache_control": False,
         "stale_if_error": False,
         "stale_while_revalidate": False,
@@ -209,6 +251,11 @@ class CacheSettings:
         "strict": False,
         "max_heuristic_age": DEFAULT_HEURISTIC_MAX,
         "max_body_size": DEFAULT_MAX_BODY_SIZE,
+        "backend_timeout": 0.1,
+        "write_timeout": 2.0,
+        "connect_timeout": 10.0,
+        "breaker_threshold": 5,
+        "breaker_cooldown": 1.0,
     }
     NAMES = frozenset(_DEFAULTS) | frozenset(ALIASES)
 

@@ -1,37 +1,38 @@
-"""How responses become bytes: a format (envelope by default), then optional signing.
+"""How responses become bytes: a format (envelope by default) bound to its key by a tag.
 
-Signing wraps the whole item, and the signature is checked before a single byte is
-decoded, so a tampered item never reaches the decoder (nor, if opted in, pickle).
+Every item carries an integrity tag over its cache key and its bytes (see
+:mod:`.integrity`): a checksum without ``secret_key``, a signature with one. The tag is
+checked before a single byte is decoded, so a corrupt, tampered or moved item never
+reaches the decoder (nor, if opted in, pickle). The envelope carries its tag inside
+(:mod:`.envelope`); any other format gets it as a trailer. Redirect aliases are tagged
+the same way, bound to the alias they are stored at.
 
-Items can also be written and read in parts, so a large body never has to be in memory
-whole: :meth:`Serializer.encoder` writes an item as head, body chunks, tail, and
-:meth:`Serializer.decoder` verifies one fed in parts. The signature (itsdangerous'
-layout: ``item + b"." + base64(HMAC-SHA256)``) is a trailer, computed and checked
-incrementally, like the envelope's checksum. Formats that cannot stream (pickle, custom
-objects) are buffered whole by the caller.
+Envelope items can also be written and read in parts, so a large body never has to be
+in memory whole: :meth:`Serializer.encoder` encodes one whose body arrives in chunks,
+:meth:`Serializer.head_length` and :meth:`Serializer.loads_head` verify and decode the
+head of one without its body (whose digest the verified head holds). Other formats are
+written and read whole.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import io
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from itsdangerous import BadSignature, Signer
-from itsdangerous.encoding import base64_decode, base64_encode
-
 from ..models import CachedResponse
-from .envelope import Decoded, EnvelopeDecoder, EnvelopeEncoder, EnvelopeFormat
+from .envelope import HEAD_PREFIX, EnvelopeEncoder, EnvelopeFormat, Head, body_hasher, head_length, loads_head
 from .errors import DeserializationError
+from .integrity import Integrity, integrity_for, key_part
 from .pickle_format import PickleFormat
 
 logger = logging.getLogger("aiocache_http")
 
-
-_SEP = b"."  # itsdangerous' separator before the signature
+_TRAILER_DOMAIN = b"aiocache-http item\x00"
+_REDIRECT_MAGIC = b"ACR\x01"
+_REDIRECT_DOMAIN = b"aiocache-http redirect\x00"
+_REDIRECT_SIGNED = 0x01
+_MAX_KEY_BYTES = 4096
 
 
 class Format(Protocol):
@@ -61,158 +62,101 @@ def get_format(serializer: Any) -> Format:
 
 
 class Serializer:
-    """A format plus optional itsdangerous signing (HMAC-SHA256).
-
-    ``secret_keys``: sign with the first, accept any (key rotation).
+    """A format plus an integrity tag bound to the key: a BLAKE2b checksum, or with
+    ``secret_keys`` an HMAC-SHA256 signature (signed with the first key, any accepted).
     """
 
     def __init__(self, fmt: Format, secret_keys: Sequence[bytes] = (), salt: bytes = b"") -> None:
         self.format = fmt
-        # itsdangerous signs with the *last* key of a list and accepts all of them.
-        self.signer = (
-            Signer(list(reversed(secret_keys)), salt=salt, sep=_SEP, digest_method=hashlib.sha256)
-            if secret_keys else None
-        )
-        if self.signer is None and isinstance(fmt, PickleFormat):
+        self.integrity: Integrity = integrity_for(secret_keys, salt)
+        if not self.integrity.signed and isinstance(fmt, PickleFormat):
             logger.warning("serializer='pickle' without secret_key: anyone who can write to "
                            "the cache can run code in this process")
 
-    def dumps(self, response: CachedResponse) -> bytes:
+    # -- responses ------------------------------------------------------------------
+    def dumps(self, response: CachedResponse, key: str = "") -> bytes:
+        if isinstance(self.format, EnvelopeFormat):
+            return self.format.dumps(response, key, self.integrity)
         data = self.format.dumps(response)
-        return self.signer.sign(data) if self.signer else data
+        return data + self.integrity.tag((_TRAILER_DOMAIN, key_part(key), data))
 
-    def loads(self, data: bytes) -> CachedResponse:
-        if self.signer is not None:
-            try:
-                data = self.signer.unsign(data)
-            except BadSignature as e:
-                raise DeserializationError("bad or missing signature") from e
-        return self.format.loads(data)
+    def loads(self, data: bytes, key: str = "") -> CachedResponse:
+        """The response stored at ``key``; DeserializationError for anything else."""
+        if not isinstance(data, bytes):
+            raise DeserializationError(f"a stored item must be bytes, not {type(data).__name__}")
+        if isinstance(self.format, EnvelopeFormat):
+            return self.format.loads(data, key, self.integrity)
+        size = self.integrity.size
+        view = memoryview(data)
+        if len(data) < size or not self.integrity.verify(
+                view[-size:], (_TRAILER_DOMAIN, key_part(key), view[:-size])):
+            raise DeserializationError("bad or missing signature" if self.integrity.signed
+                                       else "checksum mismatch (corrupt, or stored at another key)")
+        try:
+            response = self.format.loads(data[:-size])
+        except DeserializationError:
+            raise
+        except Exception as e:  # a user's format, or pickle: whatever it raises is a miss
+            raise DeserializationError(f"{type(e).__name__}: {e}") from e
+        if not isinstance(response, CachedResponse):
+            raise DeserializationError(f"decoded a {type(response).__name__}, not a CachedResponse")
+        return response
 
-    # -- in parts ---------------------------------------------------------------------
+    # -- in parts (envelope formats) -----------------------------------------------------
     @property
     def streams(self) -> bool:
-        """Whether items can be written and read in parts (the envelope formats)."""
+        """Whether items can be written and read in parts."""
         return isinstance(self.format, EnvelopeFormat)
 
-    def encoder(self, response: CachedResponse) -> ItemEncoder | None:
-        """Write ``response`` as an item in parts, its body as it arrives; None when the
-        format cannot (the caller then buffers the body and calls :meth:`dumps`)."""
+    def encoder(self, response: CachedResponse, key: str = "") -> EnvelopeEncoder | None:
+        """Encode ``response`` for ``key`` as its body arrives (see :class:`EnvelopeEncoder`);
+        None when the format cannot (then collect the body and call :meth:`dumps`)."""
         if not isinstance(self.format, EnvelopeFormat):
             return None
-        return ItemEncoder(self.format.encoder(response), self._macs()[:1])
+        return self.format.encoder(response, key, self.integrity)
 
-    def decoder(self, size: int, keep_body: bool = True) -> ItemDecoder:
-        """Verify and decode an item of ``size`` bytes fed in parts. With
-        ``keep_body=False`` the body is verified but not kept (for the envelope formats)."""
-        return ItemDecoder(self, size, keep_body)
+    head_prefix = HEAD_PREFIX
 
-    def _macs(self) -> list[Any]:
-        """One HMAC per accepted key, the signing key first (itsdangerous signs with
-        the last of its list: ours, reversed)."""
-        if self.signer is None:
-            return []
-        return [hmac.new(self.signer.derive_key(key), digestmod=self.signer.digest_method)
-                for key in reversed(self.signer.secret_keys)]
+    def head_length(self, prefix: bytes | bytearray | memoryview) -> int:
+        """How long the head of the item starting with ``prefix`` (``head_prefix`` bytes) is."""
+        return head_length(prefix, self.integrity)
 
-    @property
-    def _signature_size(self) -> int:
-        if self.signer is None:
-            return 0
-        return len(_SEP) + len(base64_encode(b"\0" * self.signer.digest_method().digest_size))
+    def loads_head(self, head: bytes | memoryview, size: int, key: str = "") -> Head:
+        """Verify and decode the head of the item of ``size`` bytes stored at ``key``."""
+        return loads_head(head, size, key, self.integrity)
 
+    body_hasher = staticmethod(body_hasher)
 
-class ItemEncoder:
-    """Writes one item: :attr:`head`, then what :meth:`body` returns for each chunk,
-    then :meth:`tail` (the envelope's trailer and the signature)."""
+    # -- redirect aliases -------------------------------------------------------------
+    def dumps_redirect(self, alias: str, target: str) -> bytes:
+        """``magic | flags | tag | target key``: the alias points at ``target`` only if the
+        tag, bound to the alias, says so."""
+        raw = target.encode("utf-8", "surrogatepass")
+        flags = _REDIRECT_SIGNED if self.integrity.signed else 0
+        tag = self.integrity.tag((_REDIRECT_DOMAIN, key_part(alias), bytes([flags]), raw))
+        return b"".join((_REDIRECT_MAGIC, bytes([flags]), tag, raw))
 
-    __slots__ = ("_envelope", "_macs", "head")
-
-    def __init__(self, envelope: EnvelopeEncoder, macs: list[Any]) -> None:
-        self._envelope, self._macs = envelope, macs
-        self.head = envelope.head
-        for mac in macs:
-            mac.update(self.head)
-
-    def body(self, chunk: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
-        out = self._envelope.body(chunk)
-        for mac in self._macs:
-            mac.update(out)
-        return out
-
-    def tail(self) -> bytes:
-        tail = self._envelope.tail()
-        if not self._macs:
-            return tail
-        self._macs[0].update(tail)
-        return tail + _SEP + base64_encode(self._macs[0].digest())
-
-
-class ItemDecoder:
-    """Verifies and decodes one item fed in parts, in order (see :meth:`Serializer.decoder`).
-
-    The signature is checked in :meth:`finish` before anything of the item is used: an
-    error the envelope found on the way is only reported once the signature is good."""
-
-    def __init__(self, serializer: Serializer, size: int, keep_body: bool) -> None:
-        self.size = size
-        self._serializer = serializer
-        self._macs = serializer._macs()
-        self._payload_size = size - serializer._signature_size
-        self._signature = bytearray()
-        self._pos = 0
-        self._error: DeserializationError | None = None
-        self._envelope: EnvelopeDecoder | None = None
-        self._whole: io.BytesIO | None = None
-        if self._payload_size < 0:
-            self._error = DeserializationError("bad or missing signature")
-        elif isinstance(serializer.format, EnvelopeFormat):
-            self._envelope = serializer.format.decoder(self._payload_size, keep_body)
-        else:
-            self._whole = io.BytesIO()
-
-    def feed(self, part: bytes | memoryview) -> None:
-        view = memoryview(part)
-        payload = view[: max(0, self._payload_size - self._pos)]
-        self._pos += len(view)
-        if len(payload):
-            for mac in self._macs:
-                mac.update(payload)
-            if self._whole is not None:
-                self._whole.write(payload)
-            elif self._envelope is not None and self._error is None:
-                try:
-                    self._envelope.feed(payload)
-                except DeserializationError as e:
-                    self._error = e
-        if len(payload) < len(view):
-            self._signature += view[len(payload):]
-
-    def finish(self) -> Decoded:
-        if self._pos != self.size:
-            raise DeserializationError("item length does not match its storage (truncated?)")
-        if self._macs and not self._signed():
-            raise DeserializationError("bad or missing signature")
-        if self._error is not None:
-            raise self._error
-        if self._whole is not None:
-            response = self._serializer.format.loads(self._whole.getvalue())
-            return Decoded(response, 0, 0, compressed=False)
-        assert self._envelope is not None
-        return self._envelope.finish()
-
-    def _signed(self) -> bool:
-        signer = self._serializer.signer
-        assert signer is not None
-        sep, signature = bytes(self._signature[: len(signer.sep)]), self._signature[len(signer.sep):]
-        if sep != signer.sep:
-            return False
+    def loads_redirect(self, alias: str, data: bytes) -> str:
+        """The key ``alias`` points at; DeserializationError for anything else."""
+        if not isinstance(data, bytes):
+            raise DeserializationError(f"a stored alias must be bytes, not {type(data).__name__}")
+        head = len(_REDIRECT_MAGIC) + 1
+        start = head + self.integrity.size
+        if not data.startswith(_REDIRECT_MAGIC) or len(data) <= start:
+            raise DeserializationError("not a redirect alias")
+        flags = data[head - 1]
+        if flags != (_REDIRECT_SIGNED if self.integrity.signed else 0):
+            raise DeserializationError("bad or missing signature" if self.integrity.signed
+                                       else "signed alias, but no secret_key is set")
+        raw = data[start:]
+        if len(raw) > _MAX_KEY_BYTES or not self.integrity.verify(
+                data[head:start], (_REDIRECT_DOMAIN, key_part(alias), bytes([flags]), raw)):
+            raise DeserializationError("redirect alias fails its checksum or signature")
         try:
-            expected = base64_decode(bytes(signature))
-        except Exception:
-            return False
-        return any(hmac.compare_digest(mac.digest(), expected) for mac in self._macs)
+            return raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as e:
+            raise DeserializationError("redirect target is not text") from e
 
 
-__all__ = ["Decoded", "DeserializationError", "EnvelopeFormat", "Format", "ItemDecoder", "ItemEncoder",
+__all__ = ["DeserializationError", "EnvelopeEncoder", "EnvelopeFormat", "Format", "Head",
            "PickleFormat", "Serializer", "get_format"]

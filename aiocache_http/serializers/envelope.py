@@ -1,49 +1,69 @@
 """The default stored format: a versioned binary envelope, no pickle, no base64.
 
-Version 2 (written by this release) ends with a trailer, so it can be written while the
-body is still arriving and read in parts, without holding the body in memory::
+Version 2::
 
-    magic b"ACH" | version u8 | flags u8 | meta_len u32 | req_body_len u32
-    | meta (compact JSON) | request body | response body
-    | body_len u64 | crc32 u32
+    magic b"ACH" | version u8 | flags u8 | meta_len u32 | req_body_len u32 | body_len u32
+    | body_digest (16 bytes) | tag (16 bytes, or 32 when FLAG_SIGNED)
+    | meta (compact JSON, ASCII) | request body | response body
 
-``crc32`` covers every byte before it and ``body_len`` is the stored body's length, so
-a truncated, padded or corrupted item is detected (a miss) even without a ``secret_key``;
-both are computed incrementally, chunk by chunk (:class:`EnvelopeEncoder`,
-:class:`EnvelopeDecoder`). Only the small metadata is JSON; bodies are stored raw (or
-zlib-compressed, chunk by chunk, with ``compress``).
+``body_digest`` is BLAKE2b-128 of the response body as stored (after compression):
+:func:`body_hasher` gives the hash object, so a writer that streams a body updates it
+chunk by chunk and never holds the body twice (:class:`EnvelopeEncoder`: the head, which
+holds the body's length and digest, is known last and goes in front of the body).
+``tag`` (see :mod:`.integrity`) covers the cache key, the fixed header (``body_digest``
+included, so the body too), the metadata and the request body: a checksum without a
+``secret_key``, a signature with one. The tag is checked before a byte of metadata is
+parsed, then the body digest; only then is the
+JSON decoded, and every field is type- and range-checked, so an item is either a valid
+response or a :class:`DeserializationError` (a miss), whatever its bytes.
 
-Version 1 (``... | req_body_len u32 | body_len u32 | meta | request body | body``, no
-checksum) is still read. ``version`` lets later releases keep reading items written by
-this one: add a reader, never change an existing one.
+Metadata JSON is ASCII (``ensure_ascii``): header text from the wire, surrogate-escaped
+bytes included, round-trips exactly.
+
+A large item is read in two steps (:func:`head_length`, :func:`loads_head`): its head
+is verified and decoded first, without the body; the body's digest is then checked as
+the body is read (``backends/bodies.py``).
+
+``version`` lets later releases keep reading items written by this one: add a reader to
+``_READERS``, never change an existing one. Version 1 items (no checksum) are not read:
+they are misses, deleted and fetched again once.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, NoReturn
+from typing import Any
 
 from multidict import CIMultiDict
 
 from ..models import CachedRequest, CachedResponse
 from .errors import DeserializationError
+from .integrity import Checksum, Integrity, key_part
 
 MAGIC = b"ACH"
 VERSION = 2
 FLAG_ZLIB = 0x01
-_HEAD = struct.Struct("!3sBBII")  # magic, version, flags, meta_len, req_body_len
-_HEAD_V1 = struct.Struct("!3sBBIII")  # ... and body_len
-_TRAILER = struct.Struct("!QI")  # body_len, crc32
-_CRC = struct.Struct("!I")
-_CRC_SPAN = _TRAILER.size - _CRC.size  # trailer bytes the checksum covers (body_len)
+FLAG_SIGNED = 0x02
+_KNOWN_FLAGS = FLAG_ZLIB | FLAG_SIGNED
+_HEADER = struct.Struct("!3sBBIII16s")
+_DOMAIN = b"aiocache-http envelope\x00"
+_DIGEST_SIZE = 16
+_CHECKSUM = Checksum()
+_MAX_BODY = 2**32 - 1  # body_len is a u32
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def body_hasher() -> Any:
+    """The hash object whose digest is ``body_digest``: feed it the stored body's chunks."""
+    return hashlib.blake2b(digest_size=_DIGEST_SIZE)
 
 
 def _ts(value: datetime | None) -> int | None:
@@ -51,13 +71,43 @@ def _ts(value: datetime | None) -> int | None:
     return None if value is None else (value - _EPOCH) // _MICROSECOND
 
 
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
+_MIN_TS = _ts(datetime.min.replace(tzinfo=timezone.utc))
+_MAX_TS = _ts(datetime.max.replace(tzinfo=timezone.utc))
 
 
 def _history_meta(r: CachedResponse) -> dict[str, Any]:
     return {"s": r.status, "r": r.reason, "u": r.url, "h": list(r.headers.items()),
             "m": r.request.method}
+
+
+class EnvelopeFormat:
+    """Encodes a :class:`CachedResponse` to bytes and back. ``compress`` zlib-compresses
+    the response body (worth it for large text bodies; a hit then pays to inflate)."""
+
+    name = "envelope"
+
+    def __init__(self, compress: bool = False, level: int = 6) -> None:
+        self.compress = compress
+        self.level = level
+
+    def encoder(self, r: CachedResponse, key: str = "", integrity: Integrity = _CHECKSUM) -> EnvelopeEncoder:
+        """Encode ``r`` whose body will arrive in chunks (its ``body`` is not read)."""
+        return EnvelopeEncoder(self, r, key, integrity)
+
+    def dumps(self, r: CachedResponse, key: str = "", integrity: Integrity = _CHECKSUM) -> bytes:
+        encoder = self.encoder(r, key, integrity)
+        body = encoder.body(r.body)
+        rest = encoder.end()
+        return b"".join((encoder.head(), body, rest))
+
+    def loads(self, data: bytes, key: str = "", integrity: Integrity = _CHECKSUM) -> CachedResponse:
+        if data[:3] != MAGIC or len(data) < 4:
+            raise DeserializationError("not an aiocache-http envelope")
+        reader = _READERS.get(data[3])
+        if reader is None:
+            old = " (written before checksums: fetched again)" if data[3] == 1 else ""
+            raise DeserializationError(f"unreadable envelope version {data[3]}{old}")
+        return reader(memoryview(data), key, integrity)
 
 
 def _meta(r: CachedResponse) -> bytes:
@@ -69,247 +119,202 @@ def _meta(r: CachedResponse) -> bytes:
         "qm": q.method, "qu": q.url, "qh": list(q.headers.items()),
         "hi": [_history_meta(h) for h in r.history], "vg": r.vary_generation,
     }
-    return json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _response(meta_bytes: bytes | memoryview, request_body: bytes, body: bytes) -> CachedResponse:
-    meta = json.loads(str(meta_bytes, "utf-8"))
-    request = CachedRequest(meta["qm"], meta["qu"], CIMultiDict(meta["qh"]), request_body)
-    history = [
-        CachedResponse(h["s"], h["r"], h["u"], CIMultiDict(h["h"]), b"",
-                       CachedRequest(h["m"], h["u"]))
-        for h in meta["hi"]
-    ]
-    created_at = _dt(meta["c"])
-    if created_at is None:
-        raise ValueError("no creation time")
-    return CachedResponse(
-        status=meta["s"], reason=meta["r"], url=meta["u"], headers=CIMultiDict(meta["h"]),
-        body=body, request=request, encoding=meta["e"], created_at=created_at,
-        expires=_dt(meta["x"]), request_time=_dt(meta["qt"]), response_time=_dt(meta["rt"]),
-        history=history, vary_generation=meta.get("vg", ""),
-    )
-
-
-_DECODE_ERRORS = (ValueError, KeyError, TypeError, IndexError, zlib.error)
-
-
-class EnvelopeFormat:
-    """Encodes a :class:`CachedResponse` to bytes and back, whole or in parts.
-    ``compress`` zlib-compresses the response body (worth it for large text bodies; a
-    hit then pays to inflate)."""
-
-    name = "envelope"
-
-    def __init__(self, compress: bool = False, level: int = 6) -> None:
-        self.compress = compress
-        self.level = level
-
-    def encoder(self, response: CachedResponse) -> EnvelopeEncoder:
-        """Encode ``response``'s metadata now and its body as it arrives (its ``body``
-        field is ignored)."""
-        return EnvelopeEncoder(response, self.level if self.compress else None)
-
-    def dumps(self, r: CachedResponse) -> bytes:
-        encoder = self.encoder(r)
-        return b"".join((encoder.head, encoder.body(r.body), encoder.tail()))
-
-    def decoder(self, size: int, keep_body: bool = True) -> EnvelopeDecoder:
-        """Decode an item of ``size`` bytes fed in parts (see :class:`EnvelopeDecoder`)."""
-        return EnvelopeDecoder(size, keep_body)
-
-    def loads(self, data: bytes) -> CachedResponse:
-        """Decode a whole item (the fast path of :class:`EnvelopeDecoder`)."""
-        size = len(data)
-        if size < _HEAD.size or data[:3] != MAGIC:
-            raise DeserializationError("not an aiocache-http envelope")
-        version = data[3]
-        if version != VERSION:
-            decoder = self.decoder(size)  # older versions: the general reader
-            decoder.feed(data)
-            return decoder.finish().response
-        _, _, flags, meta_len, qbody_len = _HEAD.unpack_from(data)
-        body_start, body_end = _HEAD.size + meta_len + qbody_len, size - _TRAILER.size
-        if body_start > body_end:
-            raise DeserializationError("item length does not match its header (truncated?)")
-        body_len, crc = _TRAILER.unpack_from(data, body_end)
-        if body_len != body_end - body_start:
-            raise DeserializationError("item length does not match its trailer (truncated?)")
-        if zlib.crc32(memoryview(data)[: size - _CRC.size]) != crc:
-            raise DeserializationError("checksum mismatch (corrupted item)")
-        try:
-            body = data[body_start:body_end]
-            if flags & FLAG_ZLIB:
-                body = zlib.decompress(body)
-            return _response(memoryview(data)[_HEAD.size : _HEAD.size + meta_len],
-                             data[_HEAD.size + meta_len : body_start], body)
-        except _DECODE_ERRORS as e:
-            raise DeserializationError(f"corrupt envelope: {e}") from e
+    return json.dumps(meta, separators=(",", ":")).encode("ascii")
 
 
 class EnvelopeEncoder:
-    """Writes one item in order: :attr:`head` (known up front), then what :meth:`body`
-    returns for each body chunk, then :meth:`tail`. Nothing is buffered but zlib's own
-    window; the checksum is updated as bytes go by."""
+    """One item whose body arrives in chunks: write what :meth:`body` returns for each
+    chunk, then what :meth:`end` returns; :meth:`head` (``head_size`` bytes, known from
+    the start) then goes in front of all that. Nothing is buffered but zlib's window."""
 
-    __slots__ = ("_compressor", "_crc", "_length", "head")
+    __slots__ = ("_compressor", "_digest", "_flags", "_integrity", "_key", "_length", "_meta",
+                 "_request_body", "head_size")
 
-    def __init__(self, response: CachedResponse, compress_level: int | None = None) -> None:
-        meta = _meta(response)
-        request_body = response.request.body
-        flags = FLAG_ZLIB if compress_level is not None else 0
-        self.head = b"".join((_HEAD.pack(MAGIC, VERSION, flags, len(meta), len(request_body)),
-                              meta, request_body))
-        self._compressor = zlib.compressobj(compress_level) if compress_level is not None else None
-        self._crc = zlib.crc32(self.head)
+    def __init__(self, fmt: EnvelopeFormat, r: CachedResponse, key: str, integrity: Integrity) -> None:
+        self._meta, self._request_body = _meta(r), r.request.body
+        self._key, self._integrity = key, integrity
+        self._flags = (FLAG_ZLIB if fmt.compress else 0) | (FLAG_SIGNED if integrity.signed else 0)
+        self._compressor = zlib.compressobj(fmt.level) if fmt.compress else None
+        self._digest = body_hasher()
         self._length = 0
+        self.head_size = _HEADER.size + integrity.size + len(self._meta) + len(self._request_body)
 
     def body(self, chunk: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
-        """The stored bytes for the next body chunk (the chunk itself unless compressed)."""
+        """The stored bytes of the next body chunk (the chunk itself unless compressed)."""
         out = chunk if self._compressor is None else self._compressor.compress(chunk)
-        self._crc = zlib.crc32(out, self._crc)
+        self._digest.update(out)
         self._length += len(out)
         return out
 
-    def tail(self) -> bytes:
-        rest = b"" if self._compressor is None else self._compressor.flush()
+    def end(self) -> bytes:
+        """The last stored bytes of the body (what compression held back)."""
+        if self._compressor is None:
+            return b""
+        rest = self._compressor.flush()
+        self._digest.update(rest)
         self._length += len(rest)
-        length = struct.pack("!Q", self._length)
-        crc = zlib.crc32(length, zlib.crc32(rest, self._crc))
-        return rest + length + _CRC.pack(crc)
+        return rest
+
+    def head(self) -> bytes:
+        if self._length > _MAX_BODY:
+            raise ValueError(f"a body of {self._length} bytes does not fit the envelope")
+        header = _HEADER.pack(MAGIC, VERSION, self._flags, len(self._meta), len(self._request_body),
+                              self._length, self._digest.digest())
+        tag = self._integrity.tag((_DOMAIN, key_part(self._key), header, self._meta,
+                                   self._request_body))
+        return b"".join((header, tag, self._meta, self._request_body))
 
 
 @dataclass(slots=True)
-class Decoded:
-    """An item decoded by :class:`EnvelopeDecoder`: the response (with its body if it
-    was kept), and where the stored body lies in the item."""
+class Head:
+    """A verified head (:func:`loads_head`): the response without its body, and where the
+    body lies in the item, with the digest it must have."""
 
     response: CachedResponse
     body_start: int
-    body_end: int
+    body_length: int
+    body_digest: bytes
     compressed: bool
 
 
-class EnvelopeDecoder:
-    """Decodes one item of known size, fed in order in parts of any size. The head is
-    parsed as soon as it is in; :meth:`finish` verifies length and checksum and raises
-    :class:`DeserializationError` for anything that is not a whole, intact item.
+HEAD_PREFIX = _HEADER.size
+"""The first bytes of an item that tell how long its head is (:func:`head_length`)."""
 
-    With ``keep_body=False`` the body only passes through the checksum: the caller
-    reads it later from storage (``Decoded.body_start`` / ``body_end``).
-    """
 
-    def __init__(self, size: int, keep_body: bool = True) -> None:
-        self.size = size
-        self.keep_body = keep_body
-        self._pos = 0
-        self._head = bytearray()  # until the head is parsed
-        self._meta = b""
-        self._request_body = b""
-        self._flags = 0
-        self._version = 0
-        self._body_start = -1
-        self._body_end = -1
-        self._crc = 0
-        self._tail = bytearray()  # the bytes after the body (v2 trailer)
-        self._body = io.BytesIO()
+def head_length(prefix: bytes | bytearray | memoryview, integrity: Integrity = _CHECKSUM) -> int:
+    """The length of the head of the item starting with ``prefix`` (at least
+    :data:`HEAD_PREFIX` bytes): fixed header, tag, metadata and request body."""
+    if len(prefix) < _HEADER.size or bytes(prefix[:3]) != MAGIC:
+        raise DeserializationError("not an aiocache-http envelope")
+    if prefix[3] != VERSION:
+        old = " (written before checksums: fetched again)" if prefix[3] == 1 else ""
+        raise DeserializationError(f"unreadable envelope version {prefix[3]}{old}")
+    _magic, _version, _flags, meta_len, qbody_len, _body_len, _digest = _HEADER.unpack_from(prefix)
+    return int(_HEADER.size + integrity.size + meta_len + qbody_len)
 
-    def feed(self, part: bytes | memoryview) -> None:
-        view = memoryview(part)
-        if self._pos + len(view) > self.size:
-            raise DeserializationError("item longer than its storage said")
-        offset = self._pos
-        self._pos += len(view)
-        while self._body_start < 0:
-            take = self._head_wanted() - len(self._head)
-            if take <= 0:
-                self._parse_head()
-            elif not len(view):
-                return
-            else:
-                self._head += view[:take]
-                taken = min(take, len(view))
-                view, offset = view[taken:], offset + taken
-        if len(view):
-            self._feed_rest(view, offset)
 
-    def _feed_rest(self, view: memoryview, start: int) -> None:
-        """Bytes from offset ``start`` on, the head already parsed."""
-        body_part = view[: max(0, self._body_end - start)]
-        if len(body_part):
-            if self._version >= 2:
-                self._crc = zlib.crc32(body_part, self._crc)
-            if self.keep_body:
-                self._body.write(body_part)
-        rest = view[len(body_part):]
-        if len(rest):
-            self._tail += rest
+def _check_head(data: memoryview, size: int, key: str,
+                integrity: Integrity) -> tuple[int, int, int, int, bytes]:
+    """Verify the head at the start of ``data`` for an item of ``size`` bytes:
+    (flags, meta start, meta end, body start, body digest). Nothing is parsed yet."""
+    if len(data) < _HEADER.size:
+        raise DeserializationError("item shorter than the envelope header")
+    _magic, _version, flags, meta_len, qbody_len, body_len, body_digest = _HEADER.unpack_from(data)
+    if flags & ~_KNOWN_FLAGS:
+        raise DeserializationError(f"unknown envelope flags {flags:#x}")
+    if bool(flags & FLAG_SIGNED) != integrity.signed:
+        raise DeserializationError("bad or missing signature" if integrity.signed
+                                   else "signed item, but no secret_key is set")
+    start = _HEADER.size + integrity.size
+    meta_end = start + meta_len
+    body_start = meta_end + qbody_len
+    if size != body_start + body_len or len(data) < body_start:
+        raise DeserializationError("item length does not match its header (truncated?)")
+    parts = (_DOMAIN, key_part(key), data[: _HEADER.size], data[start:meta_end],
+             data[meta_end:body_start])
+    if not integrity.verify(data[_HEADER.size : start], parts):
+        raise DeserializationError("bad or missing signature" if integrity.signed
+                                   else "checksum mismatch (corrupt, or stored at another key)")
+    return flags, start, meta_end, body_start, body_digest
 
-    def _head_wanted(self) -> int:
-        """How many bytes the head has: known in steps, as its fixed part comes in."""
-        head = self._head
-        if len(head) < 4:
-            return _HEAD.size
-        if bytes(head[:3]) != MAGIC:
-            self._fail("not an aiocache-http envelope")
-        version = head[3]
-        if version == 1:
-            fixed: struct.Struct = _HEAD_V1
-        elif version == VERSION:
-            fixed = _HEAD
-        else:
-            self._fail(f"unknown envelope version {version}")
-        if len(head) < fixed.size:
-            return fixed.size
-        meta_len, qbody_len = fixed.unpack_from(head)[3:5]
-        wanted = int(fixed.size + meta_len + qbody_len)
-        if wanted > self.size:
-            self._fail("item length does not match its header (truncated?)")
-        return wanted
 
-    def _parse_head(self) -> None:
-        """The head is all in (``_head_wanted()`` bytes): parse its fixed part."""
-        head = bytes(self._head)
-        self._head = bytearray()
-        version = head[3]
-        if version == 1:
-            _, _, flags, meta_len, qbody_len, body_len = _HEAD_V1.unpack_from(head)
-            fixed = _HEAD_V1.size
-            body_end = fixed + meta_len + qbody_len + body_len
-            if body_end != self.size:
-                self._fail("item length does not match its header (truncated?)")
-        else:
-            _, _, flags, meta_len, qbody_len = _HEAD.unpack_from(head)
-            fixed = _HEAD.size
-            body_end = self.size - _TRAILER.size
-        body_start = fixed + meta_len + qbody_len
-        if body_start > body_end:
-            self._fail("item length does not match its header (truncated?)")
-        self._version, self._flags = version, flags
-        self._meta = head[fixed : fixed + meta_len]
-        self._request_body = head[fixed + meta_len : body_start]
-        self._body_start, self._body_end = body_start, body_end
-        if version >= 2:
-            self._crc = zlib.crc32(head)
+def _decoded(flags: int, meta: memoryview, request_body: memoryview, body: bytes) -> CachedResponse:
+    try:
+        if flags & FLAG_ZLIB:
+            body = zlib.decompress(body)
+        return _response(json.loads(str(meta, "ascii")), bytes(request_body), body)
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError, OverflowError,
+            zlib.error) as e:
+        raise DeserializationError(f"corrupt envelope: {type(e).__name__}: {e}") from e
 
-    def _fail(self, reason: str) -> NoReturn:
-        raise DeserializationError(reason)
 
-    def finish(self) -> Decoded:
-        if self._pos != self.size or self._body_start < 0:
-            raise DeserializationError("item shorter than its storage said")
-        if self._version >= 2:
-            body_len, crc = _TRAILER.unpack(self._tail)
-            if body_len != self._body_end - self._body_start:
-                raise DeserializationError("item length does not match its trailer (truncated?)")
-            if zlib.crc32(self._tail[:_CRC_SPAN], self._crc) != crc:
-                raise DeserializationError("checksum mismatch (corrupted item)")
-        compressed = bool(self._flags & FLAG_ZLIB)
-        try:
-            body = self._body.getvalue() if self.keep_body else b""
-            if compressed and self.keep_body:
-                body = zlib.decompress(body)
-            response = _response(self._meta, self._request_body, body)
-        except _DECODE_ERRORS as e:
-            raise DeserializationError(f"corrupt envelope: {e}") from e
-        return Decoded(response, self._body_start, self._body_end, compressed)
+def loads_head(head: bytes | memoryview, size: int, key: str = "",
+               integrity: Integrity = _CHECKSUM) -> Head:
+    """Verify and decode the head of an item of ``size`` bytes; the body is not needed
+    (its digest is in the verified head: check it as the body is read)."""
+    data = memoryview(head)
+    flags, start, meta_end, body_start, digest = _check_head(data, size, key, integrity)
+    response = _decoded(flags & ~FLAG_ZLIB, data[start:meta_end], data[meta_end:body_start], b"")
+    return Head(response, body_start, size - body_start, digest, bool(flags & FLAG_ZLIB))
+
+
+def _read_v2(data: memoryview, key: str, integrity: Integrity) -> CachedResponse:
+    flags, start, meta_end, body_start, body_digest = _check_head(data, len(data), key, integrity)
+    digest = body_hasher()
+    digest.update(data[body_start:])
+    if digest.digest() != body_digest:
+        raise DeserializationError("body checksum mismatch (corrupt)")
+    return _decoded(flags, data[start:meta_end], data[meta_end:body_start], bytes(data[body_start:]))
+
+
+_READERS: dict[int, Callable[..., CachedResponse]] = {2: _read_v2}
+
+
+# -- typed, bounded fields: anything else is a corrupt item ---------------------------------
+def _str(value: object) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _wire_text(text: str) -> None:
+    """Header text as the wire can give it: any bytes, surrogate-escaped (a lone
+    surrogate outside U+DC80..U+DCFF raises UnicodeEncodeError, a ValueError)."""
+    text.encode("utf-8", "surrogateescape")
+
+
+def _status(value: object) -> int:
+    if type(value) is not int or not 100 <= value <= 999:
+        raise ValueError(f"status {value!r} out of range")
+    return value
+
+
+def _time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if type(value) is not int or not _MIN_TS <= value <= _MAX_TS:  # type: ignore[operator]
+        raise ValueError(f"timestamp {value!r} out of range")
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _headers(value: object) -> CIMultiDict[str]:
+    if type(value) is not list:
+        raise TypeError("headers must be a list")
+    for pair in value:  # on every hit: a tight loop, then one C-level construction
+        if type(pair) is not list or len(pair) != 2:
+            raise TypeError("a header must be a [name, value] pair")
+        name, text = pair
+        if type(name) is not str or type(text) is not str:
+            raise TypeError("a header name and value must be strings")
+        if not (name.isascii() and text.isascii()):
+            _wire_text(name)
+            _wire_text(text)
+    return CIMultiDict(value)
+
+
+def _response(meta: dict[str, Any], request_body: bytes, body: bytes) -> CachedResponse:
+    if type(meta) is not dict:
+        raise TypeError("metadata must be an object")
+    history_meta = meta["hi"]
+    if type(history_meta) is not list:
+        raise TypeError("history must be a list")
+    history = []
+    for hop in history_meta:
+        if type(hop) is not dict:
+            raise TypeError("a history hop must be an object")
+        url = _str(hop["u"])
+        history.append(CachedResponse(_status(hop["s"]), _str(hop["r"]), url, _headers(hop["h"]),
+                                      b"", CachedRequest(_str(hop["m"]), url)))
+    created_at = _time(meta["c"])
+    if created_at is None:
+        raise ValueError("created_at missing")
+    encoding = meta["e"]
+    request = CachedRequest(_str(meta["qm"]), _str(meta["qu"]), _headers(meta["qh"]), request_body)
+    return CachedResponse(
+        status=_status(meta["s"]), reason=_str(meta["r"]), url=_str(meta["u"]),
+        headers=_headers(meta["h"]), body=body, request=request,
+        encoding=None if encoding is None else _str(encoding), created_at=created_at,
+        expires=_time(meta["x"]), request_time=_time(meta["qt"]),
+        response_time=_time(meta["rt"]), history=history,
+        vary_generation=_str(meta.get("vg", "")),
+    )
