@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -32,7 +33,8 @@ from typing import Any
 
 from aiohttp import web
 
-HERE = Path(__file__).resolve().parent
+SCRIPT = Path(__file__).resolve()
+HERE = SCRIPT.parent
 CHUNK = 64 * 1024
 _BLOCK = os.urandom(CHUNK)
 
@@ -44,7 +46,8 @@ class Case:
     phase: str  # miss / hit
     reading: str  # whole / chunks
     size_factor: float = 1.0  # the body, in --mb
-    limit_factor: float | None = None  # max_body_size, in --mb
+    limit_factor: float | None = None  # max_body_size, in --mb (the body is then chunked:
+    # no Content-Length tells in advance that it is too large)
 
     @property
     def name(self) -> str:
@@ -73,7 +76,10 @@ async def big_origin() -> AsyncIterator[str]:
     async def body(request: web.Request) -> web.StreamResponse:
         size = int(request.query["size"])
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        response.content_length = size
+        if request.query.get("chunked"):
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = size
         await response.prepare(request)
         for start in range(0, size, CHUNK):
             await response.write(_BLOCK[: min(CHUNK, size - start)])
@@ -95,6 +101,8 @@ async def big_origin() -> AsyncIterator[str]:
 async def run_case(case: Case, base_url: str, mb: float, tmp: Path) -> dict[str, Any]:
     size = int(mb * 1024 * 1024 * case.size_factor)
     url = f"{base_url}/big/{case.name.replace('/', '-')}?size={size}"
+    if case.limit_factor is not None:
+        url += "&chunked=1"
     args = ["--case", json.dumps(case.__dict__), "--url", url, "--dir", str(tmp), "--mb", str(mb)]
     if case.phase == "hit":  # another process stores it first
         await _child([*args, "--populate"])
@@ -105,7 +113,7 @@ async def run_case(case: Case, base_url: str, mb: float, tmp: Path) -> dict[str,
 
 async def _child(args: list[str]) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__).resolve()), *args,
+        sys.executable, str(SCRIPT), *args,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 600)
     if process.returncode != 0:
@@ -160,10 +168,9 @@ def _status(field: str) -> int:
 
 
 def _reset_peak() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux >= 4.0)
-    except OSError:
-        pass  # then the peak may include warm-up; the baseline below still holds
+    # VmHWM := VmRSS (Linux >= 4.0); if refused, the peak may include the warm-up
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def _measured(request: Callable[[], Any]) -> tuple[Any, int]:
@@ -196,13 +203,13 @@ async def _async_child(case: Case, url: str, tmp: Path, populate: bool, limit: i
                  else FileBackend(str(tmp / "peer-files")))
         session = CachedSession(cache=cache)
     async with session:
-        async def get(target: str, chunks: bool) -> tuple[int, Any]:
+        async def get(target: str, chunks: bool) -> tuple[int, Any, str]:
             async with session.get(target) as r:
                 if chunks:
                     n = sum([len(c) async for c in r.content.iter_chunked(CHUNK)])
                 else:
                     n = len(await r.read())
-                return n, getattr(r, "from_cache", None)
+                return n, getattr(r, "from_cache", None), getattr(r, "cache_key", "")
 
         await get(url.split("?")[0] + "-warm?size=1000", False)
         if populate:
@@ -211,11 +218,11 @@ async def _async_child(case: Case, url: str, tmp: Path, populate: bool, limit: i
         gc.collect()
         _reset_peak()
         before = _status("VmRSS")
-        n, from_cache = await get(url, case.reading == "chunks")
+        n, from_cache, key = await get(url, case.reading == "chunks")
         growth = _status("VmHWM") - before
         stored = None
         if case.client == "ours" and case.phase == "miss":
-            stored = await session.cache.raw_responses.size() > 1
+            stored = await session.cache.raw_responses.contains(key)
     return {"growth": growth, "bytes": n, "from_cache": from_cache, "stored": stored}
 
 

@@ -274,3 +274,27 @@ async def test_memory_of_large_bodies(origin: Origin, tmp_path: Path, kind: str)
             hit, hit_cached = await peak(name, whole)
             assert (miss_cached, hit_cached) == (False, True)
             assert miss < bound and hit < bound, (whole, miss, hit)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_max_body_size_streams_through_unbuffered(origin: Origin, tmp_path: Path, kind: str) -> None:
+    """100 MB through a 10 MB limit, read in chunks: peak memory under 0.2x the body
+    (an in-memory storage holds at most the limit before it gives up), nothing stored."""
+    size, limit = 100 * MB, 10 * MB
+    backend = CacheBackend() if kind == "memory" else SQLiteBackend(tmp_path / "cache.sqlite")
+    async with CachedClientSession(cache=backend, max_body_size=limit) as s:
+        url = body_url(origin, "limited", size, chunked=True)  # the limit is found on the way
+        gc.collect()
+        tracemalloc.start()
+        try:
+            async with s.get(url) as r:
+                received = sum([len(c) async for c in r.content.iter_chunked(64 * 1024)])
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert received == size and not r.from_cache
+        assert peak < 0.2 * size, peak / size
+        assert await backend.raw_responses.size() == 0
+        async with s.get(url) as r:
+            assert not r.from_cache
+            r.release()

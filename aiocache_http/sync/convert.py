@@ -77,12 +77,12 @@ def response_headers(response: requests.Response) -> CIMultiDict[str]:
 
 def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:
     async def tee(tee: Tee) -> requests.Response:
-        if getattr(response, "_content_consumed", False):  # stream=False: the body is in hand
+        if getattr(response, "_content_consumed", False):  # a hook read it: the body is in hand
             with memoryview(response.content or b"") as body:
                 for start in range(0, len(body), PART_SIZE):
                     await tee.feed(body[start : start + PART_SIZE])
             await tee.finish()
-        else:  # stream=True: stored as the caller reads it
+        else:  # stored as it is read (by the caller, or for stream=False by the session)
             response.raw = TeeRaw(response.raw, tee, run)
         return response
 

@@ -27,6 +27,7 @@ from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
 from .bridge import Offload, run, serve
 from .cache import SyncBackend
 from .convert import NotKeyable, cached_request, origin_response, response_headers
+from .stream import read_content
 from .response import CachedResponse, OriginalResponse
 
 # Per thread/context: sessions with caching off, options on their way from request() to
@@ -222,7 +223,9 @@ class CachedSession(requests.Session):
                 # The caller's hooks see a response with the cache attributes, as on a hit.
                 prepared.hooks = {**request.hooks,
                                   "response": [_as_original, *request.hooks.get("response", ())]}
-                response = await offload(lambda: self._send_origin(prepared, kwargs))
+                # Always streamed: the body is read by the caller (or by _respond, for
+                # stream=False), through the tee that stores it.
+                response = await offload(lambda: self._send_origin(prepared, {**kwargs, "stream": True}))
                 return origin_response(response, offload)
 
             return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS, owner=owner)
@@ -247,7 +250,10 @@ class CachedSession(requests.Session):
     def _respond(self, outcome: Outcome, request: requests.PreparedRequest,
                  kwargs: dict[str, Any]) -> requests.Response:
         if outcome.raw is not None:
-            return OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
+            live = OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
+            if not kwargs.get("stream"):
+                read_content(live)
+            return live
         assert outcome.response is not None
         response = CachedResponse.from_record(outcome.response, request,
                                               from_cache=outcome.from_cache, age=outcome.age,

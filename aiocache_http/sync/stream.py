@@ -13,6 +13,7 @@ from memory, or for a large body left in storage, read in chunks through the bri
 
 from __future__ import annotations
 
+import io
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -137,6 +138,22 @@ class TeeRaw:
         self._raw.release_conn()
 
 
+def read_content(response: Any) -> None:
+    """What requests does for ``stream=False`` (``response.content``), through the tee if
+    any, and without its final join: the body grows in one buffer (about 1.1x the body,
+    not 2x)."""
+    if response._content is not False or response._content_consumed:
+        return
+    if response.status_code == 0 or response.raw is None:
+        response._content = None
+    else:
+        body = io.BytesIO()
+        for chunk in response.iter_content(PART_SIZE):
+            body.write(chunk)
+        response._content = body.getvalue()
+    response._content_consumed = True
+
+
 class ReplayRaw:
     """A replayed body as the file-like ``raw`` of a response, with urllib3's reading
     methods: from memory, or in chunks from storage through the bridge loop (``stored``).
@@ -207,4 +224,4 @@ def _close_soon(stored: StoredBody, run: Run) -> None:
         return
 
 
-__all__ = ["ReplayRaw", "TeeRaw"]
+__all__ = ["ReplayRaw", "TeeRaw", "read_content"]
