@@ -27,8 +27,8 @@ from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
 from .bridge import Offload, run, serve
 from .cache import SyncBackend
 from .convert import NotKeyable, cached_request, origin_response, response_headers
-from .stream import read_content
 from .response import CachedResponse, OriginalResponse
+from .stream import read_content
 
 # Per thread/context: sessions with caching off, options on their way from request() to
 # send(), and "inside the origin request" (redirect hops go straight to the origin).
