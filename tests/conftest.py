@@ -43,11 +43,12 @@ BackendMaker = Callable[..., CacheBackend]
 # thread pool, six test runs at once) is never a miss or, with strict=True, an error.
 # tests/reliability/ runs with the documented defaults.
 SUITE_DEADLINES = {"backend_timeout": 5.0}
+RELIABILITY = Path(__file__).parent / "reliability"
 
 
 @pytest.fixture(autouse=True)
 def _suite_deadlines(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "reliability" not in request.node.path.parts:
+    if RELIABILITY not in request.node.path.parents:
         for name, value in SUITE_DEADLINES.items():
             monkeypatch.setitem(CacheSettings._DEFAULTS, name, value)
 
