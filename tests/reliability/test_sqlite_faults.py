@@ -248,3 +248,27 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
     assert backend.health.dropped_writes > 0 and "full" in (backend.health.last_error or ""), (
         backend.health)
     print(f"\ndisk full: {report}; writes again after {resumed}; {backend.health}")
+
+
+async def test_a_lock_wait_is_not_multiplied_by_retries(tmp_path: Path) -> None:
+    """busy_timeout=0.2 used to cost 3 s (the retry loop waited the busy timeout again and
+    again); directly on the storage, without the gate, a write now gives up after one wait."""
+    from aiocache_http.backends.sqlite import SQLiteCache
+
+    path = tmp_path / "cache.sqlite"
+    store = SQLiteCache(path, busy_timeout=0.2)
+    await store.write("k", b"v")
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LOCKER, str(path), "10", stdout=asyncio.subprocess.PIPE)
+    try:
+        assert locker.stdout is not None
+        assert await asyncio.wait_for(locker.stdout.readline(), 10) == b"locked\n"
+        start = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await store.write("k2", b"v")
+        assert time.monotonic() - start < 1.0
+        assert await store.read("k") == b"v"  # WAL: readers go on
+    finally:
+        locker.kill()
+        await locker.wait()
+        await store.close()
