@@ -188,11 +188,15 @@ with warnings.catch_warnings():
             """Every cookie aiohttp will send with this request: the Cookie header, the
             session jar's cookies for ``url``, the per-request ``cookies=``. They identify
             the user, so they are part of the key (hashed; redacted in storage)."""
+            explicit = list(explicit)
+            jar_size = len(self._cookie_jar)
+            if not (explicit or jar_size or cookies):
+                return ""
             found: SimpleCookie = SimpleCookie()
             for line in explicit:
                 with contextlib.suppress(CookieError):
                     found.load(line)
-            if len(self._cookie_jar):
+            if jar_size:
                 found.load(self._cookie_jar.filter_cookies(url))
             if cookies:
                 jar = CookieJar(unsafe=True, quote_cookie=getattr(self._cookie_jar, "quote_cookie", True))
