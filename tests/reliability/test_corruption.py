@@ -6,7 +6,7 @@ Two levels, both property-based (hypothesis, bounded example counts):
 - the decoder: any bytes, and envelopes forged with a *valid* checksum around hostile
   metadata (null created_at, deep nesting, absurd numbers, wrong types), decode to a
   usable response or a DeserializationError;
-- the storages (SQLite, filesystem, Redis on a real server), with and without
+- the storages (memory, SQLite, filesystem, Redis on a real server), with and without
   ``secret_key``: bit flips, truncation, extension, swapped items, forged envelopes and
   garbage redirect aliases written through the raw storage are misses (0 exceptions, 0
   wrong bodies).
@@ -213,7 +213,7 @@ class Loop:
         return self.loop.run_until_complete(coro)
 
 
-@pytest.fixture(params=[(b, s) for b in ("sqlite", "filesystem", "redis") for s in sorted(SECRETS)],
+@pytest.fixture(params=[(b, s) for b in ("memory", "sqlite", "filesystem", "redis") for s in sorted(SECRETS)],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Loop, CacheBackend]]:
     """A backend holding a response at KEY, another at OTHER, and ALIAS -> KEY."""
