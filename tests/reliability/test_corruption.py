@@ -41,6 +41,9 @@ from aiocache_http.sync.response import CachedResponse as SyncCachedResponse
 from ..backends import FACTORIES
 
 T = TypeVar("T")
+# Correctness, not latency: deadlines no loaded CI machine reaches, so every storage call
+# (the delete of a discarded item included) completes before the next assertion.
+PATIENT = {"backend_timeout": 30.0, "write_timeout": 30.0}
 KEY, OTHER, ALIAS = "k" * 32, "o" * 32, "a" * 32
 BODY, OTHER_BODY = b"the body stored at KEY \x00\xff" * 8, b"another body at OTHER" * 8
 SECRETS: dict[str, list[bytes]] = {"checksum": [], "signed": [b"s3cret"]}
@@ -219,7 +222,7 @@ def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Loo
     """A backend holding a response at KEY, another at OTHER, and ALIAS -> KEY."""
     name, secret = request.param
     loop = Loop()
-    backend = FACTORIES[name](request, tmp_path, {"secret_key": SECRETS[secret] or None})
+    backend = FACTORIES[name](request, tmp_path, {"secret_key": SECRETS[secret] or None, **PATIENT})
 
     async def setup() -> None:
         await backend.clear()
