@@ -28,7 +28,7 @@ from .backends.base import CacheBackend
 from .models import CachedRequest, CachedResponse
 from .policy import freshness
 from .policy.actions import UNSAFE_METHODS, CacheActions, Decision, RequestOptions, invalidated_urls
-from .policy.keys import CREDENTIAL_HEADERS, redact_url, variant_key
+from .policy.keys import CREDENTIAL_HEADERS, redact_url, unkeyed_credentials, variant_key
 
 logger = logging.getLogger("aiocache_http")
 
@@ -47,6 +47,8 @@ class OriginResponse:
     encoding: str | None = None
     history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
     """Redirect hops as (method, url, status, reason, headers)."""
+    sent_headers: CIMultiDict[str] | None = None
+    """The headers of the request that got this answer (after redirects and auth handlers)."""
 
 
 Send = Callable[[dict[str, str]], Awaitable[OriginResponse]]
@@ -273,7 +275,8 @@ class _Flow:
                 origin.release()
                 return stale
 
-        if not actions.storable(origin.status, origin.headers) or not await self.passes_filter(origin):
+        if (not actions.storable(origin.status, origin.headers) or not self.keyed_all_credentials(origin)
+                or not await self.passes_filter(origin)):
             if actions.invalidates_stored(origin.headers):
                 await backend.delete(actions.key)
             return Outcome(None, raw=origin.raw, release=origin.release)
@@ -295,6 +298,20 @@ class _Flow:
                        self.actions.request.method, self.actions.request.url, error)
         return self.from_cache(cached)
 
+    def keyed_all_credentials(self, origin: OriginResponse) -> bool:
+        """Did the key hold every credential the origin saw? (Not when an auth handler or
+        a redirect hop added one: the answer may be personal, its key is not.)"""
+        if origin.sent_headers is None:
+            return True
+        settings = self.backend.settings
+        extra = unkeyed_credentials(self.request.headers, origin.sent_headers,
+                                    settings.ignored_params, settings.credential_names)
+        if extra:
+            logger.debug("%s %s: not stored: the origin received credentials the key does not "
+                         "hold (%s)", self.actions.request.method, self.actions.request.url,
+                         ", ".join(extra))
+        return not extra
+
     async def passes_filter(self, origin: OriginResponse) -> bool:
         filter_fn = self.backend.settings.filter_fn
         if filter_fn is None:
@@ -309,17 +326,21 @@ class _Flow:
 
     def to_cached(self, origin: OriginResponse, body: bytes, request_time: datetime,
                   response_time: datetime) -> CachedResponse:
-        actions, ignored = self.actions, self.backend.settings.ignored_params
+        actions, settings = self.actions, self.backend.settings
+
+        def redact(url: str) -> str:
+            return redact_url(url, settings.ignored_params, settings.credential_names)
+
         headers = actions.headers_to_store(origin.headers)
         history = [
-            CachedResponse(status, reason, redact_url(hop_url, ignored), hop_headers, b"",
-                           CachedRequest(method, redact_url(hop_url, ignored)))
+            CachedResponse(status, reason, redact(hop_url), actions.headers_to_store(hop_headers),
+                           b"", CachedRequest(method, redact(hop_url)))
             for method, hop_url, status, reason, hop_headers in origin.history
         ]
         return CachedResponse(
             status=origin.status, reason=origin.reason,
             # Without redirects the final URL is the request's, already redacted.
-            url=redact_url(origin.url, ignored) if origin.history else actions.request.url,
+            url=redact(origin.url) if origin.history else actions.request.url,
             headers=headers, body=body, request=actions.request, encoding=origin.encoding,
             created_at=response_time,
             expires=actions.expires(origin.status, headers, request_time, response_time),

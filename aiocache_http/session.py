@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession
+from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -110,7 +113,10 @@ with warnings.catch_warnings():
                 return response
             try:
                 request = self._cached_request(method, str_or_url, kwargs)
-            except _NotKeyable:
+                self._cache.identify(request)  # memoized: fetch() below finds it
+            except (_NotKeyable, ValueError):
+                # A body we cannot key on, or a URL we cannot parse: aiohttp decides (and
+                # raises its own InvalidUrlClientError & co. for a bad URL).
                 return await super()._request(method, str_or_url, **kwargs)
             options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached)
             headers = kwargs.pop("headers", None)
@@ -146,14 +152,26 @@ with warnings.catch_warnings():
 
         def _cached_request(self, method: str, str_or_url: str | URL,
                             kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:
-            """The request as the cache sees it: full URL, merged headers, body bytes."""
+            """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
+            will send among them), body bytes. ValueError for a URL aiohttp would refuse."""
             url = self._build_url(str_or_url)
+            if not url.absolute or url.scheme not in ("http", "https"):
+                raise ValueError(f"not an http(s) URL: {str_or_url!r}")
             if kwargs.get("params"):
                 url = url.extend_query(kwargs["params"])
             headers = self._prepare_headers(kwargs.get("headers"))
             auth = kwargs.get("auth") or self._default_auth
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
+            elif auth is None and url.user is not None and "Authorization" not in headers:
+                headers["Authorization"] = _basic_auth(url.user, url.password or "")  # as aiohttp
+            proxy_auth = kwargs.get("proxy_auth") or self._default_proxy_auth
+            if isinstance(proxy_auth, BasicAuth) and "Proxy-Authorization" not in headers:
+                headers["Proxy-Authorization"] = proxy_auth.encode()
+            cookie = self._cookie_header(url, headers.getall("Cookie", ()), kwargs.get("cookies"))
+            if cookie:
+                headers.popall("Cookie", None)
+                headers["Cookie"] = cookie
             content = b""
             if not body:
                 pass
@@ -164,6 +182,35 @@ with warnings.catch_warnings():
                 content = _body_bytes(kwargs["data"], headers)
             return CachedRequest(method, str(url), headers, content,
                                  follow_redirects=kwargs.get("allow_redirects", True))
+
+
+        def _cookie_header(self, url: URL, explicit: Iterable[str], cookies: Any) -> str:
+            """Every cookie aiohttp will send with this request: the Cookie header, the
+            session jar's cookies for ``url``, the per-request ``cookies=``. They identify
+            the user, so they are part of the key (hashed; redacted in storage)."""
+            found: SimpleCookie = SimpleCookie()
+            for line in explicit:
+                with contextlib.suppress(CookieError):
+                    found.load(line)
+            if len(self._cookie_jar):
+                found.load(self._cookie_jar.filter_cookies(url))
+            if cookies:
+                jar = CookieJar(unsafe=True, quote_cookie=getattr(self._cookie_jar, "quote_cookie", True))
+                jar.update_cookies(cookies)
+                found.load(jar.filter_cookies(url))
+            if not found:
+                return "; ".join(explicit)
+            return "; ".join(f"{name}={morsel.coded_value}" for name, morsel in found.items())
+
+
+def _basic_auth(login: str, password: str) -> str:
+    """The Authorization aiohttp sends for user info in a URL (latin-1, as BasicAuth)."""
+    raw = f"{login}:{password}"
+    try:
+        encoded = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        encoded = raw.encode("utf-8", "surrogatepass")
+    return "Basic " + base64.b64encode(encoded).decode("ascii")
 
 
 def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:
@@ -190,6 +237,7 @@ def _origin(response: ClientResponse) -> OriginResponse:
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history],
+        sent_headers=CIMultiDict(response.request_info.headers),
     )
 
 

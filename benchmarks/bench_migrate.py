@@ -33,8 +33,8 @@ async def fill(backend: CacheBackend, n: int) -> None:
         url = f"http://127.0.0.1/item/{i}"
         response = CachedResponse(200, "OK", url, headers, BODY, CachedRequest("GET", url),
                                   created_at=now, expires=now + timedelta(hours=1, seconds=i))
-        items.append((backend.create_key(response.request), backend.serializer.dumps(response),
-                      response.expires))
+        key = backend.create_key(response.request)
+        items.append((key, backend.serializer.dumps(response, key), response.expires))
     await backend.raw_responses.bulk_write(items)
 
 

@@ -74,11 +74,13 @@ async def test_migrate_100k_sqlite_to_redis_and_back(
         body = json.dumps({"path": f"/r/{i}", "n": 0, "pad": "x" * (i % 300)}).encode()
         response = CachedResponse(200, "OK", url, headers, body, CachedRequest("GET", url),
                                   created_at=now, expires=expires)
-        items.append((src.create_key(CachedRequest("GET", url)), src.serializer.dumps(response), expires))
+        key = src.create_key(CachedRequest("GET", url))
+        items.append((key, src.serializer.dumps(response, key), expires))
         urls.append(url)
     for i in range(0, N, 10_000):
         await src.raw_responses.bulk_write(items[i:i + 10_000])
-    await src.raw_redirects.write(items[1][0] + "-alias", items[0][0])
+    alias = items[1][0] + "-alias"
+    await src.raw_redirects.write(alias, src.serializer.dumps_redirect(alias, items[0][0]))
     del items
 
     namespace = _redis_namespace(request)

@@ -43,7 +43,7 @@ async def purge(backend: CacheBackend, out: Output, selection: Selection, everyt
         await responses.bulk_delete(keys[i:i + BATCH])
     gone = set(keys)
     dangling = [alias async for alias, value in redirects.iter_items()
-                if redirect_target(value) in gone]
+                if redirect_target(backend.serializer, alias, value) in gone]
     for i in range(0, len(dangling), BATCH):
         await redirects.bulk_delete(dangling[i:i + BATCH])
     return done(out, len(keys), total, len(dangling))

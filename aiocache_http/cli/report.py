@@ -13,7 +13,7 @@ from ..backends.base import CacheBackend
 from ..models import CachedRequest, CachedResponse, utcnow
 from ..policy import freshness
 from ..policy.actions import CacheActions
-from .entries import Entry, Selection, decode, entries
+from .entries import Entry, Selection, decode, entries, redirect_target
 from .errors import CLIError
 from .output import Output, iso, moment, relative, size
 
@@ -167,8 +167,9 @@ async def find(backend: CacheBackend, target: str) -> list[Entry]:
         data = await storage.read(key)
         if data is None:
             alias = await backend.raw_redirects.read(key)
-            if alias is not None:
-                key = alias.decode(errors="replace")
+            points_at = None if alias is None else redirect_target(backend.serializer, key, alias)
+            if points_at is not None:
+                key = points_at
                 data = await storage.read(key)
         if data is not None and key not in {e.key for e in found}:
             found.append(decode(backend.serializer, key, data))

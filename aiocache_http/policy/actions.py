@@ -315,7 +315,7 @@ class CacheActions:
         """Fold a 304's headers into the stored response and renew it (RFC 9111 §4.3.4)."""
         merged = CIMultiDict(cached.headers)
         for name in {n.lower() for n in headers}:
-            if name in _KEEP_ON_304:
+            if name in _KEEP_ON_304 or name in freshness.NEVER_STORED:
                 continue
             merged.popall(name, None)
             for value in headers.getall(name):

@@ -108,6 +108,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "allowed_methods": _methods,
     "match_headers": _match_headers,
     "ignored_params": lambda v: _names("ignored_params", v),
+    "credential_names": lambda v: _names("credential_names", v),
     "cache_control": bool,
     "stale_if_error": lambda v: _seconds_or_flag("stale_if_error", v),
     "stale_while_revalidate": lambda v: _seconds_or_flag("stale_while_revalidate", v),
@@ -137,6 +138,8 @@ class CacheSettings:
             (``include_headers``).
         ignored_params: Query/body/header names left out of the key and redacted from
             storage (``ignored_parameters``).
+        credential_names: More header/parameter names or globs that carry credentials
+            (keyed by hash, redacted in storage), added to the built-in list.
         cache_control: Honour the response's Cache-Control / Expires headers (RFC 9111).
         stale_if_error: Serve a stale response when the origin fails (True, or a bound
             in seconds past expiry).
@@ -161,6 +164,7 @@ class CacheSettings:
     allowed_methods: frozenset[str]
     match_headers: bool | tuple[str, ...]
     ignored_params: tuple[str, ...]
+    credential_names: tuple[str, ...]
     cache_control: bool
     stale_if_error: float | bool
     stale_while_revalidate: float | bool
@@ -182,6 +186,7 @@ class CacheSettings:
         "allowed_methods": ("GET", "HEAD"),
         "match_headers": False,
         "ignored_params": (),
+        "credential_names": (),
         "cache_control": False,
         "stale_if_error": False,
         "stale_while_revalidate": False,
