@@ -7,6 +7,7 @@ from typing import Any
 
 from .backends import BACKEND_CLASSES, CacheBackend, init_backend
 from .backends.base import BaseCache, ConfigurationError
+from .backends.health import BackendTimeoutError, BackendUnavailableError, CircuitState
 from .backends.memory import MemoryCache
 from .models import CachedRequest, CachedResponse, utcnow
 from .policy import (
@@ -60,6 +61,8 @@ __all__ = [
     "DO_NOT_CACHE",
     "EXPIRE_IMMEDIATELY",
     "NEVER_EXPIRE",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
     "BaseCache",
     "CacheActions",
     "CacheBackend",
@@ -69,6 +72,7 @@ __all__ = [
     "CachedRequest",
     "CachedResponse",
     "CachedSession",
+    "CircuitState",
     "ConfigurationError",
     "DeserializationError",
     "MemoryCache",

@@ -25,6 +25,7 @@ from typing import Any
 from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
+from .backends.health import request_budget
 from .models import CachedRequest, CachedResponse
 from .policy import freshness
 from .policy.actions import UNSAFE_METHODS, CacheActions, Decision, RequestOptions, invalidated_urls
@@ -87,7 +88,8 @@ async def fetch(
     """
     key, stored_request = backend.identify(request)
     actions = CacheActions.from_request(key, stored_request, backend.settings, options)
-    return await _Flow(backend, actions, request, send, network_errors).run()
+    with request_budget():  # a sick backend costs this request at most one deadline
+        return await _Flow(backend, actions, request, send, network_errors).run()
 
 
 Slot = tuple[asyncio.AbstractEventLoop, str]

@@ -3,8 +3,9 @@
 ``BaseCache`` is a plain async key -> bytes store; each backend module implements it
 for one database. ``CacheBackend`` holds the settings and the serializer, owns a
 ``responses`` and a ``redirects`` storage, and is the single place where storage is
-called: every call goes through :meth:`CacheBackend._guard`, where a failing backend is
-logged and treated as a miss (fail-open) unless ``strict=True``.
+called: every call goes through :meth:`CacheBackend._guard`, under a deadline and a
+circuit breaker (``health.py``), where a failing backend is logged and treated as a miss
+(fail-open) unless ``strict=True``.
 
 ``CacheBackend()`` itself is the in-memory backend.
 """
@@ -12,6 +13,7 @@ logged and treated as a miss (fail-open) unless ``strict=True``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -29,6 +31,7 @@ from ..policy.freshness import NEVER_STORED
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
+from .health import Health, Kind, request_budget
 
 if TYPE_CHECKING:
     from .views import RedirectsView, ResponsesView
@@ -37,6 +40,7 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
+_END: Any = object()
 
 
 class AsyncResults(Generic[T]):
@@ -66,6 +70,9 @@ class BaseCache(ABC):
     Subclasses implement the abstract methods; the rest have generic defaults that a
     subclass overrides when its database can do better.
     """
+
+    in_process = False
+    """True when calls never wait on IO (the gate then never moves a write to the background)."""
 
     @abstractmethod
     async def read(self, key: str) -> bytes | None: ...
@@ -207,6 +214,8 @@ class CacheBackend:
         self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
+        self.health = Health(repr(self), self.settings)
+        """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -269,20 +278,37 @@ class CacheBackend:
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
-    async def _guard(self, op: str, call: Awaitable[T], default: T) -> T:
-        """Run one storage call. A failure is logged and ``default`` returned
-        (fail-open), or re-raised with ``strict=True``. A configuration error is always
-        raised: falling back to the origin would hide it forever."""
+    async def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
+        """Run one storage call under its deadline and the circuit breaker. A failure or a
+        timeout is counted, logged (rate-limited) and ``default`` returned (fail-open), or
+        raised with ``strict=True``; with the circuit open, storage is not called at all.
+        A configuration error is always raised: falling back to the origin would hide it."""
+        if self.raw_responses.in_process and self.raw_redirects.in_process:
+            return await self.health.call_inline(op, call, default, kind)
+        return await self.health.call(op, call, default, kind)
+
+    async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> None:
+        """A write: the caller waits for it at most ``backend_timeout``, then it finishes in
+        the background (awaited by :meth:`wait_for_refreshes` and :meth:`close`)."""
+        if storage.in_process:
+            await self._guard(op, call, None, Kind.WRITE)
+        else:
+            await self.health.call(op, call, None, Kind.WRITE, self.background)
+
+    async def _guard_iter(self, op: str, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``iterator`` with each step through the gate (a maintenance deadline per step).
+        A failed step ends the iteration early (fail-open), or raises with ``strict``."""
         try:
-            return await call
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, ConfigurationError):
-            raise
-        except Exception as e:
-            if self.settings.strict:
-                raise
-            logger.warning("%r: %s failed, continuing without the cache: %s: %s",
-                           self, op, type(e).__name__, e)
-            return default
+            while True:
+                item = await self._guard(op, anext(iterator, _END), _END, Kind.MAINTENANCE)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     # -- responses ------------------------------------------------------------------
     async def get_response(self, key: str, follow_redirects: bool = True) -> CachedResponse | None:
@@ -291,20 +317,21 @@ class CacheBackend:
         An item that cannot be used (corrupt, tampered, stored at another key, unknown
         format) is deleted and reported as a miss.
         """
-        data = await self._guard("read", self.raw_responses.read(key), None)
-        if data is None:
-            target = await self.get_redirect(key) if follow_redirects else None
-            if target is None:
-                return None
-            key = target
+        with request_budget():  # a hung backend costs one deadline, not one per call
             data = await self._guard("read", self.raw_responses.read(key), None)
             if data is None:
-                return None
+                target = await self.get_redirect(key) if follow_redirects else None
+                if target is None:
+                    return None
+                key = target
+                data = await self._guard("read", self.raw_responses.read(key), None)
+                if data is None:
+                    return None
         try:
             response = self.serializer.loads(data, key)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
-            await self._guard("delete", self.raw_responses.delete(key), None)
+            await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
             return None
         response.cache_key = key
         return response
@@ -314,7 +341,8 @@ class CacheBackend:
         never stored: replayed, it would hand one user's session to the next."""
         key = response.cache_key = cache_key
         data = self.serializer.dumps(without_set_cookie(response), key)
-        await self._guard("write", self.raw_responses.write(key, data, response.expires), None)
+        await self._guard_write("write", self.raw_responses,
+                                self.raw_responses.write(key, data, response.expires))
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None (an unusable alias is deleted)."""
@@ -325,35 +353,36 @@ class CacheBackend:
             return self.serializer.loads_redirect(alias, data)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable redirect alias %s: %s", self, alias, e)
-            await self._guard("delete redirect", self.raw_redirects.delete(alias), None)
+            await self._guard("delete redirect", self.raw_redirects.delete(alias), None, Kind.DELETE)
             return None
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
         data = self.serializer.dumps_redirect(alias, key)
-        await self._guard("write redirect", self.raw_redirects.write(alias, data), None)
+        await self._guard_write("write redirect", self.raw_redirects, self.raw_redirects.write(alias, data))
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
         """Delete responses by key, by URL (for each of ``methods``), and/or all expired."""
-        targets = set(keys)
+        targets, urls = set(keys), list(urls)
         for url in urls:
             targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
                            for m in methods for follow in (True, False))
-        if targets:
-            await self._guard("delete", self.raw_responses.bulk_delete(targets), None)
+        if targets:  # by URL: the caller's maintenance; by key: the request path (invalidation)
+            await self._guard("delete", self.raw_responses.bulk_delete(targets), None,
+                              Kind.MAINTENANCE if urls else Kind.DELETE)
         if expired:
             removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
-                                        None)
+                                        None, Kind.MAINTENANCE)
             if removed is None:  # the storage keeps no expiry: find them by decoding
                 await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
-                                  None)
+                                  None, Kind.MAINTENANCE)
             await self._delete_dangling_redirects()
 
     async def _expired_keys(self) -> list[str]:
         expired = []
-        async for key in self.raw_responses.iter_keys():
-            data = await self.raw_responses.read(key)
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             if data is None:
                 continue
             try:
@@ -367,16 +396,22 @@ class CacheBackend:
         """Aliases whose response is gone. (A dangling alias is only a miss, so plain
         deletes leave them and this maintenance pass sweeps them.)"""
         dangling = []
-        async for alias in self.raw_redirects.iter_keys():
-            data = await self.raw_redirects.read(alias)
+        async for alias in self._guard_iter("list redirects", self.raw_redirects.iter_keys()):
+            data = await self._guard("read redirect", self.raw_redirects.read(alias), None,
+                                     Kind.MAINTENANCE)
+            if data is None:
+                continue  # gone meanwhile, or the read failed: keep it for the next pass
             try:
-                target = None if data is None else self.serializer.loads_redirect(alias, data)
+                target: str | None = self.serializer.loads_redirect(alias, data)
             except DeserializationError:
                 target = None
-            if target is None or not await self.raw_responses.contains(target):
+            found = None if target is None else await self._guard(
+                "contains", self.raw_responses.contains(target), None, Kind.MAINTENANCE)
+            if target is None or found is False:
                 dangling.append(alias)
         if dangling:
-            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None)
+            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None,
+                              Kind.MAINTENANCE)
 
     # aiohttp-client-cache spellings
     async def delete_url(self, url: str) -> None:
@@ -392,8 +427,8 @@ class CacheBackend:
     async def get_urls(self) -> list[str]:
         """Redacted URLs of all stored responses."""
         urls = []
-        async for key in self.raw_responses.iter_keys():
-            data = await self.raw_responses.read(key)
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             try:
                 if data is not None:
                     urls.append(redact_url(self.serializer.loads(data, key).url,
@@ -403,12 +438,13 @@ class CacheBackend:
         return urls
 
     async def clear(self) -> None:
-        await self._guard("clear", self.raw_responses.clear(), None)
-        await self._guard("clear", self.raw_redirects.clear(), None)
+        await self._guard("clear", self.raw_responses.clear(), None, Kind.MAINTENANCE)
+        await self._guard("clear", self.raw_redirects.clear(), None, Kind.MAINTENANCE)
 
     async def wait_for_refreshes(self) -> None:
-        """Wait for the stale-while-revalidate refreshes running on this loop. (Another
-        loop's refreshes end on their own: their storages fail open once closed.)"""
+        """Wait for the stale-while-revalidate refreshes and the writes still finishing in
+        the background on this loop (each bounded by its deadline). (Another loop's end on
+        their own: their storages fail open once closed.)"""
         loop = asyncio.get_running_loop()
         mine = [task for task in self.background if task.get_loop() is loop]
         if mine:
@@ -417,8 +453,8 @@ class CacheBackend:
     async def close(self) -> None:
         """Wait for this loop's background refreshes, then close the storages."""
         await self.wait_for_refreshes()
-        await self._guard("close", self.raw_responses.close(), None)
-        await self._guard("close", self.raw_redirects.close(), None)
+        await self._guard("close", self.raw_responses.close(), None, Kind.CLOSE)
+        await self._guard("close", self.raw_redirects.close(), None, Kind.CLOSE)
 
 
 __all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]

@@ -12,6 +12,8 @@ from .base import BaseCache, to_bytes
 class MemoryCache(BaseCache):
     """Items live in this process only. ``max_entries`` bounds it (LRU eviction)."""
 
+    in_process = True
+
     def __init__(self, max_entries: int | None = None) -> None:
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be >= 1 or None, not {max_entries!r}")

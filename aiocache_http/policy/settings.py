@@ -48,6 +48,24 @@ def _seconds_or_flag(name: str, value: object) -> float | bool:
     raise ValueError(f"{name} must be True/False, seconds >= 0 or a timedelta, not {value!r}")
 
 
+def _seconds(name: str, value: object, none: bool = True) -> float | None:
+    """A duration in seconds (> 0), or None (no bound) where allowed."""
+    if value is None and none:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    allowed = "seconds > 0, a timedelta or None" if none else "seconds > 0 or a timedelta"
+    raise ValueError(f"{name} must be {allowed}, not {value!r}")
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+
+
 def _codes(value: object) -> frozenset[int]:
     try:
         codes = frozenset(int(c) for c in value)  # type: ignore[attr-defined]
@@ -121,6 +139,11 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "autoclose": bool,
     "strict": bool,
     "max_heuristic_age": lambda v: _seconds_or_flag("max_heuristic_age", v),
+    "backend_timeout": lambda v: _seconds("backend_timeout", v),
+    "write_timeout": lambda v: _seconds("write_timeout", v),
+    "connect_timeout": lambda v: _seconds("connect_timeout", v),
+    "breaker_threshold": lambda v: _count("breaker_threshold", v),
+    "breaker_cooldown": lambda v: _seconds("breaker_cooldown", v, none=False),
 }
 
 
@@ -156,6 +179,15 @@ class CacheSettings:
         autoclose: Close the backend when the session closes.
         strict: Raise backend errors instead of falling back to the origin.
         max_heuristic_age: Upper bound in seconds for heuristic freshness (§4.2.2).
+        backend_timeout: Deadline in seconds of a storage call on the request path (a
+            read; also how long a request waits for its write). None: no deadline.
+        write_timeout: Deadline of a write (it goes on in the background once the request
+            stopped waiting), of each step of maintenance (clear, purge, listing) and of close.
+        connect_timeout: Deadline of the first storage call on an event loop (it opens the
+            connections, creates tables).
+        breaker_threshold: Consecutive failed or timed-out storage calls that open the
+            circuit (storage is then not called; requests go to the origin). 0: never open.
+        breaker_cooldown: Seconds the circuit stays open before one call probes the backend.
     """
 
     expire_after: ExpirationTime
@@ -177,6 +209,11 @@ class CacheSettings:
     autoclose: bool
     strict: bool
     max_heuristic_age: float | bool
+    backend_timeout: float | None
+    write_timeout: float | None
+    connect_timeout: float | None
+    breaker_threshold: int
+    breaker_cooldown: float
     _frozen: bool
 
     _DEFAULTS: Mapping[str, Any] = {
@@ -199,6 +236,11 @@ class CacheSettings:
         "autoclose": True,
         "strict": False,
         "max_heuristic_age": DEFAULT_HEURISTIC_MAX,
+        "backend_timeout": 0.1,
+        "write_timeout": 2.0,
+        "connect_timeout": 10.0,
+        "breaker_threshold": 5,
+        "breaker_cooldown": 1.0,
     }
     NAMES = frozenset(_DEFAULTS) | frozenset(ALIASES)
 
