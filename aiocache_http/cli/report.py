@@ -82,18 +82,19 @@ async def stats(backend: CacheBackend, out: Output) -> int:
                   "by_status": {str(code): n for code, n in sorted(totals.statuses.items())},
                   "sqlite": sqlite})
         return 0
-    out.pairs([
+    rows = [
         ("entries", f"{totals.entries:,}"),
         ("bytes", f"{size(totals.bytes)} ({totals.bytes:,})"),
         ("fresh", f"{s['fresh']:,}"),
         ("expired", f"{expired:,} ({s['stale']:,} stale but revalidatable: they have a validator)"),
         ("unreadable", f"{s['unreadable']:,}"),
         ("redirects", f"{redirects:,}"),
-    ])
+    ]
     if sqlite is not None:
-        out.pairs([("sqlite file", f"{size(sqlite['file_bytes'])} + {size(sqlite['wal_bytes'])} WAL, "
-                                   f"{sqlite['free_pages']:,} free pages ({size(sqlite['free_bytes'])}; "
-                                   "`vacuum` returns them)")])
+        rows.append(("sqlite file", f"{size(sqlite['file_bytes'])} + {size(sqlite['wal_bytes'])} WAL, "
+                                    f"{sqlite['free_pages']:,} free pages ({size(sqlite['free_bytes'])}; "
+                                    "`vacuum` returns them)"))
+    out.pairs(rows)
     if totals.hosts:
         out.line()
         out.table(["host", "entries", "bytes"],
@@ -234,11 +235,11 @@ async def show(backend: CacheBackend, out: Output, target: str) -> int:
     for n, (entry, info) in enumerate(zip(found, details, strict=True)):
         if n:
             out.line("\n" + "-" * 40)
-        show_one(out, entry, info, now)
+        show_one(out, entry, info, now, "signature" if backend.serializer.integrity.signed else "checksum")
     return 0
 
 
-def show_one(out: Output, entry: Entry, info: dict[str, Any], now: Any) -> None:
+def show_one(out: Output, entry: Entry, info: dict[str, Any], now: Any, integrity: str) -> None:
     r = entry.response
     if r is None:
         out.pairs([("key", entry.key), ("state", out.paint("unreadable")), ("problem", entry.problem),
@@ -252,7 +253,7 @@ def show_one(out: Output, entry: Entry, info: dict[str, Any], now: Any) -> None:
         ("age", f"{info['age_seconds']:.0f}s"),
         ("state", out.paint(state) + (" (has a validator: a 304 can renew it)" if state == "stale" else "")),
         ("now", f"{info['decision']}: {info['why']}"),
-        ("signature", "verified" if entry.verified else f"not verified ({entry.problem})"),
+        ("integrity", f"{integrity} verified" if entry.verified else f"not verified ({entry.problem})"),
         ("stored", f"{entry.size:,} bytes (body {len(r.body):,} bytes)"),
     ]
     if r.history:
