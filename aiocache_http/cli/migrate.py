@@ -10,6 +10,7 @@ so running the same command again after an interruption finishes the job.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -75,18 +76,34 @@ class Migration:
         return self.counts
 
     async def copy(self, src: BaseCache, dst: BaseCache, bar: object, responses: bool) -> None:
-        batch: list[tuple[str, bytes]] = []
-        async for item in src.iter_items():
-            batch.append(item)
-            if len(batch) >= BATCH:
+        """Read the next batch from SRC while this one is written to DST."""
+        batches: asyncio.Queue[list[tuple[str, bytes]] | BaseException | None] = asyncio.Queue(2)
+
+        async def read() -> None:
+            batch: list[tuple[str, bytes]] = []
+            try:
+                async for item in src.iter_items():
+                    batch.append(item)
+                    if len(batch) >= BATCH:
+                        await batches.put(batch)
+                        batch = []
+                if batch:
+                    await batches.put(batch)
+                await batches.put(None)
+            except Exception as e:
+                await batches.put(e)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (batch := await batches.get()) is not None:
+                if isinstance(batch, BaseException):
+                    raise batch
                 await self.copy_batch(dst, batch, responses)
                 if bar is not None:
                     bar.update(len(batch))  # type: ignore[attr-defined]
-                batch = []
-        if batch:
-            await self.copy_batch(dst, batch, responses)
-            if bar is not None:
-                bar.update(len(batch))  # type: ignore[attr-defined]
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def copy_batch(self, dst: BaseCache, batch: list[tuple[str, bytes]], responses: bool) -> None:
         c, now = self.counts, utcnow()
