@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -335,3 +336,44 @@ def test_sqlite_url_forms(tmp_path: Path) -> None:
     assert parse("sqlite:rel.db").location == Path("rel.db").absolute()
     assert parse("file:rel").location == Path("rel").absolute()
     sqlite3.connect(tmp_path / "c.sqlite").close()
+
+
+async def test_other_backends_by_url(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Redis Cluster, Redis's keys layout, DynamoDB (a local moto server): `stats` and
+    `migrate` reach each by its URL."""
+    from multidict import CIMultiDict
+
+    from aiocache_http import CachedResponse, utcnow
+    from aiocache_http.backends.dynamodb import DynamoDBBackend
+    from aiocache_http.backends.redis import RedisBackend
+
+    from .aws_servers import DUMMY_CREDENTIALS
+    from .backends import _redis_namespace
+
+    namespace = _redis_namespace(request)
+    cluster, plain = request.getfixturevalue("redis_cluster"), request.getfixturevalue("redis_server")
+    moto = request.getfixturevalue("moto_server")
+    backends = {
+        f"redis+cluster://127.0.0.1:{cluster.ports[0]}?namespace={namespace}":
+            RedisBackend(namespace, cluster.url, cluster=True),
+        f"{plain.url}/0?namespace={namespace}&layout=keys": RedisBackend(namespace, plain.url, layout="keys"),
+        f"dynamodb://cli-test?region=us-east-1&endpoint_url={moto.endpoint_url}&namespace={namespace}"
+        "&create_table=true": DynamoDBBackend("cli-test", namespace=namespace, create_table=True,
+                                              **moto.client_options()),
+    }
+    env = {"AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
+           "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"]}
+    for n, (url, backend) in enumerate(backends.items()):
+        await backend.clear()
+        for i in range(3):
+            page = f"https://example.org/{n}/{i}"
+            await backend.save_response(
+                CachedResponse(200, "OK", page, CIMultiDict(), b"x", CachedRequest("GET", page),
+                               expires=utcnow() + timedelta(hours=1)),
+                backend.create_key(CachedRequest("GET", page)))
+        stats = await cli("-c", url, "stats", "--json", env=env)
+        assert stats.code == 0, stats.err
+        assert stats.json["entries"] == 3 and stats.json["by_host"]["example.org"]["entries"] == 3
+        copied = await cli("migrate", url, f"sqlite://{tmp_path}/from-{n}.sqlite", "--json", env=env)
+        assert copied.code == 0 and copied.json["copied"] == 3, copied.err
+        await backend.close()
