@@ -276,6 +276,9 @@ async def test_unreachable_missing_and_not_a_cache(tmp_path: Path) -> None:
     assert down.code == 2 and "cannot reach" in down.err and "is the server running" in down.err
     assert "hunter2" not in down.err
     no_traceback(down.err)
+    mongo = await cli("-c", f"mongodb://127.0.0.1:{port}/db?serverSelectionTimeoutMS=300", "stats")
+    assert mongo.code == 2 and "cannot reach" in mongo.err, mongo.err
+    no_traceback(mongo.err)
     nothing = await cli("-c", f"sqlite://{tmp_path}/typo.sqlite", "list")
     assert nothing.code == 2 and "no cache at" in nothing.err
     assert not (tmp_path / "typo.sqlite").exists()  # inspecting never creates a cache
