@@ -8,13 +8,13 @@ from typing import Any
 from .backends import BACKEND_CLASSES, CacheBackend, init_backend
 from .backends.base import BaseCache, ConfigurationError
 from .backends.memory import MemoryCache
+from .events import CacheEvent
 from .models import CachedRequest, CachedResponse, utcnow
 from .policy import (
     ALL_METHODS,
     DO_NOT_CACHE,
     EXPIRE_IMMEDIATELY,
     NEVER_EXPIRE,
-    CacheActions,
     CacheSettings,
     create_key,
 )
@@ -61,8 +61,8 @@ __all__ = [
     "EXPIRE_IMMEDIATELY",
     "NEVER_EXPIRE",
     "BaseCache",
-    "CacheActions",
     "CacheBackend",
+    "CacheEvent",
     "CacheSettings",
     "CachedClientResponse",
     "CachedClientSession",

@@ -15,9 +15,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
-from .driver import OriginResponse, Outcome, fetch, invalidate
+from .driver import OriginResponse, Outcome, fetch
 from .models import CachedRequest
-from .policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
+from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
 from .response import CachedClientResponse, OriginClientResponse
 
@@ -99,20 +99,14 @@ with warnings.catch_warnings():
             only_if_cached: bool = False, **kwargs: Any,
         ) -> ClientResponse | CachedClientResponse:
             method = method.upper()
-            if id(self) in _disabled.get():
-                return await super()._request(method, str_or_url, **kwargs)
-            if method not in self.settings.allowed_methods:
-                response = await super()._request(method, str_or_url, **kwargs)
-                if self.settings.cache_control and method in UNSAFE_METHODS:
-                    request = self._cached_request(method, str_or_url, kwargs, body=False)
-                    await invalidate(self._cache, request, response.status,
-                                     CIMultiDict(response.headers))
-                return response
+            keyable = True
             try:
                 request = self._cached_request(method, str_or_url, kwargs)
             except _NotKeyable:
-                return await super()._request(method, str_or_url, **kwargs)
-            options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached)
+                request = self._cached_request(method, str_or_url, kwargs, body=False)
+                keyable = False
+            options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
+                                     id(self) in _disabled.get(), keyable)
             headers = kwargs.pop("headers", None)
             # Checked below, once the answer is stored: a cached 404 raises like a live one.
             check = kwargs.pop("raise_for_status", None)

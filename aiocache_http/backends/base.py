@@ -12,14 +12,19 @@ logged and treated as a miss (fail-open) unless ``strict=True``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ..coalescing import Coalescing
+from ..events import EventHub
 from ..models import CachedRequest, CachedResponse, utcnow
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
@@ -32,6 +37,20 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
+
+# The storage calls that failed open during the current request (when someone listens).
+_faults: ContextVar[list[str] | None] = ContextVar("aiocache_http_faults", default=None)
+
+
+@contextmanager
+def collect_faults() -> Iterator[list[str]]:
+    """Within this block, every storage call that fails open is listed (``op: error``)."""
+    faults: list[str] = []
+    token = _faults.set(faults)
+    try:
+        yield faults
+    finally:
+        _faults.reset(token)
 
 
 class AsyncResults(Generic[T]):
@@ -157,15 +176,20 @@ class CacheBackend:
         )
         self.raw_responses: BaseCache = MemoryCache(max_entries)
         self.raw_redirects: BaseCache = MemoryCache(max_entries)
-        # Per-key tasks shared by concurrent misses and background refreshes.
-        self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
+        # Per-key coalescing of concurrent misses and background refreshes (see driver.py).
+        self.coalescing = Coalescing()
         self.background: set[asyncio.Task[Any]] = set()
-        self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
+        self.events = EventHub()  # one CacheEvent per finished request
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def inflight(self) -> dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]]:
+        """Keys with an origin request under way (a leader and maybe waiters)."""
+        return self.coalescing.inflight
 
     # -- storages -------------------------------------------------------------------
     @property
@@ -234,6 +258,9 @@ class CacheBackend:
         except Exception as e:
             if self.settings.strict:
                 raise
+            faults = _faults.get()
+            if faults is not None:
+                faults.append(f"{op}: {type(e).__name__}: {e}")
             logger.warning("%r: %s failed, continuing without the cache: %s: %s",
                            self, op, type(e).__name__, e)
             return default
@@ -260,14 +287,16 @@ class CacheBackend:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
             await self._guard("delete", self.raw_responses.delete(key), None)
             return None
-        response.cache_key = key
+        if response.cache_key != key:
+            response = dataclasses.replace(response, cache_key=key)
         return response
 
     async def save_response(self, response: CachedResponse, cache_key: str) -> None:
         """Store ``response`` under ``cache_key`` (the peers' argument order)."""
-        key = response.cache_key = cache_key
+        if response.cache_key != cache_key:
+            response = dataclasses.replace(response, cache_key=cache_key)
         data = self.serializer.dumps(response)
-        await self._guard("write", self.raw_responses.write(key, data, response.expires), None)
+        await self._guard("write", self.raw_responses.write(cache_key, data, response.expires), None)
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None."""
@@ -364,4 +393,5 @@ class CacheBackend:
         await self._guard("close", self.raw_redirects.close(), None)
 
 
-__all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]
+__all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "collect_faults",
+           "create_key"]

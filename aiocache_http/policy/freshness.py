@@ -7,11 +7,12 @@ Everything here is a pure function of a response's headers and times.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from multidict import CIMultiDict
 
-from ..models import CachedRequest, CachedResponse
+from ..models import CachedRequest, CachedResponse, Facts
 from .directives import field_names, parse_cache_control, parse_http_date, seconds, split_list
 
 # §15.1: statuses a cache may give heuristic freshness to.
@@ -45,9 +46,32 @@ def initial_age(headers: CIMultiDict[str], request_time: datetime, response_time
 def current_age(cached: CachedResponse, now: datetime) -> float:
     """current_age of §4.2.3: initial age plus the time the entry has been resident."""
     response_time = cached.response_time or cached.created_at
-    request_time = cached.request_time or response_time
     resident = max(0.0, (now - response_time).total_seconds())
-    return initial_age(cached.headers, request_time, response_time) + resident
+    return facts_of(cached).initial_age + resident
+
+
+def facts(headers: CIMultiDict[str], request_time: datetime, response_time: datetime) -> Facts:
+    """Everything a hit needs from the stored headers, parsed once (at store time)."""
+    cc = cache_control(headers)
+    vary = tuple(vary_names(headers))
+    swr, sie = seconds(cc, "stale-while-revalidate"), seconds(cc, "stale-if-error")
+    return Facts(
+        initial_age=initial_age(headers, request_time, response_time),
+        no_cache=("no-cache" in cc and not cc["no-cache"]) or "*" in vary,
+        must_revalidate="must-revalidate" in cc,
+        immutable="immutable" in cc,
+        vary=vary,
+        stale_while_revalidate=None if swr is None else float(swr),
+        stale_if_error=None if sie is None else float(sie),
+    )
+
+
+def facts_of(cached: CachedResponse) -> Facts:
+    """The entry's facts: kept since it was stored, or parsed now for an older entry."""
+    if cached.facts is not None:
+        return cached.facts
+    response_time = cached.response_time or cached.created_at
+    return facts(cached.headers, cached.request_time or response_time, response_time)
 
 
 def lifetime(
@@ -106,17 +130,6 @@ def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
 
 
-def needs_revalidation(cached: CachedResponse) -> bool:
-    """Unqualified response no-cache (§5.2.2.4) or ``Vary: *`` (§4.1)."""
-    cc = cache_control(cached.headers)
-    return ("no-cache" in cc and not cc["no-cache"]) or cached.headers.get("Vary", "").strip() == "*"
-
-
-def must_revalidate(cached: CachedResponse, honour_headers: bool) -> bool:
-    """§5.2.2.2: once stale, never served without a successful revalidation."""
-    return honour_headers and "must-revalidate" in cache_control(cached.headers)
-
-
 def validators(cached: CachedResponse) -> dict[str, str]:
     """Conditional request headers from the stored validators (§4.3.1): both if present."""
     out: dict[str, str] = {}
@@ -127,11 +140,6 @@ def validators(cached: CachedResponse) -> dict[str, str]:
     if last_modified:
         out["If-Modified-Since"] = last_modified
     return out
-
-
-def immutable(cached: CachedResponse) -> bool:
-    """RFC 8246: while fresh, not worth revalidating even on a reload."""
-    return "immutable" in cache_control(cached.headers)
 
 
 def complete(headers: CIMultiDict[str], body: bytes) -> bool:
@@ -169,7 +177,7 @@ def _field(headers: CIMultiDict[str], name: str) -> str | None:
     return ",".join(",".join(p.strip() for p in v.split(",")) for v in values)
 
 
-def vary_values(names: list[str], request_headers: CIMultiDict[str]) -> list[tuple[str, str | None]]:
+def vary_values(names: Sequence[str], request_headers: CIMultiDict[str]) -> list[tuple[str, str | None]]:
     return [(name, _field(request_headers, name)) for name in sorted(set(names))]
 
 
@@ -177,10 +185,10 @@ def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fiel
                  ) -> bool:
     """Do the fields the stored response varies on have the same values in ``request``?
 
-    Absent in both counts as a match. ``Vary: *`` is left to :func:`needs_revalidation`.
+    Absent in both counts as a match. ``Vary: *`` is left to ``Facts.no_cache``.
     Credential fields are already part of the key (and redacted in storage).
     """
-    for name in vary_names(cached.headers):
+    for name in facts_of(cached).vary:
         if name == "*" or name in credential_fields:
             continue
         if _field(cached.request.headers, name) != _field(request.headers, name):

@@ -18,7 +18,7 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from ..models import CachedRequest, CachedResponse
+from ..models import CachedRequest, CachedResponse, Facts
 from .errors import DeserializationError
 
 MAGIC = b"ACH"
@@ -38,6 +38,22 @@ def _ts(value: datetime | None) -> int | None:
 
 def _dt(value: int | None) -> datetime | None:
     return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _facts_meta(f: Facts | None) -> list[Any] | None:
+    if f is None:
+        return None
+    flags = f.no_cache | f.must_revalidate << 1 | f.immutable << 2
+    return [f.initial_age, flags, list(f.vary), f.stale_while_revalidate, f.stale_if_error]
+
+
+def _facts(meta: list[Any] | None) -> Facts | None:
+    if meta is None:
+        return None
+    initial_age, flags, vary, swr, sie = meta
+    return Facts(float(initial_age), bool(flags & 1), bool(flags & 2), bool(flags & 4),
+                 tuple(str(v) for v in vary), None if swr is None else float(swr),
+                 None if sie is None else float(sie))
 
 
 def _history_meta(r: CachedResponse) -> dict[str, Any]:
@@ -63,6 +79,7 @@ class EnvelopeFormat:
             "qt": _ts(r.request_time), "rt": _ts(r.response_time),
             "qm": q.method, "qu": q.url, "qh": list(q.headers.items()),
             "hi": [_history_meta(h) for h in r.history], "vg": r.vary_generation,
+            "f": _facts_meta(r.facts),
         }
         meta_b = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
         body, flags = r.body, 0
@@ -108,7 +125,7 @@ def _read_v1(data: memoryview, flags: int, meta_len: int, qbody_len: int) -> Cac
         status=meta["s"], reason=meta["r"], url=meta["u"], headers=CIMultiDict(meta["h"]),
         body=body, request=request, encoding=meta["e"], created_at=created_at,
         expires=_dt(meta["x"]), request_time=_dt(meta["qt"]), response_time=_dt(meta["rt"]),
-        history=history, vary_generation=meta.get("vg", ""),
+        history=history, vary_generation=meta.get("vg", ""), facts=_facts(meta.get("f")),
     )
 
 

@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,14 +21,14 @@ from requests.hooks import dispatch_hook
 from requests.structures import CaseInsensitiveDict
 
 from ..backends import CacheBackend
-from ..driver import OriginResponse, Outcome, fetch, invalidate
-from ..policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
+from ..driver import OriginResponse, Outcome, fetch
+from ..policy.core import UNSET, RequestOptions
 from ..policy.expiration import ExpirationTime
 from ..policy.settings import CacheSettings
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
 from .bridge import Offload, run, serve
 from .cache import SyncBackend
-from .convert import NotKeyable, cached_request, origin_response, response_headers
+from .convert import NotKeyable, cached_request, origin_response
 from .response import CachedResponse, OriginalResponse
 
 # Per thread/context: sessions with caching off, options on their way from request() to
@@ -206,20 +207,21 @@ class CachedSession(requests.Session):
         refresh: bool = False, force_refresh: bool = False, **kwargs: Any,
     ) -> requests.Response:
         """Send a prepared request, answering from the cache when allowed."""
-        if _in_origin.get() or id(self) in _disabled.get():
+        if _in_origin.get():  # a redirect hop of the origin request: straight through
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
-        method = (request.method or "GET").upper()
-        if method not in self.settings.allowed_methods:
-            return self._send_uncached(request, method, kwargs)
         options = _pending.get()
         if options is None or expire_after is not None or only_if_cached or refresh or force_refresh:
             options = _options(expire_after, refresh, force_refresh, only_if_cached)
         _pending.set(None)  # consumed: a send() from a hook is a request of its own
+        follow = kwargs.get("allow_redirects", True)
+        cookie = request not in _jar_cookies
         try:
-            record = cached_request(request, cookie=request not in _jar_cookies,
-                                    follow_redirects=kwargs.get("allow_redirects", True))
+            record = cached_request(request, cookie=cookie, follow_redirects=follow)
         except NotKeyable:
-            return OriginalResponse.wrap(super().send(request, **kwargs), None)
+            record = cached_request(request, body=False, cookie=cookie, follow_redirects=follow)
+            options = replace(options, keyable=False)
+        if id(self) in _disabled.get():
+            options = replace(options, disabled=True)
         backend = self._backend
 
         async def work(offload: Offload) -> Outcome:
@@ -242,14 +244,6 @@ class CachedSession(requests.Session):
             return super().send(request, **kwargs)
         finally:
             _in_origin.reset(token)
-
-    def _send_uncached(self, request: requests.PreparedRequest, method: str,
-                       kwargs: dict[str, Any]) -> requests.Response:
-        response = OriginalResponse.wrap(super().send(request, **kwargs), None)
-        if self.settings.cache_control and method in UNSAFE_METHODS:
-            run(invalidate(self._backend, cached_request(request, body=False),
-                           response.status_code, response_headers(response)))
-        return response
 
     def _respond(self, outcome: Outcome, request: requests.PreparedRequest,
                  kwargs: dict[str, Any]) -> requests.Response:
