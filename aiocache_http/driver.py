@@ -106,24 +106,24 @@ async def fetch(
         return outcome
 
 
-@dataclass(slots=True)
 class _Run:
     """One request's way through the cache: carries out the core's decisions."""
 
-    backend: CacheBackend
-    plan: Plan
-    send: Send
-    network_errors: tuple[type[BaseException], ...]
+    # What the event reports; class-level defaults, so a hit sets only what it uses.
     last: Decision | None = None  # the last decision carried out
     lookup_decision: Decision | None = None
     stored: bool | None = None
-    not_stored_reason: str = ""
-    coalesced: bool = False
-    bytes_stored: int = 0
-    observing: bool = False
-    started: float = 0.0
-    origin_time: float = 0.0
-    storage_time: float = 0.0
+    not_stored_reason = ""
+    coalesced = False
+    bytes_stored = 0
+    observing = False
+    started = 0.0
+    origin_time = 0.0
+    storage_time = 0.0
+
+    def __init__(self, backend: CacheBackend, plan: Plan, send: Send,
+                 network_errors: tuple[type[BaseException], ...]) -> None:
+        self.backend, self.plan, self.send, self.network_errors = backend, plan, send, network_errors
 
     async def execute(self) -> Outcome:
         plan = self.plan

@@ -105,8 +105,12 @@ with warnings.catch_warnings():
             except _NotKeyable:
                 request = self._cached_request(method, str_or_url, kwargs, body=False)
                 keyable = False
-            options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
-                                     id(self) in _disabled.get(), keyable)
+            disabled = id(self) in _disabled.get()
+            options = None  # the defaults: the common case, kept cheap
+            if (expire_after is not UNSET or refresh or force_refresh or only_if_cached or disabled
+                    or not keyable):
+                options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
+                                         disabled, keyable)
             headers = kwargs.pop("headers", None)
             # Checked below, once the answer is stored: a cached 404 raises like a live one.
             check = kwargs.pop("raise_for_status", None)
@@ -141,10 +145,15 @@ with warnings.catch_warnings():
         def _cached_request(self, method: str, str_or_url: str | URL,
                             kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:
             """The request as the cache sees it: full URL, merged headers, body bytes."""
-            url = self._build_url(str_or_url)
             if kwargs.get("params"):
-                url = url.extend_query(kwargs["params"])
-            headers = self._prepare_headers(kwargs.get("headers"))
+                url_text = str(self._build_url(str_or_url).extend_query(kwargs["params"]))
+            else:
+                url_text = self._url_text(str_or_url)
+            given = kwargs.get("headers")
+            if not given and not self._default_headers:
+                headers: CIMultiDict[str] = CIMultiDict()
+            else:
+                headers = self._prepare_headers(given)
             auth = kwargs.get("auth") or self._default_auth
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
@@ -156,8 +165,21 @@ with warnings.catch_warnings():
                 headers.setdefault("Content-Type", "application/json")
             elif kwargs.get("data") is not None:
                 content = _body_bytes(kwargs["data"], headers)
-            return CachedRequest(method, str(url), headers, content,
+            return CachedRequest(method, url_text, headers, content,
                                  follow_redirects=kwargs.get("allow_redirects", True))
+
+        def _url_text(self, str_or_url: str | URL) -> str:
+            """The full URL as text, as aiohttp builds it; memoized for a hot URL string."""
+            if not isinstance(str_or_url, str):
+                return str(self._build_url(str_or_url))
+            memo = self._cache._urls
+            found = memo.get((self._base_url, str_or_url))
+            if found is None:
+                found = str(self._build_url(str_or_url))
+                if len(memo) >= 1024:
+                    memo.clear()
+                memo[(self._base_url, str_or_url)] = found
+            return found
 
 
 def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:

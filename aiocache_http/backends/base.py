@@ -81,6 +81,9 @@ class BaseCache(ABC):
     subclass overrides when its database can do better.
     """
 
+    holds_objects = False
+    """True for the in-process storage, which keeps decoded responses (see memory.py)."""
+
     @abstractmethod
     async def read(self, key: str) -> bytes | None: ...
 
@@ -174,13 +177,16 @@ class CacheBackend:
         self.serializer = Serializer(
             get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
         )
-        self.raw_responses: BaseCache = MemoryCache(max_entries)
+        responses = MemoryCache(max_entries)
+        responses.encode = lambda response: self.serializer.dumps(response)
+        self.raw_responses: BaseCache = responses
         self.raw_redirects: BaseCache = MemoryCache(max_entries)
         # Per-key coalescing of concurrent misses and background refreshes (see driver.py).
         self.coalescing = Coalescing()
         self.background: set[asyncio.Task[Any]] = set()
         self.events = EventHub()  # one CacheEvent per finished request
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
+        self._urls: dict[tuple[Any, str], str] = {}  # a session's URL text memo (session.py)
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
 
     def __repr__(self) -> str:
@@ -272,15 +278,22 @@ class CacheBackend:
         An item that cannot be used (tampered, truncated, unknown format) is deleted and
         reported as a miss.
         """
-        data = await self._guard("read", self.raw_responses.read(key), None)
+        storage = self.raw_responses
+        if storage.holds_objects:  # in-process: the decoded response itself, no IO
+            value = storage.get_item(key)  # type: ignore[attr-defined]
+            if value is None and follow_redirects:
+                target = await self.get_redirect(key)
+                if target is not None:
+                    key, value = target, storage.get_item(target)  # type: ignore[attr-defined]
+            if value is None:
+                return None
+            if isinstance(value, CachedResponse):
+                return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+            data: bytes | None = value
+        else:
+            data, key = await self._read_item(key, follow_redirects)
         if data is None:
-            target = await self.get_redirect(key) if follow_redirects else None
-            if target is None:
-                return None
-            key = target
-            data = await self._guard("read", self.raw_responses.read(key), None)
-            if data is None:
-                return None
+            return None
         try:
             response = self.serializer.loads(data)
         except DeserializationError as e:
@@ -291,12 +304,28 @@ class CacheBackend:
             response = dataclasses.replace(response, cache_key=key)
         return response
 
+    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | None, str]:
+        """The bytes stored at ``key``, else (following a redirect alias) at its target, with
+        the key they were found at. A storage that can do both in one round trip
+        overrides this (a miss then costs one read)."""
+        data = await self._guard("read", self.raw_responses.read(key), None)
+        if data is None and follow_redirects:
+            target = await self.get_redirect(key)
+            if target is not None:
+                key = target
+                data = await self._guard("read", self.raw_responses.read(key), None)
+        return data, key
+
     async def save_response(self, response: CachedResponse, cache_key: str) -> None:
         """Store ``response`` under ``cache_key`` (the peers' argument order)."""
         if response.cache_key != cache_key:
             response = dataclasses.replace(response, cache_key=cache_key)
+        storage = self.raw_responses
+        if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
+            storage.put_item(cache_key, response, response.expires)  # type: ignore[attr-defined]
+            return
         data = self.serializer.dumps(response)
-        await self._guard("write", self.raw_responses.write(cache_key, data, response.expires), None)
+        await self._guard("write", storage.write(cache_key, data, response.expires), None)
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None."""
