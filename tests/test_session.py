@@ -15,11 +15,11 @@ import pytest
 from aiocache_http import (
     BaseCache,
     CacheBackend,
-    CacheEvent,
     CachedClientResponse,
     CachedClientSession,
     CachedRequest,
     CachedSession,
+    CacheEvent,
     MemoryCache,
 )
 
