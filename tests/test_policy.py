@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from multidict import CIMultiDict
@@ -28,6 +29,7 @@ from aiocache_http.policy.expiration import (
     url_match,
 )
 from aiocache_http.policy.keys import REDACTED, normalize_request
+from aiocache_http.policy.settings import SETTINGS, settings_table
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -278,3 +280,18 @@ def test_decisions_are_immutable_and_format_their_reason_lazily() -> None:
         decision.reason = "changed"  # type: ignore[misc]
     assert decision.reason == "hit: fresh for %.0fs more" and decision.args == (60.0,)
     assert decision.why() == "hit: fresh for 60s more"
+
+
+# -- the settings table ---------------------------------------------------------------------------
+def test_readme_settings_table_is_made_from_the_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert settings_table() in readme
+    assert {s.name for s in SETTINGS} | {a for s in SETTINGS for a in s.aliases} == CacheSettings.NAMES
+
+
+def test_every_setting_validates_and_splits_from_the_table() -> None:
+    for setting in SETTINGS:
+        assert getattr(CacheSettings(), setting.name) == setting.validate(setting.default)
+        for alias in setting.aliases:
+            ours, rest = CacheSettings.split({alias: setting.default, "timeout": 3})
+            assert ours == {alias: setting.default} and rest == {"timeout": 3}

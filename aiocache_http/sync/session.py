@@ -24,7 +24,7 @@ from ..backends import CacheBackend
 from ..driver import OriginResponse, Outcome, fetch
 from ..policy.core import UNSET, RequestOptions
 from ..policy.expiration import ExpirationTime
-from ..policy.settings import CacheSettings
+from ..policy.settings import CacheSettings, Default, default
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
 from .bridge import Offload, run, serve
 from .cache import SyncBackend
@@ -41,13 +41,11 @@ _jar_cookies: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
 # "Origin unreachable" (for stale-if-error and must-revalidate): not every RequestException.
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
-# Settings named in the signature, with the values that leave a backend's own setting alone.
-_DEFAULTS: Mapping[str, Any] = {
-    "expire_after": -1, "urls_expire_after": None, "cache_control": False,
-    "allowable_codes": (200,), "allowable_methods": ("GET", "HEAD"), "always_revalidate": False,
-    "ignored_parameters": None, "match_headers": False, "filter_fn": None, "key_fn": None,
-    "stale_if_error": False, "serializer": None,
-}
+# Defaults of the settings named in the signature: "not given" (a backend's own value stays).
+_GIVEN_NOT: dict[str, Any] = {name: default(name) for name in (
+    "serializer", "expire_after", "urls_expire_after", "cache_control", "allowable_codes",
+    "allowable_methods", "always_revalidate", "ignored_parameters", "match_headers", "filter_fn",
+    "key_fn", "stale_if_error")}
 
 
 class CachedSession(requests.Session):
@@ -63,7 +61,8 @@ class CachedSession(requests.Session):
         **kwargs: Cache settings under requests-cache's or aiohttp-client-cache's names
             (see :class:`CacheSettings`), then backend arguments (``wal``, ``host``...).
 
-    With a backend instance, only the settings passed here are changed on it. Per
+    With a backend instance, only the settings passed here are changed on it (a setting
+    given with its default value is given: it is applied). Per
     request, ``get()`` & co. also take ``expire_after``, ``refresh``, ``force_refresh``
     and ``only_if_cached``.
     """
@@ -72,18 +71,18 @@ class CachedSession(requests.Session):
         self,
         cache_name: str | Path = DEFAULT_CACHE_NAME,
         backend: BackendSpecifier = None,
-        serializer: Any = None,
-        expire_after: ExpirationTime = -1,
-        urls_expire_after: Mapping[str, ExpirationTime] | None = None,
-        cache_control: bool = False,
-        allowable_codes: Iterable[int] = (200,),
-        allowable_methods: Iterable[str] = ("GET", "HEAD"),
-        always_revalidate: bool = False,
-        ignored_parameters: Iterable[str] | None = None,
-        match_headers: bool | Iterable[str] = False,
-        filter_fn: Callable[[Any], Any] | None = None,
-        key_fn: Callable[..., str] | None = None,
-        stale_if_error: bool | float = False,
+        serializer: Any = _GIVEN_NOT["serializer"],
+        expire_after: ExpirationTime = _GIVEN_NOT["expire_after"],
+        urls_expire_after: Mapping[str, ExpirationTime] | None = _GIVEN_NOT["urls_expire_after"],
+        cache_control: bool = _GIVEN_NOT["cache_control"],
+        allowable_codes: Iterable[int] = _GIVEN_NOT["allowable_codes"],
+        allowable_methods: Iterable[str] = _GIVEN_NOT["allowable_methods"],
+        always_revalidate: bool = _GIVEN_NOT["always_revalidate"],
+        ignored_parameters: Iterable[str] | None = _GIVEN_NOT["ignored_parameters"],
+        match_headers: bool | Iterable[str] = _GIVEN_NOT["match_headers"],
+        filter_fn: Callable[[Any], Any] | None = _GIVEN_NOT["filter_fn"],
+        key_fn: Callable[..., str] | None = _GIVEN_NOT["key_fn"],
+        stale_if_error: bool | float = _GIVEN_NOT["stale_if_error"],
         autoclose: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -95,7 +94,7 @@ class CachedSession(requests.Session):
             "match_headers": match_headers, "filter_fn": filter_fn, "key_fn": key_fn,
             "stale_if_error": stale_if_error,
         }
-        settings = {k: v for k, v in named.items() if not _is_default(k, v)}
+        settings = {k: v for k, v in named.items() if not isinstance(v, Default)}
         more_settings, backend_kwargs = CacheSettings.split(kwargs)
         more_settings.pop("autoclose", None)  # a session's choice, not the shared backend's
         settings.update(more_settings)
@@ -261,11 +260,6 @@ class CachedSession(requests.Session):
 
     def __repr__(self) -> str:
         return f"<CachedSession(cache={self._backend!r}, settings={self.settings!r})>"
-
-
-def _is_default(name: str, value: Any) -> bool:
-    default = _DEFAULTS[name]
-    return value is default or (type(value) is type(default) and value == default)
 
 
 def _as_original(response: requests.Response, **kwargs: Any) -> requests.Response:
