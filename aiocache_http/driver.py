@@ -113,6 +113,7 @@ class _Run:
     last: Decision | None = None  # the last decision carried out
     lookup_decision: Decision | None = None
     stored: bool | None = None
+    stored_response: CachedResponse | None = None  # what this request stored, to share
     not_stored_reason = ""
     coalesced = False
     bytes_stored = 0
@@ -168,6 +169,7 @@ class _Run:
         for alias in aliases:
             await backend.save_redirect(alias, keys[0])
         self.stored = True
+        self.stored_response = response
         if self.observing:
             self.storage_time += time.perf_counter() - start
 
@@ -212,7 +214,10 @@ class _Run:
                 self.coalesced = True
                 result = await asyncio.shield(leader)
                 if result is not None:  # in hand: no need to read it back
-                    return self.answer(core.shared(self.plan, result, self.backend.clock()))
+                    shared = core.shared(self.plan, result, self.backend.clock())
+                    if isinstance(shared, (Fetch, Revalidate)):
+                        return await self.origin(shared)
+                    return self.answer(shared)
                 mark = coalescing.mark()  # the leader stored nothing: elect another
                 continue
             if coalescing.finished_since(slot, mark):
@@ -232,8 +237,7 @@ class _Run:
         shared: CachedResponse | None = None
         try:
             outcome = await self.origin(decision)
-            if self.stored and outcome.response is not None:
-                shared = outcome.response  # only stored responses are shared
+            shared = self.stored_response  # only stored responses are shared
             return outcome
         finally:
             coalescing.release(slot, future, shared)
@@ -250,8 +254,7 @@ class _Run:
             shared: CachedResponse | None = None
             try:
                 outcome = await refresh.origin(decision)
-                if refresh.stored and outcome.response is not None:
-                    shared = outcome.response
+                shared = refresh.stored_response
                 if outcome.release is not None:
                     outcome.release()
             except Exception as e:
@@ -302,7 +305,7 @@ class _Run:
             await self.save(decision.response, decision.keys)
             self.last = decision
             _debug(self.plan, decision)
-            return Outcome(decision.response, from_cache=True, age=decision.age)
+            return Outcome(decision.answer or decision.response, from_cache=True, age=decision.age)
         if isinstance(decision, ServeStale):
             origin.release()
             logger.warning("%s %s: %s", self.plan.request.method, self.plan.request.url,

@@ -59,6 +59,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _KEEP_ON_304 = frozenset({"content-length", "content-encoding", "content-type",
                           "transfer-encoding"})
 _INF = float("inf")
+# Representation metadata a 304 does not repeat (RFC 9110 §15.4.5).
+_NOT_IN_304 = frozenset({"content-length", "content-type", "content-encoding", "content-range",
+                         "transfer-encoding", "content-language"})
 
 Identify = Callable[[CachedRequest], tuple[str, CachedRequest]]
 """The backend's key function: request -> (cache key, the request as it may be stored)."""
@@ -117,6 +120,7 @@ class Plan:
     min_fresh: float = 0.0
     max_age: float | None = None
     why: tuple[str, str] = ("", "")  # (reason, rfc) of skip_read / refresh
+    conditional: bool = False  # the client's own If-None-Match / If-Modified-Since (cache_control)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,9 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
         return Plan("", request, request, settings, identify, options, bypass)
     key, stored = identify(request)
     p = Plan(key, stored, request, settings, identify, options)
+    if settings.cache_control and ("If-None-Match" in request.headers
+                                   or "If-Modified-Since" in request.headers):
+        p.conditional = True
     cc_lines = request.headers.getall("Cache-Control", ())
     cc = parse_cache_control(cc_lines) if cc_lines else {}
     if "Pragma" in request.headers and has_pragma_no_cache(cc_lines, request.headers.getall("Pragma")):
@@ -245,7 +252,7 @@ def _fresh_or_not(p: Plan, stored: CachedResponse, facts: Facts, now: datetime,
     if p.refresh:
         if cc and not p.no_cache and fresh_left > 0 and facts.immutable:
             return Serve("fresh and immutable: a refresh is not needed", "RFC 8246 §2",
-                         response=stored, age=_age(p, stored, now))
+                         response=_for_client(p, stored), age=_age(p, stored, now))
         return _revalidate(p, stored, p.why[0], p.why[1], (), generation)
     if settings.always_revalidate:
         return _revalidate(p, stored, "always_revalidate is set", "", (), generation)
@@ -259,7 +266,7 @@ def _fresh_or_not(p: Plan, stored: CachedResponse, facts: Facts, now: datetime,
                                (age,), generation)
     if fresh_left > p.min_fresh or (fresh_left > 0 and not p.min_fresh):
         return Serve("hit: fresh for %.0fs more", "RFC 9111 §4.2" if cc else "", (fresh_left,),
-                     response=stored, age=_age(p, stored, now))
+                     response=_for_client(p, stored), age=_age(p, stored, now))
     if fresh_left > 0:
         return _revalidate(p, stored, "less fresh than the request's min-fresh",
                            "RFC 9111 §5.2.1.3", (), generation)
@@ -269,16 +276,28 @@ def _fresh_or_not(p: Plan, stored: CachedResponse, facts: Facts, now: datetime,
                            (staleness,), generation)
     if p.max_stale is not None and staleness <= p.max_stale:
         return ServeStale("stale by %.0fs, within the request's max-stale", "RFC 9111 §5.2.1.2",
-                          (staleness,), response=stored, age=_age(p, stored, now))
+                          (staleness,), response=_for_client(p, stored), age=_age(p, stored, now))
     window = _window(settings.stale_while_revalidate, facts.stale_while_revalidate, cc)
     if window > 0 and staleness <= window and not p.only_if_cached:
         refresh = _revalidate(p, stored, "stale-while-revalidate refresh", "RFC 5861 §3", (),
                               generation)
         assert isinstance(refresh, (Revalidate, Fetch))
         return ServeStale("stale by %.0fs, within stale-while-revalidate: served, refreshed "
-                          "in the background", "RFC 5861 §3", (staleness,), response=stored,
+                          "in the background", "RFC 5861 §3", (staleness,), response=_for_client(p, stored),
                           age=_age(p, stored, now), refresh=refresh)
     return _revalidate(p, stored, "stale by %.0fs", "RFC 9111 §4.2", (staleness,), generation)
+
+
+def _for_client(p: Plan, stored: CachedResponse) -> CachedResponse:
+    """The stored response as this request gets it: a 304 when the client's own
+    conditional request matches it (RFC 9111 §4.3.2), else the response itself."""
+    if not p.conditional or stored.status != 200:
+        return stored
+    if not freshness.client_validators_match(p.request.headers, stored):
+        return stored
+    kept = CIMultiDict((k, v) for k, v in stored.headers.items()
+                       if k.lower() not in _NOT_IN_304)
+    return replace(stored, status=304, reason="Not Modified", headers=kept, body=b"")
 
 
 def _age(p: Plan, stored: CachedResponse, now: datetime) -> float | None:
@@ -316,10 +335,14 @@ def _fetch(p: Plan, cached: CachedResponse | None, reason: str, rfc: str, args: 
     return Fetch(reason, rfc, args, cached=cached, vary_generation=generation)
 
 
-def shared(p: Plan, response: CachedResponse, now: datetime) -> Serve:
-    """A concurrent request for the same key stored ``response``: answer with it."""
+def shared(p: Plan, response: CachedResponse, now: datetime) -> Decision:
+    """A concurrent request for the same key stored ``response``: answer with it, unless
+    it must be revalidated on every use (then this request validates it on its own)."""
+    if p.settings.cache_control and freshness.facts_of(response).no_cache:
+        return _revalidate(p, response, "the concurrent request's response is no-cache",
+                           "RFC 9111 §5.2.2.4", (), response.vary_generation)
     return Serve("coalesced: the concurrent request for this key stored this response",
-                 response=response, age=_age(p, response, now))
+                 response=_for_client(p, response), age=_age(p, response, now))
 
 
 # -- 3. what the origin answered -----------------------------------------------------------
@@ -351,18 +374,19 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
             keys, generation = _store_keys(p, renewed.headers, generation)
             renewed = replace(renewed, cache_key=p.key, vary_generation=generation)
             return Renew("304 Not Modified: the stored response is renewed", "RFC 9111 §4.3.4",
-                         response=renewed, keys=keys, age=_age(p, renewed, received.response_time))
+                         response=renewed, keys=keys, age=_age(p, renewed, received.response_time),
+                         answer=_for_client(p, renewed))
         return Invalidate("the 304's ETag selects no stored response: entry invalidated",
                           "RFC 9111 §4.3.4", keys=(p.key,),
                           then=Fetch("asking in full after an unmatched 304", "RFC 9111 §4.3.4"))
     if status >= 500 and cached is not None and stale_if_error_ok(p, cached, received.response_time):
         return ServeStale("origin answered %d: serving the stale response (stale_if_error)",
-                          "RFC 5861 §4", (status,), response=cached,
+                          "RFC 5861 §4", (status,), response=_for_client(p, cached),
                           age=_age(p, cached, received.response_time))
     why = _not_storable(p, status, headers)
     if why is not None:
         not_stored = DontStore(*why)
-        if p.settings.cache_control and "no-store" in freshness.cache_control(headers):
+        if p.settings.cache_control and freshness.forbids_storing(status, headers):
             return Invalidate("response no-store: the stored response is removed", "RFC 9111 §3",
                               keys=(p.key,), then=not_stored)
         return not_stored
@@ -374,11 +398,15 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
 
 def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
                   ) -> tuple[str, str, tuple[object, ...]] | None:
-    if status not in p.settings.allowed_codes:
+    settings = p.settings
+    # With cache_control, the RFC decides which statuses are storable (§3, §4.2.2) unless
+    # the user named allowed_codes; without it, allowed_codes (default: 200) does.
+    if status not in settings.allowed_codes and (
+            not settings.cache_control or settings.is_given("allowed_codes")):
         return "status %d not in allowed_codes", "", (status,)
     if status == 206 or status < 200:
         return "status %d is never stored", "RFC 9111 §3", (status,)
-    if p.settings.cache_control:
+    if settings.cache_control:
         why = freshness.not_storable_reason(p.request, status, headers)
         if why is not None:
             return why, "RFC 9111 §3", ()
@@ -450,7 +478,8 @@ def on_error(p: Plan, sent: Decision, error: str, now: datetime) -> Decision | N
     if not stale_if_error_ok(p, cached, now):
         return None
     return ServeStale("origin unreachable (%s): serving the stale response (stale_if_error)",
-                      "RFC 5861 §4", (error,), response=cached, age=_age(p, cached, now))
+                      "RFC 5861 §4", (error,), response=_for_client(p, cached),
+                      age=_age(p, cached, now))
 
 
 def stale_if_error_ok(p: Plan, cached: CachedResponse, now: datetime) -> bool:

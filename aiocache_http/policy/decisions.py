@@ -116,11 +116,13 @@ class Store(Decision):
 @dataclass(frozen=True, slots=True)
 class Renew(Decision):
     """A 304 validated the stored entry: store the renewed ``response`` under ``keys`` and
-    serve it (§4.3.4)."""
+    answer with ``answer`` (§4.3.4): the renewed response, or a 304 when the client's own
+    conditional request matches it (§4.3.2)."""
 
     response: CachedResponse | None = None
     keys: tuple[str, ...] = ()
     age: float | None = None
+    answer: CachedResponse | None = None
 
 
 @dataclass(frozen=True, slots=True)

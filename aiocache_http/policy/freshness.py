@@ -17,6 +17,8 @@ from .directives import field_names, parse_cache_control, parse_http_date, secon
 
 # §15.1: statuses a cache may give heuristic freshness to.
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
+# §5.2.2.3: the status codes whose caching rules this cache implements.
+UNDERSTOOD = (HEURISTICALLY_CACHEABLE - {206}) | {302, 303, 307, 500, 502, 503, 504}
 HEURISTIC_FRACTION = 0.1  # §4.2.2: "10% of the interval since Last-Modified"
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-authenticate"})
@@ -31,7 +33,9 @@ def _date(headers: CIMultiDict[str]) -> datetime | None:
 
 
 def _age_header(headers: CIMultiDict[str]) -> float:
-    raw = headers.get("Age", "").strip()
+    """The Age field (RFC 9111 §5.1): the first value of the first line counts, so a list
+    (``Age: 7200, 0``) is not read as 0."""
+    raw = headers.get("Age", "").split(",", 1)[0].strip()
     return float(raw) if raw.isdigit() else 0.0
 
 
@@ -89,7 +93,8 @@ def lifetime(
         return float(max_age)
     date = _date(headers) or received
     if "Expires" in headers:
-        expires = parse_http_date(headers["Expires"])
+        lines = headers.getall("Expires")  # several lines: no single valid date (§5.3)
+        expires = parse_http_date(lines[0]) if len(lines) == 1 else None
         return 0.0 if expires is None else max(0.0, (expires - date).total_seconds())
     if status in HEURISTICALLY_CACHEABLE and heuristic_max is not False:
         last_modified = parse_http_date(headers.get("Last-Modified"))
@@ -104,15 +109,23 @@ def has_explicit_freshness(headers: CIMultiDict[str]) -> bool:
     return "max-age" in cc or "Expires" in headers or "public" in cc or "private" in cc
 
 
+def forbids_storing(status: int, headers: CIMultiDict[str]) -> bool:
+    """Response no-store (§5.2.2.5), unless must-understand and this cache understands the
+    status code (§5.2.2.3); must-understand with a status it does not: not stored either."""
+    cc = cache_control(headers)
+    if "must-understand" in cc:
+        return status not in UNDERSTOOD
+    return "no-store" in cc
+
+
 def not_storable_reason(request: CachedRequest, status: int, headers: CIMultiDict[str]) -> str | None:
     """Why §3 forbids storing this response, or None when it may be stored."""
-    cc = cache_control(headers)
-    if "no-store" in cc:
-        return "response no-store (RFC 9111 §3)"
+    if forbids_storing(status, headers):
+        return "response no-store (or must-understand with an unknown status)"
     if status in (206, 304) or status < 200:
-        return f"status {status} is never stored (RFC 9111 §3)"
+        return f"status {status} is never stored"
     if status not in HEURISTICALLY_CACHEABLE and not has_explicit_freshness(headers):
-        return f"status {status} without explicit freshness (RFC 9111 §3, §4.2.2)"
+        return f"status {status} without explicit freshness (§4.2.2)"
     return None
 
 
@@ -158,6 +171,28 @@ def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:
         return True  # validated by Last-Modified, or the origin did not say
     old_etag = stored.get("ETag")
     return old_etag is not None and old_etag.removeprefix("W/") == new_etag.removeprefix("W/")
+
+
+def client_validators_match(request_headers: CIMultiDict[str], stored: CachedResponse) -> bool:
+    """Does the client's own conditional request match the stored response, so that a
+    304 answers it (RFC 9111 §4.3.2, RFC 9110 §13.1)? If-None-Match wins over
+    If-Modified-Since; the stored Last-Modified, else its Date, dates it."""
+    if_none_match = request_headers.getall("If-None-Match", ())
+    if if_none_match:
+        etag = stored.headers.get("ETag")
+        tags = [t for line in if_none_match for t in split_list(line)]
+        if "*" in tags:
+            return True
+        return etag is not None and any(_weak(t) == _weak(etag) for t in tags)
+    since = parse_http_date(request_headers.get("If-Modified-Since"))
+    if since is None:
+        return False
+    modified = parse_http_date(stored.headers.get("Last-Modified")) or _date(stored.headers)
+    return modified is not None and modified <= since
+
+
+def _weak(tag: str) -> str:
+    return tag.strip().removeprefix("W/")
 
 
 # -- Vary (§4.1) ---------------------------------------------------------------------------

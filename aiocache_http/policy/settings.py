@@ -207,6 +207,8 @@ class CacheSettings:
     autoclose: bool
     strict: bool
     max_heuristic_age: float | bool
+    given: set[str]
+    """The options the user set; the others keep their default (see :meth:`is_given`)."""
     _frozen: bool
 
     _DEFAULTS: Mapping[str, Any] = {s.name: s.default for s in SETTINGS}
@@ -214,12 +216,19 @@ class CacheSettings:
 
     def __init__(self, **kwargs: Any) -> None:
         object.__setattr__(self, "_frozen", False)
+        object.__setattr__(self, "given", set())
         values = dict(self._DEFAULTS)
         for name, value in kwargs.items():
             values[self.canonical(name)] = value
         for name, value in values.items():
             setattr(self, name, value)
+        self.given.clear()
+        self.given.update(self.canonical(name) for name in kwargs)
         object.__setattr__(self, "_frozen", True)
+
+    def is_given(self, name: str) -> bool:
+        """Did the user set this option (at construction or later), default value or not?"""
+        return self.canonical(name) in self.given
 
     @classmethod
     def canonical(cls, name: str) -> str:
@@ -245,6 +254,7 @@ class CacheSettings:
                 f"are read); create a new backend to change it"
             )
         object.__setattr__(self, name, _VALIDATORS[name](value))
+        self.given.add(name)
 
     def __getattr__(self, name: str) -> Any:  # only reached for aliases
         if name in ALIASES:
