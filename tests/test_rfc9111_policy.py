@@ -443,3 +443,104 @@ def test_36_range_bypasses_and_206_not_stored(cache: Cache) -> None:
     ranged = cache.plan(req(Range="bytes=0-10"))
     assert ranged.bypass is not None and "Range" in ranged.bypass.why()
     assert cache.store(206, H(Cache_Control="max-age=60")) is None
+
+
+# -- cache-tests conformance fixes (issue 21), each with its section ---------------------------
+@pytest.mark.parametrize("expires", [
+    "Thu, 18 Aug 2050 02:01:18 UTC", "Thu, 18 Aug 2050 02:01:18 AEST", "Thu, 18 Aug 50 02:01:18 GMT",
+    "Thu 18 Aug 2050 02:01:18 GMT", "Thu, 18  Aug  2050 02:01:18 GMT", "Thu, 18-Aug-2050 02:01:18 GMT",
+    "Thu, 18 Aug 2050 02.01.18 GMT", "Thu, 18 Aug 2050 2:01:18 GMT"])
+def test_rfc9111_5_3_an_invalid_expires_means_already_expired(cache: Cache, expires: str) -> None:
+    entry = cache.store(headers=H(Date=http_date(T0), Expires=expires))
+    assert entry is not None and entry.expires == T0
+
+
+def test_rfc9111_5_3_several_expires_lines_are_invalid(cache: Cache) -> None:
+    headers = H(Date=http_date(T0))
+    headers.add("Expires", http_date(at(3600)))
+    headers.add("Expires", http_date(at(3601)))
+    entry = cache.store(headers=headers)
+    assert entry is not None and entry.expires == T0
+
+
+@pytest.mark.parametrize("value", [
+    "Thu, 18 Aug 2050 02:01:18 GMT", "Thursday, 18-Aug-50 02:01:18 GMT", "Thu Aug 18 02:01:18 2050",
+    "thu, 18 aug 2050 02:01:18 gmt"])
+def test_rfc9110_5_6_7_the_three_date_formats_are_read(value: str) -> None:
+    from aiocache_http.policy.directives import parse_http_date
+
+    assert parse_http_date(value) == datetime(2050, 8, 18, 2, 1, 18, tzinfo=timezone.utc)
+
+
+def test_rfc9111_5_1_an_age_list_counts_its_first_value(cache: Cache) -> None:
+    entry = cache.store(headers=H(Cache_Control="max-age=3600", Age="7200, 0", Date=http_date(T0)))
+    assert entry is not None and cache.decide(entry, at(1)).name == "Fetch"
+
+
+@pytest.mark.parametrize("vary", ["*", "Accept, *", "*, Accept", "*, *"])
+def test_rfc9111_4_1_a_vary_list_with_a_star_never_matches(cache: Cache, vary: str) -> None:
+    entry = cache.store(headers=H(Cache_Control="max-age=3600", Vary=vary, ETag='"v"'))
+    assert entry is not None and cache.decide(entry, at(1)).name == "Revalidate"
+
+
+def test_rfc9111_5_2_2_4_a_no_cache_response_is_not_shared_with_a_concurrent_request(
+        cache: Cache) -> None:
+    entry = cache.store(headers=H(Cache_Control="no-cache", ETag='"def"'))
+    assert entry is not None
+    assert core.shared(cache.plan(), entry, at(0)).name == "Revalidate"
+    fresh = cache.store(headers=H(Cache_Control="max-age=60"))
+    assert fresh is not None and core.shared(cache.plan(), fresh, at(0)).name == "Serve"
+
+
+@pytest.mark.parametrize("status", [203, 204, 300, 301, 302, 307, 308, 404, 405, 410, 500, 503])
+def test_rfc9111_3_any_final_status_with_explicit_freshness_is_stored(status: int) -> None:
+    cache = Cache()
+    cache.settings = CacheSettings(cache_control=True)  # allowed_codes not given
+    assert cache.store(status, H(Cache_Control="max-age=60")) is not None
+    assert cache.store(status, H()) is None or status in freshness.HEURISTICALLY_CACHEABLE
+    cache.settings = CacheSettings(cache_control=True, allowed_codes=(200,))  # given: it filters
+    assert cache.store(status, H(Cache_Control="max-age=60")) is None
+    cache.settings = CacheSettings()  # without cache_control: requests-cache's default, 200 only
+    assert cache.store(status, H(Cache_Control="max-age=60")) is None
+
+
+@pytest.mark.parametrize(("conditional", "answered_304"), [
+    ({"If-None-Match": '"v1"'}, True), ({"If-None-Match": 'W/"v1"'}, True),
+    ({"If-None-Match": '"other", "v1"'}, True), ({"If-None-Match": "*"}, True),
+    ({"If-None-Match": '"v2"'}, False),
+    ({"If-Modified-Since": "Thu, 01 Jan 2026 11:00:00 GMT"}, True),  # = Last-Modified
+    ({"If-Modified-Since": "Thu, 01 Jan 2026 10:00:00 GMT"}, False),  # modified since
+])
+def test_rfc9111_4_3_2_the_clients_own_conditional_request_is_answered_304(
+        cache: Cache, conditional: dict[str, str], answered_304: bool) -> None:
+    entry = cache.store(headers=H(Cache_Control="max-age=60", ETag='"v1"', Content_Type="text/plain",
+                                  Last_Modified="Thu, 01 Jan 2026 11:00:00 GMT"))
+    assert entry is not None
+    served = cache.decide(entry, at(1), CachedRequest("GET", URL, CIMultiDict(conditional)))
+    assert served.name == "Serve"
+    response = served.response  # type: ignore[attr-defined]
+    assert (response.status == 304) is answered_304
+    if answered_304:
+        assert response.body == b"" and "Content-Type" not in response.headers
+        assert response.headers["ETag"] == '"v1"'
+
+
+def test_rfc9111_5_2_2_3_must_understand_overrides_no_store_for_a_known_status(cache: Cache) -> None:
+    headers = H(Cache_Control="max-age=3600, no-store, must-understand")
+    assert cache.store(200, headers) is not None
+    assert cache.store(299, headers) is None
+
+
+def test_rfc9110_9_3_3_a_post_response_for_its_own_uri_is_stored_for_get(cache: Cache) -> None:
+    post = req("POST")
+    headers = H(Cache_Control="max-age=3600", Content_Location=URL)
+    decision = cache.respond(200, headers, request=post)
+    assert isinstance(decision, Invalidate)  # the POST invalidates the URI (§4.4), then...
+    store = decision.then
+    assert isinstance(store, Store) and store.rfc == "RFC 9110 §9.3.3"
+    assert store.keys == (identify(req("GET"))[0],) and store.request is not None
+    assert store.request.method == "GET"
+    elsewhere = cache.respond(200, H(Cache_Control="max-age=3600", Content_Location="/other"),
+                              request=post)
+    assert isinstance(elsewhere, Invalidate) and elsewhere.then is not None
+    assert elsewhere.then.name == "DontStore"

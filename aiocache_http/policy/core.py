@@ -364,7 +364,7 @@ def on_response(p: Plan, sent: Decision, received: Received) -> Decision:
 
 def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
     if isinstance(sent, PassThrough):
-        return DontStore(sent.reason, sent.rfc, sent.args)
+        return _post_for_get(p, received) or DontStore(sent.reason, sent.rfc, sent.args)
     status, headers = received.status, received.headers
     cached = sent.cached if isinstance(sent, (Fetch, Revalidate)) else None
     generation = sent.vary_generation if isinstance(sent, (Fetch, Revalidate)) else ""
@@ -394,6 +394,24 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
     keys, generation = _store_keys(p, kept, generation)
     return Store("stored", "RFC 9111 §3" if p.settings.cache_control else "", headers=kept,
                  keys=keys, vary_generation=generation, aliases=_alias_keys(p, received))
+
+
+def _post_for_get(p: Plan, received: Received) -> Store | None:
+    """A POST response with explicit freshness and a Content-Location naming its own
+    target URI answers a later GET of that URI (RFC 9110 §9.3.3), with cache_control."""
+    headers, url = received.headers, p.original.url
+    if (p.original.method != "POST" or not p.settings.cache_control or received.status != 200
+            or p.options.disabled or "Vary" in headers):
+        return None
+    location = headers.get("Content-Location")
+    if not location or urljoin(url, location) != url or not freshness.has_explicit_freshness(headers):
+        return None
+    if freshness.not_storable_reason(p.original, 200, headers) is not None:
+        return None
+    key, stored_request = p.identify(CachedRequest("GET", url, p.original.headers))
+    return Store("POST response with Content-Location of its own URI: stored for GET",
+                 "RFC 9110 §9.3.3", headers=freshness.headers_to_store(headers), keys=(key,),
+                 request=stored_request)
 
 
 def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
@@ -445,6 +463,7 @@ def to_store(p: Plan, store: Store, received: Received, body: bytes,
     """The response to store once its body is complete (§3.3: a body shorter or longer
     than its Content-Length is not stored)."""
     headers = store.headers if store.headers is not None else CIMultiDict()
+    request = store.request or p.request
     if not freshness.complete(headers, body):
         return DontStore("body length %d does not match Content-Length", "RFC 9111 §3.3",
                          (len(body),))
@@ -457,12 +476,12 @@ def to_store(p: Plan, store: Store, received: Received, body: bytes,
     return CachedResponse(
         status=received.status, reason=received.reason,
         # Without redirects the final URL is the request's, already redacted.
-        url=redact_url(received.url) if received.history else p.request.url,
-        headers=headers, body=body, request=p.request, encoding=received.encoding,
+        url=redact_url(received.url) if received.history else request.url,
+        headers=headers, body=body, request=request, encoding=received.encoding,
         created_at=response_time,
         expires=expires(p, received.status, headers, request_time, response_time),
         request_time=request_time, response_time=response_time, history=history,
-        cache_key=p.key, vary_generation=store.vary_generation,
+        cache_key=store.keys[0], vary_generation=store.vary_generation,
         facts=freshness.facts(headers, request_time, response_time),
     )
 

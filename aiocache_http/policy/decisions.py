@@ -111,6 +111,8 @@ class Store(Decision):
     keys: tuple[str, ...] = ()
     vary_generation: str = ""
     aliases: tuple[str, ...] = ()
+    request: CachedRequest | None = None
+    """The request to store it for, when not the one sent (a POST stored for GET)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,8 +208,13 @@ def _field(headers: CIMultiDict[str], name: str) -> str | None:
     values = headers.getall(name, ())
     if not values:
         return None
-    # §4.1: normalise by combining lines and dropping optional whitespace around commas.
-    return ",".join(",".join(p.strip() for p in v.split(",")) for v in values)
+    # §4.1: normalise by combining lines and dropping optional whitespace around commas;
+    # language tags and codings are case-insensitive.
+    joined = ",".join(",".join(p.strip() for p in v.split(",")) for v in values)
+    return joined.lower() if name in _CASELESS_VALUES else joined
+
+
+_CASELESS_VALUES = frozenset({"accept-language", "accept-encoding", "accept-charset"})
 
 
 def vary_values(names: Sequence[str], request_headers: CIMultiDict[str]) -> list[tuple[str, str | None]]:
