@@ -473,16 +473,16 @@ def to_store(p: Plan, store: Store, received: Received, body: bytes,
         for method, hop_url, status, reason, hop_headers in received.history
     ]
     request_time, response_time = received.request_time, received.response_time
+    facts = freshness.facts(headers, request_time, response_time)
     return CachedResponse(
         status=received.status, reason=received.reason,
         # Without redirects the final URL is the request's, already redacted.
         url=redact_url(received.url) if received.history else request.url,
         headers=headers, body=body, request=request, encoding=received.encoding,
         created_at=response_time,
-        expires=expires(p, received.status, headers, request_time, response_time),
+        expires=expires(p, received.status, headers, request_time, response_time, facts.initial_age),
         request_time=request_time, response_time=response_time, history=history,
-        cache_key=store.keys[0], vary_generation=store.vary_generation,
-        facts=freshness.facts(headers, request_time, response_time),
+        cache_key=store.keys[0], vary_generation=store.vary_generation, facts=facts,
     )
 
 
@@ -530,7 +530,7 @@ def invalidated_urls(method: str, url: str, status: int, headers: CIMultiDict[st
 
 # -- expiry ----------------------------------------------------------------------------------
 def expires(p: Plan, status: int, headers: CIMultiDict[str], request_time: datetime,
-            now: datetime) -> datetime | None:
+            now: datetime, initial_age: float | None = None) -> datetime | None:
     """Absolute expiry of a response received at ``now`` (None: never expires).
 
     With ``cache_control`` the response's own freshness wins (§4.2.1), less the age it
@@ -545,7 +545,8 @@ def expires(p: Plan, status: int, headers: CIMultiDict[str], request_time: datet
         if lifetime is None and value == NEVER_EXPIRE:
             lifetime = 0.0
         if lifetime is not None:
-            age = freshness.initial_age(headers, request_time, now)
+            age = freshness.initial_age(headers, request_time, now) if initial_age is None \
+                else initial_age
             return now + timedelta(seconds=max(0.0, lifetime - age))
     if value == DO_NOT_CACHE:
         value = EXPIRE_IMMEDIATELY
@@ -562,10 +563,11 @@ def renew(p: Plan, cached: CachedResponse, headers: CIMultiDict[str], request_ti
         merged.popall(name, None)
         for value in headers.getall(name):
             merged.add(name, value)
+    facts = freshness.facts(merged, request_time, now)
     return replace(cached, headers=merged, created_at=now, response_time=now,
                    request_time=request_time,
-                   expires=expires(p, cached.status, merged, request_time, now),
-                   facts=freshness.facts(merged, request_time, now))
+                   expires=expires(p, cached.status, merged, request_time, now, facts.initial_age),
+                   facts=facts)
 
 
 __all__ = ["SAFE_METHODS", "UNSET", "Identify", "Plan", "Received", "RequestOptions",

@@ -72,6 +72,7 @@ _DAYS = "Mon|Tue|Wed|Thu|Fri|Sat|Sun"
 _LONG_DAYS = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH = {name.lower(): i + 1 for i, name in enumerate(_MONTHS)}
+_DAY_NAMES = frozenset(_DAYS.lower().split("|"))
 _M = "|".join(_MONTHS)
 _T = r"(\d\d):(\d\d):(\d\d)"
 # RFC 9110 §5.6.7: the three HTTP-date formats, exactly (case-sensitive, single spaces).
@@ -91,6 +92,14 @@ def parse_http_date(value: str | None) -> datetime | None:
         return None
     value = value.strip()
     try:
+        if len(value) == 29 and value[3:5] == ", " and value[25:] == " GMT":  # the usual form
+            mon = _MONTH.get(value[8:11].lower())
+            if (mon is not None and value[7] == value[11] == value[16] == " "
+                    and value[19] == value[22] == ":" and value[:3].lower() in _DAY_NAMES):
+                fields = value[5:7], value[12:16], value[17:19], value[20:22], value[23:25]
+                if all(f.isascii() and f.isdigit() for f in fields):
+                    d, y, h, mi, sec = map(int, fields)
+                    return datetime(y, mon, d, h, mi, sec, tzinfo=timezone.utc)
         if m := _IMF_FIXDATE.fullmatch(value):
             day, month, year, hh, mm, ss = m.groups()
             return datetime(int(year), _MONTH[month.lower()], int(day), int(hh), int(mm), int(ss),
