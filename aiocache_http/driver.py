@@ -60,6 +60,8 @@ class OriginResponse:
     encoding: str | None = None
     history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
     """Redirect hops as (method, url, status, reason, headers)."""
+    sent_headers: CIMultiDict[str] | None = None
+    """The headers of the request that got this answer (after redirects and auth handlers)."""
 
 
 Send = Callable[[dict[str, str]], Awaitable[OriginResponse]]
@@ -176,8 +178,9 @@ class _Run:
     async def store(self, decision: Store, received: Received, body: bytes) -> CachedResponse | None:
         """Store the origin's response once its body is complete (the one step a streamed
         body runs at its end). Returns what was stored, or None."""
-        result = core.to_store(self.plan, decision, received, body,
-                               lambda url: redact_url(url, self.backend.settings.ignored_params))
+        settings = self.backend.settings
+        result = core.to_store(self.plan, decision, received, body, lambda url: redact_url(
+            url, settings.ignored_params, settings.credential_names))
         if isinstance(result, DontStore):
             self.not_stored(result)
             return None
@@ -289,7 +292,7 @@ class _Run:
         if self.observing:
             self.origin_time += time.perf_counter() - start
         received = Received(origin.status, origin.reason, origin.url, origin.headers, request_time,
-                            backend.clock(), origin.encoding, origin.history)
+                            backend.clock(), origin.encoding, origin.history, origin.sent_headers)
         return await self.carry_out(core.on_response(plan, sent, received), origin, received)
 
     async def carry_out(self, decision: Decision, origin: OriginResponse,
@@ -355,7 +358,9 @@ class _Run:
             status, served = response.status, len(response.body)
         elif outcome is not None and outcome.raw is not None:
             status = getattr(outcome.raw, "status", getattr(outcome.raw, "status_code", None))
-        url = plan.request.url if plan.bypass is None else redact_url(plan.request.url)
+        settings = self.backend.settings
+        url = plan.request.url if plan.bypass is None else redact_url(
+            plan.request.url, settings.ignored_params, settings.credential_names)
         self.backend.events.emit(CacheEvent(
             kind=kind, method=plan.request.method, url=url, key=plan.key, status=status,
             decision=last, lookup=self.lookup_decision,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession
+from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -102,7 +105,12 @@ with warnings.catch_warnings():
             keyable = True
             try:
                 request = self._cached_request(method, str_or_url, kwargs)
-            except _NotKeyable:
+                self._cache.identify(request)  # memoized: fetch() below finds it
+            except ValueError:
+                # A URL we cannot parse: aiohttp decides (and raises its own
+                # InvalidUrlClientError & co.).
+                return await super()._request(method, str_or_url, **kwargs)
+            except _NotKeyable:  # a streamed body: the core lets it pass the cache by
                 request = self._cached_request(method, str_or_url, kwargs, body=False)
                 keyable = False
             disabled = id(self) in _disabled.get()
@@ -144,11 +152,12 @@ with warnings.catch_warnings():
 
         def _cached_request(self, method: str, str_or_url: str | URL,
                             kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:
-            """The request as the cache sees it: full URL, merged headers, body bytes."""
+            """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
+            will send among them), body bytes. ValueError for a URL aiohttp would refuse."""
+            url, url_text = self._url(str_or_url)
             if kwargs.get("params"):
-                url_text = str(self._build_url(str_or_url).extend_query(kwargs["params"]))
-            else:
-                url_text = self._url_text(str_or_url)
+                url = url.extend_query(kwargs["params"])
+                url_text = str(url)
             given = kwargs.get("headers")
             if not given and not self._default_headers:
                 headers: CIMultiDict[str] = CIMultiDict()
@@ -157,6 +166,15 @@ with warnings.catch_warnings():
             auth = kwargs.get("auth") or self._default_auth
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
+            elif auth is None and url.user is not None and "Authorization" not in headers:
+                headers["Authorization"] = _basic_auth(url.user, url.password or "")  # as aiohttp
+            proxy_auth = kwargs.get("proxy_auth") or self._default_proxy_auth
+            if isinstance(proxy_auth, BasicAuth) and "Proxy-Authorization" not in headers:
+                headers["Proxy-Authorization"] = proxy_auth.encode()
+            cookie = self._cookie_header(url, headers.getall("Cookie", ()), kwargs.get("cookies"))
+            if cookie:
+                headers.popall("Cookie", None)
+                headers["Cookie"] = cookie
             content = b""
             if not body:
                 pass
@@ -168,18 +186,50 @@ with warnings.catch_warnings():
             return CachedRequest(method, url_text, headers, content,
                                  follow_redirects=kwargs.get("allow_redirects", True))
 
-        def _url_text(self, str_or_url: str | URL) -> str:
-            """The full URL as text, as aiohttp builds it; memoized for a hot URL string."""
-            if not isinstance(str_or_url, str):
-                return str(self._build_url(str_or_url))
+        def _url(self, str_or_url: str | URL) -> tuple[URL, str]:
+            """The full URL as aiohttp builds it, and as text; memoized for a hot URL string.
+            ValueError for a URL aiohttp would refuse."""
             memo = self._cache._urls
-            found = memo.get((self._base_url, str_or_url))
+            memo_key = (self._base_url, str_or_url) if isinstance(str_or_url, str) else None
+            found = memo.get(memo_key) if memo_key is not None else None
             if found is None:
-                found = str(self._build_url(str_or_url))
-                if len(memo) >= 1024:
-                    memo.clear()
-                memo[(self._base_url, str_or_url)] = found
+                url = self._build_url(str_or_url)
+                if not url.absolute or url.scheme not in ("http", "https"):
+                    raise ValueError(f"not an http(s) URL: {str_or_url!r}")
+                found = (url, str(url))
+                if memo_key is not None:
+                    if len(memo) >= 1024:
+                        memo.clear()
+                    memo[memo_key] = found
             return found
+
+        def _cookie_header(self, url: URL, explicit: Iterable[str], cookies: Any) -> str:
+            """Every cookie aiohttp will send with this request: the Cookie header, the
+            session jar's cookies for ``url``, the per-request ``cookies=``. They identify
+            the user, so they are part of the key (hashed; redacted in storage)."""
+            found: SimpleCookie = SimpleCookie()
+            for line in explicit:
+                with contextlib.suppress(CookieError):
+                    found.load(line)
+            if len(self._cookie_jar):
+                found.load(self._cookie_jar.filter_cookies(url))
+            if cookies:
+                jar = CookieJar(unsafe=True, quote_cookie=getattr(self._cookie_jar, "quote_cookie", True))
+                jar.update_cookies(cookies)
+                found.load(jar.filter_cookies(url))
+            if not found:
+                return "; ".join(explicit)
+            return "; ".join(f"{name}={morsel.coded_value}" for name, morsel in found.items())
+
+
+def _basic_auth(login: str, password: str) -> str:
+    """The Authorization aiohttp sends for user info in a URL (latin-1, as BasicAuth)."""
+    raw = f"{login}:{password}"
+    try:
+        encoded = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        encoded = raw.encode("utf-8", "surrogatepass")
+    return "Basic " + base64.b64encode(encoded).decode("ascii")
 
 
 def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:
@@ -206,6 +256,7 @@ def _origin(response: ClientResponse) -> OriginResponse:
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history],
+        sent_headers=CIMultiDict(response.request_info.headers),
     )
 
 

@@ -138,7 +138,7 @@ def _tree(root: Path) -> list[str]:
 
 async def test_filesystem_names_are_plain_for_digests_and_distinct_otherwise(tmp_path: Path) -> None:
     digest = hashlib.sha256(b"x").hexdigest()
-    assert filename(digest) == digest
+    assert filename(digest) == digest + ".ach"
     names = {filename(k) for k in ["abc", "ABC", "Abc", "a/bc", "redirects", "~abc"]}
     assert len(names) == 6  # no two keys share a file, even on a case-insensitive filesystem
 
@@ -179,7 +179,8 @@ async def test_filesystem_redirects_persist_on_disk(tmp_path: Path) -> None:
     first = FileBackend(tmp_path / "c")
     await first.save_response(response(), "final")
     await first.save_redirect("hop", "final")
-    assert (tmp_path / "c" / "redirects" / "hop").read_bytes() == b"final"
+    assert first.serializer.loads_redirect(
+        "hop", (tmp_path / "c" / "redirects" / "hop.ach").read_bytes()) == "final"
     assert await first.raw_responses.keys() == ["final"]  # the subdirectory is not an entry
     second = FileBackend(tmp_path / "c")  # e.g. another process
     loaded = await second.get_response("hop")

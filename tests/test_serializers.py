@@ -48,7 +48,7 @@ def test_round_trip(name: str) -> None:
 
 def test_envelope_is_raw_binary_not_pickle_or_base64() -> None:
     data = Serializer(EnvelopeFormat()).dumps(sample())
-    assert data.startswith(b"ACH\x01") and bytes(range(256)) * 4 in data
+    assert data.startswith(b"ACH\x02") and bytes(range(256)) * 4 in data
     with pytest.raises(pickle.UnpicklingError):
         pickle.loads(data)
 

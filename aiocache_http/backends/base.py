@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
@@ -23,9 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from multidict import CIMultiDict
+
 from ..coalescing import Coalescing
 from ..events import EventHub
 from ..models import CachedRequest, CachedResponse, utcnow
+from ..policy.freshness import NEVER_STORED
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
@@ -136,23 +140,46 @@ class ConfigurationError(Exception):
     the server does not support...). Raised even where runtime faults fail open."""
 
 
+def without_set_cookie(response: CachedResponse) -> CachedResponse:
+    """``response`` (and its redirect hops) without Set-Cookie headers; itself if none."""
+    def clean(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+        if not any(name.lower() in NEVER_STORED for name in headers):
+            return headers
+        return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in NEVER_STORED)
+
+    headers = clean(response.headers)
+    history = [h if clean(h.headers) is h.headers else dataclasses.replace(h, headers=clean(h.headers))
+               for h in response.history]
+    if headers is response.headers and all(a is b for a, b in zip(history, response.history, strict=True)):
+        return response
+    return dataclasses.replace(response, headers=headers, history=history)
+
+
 def to_bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
 def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
     """Where a file-based cache lives: ``cache_name`` as given, or under the user cache dir
-    or the temp dir if asked (ignored for an absolute path), as requests-cache does."""
+    or the temp dir if asked (ignored for an absolute path), as requests-cache does. A
+    relative name never leaves the directory it is resolved against: ValueError."""
     if use_cache_dir and use_temp:
         raise ValueError("use_cache_dir and use_temp are mutually exclusive")
     path = Path(cache_name).expanduser()
+    if path.is_absolute() or not (use_cache_dir or use_temp):
+        return path.absolute()
     if use_cache_dir:
         from platformdirs import user_cache_dir
 
-        path = Path(user_cache_dir()) / path
-    elif use_temp:
-        path = Path(tempfile.gettempdir()) / path
-    return path.absolute()
+        base = Path(user_cache_dir()).absolute()
+    else:
+        base = Path(tempfile.gettempdir()).absolute()
+    resolved = Path(os.path.normpath(base / path))
+    if resolved == base or base not in resolved.parents:
+        where = "use_cache_dir" if use_cache_dir else "use_temp"
+        raise ValueError(f"cache_name={str(cache_name)!r} with {where}=True resolves to "
+                         f"{str(resolved)!r}, outside {str(base)!r}: name a path inside it")
+    return resolved
 
 
 class CacheBackend:
@@ -178,7 +205,7 @@ class CacheBackend:
             get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
         )
         responses = MemoryCache(max_entries)
-        responses.encode = lambda response: self.serializer.dumps(response)
+        responses.encode = lambda response: self.serializer.dumps(response, response.cache_key)
         self.raw_responses: BaseCache = responses
         self.raw_redirects: BaseCache = MemoryCache(max_entries)
         # Per-key coalescing of concurrent misses and background refreshes (see driver.py).
@@ -186,7 +213,7 @@ class CacheBackend:
         self.background: set[asyncio.Task[Any]] = set()
         self.events = EventHub()  # one CacheEvent per finished request
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
-        self._urls: dict[tuple[Any, str], str] = {}  # a session's URL text memo (session.py)
+        self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
 
     def __repr__(self) -> str:
@@ -230,12 +257,14 @@ class CacheBackend:
         """
         s = self.settings
         memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
-                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn)
+                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn,
+                    s.credential_names)
         found = self._identities.get(memo_key)
         if found is not None:
             return found
         secret = s.secret_key[0] if s.secret_key else None
-        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret)
+        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret,
+                                             s.credential_names)
         if s.key_fn is not None:
             key = s.key_fn(request, ignored_params=s.ignored_params, match_headers=s.match_headers)
             if not isinstance(key, str) or not key:
@@ -275,8 +304,8 @@ class CacheBackend:
     async def get_response(self, key: str, follow_redirects: bool = True) -> CachedResponse | None:
         """The stored response for ``key`` (following a stored redirect), or None.
 
-        An item that cannot be used (tampered, truncated, unknown format) is deleted and
-        reported as a miss.
+        An item that cannot be used (corrupt, tampered, stored at another key, unknown
+        format) is deleted and reported as a miss.
         """
         storage = self.raw_responses
         if storage.holds_objects:  # in-process: the decoded response itself, no IO
@@ -295,7 +324,7 @@ class CacheBackend:
         if data is None:
             return None
         try:
-            response = self.serializer.loads(data)
+            response = self.serializer.loads(data, key)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
             await self._guard("delete", self.raw_responses.delete(key), None)
@@ -317,29 +346,34 @@ class CacheBackend:
         return data, key
 
     async def save_response(self, response: CachedResponse, cache_key: str) -> None:
-        """Store ``response`` under ``cache_key`` (the peers' argument order)."""
+        """Store ``response`` under ``cache_key`` (the peers' argument order). Set-Cookie is
+        never stored: replayed, it would hand one user's session to the next."""
+        response = without_set_cookie(response)
         if response.cache_key != cache_key:
             response = dataclasses.replace(response, cache_key=cache_key)
         storage = self.raw_responses
         if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
             storage.put_item(cache_key, response, response.expires)  # type: ignore[attr-defined]
             return
-        data = self.serializer.dumps(response)
+        data = self.serializer.dumps(response, cache_key)
         await self._guard("write", storage.write(cache_key, data, response.expires), None)
 
     async def get_redirect(self, alias: str) -> str | None:
-        """The key a redirect alias points at, or None."""
-        target = await self._guard("read redirect", self.raw_redirects.read(alias), None)
-        if target is None:
+        """The key a redirect alias points at, or None (an unusable alias is deleted)."""
+        data = await self._guard("read redirect", self.raw_redirects.read(alias), None)
+        if data is None:
             return None
         try:
-            return target.decode()
-        except UnicodeDecodeError:
+            return self.serializer.loads_redirect(alias, data)
+        except DeserializationError as e:
+            logger.warning("%r: discarding unusable redirect alias %s: %s", self, alias, e)
+            await self._guard("delete redirect", self.raw_redirects.delete(alias), None)
             return None
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
-        await self._guard("write redirect", self.raw_redirects.write(alias, key), None)
+        data = self.serializer.dumps_redirect(alias, key)
+        await self._guard("write redirect", self.raw_redirects.write(alias, data), None)
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
@@ -365,7 +399,7 @@ class CacheBackend:
             if data is None:
                 continue
             try:
-                if self.serializer.loads(data).is_expired:
+                if self.serializer.loads(data, key).is_expired:
                     expired.append(key)
             except DeserializationError:
                 expired.append(key)  # unusable anyway
@@ -376,8 +410,12 @@ class CacheBackend:
         deletes leave them and this maintenance pass sweeps them.)"""
         dangling = []
         async for alias in self.raw_redirects.iter_keys():
-            target = await self.raw_redirects.read(alias)
-            if target is None or not await self.raw_responses.contains(target.decode()):
+            data = await self.raw_redirects.read(alias)
+            try:
+                target = None if data is None else self.serializer.loads_redirect(alias, data)
+            except DeserializationError:
+                target = None
+            if target is None or not await self.raw_responses.contains(target):
                 dangling.append(alias)
         if dangling:
             await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None)
@@ -396,9 +434,12 @@ class CacheBackend:
     async def get_urls(self) -> list[str]:
         """Redacted URLs of all stored responses."""
         urls = []
-        async for data in self.raw_responses.iter_values():
+        async for key in self.raw_responses.iter_keys():
+            data = await self.raw_responses.read(key)
             try:
-                urls.append(redact_url(self.serializer.loads(data).url))
+                if data is not None:
+                    urls.append(redact_url(self.serializer.loads(data, key).url,
+                                           credential_names=self.settings.credential_names))
             except DeserializationError:
                 continue
         return urls

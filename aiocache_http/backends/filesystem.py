@@ -3,17 +3,22 @@
 One file per key, holding exactly the stored bytes. Responses live in the cache
 directory, redirects in its ``redirects`` subdirectory.
 
-File names: a key of lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex
-digests the cache makes) is its own file name; any other key is ``~`` + its base32
-encoding, so no key can reach outside the directory (``../x``, ``/etc``, NUL...) and two
-keys never share a file, even on a case-insensitive filesystem. A key too long for a
-file name is stored as ``~~`` + its SHA-256, with the key itself in a small
-``.key-<sha256>`` file written first. Names starting with ``.`` are never entries.
+File names: an entry is ``<name>.ach``. ``<name>`` is the key itself when it is made of
+lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex digests the cache
+makes); any other key is ``~`` + its base32 encoding, so no key can reach outside the
+directory (``../x``, ``/etc``, NUL...) and two keys never share a file, even on a
+case-insensitive filesystem. A key too long for a file name is stored as ``~~`` + its
+SHA-256, with the key itself in a small ``.key-<sha256>`` file written first.
 
-Atomic writes: the value goes to a temporary file in the same directory, is fsynced,
-then ``os.replace``\\ d over the entry. A reader therefore sees the old file or the new
-one, never a part, and a writer killed at any point leaves at most a ``.tmp-*`` file,
-which is never listed and is removed by :meth:`FileCache.clear`.
+The directory may hold other files (a user's ``report.docx``): the storage owns only
+names it can recognise (an entry whose name decodes back to it, a ``.key-`` file, a
+``.tmp-`` file of its own pattern), and lists, deletes and clears nothing else.
+
+Atomic writes: the value goes to a temporary file ``.tmp-<uuid hex>`` in the same
+directory, is fsynced, then ``os.replace``\\ d over the entry. A reader therefore sees
+the old file or the new one, never a part. A writer killed at any point leaves at most
+a temporary file: never listed, removed by :meth:`FileCache.clear`, and swept once it is
+an hour old by :meth:`FileCache.delete_expired` and by the first write of each process.
 
 Expiry: the file's modification time *is* the entry's HTTP expiry (set on the temp file
 before the rename, so it is atomic with the content); an entry that never expires gets a
@@ -47,6 +52,8 @@ from .base import BaseCache, CacheBackend, cache_path, to_bytes
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
 REDIRECTS_DIR = "redirects"
+SUFFIX = ".ach"
+STALE_TMP_SECONDS = 3600.0  # a temp file this old belongs to a writer that died
 _PLAIN = re.compile(r"[0-9a-z_-][0-9a-z_.-]{0,199}")  # lowercase only: case-insensitive FS safe
 # the subdirectory, and names Windows reserves
 _RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
@@ -54,29 +61,40 @@ _RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
 _MAX_ENCODED = 200
 _TMP_PREFIX = ".tmp-"
 _KEY_PREFIX = ".key-"
+_TMP_NAME = re.compile(r"\.tmp-[0-9a-f]{32}")
+_KEY_NAME = re.compile(r"\.key-[0-9a-f]{64}")
+_HASHED_NAME = re.compile(r"~~([0-9a-f]{64})" + re.escape(SUFFIX))
 
 
 def filename(key: str) -> str:
     """The file name of ``key`` (see the module docstring)."""
     if _PLAIN.fullmatch(key) and key not in _RESERVED and not key.endswith("."):
-        return key
+        return key + SUFFIX
     encoded = base64.b32encode(key.encode("utf-8", "surrogatepass")).decode().rstrip("=").lower()
     if len(encoded) <= _MAX_ENCODED:
-        return "~" + encoded
-    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return "~" + encoded + SUFFIX
+    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + SUFFIX
 
 
 def _decode(name: str) -> str | None:
     """The key stored under file ``name``; None if ``name`` is not an entry we wrote (or is a
     hashed one, whose key is in its ``.key-`` file)."""
-    key: str | None = name
-    if name.startswith("~"):
-        encoded = name[1:].upper()
+    if not name.endswith(SUFFIX):
+        return None
+    key: str | None = name[: -len(SUFFIX)]
+    if key and key.startswith("~"):
+        encoded = key[1:].upper()
         try:
             key = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode("utf-8", "surrogatepass")
         except (binascii.Error, ValueError):
             key = None
     return key if key is not None and filename(key) == name else None
+
+
+def _owned(name: str) -> bool:
+    """Is ``name`` a file this storage writes (entry, key file or temp file)?"""
+    return (_decode(name) is not None or _HASHED_NAME.fullmatch(name) is not None
+            or _KEY_NAME.fullmatch(name) is not None or _TMP_NAME.fullmatch(name) is not None)
 
 
 def _mtime(expires: datetime | None) -> float:
@@ -141,6 +159,7 @@ class FileCache(BaseCache):
         except OSError as e:
             raise OSError(e.errno, f"cannot use {str(self.cache_dir)!r} as a cache directory: "
                                    f"{e.strerror or e}") from e
+        self._swept = False  # stale temp files are swept by this instance's first write
         self._read = wrap(_read)
         self._write = wrap(self._write_sync)
         self._delete = wrap(self._delete_sync)
@@ -159,9 +178,13 @@ class FileCache(BaseCache):
     def _write_sync(self, key: str, data: bytes, mtime: float) -> None:
         name = filename(key)
         try:
-            if name.startswith("~~"):  # key file first: an entry is never listed without its key
-                _write_atomic(self.cache_dir / (_KEY_PREFIX + name[2:]), key.encode("utf-8", "surrogatepass"),
-                              None)
+            if not self._swept:
+                self._swept = True
+                self._sweep_sync(time.time())
+            hashed = _HASHED_NAME.fullmatch(name)
+            if hashed:  # key file first: an entry is never listed without its key
+                _write_atomic(self.cache_dir / (_KEY_PREFIX + hashed.group(1)),
+                              key.encode("utf-8", "surrogatepass"), None)
             _write_atomic(self.cache_dir / name, data, mtime)
         except FileNotFoundError:  # the directory was removed under us: recreate it once
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -172,8 +195,9 @@ class FileCache(BaseCache):
         for key in keys:
             name = filename(key)
             deleted += _unlink(self.cache_dir / name)
-            if name.startswith("~~"):
-                _unlink(self.cache_dir / (_KEY_PREFIX + name[2:]))
+            hashed = _HASHED_NAME.fullmatch(name)
+            if hashed:
+                _unlink(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
         return deleted
 
     def _entries(self) -> list[tuple[str, float]]:
@@ -189,9 +213,12 @@ class FileCache(BaseCache):
                     if not entry.is_file():
                         continue
                     key = _decode(entry.name)
-                    if key is None and entry.name.startswith("~~"):
-                        raw = _read(self.cache_dir / (_KEY_PREFIX + entry.name[2:]))
+                    hashed = _HASHED_NAME.fullmatch(entry.name)
+                    if key is None and hashed:
+                        raw = _read(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
                         key = None if raw is None else raw.decode("utf-8", "surrogatepass")
+                        if key is not None and filename(key) != entry.name:
+                            key = None  # a key file that does not match its entry
                     if key is not None:
                         found.append((key, entry.stat().st_mtime))
                 except FileNotFoundError:  # deleted while we listed
@@ -202,15 +229,28 @@ class FileCache(BaseCache):
         return [key for key, _mtime in self._entries()]
 
     def _delete_expired_sync(self, now: float) -> int:
+        self._sweep_sync(time.time())
         return self._delete_sync([key for key, mtime in self._entries() if mtime <= now])
 
+    def _owned_files(self) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(self.cache_dir) as scan:
+                return [e for e in scan if _owned(e.name) and e.is_file(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _sweep_sync(self, now: float) -> None:
+        """Remove temp files of writers that died (older than STALE_TMP_SECONDS)."""
+        for entry in self._owned_files():
+            if _TMP_NAME.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS:
+                        _unlink(Path(entry.path))
+
     def _clear_sync(self) -> None:
-        if not self.cache_dir.is_dir():
-            return
-        with os.scandir(self.cache_dir) as scan:
-            for entry in scan:
-                if entry.is_file(follow_symlinks=False):
-                    _unlink(Path(entry.path))
+        for entry in self._owned_files():  # never anything else a user keeps here
+            with contextlib.suppress(OSError):
+                _unlink(Path(entry.path))
 
     # -- the storage API -------------------------------------------------------------
     async def read(self, key: str) -> bytes | None:
@@ -240,7 +280,7 @@ class FileCache(BaseCache):
         return len(await self._scan())
 
     async def clear(self) -> None:
-        """Delete every entry (and any temp file a killed writer left)."""
+        """Delete every entry (and any temp file a killed writer left); nothing else."""
         await self._clear()
 
 

@@ -49,7 +49,7 @@ from .expiration import (
     expire_after_for_url,
     normalize_expire_after,
 )
-from .keys import CREDENTIAL_HEADERS, variant_key
+from .keys import CREDENTIAL_HEADERS, unkeyed_credentials, variant_key
 from .settings import CacheSettings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -136,6 +136,8 @@ class Received:
     encoding: str | None = None
     history: Sequence[tuple[str, str, int, str, CIMultiDict[str]]] = ()
     """Redirect hops as (method, url, status, reason, headers)."""
+    sent_headers: CIMultiDict[str] | None = None
+    """The headers of the request that got this answer (after redirects and auth handlers)."""
 
 
 # -- 1. the request ------------------------------------------------------------------------
@@ -383,7 +385,7 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
         return ServeStale("origin answered %d: serving the stale response (stale_if_error)",
                           "RFC 5861 §4", (status,), response=_for_client(p, cached),
                           age=_age(p, cached, received.response_time))
-    why = _not_storable(p, status, headers)
+    why = _not_storable(p, status, headers) or _unkeyed_credentials(p, received)
     if why is not None:
         not_stored = DontStore(*why)
         if p.settings.cache_control and freshness.forbids_storing(status, headers):
@@ -431,6 +433,19 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
     return None
 
 
+def _unkeyed_credentials(p: Plan, received: Received) -> tuple[str, str, tuple[object, ...]] | None:
+    """Did the origin receive credentials the key does not hold (an auth handler, a cookie
+    set by a redirect hop)? Then the answer may be personal while its key is not."""
+    if received.sent_headers is None:
+        return None
+    settings = p.settings
+    extra = unkeyed_credentials(p.original.headers, received.sent_headers, settings.ignored_params,
+                                settings.credential_names)
+    if not extra:
+        return None
+    return "the origin received credentials the key does not hold (%s)", "", (", ".join(extra),)
+
+
 def _store_keys(p: Plan, headers: CIMultiDict[str], generation: str) -> tuple[tuple[str, ...], str]:
     """The request's key, and with Vary its variant's key too: variants live side by
     side, and the latest one is found with a single read (§4.1)."""
@@ -468,8 +483,8 @@ def to_store(p: Plan, store: Store, received: Received, body: bytes,
         return DontStore("body length %d does not match Content-Length", "RFC 9111 §3.3",
                          (len(body),))
     history = [
-        CachedResponse(status, reason, redact_url(hop_url), hop_headers, b"",
-                       CachedRequest(method, redact_url(hop_url)))
+        CachedResponse(status, reason, redact_url(hop_url), freshness.headers_to_store(hop_headers),
+                       b"", CachedRequest(method, redact_url(hop_url)))
         for method, hop_url, status, reason, hop_headers in received.history
     ]
     request_time, response_time = received.request_time, received.response_time
@@ -558,7 +573,7 @@ def renew(p: Plan, cached: CachedResponse, headers: CIMultiDict[str], request_ti
     """Fold a 304's headers into the stored response and renew it (RFC 9111 §4.3.4)."""
     merged = CIMultiDict(cached.headers)
     for name in {n.lower() for n in headers}:
-        if name in _KEEP_ON_304:
+        if name in _KEEP_ON_304 or name in freshness.NEVER_STORED:
             continue
         merged.popall(name, None)
         for value in headers.getall(name):

@@ -11,6 +11,10 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
+MAX_DELTA_SECONDS = 2**31
+"""§1.2.2: a delta-seconds too large to represent "MUST" be taken as 2^31; every number
+read from a header is capped to it, so no later arithmetic can overflow."""
+
 _TOKEN_DIRECTIVES_WITH_SECONDS = frozenset(
     {"max-age", "s-maxage", "max-stale", "min-fresh", "stale-while-revalidate", "stale-if-error"}
 )
@@ -53,14 +57,20 @@ def parse_cache_control(values: Iterable[str]) -> dict[str, str | None]:
     return directives
 
 
+def delta_seconds(raw: str | None) -> int | None:
+    """A delta-seconds value (ASCII digits only) capped to 2^31; None when invalid (§1.2.2)."""
+    if raw is None or not raw.isascii() or not raw.isdigit():
+        return None
+    if len(raw) > 10:  # more than 2^31 whatever its value: no need to parse it
+        return MAX_DELTA_SECONDS
+    return min(int(raw), MAX_DELTA_SECONDS)
+
+
 def seconds(directives: dict[str, str | None], name: str) -> int | None:
     """A delta-seconds directive as an int; None when absent or invalid (§1.2.2)."""
     if name not in directives:
         return None
-    raw = directives[name]
-    if raw is None or not raw.isdigit():
-        return None
-    return int(raw)
+    return delta_seconds(directives[name])
 
 
 def field_names(value: str | None) -> list[str]:

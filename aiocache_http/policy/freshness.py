@@ -7,13 +7,21 @@ Everything here is a pure function of a response's headers and times.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import datetime
 
 from multidict import CIMultiDict
 
 from ..models import CachedRequest, CachedResponse, Facts
-from .directives import field_names, parse_cache_control, parse_http_date, seconds, split_list
+from .directives import (
+    MAX_DELTA_SECONDS,
+    delta_seconds,
+    field_names,
+    parse_cache_control,
+    parse_http_date,
+    seconds,
+    split_list,
+)
 
 # §15.1: statuses a cache may give heuristic freshness to.
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
@@ -22,6 +30,8 @@ UNDERSTOOD = (HEURISTICALLY_CACHEABLE - {206}) | {302, 303, 307, 500, 502, 503, 
 HEURISTIC_FRACTION = 0.1  # §4.2.2: "10% of the interval since Last-Modified"
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-authenticate"})
+# One user's session: replayed from a cache it would log the next user in as them.
+NEVER_STORED = frozenset({"set-cookie", "set-cookie2"})
 
 
 def cache_control(headers: CIMultiDict[str]) -> dict[str, str | None]:
@@ -35,8 +45,7 @@ def _date(headers: CIMultiDict[str]) -> datetime | None:
 def _age_header(headers: CIMultiDict[str]) -> float:
     """The Age field (RFC 9111 §5.1): the first value of the first line counts, so a list
     (``Age: 7200, 0``) is not read as 0."""
-    raw = headers.get("Age", "").split(",", 1)[0].strip()
-    return float(raw) if raw.isdigit() else 0.0
+    return float(delta_seconds(headers.get("Age", "").split(",", 1)[0].strip()) or 0)
 
 
 def initial_age(headers: CIMultiDict[str], request_time: datetime, response_time: datetime) -> float:
@@ -44,7 +53,7 @@ def initial_age(headers: CIMultiDict[str], request_time: datetime, response_time
     date = _date(headers)
     apparent_age = max(0.0, (response_time - date).total_seconds()) if date else 0.0
     response_delay = max(0.0, (response_time - request_time).total_seconds())
-    return max(apparent_age, _age_header(headers) + response_delay)
+    return min(max(apparent_age, _age_header(headers) + response_delay), float(MAX_DELTA_SECONDS))
 
 
 def current_age(cached: CachedResponse, now: datetime) -> float:
@@ -87,6 +96,13 @@ def lifetime(
     for shared caches and ignored here. An invalid Expires means already expired. A
     response without Date is dated when it was ``received`` (§6.6.1 of RFC 9110).
     """
+    found = _lifetime(status, headers, received, heuristic_max)
+    return None if found is None else min(found, float(MAX_DELTA_SECONDS))  # dates can be absurd
+
+
+def _lifetime(
+    status: int, headers: CIMultiDict[str], received: datetime, heuristic_max: float | bool
+) -> float | None:
     cc = cache_control(headers)
     max_age = seconds(cc, "max-age")
     if max_age is not None:
@@ -130,9 +146,9 @@ def not_storable_reason(request: CachedRequest, status: int, headers: CIMultiDic
 
 
 def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
-    """Drop hop-by-hop fields, fields named in Connection, and fields named by a
-    qualified ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4)."""
-    drop = set(HOP_BY_HOP)
+    """Drop hop-by-hop fields, fields named in Connection, fields named by a qualified
+    ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4), and Set-Cookie (never stored)."""
+    drop = set(HOP_BY_HOP | NEVER_STORED)
     for value in headers.getall("Connection", ()):
         drop.update(name.lower() for name in split_list(value))
     no_cache = cache_control(headers).get("no-cache")
@@ -159,7 +175,9 @@ def complete(headers: CIMultiDict[str], body: bytes) -> bool:
     """A body shorter or longer than its Content-Length is not a usable entry (§3.3).
     Only checked for an identity encoding: a decoded body has another length."""
     length = headers.get("Content-Length", "").strip()
-    if not length.isdigit() or headers.get("Content-Encoding", "identity") != "identity":
+    if not (length.isascii() and length.isdigit()):
+        return True
+    if headers.get("Content-Encoding", "identity") != "identity":
         return True
     return int(length) == len(body)
 
@@ -221,7 +239,7 @@ def vary_values(names: Sequence[str], request_headers: CIMultiDict[str]) -> list
     return [(name, _field(request_headers, name)) for name in sorted(set(names))]
 
 
-def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fields: frozenset[str]
+def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fields: Container[str]
                  ) -> bool:
     """Do the fields the stored response varies on have the same values in ``request``?
 

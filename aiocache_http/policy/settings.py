@@ -124,8 +124,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("match_headers", False, _match_headers,
             "`True` or header names that become part of the key", ("include_headers",)),
     Setting("ignored_params", (), lambda v: _names("ignored_params", v),
-            "query/body/header names left out of the key, redacted in storage",
+            "query/body/header names left out of the key, redacted in storage (an opt-out: "
+            "listed credentials are shared)",
             ("ignored_parameters",)),
+    Setting("credential_names", (), lambda v: _names("credential_names", v),
+            "more header/parameter names or globs that carry credentials (keyed by hash, "
+            "redacted in storage), added to the built-in list"),
     Setting("cache_control", False, bool, "honour response `Cache-Control`/`Expires` (RFC 9111)"),
     Setting("stale_if_error", False, lambda v: _seconds_or_flag("stale_if_error", v),
             "serve a stale response when the origin fails: `True` or a bound in seconds past expiry"),
@@ -195,6 +199,7 @@ class CacheSettings:
     allowed_methods: frozenset[str]
     match_headers: bool | tuple[str, ...]
     ignored_params: tuple[str, ...]
+    credential_names: tuple[str, ...]
     cache_control: bool
     stale_if_error: float | bool
     stale_while_revalidate: float | bool

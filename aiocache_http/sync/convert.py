@@ -11,7 +11,7 @@ from multidict import CIMultiDict
 from ..driver import OriginResponse
 from ..models import CachedRequest
 from .bridge import Offload
-from .response import OriginalResponse
+from .response import OriginalResponse, from_latin1
 
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
 _FIXED_BOUNDARY = "aiocache-http-form-boundary"
@@ -26,13 +26,12 @@ def prepared(request: requests.PreparedRequest | requests.Request) -> requests.P
 
 
 def cached_request(request: requests.PreparedRequest, body: bool = True,
-                   cookie: bool = True, follow_redirects: bool = True) -> CachedRequest:
+                   follow_redirects: bool = True) -> CachedRequest:
     """The request as the cache sees it: method, full URL, every header (credentials
-    included: the key hashes them, storage redacts them; ``cookie=False`` leaves the
-    Cookie header out), the body bytes, and whether redirects are followed."""
-    headers: CIMultiDict[str] = CIMultiDict(request.headers)
-    if not cookie:
-        headers.popall("Cookie", None)
+    included, cookies too: the key hashes them, storage redacts them), the body bytes,
+    and whether redirects are followed."""
+    headers: CIMultiDict[str] = CIMultiDict(
+        (from_latin1(k), from_latin1(v)) for k, v in request.headers.items())
     content = request.body if body else None
     if content is None:
         data = b""
@@ -65,13 +64,12 @@ def charset(headers: CIMultiDict[str]) -> str | None:
 
 
 def response_headers(response: requests.Response) -> CIMultiDict[str]:
-    """Every header line; urllib3 keeps repeated headers (Set-Cookie) apart, requests
-    joins them."""
+    """Every header line (urllib3 keeps repeated headers apart, requests joins them), in
+    the stored form (see :func:`from_latin1`)."""
     raw_headers = getattr(response.raw, "headers", None)
     iteritems = getattr(raw_headers, "iteritems", None)
-    if callable(iteritems):
-        return CIMultiDict(iteritems())
-    return CIMultiDict(response.headers)
+    items = iteritems() if callable(iteritems) else response.headers.items()
+    return CIMultiDict((from_latin1(k), from_latin1(v)) for k, v in items)
 
 
 def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:
@@ -92,6 +90,8 @@ def origin_response(response: requests.Response, offload: Offload) -> OriginResp
         encoding=charset(headers),
         history=[((h.request.method or "GET") if h.request else "GET", h.url, h.status_code,
                   h.reason or "", response_headers(h)) for h in response.history],
+        sent_headers=None if response.request is None else CIMultiDict(
+            (from_latin1(k), from_latin1(v)) for k, v in response.request.headers.items()),
     )
 
 

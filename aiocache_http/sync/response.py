@@ -16,6 +16,30 @@ from ..models import utcnow
 _CACHE_ATTRS = ["from_cache", "created_at", "expires", "cache_key"]
 
 
+# Header text: http.client decodes header bytes as Latin-1, aiohttp as UTF-8 with
+# surrogateescape. The cache keeps aiohttp's form (one stored form, lossless for any
+# bytes); the requests layer converts at its edges so each session shows what its bare
+# library shows for the same bytes.
+def from_latin1(text: str) -> str:
+    """A header as http.client decoded it -> the stored form."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not from the wire (a str header set by code): keep it
+        return text
+
+
+def to_latin1(text: str) -> str:
+    """The stored form -> the header as http.client would have decoded its bytes."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("latin-1")
+    except UnicodeEncodeError:
+        return text
+
+
 class _CacheInfo(requests.Response):
     from_cache: bool = False
     created_at: datetime | None = None
@@ -46,6 +70,7 @@ class CachedResponse(_CacheInfo):
         r.status_code, r.reason, r.url = record.status, record.reason, record.url
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
         for name, value in record.headers.items():  # requests joins repeated headers
+            name, value = to_latin1(name), to_latin1(value)
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         if age is not None:
             headers["Age"] = str(int(age))

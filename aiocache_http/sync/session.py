@@ -8,7 +8,6 @@ and every decision are the async session's. The origin request is the real
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,7 +17,6 @@ from typing import Any, NoReturn
 
 import requests
 from requests.hooks import dispatch_hook
-from requests.structures import CaseInsensitiveDict
 
 from ..backends import CacheBackend
 from ..driver import OriginResponse, Outcome, fetch
@@ -36,7 +34,6 @@ from .response import CachedResponse, OriginalResponse
 _disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_sync_disabled", default=frozenset())
 _pending: ContextVar[RequestOptions | None] = ContextVar("aiocache_http_sync_options", default=None)
 _in_origin: ContextVar[bool] = ContextVar("aiocache_http_sync_in_origin", default=False)
-_jar_cookies: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
 
 # "Origin unreachable" (for stale-if-error and must-revalidate): not every RequestException.
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
@@ -176,15 +173,6 @@ class CachedSession(requests.Session):
             run(self._backend.close())
 
     # -- requests ---------------------------------------------------------------------
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        prepared = super().prepare_request(request)
-        explicit = CaseInsensitiveDict({**(self.headers or {}), **(request.headers or {})})
-        if "Cookie" not in explicit:  # header names in any case (plain dicts are allowed)
-            # Like aiohttp's jar, cookies from the jar (or cookies=) are not part of the
-            # key, or every Set-Cookie would make the next request a miss.
-            _jar_cookies.add(prepared)
-        return prepared
-
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any,
         expire_after: ExpirationTime = None, only_if_cached: bool = False,
@@ -213,11 +201,15 @@ class CachedSession(requests.Session):
             options = _options(expire_after, refresh, force_refresh, only_if_cached)
         _pending.set(None)  # consumed: a send() from a hook is a request of its own
         follow = kwargs.get("allow_redirects", True)
-        cookie = request not in _jar_cookies
         try:
-            record = cached_request(request, cookie=cookie, follow_redirects=follow)
-        except NotKeyable:
-            record = cached_request(request, body=False, cookie=cookie, follow_redirects=follow)
+            # The Cookie header holds the jar's and cookies= cookies too: they identify the
+            # user, so they are part of the key (hashed; redacted in storage).
+            record = cached_request(request, follow_redirects=follow)
+            self._backend.identify(record)  # memoized: fetch() below finds it
+        except ValueError:  # a URL we cannot parse: requests decides
+            return OriginalResponse.wrap(super().send(request, **kwargs), None)
+        except NotKeyable:  # a streamed body: the core lets it pass the cache by
+            record = cached_request(request, body=False, follow_redirects=follow)
             options = replace(options, keyable=False)
         if id(self) in _disabled.get():
             options = replace(options, disabled=True)
