@@ -109,11 +109,11 @@ def parse_http_date(value: str | None) -> datetime | None:
                 fields = value[5:7], value[12:16], value[17:19], value[20:22], value[23:25]
                 if all(f.isascii() and f.isdigit() for f in fields):
                     d, y, h, mi, sec = map(int, fields)
-                    return datetime(y, mon, d, h, mi, sec, tzinfo=timezone.utc)
+                    return _plausible(datetime(y, mon, d, h, mi, sec, tzinfo=timezone.utc))
         if m := _IMF_FIXDATE.fullmatch(value):
             day, month, year, hh, mm, ss = m.groups()
-            return datetime(int(year), _MONTH[month.lower()], int(day), int(hh), int(mm), int(ss),
-                            tzinfo=timezone.utc)
+            return _plausible(datetime(int(year), _MONTH[month.lower()], int(day), int(hh), int(mm),
+                                       int(ss), tzinfo=timezone.utc))
         if m := _RFC850.fullmatch(value):
             day, month, yy, hh, mm, ss = m.groups()
             year = _two_digit_year(int(yy))
@@ -121,11 +121,17 @@ def parse_http_date(value: str | None) -> datetime | None:
                             tzinfo=timezone.utc)
         if m := _ASCTIME.fullmatch(value):
             month, day, hh, mm, ss, year = m.groups()
-            return datetime(int(year), _MONTH[month.lower()], int(day.strip()), int(hh), int(mm), int(ss),
-                            tzinfo=timezone.utc)
+            return _plausible(datetime(int(year), _MONTH[month.lower()], int(day.strip()), int(hh),
+                                       int(mm), int(ss), tzinfo=timezone.utc))
     except ValueError:  # 31 Feb, hour 25...
         return None
     return None
+
+
+def _plausible(when: datetime) -> datetime | None:
+    """HTTP did not exist before 1970: an earlier date is not one a server meant (a
+    ``Date`` of year 1 would make every response look 2,000 years old)."""
+    return when if when.year >= 1970 else None
 
 
 def _two_digit_year(yy: int) -> int:
