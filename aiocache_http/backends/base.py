@@ -41,6 +41,11 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
+# Hot entries, decoded: a hit whose stored bytes are the very bytes decoded last time
+# (checked in full: a changed, renewed or tampered item is decoded and verified again)
+# skips the decoding. Immutable responses make sharing them safe.
+_DECODED_SIZE = 256
+_DECODED_MAX_BYTES = 64 * 1024
 
 # The storage calls that failed open during the current request (when someone listens).
 _faults: ContextVar[list[str] | None] = ContextVar("aiocache_http_faults", default=None)
@@ -214,6 +219,7 @@ class CacheBackend:
         self.events = EventHub()  # one CacheEvent per finished request
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
+        self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
 
     def __repr__(self) -> str:
@@ -323,6 +329,9 @@ class CacheBackend:
             data, key = await self._read_item(key, follow_redirects)
         if data is None:
             return None
+        decoded = self._decoded.get(key)
+        if decoded is not None and decoded[0] == data:  # the very bytes decoded before
+            return decoded[1]
         try:
             response = self.serializer.loads(data, key)
         except DeserializationError as e:
@@ -331,6 +340,10 @@ class CacheBackend:
             return None
         if response.cache_key != key:
             response = dataclasses.replace(response, cache_key=key)
+        if len(data) <= _DECODED_MAX_BYTES:
+            if len(self._decoded) >= _DECODED_SIZE:
+                self._decoded = {}  # start over rather than evict one (thread-safe, see identify)
+            self._decoded[key] = (data, response)
         return response
 
     async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | None, str]:

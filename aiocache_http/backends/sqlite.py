@@ -97,6 +97,13 @@ class _Handle:
     loop: asyncio.AbstractEventLoop
     tables: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer at a time
+    reader: sqlite3.Connection | None = None  # point reads, inline on the loop's thread
+
+    def close_reader(self) -> None:
+        if self.reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.reader.close()
+            self.reader = None
 
 
 def _quote(name: str) -> str:
@@ -196,6 +203,17 @@ class SQLiteDatabase:
                 await self._create_tables(handle, [table])
         return handle
 
+    def reader(self, handle: _Handle) -> sqlite3.Connection:
+        """This loop's read-only connection for point reads run inline. It never waits for
+        a lock (busy_timeout 0): a busy database raises, and the caller reads through the
+        aiosqlite thread instead."""
+        if handle.reader is None:
+            reader = sqlite3.connect(self._target, uri=self._uri, timeout=0, isolation_level=None,
+                                     check_same_thread=False)
+            reader.execute("PRAGMA query_only=1")
+            handle.reader = reader
+        return handle.reader
+
     async def connection(self) -> aiosqlite.Connection:
         """This loop's aiosqlite connection (for inspection and maintenance)."""
         return (await self.handle()).conn
@@ -266,6 +284,7 @@ class SQLiteDatabase:
             if loop.is_closed():
                 del self.handles[loop]
                 self._opening.pop(loop, None)
+                handle.close_reader()
                 await handle.conn.close()
 
     async def close(self) -> None:
@@ -275,6 +294,7 @@ class SQLiteDatabase:
         self.handles.clear()
         self._opening.clear()
         for handle in handles:
+            handle.close_reader()
             await handle.conn.close()
 
     # -- writes -------------------------------------------------------------------------
@@ -385,6 +405,17 @@ class SQLiteCache(BaseCache):
             return list(await _retry(lambda: conn.execute_fetchall(sql, params)))
 
     async def read(self, key: str) -> bytes | None:
+        """One row by primary key: run inline (a few µs on a WAL database, whose readers
+        never wait for the writer); through the aiosqlite thread when the file is busy
+        (WAL recovery, a shared in-memory table being written)."""
+        handle = self.db.handles.get(asyncio.get_running_loop())
+        if handle is not None and self.table_name in handle.tables:
+            try:
+                row = self.db.reader(handle).execute(self._read, (key,)).fetchone()
+            except sqlite3.OperationalError:  # busy or locked: never wait on the loop
+                pass
+            else:
+                return None if row is None else bytes(row[0])
         rows = await self._fetch(self._read, (key,))
         return bytes(rows[0][0]) if rows else None
 
