@@ -7,6 +7,7 @@ from typing import Any
 
 from .backends import BACKEND_CLASSES, BACKENDS, CacheBackend, init_backend, load_class
 from .backends.base import BaseCache, ConfigurationError
+from .backends.health import BackendTimeoutError, BackendUnavailableError, CircuitState
 from .backends.memory import MemoryCache
 from .events import CacheEvent
 from .models import CachedRequest, CachedResponse, utcnow
@@ -40,6 +41,8 @@ __all__ = [
     "DO_NOT_CACHE",
     "EXPIRE_IMMEDIATELY",
     "NEVER_EXPIRE",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
     "BaseCache",
     "CacheBackend",
     "CacheEvent",
@@ -49,6 +52,7 @@ __all__ = [
     "CachedRequest",
     "CachedResponse",
     "CachedSession",
+    "CircuitState",
     "ConfigurationError",
     "DeserializationError",
     "MemoryCache",

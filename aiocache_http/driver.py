@@ -23,8 +23,9 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from .backends.base import CacheBackend, collect_faults
-from .events import CacheEvent, Kind
+from .backends.base import CacheBackend
+from .backends.health import request_budget
+from .events import CacheEvent, Kind, collect_faults
 from .models import CachedRequest, CachedResponse
 from .policy import core
 from .policy.core import Plan, Received, RequestOptions
@@ -95,17 +96,18 @@ async def fetch(
     """
     plan = core.plan(request, backend.settings, options, backend.identify)
     run = _Run(backend, plan, send, network_errors)
-    if not backend.events:
-        return await run.execute()
-    run.observe()
-    with collect_faults() as faults:
-        try:
-            outcome = await run.execute()
-        except BaseException:
-            run.emit(None, faults, error=True)
-            raise
-        run.emit(outcome, faults)
-        return outcome
+    with request_budget():  # a sick backend costs this request at most one deadline
+        if not backend.events:
+            return await run.execute()
+        run.observe()
+        with collect_faults() as faults:
+            try:
+                outcome = await run.execute()
+            except BaseException:
+                run.emit(None, faults, error=True)
+                raise
+            run.emit(outcome, faults)
+            return outcome
 
 
 class _Run:

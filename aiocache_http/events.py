@@ -14,7 +14,9 @@ nobody listens.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,6 +70,27 @@ class CacheEvent:
 
 Listener = Callable[[CacheEvent], object]
 
+# The storage calls that failed open during the current request (only while someone listens).
+_faults: ContextVar[list[str] | None] = ContextVar("aiocache_http_faults", default=None)
+
+
+@contextmanager
+def collect_faults() -> Iterator[list[str]]:
+    """Within this block, every storage call that fails open is listed (``op: error``)."""
+    faults: list[str] = []
+    token = _faults.set(faults)
+    try:
+        yield faults
+    finally:
+        _faults.reset(token)
+
+
+def note_fault(fault: str) -> None:
+    """Called by the gate to storage when a call fails open (or is not attempted)."""
+    faults = _faults.get()
+    if faults is not None:
+        faults.append(fault)
+
 
 class EventHub:
     """The listeners of one backend's events."""
@@ -97,4 +120,4 @@ class EventHub:
         return bool(self.listeners)
 
 
-__all__ = ["CacheEvent", "EventHub", "Kind", "Listener"]
+__all__ = ["CacheEvent", "EventHub", "Kind", "Listener", "collect_faults", "note_fault"]

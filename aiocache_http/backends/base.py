@@ -3,8 +3,9 @@
 ``BaseCache`` is a plain async key -> bytes store; each backend module implements it
 for one database. ``CacheBackend`` holds the settings and the serializer, owns a
 ``responses`` and a ``redirects`` storage, and is the single place where storage is
-called: every call goes through :meth:`CacheBackend._guard`, where a failing backend is
-logged and treated as a miss (fail-open) unless ``strict=True``.
+called: every call goes through :meth:`CacheBackend._guard`, under a deadline and a
+circuit breaker (``health.py``), where a failing backend is logged and treated as a miss
+(fail-open) unless ``strict=True``.
 
 ``CacheBackend()`` itself is the in-memory backend.
 """
@@ -12,14 +13,13 @@ logged and treated as a miss (fail-open) unless ``strict=True``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -33,6 +33,7 @@ from ..policy.freshness import NEVER_STORED
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
+from .health import Health, Kind, request_budget
 
 if TYPE_CHECKING:
     from .views import RedirectsView, ResponsesView
@@ -46,20 +47,7 @@ _IDENTITY_MEMO_SIZE = 4096
 # skips the decoding. Immutable responses make sharing them safe.
 _DECODED_SIZE = 256
 _DECODED_MAX_BYTES = 64 * 1024
-
-# The storage calls that failed open during the current request (when someone listens).
-_faults: ContextVar[list[str] | None] = ContextVar("aiocache_http_faults", default=None)
-
-
-@contextmanager
-def collect_faults() -> Iterator[list[str]]:
-    """Within this block, every storage call that fails open is listed (``op: error``)."""
-    faults: list[str] = []
-    token = _faults.set(faults)
-    try:
-        yield faults
-    finally:
-        _faults.reset(token)
+_END: Any = object()
 
 
 class AsyncResults(Generic[T]):
@@ -92,6 +80,8 @@ class BaseCache(ABC):
 
     holds_objects = False
     """True for the in-process storage, which keeps decoded responses (see memory.py)."""
+    in_process = False
+    """True when calls never wait on IO (the gate then never moves a write to the background)."""
 
     @abstractmethod
     async def read(self, key: str) -> bytes | None: ...
@@ -221,6 +211,8 @@ class CacheBackend:
         self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
+        self.health = Health(repr(self), self.settings)
+        """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -288,23 +280,37 @@ class CacheBackend:
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
-    async def _guard(self, op: str, call: Awaitable[T], default: T) -> T:
-        """Run one storage call. A failure is logged and ``default`` returned
-        (fail-open), or re-raised with ``strict=True``. A configuration error is always
-        raised: falling back to the origin would hide it forever."""
+    async def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
+        """Run one storage call under its deadline and the circuit breaker. A failure or a
+        timeout is counted, logged (rate-limited) and ``default`` returned (fail-open), or
+        raised with ``strict=True``; with the circuit open, storage is not called at all.
+        A configuration error is always raised: falling back to the origin would hide it."""
+        if self.raw_responses.in_process and self.raw_redirects.in_process:
+            return await self.health.call_inline(op, call, default, kind)
+        return await self.health.call(op, call, default, kind)
+
+    async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> None:
+        """A write: the caller waits for it at most ``backend_timeout``, then it finishes in
+        the background (awaited by :meth:`wait_for_refreshes` and :meth:`close`)."""
+        if storage.in_process:
+            await self._guard(op, call, None, Kind.WRITE)
+        else:
+            await self.health.call(op, call, None, Kind.WRITE, self.background)
+
+    async def _guard_iter(self, op: str, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``iterator`` with each step through the gate (a maintenance deadline per step).
+        A failed step ends the iteration early (fail-open), or raises with ``strict``."""
         try:
-            return await call
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, ConfigurationError):
-            raise
-        except Exception as e:
-            if self.settings.strict:
-                raise
-            faults = _faults.get()
-            if faults is not None:
-                faults.append(f"{op}: {type(e).__name__}: {e}")
-            logger.warning("%r: %s failed, continuing without the cache: %s: %s",
-                           self, op, type(e).__name__, e)
-            return default
+            while True:
+                item = await self._guard(op, anext(iterator, _END), _END, Kind.MAINTENANCE)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     # -- responses ------------------------------------------------------------------
     async def get_response(self, key: str, follow_redirects: bool = True) -> CachedResponse | None:
@@ -326,7 +332,8 @@ class CacheBackend:
                 return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
             data: bytes | None = value
         else:
-            data, key = await self._read_item(key, follow_redirects)
+            with request_budget():  # a hung backend costs one deadline, not one per call
+                data, key = await self._read_item(key, follow_redirects)
         if data is None:
             return None
         decoded = self._decoded.get(key)
@@ -336,7 +343,7 @@ class CacheBackend:
             response = self.serializer.loads(data, key)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
-            await self._guard("delete", self.raw_responses.delete(key), None)
+            await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
             return None
         if response.cache_key != key:
             response = dataclasses.replace(response, cache_key=key)
@@ -369,7 +376,7 @@ class CacheBackend:
             storage.put_item(cache_key, response, response.expires)  # type: ignore[attr-defined]
             return
         data = self.serializer.dumps(response, cache_key)
-        await self._guard("write", storage.write(cache_key, data, response.expires), None)
+        await self._guard_write("write", storage, storage.write(cache_key, data, response.expires))
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None (an unusable alias is deleted)."""
@@ -380,35 +387,36 @@ class CacheBackend:
             return self.serializer.loads_redirect(alias, data)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable redirect alias %s: %s", self, alias, e)
-            await self._guard("delete redirect", self.raw_redirects.delete(alias), None)
+            await self._guard("delete redirect", self.raw_redirects.delete(alias), None, Kind.DELETE)
             return None
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
         data = self.serializer.dumps_redirect(alias, key)
-        await self._guard("write redirect", self.raw_redirects.write(alias, data), None)
+        await self._guard_write("write redirect", self.raw_redirects, self.raw_redirects.write(alias, data))
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
         """Delete responses by key, by URL (for each of ``methods``), and/or all expired."""
-        targets = set(keys)
+        targets, urls = set(keys), list(urls)
         for url in urls:
             targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
                            for m in methods for follow in (True, False))
-        if targets:
-            await self._guard("delete", self.raw_responses.bulk_delete(targets), None)
+        if targets:  # by URL: the caller's maintenance; by key: the request path (invalidation)
+            await self._guard("delete", self.raw_responses.bulk_delete(targets), None,
+                              Kind.MAINTENANCE if urls else Kind.DELETE)
         if expired:
             removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
-                                        None)
+                                        None, Kind.MAINTENANCE)
             if removed is None:  # the storage keeps no expiry: find them by decoding
                 await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
-                                  None)
+                                  None, Kind.MAINTENANCE)
             await self._delete_dangling_redirects()
 
     async def _expired_keys(self) -> list[str]:
         expired = []
-        async for key in self.raw_responses.iter_keys():
-            data = await self.raw_responses.read(key)
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             if data is None:
                 continue
             try:
@@ -422,16 +430,22 @@ class CacheBackend:
         """Aliases whose response is gone. (A dangling alias is only a miss, so plain
         deletes leave them and this maintenance pass sweeps them.)"""
         dangling = []
-        async for alias in self.raw_redirects.iter_keys():
-            data = await self.raw_redirects.read(alias)
+        async for alias in self._guard_iter("list redirects", self.raw_redirects.iter_keys()):
+            data = await self._guard("read redirect", self.raw_redirects.read(alias), None,
+                                     Kind.MAINTENANCE)
+            if data is None:
+                continue  # gone meanwhile, or the read failed: keep it for the next pass
             try:
-                target = None if data is None else self.serializer.loads_redirect(alias, data)
+                target: str | None = self.serializer.loads_redirect(alias, data)
             except DeserializationError:
                 target = None
-            if target is None or not await self.raw_responses.contains(target):
+            found = None if target is None else await self._guard(
+                "contains", self.raw_responses.contains(target), None, Kind.MAINTENANCE)
+            if target is None or found is False:
                 dangling.append(alias)
         if dangling:
-            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None)
+            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None,
+                              Kind.MAINTENANCE)
 
     # aiohttp-client-cache spellings
     async def delete_url(self, url: str) -> None:
@@ -447,8 +461,8 @@ class CacheBackend:
     async def get_urls(self) -> list[str]:
         """Redacted URLs of all stored responses."""
         urls = []
-        async for key in self.raw_responses.iter_keys():
-            data = await self.raw_responses.read(key)
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             try:
                 if data is not None:
                     urls.append(redact_url(self.serializer.loads(data, key).url,
@@ -458,12 +472,13 @@ class CacheBackend:
         return urls
 
     async def clear(self) -> None:
-        await self._guard("clear", self.raw_responses.clear(), None)
-        await self._guard("clear", self.raw_redirects.clear(), None)
+        await self._guard("clear", self.raw_responses.clear(), None, Kind.MAINTENANCE)
+        await self._guard("clear", self.raw_redirects.clear(), None, Kind.MAINTENANCE)
 
     async def wait_for_refreshes(self) -> None:
-        """Wait for the stale-while-revalidate refreshes running on this loop. (Another
-        loop's refreshes end on their own: their storages fail open once closed.)"""
+        """Wait for the stale-while-revalidate refreshes and the writes still finishing in
+        the background on this loop (each bounded by its deadline). (Another loop's end on
+        their own: their storages fail open once closed.)"""
         loop = asyncio.get_running_loop()
         mine = [task for task in self.background if task.get_loop() is loop]
         if mine:
@@ -472,9 +487,8 @@ class CacheBackend:
     async def close(self) -> None:
         """Wait for this loop's background refreshes, then close the storages."""
         await self.wait_for_refreshes()
-        await self._guard("close", self.raw_responses.close(), None)
-        await self._guard("close", self.raw_redirects.close(), None)
+        await self._guard("close", self.raw_responses.close(), None, Kind.CLOSE)
+        await self._guard("close", self.raw_redirects.close(), None, Kind.CLOSE)
 
 
-__all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "collect_faults",
-           "create_key"]
+__all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]

@@ -23,6 +23,7 @@ class MemoryCache(BaseCache):
     """Items live in this process only. ``max_entries`` bounds it (LRU eviction)."""
 
     holds_objects = True
+    in_process = True
 
     def __init__(self, max_entries: int | None = None) -> None:
         if max_entries is not None and max_entries < 1:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..models import CachedResponse
 from .base import AsyncResults, BaseCache
+from .health import Kind
 
 if TYPE_CHECKING:
     from .base import CacheBackend
@@ -30,22 +31,22 @@ class _View:
         raise NotImplementedError
 
     async def delete(self, key: str) -> None:
-        await self.backend._guard("delete", self.storage.delete(key), None)
+        await self.backend._guard("delete", self.storage.delete(key), None, Kind.DELETE)
 
     async def bulk_delete(self, keys: Iterable[str]) -> None:
-        await self.backend._guard("delete", self.storage.bulk_delete(list(keys)), None)
+        await self.backend._guard("delete", self.storage.bulk_delete(list(keys)), None, Kind.DELETE)
 
     async def contains(self, key: str) -> bool:
         return bool(await self.backend._guard("contains", self.storage.contains(key), False))
 
     async def size(self) -> int:
-        return int(await self.backend._guard("size", self.storage.size(), 0))
+        return int(await self.backend._guard("size", self.storage.size(), 0, Kind.MAINTENANCE))
 
     async def clear(self) -> None:
-        await self.backend._guard("clear", self.storage.clear(), None)
+        await self.backend._guard("clear", self.storage.clear(), None, Kind.MAINTENANCE)
 
     def keys(self) -> AsyncResults[str]:
-        return self.storage.keys()
+        return AsyncResults(self.backend._guard_iter("list keys", self.storage.iter_keys()))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.storage, name)
@@ -73,7 +74,7 @@ class ResponsesView(_View):
         return AsyncResults(self._values())
 
     async def _values(self) -> AsyncIterator[CachedResponse]:
-        async for key in self.storage.iter_keys():
+        async for key in self.backend._guard_iter("list keys", self.storage.iter_keys()):
             response = await self.read(key)
             if response is not None:
                 yield response
@@ -98,7 +99,7 @@ class RedirectsView(_View):
         return AsyncResults(self._values())
 
     async def _values(self) -> AsyncIterator[str]:
-        async for key in self.storage.iter_keys():
+        async for key in self.backend._guard_iter("list keys", self.storage.iter_keys()):
             target = await self.read(key)
             if target is not None:
                 yield target

@@ -42,6 +42,24 @@ def _seconds_or_flag(name: str, value: object) -> float | bool:
     raise ValueError(f"{name} must be True/False, seconds >= 0 or a timedelta, not {value!r}")
 
 
+def _seconds(name: str, value: object, none: bool = True) -> float | None:
+    """A duration in seconds (> 0), or None (no bound) where allowed."""
+    if value is None and none:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    allowed = "seconds > 0, a timedelta or None" if none else "seconds > 0 or a timedelta"
+    raise ValueError(f"{name} must be {allowed}, not {value!r}")
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+
+
 def _codes(value: object) -> frozenset[int]:
     try:
         codes = frozenset(int(c) for c in value)  # type: ignore[attr-defined]
@@ -147,11 +165,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("serializer", None, lambda v: v, "`None` (the safe envelope), `\"zlib\"`, `\"pickle\"` "
             "(opt-ins) or an object with `dumps`/`loads`", fixed=True),
     Setting("autoclose", True, bool, "close the backend with the session"),
-    Setting("strict", False, bool, "raise backend errors instead of failing open"),
+    Setting("strict", False, bool,
+            "raise backend errors instead of failing open (timeouts and an open circuit too)"),
     Setting("max_heuristic_age", DEFAULT_HEURISTIC_MAX,
             lambda v: _seconds_or_flag("max_heuristic_age", v),
             "upper bound in seconds of heuristic freshness (RFC 9111 §4.2.2)",
             shown="604800 (a week)"),
+    Setting("backend_timeout", 0.1, lambda v: _seconds("backend_timeout", v),
+            "deadline (s) of a storage call on the request path; also how long a request waits "
+            "for its write. `None`: none"),
+    Setting("write_timeout", 2.0, lambda v: _seconds("write_timeout", v),
+            "deadline of a write (it finishes in the background once the request stopped "
+            "waiting), of each maintenance step (clear, purge, listing) and of close"),
+    Setting("connect_timeout", 10.0, lambda v: _seconds("connect_timeout", v),
+            "deadline of the first storage call on an event loop (opens connections, creates "
+            "tables)"),
+    Setting("breaker_threshold", 5, lambda v: _count("breaker_threshold", v),
+            "consecutive failed or timed-out calls that open a circuit; `0`: never"),
+    Setting("breaker_cooldown", 1.0, lambda v: _seconds("breaker_cooldown", v, none=False),
+            "seconds a circuit stays open before one call probes the backend"),
 )
 BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
 ALIASES: Mapping[str, str] = {alias: s.name for s in SETTINGS for alias in s.aliases}
@@ -212,6 +244,11 @@ class CacheSettings:
     autoclose: bool
     strict: bool
     max_heuristic_age: float | bool
+    backend_timeout: float | None
+    write_timeout: float | None
+    connect_timeout: float | None
+    breaker_threshold: int
+    breaker_cooldown: float
     given: set[str]
     """The options the user set; the others keep their default (see :meth:`is_given`)."""
     _frozen: bool

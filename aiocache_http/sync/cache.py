@@ -39,11 +39,11 @@ class SyncBackend:
 
     @property
     def responses(self) -> BaseStorage:
-        return BaseStorage(self.backend.raw_responses)
+        return BaseStorage(self.backend.raw_responses, self.backend)
 
     @property
     def redirects(self) -> BaseStorage:
-        return BaseStorage(self.backend.raw_redirects)
+        return BaseStorage(self.backend.raw_redirects, self.backend)
 
     def create_key(self, request: AnyRequest) -> str:
         """The key this backend's settings give ``request`` (key_fn and secret included)."""
@@ -62,7 +62,7 @@ class SyncBackend:
             if request is None and url is None:
                 raise TypeError("contains() needs a key, a request or a url")
             key = self.create_key(request if request is not None else CachedRequest("GET", str(url)))
-        return bool(run(self.backend.raw_responses.contains(key)))
+        return bool(run(self.backend._guard("contains", self.backend.raw_responses.contains(key), False)))
 
     def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                requests: Iterable[AnyRequest] = (),

@@ -9,13 +9,16 @@ imported on first use, so a missing optional dependency only fails there.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, MutableMapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from ..backends.base import BaseCache
+from ..backends.base import BaseCache, CacheBackend
+from ..backends.health import Kind
 from ..backends.memory import MemoryCache
 from .bridge import run
+
+T = TypeVar("T")
 
 
 async def _collect(items: AsyncIterator[str]) -> list[str]:
@@ -27,36 +30,48 @@ class BaseStorage(MutableMapping[str, bytes]):
 
     Besides the mapping protocol it has the async storage's methods, synchronous:
     ``read``, ``write``, ``delete``, ``bulk_delete``, ``contains``, ``size``, ``clear``.
+
+    A view of a backend's storage (``session.cache.responses``) calls it through the
+    backend's gate: deadlines, circuit breaker, fail-open (``strict`` raises).
     """
 
-    def __init__(self, storage: BaseCache | None = None) -> None:
+    def __init__(self, storage: BaseCache | None = None, backend: CacheBackend | None = None) -> None:
         self.storage: BaseCache = storage if storage is not None else MemoryCache()
+        self.backend = backend
+
+    def _call(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
+        if self.backend is None:
+            return run(call)  # type: ignore[arg-type]  # storage methods are coroutines
+        return run(self.backend._guard(op, call, default, kind))
 
     # -- the async storage's methods, synchronous ----------------------------------
     def read(self, key: str) -> bytes | None:
-        return run(self.storage.read(key))
+        return self._call("read", self.storage.read(key), None)
 
     def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        run(self.storage.write(key, value, expires))
+        if self.backend is None:
+            run(self.storage.write(key, value, expires))
+        else:
+            run(self.backend._guard_write("write", self.storage, self.storage.write(key, value, expires)))
 
     def delete(self, key: str) -> None:
         """Delete ``key`` if present (``del view[key]`` raises KeyError instead)."""
-        run(self.storage.delete(key))
+        self._call("delete", self.storage.delete(key), None, Kind.DELETE)
 
     def bulk_delete(self, keys: Iterable[str]) -> None:
-        run(self.storage.bulk_delete(list(keys)))
+        self._call("delete", self.storage.bulk_delete(list(keys)), None, Kind.DELETE)
 
     def contains(self, key: str) -> bool:
-        return run(self.storage.contains(key))
+        return bool(self._call("contains", self.storage.contains(key), False))
 
     def size(self) -> int:
-        return run(self.storage.size())
+        return int(self._call("size", self.storage.size(), 0, Kind.MAINTENANCE))
 
     def clear(self) -> None:
-        run(self.storage.clear())
+        self._call("clear", self.storage.clear(), None, Kind.MAINTENANCE)
 
     def close(self) -> None:
-        run(self.storage.close())
+        self._call("close", self.storage.close(), None, Kind.CLOSE)
 
     # -- MutableMapping --------------------------------------------------------------
     def __getitem__(self, key: str) -> bytes:
@@ -77,7 +92,10 @@ class BaseStorage(MutableMapping[str, bytes]):
         return isinstance(key, str) and self.contains(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(run(_collect(self.storage.iter_keys())))  # one round trip, then a list
+        keys = self.storage.iter_keys()
+        if self.backend is not None:
+            keys = self.backend._guard_iter("list keys", keys)
+        return iter(run(_collect(keys)))  # one round trip, then a list
 
     def __len__(self) -> int:
         return self.size()
