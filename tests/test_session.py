@@ -252,7 +252,7 @@ async def test_a_storage_fault_is_in_the_request_event(origin: Origin) -> None:
         assert r.status == 200
     (event,) = events
     assert event.kind == "miss" and event.storage_errors
-    assert all("server down" in fault for fault in event.storage_errors)
+    assert "server down" in event.storage_errors[0]  # then: not attempted, one deadline a request
 
 
 class CountingStorage(MemoryCache):
