@@ -328,7 +328,10 @@ class _Run:
         if not await self.passes_filter(origin):
             self.not_stored(core.filtered_out(self.plan))
             return Outcome(None, raw=origin.raw, release=origin.release)
+        start = time.perf_counter() if self.observing else 0.0
         body = await origin.read()
+        if self.observing:
+            self.origin_time += time.perf_counter() - start  # the body is origin time too
         stored = await self.store(decision, received, body)
         if stored is not None:
             self.last = decision

@@ -8,7 +8,7 @@ raised. Directive names are case-insensitive; quoted values may contain commas
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 
 MAX_DELTA_SECONDS = 2**31
@@ -66,7 +66,7 @@ def delta_seconds(raw: str | None) -> int | None:
     return min(int(raw), MAX_DELTA_SECONDS)
 
 
-def seconds(directives: dict[str, str | None], name: str) -> int | None:
+def seconds(directives: Mapping[str, str | None], name: str) -> int | None:
     """A delta-seconds directive as an int; None when absent or invalid (§1.2.2)."""
     if name not in directives:
         return None

@@ -7,8 +7,10 @@ Everything here is a pure function of a response's headers and times.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+import functools
+from collections.abc import Container, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 
 from multidict import CIMultiDict
 
@@ -32,10 +34,23 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "t
                         "transfer-encoding", "upgrade", "proxy-authenticate"})
 # One user's session: replayed from a cache it would log the next user in as them.
 NEVER_STORED = frozenset({"set-cookie", "set-cookie2"})
+_NEVER_KEPT = HOP_BY_HOP | NEVER_STORED
 
 
-def cache_control(headers: CIMultiDict[str]) -> dict[str, str | None]:
-    return parse_cache_control(headers.getall("Cache-Control", ()))
+def cache_control(headers: CIMultiDict[str]) -> Mapping[str, str | None]:
+    """The response's directives (read-only: parsed once per distinct header value)."""
+    lines = headers.getall("Cache-Control", ())
+    if not lines:
+        return _NO_DIRECTIVES
+    return _parsed(tuple(lines))
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(lines: tuple[str, ...]) -> Mapping[str, str | None]:
+    return MappingProxyType(parse_cache_control(lines))
+
+
+_NO_DIRECTIVES: Mapping[str, str | None] = MappingProxyType({})
 
 
 def _date(headers: CIMultiDict[str]) -> datetime | None:
@@ -148,12 +163,16 @@ def not_storable_reason(request: CachedRequest, status: int, headers: CIMultiDic
 def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     """Drop hop-by-hop fields, fields named in Connection, fields named by a qualified
     ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4), and Set-Cookie (never stored)."""
-    drop = set(HOP_BY_HOP | NEVER_STORED)
-    for value in headers.getall("Connection", ()):
-        drop.update(name.lower() for name in split_list(value))
-    no_cache = cache_control(headers).get("no-cache")
-    if no_cache:
-        drop.update(field_names(no_cache))
+    drop: frozenset[str] | set[str] = _NEVER_KEPT
+    connection = headers.getall("Connection", ())
+    no_cache = cache_control(headers).get("no-cache") if "Cache-Control" in headers else None
+    if connection or no_cache:
+        more = set(drop)
+        for value in connection:
+            more.update(name.lower() for name in split_list(value))
+        if no_cache:
+            more.update(field_names(no_cache))
+        drop = more
     if not any(name.lower() in drop for name in headers):
         return headers
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
