@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -114,6 +114,22 @@ class BaseCache(ABC):
             value = await self.read(key)
             if value is not None:
                 yield value
+
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        """``(key, value)`` pairs, for tools that walk a whole storage (the CLI, migration)."""
+        async for key in self.iter_keys():
+            value = await self.read(key)
+            if value is not None:
+                yield key, value
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys``, in order (None where absent)."""
+        return [await self.read(key) for key in keys]
+
+    async def bulk_write(self, items: Iterable[tuple[str, bytes | str, datetime | None]]) -> None:
+        """Write ``(key, value, expires)`` items (in one round trip where the database can)."""
+        for key, value, expires in items:
+            await self.write(key, value, expires)
 
     def keys(self) -> AsyncResults[str]:
         return AsyncResults(self.iter_keys())

@@ -81,6 +81,10 @@ class MemoryCache(BaseCache):
         for value, _expires in list(self.data.values()):
             yield self._bytes(value)
 
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        for key, (value, _expires) in list(self.data.items()):
+            yield key, value
+
     async def size(self) -> int:
         return len(self.data)
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -355,6 +355,50 @@ class RedisCache(BaseCache):
             async for items in self._hscan(client):
                 for value in items.values():
                     yield value
+
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        client, start = await self._client(), len(self.prefix.encode())
+        if self._per_key:
+            async for names in self._scan(client):
+                values = await client.execute_command("MGET", *names)
+                for name, value in zip(names, values, strict=True):
+                    if value is not None:
+                        yield name[start:].decode(), value
+        else:
+            async for items in self._hscan(client):
+                for field, value in items.items():
+                    yield field.decode(), value
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        client, values = await self._client(), []
+        for i in range(0, len(keys), BATCH):
+            batch = keys[i:i + BATCH]
+            if self._per_key:
+                values += await client.execute_command("MGET", *(self.prefix + k for k in batch))
+            else:
+                values += await client.execute_command("HMGET", self.name, *batch)
+        return values
+
+    async def bulk_write(self, items: Iterable[tuple[str, bytes | str, datetime | None]]) -> None:
+        """Pipelined, ``BATCH`` items per round trip; expiry as :meth:`write` sets it."""
+        client, items = await self._client(), list(items)
+        for i in range(0, len(items), BATCH):
+            pipe = client.pipeline(transaction=False)
+            for key, value, expires in items[i:i + BATCH]:
+                ms = _expiry_ms(expires, self.ttl_offset) if self.ttl else None
+                if ms is not None and ms <= 0:  # already past its Redis lifetime
+                    if self._per_key:
+                        pipe.execute_command("UNLINK", self.prefix + key)
+                    else:
+                        pipe.execute_command("HDEL", self.name, key)
+                elif self._per_key:
+                    px = ("PX", ms) if ms is not None else ()
+                    pipe.execute_command("SET", self.prefix + key, to_bytes(value), *px)
+                else:
+                    pipe.execute_command("HSET", self.name, key, to_bytes(value))
+                    if ms is not None:
+                        pipe.execute_command("HPEXPIRE", self.name, ms, "FIELDS", 1, key)
+            await pipe.execute()
 
     async def size(self) -> int:
         client = await self._client()

@@ -561,6 +561,7 @@ class SQLiteCache(BaseCache):
         self.db.tables.add(table_name)
         t = _quote(table_name)
         self._read = f"SELECT value FROM {t} WHERE key=?"
+        self._read_many = f"SELECT key, value FROM {t} WHERE key IN "
         self._contains = f"SELECT 1 FROM {t} WHERE key=?"
         self._write = f"INSERT OR REPLACE INTO {t} (key, value, expires) VALUES (?, ?, ?)"
         self._delete = f"DELETE FROM {t} WHERE key=?"
@@ -651,6 +652,19 @@ class SQLiteCache(BaseCache):
         async for rows in self._pages(_VALUE_PAGE):
             for _key, value in rows:
                 yield bytes(value)
+
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        async for rows in self._pages(_VALUE_PAGE):
+            for key, value in rows:
+                yield key, bytes(value)
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        found: dict[str, bytes] = {}
+        for i in range(0, len(keys), _KEY_PAGE):  # under SQLite's bound-parameter limit
+            batch = keys[i:i + _KEY_PAGE]
+            sql = f"{self._read_many}({','.join('?' * len(batch))})"
+            found.update((key, bytes(value)) for key, value in await self._fetch(sql, batch))
+        return [found.get(key) for key in keys]
 
     async def size(self) -> int:
         rows = await self._fetch(f"SELECT COUNT(*) FROM {_quote(self.table_name)}", ())
