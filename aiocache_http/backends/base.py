@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 
 from ..coalescing import Coalescing
 from ..events import EventHub
+from ..metrics.stats import CacheStats
 from ..models import CachedRequest, CachedResponse, utcnow
 from ..policy.freshness import NEVER_STORED
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
@@ -223,6 +224,8 @@ class CacheBackend:
         self.coalescing = Coalescing()
         self.background: set[asyncio.Task[Any]] = set()
         self.events = EventHub()  # one CacheEvent per finished request
+        self.stats = CacheStats(self)  # counts them (metrics/stats.py)
+        self.events.subscribe(self.stats.record)  # type: ignore[arg-type]  # a CacheEvent is an Event
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}

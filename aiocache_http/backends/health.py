@@ -351,7 +351,7 @@ class Health:
 
     def _failed(self, op: str, circuit: Circuit | None, kind: Kind, error: Exception | None) -> None:
         what = "timed out" if error is None else f"{type(error).__name__}: {error}"
-        note_fault(f"{op}: {what}")  # the request's event lists it
+        note_fault(f"{op}: {'BackendTimeoutError: ' if error is None else ''}{what}")  # the event
         now = time.monotonic()
         with self._lock:
             if error is None:

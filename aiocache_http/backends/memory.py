@@ -83,7 +83,7 @@ class MemoryCache(BaseCache):
 
     async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
         for key, (value, _expires) in list(self.data.items()):
-            yield key, value
+            yield key, self._bytes(value)
 
     async def size(self) -> int:
         return len(self.data)
