@@ -198,7 +198,7 @@ class CachedClientResponse:
     @property
     def content_length(self) -> int | None:
         raw = self.headers.get("Content-Length")
-        return int(raw) if raw and raw.isascii() and raw.isdigit() else None
+        return int(raw) if raw and len(raw) <= 19 and raw.isascii() and raw.isdigit() else None
 
     @property
     def cookies(self) -> SimpleCookie:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -183,24 +182,29 @@ with warnings.catch_warnings():
             return CachedRequest(method, str(url), headers, content,
                                  follow_redirects=kwargs.get("allow_redirects", True))
 
-
         def _cookie_header(self, url: URL, explicit: Iterable[str], cookies: Any) -> str:
             """Every cookie aiohttp will send with this request: the Cookie header, the
             session jar's cookies for ``url``, the per-request ``cookies=``. They identify
             the user, so they are part of the key (hashed; redacted in storage)."""
+            explicit = list(explicit)
+            jar_size = len(self._cookie_jar)
+            if not (explicit or jar_size or cookies):
+                return ""
             found: SimpleCookie = SimpleCookie()
+            unparsed = []  # kept as they are: in the key all the same
             for line in explicit:
-                with contextlib.suppress(CookieError):
+                try:
                     found.load(line)
-            if len(self._cookie_jar):
+                except CookieError:
+                    unparsed.append(line)
+            if jar_size:
                 found.load(self._cookie_jar.filter_cookies(url))
             if cookies:
                 jar = CookieJar(unsafe=True, quote_cookie=getattr(self._cookie_jar, "quote_cookie", True))
                 jar.update_cookies(cookies)
                 found.load(jar.filter_cookies(url))
-            if not found:
-                return "; ".join(explicit)
-            return "; ".join(f"{name}={morsel.coded_value}" for name, morsel in found.items())
+            pairs = [f"{name}={morsel.coded_value}" for name, morsel in found.items()]
+            return "; ".join([*pairs, *unparsed])
 
 
 def _basic_auth(login: str, password: str) -> str:

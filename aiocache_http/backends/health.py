@@ -7,13 +7,16 @@ call probes it (half-open); its success closes the circuit.
 
 - One breaker per backend and event loop: an async service's loop and the sync layer's
   bridge loop have their own connections, so each finds out for itself. ``backend.health``
-  adds their counters up.
+  adds their counters up. Each breaker has a reads circuit and a writes circuit: a file
+  that became read-only, a full disk or a held lock stop writes while hits go on.
 - A request spends at most one deadline: once one of its storage calls failed or timed
-  out, its later calls are skipped (:func:`request_budget`, opened by the driver).
+  out, its later calls are skipped (:class:`request_budget`, opened by the driver).
 - A write is waited for at most ``backend_timeout``; then it goes on in the background
   until ``write_timeout`` and the caller moves on.
-- Logs are rate-limited: one WARNING when the circuit opens, one when it closes (with the
-  counts in between), and at most one per ``LOG_INTERVAL`` for failures that do not open it.
+- Deadlines cost one timer per loop (:class:`_Watchdog`), not one per call.
+- Logs are rate-limited: one WARNING for the first failure (then at most one per
+  ``LOG_INTERVAL`` while no circuit opens), one when a circuit opens, one when it closes
+  with the counts in between.
 """
 
 from __future__ import annotations

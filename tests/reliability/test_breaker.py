@@ -32,6 +32,8 @@ from ..redis_servers import RedisServer, system_binary
 DEADLINE = 0.1
 MARGIN = 0.25  # a loaded 2-core machine
 
+pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
+
 
 @pytest.fixture
 def hung_port() -> Iterator[int]:

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from aiocache_http import CachedClientSession
-from aiocache_http.backends.health import CircuitState
 from aiocache_http.backends.sqlite import SQLiteBackend, SQLiteUnavailableError
 
 from ..origin import Origin
@@ -38,6 +37,8 @@ print("locked", flush=True)
 time.sleep(float(sys.argv[2]))
 conn.execute("COMMIT")
 """
+
+pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
 
 
 def run(*args: str) -> None:
@@ -249,5 +250,25 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
     print(f"\ndisk full: {report}; writes again after {resumed}; {backend.health}")
 
 
-def test_circuit_state_names() -> None:
-    assert [s.value for s in CircuitState] == ["closed", "open", "half-open"]
+async def test_a_lock_wait_is_not_multiplied_by_retries(tmp_path: Path) -> None:
+    """busy_timeout=0.2 used to cost 3 s (the retry loop waited the busy timeout again and
+    again); directly on the storage, without the gate, a write now gives up after one wait."""
+    from aiocache_http.backends.sqlite import SQLiteCache
+
+    path = tmp_path / "cache.sqlite"
+    store = SQLiteCache(path, busy_timeout=0.2)
+    await store.write("k", b"v")
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LOCKER, str(path), "10", stdout=asyncio.subprocess.PIPE)
+    try:
+        assert locker.stdout is not None
+        assert await asyncio.wait_for(locker.stdout.readline(), 10) == b"locked\n"
+        start = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await store.write("k2", b"v")
+        assert time.monotonic() - start < 1.0
+        assert await store.read("k") == b"v"  # WAL: readers go on
+    finally:
+        locker.kill()
+        await locker.wait()
+        await store.close()
