@@ -31,6 +31,9 @@ from .origin import Origin
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+# Until the decision core's event seam (issue 20) is merged, there is nothing to count.
+pytest.importorskip("aiocache_http.events", reason="needs the decision core's events (issue 20)")
+
 
 @dataclass
 class Script:
