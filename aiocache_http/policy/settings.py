@@ -144,6 +144,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "connect_timeout": lambda v: _seconds("connect_timeout", v),
     "breaker_threshold": lambda v: _count("breaker_threshold", v),
     "breaker_cooldown": lambda v: _seconds("breaker_cooldown", v, none=False),
+    "cache_status_header": bool,
 }
 
 
@@ -188,6 +189,8 @@ class CacheSettings:
         breaker_threshold: Consecutive failed or timed-out storage calls that open the
             circuit (storage is then not called; requests go to the origin). 0: never open.
         breaker_cooldown: Seconds the circuit stays open before one call probes the backend.
+        cache_status_header: Add RFC 9211's ``Cache-Status`` header to every response the
+            sessions return (what the cache did, and why it went to the origin).
     """
 
     expire_after: ExpirationTime
@@ -214,6 +217,7 @@ class CacheSettings:
     connect_timeout: float | None
     breaker_threshold: int
     breaker_cooldown: float
+    cache_status_header: bool
     _frozen: bool
 
     _DEFAULTS: Mapping[str, Any] = {
@@ -241,6 +245,7 @@ class CacheSettings:
         "connect_timeout": 10.0,
         "breaker_threshold": 5,
         "breaker_cooldown": 1.0,
+        "cache_status_header": False,
     }
     NAMES = frozenset(_DEFAULTS) | frozenset(ALIASES)
 
