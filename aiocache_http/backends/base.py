@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from multidict import CIMultiDict
 
+from ..coalescing import Coalescing
+from ..events import EventHub
+from ..metrics.stats import CacheStats
 from ..models import CachedRequest, CachedResponse, utcnow
 from ..policy.freshness import NEVER_STORED
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
@@ -40,6 +43,11 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
+# Hot entries, decoded: a hit whose stored bytes are the very bytes decoded last time
+# (checked in full: a changed, renewed or tampered item is decoded and verified again)
+# skips the decoding. Immutable responses make sharing them safe.
+_DECODED_SIZE = 256
+_DECODED_MAX_BYTES = 64 * 1024
 _END: Any = object()
 
 
@@ -71,6 +79,8 @@ class BaseCache(ABC):
     subclass overrides when its database can do better.
     """
 
+    holds_objects = False
+    """True for the in-process storage, which keeps decoded responses (see memory.py)."""
     in_process = False
     """True when calls never wait on IO (the gate then never moves a write to the background)."""
 
@@ -206,19 +216,30 @@ class CacheBackend:
         self.serializer = Serializer(
             get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
         )
-        self.raw_responses: BaseCache = MemoryCache(max_entries)
+        responses = MemoryCache(max_entries)
+        responses.encode = lambda response: self.serializer.dumps(response, response.cache_key)
+        self.raw_responses: BaseCache = responses
         self.raw_redirects: BaseCache = MemoryCache(max_entries)
-        # Per-key tasks shared by concurrent misses and background refreshes.
-        self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
+        # Per-key coalescing of concurrent misses and background refreshes (see driver.py).
+        self.coalescing = Coalescing()
         self.background: set[asyncio.Task[Any]] = set()
-        self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
+        self.events = EventHub()  # one CacheEvent per finished request
+        self.stats = CacheStats(self)  # counts them (metrics/stats.py)
+        self.events.subscribe(self.stats.record)  # type: ignore[arg-type]  # a CacheEvent is an Event
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
+        self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
+        self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def inflight(self) -> dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]]:
+        """Keys with an origin request under way (a leader and maybe waiters)."""
+        return self.coalescing.inflight
 
     # -- storages -------------------------------------------------------------------
     @property
@@ -317,32 +338,64 @@ class CacheBackend:
         An item that cannot be used (corrupt, tampered, stored at another key, unknown
         format) is deleted and reported as a miss.
         """
-        with request_budget():  # a hung backend costs one deadline, not one per call
-            data = await self._guard("read", self.raw_responses.read(key), None)
-            if data is None:
-                target = await self.get_redirect(key) if follow_redirects else None
-                if target is None:
-                    return None
-                key = target
-                data = await self._guard("read", self.raw_responses.read(key), None)
-                if data is None:
-                    return None
+        storage = self.raw_responses
+        if storage.holds_objects:  # in-process: the decoded response itself, no IO
+            value = storage.get_item(key)  # type: ignore[attr-defined]
+            if value is None and follow_redirects:
+                target = await self.get_redirect(key)
+                if target is not None:
+                    key, value = target, storage.get_item(target)  # type: ignore[attr-defined]
+            if value is None:
+                return None
+            if isinstance(value, CachedResponse):
+                return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+            data: bytes | None = value
+        else:
+            with request_budget():  # a hung backend costs one deadline, not one per call
+                data, key = await self._read_item(key, follow_redirects)
+        if data is None:
+            return None
+        decoded = self._decoded.get(key)
+        if decoded is not None and decoded[0] == data:  # the very bytes decoded before
+            return decoded[1]
         try:
             response = self.serializer.loads(data, key)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
             await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
             return None
-        response.cache_key = key
+        if response.cache_key != key:
+            response = dataclasses.replace(response, cache_key=key)
+        if len(data) <= _DECODED_MAX_BYTES:
+            if len(self._decoded) >= _DECODED_SIZE:
+                self._decoded = {}  # start over rather than evict one (thread-safe, see identify)
+            self._decoded[key] = (data, response)
         return response
+
+    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | None, str]:
+        """The bytes stored at ``key``, else (following a redirect alias) at its target, with
+        the key they were found at. A storage that can do both in one round trip
+        overrides this (a miss then costs one read)."""
+        data = await self._guard("read", self.raw_responses.read(key), None)
+        if data is None and follow_redirects:
+            target = await self.get_redirect(key)
+            if target is not None:
+                key = target
+                data = await self._guard("read", self.raw_responses.read(key), None)
+        return data, key
 
     async def save_response(self, response: CachedResponse, cache_key: str) -> None:
         """Store ``response`` under ``cache_key`` (the peers' argument order). Set-Cookie is
         never stored: replayed, it would hand one user's session to the next."""
-        key = response.cache_key = cache_key
-        data = self.serializer.dumps(without_set_cookie(response), key)
-        await self._guard_write("write", self.raw_responses,
-                                self.raw_responses.write(key, data, response.expires))
+        response = without_set_cookie(response)
+        if response.cache_key != cache_key:
+            response = dataclasses.replace(response, cache_key=cache_key)
+        storage = self.raw_responses
+        if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
+            storage.put_item(cache_key, response, response.expires)  # type: ignore[attr-defined]
+            return
+        data = self.serializer.dumps(response, cache_key)
+        await self._guard_write("write", storage, storage.write(cache_key, data, response.expires))
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None (an unusable alias is deleted)."""

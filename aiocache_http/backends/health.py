@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..events import note_fault
+
 if TYPE_CHECKING:
     from ..policy.settings import CacheSettings
 
@@ -234,6 +236,7 @@ class Health:
         circuit = breaker.writes if kind.writes else breaker.reads  # CLOSE: counted, not judged
         if kind is not Kind.CLOSE and not self._admit(breaker, circuit, kind):
             _discard(call)
+            note_fault(f"{op}: not attempted, the {circuit.side} circuit is open")
             if s.strict:
                 raise BackendUnavailableError(
                     f"{self.owner}: the {circuit.side} circuit is open after {circuit.failures} "
@@ -348,6 +351,7 @@ class Health:
 
     def _failed(self, op: str, circuit: Circuit | None, kind: Kind, error: Exception | None) -> None:
         what = "timed out" if error is None else f"{type(error).__name__}: {error}"
+        note_fault(f"{op}: {'BackendTimeoutError: ' if error is None else ''}{what}")  # the event
         now = time.monotonic()
         with self._lock:
             if error is None:

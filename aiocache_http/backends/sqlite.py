@@ -148,9 +148,16 @@ class _Handle:
     loop: asyncio.AbstractEventLoop
     tables: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer at a time
+    reader: sqlite3.Connection | None = None  # point reads, inline on the loop's thread
     file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file it opened
     stale: bool = False  # another connection found the file's state changed: reopen
     check_at: float = 0.0  # monotonic time of the next check that the file is still there
+
+    def close_reader(self) -> None:
+        if self.reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.reader.close()
+            self.reader = None
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -306,6 +313,17 @@ class SQLiteDatabase:
         if not task.cancelled():
             task.exception()  # retrieved: every caller may have left
 
+    def reader(self, handle: _Handle) -> sqlite3.Connection:
+        """This loop's read-only connection for point reads run inline. It never waits for
+        a lock (busy_timeout 0): a busy database raises, and the caller reads through the
+        aiosqlite thread instead."""
+        if handle.reader is None:
+            reader = sqlite3.connect(self._target, uri=self._uri, timeout=0, isolation_level=None,
+                                     check_same_thread=False)
+            reader.execute("PRAGMA query_only=1")
+            handle.reader = reader
+        return handle.reader
+
     async def connection(self) -> aiosqlite.Connection:
         """This loop's aiosqlite connection (for inspection and maintenance)."""
         return (await self.handle()).conn
@@ -330,6 +348,7 @@ class SQLiteDatabase:
     async def _drop(self, handle: _Handle) -> None:
         if self.handles.get(handle.loop) is handle:
             del self.handles[handle.loop]
+        handle.close_reader()
         with contextlib.suppress(Exception):
             await handle.conn.close()
 
@@ -426,6 +445,7 @@ class SQLiteDatabase:
             if loop.is_closed():
                 del self.handles[loop]
                 self._opening.pop(loop, None)
+                handle.close_reader()
                 await handle.conn.close()
 
     async def close(self) -> None:
@@ -435,6 +455,7 @@ class SQLiteDatabase:
         self.handles.clear()
         self._opening.clear()
         for handle in handles:
+            handle.close_reader()
             await handle.conn.close()
 
     # -- writes -------------------------------------------------------------------------
@@ -574,6 +595,18 @@ class SQLiteCache(BaseCache):
             raise
 
     async def read(self, key: str) -> bytes | None:
+        """One row by primary key: run inline (a few µs on a WAL database, whose readers
+        never wait for the writer); through the aiosqlite thread when the file is busy
+        (WAL recovery, a shared in-memory table being written)."""
+        handle = self.db.handles.get(asyncio.get_running_loop())
+        if (handle is not None and self.table_name in handle.tables and not handle.stale
+                and handle.check_at > time.monotonic()):  # else: the checked path below
+            try:
+                row = self.db.reader(handle).execute(self._read, (key,)).fetchone()
+            except sqlite3.Error:  # busy, locked or sick: never wait on the loop; the
+                pass  # aiosqlite path below waits within the gate's deadline, or reports it
+            else:
+                return None if row is None else bytes(row[0])
         rows = await self._fetch(self._read, (key,))
         return bytes(rows[0][0]) if rows else None
 

@@ -7,6 +7,7 @@ and marked unverified: the tool inspects, it never serves, so nothing is trusted
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from collections.abc import AsyncIterator, Iterable
@@ -88,12 +89,10 @@ def decode(serializer: Serializer, key: str, data: bytes) -> Entry:
         if unverified is None:
             return Entry(key, len(data), None, False, str(e))
         why = "signed: give --secret-key to verify" if not serializer.integrity.signed else str(e)
-        unverified.cache_key = key
-        return Entry(key, len(data), unverified, False, why)
+        return Entry(key, len(data), dataclasses.replace(unverified, cache_key=key), False, why)
     except Exception as e:  # a custom serializer's own error: still one unreadable entry
         return Entry(key, len(data), None, False, f"{type(e).__name__}: {e}")
-    response.cache_key = key
-    return Entry(key, len(data), response, True)
+    return Entry(key, len(data), dataclasses.replace(response, cache_key=key), True)
 
 
 def redirect_target(serializer: Serializer, alias: str, value: bytes) -> str | None:

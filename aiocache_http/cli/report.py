@@ -11,8 +11,7 @@ from typing import Any
 
 from ..backends.base import CacheBackend
 from ..models import CachedRequest, CachedResponse, utcnow
-from ..policy import freshness
-from ..policy.actions import CacheActions
+from ..policy import core, freshness
 from .entries import Entry, Selection, decode, entries, redirect_target
 from .errors import CLIError
 from .output import Output, iso, moment, relative, size
@@ -181,10 +180,16 @@ async def find(backend: CacheBackend, target: str) -> list[Entry]:
 
 
 def freshness_reason(backend: CacheBackend, response: CachedResponse) -> tuple[str, str]:
-    """What the cache would do with this entry now, in the policy's own words."""
-    actions = CacheActions.from_request(response.cache_key, response.request, backend.settings)
-    decision = actions.on_cached(response, backend.clock())
-    return decision.value, actions.reason
+    """What the cache would do with this entry now, in the decision core's own words:
+    (``serve`` / ``revalidate`` / ``fetch`` / ``504``..., the reason with its RFC section)."""
+    plan = core.plan(response.request, backend.settings, None,
+                     lambda request: (response.cache_key, request))
+    decision = core.on_lookup(plan, response, backend.clock())
+    return _DECISION_NAMES.get(decision.name, decision.name.lower()), decision.why()
+
+
+_DECISION_NAMES = {"Serve": "serve", "ServeStale": "serve stale", "Revalidate": "revalidate",
+                   "Fetch": "fetch", "GatewayTimeout": "504", "Lookup": "vary"}
 
 
 _TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv")

@@ -19,8 +19,7 @@ import requests
 from multidict import CIMultiDict
 
 from aiocache_http import CacheBackend, CachedClientSession, CachedRequest, CachedResponse
-from aiocache_http.policy import freshness
-from aiocache_http.policy.actions import CacheActions
+from aiocache_http.policy import core, create_key, freshness
 from aiocache_http.policy.directives import MAX_DELTA_SECONDS
 from aiocache_http.policy.freshness import HOP_BY_HOP
 from aiocache_http.policy.settings import CacheSettings
@@ -235,11 +234,11 @@ def test_every_header_number_is_bounded(headers: dict[str, str]) -> None:
     h = CIMultiDict(headers)
     now = datetime(2030, 1, 1, tzinfo=timezone.utc)
     request = CachedRequest("GET", "https://x.test/")
-    actions = CacheActions.from_request("k", request, CacheSettings(cache_control=True,
-                                                                    stale_while_revalidate=True))
-    expires = actions.expires(200, h, now, now)
+    plan = core.plan(request, CacheSettings(cache_control=True, stale_while_revalidate=True), None,
+                     lambda r: (create_key(r), r))
+    expires = core.expires(plan, 200, h, now, now)
     assert expires is not None and expires - now <= timedelta(seconds=MAX_DELTA_SECONDS)
     assert freshness.initial_age(h, now, now) <= MAX_DELTA_SECONDS
     assert freshness.complete(h, b"x") is ("Content-Length" not in h)
-    stored = actions.renew(CachedResponse(200, "OK", request.url, h, b"x", request), h, now, now)
-    assert actions.on_cached(stored, now + timedelta(days=365 * 100)) is not None
+    stored = core.renew(plan, CachedResponse(200, "OK", request.url, h, b"x", request), h, now, now)
+    assert core.on_lookup(plan, stored, now + timedelta(days=365 * 100)) is not None
