@@ -341,3 +341,27 @@ async def test_one_event_per_request_says_what_happened_and_why(
     assert post.status == 200 and post.lookup is None
     assert all(e.method in ("GET", "POST") and e.url.startswith("http") for e in events)
     assert not any(e.storage_errors for e in events)
+
+
+async def test_cache_status_header(make_client: MakeClient, origin: Origin) -> None:
+    """RFC 9211 Cache-Status on every response, with cache_status_header=True."""
+    c = make_client(cache_status_header=True, expire_after=60, allowed_codes=(200,))
+    miss = await c.get(origin.url("/r/cs"))
+    assert miss.headers["Cache-Status"] == "aiocache-http; fwd=miss; fwd-status=200; stored; ttl=59" \
+        or miss.headers["Cache-Status"] == "aiocache-http; fwd=miss; fwd-status=200; stored; ttl=60"
+    hit = await c.get(origin.url("/r/cs"))
+    assert hit.headers["Cache-Status"].startswith("aiocache-http; hit; ttl=")
+    await c.get(origin.url("/r/cs-etag?etag=v1"), expire_after=0)
+    revalidated = await c.get(origin.url("/r/cs-etag?etag=v1"), expire_after=0)
+    assert revalidated.headers["Cache-Status"].startswith(
+        "aiocache-http; fwd=stale; fwd-status=304; stored; ttl=")
+    refreshed = await c.get(origin.url("/r/cs"), refresh=True)
+    assert refreshed.headers["Cache-Status"].startswith("aiocache-http; fwd=request; fwd-status=200")
+    error = await c.get(origin.url("/r/cs-error?status=500"))
+    assert error.headers["Cache-Status"] == "aiocache-http; fwd=miss; fwd-status=500"
+    posted = await c.request("POST", origin.url("/r/cs-post"))
+    assert posted.headers["Cache-Status"] == "aiocache-http; fwd=method; fwd-status=200"
+    no_store = await c.get(origin.url("/r/cs"), headers={"Cache-Control": "no-store"})
+    assert no_store.headers["Cache-Status"] == "aiocache-http; fwd=bypass; fwd-status=200"
+    c.settings.cache_status_header = False
+    assert "Cache-Status" not in (await c.get(origin.url("/r/cs"))).headers

@@ -20,7 +20,8 @@ import math
 from datetime import datetime
 from typing import Any
 
-from .event import Event
+from ..events import CacheEvent
+from ..policy.decisions import Fetch, GatewayTimeout, Revalidate
 
 NAME = "aiocache-http"
 
@@ -31,7 +32,7 @@ def _ttl(expires: datetime | None, now: datetime) -> str | None:
     return f"ttl={math.floor((expires - now).total_seconds())}"
 
 
-def _forward_reason(event: Event, now: datetime) -> str:
+def _forward_reason(event: CacheEvent, now: datetime) -> str:
     """Why a request that reached the origin did (§2.2)."""
     lookup = event.lookup
     cached: Any = getattr(lookup, "cached", None)
@@ -41,7 +42,7 @@ def _forward_reason(event: Event, now: datetime) -> str:
     return "request" if fresh else "stale"
 
 
-def cache_status(event: Event, expires: datetime | None, now: datetime, name: str = NAME) -> str | None:
+def cache_status(event: CacheEvent, expires: datetime | None, now: datetime, name: str = NAME) -> str | None:
     """The header value for the response of ``event`` (``expires``: the served or stored
     response's expiry), or None when there is no response (the request failed)."""
     kind, params = event.kind, [name]
@@ -49,7 +50,7 @@ def cache_status(event: Event, expires: datetime | None, now: datetime, name: st
     if kind == "error":
         return None
     if kind in ("hit", "stale"):
-        if kind == "stale" and type(event.lookup).__name__ in ("Fetch", "Revalidate"):
+        if kind == "stale" and isinstance(event.lookup, (Fetch, Revalidate)):
             params += ["fwd=stale", "detail=stale-if-error"]  # the origin failed; the stale one answered
         else:
             params.append("hit")
@@ -64,7 +65,7 @@ def cache_status(event: Event, expires: datetime | None, now: datetime, name: st
             params.append(f"fwd-status={event.status}")
         ttl = None
     elif kind == "gateway_timeout":
-        if type(event.lookup).__name__ == "GatewayTimeout":
+        if isinstance(event.lookup, GatewayTimeout):
             return f"{name}; detail=only-if-cached"
         return f"{name}; fwd=stale; detail=must-revalidate"
     elif event.coalesced and event.from_cache:
