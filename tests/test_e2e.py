@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -363,5 +364,10 @@ async def test_cache_status_header(make_client: MakeClient, origin: Origin) -> N
     assert posted.headers["Cache-Status"] == "aiocache-http; fwd=method; fwd-status=200"
     no_store = await c.get(origin.url("/r/cs"), headers={"Cache-Control": "no-store"})
     assert no_store.headers["Cache-Status"] == "aiocache-http; fwd=bypass; fwd-status=200"
+    c.settings.stale_while_revalidate = True
+    await c.get(origin.url("/r/cs-swr?etag=v1"), expire_after=0)
+    stale = await c.get(origin.url("/r/cs-swr?etag=v1"), expire_after=0)
+    assert re.fullmatch(r"aiocache-http; hit; detail=stale-while-revalidate; ttl=-\d+",
+                        stale.headers["Cache-Status"]), stale.headers["Cache-Status"]
     c.settings.cache_status_header = False
     assert "Cache-Status" not in (await c.get(origin.url("/r/cs"))).headers

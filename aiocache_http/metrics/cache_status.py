@@ -1,7 +1,7 @@
 """The ``Cache-Status`` response header (RFC 9211) of one request, from its event.
 
     aiocache-http; hit; ttl=52                        fresh from the cache
-    aiocache-http; hit; ttl=-8; detail=stale-while-revalidate
+    aiocache-http; hit; detail=stale-while-revalidate; ttl=-8
     aiocache-http; fwd=stale; fwd-status=304; stored; ttl=60   revalidated and renewed
     aiocache-http; fwd=miss; fwd-status=200; stored; ttl=300
     aiocache-http; fwd=request; fwd-status=200; stored          the request asked to refresh
