@@ -371,3 +371,15 @@ async def test_cache_status_header(make_client: MakeClient, origin: Origin) -> N
                         stale.headers["Cache-Status"]), stale.headers["Cache-Status"]
     c.settings.cache_status_header = False
     assert "Cache-Status" not in (await c.get(origin.url("/r/cs"))).headers
+
+
+async def test_cache_status_of_coalesced_requests(make_client: MakeClient, origin: Origin) -> None:
+    """Concurrent misses for one URL: one goes to the origin, the others are collapsed
+    into it (RFC 9211 §2.7), and the stats count them."""
+    c = make_client(cache_status_header=True)
+    replies = await asyncio.gather(*(c.get(origin.url("/r/cs-slow?delay=0.5")) for _ in range(4)))
+    statuses = sorted(r.headers["Cache-Status"] for r in replies)
+    assert origin.count("/r/cs-slow") == 1
+    assert statuses == ["aiocache-http; fwd=miss; collapsed"] * 3 + [
+        "aiocache-http; fwd=miss; fwd-status=200; stored"]
+    assert c.cache.stats.coalesced == 3

@@ -6,7 +6,7 @@
     aiocache-http; fwd=miss; fwd-status=200; stored; ttl=300
     aiocache-http; fwd=request; fwd-status=200; stored          the request asked to refresh
     aiocache-http; fwd=bypass; fwd-status=200                  the cache was not used
-    aiocache-http; fwd=miss; collapsed                          shared another request's fetch
+    aiocache-http; fwd=miss; collapsed; ttl=300                 shared another request's fetch
 
 Parameters (RFC 9211 §2): ``hit`` (not forwarded, answered from the cache), ``fwd`` (why
 it was forwarded: ``bypass``, ``method``, ``miss``, ``request``, ``stale``),
@@ -49,7 +49,9 @@ def cache_status(event: CacheEvent, expires: datetime | None, now: datetime, nam
     ttl = _ttl(expires, now)
     if kind == "error":
         return None
-    if kind in ("hit", "stale"):
+    if event.coalesced and kind == "hit":  # answered by another request's origin fetch
+        params += [f"fwd={_forward_reason(event, now)}", "collapsed"]
+    elif kind in ("hit", "stale"):
         if kind == "stale" and isinstance(event.lookup, (Fetch, Revalidate)):
             params += ["fwd=stale", "detail=stale-if-error"]  # the origin failed; the stale one answered
         else:
@@ -68,8 +70,6 @@ def cache_status(event: CacheEvent, expires: datetime | None, now: datetime, nam
         if isinstance(event.lookup, GatewayTimeout):
             return f"{name}; detail=only-if-cached"
         return f"{name}; fwd=stale; detail=must-revalidate"
-    elif event.coalesced and event.from_cache:
-        params += ["fwd=miss", "collapsed"]
     else:
         params.append(f"fwd={_forward_reason(event, now)}")
         if event.status is not None:

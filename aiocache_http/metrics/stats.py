@@ -30,7 +30,7 @@ class CacheStats:
     revalidated: int  # a conditional request answered 304: the entry was renewed
     revalidated_full: int  # a conditional request answered in full (counted in misses)
     misses: int  # the origin answered in full
-    coalesced: int  # answered by another request's origin fetch (counted in misses)
+    coalesced: int  # waited for another request's origin fetch (counted in hits or misses)
     bypassed: int  # the cache was not used (method, no-store, DO_NOT_CACHE...)
     gateway_timeouts: int  # 504 without the origin (only-if-cached, must-revalidate)
     errors: int  # the origin request failed and nothing could answer in its place
@@ -70,7 +70,6 @@ class CacheStats:
                 self.revalidated += 1
             elif kind == "miss":
                 self.misses += 1
-                self.coalesced += event.coalesced
                 self.revalidated_full += revalidation(event) == "full"
             elif kind == "bypassed":
                 self.bypassed += 1
@@ -78,6 +77,7 @@ class CacheStats:
                 self.gateway_timeouts += 1
             else:
                 self.errors += 1
+            self.coalesced += event.coalesced
             if event.stored:
                 self.stores += 1
             elif event.stored is False:
