@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
-from .events import CacheEvent, Kind, collect_faults
+from .events import CacheEvent, Kind, start_collecting_faults, stop_collecting_faults
 from .models import CachedRequest, CachedResponse
 from .policy import core
 from .policy.core import Plan, Received, RequestOptions
@@ -100,14 +100,16 @@ async def fetch(
         if not backend.events:
             return await run.execute()
         run.observe()
-        with collect_faults() as faults:
-            try:
-                outcome = await run.execute()
-            except BaseException:
-                run.emit(None, faults, error=True)
-                raise
-            run.emit(outcome, faults)
-            return outcome
+        faults, token = start_collecting_faults()
+        try:
+            outcome = await run.execute()
+        except BaseException:
+            run.emit(None, faults, error=True)
+            raise
+        finally:
+            stop_collecting_faults(token)
+        run.emit(outcome, faults)
+        return outcome
 
 
 class _Run:
