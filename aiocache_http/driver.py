@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
-from .events import CacheEvent, Kind, collect_faults
+from .events import CacheEvent, Kind, start_collecting_faults, stop_collecting_faults
 from .metrics.cache_status import cache_status
 from .models import CachedRequest, CachedResponse
 from .policy import core
@@ -103,18 +103,20 @@ async def fetch(
         if not backend.events and not status_header:
             return await run.execute()
         run.observe()
-        with collect_faults() as faults:
-            try:
-                outcome = await run.execute()
-            except BaseException:
-                run.emit(None, faults, error=True)
-                raise
-            event = run.emit(outcome, faults)
-            if status_header:
-                served = outcome.response
-                outcome.cache_status = cache_status(
-                    event, None if served is None else served.expires, backend.clock())
-            return outcome
+        faults, token = start_collecting_faults()
+        try:
+            outcome = await run.execute()
+        except BaseException:
+            run.emit(None, faults, error=True)
+            raise
+        finally:
+            stop_collecting_faults(token)
+        event = run.emit(outcome, faults)
+        if status_header:
+            served = outcome.response
+            outcome.cache_status = cache_status(
+                event, None if served is None else served.expires, backend.clock())
+        return outcome
 
 
 class _Run:
