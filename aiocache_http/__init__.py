@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backends import BACKEND_CLASSES, CacheBackend, init_backend
+from .backends import BACKEND_CLASSES, BACKENDS, CacheBackend, init_backend, load_class
 from .backends.base import BaseCache, ConfigurationError
 from .backends.health import BackendTimeoutError, BackendUnavailableError, CircuitState
 from .backends.memory import MemoryCache
+from .events import CacheEvent
 from .models import CachedRequest, CachedResponse, utcnow
 from .policy import (
     ALL_METHODS,
     DO_NOT_CACHE,
     EXPIRE_IMMEDIATELY,
     NEVER_EXPIRE,
-    CacheActions,
     CacheSettings,
     create_key,
 )
@@ -24,39 +24,19 @@ from .serializers import DeserializationError, Serializer
 from .session import CachedClientSession, CachedSession
 
 # Backends whose client library is an optional extra load on first use.
-_LAZY = {
-    "SQLiteBackend": ("sqlite", "SQLiteBackend"),
-    "SQLiteCache": ("sqlite", "SQLiteCache"),
-    "RedisBackend": ("redis", "RedisBackend"),
-    "RedisCache": ("redis", "RedisCache"),
-    "MongoDBBackend": ("mongodb", "MongoDBBackend"),
-    "MongoDBCache": ("mongodb", "MongoDBCache"),
-    "GridFSBackend": ("gridfs", "GridFSBackend"),
-    "GridFSCache": ("gridfs", "GridFSCache"),
-    "DynamoDBBackend": ("dynamodb", "DynamoDBBackend"),
-    "DynamoDBCache": ("dynamodb", "DynamoDBCache"),
-    "FileBackend": ("filesystem", "FileBackend"),
-    "FileCache": ("filesystem", "FileCache"),
-}
+_LAZY = {name: info.module for info in BACKENDS for name in (info.backend, info.storage)
+         if info.module != "base"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        try:
-            return getattr(importlib.import_module(f".backends.{module}", __name__), attr)
-        except ModuleNotFoundError as e:
-            raise ImportError(
-                f"{name} is not available: {e}. Install it with "
-                f"pip install 'aiocache-http[{module}]'"
-            ) from e
+        return load_class(_LAZY[name], name)
     raise AttributeError(f"module 'aiocache_http' has no attribute {name!r}")
 
 
 __all__ = [
     "ALL_METHODS",
+    "BACKENDS",
     "BACKEND_CLASSES",
     "DO_NOT_CACHE",
     "EXPIRE_IMMEDIATELY",
@@ -64,8 +44,8 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "BaseCache",
-    "CacheActions",
     "CacheBackend",
+    "CacheEvent",
     "CacheSettings",
     "CachedClientResponse",
     "CachedClientSession",

@@ -1,19 +1,20 @@
-"""The cache flow both sessions share: look up, decide, fetch, store, replay.
+"""The executor both sessions share: it carries out the decision core's decisions.
 
 A session translates its request into a :class:`CachedRequest`, supplies a ``send``
-coroutine that talks to the origin, and gets back an :class:`Outcome`. Every hit, miss,
-revalidation and store is decided here (by :class:`CacheActions`), so this is the one
-place to count them.
+coroutine that talks to the origin, and gets back an :class:`Outcome`. What to do at
+each step (serve, revalidate, fetch, store, renew, invalidate...) is decided by
+:mod:`aiocache_http.policy.core`; this module only does the IO, coalesces concurrent
+misses per key, and emits one :class:`~aiocache_http.events.CacheEvent` per request.
 
-Concurrent misses for the same key share one origin request (coalescing): the first
-becomes the leader, the others wait for the response it stores. A leader that fails or
-is cancelled hands over to the next caller instead of failing it.
+Concurrent misses for the same key share one origin request: the first becomes the
+leader, the others wait for the response it stores and answer with it (no second read,
+unless its body was too large to keep in memory). A leader that fails or stores nothing
+hands over to the next caller.
 
 A miss hands the caller the live response; its body is stored as the caller reads it
-(a tee, :mod:`.streaming`), once complete. Waiting requests get the stored response when
-the leader's body is stored; if it is abandoned (released early, cut, cancelled, too
-large), stalls for :data:`LEADER_STALL_SECONDS`, or is the waiter's own unread response,
-they do not wait: one of them makes its own origin request.
+(a tee, :mod:`.streaming`), once complete: the store step begins with the response's
+head and ends with its body. Its event is emitted then. Waiters wait for the body to be
+stored, within the limits of :class:`~aiocache_http.coalescing.Lead`.
 """
 
 from __future__ import annotations
@@ -22,28 +23,38 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
-from .models import CachedRequest, CachedResponse
-from .policy import freshness
-from .policy.actions import UNSAFE_METHODS, CacheActions, Decision, RequestOptions, invalidated_urls
-from .policy.keys import CREDENTIAL_HEADERS, redact_url, unkeyed_credentials, variant_key
+from .coalescing import IN_STORAGE, Lead
+from .events import CacheEvent, Kind, start_collecting_faults, stop_collecting_faults
+from .metrics.cache_status import cache_status
+from .models import CachedRequest, CachedResponse, StoredBody
+from .policy import core, freshness
+from .policy.core import Plan, Received, RequestOptions
+from .policy.decisions import (
+    Decision,
+    DontStore,
+    Fetch,
+    GatewayTimeout,
+    Invalidate,
+    Lookup,
+    Renew,
+    Revalidate,
+    Serve,
+    ServeStale,
+    Store,
+)
+from .policy.keys import redact_url
 from .streaming import Tee
 
 logger = logging.getLogger("aiocache_http")
-
-LEADER_STALL_SECONDS = 5.0
-"""Requests waiting for a leader's body stop waiting once no chunk of it has passed for
-this long (its caller stopped reading): they make their own origin request."""
 
 
 @dataclass(slots=True)
@@ -76,7 +87,7 @@ class Outcome:
     """What the session returns: a stored response to replay, or the live one.
 
     ``age`` is set for answers from the cache when ``cache_control`` is on: the
-    session emits it as the ``Age`` header (RFC 9111 §5.1).
+    session emits it as the ``Age`` header (RFC 9111 §5.1); ``cache_status`` likewise.
     """
 
     response: CachedResponse | None
@@ -84,17 +95,13 @@ class Outcome:
     release: Callable[[], Any] | None = None  # frees ``raw`` when nobody will read it
     from_cache: bool = False
     age: float | None = None
+    cache_status: str | None = None  # the Cache-Status header, with cache_status_header (RFC 9211)
     tee: Tee | None = None  # the body of ``raw`` is on its way to storage
     drain: Callable[[], Awaitable[None]] | None = None  # reads ``raw``'s body for nobody
 
 
-def gateway_timeout(request: CachedRequest) -> CachedResponse:
-    """The synthetic 504 of only-if-cached (§5.2.1.7) and of must-revalidate (§5.2.2.2)."""
-    return CachedResponse(504, "Gateway Timeout", request.url, CIMultiDict(), b"", request)
-
-
 async def fetch(
-    backend: CacheBackend, request: CachedRequest, options: RequestOptions, send: Send,
+    backend: CacheBackend, request: CachedRequest, options: RequestOptions | None, send: Send,
     network_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
     owner: object = None,
 ) -> Outcome:
@@ -103,288 +110,343 @@ async def fetch(
     ``request`` carries real credentials; only its redacted copy is ever stored.
     ``network_errors`` are the HTTP library's "origin unreachable" exceptions, for which
     stale-if-error and must-revalidate apply. ``owner`` is who will read the response
-    (default: the current task; a sync session passes its calling thread): a request
+    (default: the current task; the sync session passes its calling thread): a request
     never waits for a response its owner has not read yet.
     """
-    key, stored_request = backend.identify(request)
-    actions = CacheActions.from_request(key, stored_request, backend.settings, options)
-    flow = _Flow(backend, actions, request, send, network_errors)
-    flow.owner = owner if owner is not None else asyncio.current_task()
+    plan = core.plan(request, backend.settings, options, backend.identify)
+    run = _Run(backend, plan, send, network_errors)
+    run.owner = owner if owner is not None else asyncio.current_task()
     with request_budget():  # a sick backend costs this request at most one deadline
-        return await flow.run()
-
-
-Slot = tuple[asyncio.AbstractEventLoop, str]
-
-
-@dataclass(slots=True)
-class _Flow:
-    """One request's way through the cache: what it needs at every step, in one place."""
-
-    backend: CacheBackend
-    actions: CacheActions
-    request: CachedRequest  # with real credentials: used for keys, never stored
-    send: Send
-    network_errors: tuple[type[BaseException], ...]
-    vary_generation: str = ""  # of the entry found at the key, if any
-    owner: object = None  # who reads the response (see fetch())
-
-    async def run(self) -> Outcome:
-        if self.actions.skip_read:
-            return await self.from_origin()
-        fills = self.backend.fills
-        answer = await self.answer_from_cache(fills)
-        if answer is not None:
-            return answer
-        if self.actions.refresh:
-            return await self.from_origin()  # the caller asked for its own origin request
-
-        async def work() -> Outcome:
-            if self.backend.fills != fills:
-                # A fetch finished between our lookup and now; it may have stored our key.
-                again = await self.answer_from_cache(self.backend.fills)
-                if again is not None:
-                    return again
-            return await self.from_origin()
-
-        return await self.coalesced(work)
-
-    # -- the cache ------------------------------------------------------------------
-    async def answer_from_cache(self, fills: int) -> Outcome | None:
-        """Look up and decide: the answer when the cache has it, None when the origin must.
-
-        ``fills`` is ``backend.fills`` before the lookup: if a fetch finished since, the
-        stale entry we read may already be refreshed, so no background refresh starts.
-        """
-        cached = await self.lookup()
-        decision = self.actions.on_cached(cached, self.backend.clock())
-        if decision is Decision.SERVE:
-            assert cached is not None
-            if self.actions.background_refresh and self.backend.fills == fills:
-                self.refresh_in_background()
-            return self.from_cache(cached)
-        if decision is Decision.GATEWAY_TIMEOUT:
-            return Outcome(gateway_timeout(self.actions.request))
-        return None
-
-    async def lookup(self) -> CachedResponse | None:
-        """The stored response for this request: the entry at its key, or the Vary variant
-        that matches it (§4.1), or for a HEAD, the GET's (§4.3.5 lets HEAD use it)."""
-        backend, actions = self.backend, self.actions
-        cached = await backend.get_response(actions.key, stream=True)
-        if cached is None and actions.request.method == "HEAD" and backend.settings.cache_control:
-            get_key = backend.identify(dataclasses.replace(self.request, method="GET"))[0]
-            cached = await backend.get_response(get_key, stream=True)
-            if cached is not None:
-                await _close_body(cached)
-                cached = dataclasses.replace(cached, body=b"", stored_body=None, cache_key=actions.key)
-        self.vary_generation = cached.vary_generation if cached is not None else ""
-        if cached is None or freshness.vary_matches(cached, actions.request, CREDENTIAL_HEADERS):
-            return cached
-        await _close_body(cached)
-        names = freshness.vary_names(cached.headers)
-        variant = await backend.get_response(self.variant_key(names), stream=True)
-        if variant is not None and freshness.vary_matches(variant, actions.request,
-                                                          CREDENTIAL_HEADERS):
-            return variant
-        if variant is not None:
-            await _close_body(variant)
-        logger.debug("%s %s: stored response varies on %s: no matching variant",
-                     actions.request.method, actions.request.url, names)
-        return None
-
-    def variant_key(self, vary_names: list[str]) -> str:
-        values = freshness.vary_values(vary_names, self.actions.request.headers)
-        return variant_key(self.actions.key, self.vary_generation, values)
-
-    def from_cache(self, cached: CachedResponse) -> Outcome:
-        age = None
-        if self.backend.settings.cache_control:
-            age = freshness.current_age(cached, self.backend.clock())
-        return Outcome(cached, from_cache=True, age=age)
-
-    def storage_keys(self, response: CachedResponse) -> list[str]:
-        """The request's key; for a response with Vary also its variant's key, so
-        variants live side by side and the latest one is found with a single read."""
-        names = freshness.vary_names(response.headers)
-        varies = bool(names) and "*" not in names
-        if varies and not self.vary_generation:
-            self.vary_generation = secrets.token_hex(8)  # nothing stored: a new generation
-        response.vary_generation = self.vary_generation if varies else ""
-        return [self.actions.key, self.variant_key(names)] if varies else [self.actions.key]
-
-    async def save(self, response: CachedResponse) -> CachedResponse:
-        """Store ``response``; returns it, or for a body left in storage, the stored copy
-        (the item the body was read from is replaced)."""
-        await self.backend.save_response_at(response, self.storage_keys(response))
-        response.cache_key = self.actions.key
-        if response.stored_body is None:
-            return response
-        copy = await self.backend.get_response(self.actions.key, stream=True)
-        if copy is None:  # not stored (fail-open): the old item, still in place, it is
-            return response
-        await _close_body(response)
-        return copy
-
-    # -- coalescing ---------------------------------------------------------------------
-    async def coalesced(self, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
-        """Run ``work`` as the leader for this key, or share the running leader's response."""
-        slot = (asyncio.get_running_loop(), self.actions.key)
-        lead = self.backend.inflight.get(slot)
-        if lead is None:
-            return await self.lead(slot, self.claim(slot), work)
-        if lead.owner == self.owner:  # our own unread response: waiting for it would hang
-            return await work()
-        result = await lead.wait()
-        if result is not None:
-            return self.from_cache(result)
-        if lead.future.done():
-            return await self.coalesced(work)  # the leader failed or was abandoned: elect another
-        return await work()  # its body stalled: fetch on our own
-
-    def claim(self, slot: Slot, owner: object = None) -> _Lead:
-        lead = _Lead(slot[0].create_future(), owner or self.owner, slot[0].create_future())
-        self.backend.inflight[slot] = lead
-        return lead
-
-    async def lead(self, slot: Slot, lead: _Lead, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        status_header = backend.settings.cache_status_header
+        if not backend.events and not status_header:
+            return await run.finish(await run.execute())
+        run.observe()
+        faults, token = start_collecting_faults()
         try:
-            outcome = await work()
+            outcome = await run.finish(await run.execute())
         except BaseException:
-            self.vacate(slot, lead, None)
+            run.emit(None, faults, error=True)
             raise
-        if outcome.tee is not None:  # the body is on its way: share it once stored
-            lead.stream(outcome.tee)
-            outcome.tee.done.add_done_callback(lambda done: self.vacate(slot, lead, done.result()))
-            return outcome
-        response = outcome.response
-        # Only stored responses are shared, and not one whose body is left in storage:
-        # each reader reads its own.
-        shareable = response is not None and response.cache_key and response.stored_body is None
-        self.vacate(slot, lead, response if shareable else None)
+        finally:
+            stop_collecting_faults(token)
+        tee = outcome.tee
+        pending = tee is not None and not tee.done.done()
+        event = run.emit(outcome, faults, publish=not pending)
+        if tee is not None and pending:  # the event is the body's: once it is stored or not
+            tee.done.add_done_callback(lambda _: run.emit(outcome, faults))
+        if status_header:
+            served = outcome.response
+            outcome.cache_status = cache_status(
+                event, None if served is None else served.expires, backend.clock())
         return outcome
 
-    def vacate(self, slot: Slot, lead: _Lead, shared: CachedResponse | None) -> None:
-        if self.backend.inflight.get(slot) is lead:
-            del self.backend.inflight[slot]
-        self.backend.fills += 1
-        if not lead.future.done():
-            lead.future.set_result(shared)
 
-    def refresh_in_background(self) -> None:
+class _Run:
+    """One request's way through the cache: carries out the core's decisions."""
+
+    # What the event reports; class-level defaults, so a hit sets only what it uses.
+    last: Decision | None = None  # the last decision carried out
+    lookup_decision: Decision | None = None
+    stored: bool | None = None
+    stored_response: Any = None  # what this request stored, to share: a response or IN_STORAGE
+    not_stored_reason = ""
+    coalesced = False
+    bytes_stored = 0
+    owner: object = None  # who reads the response (see fetch())
+    opened: list[StoredBody] | None = None  # large stored bodies read by lookups
+    observing = False
+    started = 0.0
+    origin_time = 0.0
+    storage_time = 0.0
+
+    def __init__(self, backend: CacheBackend, plan: Plan, send: Send,
+                 network_errors: tuple[type[BaseException], ...]) -> None:
+        self.backend, self.plan, self.send, self.network_errors = backend, plan, send, network_errors
+
+    async def execute(self) -> Outcome:
+        plan = self.plan
+        if plan.bypass is not None:
+            return await self.origin(plan.bypass)
+        coalescing = self.backend.coalescing
+        mark = coalescing.mark()
+        decision = await self.lookup()
+        if isinstance(decision, ServeStale) and decision.refresh is not None:
+            slot = (asyncio.get_running_loop(), plan.key)
+            if slot not in coalescing.inflight and not coalescing.finished_since(slot, mark):
+                self.refresh_in_background(slot, decision.refresh)
+        if not isinstance(decision, (Fetch, Revalidate)):
+            return self.answer(decision)
+        if plan.refresh or plan.skip_read:
+            return await self.origin(decision)  # the caller asked for its own origin request
+        return await self.coalesce(decision, mark)
+
+    async def finish(self, outcome: Outcome) -> Outcome:
+        """Close the large stored bodies the lookups opened that the answer does not use."""
+        if self.opened:
+            used = None if outcome.response is None else outcome.response.stored_body
+            for body in self.opened:
+                if body is not used:
+                    await body.close()
+        return outcome
+
+    # -- storage ------------------------------------------------------------------------
+    async def read(self, key: str) -> CachedResponse | None:
+        """The entry at ``key``; a large body stays in storage until it is read."""
+        stored = await self.backend.get_response(key, stream=True)
+        if stored is not None and stored.stored_body is not None:
+            self.opened = [*(self.opened or ()), stored.stored_body]
+        return stored
+
+    async def lookup(self) -> Decision:
+        """Read what the core asks for until it can decide from it."""
+        plan, backend = self.plan, self.backend
+        start = time.perf_counter() if self.observing else 0.0
+        stored = await self.read(plan.key)
+        now = backend.clock()
+        decision = core.on_lookup(plan, stored, now)
+        while isinstance(decision, Lookup):
+            _debug(plan, decision)
+            stored = await self.read(decision.key)
+            decision = core.on_lookup(plan, stored, now, via=decision)
+        if self.observing:
+            self.storage_time += time.perf_counter() - start
+        self.lookup_decision = decision
+        return decision
+
+    async def save(self, response: CachedResponse, keys: tuple[str, ...],
+                   aliases: tuple[str, ...] = ()) -> CachedResponse:
+        """Store ``response``; returns it, or for a body left in storage, the stored copy
+        (the item the body was read from is replaced)."""
+        start = time.perf_counter() if self.observing else 0.0
+        backend = self.backend
+        await backend.save_response_at(response, keys)
+        for alias in aliases:
+            await backend.save_redirect(alias, keys[0])
+        self.stored = True
+        self.stored_response = response
+        if response.stored_body is not None:
+            self.stored_response = IN_STORAGE  # each reader reads its own
+            copy = await self.read(keys[0])
+            if copy is not None:  # else not stored (fail-open): the old item, still in place
+                response = copy
+        if self.observing:
+            self.storage_time += time.perf_counter() - start
+        return response
+
+    async def store(self, decision: Store, received: Received, origin: OriginResponse) -> Outcome:
+        """The store step, begun with the response's head and ended with its body: the
+        caller gets the live response, whose body passes through a tee that stores it
+        once complete (not at all if it is larger than ``max_body_size``)."""
+        backend, plan = self.backend, self.plan
+        settings = backend.settings
+        label = f"{plan.request.method} {plan.request.url}"
+        length = freshness.expected_length(origin.headers)
+        limit = settings.max_body_size
+        if limit is not None and length is not None and length > limit:
+            self.not_stored(DontStore("Content-Length %d > max_body_size %d", "", (length, limit)))
+            return Outcome(None, raw=origin.raw, release=origin.release)
+        response = core.stored_response(plan, decision, received, lambda url: redact_url(
+            url, settings.ignored_params, settings.credential_names))
+        writer = await backend.open_response(response, decision.keys)
+        tee: Tee
+
+        async def stored() -> None:
+            for alias in decision.aliases:
+                await backend.save_redirect(alias, decision.keys[0])
+            self.stored, self.bytes_stored, self.last = True, tee.size, decision
+            _debug(plan, decision)
+
+        def complete(size: int) -> bool:
+            incomplete = core.body_incomplete(decision, size)
+            if incomplete is not None:
+                _debug(plan, incomplete)
+            return incomplete is None
+
+        def ended(_: object) -> None:
+            if not self.stored:
+                self.not_stored(DontStore("not stored: %s", "", (tee.reason,)))
+
+        tee = Tee(writer, complete=complete, expected_length=length, max_size=limit,
+                  on_stored=stored, label=label)
+        tee.done.add_done_callback(ended)
+        raw = await origin.tee(tee)
+        return Outcome(response, raw=raw, release=origin.release, tee=tee,
+                       drain=lambda: origin.drain(raw))
+
+    def not_stored(self, decision: DontStore) -> None:
+        self.last = decision
+        self.stored = False
+        self.not_stored_reason = decision.why()
+        _debug(self.plan, decision)
+
+    # -- answers ---------------------------------------------------------------------------
+    def answer(self, decision: Decision) -> Outcome:
+        """Serve, ServeStale or GatewayTimeout: an answer without (more of) the origin."""
+        self.last = decision
+        _debug(self.plan, decision)
+        if isinstance(decision, (Serve, ServeStale)):
+            assert decision.response is not None
+            return Outcome(decision.response, from_cache=True, age=decision.age)
+        assert isinstance(decision, GatewayTimeout) and decision.response is not None
+        return Outcome(decision.response)
+
+    # -- coalescing ---------------------------------------------------------------------
+    async def coalesce(self, decision: Fetch | Revalidate, mark: int) -> Outcome:
+        """Lead the origin request for this key, or share the running leader's answer."""
+        coalescing = self.backend.coalescing
+        slot = (asyncio.get_running_loop(), self.plan.key)
+        while True:
+            leader = coalescing.inflight.get(slot)
+            if leader is not None:
+                if leader.owner == self.owner:  # its own unread response: waiting would hang
+                    return await self.origin(decision)
+                self.coalesced = True
+                result = await leader.wait()
+                if result is IN_STORAGE:  # stored, too large to be handed round: read it
+                    mark = coalescing.mark()
+                    again = await self.lookup()
+                    if not isinstance(again, (Fetch, Revalidate)):
+                        return self.answer(again)
+                    decision = again
+                    continue
+                if result is not None:  # in hand: no need to read it back
+                    shared = core.shared(self.plan, result, self.backend.clock())
+                    if isinstance(shared, (Fetch, Revalidate)):
+                        return await self.origin(shared)
+                    return self.answer(shared)
+                if not leader.future.done():  # its body stalled: on our own
+                    return await self.origin(decision)
+                mark = coalescing.mark()  # the leader stored nothing: elect another
+                continue
+            if coalescing.finished_since(slot, mark):
+                # A fill for this key finished while we were reading: read again.
+                mark = coalescing.mark()
+                again = await self.lookup()
+                if not isinstance(again, (Fetch, Revalidate)):
+                    return self.answer(again)
+                decision = again
+                continue
+            return await self.lead(slot, decision)
+
+    async def lead(self, slot: tuple[asyncio.AbstractEventLoop, str],
+                   decision: Fetch | Revalidate) -> Outcome:
+        coalescing = self.backend.coalescing
+        lead = coalescing.claim(slot, self.owner)
+        try:
+            outcome = await self.origin(decision)
+        except BaseException:
+            coalescing.release(slot, lead, None)
+            raise
+        self.hand_over(slot, lead, outcome)
+        return outcome
+
+    def hand_over(self, slot: tuple[asyncio.AbstractEventLoop, str], lead: Lead,
+                  outcome: Outcome) -> None:
+        """Give the waiters what was stored (only stored responses are shared): now, or once
+        the body on its way is stored."""
+        coalescing, tee = self.backend.coalescing, outcome.tee
+        if tee is None:
+            coalescing.release(slot, lead, self.stored_response)
+            return
+        lead.streams(tee)
+
+        def stored(done: asyncio.Future[CachedResponse | bool]) -> None:
+            result = done.result()
+            shared = result if isinstance(result, CachedResponse) else (IN_STORAGE if result else None)
+            coalescing.release(slot, lead, shared)
+
+        tee.done.add_done_callback(stored)
+
+    def refresh_in_background(self, slot: tuple[asyncio.AbstractEventLoop, str],
+                              decision: Revalidate | Fetch) -> None:
         """Stale-while-revalidate (RFC 5861 §3): one background refresh per key. The slot
         is claimed before the task starts, so concurrent stale hits start exactly one."""
-        slot = (asyncio.get_running_loop(), self.actions.key)
-        if slot in self.backend.inflight:
-            return
-        lead = self.claim(slot, owner=object())  # a task of its own: nobody's response
-        actions = self.actions
-        actions.decision = Decision.REVALIDATE if actions.validation_headers else Decision.FETCH
+        refresh = _Run(self.backend, self.plan, self.send, self.network_errors)
+        lead = self.backend.coalescing.claim(slot)  # a task of its own: nobody's response
+        plan = self.plan
 
-        async def refresh() -> None:
+        async def run() -> None:
             try:
-                outcome = await self.lead(slot, lead, self.from_origin)
+                outcome = await refresh.finish(await refresh.origin(decision))
+            except Exception as e:
+                self.backend.coalescing.release(slot, lead, None)
+                logger.warning("%s %s: background refresh failed: %s: %s", plan.request.method,
+                               plan.request.url, type(e).__name__, e)
+                return
+            refresh.hand_over(slot, lead, outcome)
+            try:
                 if outcome.drain is not None:
                     await outcome.drain()  # nobody reads this body: read it to store it
                 elif outcome.release is not None:
                     outcome.release()
             except Exception as e:
-                logger.warning("%s %s: background refresh failed: %s: %s", actions.request.method,
-                               actions.request.url, type(e).__name__, e)
+                logger.warning("%s %s: background refresh failed: %s: %s", plan.request.method,
+                               plan.request.url, type(e).__name__, e)
 
-        task = slot[0].create_task(refresh())
+        task = slot[0].create_task(run())
         self.backend.background.add(task)
         task.add_done_callback(self.backend.background.discard)
 
     # -- the origin ---------------------------------------------------------------------
-    async def from_origin(self) -> Outcome:
-        backend, actions, cached = self.backend, self.actions, self.actions.cached
-        revalidating = actions.decision is Decision.REVALIDATE
+    async def origin(self, sent: Decision) -> Outcome:
+        """Send the request (conditional for a Revalidate) and carry out what the core
+        decides from the answer."""
+        plan, backend = self.plan, self.backend
+        self.last = sent
+        _debug(plan, sent)
         request_time = backend.clock()
+        start = time.perf_counter() if self.observing else 0.0
         try:
-            origin = await self.send(actions.validation_headers if revalidating else {})
+            origin = await self.send(dict(sent.headers) if isinstance(sent, Revalidate) else {})
         except self.network_errors as e:
-            if actions.error_instead_of_stale():
-                logger.warning("%s %s: origin unreachable and the stale entry must be "
-                               "revalidated: 504", actions.request.method, actions.request.url)
-                return Outcome(gateway_timeout(actions.request))
-            stale = self.stale_if_error(f"{type(e).__name__}: {e}")
-            if stale is None:
+            if self.observing:
+                self.origin_time += time.perf_counter() - start
+            instead = core.on_error(plan, sent, f"{type(e).__name__}: {e}", backend.clock())
+            if instead is None:
                 raise
-            return stale
-        response_time = backend.clock()
-        if backend.settings.cache_control and self.request.method in UNSAFE_METHODS:
-            await invalidate(backend, self.request, origin.status, origin.headers)  # cached POST
+            logger.warning("%s %s: %s", plan.request.method, plan.request.url, instead.why())
+            return self.answer(instead)
+        if self.observing:
+            self.origin_time += time.perf_counter() - start
+        received = Received(origin.status, origin.reason, origin.url, origin.headers, request_time,
+                            backend.clock(), origin.encoding, origin.history, origin.sent_headers)
+        return await self.carry_out(core.on_response(plan, sent, received), origin, received)
 
-        if origin.status == 304 and revalidating and cached is not None:
+    async def carry_out(self, decision: Decision, origin: OriginResponse,
+                        received: Received) -> Outcome:
+        while isinstance(decision, Invalidate):
+            _debug(self.plan, decision)
+            await self.backend.delete(*decision.keys)
+            assert decision.then is not None
+            decision = decision.then
+        if isinstance(decision, Renew):
             origin.release()
-            if actions.selects_stored(origin.headers):
-                renewed = actions.renew(cached, origin.headers, response_time, request_time)
-                return self.from_cache(await self.save(renewed))
-            await backend.delete(actions.key)
-            actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask in full
-            return await self.from_origin()
-        if origin.status >= 500:
-            stale = self.stale_if_error(f"origin answered {origin.status}")
-            if stale is not None:
-                origin.release()
-                return stale
-        if cached is not None:
-            await _close_body(cached)  # the origin's answer replaces it
-
-        if (not actions.storable(origin.status, origin.headers) or not self.keyed_all_credentials(origin)
-                or not await self.passes_filter(origin)):
-            if actions.invalidates_stored(origin.headers):
-                await backend.delete(actions.key)
+            assert decision.response is not None
+            saved = await self.save(decision.response, decision.keys)
+            self.last = decision
+            _debug(self.plan, decision)
+            answer = decision.answer or decision.response
+            if answer.stored_body is not None:  # read its body from the renewed item
+                answer = dataclasses.replace(answer, stored_body=saved.stored_body)
+            return Outcome(answer, from_cache=True, age=decision.age)
+        if isinstance(decision, ServeStale):
+            origin.release()
+            logger.warning("%s %s: %s", self.plan.request.method, self.plan.request.url,
+                           decision.why())
+            return self.answer(decision)
+        if isinstance(decision, Fetch):  # the 304 matched nothing stored: ask in full
+            origin.release()
+            return await self.origin(decision)
+        if isinstance(decision, DontStore):
+            self.not_stored(decision)
+            if self.plan.bypass is not None:
+                self.stored = None  # nothing could have been stored
             return Outcome(None, raw=origin.raw, release=origin.release)
-        response = self.to_cached(origin, request_time, response_time)
-        tee = await self.store_as_it_arrives(response, origin)
-        if tee is None:
+        assert isinstance(decision, Store)
+        if not await self.passes_filter(origin):
+            self.not_stored(core.filtered_out(self.plan))
             return Outcome(None, raw=origin.raw, release=origin.release)
-        raw = await origin.tee(tee)
-        return Outcome(response, raw=raw, release=origin.release, tee=tee,
-                       drain=lambda: origin.drain(raw))
-
-    async def store_as_it_arrives(self, response: CachedResponse, origin: OriginResponse) -> Tee | None:
-        """The store step, run while the caller reads the body: a tee that stores it once
-        complete. None when it is too large to store (passed through uncached)."""
-        actions, limit = self.actions, self.backend.settings.max_body_size
-        label = f"{actions.request.method} {actions.request.url}"
-        length = freshness.expected_length(origin.headers)
-        if limit is not None and length is not None and length > limit:
-            logger.debug("%s: not stored: Content-Length %d > max_body_size %d", label, length, limit)
-            return None
-        writer = await self.backend.open_response(response, self.storage_keys(response))
-
-        async def stored() -> None:
-            response.cache_key = actions.key
-            await self.save_redirect_aliases(origin)
-            logger.debug("%s: stored, expires %s", label, response.expires or "never")
-
-        return Tee(writer, complete=lambda size: actions.complete(origin.headers, size),
-                   expected_length=length, max_size=limit, on_stored=stored, label=label)
-
-    def stale_if_error(self, error: str) -> Outcome | None:
-        cached = self.actions.cached
-        if cached is None or not self.actions.stale_if_error_ok(cached, self.backend.clock()):
-            return None
-        logger.warning("%s %s: %s; serving the stale cached response (stale_if_error)",
-                       self.actions.request.method, self.actions.request.url, error)
-        return self.from_cache(cached)
-
-    def keyed_all_credentials(self, origin: OriginResponse) -> bool:
-        """Did the key hold every credential the origin saw? (Not when an auth handler or
-        a redirect hop added one: the answer may be personal, its key is not.)"""
-        if origin.sent_headers is None:
-            return True
-        settings = self.backend.settings
-        extra = unkeyed_credentials(self.request.headers, origin.sent_headers,
-                                    settings.ignored_params, settings.credential_names)
-        if extra:
-            logger.debug("%s %s: not stored: the origin received credentials the key does not "
-                         "hold (%s)", self.actions.request.method, self.actions.request.url,
-                         ", ".join(extra))
-        return not extra
+        return await self.store(decision, received, origin)
 
     async def passes_filter(self, origin: OriginResponse) -> bool:
         filter_fn = self.backend.settings.filter_fn
@@ -393,90 +455,66 @@ class _Flow:
         result = filter_fn(origin.raw)
         if inspect.isawaitable(result):
             result = await result
-        if not result:
-            logger.debug("%s %s: not stored: filter_fn returned False",
-                         self.actions.request.method, self.actions.request.url)
         return bool(result)
 
-    def to_cached(self, origin: OriginResponse, request_time: datetime,
-                  response_time: datetime) -> CachedResponse:
-        """The response to store, without its body (it follows through the tee)."""
-        actions, settings = self.actions, self.backend.settings
+    # -- the event --------------------------------------------------------------------------
+    def observe(self) -> None:
+        self.observing = True
+        self.started = time.perf_counter()
 
-        def redact(url: str) -> str:
-            return redact_url(url, settings.ignored_params, settings.credential_names)
-
-        headers = actions.headers_to_store(origin.headers)
-        history = [
-            CachedResponse(status, reason, redact(hop_url), actions.headers_to_store(hop_headers),
-                           b"", CachedRequest(method, redact(hop_url)))
-            for method, hop_url, status, reason, hop_headers in origin.history
-        ]
-        return CachedResponse(
-            status=origin.status, reason=origin.reason,
-            # Without redirects the final URL is the request's, already redacted.
-            url=redact(origin.url) if origin.history else actions.request.url,
-            headers=headers, body=b"", request=actions.request, encoding=origin.encoding,
-            created_at=response_time,
-            expires=actions.expires(origin.status, headers, request_time, response_time),
-            request_time=request_time, response_time=response_time, history=history,
-            cache_key=actions.key,
+    def emit(self, outcome: Outcome | None, faults: list[str], error: bool = False,
+             publish: bool = True) -> CacheEvent:
+        plan, last = self.plan, self.last
+        if last is None:
+            last = plan.bypass or self.lookup_decision or Fetch("failed before a decision")
+        kind = _kind(plan, last, error)
+        response = None if outcome is None else outcome.response
+        status = None
+        served: int | None = None
+        if outcome is not None and outcome.tee is not None:  # the body that passed the tee
+            status = None if response is None else response.status
+            served = outcome.tee.size
+        elif response is not None:
+            status, served = response.status, len(response.body)
+        elif outcome is not None and outcome.raw is not None:
+            status = getattr(outcome.raw, "status", getattr(outcome.raw, "status_code", None))
+        settings = self.backend.settings
+        url = plan.request.url if plan.bypass is None else redact_url(
+            plan.request.url, settings.ignored_params, settings.credential_names)
+        event = CacheEvent(
+            kind=kind, method=plan.request.method, url=url, key=plan.key, status=status,
+            decision=last, lookup=self.lookup_decision,
+            from_cache=outcome is not None and outcome.from_cache,
+            stored=self.stored, not_stored_reason=self.not_stored_reason, coalesced=self.coalesced,
+            duration=time.perf_counter() - self.started, origin_time=self.origin_time,
+            storage_time=self.storage_time, bytes_served=served, bytes_stored=self.bytes_stored,
+            storage_errors=tuple(faults),
         )
-
-    async def save_redirect_aliases(self, origin: OriginResponse) -> None:
-        """Point the keys of the redirect hops' URLs at the final response's key, so a
-        request for an intermediate URL is a hit too. Same headers: same credentials."""
-        key = self.actions.key
-        aliases = {self.backend.create_key(CachedRequest(method, url, self.request.headers))
-                   for method, url, *_ in origin.history}
-        aliases.discard(key)
-        for alias in aliases:
-            await self.backend.save_redirect(alias, key)
+        if publish:
+            self.backend.events.emit(event)
+        return event
 
 
-@dataclass(slots=True, eq=False)
-class _Lead:
-    """The request fetching a key, as the requests waiting for it see it."""
-
-    future: asyncio.Future[CachedResponse | None]
-    owner: object  # who asked: the task, or the thread of a sync session
-    streaming: asyncio.Future[None]  # set once its body is on its way, through ``tee``
-    tee: Tee | None = None
-
-    def stream(self, tee: Tee) -> None:
-        self.tee = tee
-        self.streaming.set_result(None)
-
-    async def wait(self) -> CachedResponse | None:
-        """The leader's stored response; None if there is none to share, or once its body
-        stalls (then the caller makes its own request)."""
-        while not self.future.done():
-            if self.tee is None:  # still waiting for the origin: as long as it takes
-                either: list[asyncio.Future[Any]] = [self.future, self.streaming]
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            timeout = self.tee.last_progress + LEADER_STALL_SECONDS - time.monotonic()
-            if timeout <= 0:
-                logger.debug("the leader's body stalled: not waiting for it")
-                return None
-            await asyncio.wait([self.future], timeout=timeout)
-        return self.future.result()
+def _kind(plan: Plan, last: Decision, error: bool) -> Kind:
+    if plan.bypass is not None:
+        return "bypassed"
+    if error:
+        return "error"
+    if isinstance(last, ServeStale):
+        return "stale"
+    if isinstance(last, Serve):
+        return "hit"
+    if isinstance(last, Renew):
+        return "revalidated"
+    if isinstance(last, GatewayTimeout):
+        return "gateway_timeout"
+    return "miss"
 
 
-async def _close_body(response: CachedResponse) -> None:
-    if response.stored_body is not None:
-        await response.stored_body.close()
+def _debug(plan: Plan, decision: Decision) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s %s: %s: %s", plan.request.method, plan.request.url, decision.name,
+                     decision.why())
 
 
-async def invalidate(backend: CacheBackend, request: CachedRequest, status: int,
-                     headers: CIMultiDict[str]) -> None:
-    """After a successful unsafe request, drop the stored GET/HEAD of the URLs it
-    changed (RFC 9111 §4.4)."""
-    urls = invalidated_urls(request.method, request.url, status, headers)
-    if not urls:
-        return
-    keys = [backend.identify(CachedRequest(method, url, request.headers, follow_redirects=follow))[0]
-            for url in urls for method in ("GET", "HEAD") for follow in (True, False)]
-    logger.debug("%s %s answered %d: invalidating %s (RFC 9111 §4.4)", request.method,
-                 request.url, status, urls)
-    await backend.delete(*keys)
+__all__ = ["OriginResponse", "Outcome", "Send", "fetch"]

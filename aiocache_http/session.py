@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -18,9 +17,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
-from .driver import OriginResponse, Outcome, fetch, invalidate
+from .driver import OriginResponse, Outcome, fetch
 from .models import CachedRequest
-from .policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
+from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
 from .response import CachedClientResponse, OriginClientResponse, attach_tee, drain
 
@@ -102,23 +101,23 @@ with warnings.catch_warnings():
             only_if_cached: bool = False, **kwargs: Any,
         ) -> ClientResponse | CachedClientResponse:
             method = method.upper()
-            if id(self) in _disabled.get():
-                return await super()._request(method, str_or_url, **kwargs)
-            if method not in self.settings.allowed_methods:
-                response = await super()._request(method, str_or_url, **kwargs)
-                if self.settings.cache_control and method in UNSAFE_METHODS:
-                    request = self._cached_request(method, str_or_url, kwargs, body=False)
-                    await invalidate(self._cache, request, response.status,
-                                     CIMultiDict(response.headers))
-                return response
+            keyable = True
             try:
                 request = self._cached_request(method, str_or_url, kwargs)
                 self._cache.identify(request)  # memoized: fetch() below finds it
-            except (_NotKeyable, ValueError):
-                # A body we cannot key on, or a URL we cannot parse: aiohttp decides (and
-                # raises its own InvalidUrlClientError & co. for a bad URL).
+            except ValueError:
+                # A URL we cannot parse: aiohttp decides (and raises its own
+                # InvalidUrlClientError & co.).
                 return await super()._request(method, str_or_url, **kwargs)
-            options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached)
+            except _NotKeyable:  # a streamed body: the core lets it pass the cache by
+                request = self._cached_request(method, str_or_url, kwargs, body=False)
+                keyable = False
+            disabled = id(self) in _disabled.get()
+            options = None  # the defaults: the common case, kept cheap
+            if (expire_after is not UNSET or refresh or force_refresh or only_if_cached or disabled
+                    or not keyable):
+                options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
+                                         disabled, keyable)
             headers = kwargs.pop("headers", None)
             # Checked below, once the answer is stored: a cached 404 raises like a live one.
             check = kwargs.pop("raise_for_status", None)
@@ -143,23 +142,29 @@ with warnings.catch_warnings():
             cached = outcome.response
             if outcome.raw is None:
                 assert cached is not None
-                return CachedClientResponse(cached, method, outcome.from_cache, outcome.age)
+                return CachedClientResponse(cached, method, outcome.from_cache, outcome.age,
+                                            outcome.cache_status)
             raw = outcome.raw
             if cached is not None:
                 raw.created_at, raw.expires = cached.created_at, cached.expires
                 raw.cache_key = cached.cache_key
+            if outcome.cache_status is not None:
+                raw.add_header("Cache-Status", outcome.cache_status)
             return raw  # type: ignore[no-any-return]
 
         def _cached_request(self, method: str, str_or_url: str | URL,
                             kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:
             """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
             will send among them), body bytes. ValueError for a URL aiohttp would refuse."""
-            url = self._build_url(str_or_url)
-            if not url.absolute or url.scheme not in ("http", "https"):
-                raise ValueError(f"not an http(s) URL: {str_or_url!r}")
+            url, url_text = self._url(str_or_url)
             if kwargs.get("params"):
                 url = url.extend_query(kwargs["params"])
-            headers = self._prepare_headers(kwargs.get("headers"))
+                url_text = str(url)
+            given = kwargs.get("headers")
+            if not given and not self._default_headers:
+                headers: CIMultiDict[str] = CIMultiDict()
+            else:
+                headers = self._prepare_headers(given)
             auth = kwargs.get("auth") or self._default_auth
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
@@ -180,27 +185,49 @@ with warnings.catch_warnings():
                 headers.setdefault("Content-Type", "application/json")
             elif kwargs.get("data") is not None:
                 content = _body_bytes(kwargs["data"], headers)
-            return CachedRequest(method, str(url), headers, content,
+            return CachedRequest(method, url_text, headers, content,
                                  follow_redirects=kwargs.get("allow_redirects", True))
 
+        def _url(self, str_or_url: str | URL) -> tuple[URL, str]:
+            """The full URL as aiohttp builds it, and as text; memoized for a hot URL string.
+            ValueError for a URL aiohttp would refuse."""
+            memo = self._cache._urls
+            memo_key = (self._base_url, str_or_url) if isinstance(str_or_url, str) else None
+            found = memo.get(memo_key) if memo_key is not None else None
+            if found is None:
+                url = self._build_url(str_or_url)
+                if not url.absolute or url.scheme not in ("http", "https"):
+                    raise ValueError(f"not an http(s) URL: {str_or_url!r}")
+                found = (url, str(url))
+                if memo_key is not None:
+                    if len(memo) >= 1024:
+                        memo.clear()
+                    memo[memo_key] = found
+            return found
 
         def _cookie_header(self, url: URL, explicit: Iterable[str], cookies: Any) -> str:
             """Every cookie aiohttp will send with this request: the Cookie header, the
             session jar's cookies for ``url``, the per-request ``cookies=``. They identify
             the user, so they are part of the key (hashed; redacted in storage)."""
+            explicit = list(explicit)
+            jar_size = len(self._cookie_jar)
+            if not (explicit or jar_size or cookies):
+                return ""
             found: SimpleCookie = SimpleCookie()
+            unparsed = []  # kept as they are: in the key all the same
             for line in explicit:
-                with contextlib.suppress(CookieError):
+                try:
                     found.load(line)
-            if len(self._cookie_jar):
+                except CookieError:
+                    unparsed.append(line)
+            if jar_size:
                 found.load(self._cookie_jar.filter_cookies(url))
             if cookies:
                 jar = CookieJar(unsafe=True, quote_cookie=getattr(self._cookie_jar, "quote_cookie", True))
                 jar.update_cookies(cookies)
                 found.load(jar.filter_cookies(url))
-            if not found:
-                return "; ".join(explicit)
-            return "; ".join(f"{name}={morsel.coded_value}" for name, morsel in found.items())
+            pairs = [f"{name}={morsel.coded_value}" for name, morsel in found.items()]
+            return "; ".join([*pairs, *unparsed])
 
 
 def _basic_auth(login: str, password: str) -> str:

@@ -9,9 +9,10 @@ would, and tells the tee what passed: :meth:`Tee.feed` for every chunk the calle
 before the end, a cancelled reader, a response dropped unread. An abandoned or
 over-long body leaves nothing in storage: parts already written are dropped.
 
-:attr:`Tee.done` resolves once the body is stored (with the stored response, if it
-was small enough to keep in memory, else None) or abandoned (None); requests that
-coalesced on this one wait for it.
+:attr:`Tee.done` resolves once the body is stored or given up: with the stored
+response if it was small enough to keep in memory, True if it was stored but not kept,
+False if nothing was stored (:attr:`Tee.reason` says why). Requests that coalesced on
+this one wait for it.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class Tee:
                  max_size: int | None, on_stored: Callable[[], Awaitable[None]], label: str) -> None:
         self.loop = asyncio.get_running_loop()
         self.expected_length = expected_length
-        self.done: asyncio.Future[CachedResponse | None] = self.loop.create_future()
+        self.done: asyncio.Future[CachedResponse | bool] = self.loop.create_future()
+        self.reason = ""  # why nothing was stored
         self.size = 0
         self.last_progress = time.monotonic()
         self._sink = sink
@@ -93,7 +95,8 @@ class Tee:
                 return
             await self._sink.write(data)
             if not self._sink.open:  # the storage failed (logged by the backend)
-                self._resolve(None)
+                self.reason = "the storage failed"
+                self._resolve(False)
 
     async def finish(self) -> None:
         """The origin's body ended cleanly: store it (if it is complete). Storing goes on
@@ -114,9 +117,11 @@ class Tee:
             stored = await self._sink.commit()
             if stored:
                 await self._on_stored()
-            self._resolve(self._sink.shareable() if stored else None)
+                self._resolve(self._sink.shareable() or True)
+            else:
+                self.reason = "the storage failed"
         finally:
-            self._resolve(None)
+            self._resolve(False)
 
     async def abandon(self, reason: str) -> None:
         """The body will not complete: store nothing."""
@@ -142,12 +147,13 @@ class Tee:
         if not self.active:
             return
         logger.debug("%s: not stored: %s", self._label, reason)
+        self.reason = reason
         try:
             await self._sink.abort()
         finally:
-            self._resolve(None)
+            self._resolve(False)
 
-    def _resolve(self, stored: CachedResponse | None) -> None:
+    def _resolve(self, stored: CachedResponse | bool) -> None:
         if not self.done.done():
             self.done.set_result(stored)
 

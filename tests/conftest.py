@@ -38,16 +38,20 @@ async def origin() -> AsyncIterator[Origin]:
 
 BackendMaker = Callable[..., CacheBackend]
 
-# Tests outside tests/reliability/ test behaviour, not deadlines: they run with a
-# storage deadline a loaded 2-core machine always meets, so a slow moment (moto, a busy
-# thread pool, six test runs at once) is never a miss or, with strict=True, an error.
-# tests/reliability/ runs with the documented defaults.
+# Tests test behaviour, not deadlines: they run with a storage deadline a loaded 2-core
+# machine always meets, so a slow moment (moto, a busy thread pool, six test runs at once)
+# is never a miss or, with strict=True, an error. Tests marked ``real_deadlines`` (the
+# fault tests in tests/reliability/) run with the documented defaults.
 SUITE_DEADLINES = {"backend_timeout": 5.0}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "real_deadlines: run with the documented storage deadlines")
 
 
 @pytest.fixture(autouse=True)
 def _suite_deadlines(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "reliability" not in request.node.path.parts:
+    if request.node.get_closest_marker("real_deadlines") is None:
         for name, value in SUITE_DEADLINES.items():
             monkeypatch.setitem(CacheSettings._DEFAULTS, name, value)
 

@@ -205,3 +205,19 @@ async def test_large_response_round_trip(backend: CacheBackend) -> None:
         await streamed.stored_body.close()
     else:
         assert streamed.body == original.body
+
+
+async def test_items_read_many_bulk_write(backend: CacheBackend) -> None:
+    """The whole-storage calls tools use (CLI, migrate): every pair, in order, expiry kept."""
+    store = backend.raw_responses
+    soon, later = utcnow() + timedelta(hours=1), utcnow() + timedelta(days=1)
+    items = [(f"k{i}", f"v{i}".encode(), soon if i % 2 else later) for i in range(700)]
+    await store.bulk_write(items)
+    await store.bulk_write([("k0", b"again", None)])  # overwrites, never expires
+    assert sorted([pair async for pair in store.iter_items()]) == sorted(
+        [("k0", b"again")] + [(k, v) for k, v, _e in items[1:]])
+    wanted = ["k5", "missing", "k0", *(f"k{i}" for i in range(100, 650))]
+    assert await store.read_many(wanted) == [b"v5", None, b"again",
+                                             *(f"v{i}".encode() for i in range(100, 650))]
+    if await store.delete_expired(utcnow() + timedelta(hours=2)) is not None:
+        assert sorted(await store.keys()) == sorted(["k0", *(f"k{i}" for i in range(2, 700, 2))])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientPayloadError
 
-from aiocache_http import CacheBackend, CachedClientSession, driver
+from aiocache_http import CacheBackend, CachedClientSession, coalescing
 from aiocache_http.backends.filesystem import FileBackend
 from aiocache_http.backends.sqlite import SQLiteBackend
 from aiocache_http.sync import CachedSession
@@ -185,7 +185,7 @@ async def test_waiters_do_not_hang_on_an_abandoned_body(make_backend: BackendMak
 
 async def test_waiters_stop_waiting_for_a_stalled_body(make_backend: BackendMaker, origin: Origin,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver, "LEADER_STALL_SECONDS", 0.3)
+    monkeypatch.setattr(coalescing, "LEADER_STALL_SECONDS", 0.3)
     size = 3 * MB
     url = body_url(origin, "stalled", size, chunked=False, pause=0.2)
     async with CachedClientSession(cache=make_backend()) as s:

@@ -3,6 +3,7 @@ item rejected as a DeserializationError (which the backend turns into a miss).""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import struct
 from datetime import timedelta
@@ -110,8 +111,7 @@ def test_unknown_serializer_is_a_clear_error() -> None:
 
 
 def test_compression_shrinks_text() -> None:
-    r = sample()
-    r.body = b"hello world " * 1000
+    r = dataclasses.replace(sample(), body=b"hello world " * 1000)
     plain, packed = EnvelopeFormat().dumps(r), EnvelopeFormat(compress=True).dumps(r)
     assert len(packed) < len(plain) / 10
     assert EnvelopeFormat().loads(packed).body == r.body  # the flag, not the reader, decides

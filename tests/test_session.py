@@ -19,6 +19,8 @@ from aiocache_http import (
     CachedClientSession,
     CachedRequest,
     CachedSession,
+    CacheEvent,
+    MemoryCache,
 )
 
 from .origin import Origin
@@ -238,3 +240,61 @@ async def test_raise_for_status_applies_to_replayed_responses(origin: Origin) ->
 
         await s.get(url, raise_for_status=check)
         assert len(seen) == 1
+
+
+async def test_a_storage_fault_is_in_the_request_event(origin: Origin) -> None:
+    backend = CacheBackend()
+    backend.raw_responses = backend.raw_redirects = BrokenStorage()
+    events: list[CacheEvent] = []
+    backend.events.subscribe(events.append)
+    async with CachedClientSession(cache=backend) as s:
+        r = await s.get(origin.url("/r/fault-event"))
+        assert r.status == 200
+    (event,) = events
+    assert event.kind == "miss" and event.storage_errors
+    assert "server down" in event.storage_errors[0]  # then: not attempted, one deadline a request
+
+
+class CountingStorage(MemoryCache):
+    """In-memory storage that counts reads, and can hold the reads of one key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.hold: tuple[str, asyncio.Event] | None = None
+
+    async def read(self, key: str) -> bytes | None:
+        self.reads += 1
+        if self.hold is not None and self.hold[0] == key:
+            await self.hold[1].wait()
+        return await super().read(key)
+
+
+async def test_concurrent_cold_misses_read_storage_once_each(origin: Origin) -> None:
+    backend = CacheBackend()
+    backend.raw_responses = storage = CountingStorage()
+    backend.raw_redirects = CountingStorage()
+    async with CachedClientSession(cache=backend) as s:
+        replies = await asyncio.gather(*(s.get(origin.url("/r/cold?delay=0.2")) for _ in range(50)))
+        assert all(r.status == 200 for r in replies) and origin.count("/r/cold") == 1
+        # One lookup each; waiters take the leader's response, they do not read it back.
+        assert storage.reads <= 50 + 5
+
+
+async def test_an_unrelated_fill_does_not_suppress_a_stale_while_revalidate_refresh(
+        origin: Origin) -> None:
+    backend = CacheBackend(expire_after=0.05, stale_while_revalidate=60)
+    backend.raw_responses = storage = CountingStorage()
+    async with CachedClientSession(cache=backend) as s:
+        stale_url = origin.url("/r/swr-unrelated")
+        await s.get(stale_url)
+        await asyncio.sleep(0.1)  # now stale, within stale-while-revalidate
+        key = s.cache.create_key(s._cached_request("GET", stale_url, {}))
+        storage.hold = (key, asyncio.Event())
+        stale = asyncio.ensure_future(s.get(stale_url))  # its lookup waits
+        await asyncio.sleep(0.02)
+        await s.get(origin.url("/r/swr-other"))  # another key's fill finishes meanwhile
+        storage.hold[1].set()
+        assert (await stale).from_cache
+        await s.cache.wait_for_refreshes()
+        assert origin.count("/r/swr-unrelated") == 2  # the refresh ran

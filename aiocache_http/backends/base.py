@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from multidict import CIMultiDict
 
+from ..coalescing import Coalescing, Lead
+from ..events import EventHub
+from ..metrics.stats import CacheStats
 from ..models import CachedRequest, CachedResponse, StoredBodyError, utcnow
 from ..policy.freshness import NEVER_STORED
 from ..policy.keys import create_key, hash_key, normalize_request, redact_url
@@ -42,6 +45,11 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
+# Hot entries, decoded: a hit whose stored bytes are the very bytes decoded last time
+# (checked in full: a changed, renewed or tampered item is decoded and verified again)
+# skips the decoding. Immutable responses make sharing them safe.
+_DECODED_SIZE = 256
+_DECODED_MAX_BYTES = 64 * 1024
 _END: Any = object()
 
 
@@ -73,6 +81,8 @@ class BaseCache(ABC):
     subclass overrides when its database can do better.
     """
 
+    holds_objects = False
+    """True for the in-process storage, which keeps decoded responses (see memory.py)."""
     in_process = False
     """True when calls never wait on IO (the gate then never moves a write to the background)."""
     max_item_size: int | None = None
@@ -110,6 +120,22 @@ class BaseCache(ABC):
             value = await self.read(key)
             if value is not None:
                 yield value
+
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        """``(key, value)`` pairs, for tools that walk a whole storage (the CLI, migration)."""
+        async for key in self.iter_keys():
+            value = await self.read(key)
+            if value is not None:
+                yield key, value
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys``, in order (None where absent)."""
+        return [await self.read(key) for key in keys]
+
+    async def bulk_write(self, items: Iterable[tuple[str, bytes | str, datetime | None]]) -> None:
+        """Write ``(key, value, expires)`` items (in one round trip where the database can)."""
+        for key, value, expires in items:
+            await self.write(key, value, expires)
 
     def keys(self) -> AsyncResults[str]:
         return AsyncResults(self.iter_keys())
@@ -207,19 +233,30 @@ class CacheBackend:
         self.serializer = Serializer(
             get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
         )
-        self.raw_responses: BaseCache = MemoryCache(max_entries)
+        responses = MemoryCache(max_entries)
+        responses.encode = lambda response: self.serializer.dumps(response, response.cache_key)
+        self.raw_responses: BaseCache = responses
         self.raw_redirects: BaseCache = MemoryCache(max_entries)
-        # Per-key fetches shared by concurrent misses and background refreshes (the driver's).
-        self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], Any] = {}
+        # Per-key coalescing of concurrent misses and background refreshes (see driver.py).
+        self.coalescing = Coalescing()
         self.background: set[asyncio.Task[Any]] = set()
-        self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
+        self.events = EventHub()  # one CacheEvent per finished request
+        self.stats = CacheStats(self)  # counts them (metrics/stats.py)
+        self.events.subscribe(self.stats.record)
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
+        self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
+        self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def inflight(self) -> dict[tuple[asyncio.AbstractEventLoop, str], Lead]:
+        """Keys with an origin request under way (a leader and maybe waiters)."""
+        return self.coalescing.inflight
 
     # -- storages -------------------------------------------------------------------
     @property
@@ -323,51 +360,86 @@ class CacheBackend:
         storage: the response's ``stored_body`` reads it (its last chunk is handed over
         only once the whole body has checked out) and must be closed.
         """
-        with request_budget():  # a hung backend costs one deadline, not one per call
-            reader = await self._guard("read", self.raw_responses.open_read(key), None)
-            if reader is None:
-                target = await self.get_redirect(key) if follow_redirects else None
-                if target is None:
-                    return None
-                key = target
-                reader = await self._guard("read", self.raw_responses.open_read(key), None)
-                if reader is None:
-                    return None
-            try:
-                response = await self._decode(key, reader, stream)
-            except DeserializationError as e:
-                await self._guard("close", reader.close(), None, Kind.CLOSE)
-                await self._discard(key, e)
+        storage = self.raw_responses
+        if storage.holds_objects:  # in-process: the decoded response itself, no IO
+            value = storage.get_item(key)  # type: ignore[attr-defined]
+            if value is None and follow_redirects:
+                target = await self.get_redirect(key)
+                if target is not None:
+                    key, value = target, storage.get_item(target)  # type: ignore[attr-defined]
+            if value is None:
                 return None
-        if response is not None:
-            response.cache_key = key
+            if isinstance(value, CachedResponse):
+                return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+            data: bytes | None = value
+        else:
+            with request_budget():  # a hung backend costs one deadline, not one per call
+                found, key = await self._read_item(key, follow_redirects)
+                if isinstance(found, ItemReader):
+                    if found.whole is None:  # too large to read whole
+                        return await self._large(key, found, stream)
+                    found = found.whole
+                data = found
+        if data is None:
+            return None
+        decoded = self._decoded.get(key)
+        if decoded is not None and decoded[0] == data:  # the very bytes decoded before
+            return decoded[1]
+        try:
+            response = self.serializer.loads(data, key)
+        except DeserializationError as e:
+            await self._discard(key, e)
+            return None
+        if response.cache_key != key:
+            response = dataclasses.replace(response, cache_key=key)
+        if len(data) <= _DECODED_MAX_BYTES:
+            if len(self._decoded) >= _DECODED_SIZE:
+                self._decoded = {}  # start over rather than evict one (thread-safe, see identify)
+            self._decoded[key] = (data, response)
         return response
+
+    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
+        """The item stored at ``key``, else (following a redirect alias) at its target, with
+        the key it was found at: its bytes, or a reader for an item read in parts (see
+        :meth:`BaseCache.open_read`). A storage that can do both in one round trip
+        overrides this (a miss then costs one read)."""
+        found = await self._guard("read", self.raw_responses.open_read(key), None)
+        if found is None and follow_redirects:
+            target = await self.get_redirect(key)
+            if target is not None:
+                key = target
+                found = await self._guard("read", self.raw_responses.open_read(key), None)
+        return found, key
 
     async def _discard(self, key: str, error: object) -> None:
         logger.warning("%r: discarding unusable item %s: %s", self, key, error)
         await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
 
-    async def _decode(self, key: str, reader: ItemReader, stream: bool) -> CachedResponse | None:
-        """Verify and decode the item ``reader`` holds; None if the storage failed."""
-        if reader.whole is not None:
-            return self.serializer.loads(reader.whole, key)
+    async def _large(self, key: str, reader: ItemReader, stream: bool) -> CachedResponse | None:
+        """A large item: its head verified and decoded now; its body left in storage
+        (``stream``) or read now, checked against the digest in the head."""
         body = StoredBodyReader(self, key, reader)
-        if not self.serializer.streams:  # a format read whole (pickle, custom)
-            data = await body.item()
-            return None if data is None else self.serializer.loads(data, key)
-        head = await body.head()
-        if head is None:
-            return None
-        if stream and head.body_length:
-            head.response.stored_body = body
-            return head.response
         try:
-            head.response.body = await body.read()
+            if not self.serializer.streams:  # a format read whole (pickle, custom)
+                data = await body.item()
+                return None if data is None else self.serializer.loads(data, key)
+            head = await body.head()
+        except DeserializationError as e:
+            await body.close()
+            await self._discard(key, e)
+            return None
+        if head is None:  # the storage failed (logged)
+            await body.close()
+            return None
+        response = dataclasses.replace(head.response, cache_key=key)
+        if stream and head.body_length:
+            return dataclasses.replace(response, stored_body=body)
+        try:
+            return dataclasses.replace(response, body=await body.read())
         except StoredBodyError:
             return None  # logged; a corrupt body was discarded
         finally:
             await body.close()
-        return head.response
 
     async def save_response(self, response: CachedResponse, cache_key: str) -> None:
         """Store ``response`` under ``cache_key`` (the peers' argument order). Set-Cookie is
@@ -378,16 +450,20 @@ class CacheBackend:
         """Store ``response`` under each of ``keys``. A large body, in memory or left in
         storage, is written in parts, in one pass for all keys (a body left in storage is
         read before any key is replaced: afterwards, read it again from the new item)."""
-        response.cache_key = keys[0]
+        response = without_set_cookie(response)
         stored = response.stored_body
+        storage = self.raw_responses
         if stored is None and (len(response.body) <= INLINE_LIMIT or not self.serializer.streams):
             for key in keys:
-                data = self.serializer.dumps(without_set_cookie(response), key)
-                await self._guard_write("write", self.raw_responses,
-                                        self.raw_responses.write(key, data, response.expires))
-            response.cache_key = keys[0]
+                if response.cache_key != key:
+                    response = dataclasses.replace(response, cache_key=key)
+                if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
+                    storage.put_item(key, response, response.expires)  # type: ignore[attr-defined]
+                    continue
+                data = self.serializer.dumps(response, key)
+                await self._guard_write("write", storage, storage.write(key, data, response.expires))
             return
-        writer = await self.open_response(response, keys)
+        writer = await self.open_response(dataclasses.replace(response, body=b"", stored_body=None), keys)
         try:
             if stored is not None:
                 async for chunk in stored.chunks():
@@ -408,7 +484,6 @@ class CacheBackend:
         """Store ``response`` at ``keys`` as its body arrives: ``write()`` each chunk, then
         ``commit()`` once it is complete, or ``abort()`` (see :class:`ResponseWriter`).
         ``response.body`` is not read: the chunks are the body. Set-Cookie is dropped."""
-        response.cache_key = keys[0]
         return ResponseWriter(self, without_set_cookie(response), keys)
 
     async def get_redirect(self, alias: str) -> str | None:

@@ -16,6 +16,7 @@ be) and the item is deleted.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import zlib
@@ -115,16 +116,17 @@ class ResponseWriter:
         """Store the item at every key (the body is complete). False if it was not stored."""
         if self._state != "open":
             return False
-        backend, response = self.backend, self.response
+        backend = self.backend
         if self._kept is not None or self._whole is not None:  # the body is in memory
             if self._kept is not None:
-                response.body = b"".join(self._kept)
+                body = b"".join(self._kept)
             else:
                 assert self._whole is not None
-                response.body, self._whole = self._whole.getvalue(), None
-            await backend.save_response_at(response, self.keys)  # fail-open, as any store
-            if self._kept is None:
-                response.body = b""
+                body, self._whole = self._whole.getvalue(), None
+            whole = dataclasses.replace(self.response, body=body)
+            await backend.save_response_at(whole, self.keys)  # fail-open, as any store
+            if self._kept is not None:
+                self.response = whole  # kept: shared with the requests that waited for it
         else:
             for encoder, writer, pending in self._writers:
                 pending += encoder.end()
@@ -139,7 +141,6 @@ class ResponseWriter:
                 if await self._store(writer.commit(head)) is _FAILED:
                     return False
         self._state = "committed"
-        response.cache_key = self.keys[0]
         return True
 
     def shareable(self) -> CachedResponse | None:

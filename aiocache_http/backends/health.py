@@ -7,13 +7,16 @@ call probes it (half-open); its success closes the circuit.
 
 - One breaker per backend and event loop: an async service's loop and the sync layer's
   bridge loop have their own connections, so each finds out for itself. ``backend.health``
-  adds their counters up.
+  adds their counters up. Each breaker has a reads circuit and a writes circuit: a file
+  that became read-only, a full disk or a held lock stop writes while hits go on.
 - A request spends at most one deadline: once one of its storage calls failed or timed
-  out, its later calls are skipped (:func:`request_budget`, opened by the driver).
+  out, its later calls are skipped (:class:`request_budget`, opened by the driver).
 - A write is waited for at most ``backend_timeout``; then it goes on in the background
   until ``write_timeout`` and the caller moves on.
-- Logs are rate-limited: one WARNING when the circuit opens, one when it closes (with the
-  counts in between), and at most one per ``LOG_INTERVAL`` for failures that do not open it.
+- Deadlines cost one timer per loop (:class:`_Watchdog`), not one per call.
+- Logs are rate-limited: one WARNING for the first failure (then at most one per
+  ``LOG_INTERVAL`` while no circuit opens), one when a circuit opens, one when it closes
+  with the counts in between.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..events import note_fault
 
 if TYPE_CHECKING:
     from ..policy.settings import CacheSettings
@@ -231,6 +236,7 @@ class Health:
         circuit = breaker.writes if kind.writes else breaker.reads  # CLOSE: counted, not judged
         if kind is not Kind.CLOSE and not self._admit(breaker, circuit, kind):
             _discard(call)
+            note_fault(f"{op}: not attempted, the {circuit.side} circuit is open")
             if s.strict:
                 raise BackendUnavailableError(
                     f"{self.owner}: the {circuit.side} circuit is open after {circuit.failures} "
@@ -318,12 +324,14 @@ class Health:
         dropped at its own deadline) in the background."""
         task = asyncio.ensure_future(self._run(op, breaker, circuit, call, default, Kind.WRITE))
         wait = self.settings.backend_timeout if breaker.warm else self.settings.connect_timeout
-        done, _ = await asyncio.wait((task,), timeout=wait)
-        if done:
-            return task.result()
-        background.add(task)
-        task.add_done_callback(background.discard)
-        return default
+        done: set[asyncio.Future[T]] = set()
+        try:
+            done, _ = await asyncio.wait((task,), timeout=wait)
+        finally:  # past the wait, or the caller cancelled: the write goes on, kept here
+            if not done:
+                background.add(task)
+                task.add_done_callback(background.discard)
+        return task.result() if done else default
 
     # -- outcomes -------------------------------------------------------------------------
     def _succeeded(self, circuit: Circuit) -> None:
@@ -345,6 +353,7 @@ class Health:
 
     def _failed(self, op: str, circuit: Circuit | None, kind: Kind, error: Exception | None) -> None:
         what = "timed out" if error is None else f"{type(error).__name__}: {error}"
+        note_fault(f"{op}: {'BackendTimeoutError: ' if error is None else ''}{what}")  # the event
         now = time.monotonic()
         with self._lock:
             if error is None:

@@ -1,26 +1,39 @@
-"""In-process storage: a dict, optionally bounded with least-recently-used eviction."""
+"""In-process storage: a dict, optionally bounded with least-recently-used eviction.
+
+Inside a :class:`CacheBackend` the responses storage keeps decoded responses (immutable
+:class:`CachedResponse` objects): nothing outside the process can touch them, so a hit
+costs a dict lookup, with no decoding, checksum or signature. Through the byte-level
+interface (``read``, ``values``...) an object is encoded on demand with the backend's
+serializer, so tools see what any other storage would show.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 
+from ..models import CachedResponse
 from .base import BaseCache, to_bytes
+
+Item = bytes | CachedResponse
 
 
 class MemoryCache(BaseCache):
     """Items live in this process only. ``max_entries`` bounds it (LRU eviction)."""
 
+    holds_objects = True
     in_process = True
 
     def __init__(self, max_entries: int | None = None) -> None:
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be >= 1 or None, not {max_entries!r}")
         self.max_entries = max_entries
-        self.data: OrderedDict[str, tuple[bytes, datetime | None]] = OrderedDict()
+        self.data: OrderedDict[str, tuple[Item, datetime | None]] = OrderedDict()
+        self.encode: Callable[[CachedResponse], bytes] | None = None  # set by the backend
 
-    async def read(self, key: str) -> bytes | None:
+    # -- objects (the backend's hot path: synchronous, nothing to wait for) ------------
+    def get_item(self, key: str) -> Item | None:
         item = self.data.get(key)
         if item is None:
             return None
@@ -28,12 +41,27 @@ class MemoryCache(BaseCache):
             self.data.move_to_end(key)
         return item[0]
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        self.data[key] = (to_bytes(value), expires)
+    def put_item(self, key: str, value: Item, expires: datetime | None) -> None:
+        self.data[key] = (value, expires)
         if self.max_entries is not None:
             self.data.move_to_end(key)
             while len(self.data) > self.max_entries:
                 self.data.popitem(last=False)
+
+    def _bytes(self, value: Item) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        if self.encode is None:
+            raise TypeError("this MemoryCache holds responses but has no encoder")
+        return self.encode(value)
+
+    # -- the byte-level storage interface -----------------------------------------------
+    async def read(self, key: str) -> bytes | None:
+        value = self.get_item(key)
+        return None if value is None else self._bytes(value)
+
+    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+        self.put_item(key, to_bytes(value), expires)
 
     async def delete(self, key: str) -> None:
         self.data.pop(key, None)
@@ -51,7 +79,11 @@ class MemoryCache(BaseCache):
 
     async def iter_values(self) -> AsyncIterator[bytes]:
         for value, _expires in list(self.data.values()):
-            yield value
+            yield self._bytes(value)
+
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        for key, (value, _expires) in list(self.data.items()):
+            yield key, self._bytes(value)
 
     async def size(self) -> int:
         return len(self.data)

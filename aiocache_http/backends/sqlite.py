@@ -161,9 +161,16 @@ class _Handle:
     loop: asyncio.AbstractEventLoop
     tables: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer at a time
+    reader: sqlite3.Connection | None = None  # point reads, inline on the loop's thread
     file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file it opened
     stale: bool = False  # another connection found the file's state changed: reopen
     check_at: float = 0.0  # monotonic time of the next check that the file is still there
+
+    def close_reader(self) -> None:
+        if self.reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.reader.close()
+            self.reader = None
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -319,6 +326,17 @@ class SQLiteDatabase:
         if not task.cancelled():
             task.exception()  # retrieved: every caller may have left
 
+    def reader(self, handle: _Handle) -> sqlite3.Connection:
+        """This loop's read-only connection for point reads run inline. It never waits for
+        a lock (busy_timeout 0): a busy database raises, and the caller reads through the
+        aiosqlite thread instead."""
+        if handle.reader is None:
+            reader = sqlite3.connect(self._target, uri=self._uri, timeout=0, isolation_level=None,
+                                     check_same_thread=False)
+            reader.execute("PRAGMA query_only=1")
+            handle.reader = reader
+        return handle.reader
+
     async def connection(self) -> aiosqlite.Connection:
         """This loop's aiosqlite connection (for inspection and maintenance)."""
         return (await self.handle()).conn
@@ -343,6 +361,7 @@ class SQLiteDatabase:
     async def _drop(self, handle: _Handle) -> None:
         if self.handles.get(handle.loop) is handle:
             del self.handles[handle.loop]
+        handle.close_reader()
         with contextlib.suppress(Exception):
             await handle.conn.close()
 
@@ -443,6 +462,7 @@ class SQLiteDatabase:
             if loop.is_closed():
                 del self.handles[loop]
                 self._opening.pop(loop, None)
+                handle.close_reader()
                 await handle.conn.close()
 
     async def close(self) -> None:
@@ -452,6 +472,7 @@ class SQLiteDatabase:
         self.handles.clear()
         self._opening.clear()
         for handle in handles:
+            handle.close_reader()
             await handle.conn.close()
 
     # -- writes -------------------------------------------------------------------------
@@ -623,6 +644,7 @@ class SQLiteCache(BaseCache):
         t = _quote(table_name)
         parts = _quote(f"{table_name}_parts")
         self._read = f"SELECT value, parts FROM {t} WHERE key=?"
+        self._read_many = f"SELECT key, value, parts FROM {t} WHERE key IN "
         self._contains = f"SELECT 1 FROM {t} WHERE key=?"
         upsert = "ON CONFLICT(key) DO UPDATE SET value=excluded.value, expires=excluded.expires, " \
                  "parts=excluded.parts"
@@ -667,11 +689,27 @@ class SQLiteCache(BaseCache):
             await self.db.forget(handle, e)
             raise
 
-    async def read(self, key: str) -> bytes | None:
+    async def _row(self, key: str) -> tuple[bytes, str | None] | None:
+        """One row by primary key, (value, parts id): run inline (a few µs on a WAL
+        database, whose readers never wait for the writer); through the aiosqlite thread
+        when the file is busy (WAL recovery, a shared in-memory table being written)."""
+        handle = self.db.handles.get(asyncio.get_running_loop())
+        if (handle is not None and self.table_name in handle.tables and not handle.stale
+                and handle.check_at > time.monotonic()):  # else: the checked path below
+            try:
+                row = self.db.reader(handle).execute(self._read, (key,)).fetchone()
+            except sqlite3.Error:  # busy, locked or sick: never wait on the loop; the
+                pass  # aiosqlite path below waits within the gate's deadline, or reports it
+            else:
+                return None if row is None else (row[0], row[1])
         rows = await self._fetch(self._read, (key,))
-        if not rows:
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def read(self, key: str) -> bytes | None:
+        row = await self._row(key)
+        if row is None:
             return None
-        value, parts_id = rows[0]
+        value, parts_id = row
         return bytes(value) if parts_id is None else await self._join(parts_id, bytes(value))
 
     async def _join(self, parts_id: str, head: bytes) -> bytes | None:
@@ -686,10 +724,10 @@ class SQLiteCache(BaseCache):
         return _PartsReader(self, parts_id, head, int(rows[0][0] or 0))
 
     async def open_read(self, key: str) -> ItemReader | None:
-        rows = await self._fetch(self._read, (key,))
-        if not rows:
+        row = await self._row(key)
+        if row is None:
             return None
-        value, parts_id = rows[0]
+        value, parts_id = row
         if parts_id is None:
             return WholeReader(bytes(value))
         return await self._parts_reader(parts_id, bytes(value))
@@ -744,6 +782,24 @@ class SQLiteCache(BaseCache):
                     yield bytes(value)
                 elif (joined := await self._join(parts_id, bytes(value))) is not None:
                     yield joined
+
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        async for rows in self._pages(_VALUE_PAGE):
+            for key, value, parts_id in rows:
+                if parts_id is None:
+                    yield key, bytes(value)
+                elif (joined := await self._join(parts_id, bytes(value))) is not None:
+                    yield key, joined
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        found: dict[str, bytes | None] = {}
+        for i in range(0, len(keys), _KEY_PAGE):  # under SQLite's bound-parameter limit
+            batch = keys[i:i + _KEY_PAGE]
+            sql = f"{self._read_many}({','.join('?' * len(batch))})"
+            for key, value, parts_id in await self._fetch(sql, batch):
+                found[key] = (bytes(value) if parts_id is None
+                              else await self._join(parts_id, bytes(value)))
+        return [found.get(key) for key in keys]
 
     async def size(self) -> int:
         rows = await self._fetch(f"SELECT COUNT(*) FROM {_quote(self.table_name)}", ())

@@ -32,9 +32,10 @@ class CachedRequest:
 
 
 class StoredBody(Protocol):
-    """A verified body left in storage because it is large: read it whole or in chunks,
-    as many times as needed, then close it. A read fails with :class:`StoredBodyError`
-    if the entry goes away or the storage fails meanwhile."""
+    """A body left in storage because it is large, its head verified: read it whole or in
+    chunks (its digest is checked before the last chunk is handed over), as many times
+    as needed, then close it. A read fails with :class:`StoredBodyError` if the body does
+    not check out, the entry goes away or the storage fails meanwhile."""
 
     def chunks(self) -> AsyncIterator[bytes]: ...
 
@@ -47,10 +48,31 @@ class StoredBodyError(Exception):
     """A body left in storage could not be read to its end."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What answering from a stored response needs from its headers, parsed once when it
+    is stored (RFC 9111 §4.2, §5.2.2) instead of on every hit.
+
+    ``initial_age`` is the corrected initial age of §4.2.3; ``no_cache`` is an unqualified
+    response ``no-cache`` or ``Vary: *``; ``vary`` the lower-cased field names it varies
+    on; the two windows are the response's own RFC 5861 directives (None: absent).
+    """
+
+    initial_age: float = 0.0
+    no_cache: bool = False
+    must_revalidate: bool = False
+    immutable: bool = False
+    vary: tuple[str, ...] = ()
+    stale_while_revalidate: float | None = None
+    stale_if_error: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CachedResponse:
     """A stored response: status line, multi-value headers, raw body and cache metadata.
 
+    Immutable: one stored object may answer many requests at once (the memory backend
+    hands out the very object it keeps); use ``dataclasses.replace`` to derive another.
     ``request_time`` and ``response_time`` are when the request was sent and the response
     received (RFC 9111 §4.2.3 needs both); ``created_at`` is when this entry was stored
     or last renewed by a 304.
@@ -72,6 +94,8 @@ class CachedResponse:
     vary_generation: str = ""
     """For a response with Vary: the id its variants' keys share (RFC 9111 §4.1). A new
     one starts when the entry was gone, so variants of an invalidated URL are orphaned."""
+    facts: Facts | None = None
+    """Parsed at store time; None for an entry written before they were kept."""
     stored_body: StoredBody | None = None
     """Set when a large body was left in storage (``body`` is then empty): only lookups
     that ask for it (``get_response(stream=True)``) get one."""
@@ -88,4 +112,4 @@ class CachedResponse:
         return max(0, int((self.expires - utcnow()).total_seconds()))
 
 
-__all__ = ["CachedRequest", "CachedResponse", "StoredBody", "StoredBodyError", "utcnow"]
+__all__ = ["CachedRequest", "CachedResponse", "Facts", "StoredBody", "StoredBodyError", "utcnow"]

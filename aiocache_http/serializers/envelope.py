@@ -13,9 +13,9 @@ holds the body's length and digest, is known last and goes in front of the body)
 ``tag`` (see :mod:`.integrity`) covers the cache key, the fixed header (``body_digest``
 included, so the body too), the metadata and the request body: a checksum without a
 ``secret_key``, a signature with one. The tag is checked before a byte of metadata is
-parsed, then the body digest; only then is the
-JSON decoded, and every field is type- and range-checked, so an item is either a valid
-response or a :class:`DeserializationError` (a miss), whatever its bytes.
+parsed, then the body digest; only then is the JSON decoded, and every field is type-
+and range-checked, so an item is either a valid response or a
+:class:`DeserializationError` (a miss), whatever its bytes.
 
 Metadata JSON is ASCII (``ensure_ascii``): header text from the wire, surrogate-escaped
 bytes included, round-trips exactly.
@@ -42,7 +42,7 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from ..models import CachedRequest, CachedResponse
+from ..models import CachedRequest, CachedResponse, Facts
 from .errors import DeserializationError
 from .integrity import Checksum, Integrity, key_part
 
@@ -73,6 +73,34 @@ def _ts(value: datetime | None) -> int | None:
 
 _MIN_TS = _ts(datetime.min.replace(tzinfo=timezone.utc))
 _MAX_TS = _ts(datetime.max.replace(tzinfo=timezone.utc))
+
+
+def _facts_meta(f: Facts | None) -> list[Any] | None:
+    if f is None:
+        return None
+    flags = f.no_cache | f.must_revalidate << 1 | f.immutable << 2
+    return [f.initial_age, flags, list(f.vary), f.stale_while_revalidate, f.stale_if_error]
+
+
+def _facts(meta: object) -> Facts | None:
+    """The facts kept at store time; typed and bounded like every field (absent: None, and
+    the policy parses them from the headers)."""
+    if meta is None:
+        return None
+    if type(meta) is not list or len(meta) != 5:
+        raise TypeError("facts must be a list of 5")
+    initial_age, flags, vary, swr, sie = meta
+    if type(flags) is not int or type(vary) is not list:
+        raise TypeError("facts: bad flags or vary")
+    return Facts(_seconds(initial_age), bool(flags & 1), bool(flags & 2), bool(flags & 4),
+                 tuple(_str(v) for v in vary), None if swr is None else _seconds(swr),
+                 None if sie is None else _seconds(sie))
+
+
+def _seconds(value: object) -> float:
+    if type(value) not in (int, float) or not 0 <= value <= 2**31:  # type: ignore[operator]
+        raise ValueError(f"seconds {value!r} out of range")
+    return float(value)  # type: ignore[arg-type]
 
 
 def _history_meta(r: CachedResponse) -> dict[str, Any]:
@@ -118,6 +146,7 @@ def _meta(r: CachedResponse) -> bytes:
         "qt": _ts(r.request_time), "rt": _ts(r.response_time),
         "qm": q.method, "qu": q.url, "qh": list(q.headers.items()),
         "hi": [_history_meta(h) for h in r.history], "vg": r.vary_generation,
+        "f": _facts_meta(r.facts),
     }
     return json.dumps(meta, separators=(",", ":")).encode("ascii")
 
@@ -316,5 +345,5 @@ def _response(meta: dict[str, Any], request_body: bytes, body: bytes) -> CachedR
         encoding=None if encoding is None else _str(encoding), created_at=created_at,
         expires=_time(meta["x"]), request_time=_time(meta["qt"]),
         response_time=_time(meta["rt"]), history=history,
-        vary_generation=_str(meta.get("vg", "")),
+        vary_generation=_str(meta.get("vg", "")), facts=_facts(meta.get("f")),
     )

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import BACKEND_CLASSES as ASYNC_BACKEND_CLASSES
-from ..backends import CacheBackend, LazyClasses, default_backend_alias
+from ..backends import BACKENDS, CacheBackend, LazyClasses, default_backend_alias
 from ..backends import init_backend as init_async_backend
+from ..backends.registry import BY_ALIAS
 
 DEFAULT_CACHE_NAME = "http_cache"
 Adapted = tuple[str, dict[str, Any]]
@@ -61,15 +62,16 @@ def _file(cache_name: str | Path = DEFAULT_CACHE_NAME, **kwargs: Any) -> Adapted
     return str(cache_name), kwargs
 
 
-_SPECS: dict[str, tuple[str, Callable[..., Adapted]]] = {
-    "SQLiteCache": ("sqlite", _sqlite),
-    "RedisCache": ("redis", _redis),
-    "MongoCache": ("mongodb", _mongo),
-    "GridFSCache": ("gridfs", _mongo),
-    "DynamoDbCache": ("dynamodb", _dynamodb),
-    "FileCache": ("filesystem", _file),
+_ADAPTERS: dict[str, Callable[..., Adapted]] = {
+    "sqlite": _sqlite, "redis": _redis, "mongodb": _mongo, "gridfs": _mongo, "dynamodb": _dynamodb,
+    "filesystem": _file,
 }
-ALIASES: dict[str, str] = {alias: name for name, (alias, _) in _SPECS.items()} | {"memory": "BaseCache"}
+# requests-cache name -> (backend alias, adapter), from the one registry of backends.
+_SPECS: dict[str, tuple[str, Callable[..., Adapted]]] = {
+    info.requests_cache_name: (info.name, _ADAPTERS[info.name]) for info in BACKENDS
+    if info.name in _ADAPTERS
+}
+ALIASES: dict[str, str] = {alias: info.requests_cache_name for alias, info in BY_ALIAS.items()}
 _built: dict[str, type[CacheBackend]] = {"BaseCache": BaseCache}
 
 

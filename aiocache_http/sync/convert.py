@@ -14,7 +14,7 @@ from ..models import CachedRequest
 from ..streaming import Tee
 from .bridge import Offload, run
 from .response import OriginalResponse, from_latin1
-from .stream import TeeRaw
+from .stream import TeeRaw, read_content
 
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
 _FIXED_BOUNDARY = "aiocache-http-form-boundary"
@@ -75,15 +75,19 @@ def response_headers(response: requests.Response) -> CIMultiDict[str]:
     return CIMultiDict((from_latin1(k), from_latin1(v)) for k, v in items)
 
 
-def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:
+def origin_response(response: requests.Response, offload: Offload, stream: bool = False) -> OriginResponse:
+    """``response`` (always requested with ``stream=True``) for the driver; ``stream`` is
+    what the caller asked for: without it the body is read here, as requests would."""
     async def tee(tee: Tee) -> requests.Response:
         if getattr(response, "_content_consumed", False):  # a hook read it: the body is in hand
             with memoryview(response.content or b"") as body:
                 for start in range(0, len(body), PART_SIZE):
                     await tee.feed(body[start : start + PART_SIZE])
             await tee.finish()
-        else:  # stored as it is read (by the caller, or for stream=False by the session)
-            response.raw = TeeRaw(response.raw, tee, run)
+            return response
+        response.raw = TeeRaw(response.raw, tee, run)  # stored as it is read
+        if not stream:
+            await offload(lambda: read_content(response))
         return response
 
     async def drain(raw: requests.Response) -> None:

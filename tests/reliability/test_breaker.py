@@ -32,6 +32,8 @@ from ..redis_servers import RedisServer, system_binary
 DEADLINE = 0.1
 MARGIN = 0.25  # a loaded 2-core machine
 
+pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
+
 
 @pytest.fixture
 def hung_port() -> Iterator[int]:
@@ -110,7 +112,7 @@ async def test_a_hung_server_costs_one_deadline_then_nothing(kind: str, hung_por
         skipped = health.skipped
         for _ in range(50):
             _, took = await timed(backend.get_response("k"))
-            assert took < 0.01
+            assert took < DEADLINE / 2  # no storage call: microseconds, but a loaded machine
             await backend.save_response(
                 await _response(), backend.create_key(CachedRequest("GET", "http://127.0.0.1/x")))
         assert health.skipped >= skipped + 100 and health.timeouts == health.settings.breaker_threshold
@@ -322,9 +324,9 @@ async def test_health_is_observable(hung_port: int) -> None:
             await backend.get_response("k")
         health = backend.health
         shown = health.as_dict()
-        # 1st lookup: read times out, its redirect read is skipped (one deadline per lookup);
-        # 2nd: the same, and the circuit opens; 3rd: both skipped
-        assert shown["state"] == "open" and shown["timeouts"] == 2 and shown["skipped"] == 4
+        # A Redis lookup is one call (the item, else its redirect alias, in one script).
+        # 1st lookup: it times out; 2nd: the same, and the circuit opens; 3rd: skipped
+        assert shown["state"] == "open" and shown["timeouts"] == 2 and shown["skipped"] == 1
         assert shown["last_error"] == "read timed out" and shown["last_error_at"] is not None
         assert shown["write_state"] == "closed" and shown["opened"] == 1
         assert "state='open'" in repr(health)

@@ -6,7 +6,7 @@ Two levels, both property-based (hypothesis, bounded example counts):
 - the decoder: any bytes, and envelopes forged with a *valid* checksum around hostile
   metadata (null created_at, deep nesting, absurd numbers, wrong types), decode to a
   usable response or a DeserializationError;
-- the storages (SQLite, filesystem, Redis on a real server), with and without
+- the storages (memory, SQLite, filesystem, Redis on a real server), with and without
   ``secret_key``: bit flips, truncation, extension, swapped items, forged envelopes and
   garbage redirect aliases written through the raw storage are misses (0 exceptions, 0
   wrong bodies).
@@ -41,6 +41,9 @@ from aiocache_http.sync.response import CachedResponse as SyncCachedResponse
 from ..backends import FACTORIES
 
 T = TypeVar("T")
+# Correctness, not latency: deadlines no loaded CI machine reaches, so every storage call
+# (the delete of a discarded item included) completes before the next assertion.
+PATIENT = {"backend_timeout": 30.0, "write_timeout": 30.0}
 KEY, OTHER, ALIAS = "k" * 32, "o" * 32, "a" * 32
 BODY, OTHER_BODY = b"the body stored at KEY \x00\xff" * 8, b"another body at OTHER" * 8
 SECRETS: dict[str, list[bytes]] = {"checksum": [], "signed": [b"s3cret"]}
@@ -213,13 +216,13 @@ class Loop:
         return self.loop.run_until_complete(coro)
 
 
-@pytest.fixture(params=[(b, s) for b in ("sqlite", "filesystem", "redis") for s in sorted(SECRETS)],
+@pytest.fixture(params=[(b, s) for b in ("memory", "sqlite", "filesystem", "redis") for s in sorted(SECRETS)],
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def stored(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Loop, CacheBackend]]:
     """A backend holding a response at KEY, another at OTHER, and ALIAS -> KEY."""
     name, secret = request.param
     loop = Loop()
-    backend = FACTORIES[name](request, tmp_path, {"secret_key": SECRETS[secret] or None})
+    backend = FACTORIES[name](request, tmp_path, {"secret_key": SECRETS[secret] or None, **PATIENT})
 
     async def setup() -> None:
         await backend.clear()

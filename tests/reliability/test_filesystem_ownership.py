@@ -41,7 +41,7 @@ def assert_untouched(directory: Path, files: dict[str, bytes]) -> None:
 
 
 async def test_user_files_survive_clear_and_maintenance(tmp_path: Path) -> None:
-    backend = FileBackend(tmp_path / "cache")
+    backend = FileBackend(tmp_path / "cache", backend_timeout=30.0, write_timeout=30.0)
     files = user_files(backend.cache_dir)
     redirect_files = user_files(backend.cache_dir / "redirects")
     long_key = "k" * 500  # stored under a hashed name with a .key- file

@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import http.client
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
 import pytest
 import requests
+from multidict import CIMultiDict
 
-from aiocache_http import CacheBackend, CachedClientSession
+from aiocache_http import CacheBackend, CachedClientSession, CachedRequest, CachedResponse
+from aiocache_http.policy import core, create_key, freshness
+from aiocache_http.policy.directives import MAX_DELTA_SECONDS
 from aiocache_http.policy.freshness import HOP_BY_HOP
+from aiocache_http.policy.settings import CacheSettings
 from aiocache_http.sync import CachedSession
 
 from .raw_origin import RawOrigin, raw_origin, response
@@ -214,3 +219,26 @@ async def test_request_header_with_a_surrogate(origin: RawOrigin) -> None:
     cached = CachedSession(backend=CacheBackend())
     assert await asyncio.to_thread(_outcome, lambda: cached.get(url, headers=headers)) is bare_sync
     cached.close()
+
+
+@pytest.mark.parametrize("headers", [
+    {"Cache-Control": "max-age=" + "9" * 5000},  # past int()'s 4300-digit limit too
+    {"Cache-Control": "max-age=60", "Age": "9" * 5000},
+    {"Cache-Control": "max-age=²"},
+    {"Expires": "Fri, 31 Dec 9999 23:59:59 GMT", "Date": "Mon, 01 Jan 0001 00:00:00 GMT"},
+    {"Last-Modified": "Mon, 01 Jan 0001 00:00:00 GMT", "Date": "Fri, 31 Dec 9999 23:59:59 GMT"},
+    {"Content-Length": "9" * 5000},
+    {"Cache-Control": "stale-while-revalidate=" + "9" * 50 + ", stale-if-error=" + "9" * 50},
+])
+def test_every_header_number_is_bounded(headers: dict[str, str]) -> None:
+    h = CIMultiDict(headers)
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    request = CachedRequest("GET", "https://x.test/")
+    plan = core.plan(request, CacheSettings(cache_control=True, stale_while_revalidate=True), None,
+                     lambda r: (create_key(r), r))
+    expires = core.expires(plan, 200, h, now, now)
+    assert expires is not None and expires - now <= timedelta(seconds=MAX_DELTA_SECONDS)
+    assert freshness.initial_age(h, now, now) <= MAX_DELTA_SECONDS
+    assert freshness.complete(h, b"x") is ("Content-Length" not in h)
+    stored = core.renew(plan, CachedResponse(200, "OK", request.url, h, b"x", request), h, now, now)
+    assert core.on_lookup(plan, stored, now + timedelta(days=365 * 100)) is not None

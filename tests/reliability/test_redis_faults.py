@@ -26,6 +26,8 @@ from ..origin import Origin
 from ..redis_servers import RedisServer, cluster_of, system_binary
 from .load import RECOVERY, Traffic, baseline, check
 
+pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
+
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
