@@ -16,6 +16,7 @@ from aiohttp import ClientPayloadError
 from aiocache_http import CacheBackend, CachedClientSession, coalescing
 from aiocache_http.backends.filesystem import FileBackend
 from aiocache_http.backends.sqlite import SQLiteBackend
+from aiocache_http.events import CacheEvent
 from aiocache_http.sync import CachedSession
 
 from .conftest import BackendMaker
@@ -298,3 +299,27 @@ async def test_max_body_size_streams_through_unbuffered(origin: Origin, tmp_path
         async with s.get(url) as r:
             assert not r.from_cache
             r.release()
+
+
+# -- the event of a streamed miss --------------------------------------------------------------
+async def test_a_streamed_miss_has_its_event_once_its_body_is_stored_or_not(
+        make_backend: BackendMaker, origin: Origin) -> None:
+    """One event per request: for a miss whose body streams, it comes when the body is
+    stored (with the bytes stored) or given up (with why), not when the response is
+    handed over."""
+    backend = make_backend()
+    events: list[CacheEvent] = []
+    backend.events.subscribe(events.append)
+    size = 300_000  # not all there when the response is handed over
+    async with CachedClientSession(cache=backend) as s:
+        async with s.get(body_url(origin, "ev-stored", size, chunked=True, pause=0.05)) as r:
+            assert events == []  # the body is still on its way
+            assert len(await r.read()) == size
+        async with s.get(body_url(origin, "ev-released", size, chunked=True, pause=0.05)) as r:
+            await r.content.read(1000)
+        await asyncio.sleep(0.05)  # the abandoned body is dropped on the loop
+    stored, released = events
+    assert (stored.kind, stored.stored, stored.status) == ("miss", True, 200)
+    assert stored.bytes_served == stored.bytes_stored == size
+    assert (released.kind, released.stored) == ("miss", False)
+    assert "released before the end of its body" in released.not_stored_reason
