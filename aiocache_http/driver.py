@@ -256,15 +256,16 @@ class _Run:
             self.stored, self.bytes_stored, self.last = True, tee.size, decision
             _debug(plan, decision)
 
+        incomplete: DontStore | None = None
+
         def complete(size: int) -> bool:
+            nonlocal incomplete
             incomplete = core.body_incomplete(decision, size)
-            if incomplete is not None:
-                _debug(plan, incomplete)
             return incomplete is None
 
         def ended(_: object) -> None:
             if not self.stored:
-                self.not_stored(DontStore("not stored: %s", "", (tee.reason,)))
+                self.not_stored(incomplete or DontStore("not stored: %s", "", (tee.reason,)))
 
         tee = Tee(writer, complete=complete, expected_length=length, max_size=limit,
                   on_stored=stored, label=label)
