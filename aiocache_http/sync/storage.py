@@ -9,7 +9,7 @@ imported on first use, so a missing optional dependency only fails there.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, MutableMapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -39,39 +39,47 @@ class BaseStorage(MutableMapping[str, bytes]):
         self.storage: BaseCache = storage if storage is not None else MemoryCache()
         self.backend = backend
 
-    def _call(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
-        if self.backend is None:
-            return run(call)  # type: ignore[arg-type]  # storage methods are coroutines
-        return run(self.backend._guard(op, call, default, kind))
+    def _call(self, op: str, call: Callable[[], Awaitable[T]], default: T, kind: Kind = Kind.READ) -> T:
+        """Run ``call()`` on the bridge loop, through the backend's gate if there is one.
+        The storage coroutine is made there: if the bridge refuses, none is left unawaited."""
+        backend = self.backend
+
+        async def gated() -> T:
+            if backend is None:
+                return await call()
+            if kind is Kind.WRITE:
+                await backend._guard_write(op, self.storage, call())  # type: ignore[arg-type]
+                return default
+            return await backend._guard(op, call(), default, kind)
+
+        return run(gated())
 
     # -- the async storage's methods, synchronous ----------------------------------
     def read(self, key: str) -> bytes | None:
-        return self._call("read", self.storage.read(key), None)
+        return self._call("read", lambda: self.storage.read(key), None)
 
     def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        if self.backend is None:
-            run(self.storage.write(key, value, expires))
-        else:
-            run(self.backend._guard_write("write", self.storage, self.storage.write(key, value, expires)))
+        self._call("write", lambda: self.storage.write(key, value, expires), None, Kind.WRITE)
 
     def delete(self, key: str) -> None:
         """Delete ``key`` if present (``del view[key]`` raises KeyError instead)."""
-        self._call("delete", self.storage.delete(key), None, Kind.DELETE)
+        self._call("delete", lambda: self.storage.delete(key), None, Kind.DELETE)
 
     def bulk_delete(self, keys: Iterable[str]) -> None:
-        self._call("delete", self.storage.bulk_delete(list(keys)), None, Kind.DELETE)
+        keys = list(keys)
+        self._call("delete", lambda: self.storage.bulk_delete(keys), None, Kind.DELETE)
 
     def contains(self, key: str) -> bool:
-        return bool(self._call("contains", self.storage.contains(key), False))
+        return bool(self._call("contains", lambda: self.storage.contains(key), False))
 
     def size(self) -> int:
-        return int(self._call("size", self.storage.size(), 0, Kind.MAINTENANCE))
+        return int(self._call("size", self.storage.size, 0, Kind.MAINTENANCE))
 
     def clear(self) -> None:
-        self._call("clear", self.storage.clear(), None, Kind.MAINTENANCE)
+        self._call("clear", self.storage.clear, None, Kind.MAINTENANCE)
 
     def close(self) -> None:
-        self._call("close", self.storage.close(), None, Kind.CLOSE)
+        self._call("close", self.storage.close, None, Kind.CLOSE)
 
     # -- MutableMapping --------------------------------------------------------------
     def __getitem__(self, key: str) -> bytes:
@@ -92,10 +100,15 @@ class BaseStorage(MutableMapping[str, bytes]):
         return isinstance(key, str) and self.contains(key)
 
     def __iter__(self) -> Iterator[str]:
-        keys = self.storage.iter_keys()
-        if self.backend is not None:
-            keys = self.backend._guard_iter("list keys", keys)
-        return iter(run(_collect(keys)))  # one round trip, then a list
+        backend = self.backend
+
+        async def keys() -> list[str]:
+            found = self.storage.iter_keys()
+            if backend is not None:
+                found = backend._guard_iter("list keys", found)
+            return await _collect(found)
+
+        return iter(run(keys()))  # one round trip, then a list
 
     def __len__(self) -> int:
         return self.size()
