@@ -40,6 +40,15 @@ class OriginClientResponse(ClientResponse):
     expires: datetime | None = None
     cache_key: str = ""
 
+    def add_header(self, name: str, value: str) -> None:
+        """Add a header the cache tells (``Cache-Status``) to what the origin sent."""
+        headers = CIMultiDict(self._headers)
+        headers.add(name, value)
+        self._headers = CIMultiDictProxy(headers)
+        self._raw_headers = (*self._raw_headers, (name.encode(), value.encode("latin-1")))
+        for reified in ("headers", "raw_headers"):  # aiohttp caches them on first read
+            self._cache.pop(reified, None)
+
     @property
     def is_expired(self) -> bool:
         return self.expires is not None and utcnow() >= self.expires
@@ -105,6 +114,7 @@ class CachedClientResponse:
 
     __slots__ = (
         "_age",
+        "_cache_status",
         "_cached",
         "_content",
         "_headers",
@@ -115,11 +125,12 @@ class CachedClientResponse:
     )
 
     def __init__(self, cached: CachedResponse, method: str, from_cache: bool = True,
-                 age: float | None = None) -> None:
+                 age: float | None = None, cache_status: str | None = None) -> None:
         self._cached = cached
         self.method = method
         self.from_cache = from_cache
         self._age = age
+        self._cache_status = cache_status
         self._headers: CIMultiDictProxy[str] | None = None
         self._url: URL | None = None
         self._content: _BodyStream | None = None
@@ -142,9 +153,12 @@ class CachedClientResponse:
     def headers(self) -> CIMultiDictProxy[str]:
         if self._headers is None:
             headers = self._cached.headers
-            if self._age is not None:
+            if self._age is not None or self._cache_status is not None:
                 headers = CIMultiDict(headers)
-                headers["Age"] = str(int(self._age))
+                if self._age is not None:
+                    headers["Age"] = str(int(self._age))
+                if self._cache_status is not None:
+                    headers["Cache-Status"] = self._cache_status
             self._headers = CIMultiDictProxy(headers)
         return self._headers
 

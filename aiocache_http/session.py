@@ -142,11 +142,14 @@ with warnings.catch_warnings():
             cached = outcome.response
             if outcome.raw is None:
                 assert cached is not None
-                return CachedClientResponse(cached, method, outcome.from_cache, outcome.age)
+                return CachedClientResponse(cached, method, outcome.from_cache, outcome.age,
+                                            outcome.cache_status)
             raw = outcome.raw
             if cached is not None:
                 raw.created_at, raw.expires = cached.created_at, cached.expires
                 raw.cache_key = cached.cache_key
+            if outcome.cache_status is not None:
+                raw.add_header("Cache-Status", outcome.cache_status)
             return raw  # type: ignore[no-any-return]
 
         def _cached_request(self, method: str, str_or_url: str | URL,

@@ -184,6 +184,9 @@ SETTINGS: tuple[Setting, ...] = (
             "consecutive failed or timed-out calls that open a circuit; `0`: never"),
     Setting("breaker_cooldown", 1.0, lambda v: _seconds("breaker_cooldown", v, none=False),
             "seconds a circuit stays open before one call probes the backend"),
+    Setting("cache_status_header", False, bool,
+            "add RFC 9211 `Cache-Status` to every response the sessions return (see "
+            "[Metrics](#metrics-events-and-cache-status))"),
 )
 BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
 ALIASES: Mapping[str, str] = {alias: s.name for s in SETTINGS for alias in s.aliases}
@@ -249,6 +252,7 @@ class CacheSettings:
     connect_timeout: float | None
     breaker_threshold: int
     breaker_cooldown: float
+    cache_status_header: bool
     given: set[str]
     """The options the user set; the others keep their default (see :meth:`is_given`)."""
     _frozen: bool
