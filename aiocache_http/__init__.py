@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backends import BACKEND_CLASSES, CacheBackend, init_backend
+from .backends import BACKEND_CLASSES, CacheBackend, DictCache, init_backend
 from .backends.base import BaseCache, ConfigurationError
 from .backends.memory import MemoryCache
-from .models import CachedRequest, CachedResponse, utcnow
+from .models import CachedRequest, utcnow
 from .policy import (
     ALL_METHODS,
     DO_NOT_CACHE,
@@ -18,9 +18,9 @@ from .policy import (
     CacheSettings,
     create_key,
 )
-from .response import CachedClientResponse, OriginClientResponse
+from .response import CachedClientResponse, CachedResponse, OriginClientResponse
 from .serializers import DeserializationError, Serializer
-from .session import CachedClientSession, CachedSession
+from .session import CacheMixin, CachedClientSession, CachedSession
 
 # Backends whose client library is an optional extra load on first use.
 _LAZY = {
@@ -34,6 +34,7 @@ _LAZY = {
     "GridFSCache": ("gridfs", "GridFSCache"),
     "DynamoDBBackend": ("dynamodb", "DynamoDBBackend"),
     "DynamoDBCache": ("dynamodb", "DynamoDBCache"),
+    "DynamoDbCache": ("dynamodb", "DynamoDbCache"),
     "FileBackend": ("filesystem", "FileBackend"),
     "FileCache": ("filesystem", "FileCache"),
 }
@@ -63,6 +64,7 @@ __all__ = [
     "BaseCache",
     "CacheActions",
     "CacheBackend",
+    "CacheMixin",
     "CacheSettings",
     "CachedClientResponse",
     "CachedClientSession",
@@ -71,6 +73,7 @@ __all__ = [
     "CachedSession",
     "ConfigurationError",
     "DeserializationError",
+    "DictCache",
     "MemoryCache",
     "OriginClientResponse",
     "Serializer",

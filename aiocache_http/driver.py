@@ -66,6 +66,7 @@ class Outcome:
     release: Callable[[], Any] | None = None  # frees ``raw`` when nobody will read it
     from_cache: bool = False
     age: float | None = None
+    revalidated: bool = False  # a 304 just confirmed the stored response
 
 
 def gateway_timeout(request: CachedRequest) -> CachedResponse:
@@ -262,8 +263,9 @@ class _Flow:
             origin.release()
             if actions.selects_stored(origin.headers):
                 renewed = actions.renew(cached, origin.headers, response_time, request_time)
-                await self.save(renewed)
-                return self.from_cache(renewed)
+                if not backend.settings.read_only:
+                    await self.save(renewed)
+                return dataclasses.replace(self.from_cache(renewed), revalidated=True)
             await backend.delete(actions.key)
             actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask in full
             return await self.from_origin()
@@ -282,7 +284,8 @@ class _Flow:
             return Outcome(None, raw=origin.raw, release=origin.release)
         response = self.to_cached(origin, body, request_time, response_time)
         await self.save(response)
-        await self.save_redirect_aliases(origin)
+        if origin.history:
+            await self.save_redirect_aliases(origin, response)
         logger.debug("%s %s: stored, expires %s", actions.request.method, actions.request.url,
                      response.expires or "never")
         return Outcome(response, raw=origin.raw, release=origin.release)
@@ -326,15 +329,20 @@ class _Flow:
             request_time=request_time, response_time=response_time, history=history,
         )
 
-    async def save_redirect_aliases(self, origin: OriginResponse) -> None:
+    async def save_redirect_aliases(self, origin: OriginResponse, response: CachedResponse) -> None:
         """Point the keys of the redirect hops' URLs at the final response's key, so a
-        request for an intermediate URL is a hit too. Same headers: same credentials."""
+        request for an intermediate URL is a hit too (one alias per hop, as both peers
+        keep them), and store the response at its final URL's key as well, so a direct
+        request for it is a hit, as in requests-cache. Same headers: same credentials."""
         key = self.actions.key
-        aliases = {self.backend.create_key(CachedRequest(method, url, self.request.headers))
-                   for method, url, *_ in origin.history}
-        aliases.discard(key)
-        for alias in aliases:
+        for alias in {self.backend.create_key(CachedRequest(method, url, self.request.headers))
+                      for method, url, *_ in origin.history}:
             await self.backend.save_redirect(alias, key)
+        final = self.backend.identify(CachedRequest(self.request.method, origin.url,
+                                                    self.request.headers))
+        if final[0] != key:
+            await self.backend.save_response(
+                dataclasses.replace(response, request=final[1], history=[]), final[0])
 
 
 async def invalidate(backend: CacheBackend, request: CachedRequest, status: int,

@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import warnings
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession
 from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
+from .cache_keys import JsonSerialize, NotKeyable, request_for
 from .driver import OriginResponse, Outcome, fetch, invalidate
 from .models import CachedRequest
 from .policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
 from .policy.settings import CacheSettings
-from .response import CachedClientResponse, OriginClientResponse
+from .response import BodyStream, CachedClientResponse, OriginClientResponse, naive
 
-# Sessions with caching turned off in the current task (cache_disabled() is per task).
-_disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_disabled", default=frozenset())
-
+logger = logging.getLogger("aiocache_http")
 
 _NETWORK_ERRORS = (ClientConnectionError, asyncio.TimeoutError, OSError)
-
-
-class _NotKeyable(Exception):
-    """The request body cannot be part of a key (a stream, a multipart form...)."""
 
 
 with warnings.catch_warnings():
@@ -37,20 +32,10 @@ with warnings.catch_warnings():
     # hook it has, and aiohttp-client-cache relies on it the same way.
     warnings.simplefilter("ignore", DeprecationWarning)
 
-    class CachedClientSession(ClientSession):
-        """An ``aiohttp.ClientSession`` with a cache.
-
-        Args:
-            cache: The backend (default: ``SQLiteBackend("aiohttp-cache")``, a file in the
-                working directory). One backend may be shared by several sessions, async
-                and sync.
-            **kwargs: Cache settings (``expire_after``, ``cache_control``...; see
-                :class:`CacheSettings`) are applied to ``cache.settings``; everything else
-                goes to ``aiohttp.ClientSession``.
-
-        Per request, ``get()`` & co. also take ``expire_after``, ``refresh``,
-        ``force_refresh`` and ``only_if_cached``.
-        """
+    class CacheMixin(ClientSession):
+        """The cache, for any ``aiohttp.ClientSession`` subclass: ``class MySession(CacheMixin,
+        ClientSession)`` (aiohttp-client-cache's mixin). :class:`CachedClientSession` is
+        the ready-made one; see it for the arguments."""
 
         ATTRS = ClientSession.ATTRS | frozenset({"_cache"})
 
@@ -60,13 +45,27 @@ with warnings.catch_warnings():
         def __init__(self, base_url: str | URL | None = None, *,
                      cache: CacheBackend | None = None, **kwargs: Any) -> None:
             settings, client_kwargs = CacheSettings.split(kwargs)
+            if "json_serialize" in settings:  # a setting, and the session's own option too
+                client_kwargs["json_serialize"] = settings["json_serialize"]
             if cache is None:
                 self._cache = init_backend(**settings)
             else:
-                self._cache = cache
-                cache.settings.update(**settings)
+                self._cache = _backend_of(cache)
+                self._cache.settings.update(**settings)
             client_kwargs.setdefault("response_class", OriginClientResponse)
-            super().__init__(base_url, **client_kwargs)
+            super().__init__(base_url, **self._session_kwargs(client_kwargs))
+
+        def _session_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+            """What the session class above this one takes. Like aiohttp-client-cache, drop
+            the rest: one set of keyword arguments can then serve backend and session."""
+            params = inspect.signature(super().__init__).parameters
+            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+                return kwargs
+            dropped = sorted(set(kwargs) - set(params))
+            if dropped:
+                logger.debug("%s: ignoring arguments the session does not take: %s",
+                             type(self).__name__, dropped)
+            return {k: v for k, v in kwargs.items() if k in params}
 
         @property
         def cache(self) -> CacheBackend:
@@ -78,12 +77,10 @@ with warnings.catch_warnings():
 
         @asynccontextmanager
         async def cache_disabled(self) -> AsyncIterator[None]:
-            """Within this block (in this task) requests bypass the cache entirely."""
-            token = _disabled.set(_disabled.get() | {id(self)})
-            try:
+            """Within this block (in this task) requests bypass the cache entirely, as with
+            ``cache.disabled = True``."""
+            with self._cache.disabled_here():
                 yield
-            finally:
-                _disabled.reset(token)
 
         disabled = cache_disabled  # aiohttp-client-cache's name
 
@@ -93,13 +90,26 @@ with warnings.catch_warnings():
             if self._cache.settings.autoclose:
                 await self._cache.close()
 
+        # -- aiohttp-client-cache's helpers: same key as a request with these arguments --
+        async def has_url(self, url: str | URL, method: str = "GET", **kwargs: Any) -> bool:
+            """Is there a stored response for this request (session headers included)?"""
+            key = self._cache.create_key(self._cached_request(method, url, kwargs))
+            return await self._cache.responses.contains(key)
+
+        async def delete_url(self, url: str | URL, method: str = "GET", **kwargs: Any) -> None:
+            """Delete the stored response for this request."""
+            await self._cache.delete(self._cache.create_key(self._cached_request(method, url, kwargs)))
+
+        async def delete_expired_responses(self) -> None:
+            await self._cache.delete_expired_responses()
+
         async def _request(  # type: ignore[override]
             self, method: str, str_or_url: str | URL, *,
             expire_after: Any = UNSET, refresh: bool = False, force_refresh: bool = False,
             only_if_cached: bool = False, **kwargs: Any,
         ) -> ClientResponse | CachedClientResponse:
             method = method.upper()
-            if id(self) in _disabled.get():
+            if self._cache.disabled:
                 return await super()._request(method, str_or_url, **kwargs)
             if method not in self.settings.allowed_methods:
                 response = await super()._request(method, str_or_url, **kwargs)
@@ -110,7 +120,7 @@ with warnings.catch_warnings():
                 return response
             try:
                 request = self._cached_request(method, str_or_url, kwargs)
-            except _NotKeyable:
+            except NotKeyable:
                 return await super()._request(method, str_or_url, **kwargs)
             options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached)
             headers = kwargs.pop("headers", None)
@@ -137,45 +147,60 @@ with warnings.catch_warnings():
             cached = outcome.response
             if outcome.raw is None:
                 assert cached is not None
-                return CachedClientResponse(cached, method, outcome.from_cache, outcome.age)
+                return CachedClientResponse.replay(cached, method, outcome.from_cache, outcome.age)
             raw = outcome.raw
             if cached is not None:
-                raw.created_at, raw.expires = cached.created_at, cached.expires
+                raw.created_at = naive(cached.created_at)
+                raw.expires = None if cached.expires is None else naive(cached.expires)
                 raw.cache_key = cached.cache_key
-            return raw  # type: ignore[no-any-return]
+            if isinstance(raw, ClientResponse) and raw._body is not None:
+                raw.content = BodyStream(raw._body)  # read to be stored: streams again
+            return raw
 
         def _cached_request(self, method: str, str_or_url: str | URL,
                             kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:
-            """The request as the cache sees it: full URL, merged headers, body bytes."""
-            url = self._build_url(str_or_url)
-            if kwargs.get("params"):
-                url = url.extend_query(kwargs["params"])
+            """The request as the cache sees it: full URL, merged headers, the body as aiohttp
+            sends it (encoded with this session's JSON serializer)."""
             headers = self._prepare_headers(kwargs.get("headers"))
             auth = kwargs.get("auth") or self._default_auth
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
-            content = b""
-            if not body:
-                pass
-            elif kwargs.get("json") is not None:
-                content = self._json_serialize(kwargs["json"]).encode()
-                headers.setdefault("Content-Type", "application/json")
-            elif kwargs.get("data") is not None:
-                content = _body_bytes(kwargs["data"], headers)
-            return CachedRequest(method, str(url), headers, content,
-                                 follow_redirects=kwargs.get("allow_redirects", True))
+            data, json = (kwargs.get("data"), kwargs.get("json")) if body else (None, None)
+            return request_for(method, self._build_url(str_or_url), kwargs.get("params"), data,
+                               json, headers, self._json_serializer(),
+                               follow_redirects=kwargs.get("allow_redirects", True))
+
+        def _json_serializer(self) -> JsonSerialize:
+            as_bytes = getattr(self, "_json_serialize_bytes", None)
+            return as_bytes if callable(as_bytes) else self._json_serialize
+
+    class CachedClientSession(CacheMixin, ClientSession):
+        """An ``aiohttp.ClientSession`` with a cache.
+
+        Args:
+            cache: The backend (default: ``SQLiteBackend("aiohttp-cache")``, a file in the
+                working directory). One backend may be shared by several sessions, async
+                and sync (a requests-cache-style backend from ``aiocache_http.sync`` is
+                accepted too).
+            **kwargs: Cache settings (``expire_after``, ``cache_control``...; see
+                :class:`CacheSettings`) are applied to ``cache.settings``; what
+                ``aiohttp.ClientSession`` takes goes to it; anything else is ignored, as
+                aiohttp-client-cache does.
+
+        Per request, ``get()`` & co. also take ``expire_after``, ``refresh``,
+        ``force_refresh`` and ``only_if_cached``.
+        """
 
 
-def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return data.encode()
-    if isinstance(data, (dict, list, tuple)):
-        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        items = data.items() if isinstance(data, dict) else data
-        return urlencode(list(items), doseq=True).encode()
-    raise _NotKeyable
+def _backend_of(cache: Any) -> CacheBackend:
+    """``cache``, or the async backend behind a requests-cache-style one."""
+    if isinstance(cache, CacheBackend):
+        return cache
+    inner = getattr(cache, "backend", None)
+    if isinstance(inner, CacheBackend):
+        return inner
+    raise TypeError(f"cache must be a CacheBackend (SQLiteBackend(), RedisBackend()...), "
+                    f"not {cache!r}")
 
 
 def _origin(response: ClientResponse) -> OriginResponse:
@@ -195,4 +220,4 @@ def _origin(response: ClientResponse) -> OriginResponse:
 
 CachedSession = CachedClientSession  # aiohttp-client-cache's name
 
-__all__ = ["CachedClientSession", "CachedSession"]
+__all__ = ["CacheMixin", "CachedClientSession", "CachedSession"]

@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import CacheBackend, CachedRequest, CachedResponse, init_backend, utcnow
+from aiocache_http import CacheBackend, init_backend, utcnow
 from aiocache_http.backends.dynamodb import ITEM_LIMIT, DynamoDBBackend, DynamoDBCache, ItemTooLargeError
 from aiocache_http.backends.filesystem import NEVER, FileBackend, FileCache, filename
 from aiocache_http.backends.gridfs import GridFSBackend
 from aiocache_http.backends.mongodb import TTL_INDEX, MongoDBBackend
+from aiocache_http.models import CachedRequest, CachedResponse
 
 from .aws_servers import MotoServer
 from .mongo_fakes import AsyncMongoMockClient, enabled_gridfs_integration
@@ -46,7 +47,7 @@ def response(body: bytes = b"hello", expires: datetime | None = None,
 _WRITER = textwrap.dedent("""
     import asyncio, hashlib, os, sys
     from multidict import CIMultiDict
-    from aiocache_http import CachedRequest, CachedResponse
+    from aiocache_http.models import CachedRequest, CachedResponse
     from aiocache_http.backends.filesystem import FileBackend
 
     def body(n):
@@ -206,7 +207,7 @@ def test_filesystem_cache_dir_and_temp_locations(tmp_path: Path, monkeypatch: py
     assert FileBackend("mine", use_cache_dir=True).cache_dir == tmp_path / "xdg" / "mine"
     assert FileBackend("mine", use_temp=True).cache_dir == tmp_path / "tmp" / "mine"
     assert FileBackend(tmp_path / "abs", use_temp=True).cache_dir == tmp_path / "abs"
-    assert FileCache("store", use_temp=True).cache_dir == tmp_path / "tmp" / "store"
+    assert FileCache("store", use_temp=True).directory == tmp_path / "tmp" / "store"
 
 
 # -- DynamoDB ----------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from multidict import CIMultiDict
 
-from aiocache_http import CacheBackend, CachedRequest, CachedResponse, utcnow
+from aiocache_http import CacheBackend, utcnow
+from aiocache_http.models import CachedRequest, CachedResponse
 
 
 def response(url: str = "http://127.0.0.1/a", body: bytes = b"hello", **kw: object) -> CachedResponse:

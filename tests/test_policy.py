@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE, CachedRequest, CachedResponse
+from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE
+from aiocache_http.models import CachedRequest, CachedResponse
 from aiocache_http.policy import CacheActions, CacheSettings, Decision, RequestOptions, create_key
 from aiocache_http.policy.expiration import (
     expiration_datetime,

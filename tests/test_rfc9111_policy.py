@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import CachedRequest, CachedResponse
+from aiocache_http.models import CachedRequest, CachedResponse
 from aiocache_http.policy import CacheActions, CacheSettings, Decision, RequestOptions, freshness
 from aiocache_http.policy.actions import invalidated_urls
 from aiocache_http.policy.keys import CREDENTIAL_HEADERS, variant_key

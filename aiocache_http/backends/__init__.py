@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .base import BaseCache, CacheBackend
-from .memory import MemoryCache
+from .memory import DictCache, MemoryCache
 
 # alias -> "module:Class"; a module is imported the first time its class is asked for.
 _SPECS: dict[str, str] = {
@@ -85,4 +85,4 @@ def init_backend(
     return _load(spec)(cache_name, **kwargs)
 
 
-__all__ = ["BACKEND_CLASSES", "BaseCache", "CacheBackend", "MemoryCache", "init_backend"]
+__all__ = ["BACKEND_CLASSES", "BaseCache", "CacheBackend", "DictCache", "MemoryCache", "init_backend"]

@@ -15,15 +15,19 @@ import asyncio
 import logging
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..models import CachedRequest, CachedResponse, utcnow
-from ..policy.keys import create_key, hash_key, normalize_request, redact_url
+from ..models.convert import as_record
+from ..policy.keys import CREDENTIAL_HEADERS, create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
+from .values import Value
 
 if TYPE_CHECKING:
     from .views import RedirectsView, ResponsesView
@@ -54,7 +58,9 @@ class AsyncResults(Generic[T]):
 
 
 class BaseCache(ABC):
-    """Async key -> bytes storage. A ``str`` value is stored UTF-8 encoded.
+    """Async key -> value storage. The backend stores bytes; used on its own, a storage
+    also keeps text, numbers, datetimes, lists and dicts and gives back what was written
+    (see :mod:`.values`: a tagged encoding, never pickle).
 
     ``expires`` passed to :meth:`write` is the entry's HTTP expiry; storages that can
     expire items themselves (Redis TTL, Mongo TTL index...) use it, others may ignore it.
@@ -63,10 +69,10 @@ class BaseCache(ABC):
     """
 
     @abstractmethod
-    async def read(self, key: str) -> bytes | None: ...
+    async def read(self, key: str) -> Value | None: ...
 
     @abstractmethod
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
         ...
 
     @abstractmethod
@@ -88,7 +94,7 @@ class BaseCache(ABC):
     async def contains(self, key: str) -> bool:
         return await self.read(key) is not None
 
-    async def iter_values(self) -> AsyncIterator[bytes]:
+    async def iter_values(self) -> AsyncIterator[Value]:
         async for key in self.iter_keys():
             value = await self.read(key)
             if value is not None:
@@ -97,8 +103,14 @@ class BaseCache(ABC):
     def keys(self) -> AsyncResults[str]:
         return AsyncResults(self.iter_keys())
 
-    def values(self) -> AsyncResults[bytes]:
+    def values(self) -> AsyncResults[Value]:
         return AsyncResults(self.iter_values())
+
+    async def pop(self, key: str, default: Value = None) -> Value:
+        """Delete ``key`` and return its value (``default`` if absent)."""
+        value = await self.read(key)
+        await self.delete(key)
+        return default if value is None else value
 
     async def delete_expired(self, now: datetime) -> int | None:
         """Delete items whose ``expires`` is before ``now`` and return how many, or None if
@@ -109,13 +121,20 @@ class BaseCache(ABC):
         """Release connections this storage opened (not ones passed in by the user)."""
 
 
+# aiohttp-client-cache's storages sign and serialize items themselves; here the backend
+# does, so these options of a storage used on its own are accepted and have no effect.
+PEER_STORAGE_OPTIONS = frozenset({"secret_key", "salt", "serializer"})
+
+
+def check_storage_options(storage: str, options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - PEER_STORAGE_OPTIONS)
+    if unknown:
+        raise TypeError(f"{storage}() got unexpected keyword arguments {unknown}")
+
+
 class ConfigurationError(Exception):
     """A backend that cannot work as configured (a file that is not a database, an option
     the server does not support...). Raised even where runtime faults fail open."""
-
-
-def to_bytes(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else value
 
 
 def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
@@ -131,6 +150,10 @@ def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bo
     elif use_temp:
         path = Path(tempfile.gettempdir()) / path
     return path.absolute()
+
+
+# ``backend.serializer`` is the backend's Serializer, not the setting it was built from.
+_SETTING_ATTRS = CacheSettings.NAMES - {"serializer"}
 
 
 class CacheBackend:
@@ -155,8 +178,8 @@ class CacheBackend:
         self.serializer = Serializer(
             get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
         )
-        self.raw_responses: BaseCache = MemoryCache(max_entries)
-        self.raw_redirects: BaseCache = MemoryCache(max_entries)
+        self.raw_responses: BaseCache = MemoryCache(max_entries=max_entries)
+        self.raw_redirects: BaseCache = MemoryCache(max_entries=max_entries)
         # Per-key tasks shared by concurrent misses and background refreshes.
         self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
         self.background: set[asyncio.Task[Any]] = set()
@@ -166,6 +189,42 @@ class CacheBackend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def cache_name(self) -> str:
+        return self.name
+
+    # Both peers' backends carry their settings as attributes: backend.expire_after = 60.
+    def __getattr__(self, name: str) -> Any:
+        if name in _SETTING_ATTRS:
+            return getattr(self.settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SETTING_ATTRS:
+            setattr(self.settings, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    # -- cache_disabled() / aiohttp-client-cache's ``cache.disabled = True`` ------------
+    @property
+    def disabled(self) -> bool:
+        """True where requests bypass this backend (in the current task or thread)."""
+        return id(self) in _disabled.get()
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        current = _disabled.get()
+        _disabled.set(current | {id(self)} if value else current - {id(self)})
+
+    @contextmanager
+    def disabled_here(self) -> Iterator[None]:
+        """``disabled`` within this block, then as it was."""
+        token = _disabled.set(_disabled.get() | {id(self)})
+        try:
+            yield
+        finally:
+            _disabled.reset(token)
 
     # -- storages -------------------------------------------------------------------
     @property
@@ -219,7 +278,15 @@ class CacheBackend:
         self._identities[memo_key] = (key, stored)
         return key, stored
 
-    def create_key(self, request: CachedRequest) -> str:
+    def create_key(self, request: CachedRequest | str, url: Any = None, **kwargs: Any) -> str:
+        """The key of ``request``; or, as aiohttp-client-cache calls it, of the request
+        ``create_key(method, url, params=..., data=..., json=..., headers=...)``."""
+        if not isinstance(request, CachedRequest):
+            from ..cache_keys import request_for
+
+            request = request_for(request, url, kwargs.get("params"), kwargs.get("data"),
+                                  kwargs.get("json"), kwargs.get("headers"),
+                                  kwargs.get("json_serialize") or self.settings.json_serialize)
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
@@ -255,50 +322,112 @@ class CacheBackend:
             if data is None:
                 return None
         try:
-            response = self.serializer.loads(data)
+            return self.load(key, data)
         except DeserializationError as e:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
             await self._guard("delete", self.raw_responses.delete(key), None)
             return None
+
+    def dump(self, key: str, response: CachedResponse) -> bytes:
+        """The stored form of ``response`` at ``key``."""
+        return self.serializer.dumps(response)
+
+    def load(self, key: str, data: Any) -> CachedResponse:
+        """The response stored as ``data`` at ``key``; DeserializationError if it is none."""
+        if not isinstance(data, bytes):
+            raise DeserializationError(f"a stored response is bytes, not {type(data).__name__}")
+        response = self.serializer.loads(data)
         response.cache_key = key
         return response
 
-    async def save_response(self, response: CachedResponse, cache_key: str) -> None:
-        """Store ``response`` under ``cache_key`` (the peers' argument order)."""
-        key = response.cache_key = cache_key
-        data = self.serializer.dumps(response)
+    async def save_response(self, response: Any, cache_key: str | None = None,
+                            expires: datetime | None = None) -> None:
+        """Store ``response`` under ``cache_key`` (default: its request's key), with
+        ``expires`` if given, and alias its redirect hops to it, as both peers do.
+
+        ``response`` is a stored record, a replayed response, or a live one (an aiohttp
+        response is read first)."""
+        # A session saves its own records by key, aliases apart; anything else is the user's.
+        by_user = not isinstance(response, CachedResponse) or cache_key is None
+        if not isinstance(response, CachedResponse):
+            body = getattr(response, "_body", b"")
+            read = getattr(response, "read", None)
+            if body is None and callable(read):  # an aiohttp response not read yet
+                await read()
+        if by_user or expires is not None:
+            response = as_record(response, expires)
+        if by_user:  # as the session stores it: credentials and ignored parameters redacted
+            key = cache_key or self.create_key(response.request)
+            ignored = self.settings.ignored_params
+            response.request = self.identify(response.request)[1]
+            response.url = redact_url(response.url, ignored)
+            for hop in response.history:
+                hop.url = hop.request.url = redact_url(hop.url, ignored)
+        else:
+            key = cache_key or self.create_key(response.request)
+        response.cache_key = key
+        data = self.dump(key, response)
         await self._guard("write", self.raw_responses.write(key, data, response.expires), None)
+        if by_user and not _has_credentials(response.request):
+            # (A hop alias carries no credentials: it must not lead to a user's response.)
+            for hop in response.history:
+                await self.save_redirect(self.create_key(CachedRequest(hop.request.method, hop.url)),
+                                         key)
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None."""
-        target = await self._guard("read redirect", self.raw_redirects.read(alias), None)
-        if target is None:
-            return None
-        try:
-            return target.decode()
-        except UnicodeDecodeError:
-            return None
+        data = await self._guard("read redirect", self.raw_redirects.read(alias), None)
+        return None if data is None else self.load_redirect(alias, data)
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
-        await self._guard("write redirect", self.raw_redirects.write(alias, key), None)
+        data = self.dump_redirect(alias, key)
+        await self._guard("write redirect", self.raw_redirects.write(alias, data), None)
+
+    def dump_redirect(self, alias: str, key: str) -> bytes:
+        """The stored form of the alias ``alias`` -> ``key``."""
+        return key.encode("utf-8", "surrogatepass")
+
+    def load_redirect(self, alias: str, data: Any) -> str | None:
+        """The key the alias stored as ``data`` points at; None if it is unusable."""
+        if isinstance(data, str):
+            return data
+        try:
+            return bytes(data).decode("utf-8", "surrogatepass")
+        except (UnicodeDecodeError, TypeError):
+            return None
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
-        """Delete responses by key, by URL (for each of ``methods``), and/or all expired."""
+        """Delete responses by key, by URL (for each of ``methods``), and/or all expired.
+        The aliases of a deleted response's redirect hops go with it."""
         targets = set(keys)
         for url in urls:
             targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
                            for m in methods for follow in (True, False))
         if targets:
+            aliases = await self._hop_aliases(targets)
             await self._guard("delete", self.raw_responses.bulk_delete(targets), None)
+            if aliases:
+                await self._guard("delete redirects", self.raw_redirects.bulk_delete(aliases), None)
         if expired:
             removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
                                         None)
             if removed is None:  # the storage keeps no expiry: find them by decoding
                 await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
                                   None)
-            await self._delete_dangling_redirects()
+            await self.prune_redirects()
+
+    async def _hop_aliases(self, keys: Iterable[str]) -> list[str]:
+        """The redirect aliases the responses at ``keys`` were saved with (by their hops)."""
+        aliases = []
+        for key in keys:
+            response = await self.get_response(key, follow_redirects=False)
+            for hop in response.history if response is not None else ():
+                alias = self.create_key(CachedRequest(hop.request.method, hop.url))
+                if await self.get_redirect(alias) == key:
+                    aliases.append(alias)
+        return aliases
 
     async def _expired_keys(self) -> list[str]:
         expired = []
@@ -313,37 +442,46 @@ class CacheBackend:
                 expired.append(key)  # unusable anyway
         return expired
 
-    async def _delete_dangling_redirects(self) -> None:
-        """Aliases whose response is gone. (A dangling alias is only a miss, so plain
-        deletes leave them and this maintenance pass sweeps them.)"""
+    async def prune_redirects(self) -> None:
+        """Delete the aliases whose response is gone. (A dangling alias is only a miss, so
+        plain deletes leave them; ``delete(expired=True)`` sweeps them too.)"""
         dangling = []
         async for alias in self.raw_redirects.iter_keys():
-            target = await self.raw_redirects.read(alias)
-            if target is None or not await self.raw_responses.contains(target.decode()):
+            target = await self.get_redirect(alias)
+            if target is None or not await self.raw_responses.contains(target):
                 dangling.append(alias)
         if dangling:
             await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None)
 
     # aiohttp-client-cache spellings
-    async def delete_url(self, url: str) -> None:
-        await self.delete(urls=[url])
+    async def delete_url(self, url: Any, method: str = "GET", **kwargs: Any) -> None:
+        """Delete the response for this request (with ``params=``, ``json=``... if given;
+        a bare URL drops its GET and HEAD entries)."""
+        if method.upper() == "GET" and not kwargs:
+            await self.delete(urls=[str(url)])
+        else:
+            await self.delete(self.create_key(method, str(url), **kwargs))
 
     async def delete_expired_responses(self) -> None:
         await self.delete(expired=True)
 
-    async def has_url(self, url: str, method: str = "GET") -> bool:
-        key = self.create_key(CachedRequest(method, url))
+    async def has_url(self, url: Any, method: str = "GET", **kwargs: Any) -> bool:
+        """Is there a response for this request (``params=``, ``json=``... as for a
+        request)?"""
+        key = self.create_key(method, str(url), **kwargs)
         return bool(await self._guard("contains", self.raw_responses.contains(key), False))
 
-    async def get_urls(self) -> list[str]:
-        """Redacted URLs of all stored responses."""
-        urls = []
+    def get_urls(self) -> AsyncResults[str]:
+        """Redacted URLs of all stored responses: ``async for url in backend.get_urls()``,
+        or ``await backend.get_urls()`` for a list."""
+        return AsyncResults(self._urls())
+
+    async def _urls(self) -> AsyncIterator[str]:
         async for data in self.raw_responses.iter_values():
             try:
-                urls.append(redact_url(self.serializer.loads(data).url))
+                yield redact_url(self.serializer.loads(data).url)
             except DeserializationError:
                 continue
-        return urls
 
     async def clear(self) -> None:
         await self._guard("clear", self.raw_responses.clear(), None)
@@ -363,5 +501,11 @@ class CacheBackend:
         await self._guard("close", self.raw_responses.close(), None)
         await self._guard("close", self.raw_redirects.close(), None)
 
+
+def _has_credentials(request: CachedRequest) -> bool:
+    return any(name.lower() in CREDENTIAL_HEADERS for name in request.headers)
+
+
+_disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_disabled", default=frozenset())
 
 __all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]

@@ -43,7 +43,8 @@ from typing import Any
 
 from aiofiles.os import wrap
 
-from .base import BaseCache, CacheBackend, cache_path, to_bytes
+from .base import BaseCache, CacheBackend, cache_path, check_storage_options
+from .values import Value, decode_value, encode_value
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
 REDIRECTS_DIR = "redirects"
@@ -134,12 +135,14 @@ class FileCache(BaseCache):
         use_cache_dir, use_temp: Put it in the user cache dir or the temp dir.
     """
 
-    def __init__(self, cache_dir: str | Path, *, use_cache_dir: bool = False, use_temp: bool = False) -> None:
-        self.cache_dir = get_cache_dir(cache_dir, use_cache_dir, use_temp)
+    def __init__(self, cache_dir: str | Path, *, use_cache_dir: bool = False, use_temp: bool = False,
+                 **serializer_options: Any) -> None:
+        check_storage_options("FileCache", serializer_options)
+        self.directory = get_cache_dir(cache_dir, use_cache_dir, use_temp)
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OSError(e.errno, f"cannot use {str(self.cache_dir)!r} as a cache directory: "
+            raise OSError(e.errno, f"cannot use {str(self.directory)!r} as a cache directory: "
                                    f"{e.strerror or e}") from e
         self._read = wrap(_read)
         self._write = wrap(self._write_sync)
@@ -149,38 +152,48 @@ class FileCache(BaseCache):
         self._clear = wrap(self._clear_sync)
 
     def __repr__(self) -> str:
-        return f"FileCache({str(self.cache_dir)!r})"
+        return f"FileCache({str(self.directory)!r})"
+
+    @property
+    def cache_dir(self) -> str:
+        """The directory, as a string (aiohttp-client-cache's attribute)."""
+        return str(self.directory)
 
     def path(self, key: str) -> Path:
         """The file of ``key``."""
-        return self.cache_dir / filename(key)
+        return self.directory / filename(key)
+
+    async def paths(self) -> AsyncIterator[Path]:
+        """The file of every entry."""
+        for key in await self._scan():
+            yield self.path(key)
 
     # -- blocking parts (run in the executor) ----------------------------------------
     def _write_sync(self, key: str, data: bytes, mtime: float) -> None:
         name = filename(key)
         try:
             if name.startswith("~~"):  # key file first: an entry is never listed without its key
-                _write_atomic(self.cache_dir / (_KEY_PREFIX + name[2:]), key.encode("utf-8", "surrogatepass"),
+                _write_atomic(self.directory / (_KEY_PREFIX + name[2:]), key.encode("utf-8", "surrogatepass"),
                               None)
-            _write_atomic(self.cache_dir / name, data, mtime)
+            _write_atomic(self.directory / name, data, mtime)
         except FileNotFoundError:  # the directory was removed under us: recreate it once
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
             self._write_sync(key, data, mtime)
 
     def _delete_sync(self, keys: list[str]) -> int:
         deleted = 0
         for key in keys:
             name = filename(key)
-            deleted += _unlink(self.cache_dir / name)
+            deleted += _unlink(self.directory / name)
             if name.startswith("~~"):
-                _unlink(self.cache_dir / (_KEY_PREFIX + name[2:]))
+                _unlink(self.directory / (_KEY_PREFIX + name[2:]))
         return deleted
 
     def _entries(self) -> list[tuple[str, float]]:
         """(key, mtime) of every entry: one directory listing plus a ``stat`` each."""
         found = []
         try:
-            scan = os.scandir(self.cache_dir)
+            scan = os.scandir(self.directory)
         except FileNotFoundError:
             return []
         with scan:
@@ -190,7 +203,7 @@ class FileCache(BaseCache):
                         continue
                     key = _decode(entry.name)
                     if key is None and entry.name.startswith("~~"):
-                        raw = _read(self.cache_dir / (_KEY_PREFIX + entry.name[2:]))
+                        raw = _read(self.directory / (_KEY_PREFIX + entry.name[2:]))
                         key = None if raw is None else raw.decode("utf-8", "surrogatepass")
                     if key is not None:
                         found.append((key, entry.stat().st_mtime))
@@ -205,22 +218,23 @@ class FileCache(BaseCache):
         return self._delete_sync([key for key, mtime in self._entries() if mtime <= now])
 
     def _clear_sync(self) -> None:
-        if not self.cache_dir.is_dir():
+        if not self.directory.is_dir():
             return
-        with os.scandir(self.cache_dir) as scan:
+        with os.scandir(self.directory) as scan:
             for entry in scan:
                 if entry.is_file(follow_symlinks=False):
                     _unlink(Path(entry.path))
 
     # -- the storage API -------------------------------------------------------------
-    async def read(self, key: str) -> bytes | None:
-        return await self._read(self.path(key))
+    async def read(self, key: str) -> Value | None:
+        data = await self._read(self.path(key))
+        return None if data is None else decode_value(data)
 
     async def contains(self, key: str) -> bool:
         return await wrap(os.path.isfile)(self.path(key))
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        await self._write(key, to_bytes(value), _mtime(expires))
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        await self._write(key, encode_value(value), _mtime(expires))
 
     async def delete(self, key: str) -> None:
         await self._delete([key])

@@ -25,7 +25,6 @@ from .directives import has_pragma_no_cache, parse_cache_control, seconds
 from .expiration import (
     DO_NOT_CACHE,
     EXPIRE_IMMEDIATELY,
-    NEVER_EXPIRE,
     ExpirationTime,
     expiration_datetime,
     expire_after_for_url,
@@ -253,6 +252,8 @@ class CacheActions:
     def _not_storable_reason(self, status: int, headers: CIMultiDict[str]) -> str | None:
         if self.skip_write:
             return self.reason
+        if self.settings.read_only:
+            return "read_only is set"
         if status not in self.settings.allowed_codes:
             return f"status {status} not in allowed_codes"
         if status == 206 or status < 200:
@@ -295,14 +296,11 @@ class CacheActions:
 
         With ``cache_control`` the response's own freshness wins (§4.2.1), less the age
         it arrived with (§4.2.3). A response without any freshness information then
-        falls back to ``expire_after``, unless that is the default NEVER_EXPIRE: such a
-        response is stored but revalidated before use rather than trusted forever.
+        falls back to ``expire_after``, as in both peers (NEVER_EXPIRE included).
         """
         expire_after = self.expire_after
         if self.settings.cache_control:
             lifetime = freshness.lifetime(status, headers, now, self.settings.max_heuristic_age)
-            if lifetime is None and expire_after == NEVER_EXPIRE:
-                lifetime = 0.0
             if lifetime is not None:
                 age = freshness.initial_age(headers, request_time, now)
                 return now + timedelta(seconds=max(0.0, lifetime - age))

@@ -175,7 +175,12 @@ def normalize_request(
     key_body, stored_body = n.body(request.body, request.headers.get("Content-Type", ""))
     matched, stored_headers = n.headers(request.headers, match_headers)
     redirects = [] if request.follow_redirects else ["no-redirects"]
-    lines = [request.method.upper(), key_url, *redirects, *matched, "", *sorted(n.secrets), ""]
+    # How the body is encoded is part of it: b"x" sent as text or as octets, or a form with
+    # and without a file field, are different requests even where the bytes agree.
+    content_type = request.headers.get("Content-Type")
+    body_type = [] if content_type is None else [f"body-type:{content_type.lower()}"]
+    lines = [request.method.upper(), key_url, *redirects, *body_type, *matched, "",
+             *sorted(n.secrets), ""]
     material = "\n".join(lines).encode("utf-8", "surrogatepass") + key_body
     stored = CachedRequest(request.method.upper(), stored_url, stored_headers, stored_body,
                            request.follow_redirects)

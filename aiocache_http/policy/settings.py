@@ -120,6 +120,9 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "autoclose": bool,
     "strict": bool,
     "max_heuristic_age": lambda v: _seconds_or_flag("max_heuristic_age", v),
+    "json_serialize": lambda v: _callable("json_serialize", v),
+    "decode_content": bool,
+    "read_only": bool,
 }
 
 
@@ -153,6 +156,13 @@ class CacheSettings:
         autoclose: Close the backend when the session closes.
         strict: Raise backend errors instead of falling back to the origin.
         max_heuristic_age: Upper bound in seconds for heuristic freshness (§4.2.2).
+        json_serialize: How ``json=`` bodies are encoded for keys the backend makes
+            (``backend.create_key("POST", url, json=...)``); a session keys a request
+            with its own serializer, the one that encodes the body it sends.
+        decode_content: requests-cache's option for text serializers (``json``, ``yaml``):
+            store JSON and text bodies decoded, readable in the file. The default binary
+            envelope stores bodies as they came, so it has no effect there.
+        read_only: Serve what is stored, never store or delete anything.
     """
 
     expire_after: ExpirationTime
@@ -173,6 +183,9 @@ class CacheSettings:
     autoclose: bool
     strict: bool
     max_heuristic_age: float | bool
+    json_serialize: Callable[[Any], str | bytes] | None
+    decode_content: bool
+    read_only: bool
     _frozen: bool
 
     _DEFAULTS: Mapping[str, Any] = {
@@ -194,6 +207,9 @@ class CacheSettings:
         "autoclose": True,
         "strict": False,
         "max_heuristic_age": DEFAULT_HEURISTIC_MAX,
+        "json_serialize": None,
+        "decode_content": True,
+        "read_only": False,
     }
     NAMES = frozenset(_DEFAULTS) | frozenset(ALIASES)
 

@@ -11,7 +11,7 @@ from multidict import CIMultiDict
 from ..driver import OriginResponse
 from ..models import CachedRequest
 from .bridge import Offload
-from .response import OriginalResponse
+from .models import OriginalResponse
 
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
 _FIXED_BOUNDARY = "aiocache-http-form-boundary"

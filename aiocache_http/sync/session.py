@@ -19,16 +19,15 @@ import requests
 from requests.hooks import dispatch_hook
 from requests.structures import CaseInsensitiveDict
 
-from ..backends import CacheBackend
 from ..driver import OriginResponse, Outcome, fetch, invalidate
 from ..policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
 from ..policy.expiration import ExpirationTime
 from ..policy.settings import CacheSettings
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
 from .bridge import Offload, run, serve
-from .cache import SyncBackend
+from .cache import BaseCache
 from .convert import NotKeyable, cached_request, origin_response, response_headers
-from .response import CachedResponse, OriginalResponse
+from .models import CachedResponse, OriginalResponse
 
 # Per thread/context: sessions with caching off, options on their way from request() to
 # send(), and "inside the origin request" (redirect hops go straight to the origin).
@@ -47,6 +46,8 @@ _DEFAULTS: Mapping[str, Any] = {
     "ignored_parameters": None, "match_headers": False, "filter_fn": None, "key_fn": None,
     "stale_if_error": False, "serializer": None,
 }
+# requests-cache's session options that are not cache settings: accepted, no effect here.
+_IGNORED = ("use_cache_dir_fallback",)
 
 
 class CachedSession(requests.Session):
@@ -98,13 +99,9 @@ class CachedSession(requests.Session):
         more_settings, backend_kwargs = CacheSettings.split(kwargs)
         more_settings.pop("autoclose", None)  # a session's choice, not the shared backend's
         settings.update(more_settings)
-        if isinstance(backend, CacheBackend) and backend_kwargs:
-            raise TypeError(f"unexpected arguments {sorted(backend_kwargs)} with a backend instance "
-                            f"({backend!r}): pass them to the backend's constructor")
-        cache = init_backend(cache_name, backend, **settings, **backend_kwargs)
+        self._cache = init_backend(cache_name, backend, **settings, **backend_kwargs)
         super().__init__()
-        self._backend = cache
-        self._cache = SyncBackend(cache)
+        self._backend = self._cache.backend
         self._autoclose = autoclose
         self._closed = False
 
@@ -119,8 +116,9 @@ class CachedSession(requests.Session):
 
     # -- the cache --------------------------------------------------------------------
     @property
-    def cache(self) -> SyncBackend:
-        """The backend, with synchronous methods (``clear()``, ``delete(urls=...)``...)."""
+    def cache(self) -> BaseCache:
+        """The backend, with synchronous methods (``clear()``, ``delete(urls=...)``...):
+        the very object given as ``backend=``, or one over the async backend given."""
         return self._cache
 
     @cache.setter
@@ -128,7 +126,7 @@ class CachedSession(requests.Session):
         _fixed("cache")
 
     @property
-    def backend(self) -> CacheBackend:
+    def backend(self) -> Any:
         """The async backend itself (shareable with a CachedClientSession)."""
         return self._backend
 
@@ -173,7 +171,7 @@ class CachedSession(requests.Session):
             return
         self._closed = True
         if self._autoclose and self.settings.autoclose:
-            run(self._backend.close())
+            self._cache.close()
 
     # -- requests ---------------------------------------------------------------------
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
@@ -206,7 +204,7 @@ class CachedSession(requests.Session):
         refresh: bool = False, force_refresh: bool = False, **kwargs: Any,
     ) -> requests.Response:
         """Send a prepared request, answering from the cache when allowed."""
-        if _in_origin.get() or id(self) in _disabled.get():
+        if _in_origin.get() or id(self) in _disabled.get() or self._backend.disabled:
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
         method = (request.method or "GET").upper()
         if method not in self.settings.allowed_methods:
@@ -258,6 +256,7 @@ class CachedSession(requests.Session):
         assert outcome.response is not None
         response = CachedResponse.from_record(outcome.response, request,
                                               from_cache=outcome.from_cache, age=outcome.age)
+        response.revalidated = outcome.revalidated
         result: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]
             "response", request.hooks, response, **kwargs)
         return result
