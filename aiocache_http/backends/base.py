@@ -336,7 +336,12 @@ class CacheBackend:
         """The response stored as ``data`` at ``key``; DeserializationError if it is none."""
         if not isinstance(data, bytes):
             raise DeserializationError(f"a stored response is bytes, not {type(data).__name__}")
-        response = self.serializer.loads(data)
+        try:
+            response = self.serializer.loads(data)
+        except DeserializationError:
+            raise
+        except Exception as e:  # a user's serializer: whatever it raises, the item is unusable
+            raise DeserializationError(f"{type(e).__name__}: {e}") from e
         response.cache_key = key
         return response
 

@@ -44,6 +44,7 @@ from typing import Any
 from aiofiles.os import wrap
 
 from .base import BaseCache, CacheBackend, cache_path, check_storage_options
+from .lru import INDEX_FILE, LRUIndex
 from .values import Value, decode_value, encode_value
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
@@ -54,6 +55,7 @@ _RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
              | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)})
 _MAX_ENCODED = 200
 _TMP_PREFIX = ".tmp-"
+_EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,16}")
 _KEY_PREFIX = ".key-"
 
 
@@ -133,18 +135,34 @@ class FileCache(BaseCache):
         cache_dir: The directory; created (with its parents) now, so a path that cannot
             be used fails here, naming it.
         use_cache_dir, use_temp: Put it in the user cache dir or the temp dir.
+        extension: Added to every file name (``"json"``: ``<key>.json``), so files written
+            in a text format open as such.
+        max_cache_bytes: Keep the files' total size under this, evicting the least
+            recently used (see :mod:`.lru`); ``max_file_bytes``, ``block_bytes`` and
+            ``lock`` tune it. A file over ``max_file_bytes`` is not stored.
+        sync_index: With ``max_cache_bytes``, first bring the index up to date with files
+            added or removed by other means.
     """
 
     def __init__(self, cache_dir: str | Path, *, use_cache_dir: bool = False, use_temp: bool = False,
-                 **serializer_options: Any) -> None:
+                 extension: str | None = None, max_cache_bytes: int | None = None,
+                 max_file_bytes: int | None = None, block_bytes: int = 1, lock: Any = None,
+                 sync_index: bool = False, **serializer_options: Any) -> None:
         check_storage_options("FileCache", serializer_options)
         self.directory = get_cache_dir(cache_dir, use_cache_dir, use_temp)
+        if extension and (not _EXTENSION.fullmatch(extension.lstrip("."))):
+            raise ValueError(f"invalid file extension {extension!r}")
+        self.suffix = f".{extension.lstrip('.')}" if extension else ""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OSError(e.errno, f"cannot use {str(self.directory)!r} as a cache directory: "
                                    f"{e.strerror or e}") from e
-        self._read = wrap(_read)
+        self.lru = (LRUIndex(self.directory, max_cache_bytes, max_file_bytes, block_bytes, lock)
+                    if max_cache_bytes else None)
+        if self.lru is not None and sync_index:
+            self._sync_index()
+        self._read = wrap(self._read_sync)
         self._write = wrap(self._write_sync)
         self._delete = wrap(self._delete_sync)
         self._scan = wrap(self._scan_sync)
@@ -161,32 +179,77 @@ class FileCache(BaseCache):
 
     def path(self, key: str) -> Path:
         """The file of ``key``."""
-        return self.directory / filename(key)
+        return self.directory / self._name(key)
+
+    def _name(self, key: str) -> str:
+        return filename(key) + self.suffix
+
+    def _key_of(self, name: str) -> str | None:
+        if not name.endswith(self.suffix):
+            return None
+        return _decode(name[:len(name) - len(self.suffix)] if self.suffix else name)
 
     async def paths(self) -> AsyncIterator[Path]:
         """The file of every entry."""
         for key in await self._scan():
             yield self.path(key)
 
+    @property
+    def lock(self) -> Any:
+        """The lock guarding the LRU index (with ``max_cache_bytes``)."""
+        return self.lru.lock if self.lru is not None else None
+
+    def __getattr__(self, name: str) -> Any:  # max_cache_bytes, max_file_bytes, block_bytes
+        if name in ("max_cache_bytes", "max_file_bytes", "block_bytes") and self.lru is not None:
+            return getattr(self.lru, name)
+        raise AttributeError(f"'FileCache' object has no attribute {name!r}")
+
     # -- blocking parts (run in the executor) ----------------------------------------
+    def _read_sync(self, key: str) -> bytes | None:
+        data = _read(self.path(key))
+        if data is not None and self.lru is not None:
+            self.lru.touch(key)
+        return data
+
+    def _sync_index(self) -> None:
+        assert self.lru is not None
+        entries = {key: self.path(key) for key, _mtime in self._entries()}
+        for key, path in entries.items():
+            with contextlib.suppress(FileNotFoundError):
+                self.lru.record(key, path.stat().st_size)
+
     def _write_sync(self, key: str, data: bytes, mtime: float) -> None:
-        name = filename(key)
+        if self.lru is not None:
+            if not self.lru.fits(len(data)):
+                self._delete_sync([key])  # an older, smaller version must not stay behind
+                return
+            evicted = self.lru.make_room(key, len(data))
+            if evicted:
+                self._delete_sync(evicted)
+        self._write_file(key, data, mtime)
+        if self.lru is not None:
+            self.lru.record(key, len(data))
+
+    def _write_file(self, key: str, data: bytes, mtime: float) -> None:
+        name = self._name(key)
         try:
             if name.startswith("~~"):  # key file first: an entry is never listed without its key
-                _write_atomic(self.directory / (_KEY_PREFIX + name[2:]), key.encode("utf-8", "surrogatepass"),
-                              None)
+                _write_atomic(self.directory / (_KEY_PREFIX + filename(key)[2:]),
+                              key.encode("utf-8", "surrogatepass"), None)
             _write_atomic(self.directory / name, data, mtime)
         except FileNotFoundError:  # the directory was removed under us: recreate it once
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._write_sync(key, data, mtime)
+            self._write_file(key, data, mtime)
 
     def _delete_sync(self, keys: list[str]) -> int:
+        if self.lru is not None:
+            self.lru.forget(keys)
         deleted = 0
         for key in keys:
-            name = filename(key)
+            name = self._name(key)
             deleted += _unlink(self.directory / name)
             if name.startswith("~~"):
-                _unlink(self.directory / (_KEY_PREFIX + name[2:]))
+                _unlink(self.directory / (_KEY_PREFIX + filename(key)[2:]))
         return deleted
 
     def _entries(self) -> list[tuple[str, float]]:
@@ -201,9 +264,10 @@ class FileCache(BaseCache):
                 try:
                     if not entry.is_file():
                         continue
-                    key = _decode(entry.name)
-                    if key is None and entry.name.startswith("~~"):
-                        raw = _read(self.directory / (_KEY_PREFIX + entry.name[2:]))
+                    key = self._key_of(entry.name)
+                    if key is None and entry.name.startswith("~~") and entry.name.endswith(self.suffix):
+                        digest = entry.name[2:len(entry.name) - len(self.suffix)]
+                        raw = _read(self.directory / (_KEY_PREFIX + digest))
                         key = None if raw is None else raw.decode("utf-8", "surrogatepass")
                     if key is not None:
                         found.append((key, entry.stat().st_mtime))
@@ -222,12 +286,12 @@ class FileCache(BaseCache):
             return
         with os.scandir(self.directory) as scan:
             for entry in scan:
-                if entry.is_file(follow_symlinks=False):
+                if entry.is_file(follow_symlinks=False) and not entry.name.startswith(INDEX_FILE):
                     _unlink(Path(entry.path))
 
     # -- the storage API -------------------------------------------------------------
     async def read(self, key: str) -> Value | None:
-        data = await self._read(self.path(key))
+        data = await self._read(key)
         return None if data is None else decode_value(data)
 
     async def contains(self, key: str) -> bool:
@@ -256,6 +320,25 @@ class FileCache(BaseCache):
     async def clear(self) -> None:
         """Delete every entry (and any temp file a killed writer left)."""
         await self._clear()
+        if self.lru is not None:
+            await wrap(self.lru.clear)()
+
+    async def total_bytes(self) -> int:
+        """The entries' size in bytes (in blocks, with ``max_cache_bytes``)."""
+        if self.lru is not None:
+            return await wrap(self.lru.total_bytes)()
+        return sum(size for size in await wrap(self._sizes)())
+
+    def _sizes(self) -> list[int]:
+        sizes = []
+        for key, _mtime in self._entries():
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(self.path(key).stat().st_size)
+        return sizes
+
+    async def close(self) -> None:
+        if self.lru is not None:
+            self.lru.close()
 
 
 class FileBackend(CacheBackend):
@@ -266,14 +349,21 @@ class FileBackend(CacheBackend):
         cache_name: Directory path.
         use_cache_dir: Put the directory in the user cache dir (platformdirs).
         use_temp: Put the directory in the temp dir.
+        extension: Added to the file names of responses (see :class:`FileCache`).
+        max_cache_bytes, max_file_bytes, block_bytes: Bound the responses' total size,
+            evicting the least recently used (see :class:`FileCache`).
         **kwargs: Cache settings (expire_after, secret_key...).
     """
 
     def __init__(self, cache_name: str | Path = "http_cache", use_cache_dir: bool = False,
-                 use_temp: bool = False, **kwargs: Any) -> None:
+                 use_temp: bool = False, extension: str | None = None,
+                 max_cache_bytes: int | None = None, max_file_bytes: int | None = None,
+                 block_bytes: int = 1, **kwargs: Any) -> None:
         super().__init__(str(cache_name), **kwargs)
         self.cache_dir = get_cache_dir(cache_name, use_cache_dir, use_temp)
-        self.raw_responses: FileCache = FileCache(self.cache_dir)
+        self.raw_responses: FileCache = FileCache(
+            self.cache_dir, extension=extension, max_cache_bytes=max_cache_bytes,
+            max_file_bytes=max_file_bytes, block_bytes=block_bytes)
         self.raw_redirects: FileCache = FileCache(self.cache_dir / REDIRECTS_DIR)
 
 

@@ -28,6 +28,8 @@ ALIASES = {
     "allowable_methods": "allowed_methods",
     "ignored_parameters": "ignored_params",
     "include_headers": "match_headers",
+    "include_get_headers": "match_headers",  # requests-cache < 0.9
+    "old_data_on_error": "stale_if_error",  # requests-cache < 0.9
 }
 
 # Part of the serializer: changing them would orphan every stored item.
@@ -48,9 +50,10 @@ def _seconds_or_flag(name: str, value: object) -> float | bool:
     raise ValueError(f"{name} must be True/False, seconds >= 0 or a timedelta, not {value!r}")
 
 
-def _codes(value: object) -> frozenset[int]:
+def _codes(value: object) -> tuple[int, ...]:
+    """As given (order kept, duplicates dropped): ``settings.allowed_codes == (200, 301)``."""
     try:
-        codes = frozenset(int(c) for c in value)  # type: ignore[attr-defined]
+        codes = tuple(dict.fromkeys(int(c) for c in value))  # type: ignore[attr-defined]
     except (TypeError, ValueError) as e:
         raise TypeError(f"allowed_codes must be an iterable of ints, not {value!r}") from e
     bad = [c for c in codes if not 100 <= c <= 599]
@@ -59,11 +62,11 @@ def _codes(value: object) -> frozenset[int]:
     return codes
 
 
-def _methods(value: object) -> frozenset[str]:
+def _methods(value: object) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise TypeError(f"allowed_methods must be an iterable of method names, not {value!r}")
-    methods = frozenset(str(m).upper() for m in value)
-    bad = sorted(methods - set(ALL_METHODS))
+    methods = tuple(dict.fromkeys(str(m).upper() for m in value))
+    bad = sorted(set(methods) - set(ALL_METHODS))
     if bad:
         raise ValueError(f"allowed_methods: unknown method(s) {bad}; known: {list(ALL_METHODS)}")
     return methods
@@ -167,8 +170,8 @@ class CacheSettings:
 
     expire_after: ExpirationTime
     urls_expire_after: dict[ExpirationPattern, ExpirationTime]
-    allowed_codes: frozenset[int]
-    allowed_methods: frozenset[str]
+    allowed_codes: tuple[int, ...]
+    allowed_methods: tuple[str, ...]
     match_headers: bool | tuple[str, ...]
     ignored_params: tuple[str, ...]
     cache_control: bool

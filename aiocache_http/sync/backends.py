@@ -55,6 +55,8 @@ class SQLiteCache(_Backend):
 
     def __init__(self, db_path: str | Path = DEFAULT_CACHE_NAME, **kwargs: Any) -> None:
         kwargs.pop("timeout", None)  # sqlite3.connect's; busy_timeout here
+        if kwargs.get("busy_timeout") is not None:  # milliseconds in requests-cache
+            kwargs["busy_timeout"] = kwargs["busy_timeout"] / 1000
         super().__init__(db_path, **kwargs)
 
     @property
@@ -135,9 +137,15 @@ class DynamoDbCache(_Backend):
 
 class FileCache(_Backend):
     """A directory: ``FileCache(cache_name, use_cache_dir=, use_temp=, serializer=,
-    **settings)``."""
+    extension=, **settings)``. Files are named ``<key>.<extension>``; the extension
+    defaults to the serializer's (``json``, ``yaml``, ``pkl``...), none for the default."""
 
     _alias = "filesystem"
+
+    def __init__(self, cache_name: str | Path = DEFAULT_CACHE_NAME, **kwargs: Any) -> None:
+        if "extension" not in kwargs:
+            kwargs["extension"] = _extension(kwargs.get("serializer"))
+        super().__init__(cache_name, **kwargs)
 
     @property
     def cache_dir(self) -> Path:
@@ -146,6 +154,16 @@ class FileCache(_Backend):
     def paths(self) -> list[Path]:
         """The file of every stored response."""
         return self.responses.paths()  # type: ignore[attr-defined, no-any-return]
+
+
+def _extension(serializer: Any) -> str | None:
+    """requests-cache's file extension for a serializer: its name, ``pkl`` for pickle,
+    ``json`` for every JSON library."""
+    name = serializer if isinstance(serializer, str) else getattr(serializer, "name", None)
+    if not name:
+        return None
+    name = name.replace("pickle", "pkl")
+    return "json" if "json" in name else name
 
 
 # alias -> requests-cache class ("memory": the in-memory BaseCache).

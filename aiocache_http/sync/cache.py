@@ -31,8 +31,8 @@ from ..serializers import DeserializationError
 from .bridge import run
 from .convert import cached_request, prepared
 from .models import CachedResponse, OriginalResponse
-from .storage import BaseStorage, Codec, DictStorage, DynamoDbDict, FileDict, GridFSDict, MongoDict
-from .storage import RedisDict, RedisHashDict, SQLiteDict
+from .storage import BaseStorage, Codec, DictStorage, DynamoDbDict, FileDict, GridFSDict, LRUFileDict
+from .storage import MongoDict, RedisDict, RedisHashDict, SQLiteDict
 
 logger = logging.getLogger("aiocache_http")
 
@@ -66,6 +66,8 @@ def _view(storage: Storage, codec: Codec) -> BaseStorage:
     cls = _VIEWS.get(type(storage).__name__, BaseStorage)
     if cls is RedisDict and getattr(storage, "layout", None) == "hash":
         cls = RedisHashDict
+    elif cls is FileDict and getattr(storage, "lru", None) is not None:
+        cls = LRUFileDict
     return cls.bound(storage, codec)
 
 

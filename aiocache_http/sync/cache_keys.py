@@ -57,7 +57,9 @@ def normalize_request(request: requests.PreparedRequest | requests.Request,
                       ignored_parameters: ParamList = None) -> requests.PreparedRequest:
     """A normalized copy of ``request``: method upper-cased, URL, headers and body
     normalized, ``ignored_parameters`` redacted."""
-    norm = request.prepare() if isinstance(request, requests.Request) else request.copy()
+    # A Session prepares it as one would send it (a header set to None is left out).
+    norm = (requests.Session().prepare_request(request) if isinstance(request, requests.Request)
+            else request.copy())
     norm.method = (norm.method or "").upper()
     norm.url = normalize_url(norm.url or "", ignored_parameters)
     norm.headers = normalize_headers(norm.headers, ignored_parameters)

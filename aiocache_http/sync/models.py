@@ -49,7 +49,7 @@ class CachedRequest(requests.PreparedRequest):
 
     @classmethod
     def from_record(cls, record: models.CachedRequest) -> CachedRequest:
-        return cls(record.method, record.url, dict(record.headers), record.body or None)
+        return cls(record.method, record.url, dict(record.headers), record.body)
 
     def record(self) -> models.CachedRequest:
         body = self.body

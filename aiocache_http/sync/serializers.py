@@ -29,6 +29,7 @@ from multidict import CIMultiDict
 from ..backends.values import decode_value, encode_value
 from ..models import CachedRequest, CachedResponse, utcnow
 from ..models.convert import as_record
+from ..serializers import DeserializationError
 
 _RESPONSE_FIELDS = frozenset({"status_code", "url", "headers", "request"})
 _TEXT_TYPES = ("text/", "application/xml", "application/javascript")
@@ -312,10 +313,13 @@ class PipelineFormat:
         return data if isinstance(data, bytes) else encode_value(data)
 
     def loads(self, data: bytes) -> CachedResponse:
-        result = self.pipeline.loads(decode_value(data))
+        try:
+            result = self.pipeline.loads(decode_value(data))
+        except Exception as e:  # whatever the format raises: not a response
+            raise DeserializationError(f"{self.name}: {type(e).__name__}: {e}") from e
         if not isinstance(result, CachedResponse):
-            raise ValueError(f"the {self.name} serializer gave a {type(result).__name__}, "
-                             "not a response")
+            raise DeserializationError(f"the {self.name} serializer gave a {type(result).__name__}, "
+                                       "not a response")
         return result
 
 

@@ -254,8 +254,9 @@ class CachedSession(requests.Session):
         if outcome.raw is not None:
             return OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
         assert outcome.response is not None
-        response = CachedResponse.from_record(outcome.response, request,
-                                              from_cache=outcome.from_cache, age=outcome.age)
+        # The stored request, as requests-cache shows it: credentials redacted.
+        response = CachedResponse.from_record(outcome.response, from_cache=outcome.from_cache,
+                                              age=outcome.age)
         response.revalidated = outcome.revalidated
         result: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]
             "response", request.hooks, response, **kwargs)

@@ -23,9 +23,10 @@ from ..models import CachedResponse as Record
 from ..serializers import DeserializationError, Serializer, get_format
 from .bridge import run
 from .models import CachedResponse
-from .serializers import PipelineFormat, SerializerPipeline, init_serializer
+from .serializers import PipelineFormat, SerializerPipeline, init_serializer, json_serializer, utf8_serializer
 
 _SORT_KEYS = ("expires", "size", "key")
+_JSON = object()  # FileDict's default serializer (requests-cache's), set apart from None
 
 
 async def _collect(items: AsyncIterator[Any]) -> list[Any]:
@@ -65,7 +66,10 @@ class Codec:
                 value, "__cache_record__") else CachedResponse.from_response(value).__cache_record__()
             record.cache_key = key
             return self.serializer.dumps(record)
-        return self.pipeline.dumps(value) if self.pipeline is not None else value
+        if self.pipeline is None:
+            return value
+        data = self.pipeline.dumps(value)  # the pipeline reads it back: text is kept as bytes
+        return data.encode() if isinstance(data, str) else data
 
     def loads(self, key: str, stored: Any) -> Any:
         if isinstance(stored, bytes):
@@ -114,9 +118,10 @@ class BaseStorage(MutableMapping[str, Any]):
         return view
 
     @property
-    def serializer(self) -> SerializerPipeline | None:
-        """requests-cache's attribute: the pipeline, if values go through one."""
-        return self.codec.pipeline
+    def serializer(self) -> Any:
+        """requests-cache's attribute: what reads and writes the values (the pipeline, if
+        they go through one; else the response serializer)."""
+        return self.codec.pipeline if self.codec.pipeline is not None else self.codec.serializer
 
     # -- the async storage's methods, synchronous ----------------------------------
     def read(self, key: str) -> Any:
@@ -214,7 +219,7 @@ class BaseStorage(MutableMapping[str, Any]):
         return iter([*keys, *(k for k in pending or () if k not in keys)])
 
     def __len__(self) -> int:
-        return self.size()
+        return run(self.storage.size())
 
     def __bool__(self) -> bool:
         return len(self) > 0
@@ -243,9 +248,12 @@ class _Storage(BaseStorage):
     """A view over an optional async storage class, imported when first constructed."""
 
     _wraps: tuple[str, str] = ("", "")  # (module in aiocache_http.backends, class)
+    _takes_connection = True
 
     def __init__(self, *args: Any, serializer: Any = None, decode_content: bool = False,
                  **kwargs: Any) -> None:
+        if kwargs.get("connection", True) is None or not self._takes_connection:
+            kwargs.pop("connection", None)  # requests-cache's test helpers pass it to every storage
         module, name = self._wraps
         try:
             cls = getattr(importlib.import_module(f"aiocache_http.backends.{module}"), name)
@@ -259,17 +267,35 @@ class SQLiteDict(_Storage):
     """One table of a SQLite file: ``SQLiteDict(db_path, table_name, use_temp=...)``."""
 
     _wraps = ("sqlite", "SQLiteCache")
+    _takes_connection = False
 
     def __init__(self, db_path: str | Path, table_name: str = "http_cache", *args: Any,
                  **kwargs: Any) -> None:
         kwargs.pop("lock", None)  # requests-cache locks tables itself; the database does here
         if kwargs.pop("use_memory", False):
             db_path = ":memory:"
+        if kwargs.get("busy_timeout") is not None:  # milliseconds in requests-cache
+            kwargs["busy_timeout"] = kwargs["busy_timeout"] / 1000
         super().__init__(db_path, table_name, *args, **kwargs)
 
     @property
     def db_path(self) -> Path | str:
         return self.storage.db.path  # type: ignore[attr-defined, no-any-return]
+
+    @contextmanager
+    def connection(self) -> Iterator[_Connection]:
+        """The storage's database connection, for queries (``execute(sql).fetchone()``)."""
+        yield _Connection(self.storage)
+
+    def size(self) -> int:
+        """The database's size in bytes (its write-ahead log included)."""
+        path = self.db_path
+        if not isinstance(path, Path):
+            with self.connection() as conn:
+                return int(conn.execute("PRAGMA page_count").fetchone()[0]
+                           * conn.execute("PRAGMA page_size").fetchone()[0])
+        wal = path.with_name(path.name + "-wal")
+        return sum(p.stat().st_size for p in (path, wal) if p.exists())
 
     def count(self, expired: bool = True) -> int:
         """How many items; with ``expired=False``, only responses that are not expired."""
@@ -306,6 +332,32 @@ class SQLiteDict(_Storage):
         run(self.storage.db.vacuum())  # type: ignore[attr-defined]
 
 
+class _Connection:
+    """A blocking face of a SQLite storage's connection: ``execute()`` runs a query on the
+    bridge loop and returns its rows."""
+
+    def __init__(self, storage: BaseCache) -> None:
+        self.storage = storage
+
+    def execute(self, sql: str, parameters: Iterable[Any] = ()) -> _Rows:
+        return _Rows(run(self._fetch(sql, tuple(parameters))))
+
+    async def _fetch(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        conn = await self.storage._conn()  # type: ignore[attr-defined]
+        return list(await conn.execute_fetchall(sql, parameters))
+
+
+class _Rows:
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+
 async def _items(storage: BaseCache) -> AsyncIterator[tuple[str, Any]]:
     async for key in storage.iter_keys():
         value = await storage.read(key)
@@ -322,15 +374,19 @@ class RedisDict(_Storage):
     def __init__(self, namespace: str = "http_cache", collection_name: str | None = None,
                  *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("layout", self._layout)
-        if kwargs.get("connection") is None:
-            kwargs.pop("connection", None)
         super().__init__(namespace, collection_name or "responses", *args, **kwargs)
 
 
 class RedisHashDict(RedisDict):
-    """One Redis hash per storage (``namespace:collection_name``)."""
+    """One Redis hash per storage (``namespace:collection_name``), without expiry (as in
+    requests-cache)."""
 
     _layout = "hash"
+
+    def __init__(self, namespace: str = "http_cache", collection_name: str | None = None,
+                 *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("ttl", False)
+        super().__init__(namespace, collection_name, *args, **kwargs)
 
 
 class MongoDict(_Storage):
@@ -350,15 +406,35 @@ class DynamoDbDict(_Storage):
     def __init__(self, table_name: str = "http_cache", namespace: str = "http_cache",
                  *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("create_table", True)
-        if kwargs.get("connection") is None:
-            kwargs.pop("connection", None)
         super().__init__(table_name, namespace, *args, **kwargs)
 
 
 class FileDict(_Storage):
-    """A directory, one file per item."""
+    """A directory, one file per item: ``FileDict(cache_name, use_temp=, use_cache_dir=,
+    extension=, serializer=)``. As in requests-cache, items are JSON files by default
+    (``serializer=None``: text as it is); the extension follows the serializer."""
 
     _wraps = ("filesystem", "FileCache")
+    _takes_connection = False
+
+    def __init__(self, cache_name: str | Path, *args: Any, serializer: Any = _JSON,
+                 **kwargs: Any) -> None:
+        if serializer is _JSON:
+            serializer = json_serializer
+        elif serializer is None:
+            serializer = utf8_serializer
+        kwargs.pop("plaintext", None)
+        if "extension" not in kwargs and isinstance(serializer, SerializerPipeline):
+            kwargs["extension"] = {"utf8": None, "pickle": "pkl"}.get(
+                serializer.name or "", "json" if "json" in (serializer.name or "") else serializer.name)
+        super().__init__(cache_name, *args, serializer=serializer, **kwargs)
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return list(self)
+
+    def size(self) -> int:
+        """The files' total size in bytes."""
+        return run(self.storage.total_bytes())  # type: ignore[attr-defined, no-any-return]
 
     @property
     def cache_dir(self) -> Path:
@@ -369,6 +445,16 @@ class FileDict(_Storage):
         return run(_collect(self.storage.paths()))  # type: ignore[attr-defined]
 
 
+class LRUFileDict(FileDict):
+    """A FileDict bounded in size: ``LRUFileDict(cache_name, max_cache_bytes=,
+    max_file_bytes=, block_bytes=, lock=, sync_index=)`` evicts the least recently used
+    files to stay under ``max_cache_bytes``; ``size()`` counts whole blocks."""
+
+    def __init__(self, cache_name: str | Path, *args: Any, max_cache_bytes: int,
+                 **kwargs: Any) -> None:
+        super().__init__(cache_name, *args, max_cache_bytes=max_cache_bytes, **kwargs)
+
+
 __all__ = [
     "BaseStorage",
     "Codec",
@@ -376,6 +462,7 @@ __all__ = [
     "DynamoDbDict",
     "FileDict",
     "GridFSDict",
+    "LRUFileDict",
     "MongoDict",
     "RedisDict",
     "RedisHashDict",
