@@ -269,7 +269,8 @@ class _Flow:
             await backend.delete(actions.key)
             actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask in full
             return await self.from_origin()
-        if origin.status >= 500:
+        if origin.status >= 500 or (origin.status >= 400
+                                    and origin.status not in backend.settings.allowed_codes):
             stale = self.stale_if_error(f"origin answered {origin.status}")
             if stale is not None:
                 origin.release()

@@ -1,7 +1,7 @@
 """Filesystem storage (:class:`FileCache`) and backend (:class:`FileBackend`), on aiofiles.
 
 One file per key, holding exactly the stored bytes. Responses live in the cache
-directory, redirects in its ``redirects`` subdirectory.
+directory, redirect aliases in a SQLite table beside them (``redirects.sqlite``).
 
 File names: a key of lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex
 digests the cache makes) is its own file name; any other key is ``~`` + its base32
@@ -45,14 +45,16 @@ from aiofiles.os import wrap
 
 from .base import BaseCache, CacheBackend, cache_path, check_storage_options
 from .lru import INDEX_FILE, LRUIndex
+from .sqlite import SQLiteCache
 from .values import Value, decode_value, encode_value
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
-REDIRECTS_DIR = "redirects"
-_PLAIN = re.compile(r"[0-9a-z_-][0-9a-z_.-]{0,199}")  # lowercase only: case-insensitive FS safe
-# the subdirectory, and names Windows reserves
-_RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
+REDIRECTS_FILE = "redirects.sqlite"
+# the redirects database's files, and names Windows reserves
+_RESERVED = ({REDIRECTS_FILE, *(REDIRECTS_FILE + end for end in ("-wal", "-shm", "-journal")),
+              "redirects", "con", "prn", "aux", "nul"}
              | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)})
+_PLAIN = re.compile(r"[0-9a-z_-][0-9a-z_.-]{0,199}")  # lowercase only: case-insensitive FS safe
 _MAX_ENCODED = 200
 _TMP_PREFIX = ".tmp-"
 _EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,16}")
@@ -286,7 +288,8 @@ class FileCache(BaseCache):
             return
         with os.scandir(self.directory) as scan:
             for entry in scan:
-                if entry.is_file(follow_symlinks=False) and not entry.name.startswith(INDEX_FILE):
+                if (entry.is_file(follow_symlinks=False) and not entry.name.startswith(INDEX_FILE)
+                        and entry.name not in _RESERVED):
                     _unlink(Path(entry.path))
 
     # -- the storage API -------------------------------------------------------------
@@ -343,7 +346,7 @@ class FileCache(BaseCache):
 
 class FileBackend(CacheBackend):
     """Cache backend on the filesystem: one file per response in directory ``cache_name``,
-    redirects in its ``redirects`` subdirectory (see the module docstring).
+    redirect aliases in ``redirects.sqlite`` in it (see the module docstring).
 
     Args:
         cache_name: Directory path.
@@ -364,7 +367,8 @@ class FileBackend(CacheBackend):
         self.raw_responses: FileCache = FileCache(
             self.cache_dir, extension=extension, max_cache_bytes=max_cache_bytes,
             max_file_bytes=max_file_bytes, block_bytes=block_bytes)
-        self.raw_redirects: FileCache = FileCache(self.cache_dir / REDIRECTS_DIR)
+        # Redirect aliases are tiny: a table in the directory, as both peers keep them.
+        self.raw_redirects: BaseCache = SQLiteCache(self.cache_dir / REDIRECTS_FILE, "redirects")
 
 
 __all__ = ["FileBackend", "FileCache", "filename", "get_cache_dir"]

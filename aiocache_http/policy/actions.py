@@ -122,8 +122,12 @@ class CacheActions:
         pragma_no_cache = "Pragma" in request.headers and has_pragma_no_cache(
             cc_lines, request.headers.getall("Pragma")
         )
+        max_age = seconds(cc, "max-age")
         if options.expire_after is not UNSET:
             expire_after = normalize_expire_after(options.expire_after)
+        elif max_age:
+            # Both peers store the answer to a request max-age=N for N seconds.
+            expire_after = float(max_age)
         else:
             expire_after = expire_after_for_url(
                 request.url, settings.urls_expire_after, settings.expire_after
@@ -134,7 +138,6 @@ class CacheActions:
             # Bare max-stale accepts any staleness (RFC 9111 §5.2.1.2).
             actions.max_stale = float("inf") if cc["max-stale"] is None else seconds(cc, "max-stale")
         actions.min_fresh = float(seconds(cc, "min-fresh") or 0)
-        max_age = seconds(cc, "max-age")
         actions.max_age = None if max_age is None else float(max_age)
 
         if request.method not in settings.allowed_methods:
@@ -254,6 +257,9 @@ class CacheActions:
             return self.reason
         if self.settings.read_only:
             return "read_only is set"
+        if (self.expire_after == EXPIRE_IMMEDIATELY and not self.settings.cache_control
+                and not ("ETag" in headers or "Last-Modified" in headers)):
+            return "EXPIRE_IMMEDIATELY and no validator: it could never be served"
         if status not in self.settings.allowed_codes:
             return f"status {status} not in allowed_codes"
         if status == 206 or status < 200:
@@ -266,8 +272,8 @@ class CacheActions:
         return freshness.headers_to_store(headers)
 
     def complete(self, headers: CIMultiDict[str], body: bytes) -> bool:
-        if freshness.complete(headers, body):
-            return True
+        if self.request.method == "HEAD" or freshness.complete(headers, body):
+            return True  # a HEAD response's Content-Length is the GET body's (RFC 9110 §9.3.2)
         logger.debug("%s %s: not stored: body length %d does not match Content-Length (RFC 9111 "
                      "§3.3)", self.request.method, self.request.url, len(body))
         return False

@@ -7,6 +7,7 @@ from email.message import Message
 
 import requests
 from multidict import CIMultiDict
+from urllib3 import HTTPHeaderDict
 
 from ..driver import OriginResponse
 from ..models import CachedRequest
@@ -68,10 +69,9 @@ def response_headers(response: requests.Response) -> CIMultiDict[str]:
     """Every header line; urllib3 keeps repeated headers (Set-Cookie) apart, requests
     joins them."""
     raw_headers = getattr(response.raw, "headers", None)
-    iteritems = getattr(raw_headers, "iteritems", None)
-    if callable(iteritems):
-        return CIMultiDict(iteritems())
-    return CIMultiDict(response.headers)
+    if isinstance(raw_headers, HTTPHeaderDict):
+        return CIMultiDict(raw_headers.iteritems())
+    return CIMultiDict(response.headers or {})
 
 
 def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:

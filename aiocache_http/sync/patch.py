@@ -26,7 +26,8 @@ def install_cache(cache_name: str | Path = DEFAULT_CACHE_NAME, backend: BackendS
     the same arguments as :class:`CachedSession`."""
     settings_and_backend = {k: v for k, v in kwargs.items() if k != "autoclose"}
     probe = session_factory(cache_name, backend, **settings_and_backend, autoclose=False)
-    shared = probe.cache  # every patched session uses this one backend
+    shared = probe.cache  # every patched session uses this one backend...
+    shared.settings.autoclose = False  # ...which none of them closes
     probe.close()
 
     class _ConfiguredCachedSession(session_factory):  # type: ignore[valid-type,misc]

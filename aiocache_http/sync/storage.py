@@ -288,14 +288,14 @@ class SQLiteDict(_Storage):
         yield _Connection(self.storage)
 
     def size(self) -> int:
-        """The database's size in bytes (its write-ahead log included)."""
+        """The database file's size in bytes."""
         path = self.db_path
-        if not isinstance(path, Path):
-            with self.connection() as conn:
+        with self.connection() as conn:
+            if not isinstance(path, Path):
                 return int(conn.execute("PRAGMA page_count").fetchone()[0]
                            * conn.execute("PRAGMA page_size").fetchone()[0])
-        wal = path.with_name(path.name + "-wal")
-        return sum(p.stat().st_size for p in (path, wal) if p.exists())
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # what the log holds, into the file
+        return path.stat().st_size if path.exists() else 0
 
     def count(self, expired: bool = True) -> int:
         """How many items; with ``expired=False``, only responses that are not expired."""
@@ -450,7 +450,7 @@ class LRUFileDict(FileDict):
     max_file_bytes=, block_bytes=, lock=, sync_index=)`` evicts the least recently used
     files to stay under ``max_cache_bytes``; ``size()`` counts whole blocks."""
 
-    def __init__(self, cache_name: str | Path, *args: Any, max_cache_bytes: int,
+    def __init__(self, cache_name: str | Path, *args: Any, max_cache_bytes: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(cache_name, *args, max_cache_bytes=max_cache_bytes, **kwargs)
 
