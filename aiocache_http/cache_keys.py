@@ -51,7 +51,7 @@ def create_key(
 def request_for(
     method: str, url: object, params: Any = None, data: Any = None, json: Any = None,
     headers: Mapping[str, str] | None = None, json_serialize: JsonSerialize | None = None,
-    follow_redirects: bool = True,
+    follow_redirects: bool = True, verify: bool = True,
 ) -> CachedRequest:
     """The request as the cache sees it (``url``: a str or a yarl URL). Raises
     :class:`NotKeyable` for a streamed body."""
@@ -60,7 +60,7 @@ def request_for(
     body, content_type = request_body(data, json, json_serialize)
     if content_type and "Content-Type" not in merged:
         merged["Content-Type"] = content_type
-    return CachedRequest(method.upper(), target, merged, body, follow_redirects)
+    return CachedRequest(method.upper(), target, merged, body, follow_redirects, verify)
 
 
 def with_params(url: str, params: Any) -> str:

@@ -259,7 +259,7 @@ class _Flow:
         if backend.settings.cache_control and self.request.method in UNSAFE_METHODS:
             await invalidate(backend, self.request, origin.status, origin.headers)  # cached POST
 
-        if origin.status == 304 and revalidating and cached is not None:
+        if origin.status == 304 and cached is not None:  # (also to a plain request, as requests-cache)
             origin.release()
             if actions.selects_stored(origin.headers):
                 renewed = actions.renew(cached, origin.headers, response_time, request_time)
@@ -269,8 +269,7 @@ class _Flow:
             await backend.delete(actions.key)
             actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask in full
             return await self.from_origin()
-        if origin.status >= 500 or (origin.status >= 400
-                                    and origin.status not in backend.settings.allowed_codes):
+        if origin.status >= 500:
             stale = self.stale_if_error(f"origin answered {origin.status}")
             if stale is not None:
                 origin.release()

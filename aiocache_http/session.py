@@ -122,7 +122,8 @@ with warnings.catch_warnings():
                 request = self._cached_request(method, str_or_url, kwargs)
             except NotKeyable:
                 return await super()._request(method, str_or_url, **kwargs)
-            options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached)
+            options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
+                                     header_rule="cache_control")  # aiohttp-client-cache's
             headers = kwargs.pop("headers", None)
             # Checked below, once the answer is stored: a cached 404 raises like a live one.
             check = kwargs.pop("raise_for_status", None)
@@ -166,9 +167,10 @@ with warnings.catch_warnings():
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
             data, json = (kwargs.get("data"), kwargs.get("json")) if body else (None, None)
+            verify = kwargs.get("ssl", True) is not False and kwargs.get("verify_ssl") is not False
             return request_for(method, self._build_url(str_or_url), kwargs.get("params"), data,
                                json, headers, self._json_serializer(),
-                               follow_redirects=kwargs.get("allow_redirects", True))
+                               follow_redirects=kwargs.get("allow_redirects", True), verify=verify)
 
         def _json_serializer(self) -> JsonSerialize:
             as_bytes = getattr(self, "_json_serialize_bytes", None)

@@ -50,11 +50,12 @@ class AsyncResults(Generic[T]):
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iterator
 
-    async def _collect(self) -> list[T]:
+    async def collect(self) -> list[T]:
+        """Every item, as a list (what awaiting this gives)."""
         return [item async for item in self._iterator]
 
     def __await__(self) -> Generator[Any, None, list[T]]:
-        return self._collect().__await__()
+        return self.collect().__await__()
 
 
 class BaseCache(ABC):

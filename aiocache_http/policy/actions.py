@@ -76,6 +76,12 @@ class RequestOptions:
     refresh: bool = False
     force_refresh: bool = False
     only_if_cached: bool = False
+    header_rule: str = "always"
+    """When the request's Cache-Control applies, as the two peers differ: ``"always"``
+    (requests-cache's rule, the sync session's) or ``"cache_control"`` (aiohttp-client-
+    cache's, the async session's): only with ``cache_control=True``, and then a request
+    ``max-age=0`` skips the store too, ``no-cache`` fetches anew, and a request
+    ``max-age`` outranks the response's own freshness."""
 
 
 class Decision(enum.Enum):
@@ -106,6 +112,7 @@ class CacheActions:
     validation_headers: dict[str, str] = field(default_factory=dict)
     cached: CachedResponse | None = None
     background_refresh: bool = False
+    expire_from_request: bool = False  # a request max-age outranks the response's (see header_rule)
 
     # -- 1. the request -----------------------------------------------------------
     @classmethod
@@ -117,9 +124,11 @@ class CacheActions:
         options: RequestOptions | None = None,
     ) -> CacheActions:
         options = options or RequestOptions()
-        cc_lines = request.headers.getall("Cache-Control", ())
+        aiohttp_rule = options.header_rule == "cache_control"
+        honoured = not aiohttp_rule or settings.cache_control
+        cc_lines = request.headers.getall("Cache-Control", ()) if honoured else ()
         cc = parse_cache_control(cc_lines) if cc_lines else {}
-        pragma_no_cache = "Pragma" in request.headers and has_pragma_no_cache(
+        pragma_no_cache = honoured and "Pragma" in request.headers and has_pragma_no_cache(
             cc_lines, request.headers.getall("Pragma")
         )
         max_age = seconds(cc, "max-age")
@@ -133,7 +142,8 @@ class CacheActions:
                 request.url, settings.urls_expire_after, settings.expire_after
             )
         actions = cls(key=key, request=request, settings=settings, expire_after=expire_after,
-                      only_if_cached=options.only_if_cached or "only-if-cached" in cc)
+                      only_if_cached=options.only_if_cached or "only-if-cached" in cc,
+                      expire_from_request=aiohttp_rule and bool(max_age))
         if "max-stale" in cc:
             # Bare max-stale accepts any staleness (RFC 9111 §5.2.1.2).
             actions.max_stale = float("inf") if cc["max-stale"] is None else seconds(cc, "max-stale")
@@ -148,9 +158,11 @@ class CacheActions:
             actions._skip("request Cache-Control: no-store (RFC 9111 §5.2.1.5)")
         elif request.headers.get("Range"):
             actions._skip("Range request: partial content is not cached")
-        elif options.force_refresh:
+        elif aiohttp_rule and max_age == 0:
+            actions._skip("request max-age=0 (aiohttp-client-cache's rule)")
+        elif options.force_refresh or (aiohttp_rule and ("no-cache" in cc or pragma_no_cache)):
             actions.skip_read = True
-            actions.reason = "force_refresh: fetching a new response"
+            actions.reason = "fetching a new response: force_refresh or request no-cache"
         elif "no-cache" in cc or pragma_no_cache:
             actions.refresh = actions.no_cache = True
             actions.reason = "request no-cache: revalidating (RFC 9111 §5.2.1.4)"
@@ -305,7 +317,7 @@ class CacheActions:
         falls back to ``expire_after``, as in both peers (NEVER_EXPIRE included).
         """
         expire_after = self.expire_after
-        if self.settings.cache_control:
+        if self.settings.cache_control and not self.expire_from_request:
             lifetime = freshness.lifetime(status, headers, now, self.settings.max_heuristic_age)
             if lifetime is not None:
                 age = freshness.initial_age(headers, request_time, now)

@@ -78,13 +78,14 @@ class BaseCache:
 
     Args:
         cache_name: Name of the cache.
-        **kwargs: Cache settings (``expire_after``...; see :class:`CacheSettings`).
+        **kwargs: Cache settings (``expire_after``...; see :class:`CacheSettings`), and
+            ``max_entries`` (keep at most this many responses).
     """
 
     backend: CacheBackend
 
     def __init__(self, cache_name: str = DEFAULT_CACHE_NAME, **kwargs: Any) -> None:
-        self._attach(CacheBackend(str(cache_name), **_settings_only(kwargs)))
+        self._attach(CacheBackend(str(cache_name), **kwargs))
 
     @classmethod
     def wrap(cls, backend: CacheBackend) -> BaseCache:
@@ -126,12 +127,11 @@ class BaseCache:
 
     # -- responses -------------------------------------------------------------------
     def create_key(self, request: AnyRequest, match_headers: Iterable[str] | None = None,
-                   **kwargs: Any) -> str:
+                   verify: Any = True, **kwargs: Any) -> str:
         """The key this backend's settings give ``request`` (``match_headers``, if given,
-        instead of the setting's). Other keyword arguments (``verify``...) do not change
-        the key."""
+        instead of the setting's; ``verify=False``: sent without TLS verification)."""
         if not isinstance(request, Record):
-            request = cached_request(prepared(request))
+            request = cached_request(prepared(request), verify=verify)
         if match_headers is None:
             return self.backend.create_key(request)
         saved = self.settings.match_headers
@@ -166,7 +166,7 @@ class BaseCache:
         if key is None:
             if request is None:
                 raise TypeError("contains() needs a key, a request or a url")
-            key = self.create_key(request)
+            key = self.create_key(request, verify=verify)
         return key in self.responses or key in self.redirects
 
     def delete(self, *keys: str, expired: bool = False, invalid: bool = False,
@@ -176,7 +176,7 @@ class BaseCache:
         """Delete responses: by key, by request, by URL (each of ``methods``), all
         expired, all that cannot be read (``invalid``), and/or those stored more than
         ``older_than`` ago. Redirect aliases left pointing at nothing go too."""
-        targets = [*keys, *(self.create_key(r) for r in requests or ())]
+        targets = [*keys, *(self.create_key(r, verify=verify) for r in requests or ())]
         if invalid or older_than is not None:
             targets += [r.cache_key for r in self.filter(valid=False, expired=False,
                                                            invalid=invalid, older_than=older_than)]
@@ -269,7 +269,7 @@ class BaseCache:
         self.delete(expired=True)
 
     def get_urls(self) -> list[str]:
-        return run(self.backend.get_urls())  # type: ignore[arg-type]
+        return run(self.backend.get_urls().collect())
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "backend":
@@ -294,14 +294,6 @@ class BaseCache:
 def _redacted(response: CachedResponse) -> bool:
     request = response.request
     return REDACTED in (request.url or "") or any(v == REDACTED for v in request.headers.values())
-
-
-def _settings_only(kwargs: dict[str, Any]) -> dict[str, Any]:
-    settings, rest = CacheSettings.split(kwargs)
-    if rest:
-        raise TypeError(f"unexpected arguments {sorted(rest)}: the in-memory BaseCache takes "
-                        "cache settings only")
-    return settings
 
 
 __all__ = ["DEFAULT_CACHE_NAME", "BaseCache", "RedirectCodec"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from email.message import Message
+from typing import Any
 
 import requests
 from multidict import CIMultiDict
@@ -27,7 +28,8 @@ def prepared(request: requests.PreparedRequest | requests.Request) -> requests.P
 
 
 def cached_request(request: requests.PreparedRequest, body: bool = True,
-                   cookie: bool = True, follow_redirects: bool = True) -> CachedRequest:
+                   cookie: bool = True, follow_redirects: bool = True,
+                   verify: Any = True) -> CachedRequest:
     """The request as the cache sees it: method, full URL, every header (credentials
     included: the key hashes them, storage redacts them; ``cookie=False`` leaves the
     Cookie header out), the body bytes, and whether redirects are followed."""
@@ -50,7 +52,7 @@ def cached_request(request: requests.PreparedRequest, body: bool = True,
         data = data.replace(boundary.encode(), _FIXED_BOUNDARY.encode())
         headers["Content-Type"] = headers["Content-Type"].replace(boundary, _FIXED_BOUNDARY)
     return CachedRequest((request.method or "GET").upper(), request.url or "", headers, data,
-                         follow_redirects)
+                         follow_redirects, verify is not False)
 
 
 def charset(headers: CIMultiDict[str]) -> str | None:

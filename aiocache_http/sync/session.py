@@ -215,7 +215,8 @@ class CachedSession(requests.Session):
         _pending.set(None)  # consumed: a send() from a hook is a request of its own
         try:
             record = cached_request(request, cookie=request not in _jar_cookies,
-                                    follow_redirects=kwargs.get("allow_redirects", True))
+                                    follow_redirects=kwargs.get("allow_redirects", True),
+                                    verify=kwargs.get("verify", self.verify))
         except NotKeyable:
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
         backend = self._backend
