@@ -17,7 +17,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any
 
 import pytest
 import requests
-from aiohttp import web
 
 import aiocache_http.sync as requests_cache
 from aiocache_http import CacheBackend, CachedClientSession
@@ -41,7 +39,7 @@ from aiocache_http.sync import (
     create_key,
 )
 
-from .origin import Origin, make_app
+from .origin import Origin
 from .redis_servers import RedisServer
 
 BackendMaker = Callable[..., CacheBackend]
@@ -49,26 +47,6 @@ BackendMaker = Callable[..., CacheBackend]
 
 def n(response: requests.Response) -> int:
     return int(response.json()["n"])
-
-
-@pytest.fixture
-def thread_origin() -> Iterator[Origin]:
-    """The local origin, served by a loop in its own thread."""
-    origin = Origin("", Counter())
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(make_app(origin.counts, origin.state, origin.last_headers, origin.clock))
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    origin.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield origin
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 @pytest.fixture(autouse=True)

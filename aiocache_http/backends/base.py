@@ -260,7 +260,8 @@ class CacheBackend:
         """
         s = self.settings
         memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
-                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn)
+                    request.follow_redirects, request.verify, s.ignored_params, s.match_headers,
+                    s.key_fn)
         found = self._identities.get(memo_key)
         if found is not None:
             return found

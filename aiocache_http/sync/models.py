@@ -23,7 +23,7 @@ from requests.utils import get_encoding_from_headers
 from .. import models
 from ..models import utcnow
 from ..models.convert import aware
-from ..policy.expiration import NEVER_EXPIRE, ExpirationTime, expiration_datetime, normalize_expire_after
+from ..policy.expiration import ExpirationTime, expiration_datetime
 
 _CACHE_ATTRS = ["from_cache", "created_at", "expires", "cache_key", "revalidated"]
 
@@ -205,11 +205,18 @@ class CachedResponse(_CacheInfo):
         return len(self._content or b"")
 
     def is_older_than(self, older_than: ExpirationTime) -> bool:
-        """Was it stored more than ``older_than`` (seconds, timedelta, datetime) ago?"""
-        value = normalize_expire_after(older_than, "older_than")
-        if value == NEVER_EXPIRE:
+        """Was it stored more than ``older_than`` (seconds or a timedelta, negative ones
+        too, or before a datetime) ago?"""
+        if older_than is None:
             return False
-        cutoff = value if isinstance(value, datetime) else utcnow() - timedelta(seconds=float(value))
+        if isinstance(older_than, datetime):
+            cutoff = aware(older_than)
+        elif isinstance(older_than, timedelta):
+            cutoff = utcnow() - older_than
+        elif isinstance(older_than, (int, float)) and not isinstance(older_than, bool):
+            cutoff = utcnow() - timedelta(seconds=older_than)
+        else:
+            raise TypeError(f"older_than must be seconds, a timedelta or a datetime, not {older_than!r}")
         return self.created_at is not None and self.created_at < cutoff
 
     def reset_expiration(self, expire_after: ExpirationTime) -> bool:

@@ -205,7 +205,7 @@ class _Missing:
 
     def _fail(self, *args: Any, **kwargs: Any) -> Any:
         raise ImportError(f"the {self.name} serializer needs {self.package}: "
-                          f"pip install {self.package}")
+                          f"pip install 'aiocache-http[serializers]'")
 
     __call__ = dumps = loads = copy = set_decode_content = _fail
 
