@@ -152,12 +152,14 @@ class _Flow:
             if cached is not None:
                 cached = dataclasses.replace(cached, body=b"", cache_key=actions.key)
         self.vary_generation = cached.vary_generation if cached is not None else ""
-        if cached is None or freshness.vary_matches(cached, actions.request, CREDENTIAL_HEADERS):
+        # A credential field left out of the key (ignored_params) cannot tell users apart:
+        # Vary on it compares the stored (redacted) value, so it never matches a sent one.
+        keyed = CREDENTIAL_HEADERS - {p.lower() for p in backend.settings.ignored_params}
+        if cached is None or freshness.vary_matches(cached, actions.request, keyed):
             return cached
         names = freshness.vary_names(cached.headers)
         variant = await backend.get_response(self.variant_key(names))
-        if variant is not None and freshness.vary_matches(variant, actions.request,
-                                                          CREDENTIAL_HEADERS):
+        if variant is not None and freshness.vary_matches(variant, actions.request, keyed):
             return variant
         logger.debug("%s %s: stored response varies on %s: no matching variant",
                      actions.request.method, actions.request.url, names)
@@ -259,8 +261,10 @@ class _Flow:
         if backend.settings.cache_control and self.request.method in UNSAFE_METHODS:
             await invalidate(backend, self.request, origin.status, origin.headers)  # cached POST
 
-        if origin.status == 304 and cached is not None:  # (also to a plain request, as requests-cache)
+        if origin.status == 304 and cached is not None:
             origin.release()
+            if not revalidating:  # a 304 to a plain request: the stored response stands as is
+                return self.from_cache(cached)
             if actions.selects_stored(origin.headers):
                 renewed = actions.renew(cached, origin.headers, response_time, request_time)
                 if not backend.settings.read_only:

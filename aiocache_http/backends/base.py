@@ -374,7 +374,10 @@ class CacheBackend:
             key = cache_key or self.create_key(response.request)
         response.cache_key = key
         data = self.dump(key, response)
-        await self._guard("write", self.raw_responses.write(key, data, response.expires), None)
+        # Saved by hand already expired, it is kept for revalidation as if expiring now
+        # (a TTL from a past expiry would drop it at once).
+        keep_until = max(response.expires, utcnow()) if by_user and response.expires else response.expires
+        await self._guard("write", self.raw_responses.write(key, data, keep_until), None)
         if by_user and not _has_credentials(response.request):
             # (A hop alias carries no credentials: it must not lead to a user's response.)
             for hop in response.history:

@@ -113,6 +113,7 @@ class CacheActions:
     cached: CachedResponse | None = None
     background_refresh: bool = False
     expire_from_request: bool = False  # a request max-age outranks the response's (see header_rule)
+    now: datetime | None = None  # when the stored entry was judged
 
     # -- 1. the request -----------------------------------------------------------
     @classmethod
@@ -178,6 +179,7 @@ class CacheActions:
     # -- 2. the stored entry -------------------------------------------------------
     def on_cached(self, cached: CachedResponse | None, now: datetime) -> Decision:
         """Decide from the stored entry (None when there is none) what to do."""
+        self.now = now
         if self.skip_read:
             self.cached = None
             return self._decide(Decision.FETCH, self.reason)
@@ -187,6 +189,8 @@ class CacheActions:
         fresh_left = float("inf") if cached.expires is None else (
             cached.expires - now).total_seconds()
         cache_control = self.settings.cache_control
+        if self.only_if_cached and fresh_left > 0:
+            return self._decide(Decision.SERVE, "hit: fresh, and only-if-cached outranks refresh")
         if self.refresh:
             if (cache_control and not self.no_cache and fresh_left > 0
                     and freshness.immutable(cached)):
@@ -243,6 +247,10 @@ class CacheActions:
     def _revalidate(self, cached: CachedResponse, why: str) -> Decision:
         self.validation_headers = freshness.validators(cached)
         if self.only_if_cached:
+            if (self.settings.stale_if_error and self.now is not None
+                    and self.stale_if_error_ok(cached, self.now)):
+                return self._decide(Decision.SERVE, f"only-if-cached and stale_if_error: "
+                                    f"serving it ({why})")
             return self._decide(Decision.GATEWAY_TIMEOUT, f"only-if-cached, and {why}")
         if self.validation_headers:
             return self._decide(Decision.REVALIDATE, f"{why}: conditional request")

@@ -137,12 +137,15 @@ class DynamoDbCache(_Backend):
 
 class FileCache(_Backend):
     """A directory: ``FileCache(cache_name, use_cache_dir=, use_temp=, serializer=,
-    extension=, **settings)``. Files are named ``<key>.<extension>``; the extension
-    defaults to the serializer's (``json``, ``yaml``, ``pkl``...), none for the default."""
+    extension=, max_cache_bytes=, **settings)``. As in requests-cache, responses are JSON
+    files by default, named ``<key>.<extension>`` after the serializer (``json``,
+    ``yaml``, ``pkl``...)."""
 
     _alias = "filesystem"
 
     def __init__(self, cache_name: str | Path = DEFAULT_CACHE_NAME, **kwargs: Any) -> None:
+        if kwargs.get("serializer") is None:
+            kwargs["serializer"] = "json"  # requests-cache's default here: readable files, no pickle
         if "extension" not in kwargs:
             kwargs["extension"] = _extension(kwargs.get("serializer"))
         super().__init__(cache_name, **kwargs)

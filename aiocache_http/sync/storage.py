@@ -221,6 +221,18 @@ class BaseStorage(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return run(self.storage.size())
 
+    def values(self) -> list[Any]:  # type: ignore[override]
+        """The values that can be read (an unusable item is left out, not an error)."""
+        return [value for _key, value in self.items()]
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        items = []
+        for key in self:
+            value = self.read(key)
+            if value is not None:
+                items.append((key, value))
+        return items
+
     def __bool__(self) -> bool:
         return len(self) > 0
 
