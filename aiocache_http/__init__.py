@@ -20,7 +20,7 @@ from .policy import (
 )
 from .response import CachedClientResponse, CachedResponse, OriginClientResponse
 from .serializers import DeserializationError, Serializer
-from .session import CacheMixin, CachedClientSession, CachedSession
+from .session import CachedClientSession, CachedSession, CacheMixin
 
 # Backends whose client library is an optional extra load on first use.
 _LAZY = {

@@ -155,8 +155,8 @@ with warnings.catch_warnings():
                 raw.expires = None if cached.expires is None else naive(cached.expires)
                 raw.cache_key = cached.cache_key
             if isinstance(raw, ClientResponse) and raw._body is not None:
-                raw.content = BodyStream(raw._body)  # read to be stored: streams again
-            return raw
+                raw.content = BodyStream(raw._body)  # type: ignore[assignment]  # streams again
+            return raw  # type: ignore[no-any-return]
 
         def _cached_request(self, method: str, str_or_url: str | URL,
                             kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:

@@ -26,8 +26,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ..policy.settings import CacheSettings
 from .base import BaseCache, CacheBackend
-from .values import Value, decode_value, encode_value
 from .mongodb import MongoClients, MongoDBCache, utc_naive
+from .values import Value, decode_value, encode_value
 
 _NEWEST_FIRST = [("uploadDate", -1), ("_id", -1)]
 

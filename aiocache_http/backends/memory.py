@@ -21,7 +21,7 @@ class MemoryCache(BaseCache):
     def __init__(self, cache_name: str | None = None, collection_name: str | None = None, *,
                  max_entries: int | None = None, **serializer_options: Any) -> None:
         check_storage_options(type(self).__name__, serializer_options)
-        if not isinstance(cache_name, (str, type(None))) or not isinstance(collection_name, (str, type(None))):
+        if not all(isinstance(name, (str, type(None))) for name in (cache_name, collection_name)):
             raise TypeError("MemoryCache takes names, then max_entries by keyword: "
                             "MemoryCache(max_entries=100)")
         if max_entries is not None and max_entries < 1:

@@ -30,8 +30,8 @@ from pymongo import AsyncMongoClient
 
 from ..policy.settings import CacheSettings
 from .base import BaseCache, CacheBackend
-from .values import Value, decode_value, encode_value
 from .clients import LoopClients
+from .values import Value, decode_value, encode_value
 
 # pymongo's AsyncMongoClient or motor's AsyncIOMotorClient: typed loosely because motor
 # is optional and untyped; only the API subset both share is called.

@@ -51,8 +51,8 @@ from redis.backoff import NoBackoff
 from ..models import utcnow
 from ..policy.settings import CacheSettings
 from .base import BaseCache, CacheBackend, ConfigurationError
-from .values import Value, decode_value, encode_value
 from .clients import LoopClients
+from .values import Value, decode_value, encode_value
 
 AsyncClient = Redis | RedisCluster
 Connection = Redis | RedisCluster | redis.Redis

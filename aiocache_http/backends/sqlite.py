@@ -36,8 +36,8 @@ T = TypeVar("T")
 Step = tuple[str, Sequence[Sequence[Any]] | None]  # (sql, executemany rows or None: run once)
 MEMORY = ":memory:"
 # Per task: {id(storage): writes waiting for the end of its bulk_commit block}.
-_BULK: ContextVar[dict[int, dict[str, tuple[bytes, float | None]]]] = ContextVar(
-    "aiocache_http_sqlite_bulk", default={})
+_BULK: ContextVar[dict[int, dict[str, tuple[bytes, float | None]]] | None] = ContextVar(
+    "aiocache_http_sqlite_bulk", default=None)
 # sqlite3.connect's arguments, which aiohttp-client-cache passes through to it.
 _CONNECT_ARGS = frozenset({"detect_types", "isolation_level", "check_same_thread", "factory",
                            "cached_statements", "uri", "autocommit"})
@@ -395,7 +395,7 @@ class SQLiteCache(BaseCache):
 
     def _pending(self) -> dict[str, tuple[bytes, float | None]] | None:
         """Writes of the current task's ``bulk_commit`` block, if one is open."""
-        return _BULK.get().get(id(self))
+        return (_BULK.get() or {}).get(id(self))
 
     @property
     def filename(self) -> str:
@@ -410,7 +410,7 @@ class SQLiteCache(BaseCache):
             yield
             return
         pending: dict[str, tuple[bytes, float | None]] = {}
-        token = _BULK.set({**_BULK.get(), id(self): pending})
+        token = _BULK.set({**(_BULK.get() or {}), id(self): pending})
         try:
             yield
         finally:

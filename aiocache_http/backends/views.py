@@ -99,7 +99,7 @@ class ResponsesView(_View):
         if value is None or not isinstance(value, bytes):
             return value
         try:
-            return self.present(self.backend.load(key, value))
+            return ResponsesView.present(self.backend.load(key, value))
         except DeserializationError:
             return None
 

@@ -3,10 +3,11 @@
 A key is a SHA-256 digest (64 hex digits) of length-prefixed parts: the method, the
 normalised URL, then how and what the body and the matched headers and credentials
 are. A plain request (no body, no matched header, no credential, redirects followed)
-has aiohttp-client-cache's key for it: its parts are that library's. Credentials (auth headers, cookies, API-key parameters,
-URL user info) never reach storage in clear: they are replaced by ``REDACTED`` in the
-stored request and enter the key only as a keyed hash, so two users with different
-tokens never share an entry.
+has aiohttp-client-cache's key for it: its parts are that library's.
+
+Credentials (auth headers, cookies, API-key parameters, URL user info) never reach
+storage in clear: they are replaced by ``REDACTED`` in the stored request and enter the
+key only as a keyed hash, so two users with different tokens never share an entry.
 """
 
 from __future__ import annotations

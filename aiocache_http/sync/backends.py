@@ -61,21 +61,21 @@ class SQLiteCache(_Backend):
 
     @property
     def db_path(self) -> Path | str:
-        return self.backend.db_path  # type: ignore[attr-defined, no-any-return]
+        return self.backend.db_path  # type: ignore[no-any-return]
 
     def count(self, expired: bool = True) -> int:
         """How many responses; with ``expired=False``, only those not expired."""
-        return self.responses.count(expired=expired)  # type: ignore[attr-defined, no-any-return]
+        return self.responses.count(expired=expired)  # type: ignore[no-any-return]
 
     def sorted(self, key: str = "expires", reversed: bool = False, limit: int | None = None,
                expired: bool = True) -> Iterator[CachedResponse]:
         """Responses sorted by ``"expires"``, ``"size"`` or ``"key"``."""
-        return self.responses.sorted(key, reversed, limit, expired)  # type: ignore[attr-defined, no-any-return]
+        return self.responses.sorted(key, reversed, limit, expired)  # type: ignore[no-any-return]
 
     def filter(self, valid: bool = True, expired: bool = True, invalid: bool = False,
                older_than: ExpirationTime = None) -> Iterator[CachedResponse]:
         if valid and not invalid and older_than is None:
-            return self.responses.sorted(expired=expired)  # type: ignore[attr-defined, no-any-return]
+            return self.responses.sorted(expired=expired)  # type: ignore[no-any-return]
         return super().filter(valid, expired, invalid, older_than)
 
     def delete(self, *keys: str, expired: bool = False, vacuum: bool = True,
@@ -84,7 +84,7 @@ class SQLiteCache(_Backend):
         vacuumed, returning the freed space to the OS, unless ``vacuum=False``."""
         super().delete(*keys, expired=expired, **kwargs)
         if vacuum and (expired or kwargs or len(keys) > 1):
-            self.responses.vacuum()  # type: ignore[attr-defined]
+            self.responses.vacuum()
 
 
 class RedisCache(_Backend):
@@ -152,11 +152,11 @@ class FileCache(_Backend):
 
     @property
     def cache_dir(self) -> Path:
-        return self.backend.cache_dir  # type: ignore[attr-defined, no-any-return]
+        return self.backend.cache_dir  # type: ignore[no-any-return]
 
     def paths(self) -> list[Path]:
         """The file of every stored response."""
-        return self.responses.paths()  # type: ignore[attr-defined, no-any-return]
+        return self.responses.paths()  # type: ignore[no-any-return]
 
 
 def _extension(serializer: Any) -> str | None:

@@ -31,8 +31,19 @@ from ..serializers import DeserializationError
 from .bridge import run
 from .convert import cached_request, prepared
 from .models import CachedResponse, OriginalResponse
-from .storage import BaseStorage, Codec, DictStorage, DynamoDbDict, FileDict, GridFSDict, LRUFileDict
-from .storage import MongoDict, RedisDict, RedisHashDict, SQLiteDict
+from .storage import (
+    BaseStorage,
+    Codec,
+    DictStorage,
+    DynamoDbDict,
+    FileDict,
+    GridFSDict,
+    LRUFileDict,
+    MongoDict,
+    RedisDict,
+    RedisHashDict,
+    SQLiteDict,
+)
 
 logger = logging.getLogger("aiocache_http")
 
@@ -136,10 +147,10 @@ class BaseCache:
             return self.backend.create_key(request)
         saved = self.settings.match_headers
         try:
-            self.settings.match_headers = match_headers
+            self.settings.update(match_headers=match_headers)
             return self.backend.create_key(request)
         finally:
-            self.settings.match_headers = saved
+            self.settings.update(match_headers=saved)
 
     def get_response(self, key: str, default: Any = None) -> CachedResponse | Any:
         """The response at ``key`` (following a redirect alias), or ``default``."""

@@ -72,7 +72,7 @@ class CachedHTTPResponse(io.BytesIO):
         self.status, self.reason = status, reason
         self.decode_content = True
 
-    def read(self, amt: int | None = None, decode_content: bool | None = None,  # type: ignore[override]
+    def read(self, amt: int | None = None, decode_content: bool | None = None,
              cache_content: bool = False) -> bytes:
         return super().read(-1 if amt is None else amt)
 
@@ -123,7 +123,8 @@ class CachedResponse(_CacheInfo):
                  history: list[CachedResponse] | None = None, cache_key: str = "",
                  revalidated: bool = False, **kwargs: Any) -> None:
         super().__init__()
-        self.status_code, self.url, self.reason = status_code, url, reason
+        self.status_code = status_code
+        self.url, self.reason = url, reason  # type: ignore[assignment]  # None until set, as requests-cache's
         self.headers = CaseInsensitiveDict(headers or {})
         body = kwargs.pop("_content", content)
         self._content = body if body is not None else b""
@@ -133,7 +134,7 @@ class CachedResponse(_CacheInfo):
         self.request = request if request is not None else CachedRequest()
         self.created_at = aware(created_at) if created_at else utcnow()
         self.expires = aware(expires) if expires else None
-        self.history = history or []
+        self.history: list[requests.Response] = [*(history or [])]
         self.cache_key, self.revalidated = cache_key, revalidated
         self.elapsed = timedelta(0)
         if kwargs:

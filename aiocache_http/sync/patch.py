@@ -57,7 +57,8 @@ def enabled(*args: Any, **kwargs: Any) -> Iterator[None]:
         yield
     finally:
         uninstall_cache()
-        if cache is not None and not isinstance(given, (CacheBackend, BaseCache)) and kwargs.get("autoclose", True):
+        built_here = not isinstance(given, (CacheBackend, BaseCache))
+        if cache is not None and built_here and kwargs.get("autoclose", True):
             cache.close()  # else each block would leave a connection (and its thread) open
 
 

@@ -128,7 +128,7 @@ class CattrStage(Stage):
         return None
 
     def _loads(self, value: Any) -> Any:
-        if not isinstance(value, Mapping) or not _RESPONSE_FIELDS <= set(value):
+        if not isinstance(value, Mapping) or not set(value) >= _RESPONSE_FIELDS:
             return value
         return self._structure(value)
 

@@ -176,7 +176,8 @@ class BaseStorage(MutableMapping[str, Any]):
         if self._pending() is not None:
             yield
             return
-        self._local.pending = pending = {}
+        pending: dict[str, Any] = {}
+        self._local.pending = pending
         try:
             yield
         finally:
