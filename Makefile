@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit servers bench clean
+.PHONY: run test lint typecheck unit servers bench conformance clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ test: lint typecheck unit
 
 bench: $(VENV)/.dev servers
 	$(BIN)/python benchmarks/bench.py
+
+# The public cache-tests suite through both sessions (cache_control=True); needs node.
+CONFORMANCE ?= ../shared/conformance/run.py
+conformance: $(VENV)/.dev
+	@for adapter in aiocache_http aiocache_http-sync; do \
+		$(BIN)/python $(CONFORMANCE) --adapter $$adapter --out /tmp/conformance-aiocache-http \
+			| grep -E '^conformance|required fail' || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

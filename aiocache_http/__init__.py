@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backends import BACKEND_CLASSES, CacheBackend, DictCache, init_backend
+from .backends import BACKEND_CLASSES, BACKENDS, CacheBackend, init_backend, load_class
 from .backends.base import BaseCache, ConfigurationError
-from .backends.memory import MemoryCache
+from .backends.health import BackendTimeoutError, BackendUnavailableError, CircuitState
+from .backends.memory import DictCache, MemoryCache
+from .events import CacheEvent
 from .models import CachedRequest, utcnow
 from .policy import (
     ALL_METHODS,
     DO_NOT_CACHE,
     EXPIRE_IMMEDIATELY,
     NEVER_EXPIRE,
-    CacheActions,
     CacheSettings,
     create_key,
 )
@@ -23,47 +24,28 @@ from .serializers import DeserializationError, Serializer
 from .session import CachedClientSession, CachedSession, CacheMixin
 
 # Backends whose client library is an optional extra load on first use.
-_LAZY = {
-    "SQLiteBackend": ("sqlite", "SQLiteBackend"),
-    "SQLiteCache": ("sqlite", "SQLiteCache"),
-    "RedisBackend": ("redis", "RedisBackend"),
-    "RedisCache": ("redis", "RedisCache"),
-    "MongoDBBackend": ("mongodb", "MongoDBBackend"),
-    "MongoDBCache": ("mongodb", "MongoDBCache"),
-    "GridFSBackend": ("gridfs", "GridFSBackend"),
-    "GridFSCache": ("gridfs", "GridFSCache"),
-    "DynamoDBBackend": ("dynamodb", "DynamoDBBackend"),
-    "DynamoDBCache": ("dynamodb", "DynamoDBCache"),
-    "DynamoDbCache": ("dynamodb", "DynamoDbCache"),
-    "FileBackend": ("filesystem", "FileBackend"),
-    "FileCache": ("filesystem", "FileCache"),
-}
+_LAZY = {name: info.module for info in BACKENDS for name in (info.backend, info.storage)
+         if info.module != "base"} | {"DynamoDbCache": "dynamodb"}  # aiohttp-client-cache's spelling
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        try:
-            return getattr(importlib.import_module(f".backends.{module}", __name__), attr)
-        except ModuleNotFoundError as e:
-            raise ImportError(
-                f"{name} is not available: {e}. Install it with "
-                f"pip install 'aiocache-http[{module}]'"
-            ) from e
+        return load_class(_LAZY[name], name)
     raise AttributeError(f"module 'aiocache_http' has no attribute {name!r}")
 
 
 __all__ = [
     "ALL_METHODS",
+    "BACKENDS",
     "BACKEND_CLASSES",
     "DO_NOT_CACHE",
     "EXPIRE_IMMEDIATELY",
     "NEVER_EXPIRE",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
     "BaseCache",
-    "CacheActions",
     "CacheBackend",
+    "CacheEvent",
     "CacheMixin",
     "CacheSettings",
     "CachedClientResponse",
@@ -71,6 +53,7 @@ __all__ = [
     "CachedRequest",
     "CachedResponse",
     "CachedSession",
+    "CircuitState",
     "ConfigurationError",
     "DeserializationError",
     "DictCache",

@@ -1,34 +1,48 @@
-"""The cache flow both sessions share: look up, decide, fetch, store, replay.
+"""The executor both sessions share: it carries out the decision core's decisions.
 
 A session translates its request into a :class:`CachedRequest`, supplies a ``send``
-coroutine that talks to the origin, and gets back an :class:`Outcome`. Every hit, miss,
-revalidation and store is decided here (by :class:`CacheActions`), so this is the one
-place to count them.
+coroutine that talks to the origin, and gets back an :class:`Outcome`. What to do at
+each step (serve, revalidate, fetch, store, renew, invalidate...) is decided by
+:mod:`aiocache_http.policy.core`; this module only does the IO, coalesces concurrent
+misses per key, and emits one :class:`~aiocache_http.events.CacheEvent` per request.
 
-Concurrent misses for the same key share one origin request (coalescing): the first
-becomes the leader, the others wait for the response it stores. A leader that fails or
-is cancelled hands over to the next caller instead of failing it.
+Concurrent misses for the same key share one origin request: the first becomes the
+leader, the others wait for the response it stores and answer with it (no second read).
+A leader that fails or stores nothing hands over to the next caller.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
-import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
+from .backends.health import request_budget
+from .events import CacheEvent, Kind, collect_faults
 from .models import CachedRequest, CachedResponse
-from .policy import freshness
-from .policy.actions import UNSAFE_METHODS, CacheActions, Decision, RequestOptions, invalidated_urls
-from .policy.keys import CREDENTIAL_HEADERS, redact_url, variant_key
+from .policy import core
+from .policy.core import Plan, Received, RequestOptions
+from .policy.decisions import (
+    Decision,
+    DontStore,
+    Fetch,
+    GatewayTimeout,
+    Invalidate,
+    Lookup,
+    Renew,
+    Revalidate,
+    Serve,
+    ServeStale,
+    Store,
+)
+from .policy.keys import redact_url
 
 logger = logging.getLogger("aiocache_http")
 
@@ -47,6 +61,8 @@ class OriginResponse:
     encoding: str | None = None
     history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
     """Redirect hops as (method, url, status, reason, headers)."""
+    sent_headers: CIMultiDict[str] | None = None
+    """The headers of the request that got this answer (after redirects and auth handlers)."""
 
 
 Send = Callable[[dict[str, str]], Awaitable[OriginResponse]]
@@ -69,13 +85,8 @@ class Outcome:
     revalidated: bool = False  # a 304 just confirmed the stored response
 
 
-def gateway_timeout(request: CachedRequest) -> CachedResponse:
-    """The synthetic 504 of only-if-cached (§5.2.1.7) and of must-revalidate (§5.2.2.2)."""
-    return CachedResponse(504, "Gateway Timeout", request.url, CIMultiDict(), b"", request)
-
-
 async def fetch(
-    backend: CacheBackend, request: CachedRequest, options: RequestOptions, send: Send,
+    backend: CacheBackend, request: CachedRequest, options: RequestOptions | None, send: Send,
     network_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
 ) -> Outcome:
     """Answer ``request`` from the cache or the origin, storing what may be stored.
@@ -84,223 +95,253 @@ async def fetch(
     ``network_errors`` are the HTTP library's "origin unreachable" exceptions, for which
     stale-if-error and must-revalidate apply.
     """
-    key, stored_request = backend.identify(request)
-    actions = CacheActions.from_request(key, stored_request, backend.settings, options)
-    return await _Flow(backend, actions, request, send, network_errors).run()
+    plan = core.plan(request, backend.settings, options, backend.identify)
+    run = _Run(backend, plan, send, network_errors)
+    with request_budget():  # a sick backend costs this request at most one deadline
+        if not backend.events:
+            return await run.execute()
+        run.observe()
+        with collect_faults() as faults:
+            try:
+                outcome = await run.execute()
+            except BaseException:
+                run.emit(None, faults, error=True)
+                raise
+            run.emit(outcome, faults)
+            return outcome
 
 
-Slot = tuple[asyncio.AbstractEventLoop, str]
+class _Run:
+    """One request's way through the cache: carries out the core's decisions."""
 
+    # What the event reports; class-level defaults, so a hit sets only what it uses.
+    last: Decision | None = None  # the last decision carried out
+    lookup_decision: Decision | None = None
+    stored: bool | None = None
+    stored_response: CachedResponse | None = None  # what this request stored, to share
+    not_stored_reason = ""
+    coalesced = False
+    bytes_stored = 0
+    observing = False
+    started = 0.0
+    origin_time = 0.0
+    storage_time = 0.0
 
-@dataclass(slots=True)
-class _Flow:
-    """One request's way through the cache: what it needs at every step, in one place."""
+    def __init__(self, backend: CacheBackend, plan: Plan, send: Send,
+                 network_errors: tuple[type[BaseException], ...]) -> None:
+        self.backend, self.plan, self.send, self.network_errors = backend, plan, send, network_errors
 
-    backend: CacheBackend
-    actions: CacheActions
-    request: CachedRequest  # with real credentials: used for keys, never stored
-    send: Send
-    network_errors: tuple[type[BaseException], ...]
-    vary_generation: str = ""  # of the entry found at the key, if any
+    async def execute(self) -> Outcome:
+        plan = self.plan
+        if plan.bypass is not None:
+            return await self.origin(plan.bypass)
+        coalescing = self.backend.coalescing
+        mark = coalescing.mark()
+        decision = await self.lookup()
+        if isinstance(decision, ServeStale) and decision.refresh is not None:
+            slot = (asyncio.get_running_loop(), plan.key)
+            if slot not in coalescing.inflight and not coalescing.finished_since(slot, mark):
+                self.refresh_in_background(slot, decision.refresh)
+        if not isinstance(decision, (Fetch, Revalidate)):
+            return self.answer(decision)
+        if plan.refresh or plan.skip_read:
+            return await self.origin(decision)  # the caller asked for its own origin request
+        return await self.coalesce(decision, mark)
 
-    async def run(self) -> Outcome:
-        if self.actions.skip_read:
-            return await self.from_origin()
-        fills = self.backend.fills
-        answer = await self.answer_from_cache(fills)
-        if answer is not None:
-            return answer
-        if self.actions.refresh:
-            return await self.from_origin()  # the caller asked for its own origin request
+    # -- storage ------------------------------------------------------------------------
+    async def lookup(self) -> Decision:
+        """Read what the core asks for until it can decide from it."""
+        plan, backend = self.plan, self.backend
+        start = time.perf_counter() if self.observing else 0.0
+        stored = await backend.get_response(plan.key)
+        now = backend.clock()
+        decision = core.on_lookup(plan, stored, now)
+        while isinstance(decision, Lookup):
+            _debug(plan, decision)
+            stored = await backend.get_response(decision.key)
+            decision = core.on_lookup(plan, stored, now, via=decision)
+        if self.observing:
+            self.storage_time += time.perf_counter() - start
+        self.lookup_decision = decision
+        return decision
 
-        async def work() -> Outcome:
-            if self.backend.fills != fills:
-                # A fetch finished between our lookup and now; it may have stored our key.
-                again = await self.answer_from_cache(self.backend.fills)
-                if again is not None:
-                    return again
-            return await self.from_origin()
+    async def save(self, response: CachedResponse, keys: tuple[str, ...],
+                   aliases: tuple[str, ...] = ()) -> None:
+        start = time.perf_counter() if self.observing else 0.0
+        backend = self.backend
+        for key in keys:
+            await backend.save_response(response, key)
+        for alias in aliases:
+            await backend.save_redirect(alias, keys[0])
+        self.stored = True
+        self.stored_response = response
+        if self.observing:
+            self.storage_time += time.perf_counter() - start
 
-        return await self.coalesced(work)
+    async def store(self, decision: Store, received: Received, body: bytes) -> CachedResponse | None:
+        """Store the origin's response once its body is complete (the one step a streamed
+        body runs at its end). Returns what was stored, or None."""
+        settings = self.backend.settings
+        result = core.to_store(self.plan, decision, received, body, lambda url: redact_url(
+            url, settings.ignored_params, settings.credential_names))
+        if isinstance(result, DontStore):
+            self.not_stored(result)
+            return None
+        await self.save(result, decision.keys, decision.aliases)
+        self.bytes_stored = len(body)
+        _debug(self.plan, decision)
+        return result
 
-    # -- the cache ------------------------------------------------------------------
-    async def answer_from_cache(self, fills: int) -> Outcome | None:
-        """Look up and decide: the answer when the cache has it, None when the origin must.
+    def not_stored(self, decision: DontStore) -> None:
+        self.last = decision
+        self.stored = False
+        self.not_stored_reason = decision.why()
+        _debug(self.plan, decision)
 
-        ``fills`` is ``backend.fills`` before the lookup: if a fetch finished since, the
-        stale entry we read may already be refreshed, so no background refresh starts.
-        """
-        cached = await self.lookup()
-        decision = self.actions.on_cached(cached, self.backend.clock())
-        if decision is Decision.SERVE:
-            assert cached is not None
-            if self.actions.background_refresh and self.backend.fills == fills:
-                self.refresh_in_background()
-            return self.from_cache(cached)
-        if decision is Decision.GATEWAY_TIMEOUT:
-            return Outcome(gateway_timeout(self.actions.request))
-        return None
-
-    async def lookup(self) -> CachedResponse | None:
-        """The stored response for this request: the entry at its key, or the Vary variant
-        that matches it (§4.1), or for a HEAD, the GET's (§4.3.5 lets HEAD use it)."""
-        backend, actions = self.backend, self.actions
-        cached = await backend.get_response(actions.key)
-        if cached is None and actions.request.method == "HEAD" and backend.settings.cache_control:
-            get_key = backend.identify(dataclasses.replace(self.request, method="GET"))[0]
-            cached = await backend.get_response(get_key)
-            if cached is not None:
-                cached = dataclasses.replace(cached, body=b"", cache_key=actions.key)
-        self.vary_generation = cached.vary_generation if cached is not None else ""
-        # A credential field left out of the key (ignored_params) cannot tell users apart:
-        # Vary on it compares the stored (redacted) value, so it never matches a sent one.
-        keyed = CREDENTIAL_HEADERS - {p.lower() for p in backend.settings.ignored_params}
-        if cached is None or freshness.vary_matches(cached, actions.request, keyed):
-            return cached
-        names = freshness.vary_names(cached.headers)
-        variant = await backend.get_response(self.variant_key(names))
-        if variant is not None and freshness.vary_matches(variant, actions.request, keyed):
-            return variant
-        logger.debug("%s %s: stored response varies on %s: no matching variant",
-                     actions.request.method, actions.request.url, names)
-        return None
-
-    def variant_key(self, vary_names: list[str]) -> str:
-        values = freshness.vary_values(vary_names, self.actions.request.headers)
-        return variant_key(self.actions.key, self.vary_generation, values)
-
-    def from_cache(self, cached: CachedResponse) -> Outcome:
-        age = None
-        if self.backend.settings.cache_control:
-            age = freshness.current_age(cached, self.backend.clock())
-        return Outcome(cached, from_cache=True, age=age)
-
-    async def save(self, response: CachedResponse) -> None:
-        """Store at the request's key; a response with Vary also at its variant's key, so
-        variants live side by side and the latest one is found with a single read."""
-        names = freshness.vary_names(response.headers)
-        varies = bool(names) and "*" not in names
-        if varies and not self.vary_generation:
-            self.vary_generation = secrets.token_hex(8)  # nothing stored: a new generation
-        response.vary_generation = self.vary_generation if varies else ""
-        await self.backend.save_response(response, self.actions.key)
-        if varies:
-            await self.backend.save_response(dataclasses.replace(response), self.variant_key(names))
-        response.cache_key = self.actions.key
+    # -- answers ---------------------------------------------------------------------------
+    def answer(self, decision: Decision) -> Outcome:
+        """Serve, ServeStale or GatewayTimeout: an answer without (more of) the origin."""
+        self.last = decision
+        _debug(self.plan, decision)
+        if isinstance(decision, (Serve, ServeStale)):
+            assert decision.response is not None
+            return Outcome(decision.response, from_cache=True, age=decision.age)
+        assert isinstance(decision, GatewayTimeout) and decision.response is not None
+        return Outcome(decision.response)
 
     # -- coalescing ---------------------------------------------------------------------
-    async def coalesced(self, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
-        """Run ``work`` as the leader for this key, or share the running leader's response."""
-        slot = (asyncio.get_running_loop(), self.actions.key)
-        leader = self.backend.inflight.get(slot)
-        if leader is None:
-            return await self.lead(slot, self.claim(slot), work)
-        result = await asyncio.shield(leader)
-        if result is not None:
-            return self.from_cache(result)
-        return await self.coalesced(work)  # the leader failed: elect another
+    async def coalesce(self, decision: Fetch | Revalidate, mark: int) -> Outcome:
+        """Lead the origin request for this key, or share the running leader's answer."""
+        coalescing = self.backend.coalescing
+        slot = (asyncio.get_running_loop(), self.plan.key)
+        while True:
+            leader = coalescing.inflight.get(slot)
+            if leader is not None:
+                self.coalesced = True
+                result = await asyncio.shield(leader)
+                if result is not None:  # in hand: no need to read it back
+                    shared = core.shared(self.plan, result, self.backend.clock())
+                    if isinstance(shared, (Fetch, Revalidate)):
+                        return await self.origin(shared)
+                    return self.answer(shared)
+                mark = coalescing.mark()  # the leader stored nothing: elect another
+                continue
+            if coalescing.finished_since(slot, mark):
+                # A fill for this key finished while we were reading: read again.
+                mark = coalescing.mark()
+                again = await self.lookup()
+                if not isinstance(again, (Fetch, Revalidate)):
+                    return self.answer(again)
+                decision = again
+                continue
+            return await self.lead(slot, decision)
 
-    def claim(self, slot: Slot) -> asyncio.Future[CachedResponse | None]:
-        future: asyncio.Future[CachedResponse | None] = slot[0].create_future()
-        self.backend.inflight[slot] = future
-        return future
-
-    async def lead(self, slot: Slot, future: asyncio.Future[CachedResponse | None],
-                   work: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    async def lead(self, slot: tuple[asyncio.AbstractEventLoop, str],
+                   decision: Fetch | Revalidate) -> Outcome:
+        coalescing = self.backend.coalescing
+        future = coalescing.claim(slot)
         shared: CachedResponse | None = None
         try:
-            outcome = await work()
-            if outcome.response is not None and outcome.response.cache_key:
-                shared = outcome.response  # only stored responses are shared
+            outcome = await self.origin(decision)
+            shared = self.stored_response  # only stored responses are shared
             return outcome
         finally:
-            del self.backend.inflight[slot]
-            self.backend.fills += 1
-            future.set_result(shared)
+            coalescing.release(slot, future, shared)
 
-    def refresh_in_background(self) -> None:
+    def refresh_in_background(self, slot: tuple[asyncio.AbstractEventLoop, str],
+                              decision: Revalidate | Fetch) -> None:
         """Stale-while-revalidate (RFC 5861 §3): one background refresh per key. The slot
         is claimed before the task starts, so concurrent stale hits start exactly one."""
-        slot = (asyncio.get_running_loop(), self.actions.key)
-        if slot in self.backend.inflight:
-            return
-        future = self.claim(slot)
-        actions = self.actions
-        actions.decision = Decision.REVALIDATE if actions.validation_headers else Decision.FETCH
+        refresh = _Run(self.backend, self.plan, self.send, self.network_errors)
+        future = self.backend.coalescing.claim(slot)
+        plan = self.plan
 
-        async def refresh() -> None:
+        async def run() -> None:
+            shared: CachedResponse | None = None
             try:
-                outcome = await self.lead(slot, future, self.from_origin)
+                outcome = await refresh.origin(decision)
+                shared = refresh.stored_response
                 if outcome.release is not None:
                     outcome.release()
             except Exception as e:
-                logger.warning("%s %s: background refresh failed: %s: %s", actions.request.method,
-                               actions.request.url, type(e).__name__, e)
+                logger.warning("%s %s: background refresh failed: %s: %s", plan.request.method,
+                               plan.request.url, type(e).__name__, e)
+            finally:
+                self.backend.coalescing.release(slot, future, shared)
 
-        task = slot[0].create_task(refresh())
+        task = slot[0].create_task(run())
         self.backend.background.add(task)
         task.add_done_callback(self.backend.background.discard)
 
     # -- the origin ---------------------------------------------------------------------
-    async def from_origin(self) -> Outcome:
-        backend, actions, cached = self.backend, self.actions, self.actions.cached
-        revalidating = actions.decision is Decision.REVALIDATE
+    async def origin(self, sent: Decision) -> Outcome:
+        """Send the request (conditional for a Revalidate) and carry out what the core
+        decides from the answer."""
+        plan, backend = self.plan, self.backend
+        self.last = sent
+        _debug(plan, sent)
         request_time = backend.clock()
+        start = time.perf_counter() if self.observing else 0.0
         try:
-            origin = await self.send(actions.validation_headers if revalidating else {})
+            origin = await self.send(dict(sent.headers) if isinstance(sent, Revalidate) else {})
         except self.network_errors as e:
-            if actions.error_instead_of_stale():
-                logger.warning("%s %s: origin unreachable and the stale entry must be "
-                               "revalidated: 504", actions.request.method, actions.request.url)
-                return Outcome(gateway_timeout(actions.request))
-            stale = self.stale_if_error(f"{type(e).__name__}: {e}")
-            if stale is None:
+            if self.observing:
+                self.origin_time += time.perf_counter() - start
+            instead = core.on_error(plan, sent, f"{type(e).__name__}: {e}", backend.clock())
+            if instead is None:
                 raise
-            return stale
-        response_time = backend.clock()
-        if backend.settings.cache_control and self.request.method in UNSAFE_METHODS:
-            await invalidate(backend, self.request, origin.status, origin.headers)  # cached POST
+            logger.warning("%s %s: %s", plan.request.method, plan.request.url, instead.why())
+            return self.answer(instead)
+        if self.observing:
+            self.origin_time += time.perf_counter() - start
+        received = Received(origin.status, origin.reason, origin.url, origin.headers, request_time,
+                            backend.clock(), origin.encoding, origin.history, origin.sent_headers)
+        return await self.carry_out(core.on_response(plan, sent, received), origin, received)
 
-        if origin.status == 304 and cached is not None:
+    async def carry_out(self, decision: Decision, origin: OriginResponse,
+                        received: Received) -> Outcome:
+        while isinstance(decision, Invalidate):
+            _debug(self.plan, decision)
+            await self.backend.delete(*decision.keys)
+            assert decision.then is not None
+            decision = decision.then
+        if isinstance(decision, Renew):
             origin.release()
-            if not revalidating:  # a 304 to a plain request: the stored response stands as is
-                return self.from_cache(cached)
-            if actions.selects_stored(origin.headers):
-                renewed = actions.renew(cached, origin.headers, response_time, request_time)
-                if not backend.settings.read_only:
-                    await self.save(renewed)
-                return dataclasses.replace(self.from_cache(renewed), revalidated=True)
-            await backend.delete(actions.key)
-            actions.decision = Decision.FETCH  # the 304 matched nothing stored: ask in full
-            return await self.from_origin()
-        if origin.status >= 500:
-            stale = self.stale_if_error(f"origin answered {origin.status}")
-            if stale is not None:
-                origin.release()
-                return stale
-
-        if not actions.storable(origin.status, origin.headers) or not await self.passes_filter(origin):
-            if actions.invalidates_stored(origin.headers):
-                await backend.delete(actions.key)
+            assert decision.response is not None
+            if not self.backend.settings.read_only:
+                await self.save(decision.response, decision.keys)
+            self.last = decision
+            _debug(self.plan, decision)
+            return Outcome(decision.answer or decision.response, from_cache=True, age=decision.age,
+                           revalidated=True)
+        if isinstance(decision, Serve):  # a 304 to an unconditional request
+            origin.release()
+            return self.answer(decision)
+        if isinstance(decision, ServeStale):
+            origin.release()
+            logger.warning("%s %s: %s", self.plan.request.method, self.plan.request.url,
+                           decision.why())
+            return self.answer(decision)
+        if isinstance(decision, Fetch):  # the 304 matched nothing stored: ask in full
+            origin.release()
+            return await self.origin(decision)
+        if isinstance(decision, DontStore):
+            self.not_stored(decision)
+            if self.plan.bypass is not None:
+                self.stored = None  # nothing could have been stored
             return Outcome(None, raw=origin.raw, release=origin.release)
+        assert isinstance(decision, Store)
+        if not await self.passes_filter(origin):
+            self.not_stored(core.filtered_out(self.plan))
+            return Outcome(None, raw=origin.raw, release=origin.release)
+        start = time.perf_counter() if self.observing else 0.0
         body = await origin.read()
-        if not actions.complete(origin.headers, body):
-            return Outcome(None, raw=origin.raw, release=origin.release)
-        response = self.to_cached(origin, body, request_time, response_time)
-        await self.save(response)
-        if origin.history:
-            await self.save_redirect_aliases(origin, response)
-        logger.debug("%s %s: stored, expires %s", actions.request.method, actions.request.url,
-                     response.expires or "never")
-        return Outcome(response, raw=origin.raw, release=origin.release)
-
-    def stale_if_error(self, error: str) -> Outcome | None:
-        cached = self.actions.cached
-        if cached is None or not self.actions.stale_if_error_ok(cached, self.backend.clock()):
-            return None
-        logger.warning("%s %s: %s; serving the stale cached response (stale_if_error)",
-                       self.actions.request.method, self.actions.request.url, error)
-        return self.from_cache(cached)
+        if self.observing:
+            self.origin_time += time.perf_counter() - start  # the body is origin time too
+        stored = await self.store(decision, received, body)
+        if stored is not None:
+            self.last = decision
+        return Outcome(stored, raw=origin.raw, release=origin.release)
 
     async def passes_filter(self, origin: OriginResponse) -> bool:
         filter_fn = self.backend.settings.filter_fn
@@ -309,55 +350,59 @@ class _Flow:
         result = filter_fn(origin.raw)
         if inspect.isawaitable(result):
             result = await result
-        if not result:
-            logger.debug("%s %s: not stored: filter_fn returned False",
-                         self.actions.request.method, self.actions.request.url)
         return bool(result)
 
-    def to_cached(self, origin: OriginResponse, body: bytes, request_time: datetime,
-                  response_time: datetime) -> CachedResponse:
-        actions, ignored = self.actions, self.backend.settings.ignored_params
-        headers = actions.headers_to_store(origin.headers)
-        history = [
-            CachedResponse(status, reason, redact_url(hop_url, ignored), hop_headers, b"",
-                           CachedRequest(method, redact_url(hop_url, ignored)))
-            for method, hop_url, status, reason, hop_headers in origin.history
-        ]
-        return CachedResponse(
-            status=origin.status, reason=origin.reason,
-            # Without redirects the final URL is the request's, already redacted.
-            url=redact_url(origin.url, ignored) if origin.history else actions.request.url,
-            headers=headers, body=body, request=actions.request, encoding=origin.encoding,
-            created_at=response_time,
-            expires=actions.expires(origin.status, headers, request_time, response_time),
-            request_time=request_time, response_time=response_time, history=history,
-        )
+    # -- the event --------------------------------------------------------------------------
+    def observe(self) -> None:
+        self.observing = True
+        self.started = time.perf_counter()
 
-    async def save_redirect_aliases(self, origin: OriginResponse, response: CachedResponse) -> None:
-        """Point the keys of the redirect hops' URLs at the final response's key, so a
-        request for an intermediate URL is a hit too (one alias per hop, as both peers
-        keep them), and store the response at its final URL's key as well, so a direct
-        request for it is a hit, as in requests-cache. Same headers: same credentials."""
-        key = self.actions.key
-        for alias in {self.backend.create_key(CachedRequest(method, url, self.request.headers))
-                      for method, url, *_ in origin.history}:
-            await self.backend.save_redirect(alias, key)
-        final = self.backend.identify(CachedRequest(self.request.method, origin.url,
-                                                    self.request.headers))
-        if final[0] != key:
-            await self.backend.save_response(
-                dataclasses.replace(response, request=final[1], history=[]), final[0])
+    def emit(self, outcome: Outcome | None, faults: list[str], error: bool = False) -> None:
+        plan, last = self.plan, self.last
+        if last is None:
+            last = plan.bypass or self.lookup_decision or Fetch("failed before a decision")
+        kind = _kind(plan, last, error)
+        response = None if outcome is None else outcome.response
+        status = None
+        served: int | None = None
+        if response is not None:
+            status, served = response.status, len(response.body)
+        elif outcome is not None and outcome.raw is not None:
+            status = getattr(outcome.raw, "status", getattr(outcome.raw, "status_code", None))
+        settings = self.backend.settings
+        url = plan.request.url if plan.bypass is None else redact_url(
+            plan.request.url, settings.ignored_params, settings.credential_names)
+        self.backend.events.emit(CacheEvent(
+            kind=kind, method=plan.request.method, url=url, key=plan.key, status=status,
+            decision=last, lookup=self.lookup_decision,
+            from_cache=outcome is not None and outcome.from_cache,
+            stored=self.stored, not_stored_reason=self.not_stored_reason, coalesced=self.coalesced,
+            duration=time.perf_counter() - self.started, origin_time=self.origin_time,
+            storage_time=self.storage_time, bytes_served=served, bytes_stored=self.bytes_stored,
+            storage_errors=tuple(faults),
+        ))
 
 
-async def invalidate(backend: CacheBackend, request: CachedRequest, status: int,
-                     headers: CIMultiDict[str]) -> None:
-    """After a successful unsafe request, drop the stored GET/HEAD of the URLs it
-    changed (RFC 9111 §4.4)."""
-    urls = invalidated_urls(request.method, request.url, status, headers)
-    if not urls:
-        return
-    keys = [backend.identify(CachedRequest(method, url, request.headers, follow_redirects=follow))[0]
-            for url in urls for method in ("GET", "HEAD") for follow in (True, False)]
-    logger.debug("%s %s answered %d: invalidating %s (RFC 9111 §4.4)", request.method,
-                 request.url, status, urls)
-    await backend.delete(*keys)
+def _kind(plan: Plan, last: Decision, error: bool) -> Kind:
+    if plan.bypass is not None:
+        return "bypassed"
+    if error:
+        return "error"
+    if isinstance(last, ServeStale):
+        return "stale"
+    if isinstance(last, Serve):
+        return "hit"
+    if isinstance(last, Renew):
+        return "revalidated"
+    if isinstance(last, GatewayTimeout):
+        return "gateway_timeout"
+    return "miss"
+
+
+def _debug(plan: Plan, decision: Decision) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s %s: %s: %s", plan.request.method, plan.request.url, decision.name,
+                     decision.why())
+
+
+__all__ = ["OriginResponse", "Outcome", "Send", "fetch"]

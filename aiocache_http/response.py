@@ -7,6 +7,7 @@ class with the same cache attributes, for answers that came from the origin.
 
 from __future__ import annotations
 
+import codecs
 import json as _json
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -247,7 +248,9 @@ class CachedClientResponse:
 
     @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        return tuple((k.encode(), v.encode()) for k, v in self.headers.items())
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives them back.
+        return tuple((k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+                     for k, v in self.headers.items())
 
     @property
     def url(self) -> URL:
@@ -293,7 +296,7 @@ class CachedClientResponse:
     @property
     def content_length(self) -> int | None:
         raw = self.headers.get("Content-Length")
-        return int(raw) if raw and raw.isdigit() else None
+        return int(raw) if raw and len(raw) <= 19 and raw.isascii() and raw.isdigit() else None
 
     @property
     def cookies(self) -> SimpleCookie:
@@ -352,11 +355,24 @@ class CachedClientResponse:
     def _body(self) -> bytes:
         return self._cached.body
 
+    @property
+    def body(self) -> bytes:
+        """The stored body, as the record (:class:`aiocache_http.models.CachedResponse`) has it."""
+        return self._cached.body
+
     async def read(self) -> bytes:
         return self._cached.body
 
     def get_encoding(self) -> str:
-        return self.charset or self._cached.encoding or "utf-8"
+        """The charset named by Content-Type if Python knows it (as aiohttp: an unknown
+        or garbled one is ignored), else the stored encoding, else UTF-8."""
+        for name in (self.charset, self._cached.encoding):
+            if name:
+                try:
+                    return codecs.lookup(name).name
+                except (LookupError, ValueError):  # ValueError: a name with surrogates or NUL
+                    continue
+        return "utf-8"
 
     async def text(self, encoding: str | None = None, errors: str = "strict") -> str:
         return self._cached.body.decode(encoding or self.get_encoding(), errors=errors)

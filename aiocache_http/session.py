@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import logging
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession
+from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
 from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
-from .cache_keys import JsonSerialize, NotKeyable, request_for
-from .driver import OriginResponse, Outcome, fetch, invalidate
+from .cache_keys import JsonSerialize, NotKeyable, request_body
+from .driver import OriginResponse, Outcome, fetch
 from .models import CachedRequest
-from .policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
+from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
 from .response import BodyStream, CachedClientResponse, OriginClientResponse, naive
 
 logger = logging.getLogger("aiocache_http")
 
 _NETWORK_ERRORS = (ClientConnectionError, asyncio.TimeoutError, OSError)
+# aiohttp-client-cache's rule for request Cache-Control (see RequestOptions.header_rule).
+_OPTIONS = RequestOptions(header_rule="cache_control")
 
 
 with warnings.catch_warnings():
@@ -93,12 +97,13 @@ with warnings.catch_warnings():
         # -- aiohttp-client-cache's helpers: same key as a request with these arguments --
         async def has_url(self, url: str | URL, method: str = "GET", **kwargs: Any) -> bool:
             """Is there a stored response for this request (session headers included)?"""
-            key = self._cache.create_key(self._cached_request(method, url, kwargs))
+            key = self._cache.create_key(self._cached_request(method.upper(), url, kwargs))
             return await self._cache.responses.contains(key)
 
         async def delete_url(self, url: str | URL, method: str = "GET", **kwargs: Any) -> None:
             """Delete the stored response for this request."""
-            await self._cache.delete(self._cache.create_key(self._cached_request(method, url, kwargs)))
+            await self._cache.delete(self._cache.create_key(
+                self._cached_request(method.upper(), url, kwargs)))
 
         async def delete_expired_responses(self) -> None:
             await self._cache.delete_expired_responses()
@@ -109,21 +114,23 @@ with warnings.catch_warnings():
             only_if_cached: bool = False, **kwargs: Any,
         ) -> ClientResponse | CachedClientResponse:
             method = method.upper()
-            if self._cache.disabled:
-                return await super()._request(method, str_or_url, **kwargs)
-            if method not in self.settings.allowed_methods:
-                response = await super()._request(method, str_or_url, **kwargs)
-                if self.settings.cache_control and method in UNSAFE_METHODS:
-                    request = self._cached_request(method, str_or_url, kwargs, body=False)
-                    await invalidate(self._cache, request, response.status,
-                                     CIMultiDict(response.headers))
-                return response
+            keyable = True
             try:
                 request = self._cached_request(method, str_or_url, kwargs)
-            except NotKeyable:
+                self._cache.identify(request)  # memoized: fetch() below finds it
+            except ValueError:
+                # A URL we cannot parse: aiohttp decides (and raises its own
+                # InvalidUrlClientError & co.).
                 return await super()._request(method, str_or_url, **kwargs)
-            options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
-                                     header_rule="cache_control")  # aiohttp-client-cache's
+            except NotKeyable:  # a streamed body: the core lets it pass the cache by
+                request = self._cached_request(method, str_or_url, kwargs, body=False)
+                keyable = False
+            disabled = self._cache.disabled
+            options = _OPTIONS  # the defaults: the common case, kept cheap
+            if (expire_after is not UNSET or refresh or force_refresh or only_if_cached or disabled
+                    or not keyable):
+                options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
+                                         disabled, keyable, header_rule="cache_control")
             headers = kwargs.pop("headers", None)
             # Checked below, once the answer is stored: a cached 404 raises like a live one.
             check = kwargs.pop("raise_for_status", None)
@@ -160,38 +167,92 @@ with warnings.catch_warnings():
 
         def _cached_request(self, method: str, str_or_url: str | URL,
                             kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:
-            """The request as the cache sees it: full URL, merged headers, the body as aiohttp
-            sends it (encoded with this session's JSON serializer)."""
-            headers = self._prepare_headers(kwargs.get("headers"))
+            """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
+            will send among them), body bytes. ValueError for a URL aiohttp would refuse."""
+            url, url_text = self._url(str_or_url)
+            if kwargs.get("params"):
+                url = url.extend_query(kwargs["params"])
+                url_text = str(url)
+            given = kwargs.get("headers")
+            if not given and not self._default_headers:
+                headers: CIMultiDict[str] = CIMultiDict()
+            else:
+                headers = self._prepare_headers(given)
             auth = kwargs.get("auth") or self._default_auth
             if isinstance(auth, BasicAuth) and "Authorization" not in headers:
                 headers["Authorization"] = auth.encode()
-            data, json = (kwargs.get("data"), kwargs.get("json")) if body else (None, None)
+            elif auth is None and url.user is not None and "Authorization" not in headers:
+                headers["Authorization"] = _basic_auth(url.user, url.password or "")  # as aiohttp
+            proxy_auth = kwargs.get("proxy_auth") or self._default_proxy_auth
+            if isinstance(proxy_auth, BasicAuth) and "Proxy-Authorization" not in headers:
+                headers["Proxy-Authorization"] = proxy_auth.encode()
+            cookie = self._cookie_header(url, headers.getall("Cookie", ()), kwargs.get("cookies"))
+            if cookie:
+                headers.popall("Cookie", None)
+                headers["Cookie"] = cookie
+            content, content_type = (request_body(kwargs.get("data"), kwargs.get("json"),
+                                                  self._json_serializer())
+                                     if body else (b"", None))
+            if content_type and "Content-Type" not in headers:
+                headers["Content-Type"] = content_type
             verify = kwargs.get("ssl", True) is not False and kwargs.get("verify_ssl") is not False
-            return request_for(method, self._build_url(str_or_url), kwargs.get("params"), data,
-                               json, headers, self._json_serializer(),
-                               follow_redirects=kwargs.get("allow_redirects", True), verify=verify)
+            return CachedRequest(method, url_text, headers, content,
+                                 follow_redirects=kwargs.get("allow_redirects", True), verify=verify)
 
         def _json_serializer(self) -> JsonSerialize:
             as_bytes = getattr(self, "_json_serialize_bytes", None)
             return as_bytes if callable(as_bytes) else self._json_serialize
 
-    class CachedClientSession(CacheMixin, ClientSession):
-        """An ``aiohttp.ClientSession`` with a cache.
+        def _url(self, str_or_url: str | URL) -> tuple[URL, str]:
+            """The full URL as aiohttp builds it, and as text; memoized for a hot URL string.
+            ValueError for a URL aiohttp would refuse."""
+            memo = self._cache._urls
+            memo_key = (self._base_url, str_or_url) if isinstance(str_or_url, str) else None
+            found = memo.get(memo_key) if memo_key is not None else None
+            if found is None:
+                url = self._build_url(str_or_url)
+                if not url.absolute or url.scheme not in ("http", "https"):
+                    raise ValueError(f"not an http(s) URL: {str_or_url!r}")
+                found = (url, str(url))
+                if memo_key is not None:
+                    if len(memo) >= 1024:
+                        memo.clear()
+                    memo[memo_key] = found
+            return found
 
-        Args:
-            cache: The backend (default: ``SQLiteBackend("aiohttp-cache")``, a file in the
-                working directory). One backend may be shared by several sessions, async
-                and sync (a requests-cache-style backend from ``aiocache_http.sync`` is
-                accepted too).
-            **kwargs: Cache settings (``expire_after``, ``cache_control``...; see
-                :class:`CacheSettings`) are applied to ``cache.settings``; what
-                ``aiohttp.ClientSession`` takes goes to it; anything else is ignored, as
-                aiohttp-client-cache does.
+        def _cookie_header(self, url: URL, explicit: Iterable[str], cookies: Any) -> str:
+            """Every cookie aiohttp will send with this request: the Cookie header, the
+            session jar's cookies for ``url``, the per-request ``cookies=``. They identify
+            the user, so they are part of the key (hashed; redacted in storage)."""
+            explicit = list(explicit)
+            jar_size = len(self._cookie_jar)
+            if not (explicit or jar_size or cookies):
+                return ""
+            found: SimpleCookie = SimpleCookie()
+            unparsed = []  # kept as they are: in the key all the same
+            for line in explicit:
+                try:
+                    found.load(line)
+                except CookieError:
+                    unparsed.append(line)
+            if jar_size:
+                found.load(self._cookie_jar.filter_cookies(url))
+            if cookies:
+                jar = CookieJar(unsafe=True, quote_cookie=getattr(self._cookie_jar, "quote_cookie", True))
+                jar.update_cookies(cookies)
+                found.load(jar.filter_cookies(url))
+            pairs = [f"{name}={morsel.coded_value}" for name, morsel in found.items()]
+            return "; ".join([*pairs, *unparsed])
 
-        Per request, ``get()`` & co. also take ``expire_after``, ``refresh``,
-        ``force_refresh`` and ``only_if_cached``.
-        """
+
+def _basic_auth(login: str, password: str) -> str:
+    """The Authorization aiohttp sends for user info in a URL (latin-1, as BasicAuth)."""
+    raw = f"{login}:{password}"
+    try:
+        encoded = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        encoded = raw.encode("utf-8", "surrogatepass")
+    return "Basic " + base64.b64encode(encoded).decode("ascii")
 
 
 def _backend_of(cache: Any) -> CacheBackend:
@@ -217,7 +278,29 @@ def _origin(response: ClientResponse) -> OriginResponse:
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history],
+        sent_headers=CIMultiDict(response.request_info.headers),
     )
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+
+    class CachedClientSession(CacheMixin, ClientSession):
+        """An ``aiohttp.ClientSession`` with a cache.
+
+        Args:
+            cache: The backend (default: ``SQLiteBackend("aiohttp-cache")``, a file in the
+                working directory). One backend may be shared by several sessions, async
+                and sync (a requests-cache-style backend from ``aiocache_http.sync`` is
+                accepted too).
+            **kwargs: Cache settings (``expire_after``, ``cache_control``...; see
+                :class:`CacheSettings`) are applied to ``cache.settings``; what
+                ``aiohttp.ClientSession`` takes goes to it; anything else is ignored, as
+                aiohttp-client-cache does.
+
+        Per request, ``get()`` & co. also take ``expire_after``, ``refresh``,
+        ``force_refresh`` and ``only_if_cached``.
+        """
 
 
 CachedSession = CachedClientSession  # aiohttp-client-cache's name

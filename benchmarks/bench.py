@@ -1,10 +1,14 @@
 """Hit and miss latency against the bare client and the peers, measured in one run.
 
     make bench            # or: .venv/bin/python benchmarks/bench.py [--n 2000] [--only memory]
+    .venv/bin/python benchmarks/bench.py --scale 1000000 --only scale   # hit latency at 1M entries
 
 Everything talks to a local aiohttp origin on 127.0.0.1 and every loop is bounded.
 Each row is the median of N timed requests after a warm-up; ratios are against bare
 aiohttp (misses) and against the peer's equivalent (hits), measured in the same run.
+"100 tasks" rows are wall time per request with 100 concurrent tasks (1 / throughput).
+The origin answers ``Cache-Control: max-age=3600``, so RFC 9111 caches (CacheControl,
+hishel) store it too.
 
 Rows are registered with ``@scenario(...)``; a backend adds its own rows the same way.
 """
@@ -19,7 +23,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +44,7 @@ class Row:
     group: str
     name: str
     seconds: float  # median latency of one request
-    baseline: str | None = None  # name of the row this one is compared with
+    baseline: str | tuple[str, ...] | None = None  # the row(s) this one is compared with
 
 
 Bench = Callable[["Context"], Awaitable[list[Row]]]
@@ -60,6 +64,7 @@ class Context:
     base_url: str
     n: int
     tmp: Path
+    scale: int = 0  # --scale: entries for the scale group (0: the group is skipped)
 
     def url(self, i: int | str) -> str:
         return f"{self.base_url}/item/{i}"
@@ -82,6 +87,28 @@ async def get_body(session: Any, url: str) -> bytes:
         return body
 
 
+async def per_request_with_tasks(call: Callable[[int], Awaitable[Any]], total: int,
+                                 tasks: int = 100) -> float:
+    """Wall time per request with ``tasks`` concurrent workers (1 / throughput); best of 3."""
+    best = float("inf")
+    for _ in range(3):
+        counter = iter(range(total))
+
+        async def worker(numbers: Iterator[int]) -> None:
+            for i in numbers:
+                await call(i)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(counter) for _ in range(tasks)))
+        best = min(best, (time.perf_counter() - start) / total)
+    return best
+
+
+async def concurrent_hits(ctx: Context, session: Any) -> float:
+    await get_body(session, ctx.url("hot"))
+    return await per_request_with_tasks(lambda i: get_body(session, ctx.url("hot")), ctx.n * 2)
+
+
 async def hit_and_miss(ctx: Context, session: Any, label: str) -> tuple[float, float]:
     """Median latency of a hit (one URL, cached) and a miss (a new URL every time)."""
     await get_body(session, ctx.url("hot"))
@@ -97,9 +124,12 @@ async def memory_rows(ctx: Context) -> list[Row]:
         bare_latency = await median_latency(lambda i: get_body(bare, ctx.url("bare")), ctx.n // 4)
     async with CachedClientSession(cache=CacheBackend()) as ours:
         hit, miss = await hit_and_miss(ctx, ours, "ours-mem")
+        tasks = await concurrent_hits(ctx, ours)
     rows = [Row("memory", "bare aiohttp (no cache)", bare_latency),
             Row("memory", "aiocache-http memory miss", miss, "bare aiohttp (no cache)"),
-            Row("memory", "aiocache-http memory hit", hit, "aiohttp-client-cache memory hit")]
+            Row("memory", "aiocache-http memory hit", hit, "aiohttp-client-cache memory hit"),
+            Row("memory", "aiocache-http memory hit, 100 tasks", tasks,
+                "aiohttp-client-cache memory hit, 100 tasks")]
     try:
         from aiohttp_client_cache import CacheBackend as PeerMemory
         from aiohttp_client_cache import CachedSession as PeerSession
@@ -107,15 +137,18 @@ async def memory_rows(ctx: Context) -> list[Row]:
         return rows
     async with PeerSession(cache=PeerMemory()) as peer:
         peer_hit, peer_miss = await hit_and_miss(ctx, peer, "peer-mem")
+        peer_tasks = await concurrent_hits(ctx, peer)
     rows += [Row("memory", "aiohttp-client-cache memory miss", peer_miss, "bare aiohttp (no cache)"),
-             Row("memory", "aiohttp-client-cache memory hit", peer_hit)]
+             Row("memory", "aiohttp-client-cache memory hit", peer_hit),
+             Row("memory", "aiohttp-client-cache memory hit, 100 tasks", peer_tasks)]
     return rows
 
 
 @asynccontextmanager
 async def local_origin() -> AsyncIterator[str]:
     async def item(request: web.Request) -> web.Response:
-        return web.Response(body=BODY, content_type="application/json")
+        return web.Response(body=BODY, content_type="application/json",
+                            headers={"Cache-Control": "max-age=3600"})
 
     app = web.Application()
     app.router.add_get("/item/{name}", item)
@@ -131,27 +164,28 @@ async def local_origin() -> AsyncIterator[str]:
 
 def print_table(rows: list[Row]) -> None:
     by_name = {r.name: r for r in rows}
-    print(f"\n{'group':<10} {'scenario':<48} {'median':>10}  ratio")
-    print("-" * 86)
+    print(f"\n{'group':<10} {'scenario':<52} {'median':>10}  ratio")
+    print("-" * 110)
     for r in rows:
-        ratio = ""
-        base = by_name.get(r.baseline or "")
-        if base is not None:
-            ratio = f"{r.seconds / base.seconds:5.2f}x {base.name}"
-        print(f"{r.group:<10} {r.name:<48} {r.seconds * 1e6:8.1f}µs  {ratio}")
+        names = (r.baseline,) if isinstance(r.baseline, str) else (r.baseline or ())
+        ratios = [f"{r.seconds / by_name[n].seconds:5.2f}x {n}" for n in names if n in by_name]
+        print(f"{r.group:<10} {r.name:<52} {r.seconds * 1e6:8.1f}µs  {'; '.join(ratios)}")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="timed requests per hit row")
     parser.add_argument("--only", action="append", help="run only these groups")
+    parser.add_argument("--scale", type=int, default=0, metavar="ENTRIES",
+                        help="also run the scale group: hit latency with ENTRIES stored "
+                             "(1000000 builds ~2 GB of SQLite and files; off by default)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         async with local_origin() as base_url:
-            ctx = Context(base_url, max(args.n, 100), Path(tmp))
+            ctx = Context(base_url, max(args.n, 100), Path(tmp), args.scale)
             for group, bench in SCENARIOS:
                 if args.only and group not in args.only:
                     continue

@@ -19,10 +19,20 @@ import redis
 
 from aiocache_http import CachedClientSession
 from aiocache_http.backends.redis import RedisBackend
-from benchmarks.bench import Context, Row, get_body, hit_and_miss, median_latency, scenario
+from benchmarks.bench import (
+    Context,
+    Row,
+    concurrent_hits,
+    get_body,
+    hit_and_miss,
+    median_latency,
+    scenario,
+)
 
 PEER_HIT = "aiohttp-client-cache redis hit"
+PEER_TASKS = "aiohttp-client-cache redis hit, 100 tasks"
 BARE = "bare aiohttp (redis group)"
+FLOOR = "redis-py GET of the same item (floor)"
 
 
 @contextmanager
@@ -57,10 +67,29 @@ def redis_server(directory: Path) -> Iterator[str | None]:
         proc.wait(10)
 
 
-async def measure(ctx: Context, session: Any, label: str) -> tuple[float, float]:
+async def measure(ctx: Context, session: Any, label: str) -> tuple[float, float, float]:
     async with session:
         await session.cache.clear()
-        return await hit_and_miss(ctx, session, label)
+        hit, miss = await hit_and_miss(ctx, session, label)
+        return hit, miss, await concurrent_hits(ctx, session)
+
+
+async def floor_row(url: str, backend: RedisBackend, ctx: Context) -> Row:
+    """A bare redis-py GET of the bytes our hit reads: the round trip no cache can beat."""
+    from redis.asyncio import Redis
+
+    async with CachedClientSession(cache=backend, autoclose=False) as s:
+        await get_body(s, ctx.url("floor"))
+        key = s.cache.create_key(s._cached_request("GET", ctx.url("floor"), {}))
+    value = await backend.raw_responses.read(key)
+    assert value is not None
+    client = Redis.from_url(url)
+    await client.set("bench-floor", value)
+    try:
+        return Row("redis", FLOOR, await median_latency(lambda i: client.get("bench-floor"), ctx.n))
+    finally:
+        await client.aclose()
+        await backend.close()
 
 
 @scenario("redis")
@@ -72,21 +101,25 @@ async def redis_rows(ctx: Context) -> list[Row]:
 
         async with aiohttp.ClientSession() as bare:
             bare_latency = await median_latency(lambda i: get_body(bare, ctx.url("bare")), ctx.n // 4)
-        rows = [Row("redis", BARE, bare_latency)]
+        rows = [Row("redis", BARE, bare_latency),
+                await floor_row(url, RedisBackend("bench-floor", url, ttl=False), ctx)]
         ours = {
             "auto layout, ttl": RedisBackend("bench-auto", url),
             "hash layout, ttl=False": RedisBackend("bench-hash", url, ttl=False),
         }
         for name, backend in ours.items():
-            hit, miss = await measure(ctx, CachedClientSession(cache=backend), f"ours-{name}")
+            hit, miss, tasks = await measure(ctx, CachedClientSession(cache=backend), f"ours-{name}")
             rows += [Row("redis", f"aiocache-http redis miss ({name})", miss, BARE),
-                     Row("redis", f"aiocache-http redis hit ({name})", hit, PEER_HIT)]
+                     Row("redis", f"aiocache-http redis hit ({name})", hit, (FLOOR, PEER_HIT)),
+                     Row("redis", f"aiocache-http redis hit, 100 tasks ({name})", tasks, PEER_TASKS)]
         try:
             from aiohttp_client_cache import CachedSession as PeerSession
             from aiohttp_client_cache import RedisBackend as PeerRedis
         except ImportError:
             return rows
-        hit, miss = await measure(ctx, PeerSession(cache=PeerRedis("bench-peer", address=url)), "peer")
+        hit, miss, tasks = await measure(ctx, PeerSession(cache=PeerRedis("bench-peer", address=url)),
+                                         "peer")
         rows += [Row("redis", "aiohttp-client-cache redis miss", miss, BARE),
-                 Row("redis", PEER_HIT, hit)]
+                 Row("redis", PEER_HIT, hit),
+                 Row("redis", PEER_TASKS, tasks)]
         return rows

@@ -21,6 +21,18 @@ from benchmarks.bench import Context, Row, scenario
 from benchmarks.bench_redis import redis_server
 
 BARE = "bare requests (no cache)"
+CACHECONTROL = "CacheControl memory hit"
+
+
+def cachecontrol_row(url: str, n: int) -> list[Row]:
+    """CacheControl's in-memory cache (its default DictCache) on a requests.Session."""
+    try:
+        from cachecontrol import CacheControl
+    except ImportError:
+        return []
+    with CacheControl(requests.Session()) as session:
+        session.get(url)
+        return [Row("sync", CACHECONTROL, sync_median(lambda: session.get(url).content, n))]
 
 
 def sync_median(call: Callable[[], Any], n: int, warmup: int = 50) -> float:
@@ -36,7 +48,7 @@ def sync_median(call: Callable[[], Any], n: int, warmup: int = 50) -> float:
 
 def hit_latency(session: requests.Session, url: str, n: int) -> float:
     session.get(url)  # the one miss
-    assert session.get(url).from_cache  # type: ignore[attr-defined]
+    assert getattr(session.get(url), "from_cache", True)
     return sync_median(lambda: session.get(url).content, n)
 
 
@@ -58,10 +70,13 @@ def _rows(ctx: Context, redis_url: str | None) -> list[Row]:
                       requests_cache.CachedSession(backend=requests_cache.RedisCache(
                           "rc-sync", connection=Redis(host="127.0.0.1", port=port))),
                       CachedSession(backend=RedisCache("ours-sync", host="127.0.0.1", port=port))))
+    cachecontrol = cachecontrol_row(url, ctx.n)
+    rows += cachecontrol
     for name, peer, ours in pairs:
         peer_name = f"requests-cache {name} hit"
+        baselines = (peer_name, CACHECONTROL) if cachecontrol else peer_name
         rows += [Row("sync", peer_name, hit_latency(peer, url, ctx.n)),
-                 Row("sync", f"aiocache-http sync {name} hit", hit_latency(ours, url, ctx.n), peer_name)]
+                 Row("sync", f"aiocache-http sync {name} hit", hit_latency(ours, url, ctx.n), baselines)]
         ours.cache.clear()
         peer.cache.clear()
         ours.close()

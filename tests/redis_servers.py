@@ -159,30 +159,37 @@ def redis_server_hfe() -> Iterator[RedisServer]:
         yield server
 
 
+@contextmanager
+def cluster_of(directory: Path, node_timeout_ms: int = 3000) -> Iterator[RedisCluster]:
+    """A 3-node Redis Cluster (system binaries) on free loopback ports, in ``directory``."""
+    binary, cli = system_binary(), system_binary("redis-cli")
+    nodes: list[RedisServer] = []
+    try:
+        for i in range(3):
+            port = free_port(bus=True)
+            node = RedisServer(binary, directory / str(i), port, "--cluster-enabled", "yes",
+                               "--cluster-config-file", "nodes.conf",
+                               "--cluster-node-timeout", str(node_timeout_ms))
+            node.start()
+            nodes.append(node)
+        subprocess.run([cli, "--cluster", "create", *(f"{HOST}:{n.port}" for n in nodes),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 30
+        for node in nodes:
+            with node.client() as c:
+                while c.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok")
+                    time.sleep(0.1)
+        yield RedisCluster(nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
     """A 3-node Redis Cluster (system binaries) on free loopback ports."""
-    binary, cli = system_binary(), system_binary("redis-cli")
-    with tempfile.TemporaryDirectory(prefix="redis-cluster-") as tmp:
-        nodes: list[RedisServer] = []
-        try:
-            for i in range(3):
-                port = free_port(bus=True)
-                node = RedisServer(binary, Path(tmp) / str(i), port, "--cluster-enabled", "yes",
-                                   "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000")
-                node.start()
-                nodes.append(node)
-            subprocess.run([cli, "--cluster", "create", *(f"{HOST}:{n.port}" for n in nodes),
-                            "--cluster-replicas", "0", "--cluster-yes"],
-                           check=True, capture_output=True, timeout=60)
-            deadline = time.monotonic() + 30
-            for node in nodes:
-                with node.client() as c:
-                    while c.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
-                        if time.monotonic() > deadline:
-                            raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok")
-                        time.sleep(0.1)
-            yield RedisCluster(nodes)
-        finally:
-            for node in nodes:
-                node.stop()
+    with tempfile.TemporaryDirectory(prefix="redis-cluster-") as tmp, cluster_of(Path(tmp)) as cluster:
+        yield cluster

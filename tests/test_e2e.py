@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY
+from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, CacheEvent
 
 from .clients import Client
 from .origin import Origin
@@ -54,8 +54,8 @@ async def test_expire_after(make_client: MakeClient, origin: Origin) -> None:
 
 async def test_expire_immediately_and_do_not_cache(make_client: MakeClient, origin: Origin) -> None:
     c = make_client(expire_after=EXPIRE_IMMEDIATELY)
-    await c.get(origin.url("/r/imm"))
-    await c.get(origin.url("/r/imm"))
+    await c.get(origin.url("/r/imm?etag=v1"))  # a validator: stored, revalidated on every use
+    await c.get(origin.url("/r/imm?etag=v1"))
     assert origin.count("/r/imm") == 2  # stored, but never served fresh
     assert await c.cache.raw_responses.size() == 1
     c.settings.expire_after = DO_NOT_CACHE
@@ -315,3 +315,29 @@ async def test_delete_by_url_and_clear(make_client: MakeClient, origin: Origin) 
     assert (await c.get(origin.url("/r/x2"))).from_cache
     await c.cache.clear()
     assert await c.cache.raw_responses.size() == 0
+
+
+async def test_one_event_per_request_says_what_happened_and_why(
+    make_client: MakeClient, origin: Origin
+) -> None:
+    c = make_client()
+    events: list[CacheEvent] = []
+    unsubscribe = c.cache.events.subscribe(events.append)
+    await c.get(origin.url("/r/ev"))  # miss, stored
+    await c.get(origin.url("/r/ev"))  # hit
+    await c.get(origin.url("/r/ev404?status=404"))  # miss, not stored
+    await c.request("POST", origin.url("/r/ev"))  # bypassed
+    unsubscribe()
+    await c.get(origin.url("/r/ev"))
+    assert [e.kind for e in events] == ["miss", "hit", "miss", "bypassed"]
+    miss, hit, not_found, post = events
+    assert miss.stored is True and miss.decision.name == "Store" and miss.bytes_stored > 0
+    assert miss.lookup is not None and miss.lookup.name == "Fetch" and not miss.from_cache
+    assert miss.origin_time > 0 and miss.duration >= miss.origin_time and miss.status == 200
+    assert hit.from_cache and hit.decision.name == "Serve" and "fresh" in hit.why
+    assert hit.key == miss.key and hit.bytes_served == miss.bytes_stored and hit.origin_time == 0
+    assert not_found.stored is False and "404 not in allowed_codes" in not_found.not_stored_reason
+    assert post.stored is None and "POST not in allowed_methods" in post.why
+    assert post.status == 200 and post.lookup is None
+    assert all(e.method in ("GET", "POST") and e.url.startswith("http") for e in events)
+    assert not any(e.storage_errors for e in events)

@@ -1,16 +1,28 @@
-"""The sans-IO policy layer: settings, expiration, keys, and CacheActions on a fake clock."""
+"""The sans-IO policy layer: settings, expiration, keys, and the decision core on a fake clock."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE
-from aiocache_http.models import CachedRequest, CachedResponse
-from aiocache_http.policy import CacheActions, CacheSettings, Decision, RequestOptions, create_key
+from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE, CachedRequest
+from aiocache_http.models import CachedResponse
+from aiocache_http.policy import CacheSettings, RequestOptions, core, create_key
+from aiocache_http.policy.decisions import (
+    Decision,
+    DontStore,
+    Fetch,
+    PassThrough,
+    Renew,
+    Revalidate,
+    Serve,
+    ServeStale,
+    Store,
+)
 from aiocache_http.policy.expiration import (
     expiration_datetime,
     expire_after_for_url,
@@ -18,6 +30,7 @@ from aiocache_http.policy.expiration import (
     url_match,
 )
 from aiocache_http.policy.keys import REDACTED, normalize_request
+from aiocache_http.policy.settings import SETTINGS, settings_table
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -154,90 +167,134 @@ def test_credential_params_user_info_and_secret_keyed_hash() -> None:
     assert create_key(one) != create_key(two)
     _, redacted = normalize_request(one)
     assert "t1" not in redacted.url and "pw" not in redacted.url and "q=1" in redacted.url
-    # Ignored params that carry secrets still separate users.
-    assert create_key(one, ["access_token"]) != create_key(two, ["access_token"])
+    # ignored_params is the user's explicit opt-out: one shared entry, still redacted.
+    assert create_key(one, ["access_token"]) == create_key(two, ["access_token"])
+    assert "t1" not in normalize_request(one, ["access_token"])[1].url
     assert create_key(one, secret=b"k1") != create_key(one, secret=b"k2")
     body = req(method="POST", body=b"password=hunter2&u=me",
                Content_Type="application/x-www-form-urlencoded")
     assert b"hunter2" not in normalize_request(body)[1].body
 
 
-# -- actions (fake clock) ---------------------------------------------------------------------
+# -- the decision core (fake clock) ----------------------------------------------------------
+def identify(request: CachedRequest) -> tuple[str, CachedRequest]:
+    return create_key(request), request
+
+
+def plan(request: CachedRequest | None = None, options: RequestOptions | None = None,
+         **settings: object) -> core.Plan:
+    return core.plan(request or req(), CacheSettings(**settings), options, identify)
+
+
 def decide(cached: CachedResponse | None, now: datetime = T0, request: CachedRequest | None = None,
-           options: RequestOptions | None = None, **settings: object) -> CacheActions:
-    actions = CacheActions.from_request("k", request or req(), CacheSettings(**settings), options)
-    actions.on_cached(cached, now)
-    return actions
+           options: RequestOptions | None = None, **settings: object) -> Decision:
+    return core.on_lookup(plan(request, options, **settings), cached, now)
+
+
+def respond(p: core.Plan, status: int, headers: CIMultiDict[str] | None = None,
+            sent: Decision | None = None, at: datetime = T0) -> Decision:
+    got = core.Received(status, "OK", p.request.url, headers or CIMultiDict(), at, at)
+    return core.on_response(p, sent or p.bypass or Fetch("miss"), got)
 
 
 def test_fresh_hit_stale_refetch_and_validators() -> None:
     entry = stored(T0 + timedelta(seconds=60))
-    assert decide(entry, T0 + timedelta(seconds=59)).decision is Decision.SERVE
-    assert decide(entry, T0 + timedelta(seconds=61)).decision is Decision.FETCH
+    assert decide(entry, T0 + timedelta(seconds=59)).name == "Serve"
+    assert decide(entry, T0 + timedelta(seconds=61)).name == "Fetch"
     with_etag = stored(T0 + timedelta(seconds=60), ETag='"v1"', Last_Modified="Mon, 01 Jan 2024 00:00:00 GMT")
     stale = decide(with_etag, T0 + timedelta(seconds=61))
-    assert stale.decision is Decision.REVALIDATE
-    assert stale.validation_headers == {"If-None-Match": '"v1"',
-                                        "If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT"}
-    assert "stale" in stale.reason
-    assert decide(stored(None), T0 + timedelta(days=999)).decision is Decision.SERVE
+    assert isinstance(stale, Revalidate)
+    assert dict(stale.headers) == {"If-None-Match": '"v1"',
+                                   "If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT"}
+    assert "stale by 1s" in stale.why()
+    assert decide(stored(None), T0 + timedelta(days=999)).name == "Serve"
 
 
 def test_request_options_and_directives() -> None:
     entry = stored(T0 + timedelta(hours=1), ETag='"v"')
-    assert decide(entry, options=RequestOptions(refresh=True)).decision is Decision.REVALIDATE
-    forced = decide(entry, options=RequestOptions(force_refresh=True))
-    assert forced.skip_read and forced.decision is Decision.FETCH
-    assert decide(None, options=RequestOptions(only_if_cached=True)).decision is Decision.GATEWAY_TIMEOUT
-    assert decide(entry, options=RequestOptions(only_if_cached=True)).decision is Decision.SERVE
+    assert decide(entry, options=RequestOptions(refresh=True)).name == "Revalidate"
+    forced = plan(options=RequestOptions(force_refresh=True))
+    assert forced.skip_read and core.on_lookup(forced, entry, T0).name == "Fetch"
+    assert decide(None, options=RequestOptions(only_if_cached=True)).name == "GatewayTimeout"
+    assert decide(entry, options=RequestOptions(only_if_cached=True)).name == "Serve"
     for cc in ("no-cache", "max-age=0"):
-        assert decide(entry, request=req(Cache_Control=cc)).decision is Decision.REVALIDATE
-    no_store = decide(entry, request=req(Cache_Control="no-store"))
-    assert no_store.skip_read and no_store.skip_write
-    assert decide(entry, request=req(Pragma="no-cache")).decision is Decision.REVALIDATE
-    assert decide(entry, request=req(Range="bytes=0-1")).skip_write
-    assert decide(entry, always_revalidate=True).decision is Decision.REVALIDATE
+        assert decide(entry, request=req(Cache_Control=cc)).name == "Revalidate"
+    no_store = plan(req(Cache_Control="no-store"))
+    assert isinstance(no_store.bypass, PassThrough) and no_store.bypass.rfc == "RFC 9111 §5.2.1.5"
+    assert decide(entry, request=req(Pragma="no-cache")).name == "Revalidate"
+    assert plan(req(Range="bytes=0-1")).bypass is not None
+    assert decide(entry, always_revalidate=True).name == "Revalidate"
+    assert plan(options=RequestOptions(disabled=True)).bypass is not None
+    assert plan(options=RequestOptions(keyable=False)).bypass is not None
 
 
 def test_per_request_expire_after_beats_url_pattern_beats_default() -> None:
     settings = CacheSettings(expire_after=10, urls_expire_after={"example.com/a": 20})
-    a = CacheActions.from_request("k", req(), settings, RequestOptions(expire_after=30))
-    assert a.expire_after == 30.0
-    assert CacheActions.from_request("k", req(), settings).expire_after == 20.0
-    assert CacheActions.from_request("k", req("https://other.com/"), settings).expire_after == 10.0
+    assert core.expire_after(req().url, settings, RequestOptions(expire_after=30)) == 30.0
+    assert core.expire_after(req().url, settings, RequestOptions()) == 20.0
+    assert core.expire_after("https://other.com/", settings, RequestOptions()) == 10.0
 
 
 def test_storable_and_expires() -> None:
-    a = CacheActions.from_request("k", req(), CacheSettings(expire_after=60))
-    assert a.storable(200, CIMultiDict())
-    assert not a.storable(404, CIMultiDict())
-    assert not a.storable(206, CIMultiDict())
-    assert a.expires(200, CIMultiDict(), T0, T0) == T0 + timedelta(seconds=60)
-    post = CacheActions.from_request("k", req(method="POST"), CacheSettings())
-    assert post.skip_write and not post.storable(200, CIMultiDict())
+    p = plan(expire_after=60)
+    assert isinstance(respond(p, 200), Store)
+    not_stored = respond(p, 404)
+    assert isinstance(not_stored, DontStore) and "allowed_codes" in not_stored.why()
+    assert respond(p, 206).name == "DontStore"
+    assert core.expires(p, 200, CIMultiDict(), T0, T0) == T0 + timedelta(seconds=60)
+    post = plan(req(method="POST"))
+    assert post.bypass is not None and respond(post, 200).name == "DontStore"
 
 
 def test_304_renews_and_keeps_representation_headers() -> None:
     entry = stored(T0, Content_Type="text/plain", Content_Length="4", ETag='"v1"', X_Old="1")
-    a = decide(entry, T0 + timedelta(seconds=5), expire_after=60)
-    assert a.decision is Decision.REVALIDATE
+    p = plan(expire_after=60)
+    sent = core.on_lookup(p, entry, T0 + timedelta(seconds=5))
+    assert sent.name == "Revalidate"
     later = T0 + timedelta(seconds=10)
-    renewed = a.renew(entry, CIMultiDict({"Content-Type": "text/html", "Content-Length": "0",
-                                          "X-Old": "2", "Cache-Control": "max-age=5"}), later, later)
+    renew = respond(p, 304, CIMultiDict({"Content-Type": "text/html", "Content-Length": "0",
+                                         "X-Old": "2", "Cache-Control": "max-age=5"}), sent, later)
+    assert isinstance(renew, Renew) and renew.response is not None
+    renewed = renew.response
     assert renewed.headers["Content-Type"] == "text/plain"
     assert renewed.headers["Content-Length"] == "4"
     assert renewed.headers["X-Old"] == "2" and renewed.status == 200 and renewed.body == b"body"
     assert renewed.expires == later + timedelta(seconds=60)
+    assert entry.headers["X-Old"] == "1"  # the stored object itself is never changed
 
 
 def test_stale_if_error_and_stale_while_revalidate_bounds() -> None:
     entry = stored(T0)
     late = T0 + timedelta(seconds=30)
-    bounded = CacheActions.from_request("k", req(), CacheSettings(stale_if_error=10))
-    assert not bounded.stale_if_error_ok(entry, late)
-    assert bounded.stale_if_error_ok(entry, T0 + timedelta(seconds=5))
-    assert CacheActions.from_request("k", req(), CacheSettings(stale_if_error=True)).stale_if_error_ok(
-        entry, late)
+    bounded = plan(stale_if_error=10)
+    assert not core.stale_if_error_ok(bounded, entry, late)
+    assert core.stale_if_error_ok(bounded, entry, T0 + timedelta(seconds=5))
+    assert core.stale_if_error_ok(plan(stale_if_error=True), entry, late)
     swr = decide(entry, T0 + timedelta(seconds=5), stale_while_revalidate=10)
-    assert swr.decision is Decision.SERVE and swr.background_refresh
-    assert decide(entry, late, stale_while_revalidate=10).decision is Decision.FETCH
+    assert isinstance(swr, ServeStale) and isinstance(swr.refresh, Fetch)
+    assert decide(entry, late, stale_while_revalidate=10).name == "Fetch"
+
+
+def test_decisions_are_immutable_and_format_their_reason_lazily() -> None:
+    decision = decide(stored(T0 + timedelta(seconds=60)), T0)
+    assert isinstance(decision, Serve)
+    with pytest.raises(AttributeError):
+        decision.reason = "changed"  # type: ignore[misc]
+    assert decision.reason == "hit: fresh for %.0fs more" and decision.args == (60.0,)
+    assert decision.why() == "hit: fresh for 60s more"
+
+
+# -- the settings table ---------------------------------------------------------------------------
+def test_readme_settings_table_is_made_from_the_table() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert settings_table() in readme
+    assert {s.name for s in SETTINGS} | {a for s in SETTINGS for a in s.aliases} == CacheSettings.NAMES
+
+
+def test_every_setting_validates_and_splits_from_the_table() -> None:
+    for setting in SETTINGS:
+        default = CacheSettings._DEFAULTS[setting.name]  # the suite may tune a deadline
+        assert getattr(CacheSettings(), setting.name) == setting.validate(default)
+        for alias in setting.aliases:
+            ours, rest = CacheSettings.split({alias: setting.default, "timeout": 3})
+            assert ours == {alias: setting.default} and rest == {"timeout": 3}

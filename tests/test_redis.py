@@ -111,9 +111,30 @@ async def test_a_hit_is_exactly_one_command(redis_target: tuple[str, list[RedisS
     counter = CommandCounter(servers)
     for _ in range(10):
         assert await fetch(s, url) == (200, True)
-    assert counter.delta() == {"hget" if layout == "hash" else "get": 10}
+    read = {"hget" if layout == "hash" else "get": 10}
+    if len(servers) == 1:  # one server: the read runs in the lookup script (one command)
+        read["evalsha"] = 10
+    assert counter.delta() == read
     counter.close()
     assert origin.count("/r/hot") == 1
+
+
+async def test_a_miss_is_one_read_and_one_pipelined_write(
+        redis_target: tuple[str, list[RedisServer], dict[str, Any]], origin: Origin,
+        session_for: Callable[..., CachedClientSession]) -> None:
+    layout, servers, options = redis_target
+    if len(servers) != 1:
+        pytest.skip("a cluster keeps responses and redirects in two slots: two reads")
+    s = session_for(RedisBackend(namespace(), **options), expire_after=300)
+    assert await fetch(s, origin.url("/r/warm")) == (200, False)  # connection open, layout known
+    counter = CommandCounter(servers)
+    assert await fetch(s, origin.url("/r/cold")) == (200, False)
+    write = {"hset": 1, "hpexpire": 1} if layout == "hash" else {"set": 1}
+    reads = {"evalsha": 1, "hget": 2 if layout == "hash" else 1}  # the item, then the alias
+    if layout != "hash":
+        reads["get"] = 1
+    assert counter.delta() == reads | write
+    counter.close()
 
 
 async def test_write_is_one_round_trip_and_listing_never_uses_keys(

@@ -115,6 +115,7 @@ async def test_08_09_fields_not_stored(rfc: Callable[..., Client], origin: Origi
     url = origin.url(path("f", Cache_Control='max-age=60, no-cache="Set-Cookie"', Set_Cookie="sid=1",
                           Connection="close, X-Foo", X_Foo="secret", X_Bar="kept"))
     await c.get(url)
+    await c.get(url)  # requests' jar took sid=1 (aiohttp's refuses an IP host): a new key
     hit = await c.get(url)
     assert hit.from_cache and hit.headers["X-Bar"] == "kept"
     assert "Set-Cookie" not in hit.headers and "X-Foo" not in hit.headers

@@ -274,15 +274,35 @@ async def test_keys_and_values_stream_in_pages(backend: SQLiteBackend) -> None:
     assert seen == keys and await store.size() == 0
 
 
-async def test_a_read_is_one_select(backend: SQLiteBackend) -> None:
+async def test_a_read_is_one_select_run_inline(backend: SQLiteBackend) -> None:
+    """A point read runs on the loop's own read-only connection: no thread hop."""
     store = store_of(backend)
     await store.write("k", b"v")
     conn = await backend.database.connection()
+    handle = await backend.database.handle("responses")
+    reader = backend.database.reader(handle)
+    inline: list[str] = []
+    reader.set_trace_callback(inline.append)
     async with traced(conn) as statements:
         assert await store.read("k") == b"v"
         assert await store.read("missing") is None
-    assert statements == ['SELECT value FROM "responses" WHERE key=\'k\'',
-                          'SELECT value FROM "responses" WHERE key=\'missing\'']
+    assert inline == ['SELECT value FROM "responses" WHERE key=\'k\'',
+                      'SELECT value FROM "responses" WHERE key=\'missing\'']
+    assert statements == []  # nothing went through the aiosqlite thread
+    with pytest.raises(sqlite3.OperationalError):
+        reader.execute('DELETE FROM "responses"')  # read-only
+
+
+async def test_an_inline_read_never_waits_for_a_lock(backend: SQLiteBackend, tmp_path: Path) -> None:
+    """A busy database is read through the aiosqlite thread (which may wait), never by
+    blocking the event loop."""
+    store = store_of(backend)
+    await store.write("k", b"v")
+    handle = await backend.database.handle("responses")
+    reader = backend.database.reader(handle)
+    reader.execute("PRAGMA busy_timeout")  # the reader waits for nothing
+    assert reader.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+    assert await store.read("k") == b"v"
 
 
 async def test_bulk_operations_are_one_transaction(backend: SQLiteBackend) -> None:

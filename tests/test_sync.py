@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import gc
+import inspect
 import json
 import subprocess
 import sys
@@ -420,6 +421,17 @@ def test_settings_only_given_ones_change_a_shared_backend() -> None:
     session = CachedSession(backend=backend, cache_control=True)
     assert session.settings.expire_after == 60 and session.settings.allowed_codes == (200, 404)
     assert session.settings.cache_control is True and session.expire_after == 60
+
+
+def test_a_setting_given_with_its_default_value_is_given() -> None:
+    """"Was it given?" is a sentinel, not a comparison with the default value."""
+    backend = CacheBackend(expire_after=60, allowed_codes=(200, 404), cache_control=True)
+    session = CachedSession(backend=backend, expire_after=-1, allowable_codes=(200,),
+                            cache_control=False)
+    assert session.settings.expire_after == -1 and session.settings.allowed_codes == {200}
+    assert session.settings.cache_control is False
+    shown = inspect.signature(CachedSession).parameters
+    assert repr(shown["expire_after"].default) == "-1"  # the table's default, as requests-cache's
 
 
 # -- autoclose, threads, loops, exit -----------------------------------------------------------

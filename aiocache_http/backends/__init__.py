@@ -12,19 +12,10 @@ from typing import Any
 
 from .base import BaseCache, CacheBackend
 from .memory import DictCache, MemoryCache
+from .registry import BACKENDS, BY_ALIAS, DEFAULT, BackendInfo
 
 # alias -> "module:Class"; a module is imported the first time its class is asked for.
-_SPECS: dict[str, str] = {
-    "memory": "base:CacheBackend",
-    "sqlite": "sqlite:SQLiteBackend",
-    "redis": "redis:RedisBackend",
-    "mongodb": "mongodb:MongoDBBackend",
-    "mongo": "mongodb:MongoDBBackend",
-    "gridfs": "gridfs:GridFSBackend",
-    "dynamodb": "dynamodb:DynamoDBBackend",
-    "filesystem": "filesystem:FileBackend",
-    "file": "filesystem:FileBackend",
-}
+_SPECS: dict[str, str] = {alias: f"{info.module}:{info.backend}" for alias, info in BY_ALIAS.items()}
 
 
 class LazyClasses(Mapping[str, type[CacheBackend]]):
@@ -46,21 +37,27 @@ class LazyClasses(Mapping[str, type[CacheBackend]]):
 
 def _load(spec: str) -> type[CacheBackend]:
     module, _, name = spec.partition(":")
+    return load_class(module, name)  # type: ignore[no-any-return]
+
+
+def load_class(module: str, name: str) -> Any:
+    """``name`` from ``aiocache_http.backends.<module>``; a missing client library is an
+    ImportError that names the extra to install."""
     try:
         mod = importlib.import_module(f"{__name__}.{module}")
     except ImportError as e:
+        extra = next((i.extra for i in BACKENDS if i.module == module and i.extra), module)
         raise ImportError(
-            f"{name} needs an optional dependency: pip install 'aiocache-http[{module}]' ({e})"
+            f"{name} needs an optional dependency: pip install 'aiocache-http[{extra}]' ({e})"
         ) from e
-    cls: type[CacheBackend] = getattr(mod, name)
-    return cls
+    return getattr(mod, name)
 
 
 BACKEND_CLASSES: Mapping[str, type[CacheBackend]] = LazyClasses(_SPECS, _load)
 
 
 def default_backend_alias() -> str:
-    return "sqlite" if "sqlite" in _SPECS else "memory"
+    return DEFAULT
 
 
 def init_backend(
@@ -85,4 +82,5 @@ def init_backend(
     return _load(spec)(cache_name, **kwargs)
 
 
-__all__ = ["BACKEND_CLASSES", "BaseCache", "CacheBackend", "DictCache", "MemoryCache", "init_backend"]
+__all__ = ["BACKENDS", "BACKEND_CLASSES", "BackendInfo", "BaseCache", "CacheBackend", "DictCache",
+           "MemoryCache", "init_backend", "load_class"]

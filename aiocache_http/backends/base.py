@@ -3,8 +3,9 @@
 ``BaseCache`` is a plain async key -> bytes store; each backend module implements it
 for one database. ``CacheBackend`` holds the settings and the serializer, owns a
 ``responses`` and a ``redirects`` storage, and is the single place where storage is
-called: every call goes through :meth:`CacheBackend._guard`, where a failing backend is
-logged and treated as a miss (fail-open) unless ``strict=True``.
+called: every call goes through :meth:`CacheBackend._guard`, under a deadline and a
+circuit breaker (``health.py``), where a failing backend is logged and treated as a miss
+(fail-open) unless ``strict=True``.
 
 ``CacheBackend()`` itself is the in-memory backend.
 """
@@ -12,21 +13,31 @@ logged and treated as a miss (fail-open) unless ``strict=True``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from multidict import CIMultiDict
+
+from ..coalescing import Coalescing
+from ..events import EventHub
+from ..metrics.stats import CacheStats
 from ..models import CachedRequest, CachedResponse, utcnow
 from ..models.convert import as_record
+from ..policy.freshness import NEVER_STORED
 from ..policy.keys import CREDENTIAL_HEADERS, create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
+from .health import Health, Kind, request_budget
 from .values import Value
 
 if TYPE_CHECKING:
@@ -36,6 +47,12 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 _IDENTITY_MEMO_SIZE = 4096
+# Hot entries, decoded: a hit whose stored bytes are the very bytes decoded last time
+# (checked in full: a changed, renewed or tampered item is decoded and verified again)
+# skips the decoding. Immutable responses make sharing them safe.
+_DECODED_SIZE = 256
+_DECODED_MAX_BYTES = 64 * 1024
+_END: Any = object()
 
 
 class AsyncResults(Generic[T]):
@@ -59,15 +76,18 @@ class AsyncResults(Generic[T]):
 
 
 class BaseCache(ABC):
-    """Async key -> value storage. The backend stores bytes; used on its own, a storage
-    also keeps text, numbers, datetimes, lists and dicts and gives back what was written
-    (see :mod:`.values`: a tagged encoding, never pickle).
+    """Async key -> bytes storage. A ``str`` value is stored UTF-8 encoded.
 
     ``expires`` passed to :meth:`write` is the entry's HTTP expiry; storages that can
     expire items themselves (Redis TTL, Mongo TTL index...) use it, others may ignore it.
     Subclasses implement the abstract methods; the rest have generic defaults that a
     subclass overrides when its database can do better.
     """
+
+    holds_objects = False
+    """True for the in-process storage, which keeps decoded responses (see memory.py)."""
+    in_process = False
+    """True when calls never wait on IO (the gate then never moves a write to the background)."""
 
     @abstractmethod
     async def read(self, key: str) -> Value | None: ...
@@ -95,11 +115,27 @@ class BaseCache(ABC):
     async def contains(self, key: str) -> bool:
         return await self.read(key) is not None
 
-    async def iter_values(self) -> AsyncIterator[Value]:
+    async def iter_values(self) -> AsyncIterator[bytes]:
         async for key in self.iter_keys():
             value = await self.read(key)
             if value is not None:
                 yield value
+
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        """``(key, value)`` pairs, for tools that walk a whole storage (the CLI, migration)."""
+        async for key in self.iter_keys():
+            value = await self.read(key)
+            if value is not None:
+                yield key, value
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys``, in order (None where absent)."""
+        return [await self.read(key) for key in keys]
+
+    async def bulk_write(self, items: Iterable[tuple[str, Value, datetime | None]]) -> None:
+        """Write ``(key, value, expires)`` items (in one round trip where the database can)."""
+        for key, value, expires in items:
+            await self.write(key, value, expires)
 
     def keys(self) -> AsyncResults[str]:
         return AsyncResults(self.iter_keys())
@@ -138,19 +174,46 @@ class ConfigurationError(Exception):
     the server does not support...). Raised even where runtime faults fail open."""
 
 
+def without_set_cookie(response: CachedResponse) -> CachedResponse:
+    """``response`` (and its redirect hops) without Set-Cookie headers; itself if none."""
+    def clean(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+        if not any(name.lower() in NEVER_STORED for name in headers):
+            return headers
+        return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in NEVER_STORED)
+
+    headers = clean(response.headers)
+    history = [h if clean(h.headers) is h.headers else dataclasses.replace(h, headers=clean(h.headers))
+               for h in response.history]
+    if headers is response.headers and all(a is b for a, b in zip(history, response.history, strict=True)):
+        return response
+    return dataclasses.replace(response, headers=headers, history=history)
+
+
+def to_bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
 def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
     """Where a file-based cache lives: ``cache_name`` as given, or under the user cache dir
-    or the temp dir if asked (ignored for an absolute path), as requests-cache does."""
+    or the temp dir if asked (ignored for an absolute path), as requests-cache does. A
+    relative name never leaves the directory it is resolved against: ValueError."""
     if use_cache_dir and use_temp:
         raise ValueError("use_cache_dir and use_temp are mutually exclusive")
     path = Path(cache_name).expanduser()
+    if path.is_absolute() or not (use_cache_dir or use_temp):
+        return path.absolute()
     if use_cache_dir:
         from platformdirs import user_cache_dir
 
-        path = Path(user_cache_dir()) / path
-    elif use_temp:
-        path = Path(tempfile.gettempdir()) / path
-    return path.absolute()
+        base = Path(user_cache_dir()).absolute()
+    else:
+        base = Path(tempfile.gettempdir()).absolute()
+    resolved = Path(os.path.normpath(base / path))
+    if resolved == base or base not in resolved.parents:
+        where = "use_cache_dir" if use_cache_dir else "use_temp"
+        raise ValueError(f"cache_name={str(cache_name)!r} with {where}=True resolves to "
+                         f"{str(resolved)!r}, outside {str(base)!r}: name a path inside it")
+    return resolved
 
 
 # ``backend.serializer`` is the backend's Serializer, not the setting it was built from.
@@ -179,14 +242,22 @@ class CacheBackend:
         self.serializer = Serializer(
             get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
         )
-        self.raw_responses: BaseCache = MemoryCache(max_entries=max_entries)
+        responses = MemoryCache(max_entries=max_entries)
+        responses.encode = lambda response: self.serializer.dumps(response, response.cache_key)
+        self.raw_responses: BaseCache = responses
         self.raw_redirects: BaseCache = MemoryCache(max_entries=max_entries)
-        # Per-key tasks shared by concurrent misses and background refreshes.
-        self.inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]] = {}
+        # Per-key coalescing of concurrent misses and background refreshes (see driver.py).
+        self.coalescing = Coalescing()
         self.background: set[asyncio.Task[Any]] = set()
-        self.fills = 0  # origin fetches finished: a waiter that saw a miss re-checks if it moved
+        self.events = EventHub()  # one CacheEvent per finished request
+        self.stats = CacheStats(self)  # counts them (metrics/stats.py)
+        self.events.subscribe(self.stats.record)  # type: ignore[arg-type]  # a CacheEvent is an Event
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
+        self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
+        self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
+        self.health = Health(repr(self), self.settings)
+        """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -227,6 +298,11 @@ class CacheBackend:
         finally:
             _disabled.reset(token)
 
+    @property
+    def inflight(self) -> dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]]:
+        """Keys with an origin request under way (a leader and maybe waiters)."""
+        return self.coalescing.inflight
+
     # -- storages -------------------------------------------------------------------
     @property
     def responses(self) -> ResponsesView:
@@ -261,12 +337,13 @@ class CacheBackend:
         s = self.settings
         memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
                     request.follow_redirects, request.verify, s.ignored_params, s.match_headers,
-                    s.key_fn)
+                    s.key_fn, s.credential_names)
         found = self._identities.get(memo_key)
         if found is not None:
             return found
         secret = s.secret_key[0] if s.secret_key else None
-        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret)
+        material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret,
+                                             s.credential_names)
         if s.key_fn is not None:
             key = s.key_fn(request, ignored_params=s.ignored_params, match_headers=s.match_headers)
             if not isinstance(key, str) or not key:
@@ -292,92 +369,143 @@ class CacheBackend:
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
-    async def _guard(self, op: str, call: Awaitable[T], default: T) -> T:
-        """Run one storage call. A failure is logged and ``default`` returned
-        (fail-open), or re-raised with ``strict=True``. A configuration error is always
-        raised: falling back to the origin would hide it forever."""
+    async def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
+        """Run one storage call under its deadline and the circuit breaker. A failure or a
+        timeout is counted, logged (rate-limited) and ``default`` returned (fail-open), or
+        raised with ``strict=True``; with the circuit open, storage is not called at all.
+        A configuration error is always raised: falling back to the origin would hide it."""
+        if self.raw_responses.in_process and self.raw_redirects.in_process:
+            return await self.health.call_inline(op, call, default, kind)
+        return await self.health.call(op, call, default, kind)
+
+    async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> None:
+        """A write: the caller waits for it at most ``backend_timeout``, then it finishes in
+        the background (awaited by :meth:`wait_for_refreshes` and :meth:`close`)."""
+        if storage.in_process:
+            await self._guard(op, call, None, Kind.WRITE)
+        else:
+            await self.health.call(op, call, None, Kind.WRITE, self.background)
+
+    async def _guard_iter(self, op: str, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``iterator`` with each step through the gate (a maintenance deadline per step).
+        A failed step ends the iteration early (fail-open), or raises with ``strict``."""
         try:
-            return await call
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, ConfigurationError):
-            raise
-        except Exception as e:
-            if self.settings.strict:
-                raise
-            logger.warning("%r: %s failed, continuing without the cache: %s: %s",
-                           self, op, type(e).__name__, e)
-            return default
+            while True:
+                item = await self._guard(op, anext(iterator, _END), _END, Kind.MAINTENANCE)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     # -- responses ------------------------------------------------------------------
     async def get_response(self, key: str, follow_redirects: bool = True) -> CachedResponse | None:
         """The stored response for ``key`` (following a stored redirect), or None.
 
-        An item that cannot be used (tampered, truncated, unknown format) is deleted and
-        reported as a miss.
+        An item that cannot be used (corrupt, tampered, stored at another key, unknown
+        format) is deleted and reported as a miss.
         """
-        data = await self._guard("read", self.raw_responses.read(key), None)
+        storage = self.raw_responses
+        if storage.holds_objects:  # in-process: the decoded response itself, no IO
+            value = storage.get_item(key)  # type: ignore[attr-defined]
+            if value is None and follow_redirects:
+                target = await self.get_redirect(key)
+                if target is not None:
+                    key, value = target, storage.get_item(target)  # type: ignore[attr-defined]
+            if value is None:
+                return None
+            if isinstance(value, CachedResponse):
+                return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+            data: bytes | None = value
+        else:
+            with request_budget():  # a hung backend costs one deadline, not one per call
+                data, key = await self._read_item(key, follow_redirects)
         if data is None:
-            target = await self.get_redirect(key) if follow_redirects else None
-            if target is None:
-                return None
-            key = target
-            data = await self._guard("read", self.raw_responses.read(key), None)
-            if data is None:
-                return None
+            return None
+        decoded = self._decoded.get(key)
+        if decoded is not None and decoded[0] == data:  # the very bytes decoded before
+            return decoded[1]
         try:
-            return self.load(key, data)
+            response = self.load(key, data)  # whatever a user's serializer raises: unusable
         except DeserializationError as e:
             logger.warning("%r: discarding unusable item %s: %s", self, key, e)
-            await self._guard("delete", self.raw_responses.delete(key), None)
+            await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
             return None
+        if len(data) <= _DECODED_MAX_BYTES:
+            if len(self._decoded) >= _DECODED_SIZE:
+                self._decoded = {}  # start over rather than evict one (thread-safe, see identify)
+            self._decoded[key] = (data, response)
+        return response
 
-    def dump(self, key: str, response: CachedResponse) -> bytes:
-        """The stored form of ``response`` at ``key``."""
-        return self.serializer.dumps(response)
+    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | None, str]:
+        """The bytes stored at ``key``, else (following a redirect alias) at its target, with
+        the key they were found at. A storage that can do both in one round trip
+        overrides this (a miss then costs one read)."""
+        data = await self._guard("read", self.raw_responses.read(key), None)
+        if data is None and follow_redirects:
+            target = await self.get_redirect(key)
+            if target is not None:
+                key = target
+                data = await self._guard("read", self.raw_responses.read(key), None)
+        return data, key
 
     def load(self, key: str, data: Any) -> CachedResponse:
         """The response stored as ``data`` at ``key``; DeserializationError if it is none."""
         if not isinstance(data, bytes):
             raise DeserializationError(f"a stored response is bytes, not {type(data).__name__}")
         try:
-            response = self.serializer.loads(data)
+            response = self.serializer.loads(data, key)
         except DeserializationError:
             raise
         except Exception as e:  # a user's serializer: whatever it raises, the item is unusable
             raise DeserializationError(f"{type(e).__name__}: {e}") from e
-        response.cache_key = key
-        return response
+        return response if response.cache_key == key else dataclasses.replace(response, cache_key=key)
+
+    def dump(self, key: str, response: CachedResponse) -> bytes:
+        """The stored form of ``response`` at ``key``."""
+        return self.serializer.dumps(response, key)
 
     async def save_response(self, response: Any, cache_key: str | None = None,
                             expires: datetime | None = None) -> None:
-        """Store ``response`` under ``cache_key`` (default: its request's key), with
-        ``expires`` if given, and alias its redirect hops to it, as both peers do.
+        """Store ``response`` under ``cache_key`` (default: its request's key, the peers'
+        argument order), with ``expires`` if given. Set-Cookie is never stored: replayed,
+        it would hand one user's session to the next.
 
-        ``response`` is a stored record, a replayed response, or a live one (an aiohttp
-        response is read first)."""
-        # A session saves its own records by key, aliases apart; anything else is the user's.
+        ``response`` is a stored record (a session saves those), or one a user hands in: a
+        replayed or a live response (an aiohttp one is read first), stored as a session
+        stores it, credentials redacted, with its redirect hops aliased to it, as both
+        peers do."""
         by_user = not isinstance(response, CachedResponse) or cache_key is None
         if not isinstance(response, CachedResponse):
-            body = getattr(response, "_body", b"")
             read = getattr(response, "read", None)
-            if body is None and callable(read):  # an aiohttp response not read yet
+            if getattr(response, "_body", b"") is None and callable(read):  # aiohttp, not read
                 await read()
         if by_user or expires is not None:
             response = as_record(response, expires)
-        if by_user:  # as the session stores it: credentials and ignored parameters redacted
-            key = cache_key or self.create_key(response.request)
-            ignored = self.settings.ignored_params
-            response.request = self.identify(response.request)[1]
-            response.url = redact_url(response.url, ignored)
-            for hop in response.history:
-                hop.url = hop.request.url = redact_url(hop.url, ignored)
-        else:
-            key = cache_key or self.create_key(response.request)
-        response.cache_key = key
-        data = self.dump(key, response)
+        key = cache_key or self.create_key(response.request)
+        if by_user:
+            ignored, names = self.settings.ignored_params, self.settings.credential_names
+            response = dataclasses.replace(
+                response, request=self.identify(response.request)[1],
+                url=redact_url(response.url, ignored, names),
+                history=[dataclasses.replace(hop, url=redact_url(hop.url, ignored, names))
+                         for hop in response.history])
+        response = without_set_cookie(response)
+        if response.cache_key != key:
+            response = dataclasses.replace(response, cache_key=key)
         # Saved by hand already expired, it is kept for revalidation as if expiring now
         # (a TTL from a past expiry would drop it at once).
-        keep_until = max(response.expires, utcnow()) if by_user and response.expires else response.expires
-        await self._guard("write", self.raw_responses.write(key, data, keep_until), None)
+        keep_until = (max(response.expires, utcnow()) if by_user and response.expires
+                      else response.expires)
+        storage = self.raw_responses
+        if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
+            storage.put_item(key, response, keep_until)  # type: ignore[attr-defined]
+        else:
+            data = self.dump(key, response)
+            await self._guard_write("write", storage, storage.write(key, data, keep_until))
         if by_user and not _has_credentials(response.request):
             # (A hop alias carries no credentials: it must not lead to a user's response.)
             for hop in response.history:
@@ -385,47 +513,57 @@ class CacheBackend:
                                          key)
 
     async def get_redirect(self, alias: str) -> str | None:
-        """The key a redirect alias points at, or None."""
+        """The key a redirect alias points at, or None (an unusable alias is deleted)."""
         data = await self._guard("read redirect", self.raw_redirects.read(alias), None)
-        return None if data is None else self.load_redirect(alias, data)
+        if data is None:
+            return None
+        try:
+            return self.serializer.loads_redirect(alias, data)
+        except DeserializationError as e:
+            logger.warning("%r: discarding unusable redirect alias %s: %s", self, alias, e)
+            await self._guard("delete redirect", self.raw_redirects.delete(alias), None, Kind.DELETE)
+            return None
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
         data = self.dump_redirect(alias, key)
-        await self._guard("write redirect", self.raw_redirects.write(alias, data), None)
+        await self._guard_write("write redirect", self.raw_redirects, self.raw_redirects.write(alias, data))
 
     def dump_redirect(self, alias: str, key: str) -> bytes:
         """The stored form of the alias ``alias`` -> ``key``."""
-        return key.encode("utf-8", "surrogatepass")
+        return self.serializer.dumps_redirect(alias, key)
 
     def load_redirect(self, alias: str, data: Any) -> str | None:
-        """The key the alias stored as ``data`` points at; None if it is unusable."""
+        """The key the alias stored as ``data`` points at; None if it is unusable (a text
+        value a user stored there is shown as it is)."""
         if isinstance(data, str):
             return data
         try:
-            return bytes(data).decode("utf-8", "surrogatepass")
-        except (UnicodeDecodeError, TypeError):
+            return self.serializer.loads_redirect(alias, data)
+        except DeserializationError:
             return None
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
         """Delete responses by key, by URL (for each of ``methods``), and/or all expired.
         The aliases of a deleted response's redirect hops go with it."""
-        targets = set(keys)
+        targets, urls = set(keys), list(urls)
         for url in urls:
             targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
                            for m in methods for follow in (True, False))
-        if targets:
+        if targets:  # by URL: the caller's maintenance; by key: the request path (invalidation)
             aliases = await self._hop_aliases(targets)
-            await self._guard("delete", self.raw_responses.bulk_delete(targets), None)
+            await self._guard("delete", self.raw_responses.bulk_delete(targets), None,
+                              Kind.MAINTENANCE if urls else Kind.DELETE)
             if aliases:
-                await self._guard("delete redirects", self.raw_redirects.bulk_delete(aliases), None)
+                await self._guard("delete redirects", self.raw_redirects.bulk_delete(aliases), None,
+                                  Kind.DELETE)
         if expired:
             removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
-                                        None)
+                                        None, Kind.MAINTENANCE)
             if removed is None:  # the storage keeps no expiry: find them by decoding
                 await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
-                                  None)
+                                  None, Kind.MAINTENANCE)
             await self.prune_redirects()
 
     async def _hop_aliases(self, keys: Iterable[str]) -> list[str]:
@@ -441,12 +579,12 @@ class CacheBackend:
 
     async def _expired_keys(self) -> list[str]:
         expired = []
-        async for key in self.raw_responses.iter_keys():
-            data = await self.raw_responses.read(key)
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             if data is None:
                 continue
             try:
-                if self.serializer.loads(data).is_expired:
+                if self.serializer.loads(data, key).is_expired:
                     expired.append(key)
             except DeserializationError:
                 expired.append(key)  # unusable anyway
@@ -456,12 +594,22 @@ class CacheBackend:
         """Delete the aliases whose response is gone. (A dangling alias is only a miss, so
         plain deletes leave them; ``delete(expired=True)`` sweeps them too.)"""
         dangling = []
-        async for alias in self.raw_redirects.iter_keys():
-            target = await self.get_redirect(alias)
-            if target is None or not await self.raw_responses.contains(target):
+        async for alias in self._guard_iter("list redirects", self.raw_redirects.iter_keys()):
+            data = await self._guard("read redirect", self.raw_redirects.read(alias), None,
+                                     Kind.MAINTENANCE)
+            if data is None:
+                continue  # gone meanwhile, or the read failed: keep it for the next pass
+            try:
+                target: str | None = self.serializer.loads_redirect(alias, data)
+            except DeserializationError:
+                target = None
+            found = None if target is None else await self._guard(
+                "contains", self.raw_responses.contains(target), None, Kind.MAINTENANCE)
+            if target is None or found is False:
                 dangling.append(alias)
         if dangling:
-            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None)
+            await self._guard("delete redirects", self.raw_redirects.bulk_delete(dangling), None,
+                              Kind.MAINTENANCE)
 
     # aiohttp-client-cache spellings
     async def delete_url(self, url: Any, method: str = "GET", **kwargs: Any) -> None:
@@ -484,22 +632,26 @@ class CacheBackend:
     def get_urls(self) -> AsyncResults[str]:
         """Redacted URLs of all stored responses: ``async for url in backend.get_urls()``,
         or ``await backend.get_urls()`` for a list."""
-        return AsyncResults(self._urls())
+        return AsyncResults(self._iter_urls())
 
-    async def _urls(self) -> AsyncIterator[str]:
-        async for data in self.raw_responses.iter_values():
+    async def _iter_urls(self) -> AsyncIterator[str]:
+        async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
+            data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             try:
-                yield redact_url(self.serializer.loads(data).url)
+                if data is not None:
+                    yield redact_url(self.load(key, data).url,
+                                     credential_names=self.settings.credential_names)
             except DeserializationError:
                 continue
 
     async def clear(self) -> None:
-        await self._guard("clear", self.raw_responses.clear(), None)
-        await self._guard("clear", self.raw_redirects.clear(), None)
+        await self._guard("clear", self.raw_responses.clear(), None, Kind.MAINTENANCE)
+        await self._guard("clear", self.raw_redirects.clear(), None, Kind.MAINTENANCE)
 
     async def wait_for_refreshes(self) -> None:
-        """Wait for the stale-while-revalidate refreshes running on this loop. (Another
-        loop's refreshes end on their own: their storages fail open once closed.)"""
+        """Wait for the stale-while-revalidate refreshes and the writes still finishing in
+        the background on this loop (each bounded by its deadline). (Another loop's end on
+        their own: their storages fail open once closed.)"""
         loop = asyncio.get_running_loop()
         mine = [task for task in self.background if task.get_loop() is loop]
         if mine:
@@ -508,8 +660,8 @@ class CacheBackend:
     async def close(self) -> None:
         """Wait for this loop's background refreshes, then close the storages."""
         await self.wait_for_refreshes()
-        await self._guard("close", self.raw_responses.close(), None)
-        await self._guard("close", self.raw_redirects.close(), None)
+        await self._guard("close", self.raw_responses.close(), None, Kind.CLOSE)
+        await self._guard("close", self.raw_redirects.close(), None, Kind.CLOSE)
 
 
 def _has_credentials(request: CachedRequest) -> bool:

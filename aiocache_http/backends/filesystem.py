@@ -3,17 +3,22 @@
 One file per key, holding exactly the stored bytes. Responses live in the cache
 directory, redirect aliases in a SQLite table beside them (``redirects.sqlite``).
 
-File names: a key of lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex
-digests the cache makes) is its own file name; any other key is ``~`` + its base32
-encoding, so no key can reach outside the directory (``../x``, ``/etc``, NUL...) and two
-keys never share a file, even on a case-insensitive filesystem. A key too long for a
-file name is stored as ``~~`` + its SHA-256, with the key itself in a small
-``.key-<sha256>`` file written first. Names starting with ``.`` are never entries.
+File names: an entry is ``<name>.ach``. ``<name>`` is the key itself when it is made of
+lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex digests the cache
+makes); any other key is ``~`` + its base32 encoding, so no key can reach outside the
+directory (``../x``, ``/etc``, NUL...) and two keys never share a file, even on a
+case-insensitive filesystem. A key too long for a file name is stored as ``~~`` + its
+SHA-256, with the key itself in a small ``.key-<sha256>`` file written first.
 
-Atomic writes: the value goes to a temporary file in the same directory, is fsynced,
-then ``os.replace``\\ d over the entry. A reader therefore sees the old file or the new
-one, never a part, and a writer killed at any point leaves at most a ``.tmp-*`` file,
-which is never listed and is removed by :meth:`FileCache.clear`.
+The directory may hold other files (a user's ``report.docx``): the storage owns only
+names it can recognise (an entry whose name decodes back to it, a ``.key-`` file, a
+``.tmp-`` file of its own pattern), and lists, deletes and clears nothing else.
+
+Atomic writes: the value goes to a temporary file ``.tmp-<uuid hex>`` in the same
+directory, is fsynced, then ``os.replace``\\ d over the entry. A reader therefore sees
+the old file or the new one, never a part. A writer killed at any point leaves at most
+a temporary file: never listed, removed by :meth:`FileCache.clear`, and swept once it is
+an hour old by :meth:`FileCache.delete_expired` and by the first write of each process.
 
 Expiry: the file's modification time *is* the entry's HTTP expiry (set on the temp file
 before the rename, so it is atomic with the content); an entry that never expires gets a
@@ -44,44 +49,56 @@ from typing import Any
 from aiofiles.os import wrap
 
 from .base import BaseCache, CacheBackend, cache_path, check_storage_options
-from .lru import INDEX_FILE, LRUIndex
+from .lru import LRUIndex
 from .sqlite import SQLiteCache
 from .values import Value, decode_value, encode_value
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
+REDIRECTS_DIR = "redirects"
 REDIRECTS_FILE = "redirects.sqlite"
-# the redirects database's files, and names Windows reserves
-_RESERVED = ({REDIRECTS_FILE, *(REDIRECTS_FILE + end for end in ("-wal", "-shm", "-journal")),
-              "redirects", "con", "prn", "aux", "nul"}
-             | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)})
+SUFFIX = ".ach"
+STALE_TMP_SECONDS = 3600.0  # a temp file this old belongs to a writer that died
 _PLAIN = re.compile(r"[0-9a-z_-][0-9a-z_.-]{0,199}")  # lowercase only: case-insensitive FS safe
+# the subdirectory, and names Windows reserves
+_RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
+             | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)})
 _MAX_ENCODED = 200
 _TMP_PREFIX = ".tmp-"
-_EXTENSION = re.compile(r"[0-9A-Za-z_-]{1,16}")
 _KEY_PREFIX = ".key-"
+_TMP_NAME = re.compile(r"\.tmp-[0-9a-f]{32}")
+_KEY_NAME = re.compile(r"\.key-[0-9a-f]{64}")
+_HASHED_NAME = re.compile(r"~~([0-9a-f]{64})" + re.escape(SUFFIX))
 
 
 def filename(key: str) -> str:
     """The file name of ``key`` (see the module docstring)."""
     if _PLAIN.fullmatch(key) and key not in _RESERVED and not key.endswith("."):
-        return key
+        return key + SUFFIX
     encoded = base64.b32encode(key.encode("utf-8", "surrogatepass")).decode().rstrip("=").lower()
     if len(encoded) <= _MAX_ENCODED:
-        return "~" + encoded
-    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return "~" + encoded + SUFFIX
+    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + SUFFIX
 
 
 def _decode(name: str) -> str | None:
     """The key stored under file ``name``; None if ``name`` is not an entry we wrote (or is a
     hashed one, whose key is in its ``.key-`` file)."""
-    key: str | None = name
-    if name.startswith("~"):
-        encoded = name[1:].upper()
+    if not name.endswith(SUFFIX):
+        return None
+    key: str | None = name[: -len(SUFFIX)]
+    if key and key.startswith("~"):
+        encoded = key[1:].upper()
         try:
             key = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode("utf-8", "surrogatepass")
         except (binascii.Error, ValueError):
             key = None
     return key if key is not None and filename(key) == name else None
+
+
+def _owned(name: str) -> bool:
+    """Is ``name`` a file this storage writes (entry, key file or temp file)?"""
+    return (_decode(name) is not None or _HASHED_NAME.fullmatch(name) is not None
+            or _KEY_NAME.fullmatch(name) is not None or _TMP_NAME.fullmatch(name) is not None)
 
 
 def _mtime(expires: datetime | None) -> float:
@@ -137,8 +154,6 @@ class FileCache(BaseCache):
         cache_dir: The directory; created (with its parents) now, so a path that cannot
             be used fails here, naming it.
         use_cache_dir, use_temp: Put it in the user cache dir or the temp dir.
-        extension: Added to every file name (``"json"``: ``<key>.json``), so files written
-            in a text format open as such.
         max_cache_bytes: Keep the files' total size under this, evicting the least
             recently used (see :mod:`.lru`); ``max_file_bytes``, ``block_bytes`` and
             ``lock`` tune it. A file over ``max_file_bytes`` is not stored.
@@ -147,20 +162,18 @@ class FileCache(BaseCache):
     """
 
     def __init__(self, cache_dir: str | Path, *, use_cache_dir: bool = False, use_temp: bool = False,
-                 extension: str | None = None, max_cache_bytes: int | None = None,
-                 max_file_bytes: int | None = None, block_bytes: int = 1, lock: Any = None,
-                 sync_index: bool = False, **serializer_options: Any) -> None:
+                 max_cache_bytes: int | None = None, max_file_bytes: int | None = None,
+                 block_bytes: int = 1, lock: Any = None, sync_index: bool = False,
+                 **serializer_options: Any) -> None:
         check_storage_options("FileCache", serializer_options)
-        self.directory = get_cache_dir(cache_dir, use_cache_dir, use_temp)
-        if extension and (not _EXTENSION.fullmatch(extension.lstrip("."))):
-            raise ValueError(f"invalid file extension {extension!r}")
-        self.suffix = f".{extension.lstrip('.')}" if extension else ""
+        self.cache_dir = get_cache_dir(cache_dir, use_cache_dir, use_temp)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OSError(e.errno, f"cannot use {str(self.directory)!r} as a cache directory: "
+            raise OSError(e.errno, f"cannot use {str(self.cache_dir)!r} as a cache directory: "
                                    f"{e.strerror or e}") from e
-        self.lru = (LRUIndex(self.directory, max_cache_bytes, max_file_bytes, block_bytes, lock)
+        self._swept = False  # stale temp files are swept by this instance's first write
+        self.lru = (LRUIndex(self.cache_dir, max_cache_bytes, max_file_bytes, block_bytes, lock)
                     if max_cache_bytes else None)
         if self.lru is not None and sync_index:
             self._sync_index()
@@ -172,24 +185,16 @@ class FileCache(BaseCache):
         self._clear = wrap(self._clear_sync)
 
     def __repr__(self) -> str:
-        return f"FileCache({str(self.directory)!r})"
+        return f"FileCache({str(self.cache_dir)!r})"
 
     @property
-    def cache_dir(self) -> str:
-        """The directory, as a string (aiohttp-client-cache's attribute)."""
-        return str(self.directory)
+    def directory(self) -> Path:
+        """The cache directory (:attr:`cache_dir`, the peers' name)."""
+        return self.cache_dir
 
     def path(self, key: str) -> Path:
         """The file of ``key``."""
-        return self.directory / self._name(key)
-
-    def _name(self, key: str) -> str:
-        return filename(key) + self.suffix
-
-    def _key_of(self, name: str) -> str | None:
-        if not name.endswith(self.suffix):
-            return None
-        return _decode(name[:len(name) - len(self.suffix)] if self.suffix else name)
+        return self.cache_dir / filename(key)
 
     async def paths(self) -> AsyncIterator[Path]:
         """The file of every entry."""
@@ -215,10 +220,9 @@ class FileCache(BaseCache):
 
     def _sync_index(self) -> None:
         assert self.lru is not None
-        entries = {key: self.path(key) for key, _mtime in self._entries()}
-        for key, path in entries.items():
+        for key, _mtime in self._entries():
             with contextlib.suppress(FileNotFoundError):
-                self.lru.record(key, path.stat().st_size)
+                self.lru.record(key, self.path(key).stat().st_size)
 
     def _write_sync(self, key: str, data: bytes, mtime: float) -> None:
         if self.lru is not None:
@@ -233,14 +237,18 @@ class FileCache(BaseCache):
             self.lru.record(key, len(data))
 
     def _write_file(self, key: str, data: bytes, mtime: float) -> None:
-        name = self._name(key)
+        name = filename(key)
         try:
-            if name.startswith("~~"):  # key file first: an entry is never listed without its key
-                _write_atomic(self.directory / (_KEY_PREFIX + filename(key)[2:]),
+            if not self._swept:
+                self._swept = True
+                self._sweep_sync(time.time())
+            hashed = _HASHED_NAME.fullmatch(name)
+            if hashed:  # key file first: an entry is never listed without its key
+                _write_atomic(self.cache_dir / (_KEY_PREFIX + hashed.group(1)),
                               key.encode("utf-8", "surrogatepass"), None)
-            _write_atomic(self.directory / name, data, mtime)
+            _write_atomic(self.cache_dir / name, data, mtime)
         except FileNotFoundError:  # the directory was removed under us: recreate it once
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
             self._write_file(key, data, mtime)
 
     def _delete_sync(self, keys: list[str]) -> int:
@@ -248,17 +256,18 @@ class FileCache(BaseCache):
             self.lru.forget(keys)
         deleted = 0
         for key in keys:
-            name = self._name(key)
-            deleted += _unlink(self.directory / name)
-            if name.startswith("~~"):
-                _unlink(self.directory / (_KEY_PREFIX + filename(key)[2:]))
+            name = filename(key)
+            deleted += _unlink(self.cache_dir / name)
+            hashed = _HASHED_NAME.fullmatch(name)
+            if hashed:
+                _unlink(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
         return deleted
 
     def _entries(self) -> list[tuple[str, float]]:
         """(key, mtime) of every entry: one directory listing plus a ``stat`` each."""
         found = []
         try:
-            scan = os.scandir(self.directory)
+            scan = os.scandir(self.cache_dir)
         except FileNotFoundError:
             return []
         with scan:
@@ -266,11 +275,13 @@ class FileCache(BaseCache):
                 try:
                     if not entry.is_file():
                         continue
-                    key = self._key_of(entry.name)
-                    if key is None and entry.name.startswith("~~") and entry.name.endswith(self.suffix):
-                        digest = entry.name[2:len(entry.name) - len(self.suffix)]
-                        raw = _read(self.directory / (_KEY_PREFIX + digest))
+                    key = _decode(entry.name)
+                    hashed = _HASHED_NAME.fullmatch(entry.name)
+                    if key is None and hashed:
+                        raw = _read(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
                         key = None if raw is None else raw.decode("utf-8", "surrogatepass")
+                        if key is not None and filename(key) != entry.name:
+                            key = None  # a key file that does not match its entry
                     if key is not None:
                         found.append((key, entry.stat().st_mtime))
                 except FileNotFoundError:  # deleted while we listed
@@ -281,16 +292,28 @@ class FileCache(BaseCache):
         return [key for key, _mtime in self._entries()]
 
     def _delete_expired_sync(self, now: float) -> int:
+        self._sweep_sync(time.time())
         return self._delete_sync([key for key, mtime in self._entries() if mtime <= now])
 
+    def _owned_files(self) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(self.cache_dir) as scan:
+                return [e for e in scan if _owned(e.name) and e.is_file(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _sweep_sync(self, now: float) -> None:
+        """Remove temp files of writers that died (older than STALE_TMP_SECONDS)."""
+        for entry in self._owned_files():
+            if _TMP_NAME.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS:
+                        _unlink(Path(entry.path))
+
     def _clear_sync(self) -> None:
-        if not self.directory.is_dir():
-            return
-        with os.scandir(self.directory) as scan:
-            for entry in scan:
-                if (entry.is_file(follow_symlinks=False) and not entry.name.startswith(INDEX_FILE)
-                        and entry.name not in _RESERVED):
-                    _unlink(Path(entry.path))
+        for entry in self._owned_files():  # never anything else a user keeps here
+            with contextlib.suppress(OSError):
+                _unlink(Path(entry.path))
 
     # -- the storage API -------------------------------------------------------------
     async def read(self, key: str) -> Value | None:
@@ -321,7 +344,7 @@ class FileCache(BaseCache):
         return len(await self._scan())
 
     async def clear(self) -> None:
-        """Delete every entry (and any temp file a killed writer left)."""
+        """Delete every entry (and any temp file a killed writer left); nothing else."""
         await self._clear()
         if self.lru is not None:
             await wrap(self.lru.clear)()
@@ -330,7 +353,7 @@ class FileCache(BaseCache):
         """The entries' size in bytes (in blocks, with ``max_cache_bytes``)."""
         if self.lru is not None:
             return await wrap(self.lru.total_bytes)()
-        return sum(size for size in await wrap(self._sizes)())
+        return sum(await wrap(self._sizes)())
 
     def _sizes(self) -> list[int]:
         sizes = []
@@ -352,21 +375,19 @@ class FileBackend(CacheBackend):
         cache_name: Directory path.
         use_cache_dir: Put the directory in the user cache dir (platformdirs).
         use_temp: Put the directory in the temp dir.
-        extension: Added to the file names of responses (see :class:`FileCache`).
         max_cache_bytes, max_file_bytes, block_bytes: Bound the responses' total size,
             evicting the least recently used (see :class:`FileCache`).
         **kwargs: Cache settings (expire_after, secret_key...).
     """
 
     def __init__(self, cache_name: str | Path = "http_cache", use_cache_dir: bool = False,
-                 use_temp: bool = False, extension: str | None = None,
-                 max_cache_bytes: int | None = None, max_file_bytes: int | None = None,
-                 block_bytes: int = 1, **kwargs: Any) -> None:
+                 use_temp: bool = False, max_cache_bytes: int | None = None,
+                 max_file_bytes: int | None = None, block_bytes: int = 1, **kwargs: Any) -> None:
         super().__init__(str(cache_name), **kwargs)
         self.cache_dir = get_cache_dir(cache_name, use_cache_dir, use_temp)
         self.raw_responses: FileCache = FileCache(
-            self.cache_dir, extension=extension, max_cache_bytes=max_cache_bytes,
-            max_file_bytes=max_file_bytes, block_bytes=block_bytes)
+            self.cache_dir, max_cache_bytes=max_cache_bytes, max_file_bytes=max_file_bytes,
+            block_bytes=block_bytes)
         # Redirect aliases are tiny: a table in the directory, as both peers keep them.
         self.raw_redirects: BaseCache = SQLiteCache(self.cache_dir / REDIRECTS_FILE, "redirects")
 

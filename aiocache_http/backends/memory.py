@@ -1,14 +1,24 @@
-"""In-process storage: a dict, optionally bounded with least-recently-used eviction."""
+"""In-process storage: a dict, optionally bounded with least-recently-used eviction.
+
+Inside a :class:`CacheBackend` the responses storage keeps decoded responses (immutable
+:class:`CachedResponse` objects): nothing outside the process can touch them, so a hit
+costs a dict lookup, with no decoding, checksum or signature. Through the byte-level
+interface (``read``, ``values``...) an object is encoded on demand with the backend's
+serializer, so tools see what any other storage would show.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from ..models import CachedResponse
 from .base import BaseCache, check_storage_options
 from .values import Value, decode_value, encode_value
+
+Item = bytes | CachedResponse
 
 
 class MemoryCache(BaseCache):
@@ -17,6 +27,9 @@ class MemoryCache(BaseCache):
     ``cache_name`` and ``collection_name`` are accepted for aiohttp-client-cache's
     ``DictCache(name, collection)`` and mean nothing here: every instance is its own dict.
     """
+
+    holds_objects = True
+    in_process = True
 
     def __init__(self, cache_name: str | None = None, collection_name: str | None = None, *,
                  max_entries: int | None = None, **serializer_options: Any) -> None:
@@ -27,22 +40,41 @@ class MemoryCache(BaseCache):
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be >= 1 or None, not {max_entries!r}")
         self.max_entries = max_entries
-        self.data: OrderedDict[str, tuple[bytes, datetime | None]] = OrderedDict()
+        self.data: OrderedDict[str, tuple[Item, datetime | None]] = OrderedDict()
+        self.encode: Callable[[CachedResponse], bytes] | None = None  # set by the backend
 
-    async def read(self, key: str) -> Value | None:
+    # -- objects (the backend's hot path: synchronous, nothing to wait for) ------------
+    def get_item(self, key: str) -> Item | None:
         item = self.data.get(key)
         if item is None:
             return None
         if self.max_entries is not None:
             self.data.move_to_end(key)
-        return decode_value(item[0])
+        return item[0]
 
-    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
-        self.data[key] = (encode_value(value), expires)
+    def put_item(self, key: str, value: Item, expires: datetime | None) -> None:
+        self.data[key] = (value, expires)
         if self.max_entries is not None:
             self.data.move_to_end(key)
             while len(self.data) > self.max_entries:
                 self.data.popitem(last=False)
+
+    def _bytes(self, value: Item) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        if self.encode is None:
+            raise TypeError("this MemoryCache holds responses but has no encoder")
+        return self.encode(value)
+
+    # -- the byte-level storage interface -----------------------------------------------
+    async def read(self, key: str) -> Value | None:
+        value = self.get_item(key)
+        if value is None:
+            return None
+        return self._bytes(value) if isinstance(value, CachedResponse) else decode_value(value)
+
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        self.put_item(key, encode_value(value), expires)
 
     async def delete(self, key: str) -> None:
         self.data.pop(key, None)
@@ -60,7 +92,11 @@ class MemoryCache(BaseCache):
 
     async def iter_values(self) -> AsyncIterator[Value]:
         for value, _expires in list(self.data.values()):
-            yield decode_value(value)
+            yield self._bytes(value) if isinstance(value, CachedResponse) else decode_value(value)
+
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        for key, (value, _expires) in list(self.data.items()):
+            yield key, self._bytes(value)
 
     async def size(self) -> int:
         return len(self.data)

@@ -37,8 +37,9 @@ one per running loop: one backend serves the async session's loop and a sync bri
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio import connection as aconn
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 
 from ..models import utcnow
 from ..policy.settings import CacheSettings
@@ -67,6 +69,17 @@ _SSL = {p for p in inspect.signature(aconn.SSLConnection.__init__).parameters if
 # Seconds to connect / to wait for a reply on clients we create, unless the user set them:
 # redis-py waits forever by default, and a hung server must fail open, not hang requests.
 DEFAULT_TIMEOUT = 2.0
+# A lookup in one command: the item, else the redirect alias at the same key (see read_or_alias).
+_READ_SCRIPT = """
+local value
+if ARGV[2] == 'k' then value = redis.call('GET', KEYS[1])
+else value = redis.call('HGET', KEYS[1], ARGV[1]) end
+if value then return {value} end
+local alias = redis.call('HGET', KEYS[2], ARGV[1])
+if alias then return {false, alias} end
+return {}
+"""
+_READ_SHA = hashlib.sha1(_READ_SCRIPT.encode()).hexdigest()
 _TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
 
 
@@ -256,6 +269,26 @@ class RedisCache(BaseCache):
             pipe.execute_command("HPEXPIRE", self.name, ms, "FIELDS", 1, key)
             await pipe.execute()
 
+    async def read_or_alias(self, key: str, redirects: RedisCache) -> tuple[bytes | None, bytes | None]:
+        """(the item at ``key``, else None and the redirect alias stored at ``key`` in
+        ``redirects``): one command (a script) on one server, so a miss costs one round
+        trip. A cluster keeps the two collections in different slots: two reads there."""
+        client = await self._client()
+        if isinstance(client, RedisCluster):
+            value = await self.read(key)
+            return (value, None) if value is not None else (None, await redirects.read(key))
+        keys = (self.prefix + key if self._per_key else self.name, redirects.name)
+        args = (key, "k" if self._per_key else "h")
+        try:
+            found = await client.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", _READ_SHA, 2, *keys, *args)
+        except NoScriptError:  # first use on this server (or after SCRIPT FLUSH): loads it
+            found = await client.execute_command(  # type: ignore[no-untyped-call]
+                "EVAL", _READ_SCRIPT, 2, *keys, *args)
+        if not found:
+            return None, None
+        return (found[0], None) if found[0] is not None else (None, found[1])
+
     # -- the rest -----------------------------------------------------------------------
     async def delete(self, key: str) -> None:
         await self.bulk_delete([key])
@@ -324,6 +357,50 @@ class RedisCache(BaseCache):
                 for value in items.values():
                     yield decode_value(value)
 
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        client, start = await self._client(), len(self.prefix.encode())
+        if self._per_key:
+            async for names in self._scan(client):
+                values = await client.execute_command("MGET", *names)
+                for name, value in zip(names, values, strict=True):
+                    if value is not None:
+                        yield name[start:].decode(), value
+        else:
+            async for items in self._hscan(client):
+                for field, value in items.items():
+                    yield field.decode(), value
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        client, values = await self._client(), []
+        for i in range(0, len(keys), BATCH):
+            batch = keys[i:i + BATCH]
+            if self._per_key:
+                values += await client.execute_command("MGET", *(self.prefix + k for k in batch))
+            else:
+                values += await client.execute_command("HMGET", self.name, *batch)
+        return values
+
+    async def bulk_write(self, items: Iterable[tuple[str, Value, datetime | None]]) -> None:
+        """Pipelined, ``BATCH`` items per round trip; expiry as :meth:`write` sets it."""
+        client, items = await self._client(), list(items)
+        for i in range(0, len(items), BATCH):
+            pipe = client.pipeline(transaction=False)
+            for key, value, expires in items[i:i + BATCH]:
+                ms = _expiry_ms(expires, self.ttl_offset) if self.ttl else None
+                if ms is not None and ms <= 0:  # already past its Redis lifetime
+                    if self._per_key:
+                        pipe.execute_command("UNLINK", self.prefix + key)
+                    else:
+                        pipe.execute_command("HDEL", self.name, key)
+                elif self._per_key:
+                    px = ("PX", ms) if ms is not None else ()
+                    pipe.execute_command("SET", self.prefix + key, encode_value(value), *px)
+                else:
+                    pipe.execute_command("HSET", self.name, key, encode_value(value))
+                    if ms is not None:
+                        pipe.execute_command("HPEXPIRE", self.name, ms, "FIELDS", 1, key)
+            await pipe.execute()
+
     async def size(self) -> int:
         client = await self._client()
         if self._per_key:
@@ -371,6 +448,18 @@ class RedisBackend(CacheBackend):
             layout=layout, cluster=cluster, **redis_options)
         self.raw_redirects: RedisCache = RedisCache(
             cache_name, "redirects", connection=self.raw_responses.clients, ttl=False)
+
+    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | None, str]:
+        """A hit is one command, and so is a miss (the alias is looked up in the same
+        script); only a hit through a redirect alias reads twice."""
+        responses, redirects = self.raw_responses, self.raw_redirects
+        if not follow_redirects or not isinstance(responses, RedisCache) or not isinstance(
+                redirects, RedisCache):
+            return await super()._read_item(key, follow_redirects)
+        found = await self._guard("read", responses.read_or_alias(key, redirects), None)
+        if found is None or found[1] is None:
+            return (None if found is None else found[0]), key
+        return await super()._read_item(key, follow_redirects)  # an alias: decode and follow it
 
 
 __all__ = ["RedisBackend", "RedisCache"]

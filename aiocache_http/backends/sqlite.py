@@ -8,16 +8,25 @@ expires REAL`` (epoch seconds, NULL = never) with an index on ``expires``.
 Concurrency: writes on a connection are serialized by an ``asyncio.Lock`` and
 multi-statement writes run in ``BEGIN IMMEDIATE`` transactions; across processes, WAL,
 ``busy_timeout`` and a retry with backoff on SQLITE_BUSY / SQLITE_LOCKED.
+
+Faults: through the backend's gate, a lock wait never outlasts the call's deadline (the
+gate cannot interrupt SQLite's wait, so the wait itself is shortened). A file that is
+read-only, deleted, on a full disk or locked is a runtime fault (:class:`SQLiteUnavailableError`,
+fail-open); only a file that is not a database (or has a foreign schema) is a
+configuration error (:class:`SQLiteFileError`). A file deleted while open is noticed and
+re-created.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import sqlite3
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -30,7 +39,10 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from .base import BaseCache, CacheBackend, ConfigurationError, cache_path, check_storage_options
+from .health import lock_wait
 from .values import Value, decode_value, encode_value
+
+logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 Step = tuple[str, Sequence[Sequence[Any]] | None]  # (sql, executemany rows or None: run once)
@@ -45,6 +57,12 @@ _HEADER = b"SQLite format 3\x00"
 _RETRIES = 10
 _KEY_PAGE = 500
 _VALUE_PAGE = 100  # values can be large: fewer per page
+_CHECK_EVERY = 0.25  # seconds between two checks that the file is still the one we opened
+_WAITED = 0.05  # a busy error after this long came from a real lock wait: not retried
+_BAD_FILE = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is wrong
+# SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN: this connection's view of the file may be
+# stale (opened read-only, file moved): the next call opens a new one
+_REOPEN = (8, 10, 14)
 
 
 class SQLiteFileError(ConfigurationError, OSError, ValueError):
@@ -56,6 +74,34 @@ class SQLiteFileError(ConfigurationError, OSError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.path, self.reason)
+
+
+class SQLiteUnavailableError(OSError):
+    """The cache file cannot be used right now (read-only, deleted, disk full, locked): a
+    runtime fault, so requests go to the origin (fail-open) until it is usable again."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"SQLite cache {str(path)!r} unavailable: {reason}")
+        self.path, self.reason = str(path), reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.path, self.reason)
+
+
+def _is_bad_file(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in _BAD_FILE
+    text = str(e)
+    return "not a database" in text or "malformed" in text
+
+
+def _needs_reopen(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _REOPEN
+    text = str(e)
+    return "readonly" in text or "disk I/O" in text or "unable to open" in text
 
 
 def get_cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bool = False) -> Path:
@@ -84,14 +130,19 @@ async def _retry(op: Callable[[], Awaitable[T]]) -> T:
     """Run ``op``, retrying with jittered exponential backoff while the database is busy.
 
     ``busy_timeout`` already waits for most locks; this covers the cases SQLite reports
-    without waiting (WAL recovery, shared-cache table locks, deadlock avoidance)."""
+    without waiting (WAL recovery, shared-cache table locks, deadlock avoidance). A busy
+    error that came after a real wait is raised: retrying would multiply the wait."""
     delay = 0.002
     for attempt in range(_RETRIES):
+        started = time.monotonic()
         try:
             return await op()
         except sqlite3.OperationalError as e:
-            if not _is_busy(e) or attempt == _RETRIES - 1:
+            if not _is_busy(e) or attempt == _RETRIES - 1 or time.monotonic() - started > _WAITED:
                 raise
+            left = lock_wait()
+            if left is not None and left < delay:
+                raise  # the gate's deadline comes first
         await asyncio.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 0.5)
     raise AssertionError("unreachable")
@@ -105,6 +156,52 @@ class _Handle:
     loop: asyncio.AbstractEventLoop
     tables: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer at a time
+    reader: sqlite3.Connection | None = None  # point reads, inline on the loop's thread
+    file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file it opened
+    stale: bool = False  # another connection found the file's state changed: reopen
+    check_at: float = 0.0  # monotonic time of the next check that the file is still there
+
+    def close_reader(self) -> None:
+        if self.reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.reader.close()
+            self.reader = None
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+async def _bounded(conn: aiosqlite.Connection, wait: float | None, normal_ms: int, sql: str,
+                   params: Sequence[Any] = ()) -> list[Any]:
+    """``execute_fetchall`` whose lock wait is at most ``wait`` seconds (None: the
+    connection's own ``busy_timeout``), in one trip to the connection's thread."""
+    if wait is None or wait * 1000 >= normal_ms:
+        return list(await conn.execute_fetchall(sql, params))
+    rows, _ = await _bounded_run(conn, wait, normal_ms, sql, params)
+    return rows
+
+
+async def _bounded_run(conn: aiosqlite.Connection, wait: float, normal_ms: int, sql: str,
+                       params: Sequence[Any]) -> tuple[list[Any], int]:
+    """Rows and rowcount of ``sql``, its lock wait at most ``wait`` seconds."""
+    def run() -> tuple[list[Any], int]:
+        raw = conn._conn
+        raw.execute(f"PRAGMA busy_timeout={max(1, int(wait * 1000))}")
+        try:
+            cursor = raw.execute(sql, params)
+            return cursor.fetchall(), cursor.rowcount
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={normal_ms}")
+
+    # aiosqlite runs a function on its thread through _execute (its public methods are
+    # built on it); one trip, so no other statement runs with the shortened wait.
+    result: tuple[list[Any], int] = await conn._execute(run)  # type: ignore[no-untyped-call]
+    return result
 
 
 def _quote(name: str) -> str:
@@ -134,7 +231,9 @@ class SQLiteDatabase:
 
     Args:
         db_path: File path, used as given, or ``":memory:"``. Its parent dirs are created.
-        busy_timeout: Seconds to wait for another connection's lock before giving up.
+        busy_timeout: Seconds to wait for another connection's lock before giving up. Through
+            a backend's gate a wait never outlasts the call's deadline (``backend_timeout``
+            on the request path): a write that cannot get the lock is dropped, not queued.
         fast_save: ``synchronous=OFF``: faster writes, but a power loss or OS crash may lose
             recent writes or corrupt the file. Trades durability for speed.
         wal: Use write-ahead logging (readers never block the writer; needed for many
@@ -147,11 +246,12 @@ class SQLiteDatabase:
         self.memory = str(db_path) == MEMORY
         self.path: Path | str = MEMORY if self.memory else Path(db_path).expanduser().absolute()
         self.busy_timeout = busy_timeout
+        self._busy_ms = int(busy_timeout * 1000)
         self.fast_save = fast_save
         self.wal = wal and not self.memory
         self.tables: set[str] = set()
         self.handles: dict[asyncio.AbstractEventLoop, _Handle] = {}
-        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Task[_Handle]] = {}
         _DATABASES.add(self)
         if self.memory:  # shared by this database's connections only, across loops
             self._target, self._uri = f"file:aiocache-http-{uuid.uuid4().hex}?mode=memory&cache=shared", True
@@ -191,24 +291,101 @@ class SQLiteDatabase:
         """This loop's connection (opened if needed), with ``table`` created."""
         loop = asyncio.get_running_loop()
         handle = self.handles.get(loop)
+        if handle is not None and handle.check_at <= time.monotonic():
+            handle = await self._still_there(handle)
         if handle is None:
-            lock = self._opening.setdefault(loop, asyncio.Lock())
-            async with lock:
-                handle = self.handles.get(loop)
-                if handle is None:
-                    handle = await self._open(loop)
-                    self.handles[loop] = handle
-                    await self._close_dead_loops()  # after: an in-memory db survives
+            # One opening per loop, shared, and shielded: a caller whose deadline passes
+            # leaves, the connection still opens for the next one.
+            opening = self._opening.get(loop)
+            if opening is None:
+                opening = self._opening[loop] = loop.create_task(self._open_for(loop))
+                opening.add_done_callback(self._opened)
+            handle = await asyncio.shield(opening)
         if table is not None and table not in handle.tables:
             async with handle.lock:
                 await self._create_tables(handle, [table])
         return handle
 
+    async def _open_for(self, loop: asyncio.AbstractEventLoop) -> _Handle:
+        handle = self.handles.get(loop)
+        if handle is None:
+            handle = await self._open(loop)
+            self.handles[loop] = handle
+            await self._close_dead_loops()  # after: an in-memory db survives
+        return handle
+
+    def _opened(self, task: asyncio.Task[_Handle]) -> None:
+        loop = task.get_loop()
+        if self._opening.get(loop) is task:
+            del self._opening[loop]
+        if not task.cancelled():
+            task.exception()  # retrieved: every caller may have left
+
+    def reader(self, handle: _Handle) -> sqlite3.Connection:
+        """This loop's read-only connection for point reads run inline. It never waits for
+        a lock (busy_timeout 0): a busy database raises, and the caller reads through the
+        aiosqlite thread instead."""
+        if handle.reader is None:
+            reader = sqlite3.connect(self._target, uri=self._uri, timeout=0, isolation_level=None,
+                                     check_same_thread=False)
+            reader.execute("PRAGMA query_only=1")
+            handle.reader = reader
+        return handle.reader
+
     async def connection(self) -> aiosqlite.Connection:
         """This loop's aiosqlite connection (for inspection and maintenance)."""
         return (await self.handle()).conn
 
+    async def _still_there(self, handle: _Handle) -> _Handle | None:
+        """``handle``, or None (closed) if its file was deleted or replaced since it was
+        opened: writing on would go into an unlinked file, lost to every other process."""
+        handle.check_at = time.monotonic() + _CHECK_EVERY
+        if handle.stale:
+            await self._drop(handle)
+            return None
+        if handle.file is None or not isinstance(self.path, Path):
+            return handle
+        now = _file_id(self.path)
+        if now == handle.file:
+            return handle
+        logger.warning("%r: the cache file was %s while in use; re-creating it (entries "
+                       "stored before are gone)", self, "deleted" if now is None else "replaced")
+        await self._drop(handle)
+        return None
+
+    async def _drop(self, handle: _Handle) -> None:
+        if self.handles.get(handle.loop) is handle:
+            del self.handles[handle.loop]
+        handle.close_reader()
+        with contextlib.suppress(Exception):
+            await handle.conn.close()
+
+    async def forget(self, handle: _Handle, error: BaseException) -> bool:
+        """After ``error`` on ``handle``: if the error says the connection's view of the file
+        is stale (read-only, I/O error), close it so the next call opens a fresh one.
+        True if it did."""
+        if not isinstance(error, sqlite3.Error) or not _needs_reopen(error):
+            return False
+        for other in list(self.handles.values()):  # other loops' connections: at their next use
+            if other is not handle:
+                other.stale, other.check_at = True, 0.0
+        if self.handles.get(handle.loop) is handle:
+            await self._drop(handle)
+        return True
+
+    def _fault(self, e: sqlite3.Error) -> SQLiteFileError | SQLiteUnavailableError:
+        """A file that is not a database is a configuration error; the rest (read-only,
+        cannot open, disk full, locked) are runtime faults."""
+        if _is_bad_file(e):
+            return SQLiteFileError(self.path, str(e))
+        return SQLiteUnavailableError(self.path, str(e))
+
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Handle:
+        if isinstance(self.path, Path):
+            try:  # again: the directory may have been deleted with the file
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SQLiteUnavailableError(self.path, f"cannot create its directory: {e}") from e
         conn = aiosqlite.connect(self._target, uri=self._uri, timeout=self.busy_timeout,
                                  isolation_level=None)
         # An unclosed cache must not keep the interpreter alive at exit (aiosqlite's
@@ -217,6 +394,9 @@ class SQLiteDatabase:
         if isinstance(thread, threading.Thread):
             thread.daemon = True
         handle = _Handle(await self._connect(conn), loop)
+        if isinstance(self.path, Path):
+            handle.file = _file_id(self.path)
+            handle.check_at = time.monotonic() + _CHECK_EVERY
         try:
             if self.wal:
                 mode = await self._fetch1(conn, "PRAGMA journal_mode")
@@ -229,9 +409,8 @@ class SQLiteDatabase:
             await self._create_tables(handle, sorted(self.tables))
         except BaseException as e:
             await conn.close()
-            if isinstance(e, sqlite3.DatabaseError) and not (
-                    isinstance(e, sqlite3.OperationalError) and _is_busy(e)):
-                raise SQLiteFileError(self.path, str(e)) from e
+            if isinstance(e, sqlite3.Error):
+                raise self._fault(e) from e
             raise
         return handle
 
@@ -239,7 +418,7 @@ class SQLiteDatabase:
         try:
             return await conn
         except sqlite3.Error as e:
-            raise SQLiteFileError(self.path, str(e)) from e
+            raise self._fault(e) from e
 
     @staticmethod
     async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -274,6 +453,7 @@ class SQLiteDatabase:
             if loop.is_closed():
                 del self.handles[loop]
                 self._opening.pop(loop, None)
+                handle.close_reader()
                 await handle.conn.close()
 
     async def close(self) -> None:
@@ -283,25 +463,40 @@ class SQLiteDatabase:
         self.handles.clear()
         self._opening.clear()
         for handle in handles:
+            handle.close_reader()
             await handle.conn.close()
 
     # -- writes -------------------------------------------------------------------------
     async def execute(self, table: str, sql: str, params: Sequence[Any] = (), *, count: bool = False) -> int:
-        """One write statement; with ``count``, returns the number of rows changed."""
-        handle = self.handles.get(asyncio.get_running_loop())
-        if handle is None or table not in handle.tables:
-            handle = await self.handle(table)
-        conn = handle.conn
+        """One write statement; with ``count``, returns the number of rows changed.
 
-        async def run() -> int:
-            if not count:  # one round trip to the connection's thread
-                await conn.execute_fetchall(sql, params)
-                return -1
-            async with conn.execute(sql, params) as cursor:
-                return cursor.rowcount
+        If the connection's view of the file is stale (opened read-only, file moved), the
+        statement is tried once more on a fresh connection: the file may be writable now."""
+        for attempt in (1, 2):
+            handle = self.handles.get(asyncio.get_running_loop())
+            if handle is None or table not in handle.tables or handle.check_at <= time.monotonic():
+                handle = await self.handle(table)
+            conn = handle.conn
 
-        async with handle.lock:
-            return await _retry(run)
+            async def run(conn: aiosqlite.Connection = conn) -> int:
+                wait = lock_wait()
+                if not count:  # one round trip to the connection's thread
+                    await _bounded(conn, wait, self._busy_ms, sql, params)
+                    return -1
+                if wait is not None and wait * 1000 < self._busy_ms:
+                    return (await _bounded_run(conn, wait, self._busy_ms, sql, params))[1]
+                async with conn.execute(sql, params) as cursor:
+                    return cursor.rowcount
+
+            async with handle.lock:
+                try:
+                    return await _retry(run)
+                except (sqlite3.Error, ValueError) as e:
+                    # ValueError: another call closed this stale connection meanwhile
+                    stale = isinstance(e, ValueError) and self.handles.get(handle.loop) is not handle
+                    if attempt == 2 or not (stale or await self.forget(handle, e)):
+                        raise
+        raise AssertionError("unreachable")
 
     async def transaction(self, table: str, steps: Sequence[Step]) -> None:
         """Run each ``(sql, rows)`` (``executemany``; rows None: once, without parameters) in
@@ -310,17 +505,24 @@ class SQLiteDatabase:
         Shielded: a cancelled caller never leaves a transaction open on the shared connection.
         """
         handle = await self.handle(table)
+        wait = lock_wait()  # read here: the shielded task below has the same context anyway
 
         async def locked() -> None:
             async with handle.lock:
-                await self._transaction(handle.conn, steps)
+                try:
+                    await self._transaction(handle.conn, steps, wait, self._busy_ms)
+                except sqlite3.Error as e:
+                    await self.forget(handle, e)
+                    raise
 
         await asyncio.shield(locked())
 
     @staticmethod
-    async def _transaction(conn: aiosqlite.Connection, steps: Sequence[Step]) -> None:
+    async def _transaction(conn: aiosqlite.Connection, steps: Sequence[Step], wait: float | None = None,
+                           normal_ms: int = 0) -> None:
         async def run() -> None:
-            await conn.execute_fetchall("BEGIN IMMEDIATE")
+            # Only BEGIN IMMEDIATE waits for another writer (WAL); bound that wait.
+            await _bounded(conn, wait, normal_ms or 1 << 30, "BEGIN IMMEDIATE")
             try:
                 for sql, rows in steps:
                     if rows is None:
@@ -349,8 +551,9 @@ class SQLiteCache(BaseCache):
     """One table of a SQLite database as key -> bytes storage.
 
     Args:
-        db_path: A file path (used as given) or ``":memory:"``, or a :class:`SQLiteDatabase`
-            to share its connections with other tables (then the options below are its own).
+        db_path: A file path (``.sqlite`` added when it has no suffix) or ``":memory:"``,
+            or a :class:`SQLiteDatabase` to share its connections with other tables (then
+            the options below are its own).
         table_name: The table; created on first use.
         use_cache_dir, use_temp: Put the file in the user cache dir or the temp dir.
         busy_timeout, fast_save, wal: See :class:`SQLiteDatabase`.
@@ -375,9 +578,9 @@ class SQLiteCache(BaseCache):
                                      fast_save=fast_save, wal=wal)
         self.table_name = table_name
         self.db.tables.add(table_name)
-
         t = _quote(table_name)
         self._read = f"SELECT value FROM {t} WHERE key=?"
+        self._read_many = f"SELECT key, value FROM {t} WHERE key IN "
         self._contains = f"SELECT 1 FROM {t} WHERE key=?"
         self._write = f"INSERT OR REPLACE INTO {t} (key, value, expires) VALUES (?, ?, ?)"
         self._delete = f"DELETE FROM {t} WHERE key=?"
@@ -388,19 +591,15 @@ class SQLiteCache(BaseCache):
     def __repr__(self) -> str:
         return f"SQLiteCache({str(self.db.path)!r}, {self.table_name!r})"
 
-    @contextlib.asynccontextmanager
-    async def get_connection(self) -> AsyncIterator[aiosqlite.Connection]:
-        """This event loop's connection to the database (aiohttp-client-cache's helper)."""
-        yield await self._conn()
-
-    def _pending(self) -> dict[str, tuple[bytes, float | None]] | None:
-        """Writes of the current task's ``bulk_commit`` block, if one is open."""
-        return (_BULK.get() or {}).get(id(self))
-
     @property
     def filename(self) -> str:
         """The database file (aiohttp-client-cache's attribute)."""
         return str(self.db.path)
+
+    @contextlib.asynccontextmanager
+    async def get_connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        """This event loop's connection to the database (aiohttp-client-cache's helper)."""
+        yield (await self._handle()).conn
 
     @contextlib.asynccontextmanager
     async def bulk_commit(self) -> AsyncIterator[None]:
@@ -419,27 +618,54 @@ class SQLiteCache(BaseCache):
             rows = [(key, value, expires) for key, (value, expires) in pending.items()]
             await self.db.transaction(self.table_name, [(self._write, rows)])
 
-    async def _conn(self) -> aiosqlite.Connection:
+    def _pending(self) -> dict[str, tuple[bytes, float | None]] | None:
+        """Writes of the current task's ``bulk_commit`` block, if one is open."""
+        return (_BULK.get() or {}).get(id(self))
+
+    async def _handle(self) -> _Handle:
         handle = self.db.handles.get(asyncio.get_running_loop())
-        if handle is None or self.table_name not in handle.tables:
+        if handle is None or self.table_name not in handle.tables or handle.check_at <= time.monotonic():
             handle = await self.db.handle(self.table_name)
-        return handle.conn
+        return handle
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        conn = await self._conn()
+        handle = await self._handle()
+        conn = handle.conn
+        # In WAL mode a reader never waits for a writer; without it, bound the wait.
+        wait = None if self.db.wal else lock_wait()
         try:
-            return list(await conn.execute_fetchall(sql, params))
-        except sqlite3.OperationalError as e:
-            if not _is_busy(e):
-                raise
-            return list(await _retry(lambda: conn.execute_fetchall(sql, params)))
+            try:
+                return await _bounded(conn, wait, self.db._busy_ms, sql, params)
+            except sqlite3.OperationalError as e:
+                if not _is_busy(e):
+                    raise
+                return await _retry(lambda: _bounded(conn, lock_wait(), self.db._busy_ms, sql, params))
+        except sqlite3.Error as e:
+            await self.db.forget(handle, e)
+            raise
 
     async def read(self, key: str) -> Value | None:
         pending = self._pending()
         if pending is not None and key in pending:
             return decode_value(pending[key][0])
+        data = await self._read_bytes(key)
+        return None if data is None else decode_value(data)
+
+    async def _read_bytes(self, key: str) -> bytes | None:
+        """One row by primary key: run inline (a few µs on a WAL database, whose readers
+        never wait for the writer); through the aiosqlite thread when the file is busy
+        (WAL recovery, a shared in-memory table being written)."""
+        handle = self.db.handles.get(asyncio.get_running_loop())
+        if (handle is not None and self.table_name in handle.tables and not handle.stale
+                and handle.check_at > time.monotonic()):  # else: the checked path below
+            try:
+                row = self.db.reader(handle).execute(self._read, (key,)).fetchone()
+            except sqlite3.Error:  # busy, locked or sick: never wait on the loop; the
+                pass  # aiosqlite path below waits within the gate's deadline, or reports it
+            else:
+                return None if row is None else bytes(row[0])
         rows = await self._fetch(self._read, (key,))
-        return decode_value(bytes(rows[0][0])) if rows else None
+        return bytes(rows[0][0]) if rows else None
 
     async def contains(self, key: str) -> bool:
         pending = self._pending()
@@ -493,6 +719,19 @@ class SQLiteCache(BaseCache):
             for _key, value in rows:
                 yield decode_value(bytes(value))
 
+    async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
+        async for rows in self._pages(_VALUE_PAGE):
+            for key, value in rows:
+                yield key, bytes(value)
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        found: dict[str, bytes] = {}
+        for i in range(0, len(keys), _KEY_PAGE):  # under SQLite's bound-parameter limit
+            batch = keys[i:i + _KEY_PAGE]
+            sql = f"{self._read_many}({','.join('?' * len(batch))})"
+            found.update((key, bytes(value)) for key, value in await self._fetch(sql, batch))
+        return [found.get(key) for key in keys]
+
     async def size(self) -> int:
         rows = await self._fetch(f"SELECT COUNT(*) FROM {_quote(self.table_name)}", ())
         return int(rows[0][0])
@@ -515,7 +754,8 @@ class SQLiteBackend(CacheBackend):
         use_temp: Put the file in the temp dir.
         use_memory: Keep the database in memory (shared by this backend's loops; gone on
             :meth:`close`).
-        busy_timeout: Seconds to wait for a lock held by another connection or process.
+        busy_timeout: Seconds to wait for a lock held by another connection or process
+            (maintenance; on the request path a wait is bounded by ``backend_timeout``).
         fast_save: ``synchronous=OFF``: trades durability for speed; a power loss or OS crash
             may lose recent writes or corrupt the file.
         wal: Write-ahead logging, so many processes can share the file.
@@ -542,4 +782,5 @@ class SQLiteBackend(CacheBackend):
         await self.database.vacuum()
 
 
-__all__ = ["SQLiteBackend", "SQLiteCache", "SQLiteDatabase", "SQLiteFileError", "get_cache_path"]
+__all__ = ["SQLiteBackend", "SQLiteCache", "SQLiteDatabase", "SQLiteFileError", "SQLiteUnavailableError",
+           "get_cache_path"]

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..models import CachedResponse
 from ..serializers import DeserializationError
-from .base import AsyncResults, BaseCache
+from .base import AsyncResults, BaseCache, logger
+from .health import Kind
 from .values import PLAIN_TYPES
 
 if TYPE_CHECKING:
@@ -38,19 +39,19 @@ class _View:
         raise NotImplementedError
 
     async def delete(self, key: str) -> None:
-        await self.backend._guard("delete", self.storage.delete(key), None)
+        await self.backend._guard("delete", self.storage.delete(key), None, Kind.DELETE)
 
     async def bulk_delete(self, keys: Iterable[str]) -> None:
-        await self.backend._guard("delete", self.storage.bulk_delete(list(keys)), None)
+        await self.backend._guard("delete", self.storage.bulk_delete(list(keys)), None, Kind.DELETE)
 
     async def contains(self, key: str) -> bool:
         return bool(await self.backend._guard("contains", self.storage.contains(key), False))
 
     async def size(self) -> int:
-        return int(await self.backend._guard("size", self.storage.size(), 0))
+        return int(await self.backend._guard("size", self.storage.size(), 0, Kind.MAINTENANCE))
 
     async def clear(self) -> None:
-        await self.backend._guard("clear", self.storage.clear(), None)
+        await self.backend._guard("clear", self.storage.clear(), None, Kind.MAINTENANCE)
 
     async def read(self, key: str) -> Any:
         raise NotImplementedError
@@ -61,13 +62,13 @@ class _View:
         return default if value is None else value
 
     def keys(self) -> AsyncResults[str]:
-        return self.storage.keys()
+        return AsyncResults(self.backend._guard_iter("list keys", self.storage.iter_keys()))
 
     def values(self) -> AsyncResults[Any]:
         return AsyncResults(self._values())
 
     async def _values(self) -> AsyncIterator[Any]:
-        async for key in self.storage.iter_keys():
+        async for key in self.backend._guard_iter("list keys", self.storage.iter_keys()):
             value = await self.read(key)
             if value is not None:
                 yield value
@@ -100,12 +101,14 @@ class ResponsesView(_View):
             return value
         try:
             return ResponsesView.present(self.backend.load(key, value))
-        except DeserializationError:
+        except DeserializationError as e:  # as get_response: unusable, so discarded
+            logger.warning("%r: discarding unusable item %s: %s", self.backend, key, e)
+            await self.backend._guard("delete", self.storage.delete(key), None, Kind.DELETE)
             return None
 
     async def write(self, key: str, value: Any) -> None:
         if isinstance(value, PLAIN_TYPES):
-            await self.backend._guard("write", self.storage.write(key, value), None)
+            await self.backend._guard_write("write", self.storage, self.storage.write(key, value))
         else:
             await self.backend.save_response(value, key)
 

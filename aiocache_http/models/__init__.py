@@ -32,10 +32,31 @@ class CachedRequest:
     from anyone, so it never serves a verified request (a different entry)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What answering from a stored response needs from its headers, parsed once when it
+    is stored (RFC 9111 §4.2, §5.2.2) instead of on every hit.
+
+    ``initial_age`` is the corrected initial age of §4.2.3; ``no_cache`` is an unqualified
+    response ``no-cache`` or ``Vary: *``; ``vary`` the lower-cased field names it varies
+    on; the two windows are the response's own RFC 5861 directives (None: absent).
+    """
+
+    initial_age: float = 0.0
+    no_cache: bool = False
+    must_revalidate: bool = False
+    immutable: bool = False
+    vary: tuple[str, ...] = ()
+    stale_while_revalidate: float | None = None
+    stale_if_error: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CachedResponse:
     """A stored response: status line, multi-value headers, raw body and cache metadata.
 
+    Immutable: one stored object may answer many requests at once (the memory backend
+    hands out the very object it keeps); use ``dataclasses.replace`` to derive another.
     ``request_time`` and ``response_time`` are when the request was sent and the response
     received (RFC 9111 §4.2.3 needs both); ``created_at`` is when this entry was stored
     or last renewed by a 304.
@@ -57,6 +78,8 @@ class CachedResponse:
     vary_generation: str = ""
     """For a response with Vary: the id its variants' keys share (RFC 9111 §4.1). A new
     one starts when the entry was gone, so variants of an invalidated URL are orphaned."""
+    facts: Facts | None = None
+    """Parsed at store time; None for an entry written before they were kept."""
 
     @property
     def is_expired(self) -> bool:
@@ -70,4 +93,4 @@ class CachedResponse:
         return max(0, int((self.expires - utcnow()).total_seconds()))
 
 
-__all__ = ["CachedRequest", "CachedResponse", "utcnow"]
+__all__ = ["CachedRequest", "CachedResponse", "Facts", "utcnow"]

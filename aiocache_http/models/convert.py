@@ -10,6 +10,7 @@ checks each value's type: what is missing or unusable gets its default.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,7 +32,7 @@ def as_record(response: Any, expires: datetime | None = None) -> CachedResponse:
     else:
         record = _from_attributes(response)
     if expires is not None:
-        record.expires = aware(expires)
+        record = replace(record, expires=aware(expires))
     return record
 
 

@@ -1,9 +1,10 @@
-"""The sans-IO cache policy: settings, keys, expiry and the decisions built on them.
+"""The sans-IO cache policy: settings, keys, expiry and the decision core built on them.
 
 Nothing in this package performs IO or imports aiohttp, requests or a backend.
 """
 
-from .actions import CacheActions, Decision, RequestOptions
+from . import core, decisions
+from .core import RequestOptions
 from .expiration import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE
 from .keys import create_key
 from .settings import ALL_METHODS, CacheSettings
@@ -13,9 +14,9 @@ __all__ = [
     "DO_NOT_CACHE",
     "EXPIRE_IMMEDIATELY",
     "NEVER_EXPIRE",
-    "CacheActions",
     "CacheSettings",
-    "Decision",
     "RequestOptions",
+    "core",
     "create_key",
+    "decisions",
 ]

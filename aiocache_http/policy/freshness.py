@@ -7,22 +7,50 @@ Everything here is a pure function of a response's headers and times.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Container, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 
 from multidict import CIMultiDict
 
-from ..models import CachedRequest, CachedResponse
-from .directives import field_names, parse_cache_control, parse_http_date, seconds, split_list
+from ..models import CachedRequest, CachedResponse, Facts
+from .directives import (
+    MAX_DELTA_SECONDS,
+    delta_seconds,
+    field_names,
+    parse_cache_control,
+    parse_http_date,
+    seconds,
+    split_list,
+)
 
 # §15.1: statuses a cache may give heuristic freshness to.
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
+# §5.2.2.3: the status codes whose caching rules this cache implements.
+UNDERSTOOD = (HEURISTICALLY_CACHEABLE - {206}) | {302, 303, 307, 500, 502, 503, 504}
 HEURISTIC_FRACTION = 0.1  # §4.2.2: "10% of the interval since Last-Modified"
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-authenticate"})
+# One user's session: replayed from a cache it would log the next user in as them.
+NEVER_STORED = frozenset({"set-cookie", "set-cookie2"})
+_NEVER_KEPT = HOP_BY_HOP | NEVER_STORED
 
 
-def cache_control(headers: CIMultiDict[str]) -> dict[str, str | None]:
-    return parse_cache_control(headers.getall("Cache-Control", ()))
+def cache_control(headers: CIMultiDict[str]) -> Mapping[str, str | None]:
+    """The response's directives (read-only: parsed once per distinct header value)."""
+    lines = headers.getall("Cache-Control", ())
+    if not lines:
+        return _NO_DIRECTIVES
+    return _parsed(tuple(lines))
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(lines: tuple[str, ...]) -> Mapping[str, str | None]:
+    return MappingProxyType(parse_cache_control(lines))
+
+
+_NO_DIRECTIVES: Mapping[str, str | None] = MappingProxyType({})
 
 
 def _date(headers: CIMultiDict[str]) -> datetime | None:
@@ -30,8 +58,9 @@ def _date(headers: CIMultiDict[str]) -> datetime | None:
 
 
 def _age_header(headers: CIMultiDict[str]) -> float:
-    raw = headers.get("Age", "").strip()
-    return float(raw) if raw.isdigit() else 0.0
+    """The Age field (RFC 9111 §5.1): the first value of the first line counts, so a list
+    (``Age: 7200, 0``) is not read as 0."""
+    return float(delta_seconds(headers.get("Age", "").split(",", 1)[0].strip()) or 0)
 
 
 def initial_age(headers: CIMultiDict[str], request_time: datetime, response_time: datetime) -> float:
@@ -39,15 +68,38 @@ def initial_age(headers: CIMultiDict[str], request_time: datetime, response_time
     date = _date(headers)
     apparent_age = max(0.0, (response_time - date).total_seconds()) if date else 0.0
     response_delay = max(0.0, (response_time - request_time).total_seconds())
-    return max(apparent_age, _age_header(headers) + response_delay)
+    return min(max(apparent_age, _age_header(headers) + response_delay), float(MAX_DELTA_SECONDS))
 
 
 def current_age(cached: CachedResponse, now: datetime) -> float:
     """current_age of §4.2.3: initial age plus the time the entry has been resident."""
     response_time = cached.response_time or cached.created_at
-    request_time = cached.request_time or response_time
     resident = max(0.0, (now - response_time).total_seconds())
-    return initial_age(cached.headers, request_time, response_time) + resident
+    return facts_of(cached).initial_age + resident
+
+
+def facts(headers: CIMultiDict[str], request_time: datetime, response_time: datetime) -> Facts:
+    """Everything a hit needs from the stored headers, parsed once (at store time)."""
+    cc = cache_control(headers)
+    vary = tuple(vary_names(headers))
+    swr, sie = seconds(cc, "stale-while-revalidate"), seconds(cc, "stale-if-error")
+    return Facts(
+        initial_age=initial_age(headers, request_time, response_time),
+        no_cache=("no-cache" in cc and not cc["no-cache"]) or "*" in vary,
+        must_revalidate="must-revalidate" in cc,
+        immutable="immutable" in cc,
+        vary=vary,
+        stale_while_revalidate=None if swr is None else float(swr),
+        stale_if_error=None if sie is None else float(sie),
+    )
+
+
+def facts_of(cached: CachedResponse) -> Facts:
+    """The entry's facts: kept since it was stored, or parsed now for an older entry."""
+    if cached.facts is not None:
+        return cached.facts
+    response_time = cached.response_time or cached.created_at
+    return facts(cached.headers, cached.request_time or response_time, response_time)
 
 
 def lifetime(
@@ -59,13 +111,21 @@ def lifetime(
     for shared caches and ignored here. An invalid Expires means already expired. A
     response without Date is dated when it was ``received`` (§6.6.1 of RFC 9110).
     """
+    found = _lifetime(status, headers, received, heuristic_max)
+    return None if found is None else min(found, float(MAX_DELTA_SECONDS))  # dates can be absurd
+
+
+def _lifetime(
+    status: int, headers: CIMultiDict[str], received: datetime, heuristic_max: float | bool
+) -> float | None:
     cc = cache_control(headers)
     max_age = seconds(cc, "max-age")
     if max_age is not None:
         return float(max_age)
     date = _date(headers) or received
     if "Expires" in headers:
-        expires = parse_http_date(headers["Expires"])
+        lines = headers.getall("Expires")  # several lines: no single valid date (§5.3)
+        expires = parse_http_date(lines[0]) if len(lines) == 1 else None
         return 0.0 if expires is None else max(0.0, (expires - date).total_seconds())
     if status in HEURISTICALLY_CACHEABLE and heuristic_max is not False:
         last_modified = parse_http_date(headers.get("Last-Modified"))
@@ -80,41 +140,42 @@ def has_explicit_freshness(headers: CIMultiDict[str]) -> bool:
     return "max-age" in cc or "Expires" in headers or "public" in cc or "private" in cc
 
 
+def forbids_storing(status: int, headers: CIMultiDict[str]) -> bool:
+    """Response no-store (§5.2.2.5), unless must-understand and this cache understands the
+    status code (§5.2.2.3); must-understand with a status it does not: not stored either."""
+    cc = cache_control(headers)
+    if "must-understand" in cc:
+        return status not in UNDERSTOOD
+    return "no-store" in cc
+
+
 def not_storable_reason(request: CachedRequest, status: int, headers: CIMultiDict[str]) -> str | None:
     """Why §3 forbids storing this response, or None when it may be stored."""
-    cc = cache_control(headers)
-    if "no-store" in cc:
-        return "response no-store (RFC 9111 §3)"
+    if forbids_storing(status, headers):
+        return "response no-store (or must-understand with an unknown status)"
     if status in (206, 304) or status < 200:
-        return f"status {status} is never stored (RFC 9111 §3)"
+        return f"status {status} is never stored"
     if status not in HEURISTICALLY_CACHEABLE and not has_explicit_freshness(headers):
-        return f"status {status} without explicit freshness (RFC 9111 §3, §4.2.2)"
+        return f"status {status} without explicit freshness (§4.2.2)"
     return None
 
 
 def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
-    """Drop hop-by-hop fields, fields named in Connection, and fields named by a
-    qualified ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4)."""
-    drop = set(HOP_BY_HOP)
-    for value in headers.getall("Connection", ()):
-        drop.update(name.lower() for name in split_list(value))
-    no_cache = cache_control(headers).get("no-cache")
-    if no_cache:
-        drop.update(field_names(no_cache))
+    """Drop hop-by-hop fields, fields named in Connection, fields named by a qualified
+    ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4), and Set-Cookie (never stored)."""
+    drop: frozenset[str] | set[str] = _NEVER_KEPT
+    connection = headers.getall("Connection", ())
+    no_cache = cache_control(headers).get("no-cache") if "Cache-Control" in headers else None
+    if connection or no_cache:
+        more = set(drop)
+        for value in connection:
+            more.update(name.lower() for name in split_list(value))
+        if no_cache:
+            more.update(field_names(no_cache))
+        drop = more
     if not any(name.lower() in drop for name in headers):
         return headers
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
-
-
-def needs_revalidation(cached: CachedResponse) -> bool:
-    """Unqualified response no-cache (§5.2.2.4) or ``Vary: *`` (§4.1)."""
-    cc = cache_control(cached.headers)
-    return ("no-cache" in cc and not cc["no-cache"]) or cached.headers.get("Vary", "").strip() == "*"
-
-
-def must_revalidate(cached: CachedResponse, honour_headers: bool) -> bool:
-    """§5.2.2.2: once stale, never served without a successful revalidation."""
-    return honour_headers and "must-revalidate" in cache_control(cached.headers)
 
 
 def validators(cached: CachedResponse) -> dict[str, str]:
@@ -129,18 +190,15 @@ def validators(cached: CachedResponse) -> dict[str, str]:
     return out
 
 
-def immutable(cached: CachedResponse) -> bool:
-    """RFC 8246: while fresh, not worth revalidating even on a reload."""
-    return "immutable" in cache_control(cached.headers)
-
-
 def complete(headers: CIMultiDict[str], body: bytes) -> bool:
     """A body shorter or longer than its Content-Length is not a usable entry (§3.3).
     Only checked for an identity encoding: a decoded body has another length."""
     length = headers.get("Content-Length", "").strip()
-    if not length.isdigit() or headers.get("Content-Encoding", "identity") != "identity":
+    if not (length.isascii() and length.isdigit()):
         return True
-    return int(length) == len(body)
+    if headers.get("Content-Encoding", "identity") != "identity":
+        return True
+    return len(length) <= 19 and int(length) == len(body)  # 20 digits: no body is that long
 
 
 def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:
@@ -150,6 +208,28 @@ def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:
         return True  # validated by Last-Modified, or the origin did not say
     old_etag = stored.get("ETag")
     return old_etag is not None and old_etag.removeprefix("W/") == new_etag.removeprefix("W/")
+
+
+def client_validators_match(request_headers: CIMultiDict[str], stored: CachedResponse) -> bool:
+    """Does the client's own conditional request match the stored response, so that a
+    304 answers it (RFC 9111 §4.3.2, RFC 9110 §13.1)? If-None-Match wins over
+    If-Modified-Since; the stored Last-Modified, else its Date, dates it."""
+    if_none_match = request_headers.getall("If-None-Match", ())
+    if if_none_match:
+        etag = stored.headers.get("ETag")
+        tags = [t for line in if_none_match for t in split_list(line)]
+        if "*" in tags:
+            return True
+        return etag is not None and any(_weak(t) == _weak(etag) for t in tags)
+    since = parse_http_date(request_headers.get("If-Modified-Since"))
+    if since is None:
+        return False
+    modified = parse_http_date(stored.headers.get("Last-Modified")) or _date(stored.headers)
+    return modified is not None and modified <= since
+
+
+def _weak(tag: str) -> str:
+    return tag.strip().removeprefix("W/")
 
 
 # -- Vary (§4.1) ---------------------------------------------------------------------------
@@ -165,22 +245,27 @@ def _field(headers: CIMultiDict[str], name: str) -> str | None:
     values = headers.getall(name, ())
     if not values:
         return None
-    # §4.1: normalise by combining lines and dropping optional whitespace around commas.
-    return ",".join(",".join(p.strip() for p in v.split(",")) for v in values)
+    # §4.1: normalise by combining lines and dropping optional whitespace around commas;
+    # language tags and codings are case-insensitive.
+    joined = ",".join(",".join(p.strip() for p in v.split(",")) for v in values)
+    return joined.lower() if name in _CASELESS_VALUES else joined
 
 
-def vary_values(names: list[str], request_headers: CIMultiDict[str]) -> list[tuple[str, str | None]]:
+_CASELESS_VALUES = frozenset({"accept-language", "accept-encoding", "accept-charset"})
+
+
+def vary_values(names: Sequence[str], request_headers: CIMultiDict[str]) -> list[tuple[str, str | None]]:
     return [(name, _field(request_headers, name)) for name in sorted(set(names))]
 
 
-def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fields: frozenset[str]
+def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fields: Container[str]
                  ) -> bool:
     """Do the fields the stored response varies on have the same values in ``request``?
 
-    Absent in both counts as a match. ``Vary: *`` is left to :func:`needs_revalidation`.
+    Absent in both counts as a match. ``Vary: *`` is left to ``Facts.no_cache``.
     Credential fields are already part of the key (and redacted in storage).
     """
-    for name in vary_names(cached.headers):
+    for name in facts_of(cached).vary:
         if name == "*" or name in credential_fields:
             continue
         if _field(cached.request.headers, name) != _field(request.headers, name):

@@ -1,20 +1,40 @@
 """Cache keys and credential redaction.
 
 A key is a SHA-256 digest (64 hex digits) of length-prefixed parts: the method, the
-normalised URL, then how and what the body and the matched headers and credentials
-are. A plain request (no body, no matched header, no credential, redirects followed)
-has aiohttp-client-cache's key for it: its parts are that library's.
+normalised URL, then how and what the body, the matched headers and the credentials
+are. A plain request (no body, no matched header, no credential, redirects followed) has
+aiohttp-client-cache's key for it: its parts are that library's. Credentials never reach
+storage in clear: they are replaced by ``REDACTED`` (requests-cache's placeholder) in the
+stored request and enter the key only as a keyed hash, so two users with different
+tokens never share an entry.
 
-Credentials (auth headers, cookies, API-key parameters, URL user info) never reach
-storage in clear: they are replaced by ``REDACTED`` in the stored request and enter the
-key only as a keyed hash, so two users with different tokens never share an entry.
+What is a credential (:func:`is_credential`), for header, query, form and JSON field
+names alike: the exact names in :data:`CREDENTIAL_NAMES`, and any name matching a glob
+in :data:`CREDENTIAL_PATTERNS`, plus the ``credential_names`` setting. A name is
+compared lower-cased, with ``-``, ``.`` and camelCase boundaries read as ``_``
+(``X-Amz-Signature`` is ``x_amz_signature``, ``apiKey`` is ``api_key``). The patterns
+lean towards safety: a false positive (``page_token``, a pagination cursor) still keys
+by a hash of its value, so caching stays correct, and only shows as ``REDACTED`` in
+stored URLs; a false negative would store a secret in clear and share an entry. So
+``*_key`` matches ``api_key`` and ``sort_key`` but not ``monkey`` or ``keyword``.
+
+URL user info is a credential too, and cookies however they were sent: the sessions put
+the cookies they will send (explicit header, per-request ``cookies=``, the session jar)
+into one ``Cookie`` header of the request they hand to the cache.
+
+``ignored_params`` is the user's explicit opt-out: a name listed there is left out of
+the key (one shared entry, requests-cache semantics) and still redacted in storage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from multidict import CIMultiDict
@@ -22,49 +42,132 @@ from multidict import CIMultiDict
 from ..models import CachedRequest
 
 REDACTED = "REDACTED"
+"""What a credential is replaced by in storage: requests-cache's placeholder."""
 
-CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
-CREDENTIAL_PARAMS = frozenset(
-    {"access_token", "api_key", "apikey", "api-key", "x-api-key", "token", "client_secret",
-     "password", "secret", "auth", "authorization", "signature"}
-)
-"""Query / form / JSON fields treated as secrets wherever they appear."""
+CREDENTIAL_NAMES = frozenset({
+    # headers
+    "authorization", "proxy_authorization", "cookie", "x_api_key", "api_key", "x_auth_token",
+    # query, form and JSON fields
+    "key", "sig", "code", "jwt", "auth", "passwd", "pwd", "apikey", "access_token",
+    "client_secret", "password", "secret", "signature", "token", "credentials",
+})
+"""Normalised names (see the module docstring) that are credentials."""
+
+CREDENTIAL_PATTERNS = ("*token*", "*secret*", "*signature*", "*passw*", "*session*", "*sessid*",
+                       "*credential*", "*_key", "*apikey", "*_auth", "*_sig")
+"""Globs over normalised names; ``*token*`` also covers ``auth_token``, ``X-Auth-Token``,
+``refresh_token``, ``id_token``, ``private_token``; ``*_key`` covers ``Api-Key``."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _OURS = b"\x00aiocache-http"  # third part of every key that is not a plain request's
 _ANON_HASH_KEY = b"aiocache-http credential"
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SEPARATORS = re.compile(r"[-.\s]")
 
 KeyFunction = Callable[..., str]
 
 
+@lru_cache(maxsize=4096)
+def normalise_name(name: str) -> str:
+    """``X-Amz-Signature`` -> ``x_amz_signature``, ``apiKey`` -> ``api_key``."""
+    return _SEPARATORS.sub("_", _CAMEL.sub("_", name)).lower()
+
+
+@lru_cache(maxsize=4096)
+def _matches(normalised: str, extra: tuple[str, ...]) -> bool:
+    if normalised in CREDENTIAL_NAMES:
+        return True
+    return any(fnmatchcase(normalised, p) for p in (*CREDENTIAL_PATTERNS, *extra))
+
+
+def is_credential(name: str, extra: Iterable[str] = ()) -> bool:
+    """Does a header or parameter called ``name`` carry a credential? ``extra``: more
+    names or globs (the ``credential_names`` setting), normalised the same way."""
+    return _matches(normalise_name(name), tuple(normalise_name(e) for e in extra))
+
+
+class _CredentialFields:
+    """The header names :func:`is_credential` accepts, as a container (``name in ...``)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and is_credential(name)
+
+
+CREDENTIAL_HEADERS = _CredentialFields()
+"""``name in CREDENTIAL_HEADERS``: is this header a credential (keyed, redacted)?"""
+
+
 def _credential_hash(value: str, secret: bytes | None) -> str:
     # Keyed so that, with a secret_key, a key cannot be brute-forced back to a token.
-    return hashlib.blake2b(value.encode(), digest_size=16, key=secret or _ANON_HASH_KEY).hexdigest()
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16,
+                           key=secret or _ANON_HASH_KEY).hexdigest()
 
 
-def _is_credential(name: str) -> bool:
-    return name.lower() in CREDENTIAL_PARAMS
+def canonical_cookie(header: str) -> str:
+    """A Cookie header as sorted ``name=value`` pairs: the same cookies, however ordered
+    or sent, give the same key."""
+    cookie: SimpleCookie = SimpleCookie()
+    try:
+        cookie.load(header)
+    except CookieError:
+        return header
+    if not cookie:
+        return header
+    return "; ".join(sorted(f"{name}={morsel.value}" for name, morsel in cookie.items()))
+
+
+def unkeyed_credentials(keyed: CIMultiDict[str], sent: CIMultiDict[str], ignored: Iterable[str] = (),
+                        credential_names: Iterable[str] = ()) -> list[str]:
+    """Credential headers the origin received (``sent``, the final request) that the key
+    (made from ``keyed``) does not hold: an auth handler that answered a 401 (digest
+    auth), a cookie set by a redirect hop. A response to such a request may be personal
+    while its key is not, so it is not stored. Names in ``ignored`` are the user's opt-out.
+    """
+    skip = {name.lower() for name in ignored}
+    extra = []
+    for name in {n.lower() for n in sent}:
+        if name in skip or not is_credential(name, credential_names):
+            continue
+        values = sent.getall(name)
+        if name == "cookie":
+            held = set(_cookie_pairs(keyed.getall(name, ())))
+            if not set(_cookie_pairs(values)) <= held:  # fewer cookies (another domain) is fine
+                extra.append(name)
+        elif not set(values) <= set(keyed.getall(name, ())):
+            extra.append(name)
+    return sorted(extra)
+
+
+def _cookie_pairs(lines: Iterable[str]) -> list[str]:
+    return [pair for line in lines for pair in canonical_cookie(line).split("; ") if pair]
 
 
 class _Normaliser:
-    """Splits a request into what identifies it (for the key) and what may be stored."""
+    """Splits a request into what identifies it (for the key) and what may be stored.
 
-    __slots__ = ("ignored", "secret", "secrets")
+    For every name: listed in ``ignored_params`` -> left out of the key, redacted; a
+    credential -> in the key as a keyed hash, redacted; anything else -> kept."""
 
-    def __init__(self, ignored: Iterable[str], secret: bytes | None) -> None:
+    __slots__ = ("extra", "ignored", "secret", "secrets")
+
+    def __init__(self, ignored: Iterable[str], secret: bytes | None, extra: Iterable[str] = ()) -> None:
         self.ignored = frozenset(p.lower() for p in ignored)
         self.secret = secret
+        self.extra = tuple(extra)
         self.secrets: list[str] = []
+
+    def _credential(self, name: str, value: str) -> bool:
+        if not is_credential(name, self.extra):
+            return False
+        self.secrets.append(f"{name}={_credential_hash(value, self.secret)}")
+        return True
 
     def params(self, pairs: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """Return (pairs for the key, pairs for storage)."""
         keyed: list[tuple[str, str]] = []
         stored: list[tuple[str, str]] = []
         for name, value in pairs:
-            if _is_credential(name):
-                self.secrets.append(f"{name}={_credential_hash(value, self.secret)}")
-                stored.append((name, REDACTED))
-            elif name.lower() in self.ignored:
+            if name.lower() in self.ignored or self._credential(name, value):
                 stored.append((name, REDACTED))
             else:
                 keyed.append((name, value))
@@ -72,7 +175,8 @@ class _Normaliser:
         return sorted(keyed), stored
 
     def url(self, url: str) -> tuple[str, str]:
-        """Return (normalised URL for the key, redacted URL for storage)."""
+        """Return (normalised URL for the key, redacted URL for storage). A URL that
+        cannot be parsed raises ValueError (the sessions then leave it to the client)."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         host = (parts.hostname or "").lower()
@@ -110,27 +214,29 @@ class _Normaliser:
             return urlencode(keyed).encode(), urlencode(stored).encode()
         if ctype == "application/json" or ctype.endswith("+json"):
             try:
-                data = json.loads(body)
+                keyed_json, stored_json = self.json(json.loads(body))
             except ValueError:
                 return body, body
-            if isinstance(data, dict):
-                keyed_d, stored_d = self.params_dict(data)
-                return _dump(keyed_d), _dump(stored_d)
-            return _dump(data), body
+            except RecursionError:  # too deep to look into: key on it, store none of it
+                return body, REDACTED.encode()
+            return _dump(keyed_json), _dump(stored_json)
         return body, body
 
-    def params_dict(self, data: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
-        keyed: dict[str, object] = {}
-        stored: dict[str, object] = {}
-        for name, value in data.items():
-            if _is_credential(name):
-                self.secrets.append(f"{name}={_credential_hash(json.dumps(value), self.secret)}")
-                stored[name] = REDACTED
-            elif name.lower() in self.ignored:
-                stored[name] = REDACTED
-            else:
-                keyed[name] = stored[name] = value
-        return keyed, stored
+    def json(self, value: object) -> tuple[object, object]:
+        """(keyed, stored) forms of a JSON value: credentials found at any depth."""
+        if isinstance(value, dict):
+            keyed: dict[str, object] = {}
+            stored: dict[str, object] = {}
+            for name, item in value.items():
+                if name.lower() in self.ignored or self._credential(name, _dump(item).decode()):
+                    stored[name] = REDACTED
+                else:
+                    keyed[name], stored[name] = self.json(item)
+            return keyed, stored
+        if isinstance(value, list):
+            pairs = [self.json(item) for item in value]
+            return [k for k, _ in pairs], [s for _, s in pairs]
+        return value, value
 
     def headers(
         self, headers: CIMultiDict[str], match_headers: bool | Iterable[str]
@@ -146,10 +252,9 @@ class _Normaliser:
         stored: CIMultiDict[str] = CIMultiDict()
         for name, value in headers.items():
             lname = name.lower()
-            if lname in CREDENTIAL_HEADERS:
-                self.secrets.append(f"{lname}={_credential_hash(value, self.secret)}")
-                stored.add(name, REDACTED)
-            elif lname in self.ignored:
+            if lname == "cookie":
+                value = canonical_cookie(value)
+            if lname in self.ignored or self._credential(lname, value):
                 stored.add(name, REDACTED)
             else:
                 stored.add(name, value)
@@ -167,13 +272,14 @@ def normalize_request(
     ignored_params: Iterable[str] = (),
     match_headers: bool | Iterable[str] = False,
     secret: bytes | None = None,
+    credential_names: Iterable[str] = (),
 ) -> tuple[list[bytes], CachedRequest]:
     """Return (the key material, as parts, and the request as it may be stored).
 
     The stored request keeps every header and parameter, with credentials and ignored
-    parameters replaced by ``REDACTED``.
+    parameters replaced by ``REDACTED``. ValueError for a URL that cannot be parsed.
     """
-    n = _Normaliser(ignored_params, secret)
+    n = _Normaliser(ignored_params, secret, credential_names)
     key_url, stored_url = n.url(request.url)
     key_body, stored_body = n.body(request.body, request.headers.get("Content-Type", ""))
     matched, stored_headers = n.headers(request.headers, match_headers)
@@ -218,15 +324,19 @@ def hash_key(parts: Iterable[bytes]) -> str:
 
 
 def redact_request(
-    request: CachedRequest, ignored_params: Iterable[str] = ()
+    request: CachedRequest, ignored_params: Iterable[str] = (), credential_names: Iterable[str] = ()
 ) -> CachedRequest:
     """The request with credentials and ignored parameters replaced by ``REDACTED``."""
-    return normalize_request(request, ignored_params)[1]
+    return normalize_request(request, ignored_params, credential_names=credential_names)[1]
 
 
-def redact_url(url: str, ignored_params: Iterable[str] = ()) -> str:
+def redact_url(url: str, ignored_params: Iterable[str] = (), credential_names: Iterable[str] = ()
+               ) -> str:
     """``url`` with credential and ignored query parameters and user info redacted."""
-    return _Normaliser(ignored_params, None).url(url)[1]
+    try:
+        return _Normaliser(ignored_params, None, credential_names).url(url)[1]
+    except ValueError:  # unparsable: nothing in it can be trusted to be harmless
+        return REDACTED
 
 
 def variant_key(key: str, generation: str, vary_values: list[tuple[str, str | None]]) -> str:

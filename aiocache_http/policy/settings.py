@@ -1,4 +1,7 @@
-"""CacheSettings: every cache option in one validated, run-time-mutable object.
+"""CacheSettings: every cache option in one validated, run-time-mutable object, and
+SETTINGS: the one table of options (name, default, validator, aliases, doc) from which
+validation, the aliases, ``CacheSettings.split``, the sync ``CachedSession`` defaults
+and the README settings table come.
 
 Both peers' spellings are accepted (``allowable_codes`` / ``allowed_codes``,
 ``ignored_parameters`` / ``ignored_params``, ``include_headers`` / ``match_headers``), and
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -23,18 +27,6 @@ from .expiration import (
 ALL_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
 DEFAULT_HEURISTIC_MAX = 7 * 24 * 3600  # RFC 9111 §4.2.2 leaves it to the cache; a week
 
-ALIASES = {
-    "allowable_codes": "allowed_codes",
-    "allowable_methods": "allowed_methods",
-    "ignored_parameters": "ignored_params",
-    "include_headers": "match_headers",
-    "include_get_headers": "match_headers",  # requests-cache < 0.9
-    "old_data_on_error": "stale_if_error",  # requests-cache < 0.9
-}
-
-# Part of the serializer: changing them would orphan every stored item.
-CONSTRUCTION_ONLY = frozenset({"secret_key", "salt", "serializer"})
-
 SecretKey = str | bytes | Iterable[str | bytes] | None
 FilterFn = Callable[[Any], Any]
 
@@ -48,6 +40,24 @@ def _seconds_or_flag(name: str, value: object) -> float | bool:
     if isinstance(value, (int, float)) and value >= 0:
         return float(value)
     raise ValueError(f"{name} must be True/False, seconds >= 0 or a timedelta, not {value!r}")
+
+
+def _seconds(name: str, value: object, none: bool = True) -> float | None:
+    """A duration in seconds (> 0), or None (no bound) where allowed."""
+    if value is None and none:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    allowed = "seconds > 0, a timedelta or None" if none else "seconds > 0 or a timedelta"
+    raise ValueError(f"{name} must be {allowed}, not {value!r}")
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"{name} must be an int >= 0, not {value!r}")
 
 
 def _codes(value: object) -> tuple[int, ...]:
@@ -104,68 +114,125 @@ def _secret(value: object) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-_VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "expire_after": normalize_expire_after,
-    "urls_expire_after": normalize_patterns,
-    "allowed_codes": _codes,
-    "allowed_methods": _methods,
-    "match_headers": _match_headers,
-    "ignored_params": lambda v: _names("ignored_params", v),
-    "cache_control": bool,
-    "stale_if_error": lambda v: _seconds_or_flag("stale_if_error", v),
-    "stale_while_revalidate": lambda v: _seconds_or_flag("stale_while_revalidate", v),
-    "always_revalidate": bool,
-    "filter_fn": lambda v: _callable("filter_fn", v),
-    "key_fn": lambda v: _callable("key_fn", v),
-    "secret_key": _secret,
-    "salt": lambda v: v.encode() if isinstance(v, str) else bytes(v),
-    "serializer": lambda v: v,
-    "autoclose": bool,
-    "strict": bool,
-    "max_heuristic_age": lambda v: _seconds_or_flag("max_heuristic_age", v),
-    "json_serialize": lambda v: _callable("json_serialize", v),
-    "decode_content": bool,
-    "read_only": bool,
-}
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: Any
+    validate: Callable[[Any], Any]
+    doc: str
+    aliases: tuple[str, ...] = ()
+    shown: str = ""
+    """The default as the README shows it (empty: ``repr(default)`` in backquotes)."""
+    fixed: bool = False
+    """Part of how stored items are read: set at construction, never changed after."""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("expire_after", NEVER_EXPIRE, normalize_expire_after,
+            "seconds, `timedelta`, `datetime`, `EXPIRE_IMMEDIATELY` (0: stored, revalidated on every "
+            "use), `DO_NOT_CACHE`", shown="`NEVER_EXPIRE` (-1)"),
+    Setting("urls_expire_after", None, normalize_patterns,
+            "`{glob or regex: expire_after}`, first match wins; a glob without scheme matches any "
+            "scheme", shown="`{}`"),
+    Setting("allowed_codes", (200,), _codes, "status codes that may be stored",
+            ("allowable_codes",)),
+    Setting("allowed_methods", ("GET", "HEAD"), _methods, "methods whose responses may be stored",
+            ("allowable_methods",)),
+    Setting("match_headers", False, _match_headers,
+            "`True` or header names that become part of the key",
+            ("include_headers", "include_get_headers")),
+    Setting("ignored_params", (), lambda v: _names("ignored_params", v),
+            "query/body/header names left out of the key, redacted in storage (an opt-out: "
+            "listed credentials are shared)",
+            ("ignored_parameters",)),
+    Setting("credential_names", (), lambda v: _names("credential_names", v),
+            "more header/parameter names or globs that carry credentials (keyed by hash, "
+            "redacted in storage), added to the built-in list"),
+    Setting("cache_control", False, bool, "honour response `Cache-Control`/`Expires` (RFC 9111)"),
+    Setting("stale_if_error", False, lambda v: _seconds_or_flag("stale_if_error", v),
+            "serve a stale response when the origin fails: `True` or a bound in seconds past expiry",
+            ("old_data_on_error",)),
+    Setting("stale_while_revalidate", False,
+            lambda v: _seconds_or_flag("stale_while_revalidate", v),
+            "serve stale at once and refresh in the background: `True` or seconds past expiry"),
+    Setting("always_revalidate", False, bool, "revalidate every hit"),
+    Setting("filter_fn", None, lambda v: _callable("filter_fn", v),
+            "`fn(response) -> bool` (may be async); False: not stored"),
+    Setting("key_fn", None, lambda v: _callable("key_fn", v), "replacement for `create_key`"),
+    Setting("secret_key", None, _secret, "signs every item; a list rotates keys (sign with the "
+            "first, accept all)", fixed=True),
+    Setting("salt", b"aiocache-http", lambda v: v.encode() if isinstance(v, str) else bytes(v),
+            "salt of the signature", fixed=True),
+    Setting("serializer", None, lambda v: v, "`None` (the safe envelope), `\"zlib\"`, `\"pickle\"` "
+            "(opt-ins) or an object with `dumps`/`loads`", fixed=True),
+    Setting("autoclose", True, bool, "close the backend with the session"),
+    Setting("strict", False, bool,
+            "raise backend errors instead of failing open (timeouts and an open circuit too)"),
+    Setting("max_heuristic_age", DEFAULT_HEURISTIC_MAX,
+            lambda v: _seconds_or_flag("max_heuristic_age", v),
+            "upper bound in seconds of heuristic freshness (RFC 9111 §4.2.2)",
+            shown="604800 (a week)"),
+    Setting("backend_timeout", 0.1, lambda v: _seconds("backend_timeout", v),
+            "deadline (s) of a storage call on the request path; also how long a request waits "
+            "for its write. `None`: none"),
+    Setting("write_timeout", 2.0, lambda v: _seconds("write_timeout", v),
+            "deadline of a write (it finishes in the background once the request stopped "
+            "waiting), of each maintenance step (clear, purge, listing) and of close"),
+    Setting("connect_timeout", 10.0, lambda v: _seconds("connect_timeout", v),
+            "deadline of the first storage call on an event loop (opens connections, creates "
+            "tables)"),
+    Setting("breaker_threshold", 5, lambda v: _count("breaker_threshold", v),
+            "consecutive failed or timed-out calls that open a circuit; `0`: never"),
+    Setting("breaker_cooldown", 1.0, lambda v: _seconds("breaker_cooldown", v, none=False),
+            "seconds a circuit stays open before one call probes the backend"),
+    Setting("read_only", False, bool, "serve what is stored, store nothing new (requests-cache)"),
+    Setting("decode_content", True, bool,
+            "with a text serializer (`json`, `yaml`), store JSON and text bodies decoded, so files "
+            "are readable (requests-cache)"),
+    Setting("json_serialize", None, lambda v: _callable("json_serialize", v),
+            "how `json=` bodies are encoded for `backend.create_key(method, url, json=...)`; a "
+            "session keys a request with its own serializer (aiohttp-client-cache)"),
+)
+BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
+ALIASES: Mapping[str, str] = {alias: s.name for s in SETTINGS for alias in s.aliases}
+CONSTRUCTION_ONLY = frozenset(s.name for s in SETTINGS if s.fixed)
+_VALIDATORS: Mapping[str, Callable[[Any], Any]] = {s.name: s.validate for s in SETTINGS}
+
+
+class Default:
+    """The default of a keyword argument that names a setting: it means "not given", so a
+    backend's own value stays, and it shows as the table's default in a signature."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def default(name: str) -> Any:
+    """A :class:`Default` for setting ``name`` (or one of its aliases)."""
+    return Default(BY_NAME[ALIASES.get(name, name)].default)
+
+
+def settings_table() -> str:
+    """The README's settings table, made from :data:`SETTINGS`."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        names = " / ".join(f"`{n}`" for n in (s.name, *s.aliases))
+        rows.append(f"| {names} | {s.shown or f'`{s.default!r}`'} | {s.doc} |")
+    return "\n".join(rows)
 
 
 class CacheSettings:
     """All cache behaviour options. Assign to any attribute to change it at run time.
 
-    Args:
-        expire_after: Default freshness for stored responses: seconds, timedelta,
-            datetime, ``NEVER_EXPIRE`` (-1 / None), ``EXPIRE_IMMEDIATELY`` (0: stored,
-            always revalidated) or ``DO_NOT_CACHE``.
-        urls_expire_after: ``{glob or regex: expire_after}``; the first match wins.
-        allowed_codes: Status codes that may be stored (``allowable_codes``).
-        allowed_methods: Methods whose responses may be stored (``allowable_methods``).
-        match_headers: True to key on all request headers, or a list of header names
-            (``include_headers``).
-        ignored_params: Query/body/header names left out of the key and redacted from
-            storage (``ignored_parameters``).
-        cache_control: Honour the response's Cache-Control / Expires headers (RFC 9111).
-        stale_if_error: Serve a stale response when the origin fails (True, or a bound
-            in seconds past expiry).
-        stale_while_revalidate: Serve stale at once and refresh in the background
-            within this many seconds past expiry.
-        always_revalidate: Revalidate every hit that has a validator.
-        filter_fn: ``fn(response) -> bool`` (may be async); False means do not store.
-        key_fn: Replacement for :func:`create_key`.
-        secret_key: Signs every item (a list rotates keys: sign with the first, accept
-            all). Fixed at construction.
-        salt: itsdangerous salt for signing. Fixed at construction.
-        serializer: ``None`` (safe binary envelope), ``"pickle"`` (opt-in) or an object
-            with ``dumps``/``loads``. Fixed at construction.
-        autoclose: Close the backend when the session closes.
-        strict: Raise backend errors instead of falling back to the origin.
-        max_heuristic_age: Upper bound in seconds for heuristic freshness (§4.2.2).
-        json_serialize: How ``json=`` bodies are encoded for keys the backend makes
-            (``backend.create_key("POST", url, json=...)``); a session keys a request
-            with its own serializer, the one that encodes the body it sends.
-        decode_content: requests-cache's option for text serializers (``json``, ``yaml``):
-            store JSON and text bodies decoded, readable in the file. The default binary
-            envelope stores bodies as they came, so it has no effect there.
-        read_only: Serve what is stored, never store or delete anything.
+    Each option, its default, its aliases and its meaning are one row of
+    :data:`SETTINGS` (the README's settings table is made from it).
     """
 
     expire_after: ExpirationTime
@@ -174,6 +241,7 @@ class CacheSettings:
     allowed_methods: tuple[str, ...]
     match_headers: bool | tuple[str, ...]
     ignored_params: tuple[str, ...]
+    credential_names: tuple[str, ...]
     cache_control: bool
     stale_if_error: float | bool
     stale_while_revalidate: float | bool
@@ -186,44 +254,36 @@ class CacheSettings:
     autoclose: bool
     strict: bool
     max_heuristic_age: float | bool
-    json_serialize: Callable[[Any], str | bytes] | None
-    decode_content: bool
+    backend_timeout: float | None
+    write_timeout: float | None
+    connect_timeout: float | None
+    breaker_threshold: int
+    breaker_cooldown: float
     read_only: bool
+    decode_content: bool
+    json_serialize: Callable[[Any], str | bytes] | None
+    given: set[str]
+    """The options the user set; the others keep their default (see :meth:`is_given`)."""
     _frozen: bool
 
-    _DEFAULTS: Mapping[str, Any] = {
-        "expire_after": NEVER_EXPIRE,
-        "urls_expire_after": None,
-        "allowed_codes": (200,),
-        "allowed_methods": ("GET", "HEAD"),
-        "match_headers": False,
-        "ignored_params": (),
-        "cache_control": False,
-        "stale_if_error": False,
-        "stale_while_revalidate": False,
-        "always_revalidate": False,
-        "filter_fn": None,
-        "key_fn": None,
-        "secret_key": None,
-        "salt": b"aiocache-http",
-        "serializer": None,
-        "autoclose": True,
-        "strict": False,
-        "max_heuristic_age": DEFAULT_HEURISTIC_MAX,
-        "json_serialize": None,
-        "decode_content": True,
-        "read_only": False,
-    }
+    _DEFAULTS: Mapping[str, Any] = {s.name: s.default for s in SETTINGS}
     NAMES = frozenset(_DEFAULTS) | frozenset(ALIASES)
 
     def __init__(self, **kwargs: Any) -> None:
         object.__setattr__(self, "_frozen", False)
+        object.__setattr__(self, "given", set())
         values = dict(self._DEFAULTS)
         for name, value in kwargs.items():
             values[self.canonical(name)] = value
         for name, value in values.items():
             setattr(self, name, value)
+        self.given.clear()
+        self.given.update(self.canonical(name) for name in kwargs)
         object.__setattr__(self, "_frozen", True)
+
+    def is_given(self, name: str) -> bool:
+        """Did the user set this option (at construction or later), default value or not?"""
+        return self.canonical(name) in self.given
 
     @classmethod
     def canonical(cls, name: str) -> str:
@@ -249,6 +309,7 @@ class CacheSettings:
                 f"are read); create a new backend to change it"
             )
         object.__setattr__(self, name, _VALIDATORS[name](value))
+        self.given.add(name)
 
     def __getattr__(self, name: str) -> Any:  # only reached for aliases
         if name in ALIASES:

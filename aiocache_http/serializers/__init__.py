@@ -1,24 +1,32 @@
-"""How responses become bytes: a format (envelope by default), then optional signing.
+"""How responses become bytes: a format (envelope by default) bound to its key by a tag.
 
-Signing wraps the whole item, and the signature is checked before a single byte is
-decoded, so a tampered item never reaches the decoder (nor, if opted in, pickle).
+Every item carries an integrity tag over its cache key and its bytes (see
+:mod:`.integrity`): a checksum without ``secret_key``, a signature with one. The tag is
+checked before a single byte is decoded, so a corrupt, tampered or moved item never
+reaches the decoder (nor, if opted in, pickle). The envelope carries its tag inside
+(:mod:`.envelope`); any other format gets it as a trailer. Redirect aliases are tagged
+the same way, bound to the alias they are stored at.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from itsdangerous import BadSignature, Signer
-
 from ..models import CachedResponse
 from .envelope import EnvelopeFormat
 from .errors import DeserializationError
+from .integrity import Integrity, integrity_for, key_part
 from .pickle_format import PickleFormat
 
 logger = logging.getLogger("aiocache_http")
+
+_TRAILER_DOMAIN = b"aiocache-http item\x00"
+_REDIRECT_MAGIC = b"ACR\x01"
+_REDIRECT_DOMAIN = b"aiocache-http redirect\x00"
+_REDIRECT_SIGNED = 0x01
+_MAX_KEY_BYTES = 4096
 
 
 class Format(Protocol):
@@ -48,33 +56,75 @@ def get_format(serializer: Any) -> Format:
 
 
 class Serializer:
-    """A format plus optional itsdangerous signing (HMAC-SHA256).
-
-    ``secret_keys``: sign with the first, accept any (key rotation).
+    """A format plus an integrity tag bound to the key: a BLAKE2b checksum, or with
+    ``secret_keys`` an HMAC-SHA256 signature (signed with the first key, any accepted).
     """
 
     def __init__(self, fmt: Format, secret_keys: Sequence[bytes] = (), salt: bytes = b"") -> None:
         self.format = fmt
-        # itsdangerous signs with the *last* key of a list and accepts all of them.
-        self.signer = (
-            Signer(list(reversed(secret_keys)), salt=salt, digest_method=hashlib.sha256)
-            if secret_keys else None
-        )
-        if self.signer is None and isinstance(fmt, PickleFormat):
+        self.integrity: Integrity = integrity_for(secret_keys, salt)
+        if not self.integrity.signed and isinstance(fmt, PickleFormat):
             logger.warning("serializer='pickle' without secret_key: anyone who can write to "
                            "the cache can run code in this process")
 
-    def dumps(self, response: CachedResponse) -> bytes:
+    # -- responses ------------------------------------------------------------------
+    def dumps(self, response: CachedResponse, key: str = "") -> bytes:
+        if isinstance(self.format, EnvelopeFormat):
+            return self.format.dumps(response, key, self.integrity)
         data = self.format.dumps(response)
-        return self.signer.sign(data) if self.signer else data
+        return data + self.integrity.tag((_TRAILER_DOMAIN, key_part(key), data))
 
-    def loads(self, data: bytes) -> CachedResponse:
-        if self.signer is not None:
-            try:
-                data = self.signer.unsign(data)
-            except BadSignature as e:
-                raise DeserializationError("bad or missing signature") from e
-        return self.format.loads(data)
+    def loads(self, data: bytes, key: str = "") -> CachedResponse:
+        """The response stored at ``key``; DeserializationError for anything else."""
+        if not isinstance(data, bytes):
+            raise DeserializationError(f"a stored item must be bytes, not {type(data).__name__}")
+        if isinstance(self.format, EnvelopeFormat):
+            return self.format.loads(data, key, self.integrity)
+        size = self.integrity.size
+        view = memoryview(data)
+        if len(data) < size or not self.integrity.verify(
+                view[-size:], (_TRAILER_DOMAIN, key_part(key), view[:-size])):
+            raise DeserializationError("bad or missing signature" if self.integrity.signed
+                                       else "checksum mismatch (corrupt, or stored at another key)")
+        try:
+            response = self.format.loads(data[:-size])
+        except DeserializationError:
+            raise
+        except Exception as e:  # a user's format, or pickle: whatever it raises is a miss
+            raise DeserializationError(f"{type(e).__name__}: {e}") from e
+        if not isinstance(response, CachedResponse):
+            raise DeserializationError(f"decoded a {type(response).__name__}, not a CachedResponse")
+        return response
+
+    # -- redirect aliases -------------------------------------------------------------
+    def dumps_redirect(self, alias: str, target: str) -> bytes:
+        """``magic | flags | tag | target key``: the alias points at ``target`` only if the
+        tag, bound to the alias, says so."""
+        raw = target.encode("utf-8", "surrogatepass")
+        flags = _REDIRECT_SIGNED if self.integrity.signed else 0
+        tag = self.integrity.tag((_REDIRECT_DOMAIN, key_part(alias), bytes([flags]), raw))
+        return b"".join((_REDIRECT_MAGIC, bytes([flags]), tag, raw))
+
+    def loads_redirect(self, alias: str, data: bytes) -> str:
+        """The key ``alias`` points at; DeserializationError for anything else."""
+        if not isinstance(data, bytes):
+            raise DeserializationError(f"a stored alias must be bytes, not {type(data).__name__}")
+        head = len(_REDIRECT_MAGIC) + 1
+        start = head + self.integrity.size
+        if not data.startswith(_REDIRECT_MAGIC) or len(data) <= start:
+            raise DeserializationError("not a redirect alias")
+        flags = data[head - 1]
+        if flags != (_REDIRECT_SIGNED if self.integrity.signed else 0):
+            raise DeserializationError("bad or missing signature" if self.integrity.signed
+                                       else "signed alias, but no secret_key is set")
+        raw = data[start:]
+        if len(raw) > _MAX_KEY_BYTES or not self.integrity.verify(
+                data[head:start], (_REDIRECT_DOMAIN, key_part(alias), bytes([flags]), raw)):
+            raise DeserializationError("redirect alias fails its checksum or signature")
+        try:
+            return raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as e:
+            raise DeserializationError("redirect target is not text") from e
 
 
 __all__ = ["DeserializationError", "EnvelopeFormat", "Format", "PickleFormat", "Serializer",

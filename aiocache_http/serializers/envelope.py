@@ -1,34 +1,61 @@
 """The default stored format: a versioned binary envelope, no pickle, no base64.
 
-    magic b"ACH" | version u8 | flags u8 | meta_len u32 | req_body_len u32 | body_len u32
-    | meta (compact JSON) | request body | response body
+Version 2::
 
-Bodies are stored raw; only the small metadata is JSON. The exact lengths make a
-truncated or padded item detectable. ``version`` lets later releases keep reading items
-written by this one: add a reader to ``_READERS``, never change an existing one.
+    magic b"ACH" | version u8 | flags u8 | meta_len u32 | req_body_len u32 | body_len u32
+    | body_digest (16 bytes) | tag (16 bytes, or 32 when FLAG_SIGNED)
+    | meta (compact JSON, ASCII) | request body | response body
+
+``body_digest`` is BLAKE2b-128 of the response body as stored (after compression):
+:func:`body_hasher` gives the hash object, so a writer that streams a body updates it
+chunk by chunk and never holds the body twice. ``tag`` (see :mod:`.integrity`) covers
+the cache key, the fixed header (``body_digest`` included, so the body too), the metadata
+and the request body: a checksum without a ``secret_key``, a signature with one. The tag
+is checked before a byte of metadata is parsed, then the body digest; only then is the
+JSON decoded, and every field is type- and range-checked, so an item is either a valid
+response or a :class:`DeserializationError` (a miss), whatever its bytes.
+
+Metadata JSON is ASCII (``ensure_ascii``): header text from the wire, surrogate-escaped
+bytes included, round-trips exactly.
+
+``version`` lets later releases keep reading items written by this one: add a reader to
+``_READERS``, never change an existing one. Version 1 items (no checksum) are not read:
+they are misses, deleted and fetched again once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from multidict import CIMultiDict
 
-from ..models import CachedRequest, CachedResponse
+from ..models import CachedRequest, CachedResponse, Facts
 from .errors import DeserializationError
+from .integrity import Checksum, Integrity, key_part
 
 MAGIC = b"ACH"
-VERSION = 1
+VERSION = 2
 FLAG_ZLIB = 0x01
-_HEADER = struct.Struct("!3sBBIII")
-
+FLAG_SIGNED = 0x02
+_KNOWN_FLAGS = FLAG_ZLIB | FLAG_SIGNED
+_HEADER = struct.Struct("!3sBBIII16s")
+_DOMAIN = b"aiocache-http envelope\x00"
+_DIGEST_SIZE = 16
+_CHECKSUM = Checksum()
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def body_hasher() -> Any:
+    """The hash object whose digest is ``body_digest``: feed it the stored body's chunks."""
+    return hashlib.blake2b(digest_size=_DIGEST_SIZE)
 
 
 def _ts(value: datetime | None) -> int | None:
@@ -36,8 +63,36 @@ def _ts(value: datetime | None) -> int | None:
     return None if value is None else (value - _EPOCH) // _MICROSECOND
 
 
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
+_MIN_TS = _ts(datetime.min.replace(tzinfo=timezone.utc))
+_MAX_TS = _ts(datetime.max.replace(tzinfo=timezone.utc))
+
+
+def _facts_meta(f: Facts | None) -> list[Any] | None:
+    if f is None:
+        return None
+    flags = f.no_cache | f.must_revalidate << 1 | f.immutable << 2
+    return [f.initial_age, flags, list(f.vary), f.stale_while_revalidate, f.stale_if_error]
+
+
+def _facts(meta: object) -> Facts | None:
+    """The facts kept at store time; typed and bounded like every field (absent: None, and
+    the policy parses them from the headers)."""
+    if meta is None:
+        return None
+    if type(meta) is not list or len(meta) != 5:
+        raise TypeError("facts must be a list of 5")
+    initial_age, flags, vary, swr, sie = meta
+    if type(flags) is not int or type(vary) is not list:
+        raise TypeError("facts: bad flags or vary")
+    return Facts(_seconds(initial_age), bool(flags & 1), bool(flags & 2), bool(flags & 4),
+                 tuple(_str(v) for v in vary), None if swr is None else _seconds(swr),
+                 None if sie is None else _seconds(sie))
+
+
+def _seconds(value: object) -> float:
+    if type(value) not in (int, float) or not 0 <= value <= 2**31:  # type: ignore[operator]
+        raise ValueError(f"seconds {value!r} out of range")
+    return float(value)  # type: ignore[arg-type]
 
 
 def _history_meta(r: CachedResponse) -> dict[str, Any]:
@@ -55,7 +110,7 @@ class EnvelopeFormat:
         self.compress = compress
         self.level = level
 
-    def dumps(self, r: CachedResponse) -> bytes:
+    def dumps(self, r: CachedResponse, key: str = "", integrity: Integrity = _CHECKSUM) -> bytes:
         q = r.request
         meta = {
             "s": r.status, "r": r.reason, "u": r.url, "h": list(r.headers.items()),
@@ -63,53 +118,135 @@ class EnvelopeFormat:
             "qt": _ts(r.request_time), "rt": _ts(r.response_time),
             "qm": q.method, "qu": q.url, "qh": list(q.headers.items()),
             "hi": [_history_meta(h) for h in r.history], "vg": r.vary_generation,
+            "f": _facts_meta(r.facts),
         }
-        meta_b = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
+        meta_b = json.dumps(meta, separators=(",", ":")).encode("ascii")
         body, flags = r.body, 0
         if self.compress:
             body, flags = zlib.compress(body, self.level), FLAG_ZLIB
-        header = _HEADER.pack(MAGIC, VERSION, flags, len(meta_b), len(q.body), len(body))
-        return b"".join((header, meta_b, q.body, body))
+        if integrity.signed:
+            flags |= FLAG_SIGNED
+        digest = body_hasher()
+        digest.update(body)
+        header = _HEADER.pack(MAGIC, VERSION, flags, len(meta_b), len(q.body), len(body),
+                              digest.digest())
+        tag = integrity.tag((_DOMAIN, key_part(key), header, meta_b, q.body))
+        return b"".join((header, tag, meta_b, q.body, body))
 
-    def loads(self, data: bytes) -> CachedResponse:
-        if len(data) < _HEADER.size:
-            raise DeserializationError("item shorter than the envelope header")
-        magic, version, flags, meta_len, qbody_len, body_len = _HEADER.unpack_from(data)
-        if magic != MAGIC:
+    def loads(self, data: bytes, key: str = "", integrity: Integrity = _CHECKSUM) -> CachedResponse:
+        if data[:3] != MAGIC or len(data) < 4:
             raise DeserializationError("not an aiocache-http envelope")
-        reader = _READERS.get(version)
+        reader = _READERS.get(data[3])
         if reader is None:
-            raise DeserializationError(f"unknown envelope version {version}")
-        if len(data) != _HEADER.size + meta_len + qbody_len + body_len:
-            raise DeserializationError("item length does not match its header (truncated?)")
-        try:
-            return reader(memoryview(data), flags, meta_len, qbody_len)
-        except (ValueError, KeyError, TypeError, IndexError, zlib.error) as e:
-            raise DeserializationError(f"corrupt envelope: {e}") from e
+            old = " (written before checksums: fetched again)" if data[3] == 1 else ""
+            raise DeserializationError(f"unreadable envelope version {data[3]}{old}")
+        return reader(memoryview(data), key, integrity)
 
 
-def _read_v1(data: memoryview, flags: int, meta_len: int, qbody_len: int) -> CachedResponse:
-    start = _HEADER.size
-    meta = json.loads(str(data[start : start + meta_len], "utf-8"))
-    qbody_start = start + meta_len
-    body = bytes(data[qbody_start + qbody_len :])
-    if flags & FLAG_ZLIB:
-        body = zlib.decompress(body)
-    request = CachedRequest(meta["qm"], meta["qu"], CIMultiDict(meta["qh"]),
-                            bytes(data[qbody_start : qbody_start + qbody_len]))
-    history = [
-        CachedResponse(h["s"], h["r"], h["u"], CIMultiDict(h["h"]), b"",
-                       CachedRequest(h["m"], h["u"]))
-        for h in meta["hi"]
-    ]
-    created_at = _dt(meta["c"])
-    assert created_at is not None
+def _read_v2(data: memoryview, key: str, integrity: Integrity) -> CachedResponse:
+    if len(data) < _HEADER.size:
+        raise DeserializationError("item shorter than the envelope header")
+    _magic, _version, flags, meta_len, qbody_len, body_len, body_digest = _HEADER.unpack_from(data)
+    if flags & ~_KNOWN_FLAGS:
+        raise DeserializationError(f"unknown envelope flags {flags:#x}")
+    if bool(flags & FLAG_SIGNED) != integrity.signed:
+        raise DeserializationError("bad or missing signature" if integrity.signed
+                                   else "signed item, but no secret_key is set")
+    start = _HEADER.size + integrity.size
+    meta_end = start + meta_len
+    body_start = meta_end + qbody_len
+    if len(data) != body_start + body_len:
+        raise DeserializationError("item length does not match its header (truncated?)")
+    parts = (_DOMAIN, key_part(key), data[: _HEADER.size], data[start:meta_end],
+             data[meta_end:body_start])
+    if not integrity.verify(data[_HEADER.size : start], parts):
+        raise DeserializationError("bad or missing signature" if integrity.signed
+                                   else "checksum mismatch (corrupt, or stored at another key)")
+    digest = body_hasher()
+    digest.update(data[body_start:])
+    if digest.digest() != body_digest:
+        raise DeserializationError("body checksum mismatch (corrupt)")
+    body = bytes(data[body_start:])
+    try:
+        if flags & FLAG_ZLIB:
+            body = zlib.decompress(body)
+        meta = json.loads(str(data[start:meta_end], "ascii"))
+        return _response(meta, bytes(data[meta_end:body_start]), body)
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError, OverflowError,
+            zlib.error) as e:
+        raise DeserializationError(f"corrupt envelope: {type(e).__name__}: {e}") from e
+
+
+_READERS: dict[int, Callable[..., CachedResponse]] = {2: _read_v2}
+
+
+# -- typed, bounded fields: anything else is a corrupt item ---------------------------------
+def _str(value: object) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _wire_text(text: str) -> None:
+    """Header text as the wire can give it: any bytes, surrogate-escaped (a lone
+    surrogate outside U+DC80..U+DCFF raises UnicodeEncodeError, a ValueError)."""
+    text.encode("utf-8", "surrogateescape")
+
+
+def _status(value: object) -> int:
+    # 0-99 too: no HTTP response has one, but a record a user built may (requests-cache's
+    # CachedResponse(status_code=0) and its tests); three digits at most either way
+    if type(value) is not int or not 0 <= value <= 999:
+        raise ValueError(f"status {value!r} out of range")
+    return value
+
+
+def _time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if type(value) is not int or not _MIN_TS <= value <= _MAX_TS:  # type: ignore[operator]
+        raise ValueError(f"timestamp {value!r} out of range")
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _headers(value: object) -> CIMultiDict[str]:
+    if type(value) is not list:
+        raise TypeError("headers must be a list")
+    for pair in value:  # on every hit: a tight loop, then one C-level construction
+        if type(pair) is not list or len(pair) != 2:
+            raise TypeError("a header must be a [name, value] pair")
+        name, text = pair
+        if type(name) is not str or type(text) is not str:
+            raise TypeError("a header name and value must be strings")
+        if not (name.isascii() and text.isascii()):
+            _wire_text(name)
+            _wire_text(text)
+    return CIMultiDict(value)
+
+
+def _response(meta: dict[str, Any], request_body: bytes, body: bytes) -> CachedResponse:
+    if type(meta) is not dict:
+        raise TypeError("metadata must be an object")
+    history_meta = meta["hi"]
+    if type(history_meta) is not list:
+        raise TypeError("history must be a list")
+    history = []
+    for hop in history_meta:
+        if type(hop) is not dict:
+            raise TypeError("a history hop must be an object")
+        url = _str(hop["u"])
+        history.append(CachedResponse(_status(hop["s"]), _str(hop["r"]), url, _headers(hop["h"]),
+                                      b"", CachedRequest(_str(hop["m"]), url)))
+    created_at = _time(meta["c"])
+    if created_at is None:
+        raise ValueError("created_at missing")
+    encoding = meta["e"]
+    request = CachedRequest(_str(meta["qm"]), _str(meta["qu"]), _headers(meta["qh"]), request_body)
     return CachedResponse(
-        status=meta["s"], reason=meta["r"], url=meta["u"], headers=CIMultiDict(meta["h"]),
-        body=body, request=request, encoding=meta["e"], created_at=created_at,
-        expires=_dt(meta["x"]), request_time=_dt(meta["qt"]), response_time=_dt(meta["rt"]),
-        history=history, vary_generation=meta.get("vg", ""),
+        status=_status(meta["s"]), reason=_str(meta["r"]), url=_str(meta["u"]),
+        headers=_headers(meta["h"]), body=body, request=request,
+        encoding=None if encoding is None else _str(encoding), created_at=created_at,
+        expires=_time(meta["x"]), request_time=_time(meta["qt"]),
+        response_time=_time(meta["rt"]), history=history,
+        vary_generation=_str(meta.get("vg", "")), facts=_facts(meta.get("f")),
     )
-
-
-_READERS = {1: _read_v1}

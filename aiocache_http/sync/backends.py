@@ -16,6 +16,7 @@ from typing import Any
 from ..backends import BACKEND_CLASSES as ASYNC_BACKEND_CLASSES
 from ..backends import CacheBackend, default_backend_alias
 from ..backends import init_backend as init_async_backend
+from ..backends.registry import BY_ALIAS
 from ..policy.expiration import ExpirationTime
 from ..policy.settings import CacheSettings
 from .cache import DEFAULT_CACHE_NAME, BaseCache
@@ -137,17 +138,16 @@ class DynamoDbCache(_Backend):
 
 class FileCache(_Backend):
     """A directory: ``FileCache(cache_name, use_cache_dir=, use_temp=, serializer=,
-    extension=, max_cache_bytes=, **settings)``. As in requests-cache, responses are JSON
-    files by default, named ``<key>.<extension>`` after the serializer (``json``,
-    ``yaml``, ``pkl``...)."""
+    max_cache_bytes=, **settings)``. As in requests-cache, responses are JSON files by
+    default; unlike it, every file is named ``<key>.ach`` (``extension=`` is accepted and
+    ignored): the cache touches only files of its own."""
 
     _alias = "filesystem"
 
     def __init__(self, cache_name: str | Path = DEFAULT_CACHE_NAME, **kwargs: Any) -> None:
         if kwargs.get("serializer") is None:
             kwargs["serializer"] = "json"  # requests-cache's default here: readable files, no pickle
-        if "extension" not in kwargs:
-            kwargs["extension"] = _extension(kwargs.get("serializer"))
+        kwargs.pop("extension", None)  # files are <key>.ach whatever the serializer (owned files)
         super().__init__(cache_name, **kwargs)
 
     @property
@@ -159,22 +159,11 @@ class FileCache(_Backend):
         return self.responses.paths()  # type: ignore[no-any-return]
 
 
-def _extension(serializer: Any) -> str | None:
-    """requests-cache's file extension for a serializer: its name, ``pkl`` for pickle,
-    ``json`` for every JSON library."""
-    name = serializer if isinstance(serializer, str) else getattr(serializer, "name", None)
-    if not name:
-        return None
-    name = name.replace("pickle", "pkl")
-    return "json" if "json" in name else name
-
-
-# alias -> requests-cache class ("memory": the in-memory BaseCache).
-_CLASSES: dict[str, type[BaseCache]] = {
-    "memory": BaseCache, "sqlite": SQLiteCache, "redis": RedisCache, "mongodb": MongoCache,
-    "mongo": MongoCache, "gridfs": GridFSCache, "dynamodb": DynamoDbCache,
-    "filesystem": FileCache, "file": FileCache,
-}
+_BY_NAME: dict[str, type[BaseCache]] = {cls.__name__: cls for cls in (
+    BaseCache, SQLiteCache, RedisCache, MongoCache, GridFSCache, DynamoDbCache, FileCache)}
+# alias -> requests-cache class, from the one registry of backends.
+_CLASSES: dict[str, type[BaseCache]] = {alias: _BY_NAME[info.requests_cache_name]
+                                        for alias, info in BY_ALIAS.items()}
 
 
 class _Classes(Mapping[str, type[BaseCache]]):

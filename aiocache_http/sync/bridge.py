@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import os
 import queue
 import threading
@@ -71,14 +72,14 @@ class LoopBridge:
         except BaseException:
             coro.close()  # never to be awaited
             raise
-        return _wait(asyncio.run_coroutine_threadsafe(coro, loop))
+        return _wait(_submit(coro, loop))
 
     def serve(self, work: Callable[[Offload], Coroutine[Any, Any, T]]) -> T:
         """Run ``work(offload)`` on the bridge loop; while waiting, run here whatever
         blocking functions it passes to ``offload``."""
         loop = self.loop()
         lender = _Lender(loop)
-        future = asyncio.run_coroutine_threadsafe(lender.main(work), loop)
+        future = _submit(lender.main(work), loop)
         future.add_done_callback(lender.finished)
         try:
             lender.serve_until_done()
@@ -115,6 +116,13 @@ class LoopBridge:
     def _forget(self) -> None:
         self._lock = threading.Lock()
         self._loop = self._thread = None
+
+
+def _submit(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> Future[T]:
+    """``run_coroutine_threadsafe``, the coroutine seeing the caller's context variables
+    (a tracing span, for one), as it would in the caller's own thread: the task is made
+    in a copy of the caller's context."""
+    return contextvars.copy_context().run(asyncio.run_coroutine_threadsafe, coro, loop)
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

@@ -178,7 +178,8 @@ class BaseCache:
             if request is None:
                 raise TypeError("contains() needs a key, a request or a url")
             key = self.create_key(request, verify=verify)
-        return key in self.responses or key in self.redirects
+        return bool(run(self.backend._guard("contains", self.backend.raw_responses.contains(key), False))
+                    or run(self.backend._guard("contains", self.backend.raw_redirects.contains(key), False)))
 
     def delete(self, *keys: str, expired: bool = False, invalid: bool = False,
                older_than: ExpirationTime = None, requests: Iterable[AnyRequest] | None = None,
@@ -215,7 +216,7 @@ class BaseCache:
                 yield response
 
     def _read(self, key: str) -> CachedResponse | None:
-        stored = run(self.backend.raw_responses.read(key))
+        stored = run(self.backend._guard("read", self.backend.raw_responses.read(key), None))
         try:
             return CachedResponse.from_record(self.backend.load(key, stored))
         except DeserializationError:

@@ -13,7 +13,7 @@ from urllib3 import HTTPHeaderDict
 from ..driver import OriginResponse
 from ..models import CachedRequest
 from .bridge import Offload
-from .models import OriginalResponse
+from .models import OriginalResponse, from_latin1
 
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
 _FIXED_BOUNDARY = "aiocache-http-form-boundary"
@@ -28,14 +28,12 @@ def prepared(request: requests.PreparedRequest | requests.Request) -> requests.P
 
 
 def cached_request(request: requests.PreparedRequest, body: bool = True,
-                   cookie: bool = True, follow_redirects: bool = True,
-                   verify: Any = True) -> CachedRequest:
+                   follow_redirects: bool = True, verify: Any = True) -> CachedRequest:
     """The request as the cache sees it: method, full URL, every header (credentials
-    included: the key hashes them, storage redacts them; ``cookie=False`` leaves the
-    Cookie header out), the body bytes, and whether redirects are followed."""
-    headers: CIMultiDict[str] = CIMultiDict(request.headers)
-    if not cookie:
-        headers.popall("Cookie", None)
+    included, cookies too: the key hashes them, storage redacts them), the body bytes,
+    and whether redirects are followed."""
+    headers: CIMultiDict[str] = CIMultiDict(
+        (from_latin1(k), from_latin1(v)) for k, v in request.headers.items())
     content = request.body if body else None
     if content is None:
         data = b""
@@ -68,12 +66,12 @@ def charset(headers: CIMultiDict[str]) -> str | None:
 
 
 def response_headers(response: requests.Response) -> CIMultiDict[str]:
-    """Every header line; urllib3 keeps repeated headers (Set-Cookie) apart, requests
-    joins them."""
+    """Every header line (urllib3 keeps repeated headers apart, requests joins them), in
+    the stored form (see :func:`from_latin1`)."""
     raw_headers = getattr(response.raw, "headers", None)
-    if isinstance(raw_headers, HTTPHeaderDict):
-        return CIMultiDict(raw_headers.iteritems())
-    return CIMultiDict(response.headers or {})
+    items = raw_headers.iteritems() if isinstance(raw_headers, HTTPHeaderDict) else (
+        response.headers or {}).items()
+    return CIMultiDict((from_latin1(k), from_latin1(v)) for k, v in items)
 
 
 def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:
@@ -94,6 +92,8 @@ def origin_response(response: requests.Response, offload: Offload) -> OriginResp
         encoding=charset(headers),
         history=[((h.request.method or "GET") if h.request else "GET", h.url, h.status_code,
                   h.reason or "", response_headers(h)) for h in response.history],
+        sent_headers=None if response.request is None else CIMultiDict(
+            (from_latin1(k), from_latin1(v)) for k, v in response.request.headers.items()),
     )
 
 

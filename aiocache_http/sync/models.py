@@ -28,6 +28,30 @@ from ..policy.expiration import ExpirationTime, expiration_datetime
 _CACHE_ATTRS = ["from_cache", "created_at", "expires", "cache_key", "revalidated"]
 
 
+# Header text: http.client decodes header bytes as Latin-1, aiohttp as UTF-8 with
+# surrogateescape. The cache keeps aiohttp's form (one stored form, lossless for any
+# bytes); the requests layer converts at its edges so each session shows what its bare
+# library shows for the same bytes.
+def from_latin1(text: str) -> str:
+    """A header as http.client decoded it -> the stored form."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not from the wire (a str header set by code): keep it
+        return text
+
+
+def to_latin1(text: str) -> str:
+    """The stored form -> the header as http.client would have decoded its bytes."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("latin-1")
+    except UnicodeEncodeError:
+        return text
+
+
 class CachedRequest(requests.PreparedRequest):
     """The request of a cached response (a ``requests.PreparedRequest``)."""
 
@@ -147,6 +171,7 @@ class CachedResponse(_CacheInfo):
         """The stored ``record`` as a response (``age``, seconds, becomes the Age header)."""
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
         for name, value in record.headers.items():  # requests joins repeated headers
+            name, value = to_latin1(name), to_latin1(value)
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         if age is not None:
             headers["Age"] = str(int(age))

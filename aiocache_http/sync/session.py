@@ -8,25 +8,25 @@ and every decision are the async session's. The origin request is the real
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 import requests
 from requests.hooks import dispatch_hook
-from requests.structures import CaseInsensitiveDict
 
-from ..driver import OriginResponse, Outcome, fetch, invalidate
-from ..policy.actions import UNSAFE_METHODS, UNSET, RequestOptions
+from ..backends import CacheBackend
+from ..driver import OriginResponse, Outcome, fetch
+from ..policy.core import UNSET, RequestOptions
 from ..policy.expiration import ExpirationTime
-from ..policy.settings import CacheSettings
+from ..policy.settings import CacheSettings, Default, default
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
-from .bridge import Offload, run, serve
+from .bridge import Offload, serve
 from .cache import BaseCache
-from .convert import NotKeyable, cached_request, origin_response, response_headers
+from .convert import NotKeyable, cached_request, origin_response
 from .models import CachedResponse, OriginalResponse
 
 # Per thread/context: sessions with caching off, options on their way from request() to
@@ -34,20 +34,15 @@ from .models import CachedResponse, OriginalResponse
 _disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_sync_disabled", default=frozenset())
 _pending: ContextVar[RequestOptions | None] = ContextVar("aiocache_http_sync_options", default=None)
 _in_origin: ContextVar[bool] = ContextVar("aiocache_http_sync_in_origin", default=False)
-_jar_cookies: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()
 
 # "Origin unreachable" (for stale-if-error and must-revalidate): not every RequestException.
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
-# Settings named in the signature, with the values that leave a backend's own setting alone.
-_DEFAULTS: Mapping[str, Any] = {
-    "expire_after": -1, "urls_expire_after": None, "cache_control": False,
-    "allowable_codes": (200,), "allowable_methods": ("GET", "HEAD"), "always_revalidate": False,
-    "ignored_parameters": None, "match_headers": False, "filter_fn": None, "key_fn": None,
-    "stale_if_error": False, "serializer": None,
-}
-# requests-cache's session options that are not cache settings: accepted, no effect here.
-_IGNORED = ("use_cache_dir_fallback",)
+# Defaults of the settings named in the signature: "not given" (a backend's own value stays).
+_GIVEN_NOT: dict[str, Any] = {name: default(name) for name in (
+    "serializer", "expire_after", "urls_expire_after", "cache_control", "allowable_codes",
+    "allowable_methods", "always_revalidate", "ignored_parameters", "match_headers", "filter_fn",
+    "key_fn", "stale_if_error")}
 
 
 class CachedSession(requests.Session):
@@ -63,7 +58,8 @@ class CachedSession(requests.Session):
         **kwargs: Cache settings under requests-cache's or aiohttp-client-cache's names
             (see :class:`CacheSettings`), then backend arguments (``wal``, ``host``...).
 
-    With a backend instance, only the settings passed here are changed on it. Per
+    With a backend instance, only the settings passed here are changed on it (a setting
+    given with its default value is given: it is applied). Per
     request, ``get()`` & co. also take ``expire_after``, ``refresh``, ``force_refresh``
     and ``only_if_cached``.
     """
@@ -72,18 +68,18 @@ class CachedSession(requests.Session):
         self,
         cache_name: str | Path = DEFAULT_CACHE_NAME,
         backend: BackendSpecifier = None,
-        serializer: Any = None,
-        expire_after: ExpirationTime = -1,
-        urls_expire_after: Mapping[str, ExpirationTime] | None = None,
-        cache_control: bool = False,
-        allowable_codes: Iterable[int] = (200,),
-        allowable_methods: Iterable[str] = ("GET", "HEAD"),
-        always_revalidate: bool = False,
-        ignored_parameters: Iterable[str] | None = None,
-        match_headers: bool | Iterable[str] = False,
-        filter_fn: Callable[[Any], Any] | None = None,
-        key_fn: Callable[..., str] | None = None,
-        stale_if_error: bool | float = False,
+        serializer: Any = _GIVEN_NOT["serializer"],
+        expire_after: ExpirationTime = _GIVEN_NOT["expire_after"],
+        urls_expire_after: Mapping[str, ExpirationTime] | None = _GIVEN_NOT["urls_expire_after"],
+        cache_control: bool = _GIVEN_NOT["cache_control"],
+        allowable_codes: Iterable[int] = _GIVEN_NOT["allowable_codes"],
+        allowable_methods: Iterable[str] = _GIVEN_NOT["allowable_methods"],
+        always_revalidate: bool = _GIVEN_NOT["always_revalidate"],
+        ignored_parameters: Iterable[str] | None = _GIVEN_NOT["ignored_parameters"],
+        match_headers: bool | Iterable[str] = _GIVEN_NOT["match_headers"],
+        filter_fn: Callable[[Any], Any] | None = _GIVEN_NOT["filter_fn"],
+        key_fn: Callable[..., str] | None = _GIVEN_NOT["key_fn"],
+        stale_if_error: bool | float = _GIVEN_NOT["stale_if_error"],
         autoclose: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -95,7 +91,7 @@ class CachedSession(requests.Session):
             "match_headers": match_headers, "filter_fn": filter_fn, "key_fn": key_fn,
             "stale_if_error": stale_if_error,
         }
-        settings = {k: v for k, v in named.items() if not _is_default(k, v)}
+        settings = {k: v for k, v in named.items() if not isinstance(v, Default)}
         more_settings, backend_kwargs = CacheSettings.split(kwargs)
         more_settings.pop("autoclose", None)  # a session's choice, not the shared backend's
         settings.update(more_settings)
@@ -117,8 +113,7 @@ class CachedSession(requests.Session):
     # -- the cache --------------------------------------------------------------------
     @property
     def cache(self) -> BaseCache:
-        """The backend, with synchronous methods (``clear()``, ``delete(urls=...)``...):
-        the very object given as ``backend=``, or one over the async backend given."""
+        """The backend, with synchronous methods (``clear()``, ``delete(urls=...)``...)."""
         return self._cache
 
     @cache.setter
@@ -126,7 +121,7 @@ class CachedSession(requests.Session):
         _fixed("cache")
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> CacheBackend:
         """The async backend itself (shareable with a CachedClientSession)."""
         return self._backend
 
@@ -174,15 +169,6 @@ class CachedSession(requests.Session):
             self._cache.close()
 
     # -- requests ---------------------------------------------------------------------
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        prepared = super().prepare_request(request)
-        explicit = CaseInsensitiveDict({**(self.headers or {}), **(request.headers or {})})
-        if "Cookie" not in explicit:  # header names in any case (plain dicts are allowed)
-            # Like aiohttp's jar, cookies from the jar (or cookies=) are not part of the
-            # key, or every Set-Cookie would make the next request a miss.
-            _jar_cookies.add(prepared)
-        return prepared
-
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any,
         expire_after: ExpirationTime = None, only_if_cached: bool = False,
@@ -204,21 +190,27 @@ class CachedSession(requests.Session):
         refresh: bool = False, force_refresh: bool = False, **kwargs: Any,
     ) -> requests.Response:
         """Send a prepared request, answering from the cache when allowed."""
-        if _in_origin.get() or id(self) in _disabled.get() or self._backend.disabled:
+        if _in_origin.get():  # a redirect hop of the origin request: straight through
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
-        method = (request.method or "GET").upper()
-        if method not in self.settings.allowed_methods:
-            return self._send_uncached(request, method, kwargs)
         options = _pending.get()
         if options is None or expire_after is not None or only_if_cached or refresh or force_refresh:
             options = _options(expire_after, refresh, force_refresh, only_if_cached)
         _pending.set(None)  # consumed: a send() from a hook is a request of its own
+        follow = kwargs.get("allow_redirects", True)
         try:
-            record = cached_request(request, cookie=request not in _jar_cookies,
-                                    follow_redirects=kwargs.get("allow_redirects", True),
+            # The Cookie header holds the jar's and cookies= cookies too: they identify the
+            # user, so they are part of the key (hashed; redacted in storage).
+            record = cached_request(request, follow_redirects=follow,
                                     verify=kwargs.get("verify", self.verify))
-        except NotKeyable:
+            self._backend.identify(record)  # memoized: fetch() below finds it
+        except ValueError:  # a URL we cannot parse: requests decides
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
+        except NotKeyable:  # a streamed body: the core lets it pass the cache by
+            record = cached_request(request, body=False, follow_redirects=follow,
+                                    verify=kwargs.get("verify", self.verify))
+            options = replace(options, keyable=False)
+        if id(self) in _disabled.get() or self._backend.disabled:
+            options = replace(options, disabled=True)
         backend = self._backend
 
         async def work(offload: Offload) -> Outcome:
@@ -242,14 +234,6 @@ class CachedSession(requests.Session):
         finally:
             _in_origin.reset(token)
 
-    def _send_uncached(self, request: requests.PreparedRequest, method: str,
-                       kwargs: dict[str, Any]) -> requests.Response:
-        response = OriginalResponse.wrap(super().send(request, **kwargs), None)
-        if self.settings.cache_control and method in UNSAFE_METHODS:
-            run(invalidate(self._backend, cached_request(request, body=False),
-                           response.status_code, response_headers(response)))
-        return response
-
     def _respond(self, outcome: Outcome, request: requests.PreparedRequest,
                  kwargs: dict[str, Any]) -> requests.Response:
         if outcome.raw is not None:
@@ -268,11 +252,6 @@ class CachedSession(requests.Session):
 
     def __repr__(self) -> str:
         return f"<CachedSession(cache={self._backend!r}, settings={self.settings!r})>"
-
-
-def _is_default(name: str, value: Any) -> bool:
-    default = _DEFAULTS[name]
-    return value is default or (type(value) is type(default) and value == default)
 
 
 def _as_original(response: requests.Response, **kwargs: Any) -> requests.Response:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..backends.base import BaseCache, CacheBackend
+from ..backends.health import Kind
 from ..backends.memory import MemoryCache
 from ..backends.values import PLAIN_TYPES
 from ..models import CachedResponse as Record
@@ -25,6 +27,7 @@ from .bridge import run
 from .models import CachedResponse
 from .serializers import PipelineFormat, SerializerPipeline, init_serializer, json_serializer, utf8_serializer
 
+T = TypeVar("T")
 _SORT_KEYS = ("expires", "size", "key")
 _JSON = object()  # FileDict's default serializer (requests-cache's), set apart from None
 
@@ -64,8 +67,7 @@ class Codec:
         if _is_response(value):
             record = value if isinstance(value, Record) else value.__cache_record__() if hasattr(
                 value, "__cache_record__") else CachedResponse.from_response(value).__cache_record__()
-            record.cache_key = key
-            return self.serializer.dumps(record)
+            return self.serializer.dumps(replace(record, cache_key=key), key)
         if self.pipeline is None:
             return value
         data = self.pipeline.dumps(value)  # the pipeline reads it back: text is kept as bytes
@@ -74,12 +76,11 @@ class Codec:
     def loads(self, key: str, stored: Any) -> Any:
         if isinstance(stored, bytes):
             try:
-                record = self.serializer.loads(stored)
+                record = self.serializer.loads(stored, key)
             except DeserializationError:
                 pass
             else:
-                record.cache_key = key
-                return CachedResponse.from_record(record)
+                return CachedResponse.from_record(replace(record, cache_key=key))
         if self.pipeline is None:
             return None if isinstance(stored, bytes) and self.backend is not None else stored
         try:
@@ -87,8 +88,7 @@ class Codec:
         except Exception:  # whatever the format raises: an unusable item
             return None
         if isinstance(value, Record):
-            value.cache_key = key
-            return CachedResponse.from_record(value)
+            return CachedResponse.from_record(replace(value, cache_key=key))
         return value
 
 
@@ -117,6 +117,20 @@ class BaseStorage(MutableMapping[str, Any]):
         BaseStorage.__init__(view, storage, codec=codec)
         return view
 
+    def _call(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
+        """A storage call; a view of a backend's storage goes through its gate (deadlines,
+        circuit breaker, fail-open; ``strict`` raises)."""
+        backend = self.codec.backend
+        if backend is None:
+            return run(call)  # type: ignore[arg-type]  # storage methods are coroutines
+        return run(backend._guard(op, call, default, kind))
+
+    def _iter(self, op: str, iterator: AsyncIterator[T]) -> list[T]:
+        """Every item of ``iterator``, each step through the backend's gate if any (a
+        failed step ends the listing early: fail-open)."""
+        backend = self.codec.backend
+        return run(_collect(iterator if backend is None else backend._guard_iter(op, iterator)))
+
     @property
     def serializer(self) -> Any:
         """requests-cache's attribute: what reads and writes the values (the pipeline, if
@@ -128,15 +142,17 @@ class BaseStorage(MutableMapping[str, Any]):
         pending = self._pending()
         if pending is not None and key in pending:
             return self.codec.loads(key, pending[key])
-        return self.deserialize(key, run(self.storage.read(key)))
+        return self.deserialize(key, self._call("read", self.storage.read(key), None))
 
     def write(self, key: str, value: Any) -> None:
         stored = self.serialize(key, value)
         pending = self._pending()
         if pending is not None:
             pending[key] = stored
-        else:
+        elif self.codec.backend is None:
             run(self.storage.write(key, stored))
+        else:
+            run(self.codec.backend._guard_write("write", self.storage, self.storage.write(key, stored)))
 
     def serialize(self, key: str, value: Any) -> Any:
         return self.codec.dumps(key, value)
@@ -148,24 +164,25 @@ class BaseStorage(MutableMapping[str, Any]):
     def delete(self, key: str) -> None:
         """Delete ``key`` if present (``del view[key]`` raises KeyError instead)."""
         (self._pending() or {}).pop(key, None)
-        run(self.storage.delete(key))
+        self._call("delete", self.storage.delete(key), None, Kind.DELETE)
 
     def bulk_delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         for key in keys:
             (self._pending() or {}).pop(key, None)
-        run(self.storage.bulk_delete(keys))
+        self._call("delete", self.storage.bulk_delete(keys), None, Kind.DELETE)
 
     def contains(self, key: str) -> bool:
         pending = self._pending()
-        return (pending is not None and key in pending) or run(self.storage.contains(key))
+        return (pending is not None and key in pending) or bool(
+            self._call("contains", self.storage.contains(key), False))
 
     def size(self) -> int:
-        return run(self.storage.size())
+        return int(self._call("size", self.storage.size(), 0, Kind.MAINTENANCE))
 
     def clear(self) -> None:
         (self._pending() or {}).clear()
-        run(self.storage.clear())
+        self._call("clear", self.storage.clear(), None, Kind.MAINTENANCE)
 
     def close(self) -> None:
         run(self.storage.close())
@@ -215,12 +232,12 @@ class BaseStorage(MutableMapping[str, Any]):
         return isinstance(key, str) and self.contains(key)
 
     def __iter__(self) -> Iterator[str]:
-        keys = run(_collect(self.storage.iter_keys()))  # one round trip, then a list
+        keys = self._iter("list keys", self.storage.iter_keys())  # one round trip, then a list
         pending = self._pending()
         return iter([*keys, *(k for k in pending or () if k not in keys)])
 
     def __len__(self) -> int:
-        return run(self.storage.size())
+        return int(self._call("size", self.storage.size(), 0, Kind.MAINTENANCE))
 
     def values(self) -> list[Any]:  # type: ignore[override]
         """The values that can be read (an unusable item is left out, not an error)."""
@@ -323,7 +340,7 @@ class SQLiteDict(_Storage):
         if key not in _SORT_KEYS:
             raise ValueError(f"Invalid sort key: {key}; choose one of {list(_SORT_KEYS)}")
         items = []
-        for item_key, stored in run(_collect(_items(self.storage))):
+        for item_key, stored in self._iter("list items", _items(self.storage)):
             value = self.deserialize(item_key, stored)
             if value is None or (not expired and getattr(value, "is_expired", False)):
                 continue
@@ -356,8 +373,8 @@ class _Connection:
         return _Rows(run(self._fetch(sql, tuple(parameters))))
 
     async def _fetch(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
-        conn = await self.storage._conn()  # type: ignore[attr-defined]
-        return list(await conn.execute_fetchall(sql, parameters))
+        async with self.storage.get_connection() as conn:  # type: ignore[attr-defined]
+            return list(await conn.execute_fetchall(sql, parameters))
 
 
 class _Rows:
@@ -425,7 +442,7 @@ class DynamoDbDict(_Storage):
 class FileDict(_Storage):
     """A directory, one file per item: ``FileDict(cache_name, use_temp=, use_cache_dir=,
     extension=, serializer=)``. As in requests-cache, items are JSON files by default
-    (``serializer=None``: text as it is); the extension follows the serializer."""
+    (``serializer=None``: text as it is); ``extension=`` is ignored (files are ``.ach``)."""
 
     _wraps = ("filesystem", "FileCache")
     _takes_connection = False
@@ -437,9 +454,7 @@ class FileDict(_Storage):
         elif serializer is None:
             serializer = utf8_serializer
         kwargs.pop("plaintext", None)
-        if "extension" not in kwargs and isinstance(serializer, SerializerPipeline):
-            kwargs["extension"] = {"utf8": None, "pickle": "pkl"}.get(
-                serializer.name or "", "json" if "json" in (serializer.name or "") else serializer.name)
+        kwargs.pop("extension", None)  # files are <key>.ach: the cache touches only its own
         super().__init__(cache_name, *args, serializer=serializer, **kwargs)
 
     def keys(self) -> list[str]:  # type: ignore[override]

@@ -1,0 +1,7 @@
+"""``python -m aiocache_http``: the ``aiocache-http`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,506 @@
+"""Deadlines and a circuit breaker for the one gate to storage (``CacheBackend._guard``).
+
+A sick backend must cost a request milliseconds, not seconds. Every storage call runs
+under a deadline; consecutive failures or timeouts open a circuit, and while it is open
+storage is not called at all (requests go straight to the origin). After a cool-down one
+call probes it (half-open); its success closes the circuit.
+
+- One breaker per backend and event loop: an async service's loop and the sync layer's
+  bridge loop have their own connections, so each finds out for itself. ``backend.health``
+  adds their counters up. Each breaker has a reads circuit and a writes circuit: a file
+  that became read-only, a full disk or a held lock stop writes while hits go on.
+- A request spends at most one deadline: once one of its storage calls failed or timed
+  out, its later calls are skipped (:class:`request_budget`, opened by the driver).
+- A write is waited for at most ``backend_timeout``; then it goes on in the background
+  until ``write_timeout`` and the caller moves on.
+- Deadlines cost one timer per loop (:class:`_Watchdog`), not one per call.
+- Logs are rate-limited: one WARNING for the first failure (then at most one per
+  ``LOG_INTERVAL`` while no circuit opens), one when a circuit opens, one when it closes
+  with the counts in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..events import note_fault
+
+if TYPE_CHECKING:
+    from ..policy.settings import CacheSettings
+
+logger = logging.getLogger("aiocache_http")
+
+T = TypeVar("T")
+LOG_INTERVAL = 60.0  # seconds between two WARNINGs about failures that leave the circuit closed
+
+
+class Kind(enum.Enum):
+    """What a storage call is: it decides the deadline and which circuit counts it."""
+
+    READ = "read"  # on the request path: backend_timeout
+    DELETE = "delete"  # on the request path (invalidation): backend_timeout; a write
+    WRITE = "write"  # awaited up to backend_timeout, then finished in the background
+    MAINTENANCE = "maintenance"  # clear, purge, listing (per step): write_timeout
+    CLOSE = "close"  # never skipped, even with a circuit open: write_timeout
+
+    @property
+    def writes(self) -> bool:
+        return self in (Kind.WRITE, Kind.DELETE)
+
+
+class CircuitState(str, enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+class BackendTimeoutError(TimeoutError):
+    """A storage call ran past its deadline (raised with ``strict=True``; otherwise the
+    request goes to the origin)."""
+
+
+class BackendUnavailableError(ConnectionError):
+    """The backend's circuit is open: storage is not called until a probe succeeds (raised
+    with ``strict=True``; otherwise the request goes to the origin)."""
+
+
+# -- per request --------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Budget:
+    spent: bool = False  # a storage call of this request failed or timed out
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("aiocache_http_budget", default=None)
+_lock_deadline: ContextVar[float | None] = ContextVar("aiocache_http_lock_deadline", default=None)
+
+
+class request_budget:
+    """Within this block (one request), storage calls after a failed or timed-out one are
+    skipped, so a hung backend adds at most one deadline to the request. Nested blocks
+    share the outer one's budget. (A class, not a generator: it is on the hot path.)"""
+
+    __slots__ = ("token",)
+
+    def __enter__(self) -> None:
+        self.token = _budget.set(_Budget()) if _budget.get() is None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            _budget.reset(self.token)
+
+
+def lock_wait() -> float | None:
+    """Seconds the running storage call may still block waiting for a lock, or None
+    outside the gate. For waits the gate cannot interrupt (SQLite's busy wait runs in the
+    connection's thread and holds up every call queued behind it): the time left before
+    the call's deadline, and never more than ``backend_timeout`` for a request-path call
+    or a write."""
+    deadline = _lock_deadline.get()
+    if deadline is None:
+        return None
+    return max(0.0, deadline - asyncio.get_running_loop().time())
+
+
+# -- per event loop -------------------------------------------------------------------------
+@dataclass(slots=True, eq=False)
+class Circuit:
+    """Consecutive failures of one side (reads or writes) of one loop's storage calls."""
+
+    side: str  # "reads" / "writes"
+    state: CircuitState = CircuitState.CLOSED
+    failures: int = 0  # consecutive
+    opened_at: float = 0.0  # monotonic
+    first_opened_at: float = 0.0  # start of this outage (kept through failed probes)
+    probing: bool = False
+    failed_while_open: int = 0
+    skipped_while_open: int = 0
+
+    def admit(self, cooldown: float) -> bool:
+        if self.state is CircuitState.CLOSED:
+            return True
+        if self.state is CircuitState.OPEN and time.monotonic() - self.opened_at >= cooldown:
+            self.state, self.probing = CircuitState.HALF_OPEN, True
+            return True  # this call is the probe
+        self.skipped_while_open += 1
+        return False
+
+
+@dataclass(slots=True, eq=False)
+class Breaker:
+    """One event loop's circuits for one backend. Writes have their own: a file that
+    became read-only, a full disk or a held lock stop writes while reads still serve
+    hits. With reads open (the backend is down) writes are not tried either."""
+
+    reads: Circuit = field(default_factory=lambda: Circuit("reads"))
+    writes: Circuit = field(default_factory=lambda: Circuit("writes"))
+    warm: bool = False  # a call has succeeded on this loop (connections are open)
+
+    @property
+    def state(self) -> CircuitState:
+        return self.reads.state
+
+
+@dataclass
+class Health:
+    """What ``backend.health`` shows: the circuit of the running loop (or, outside any
+    loop, the worst one) and counters summed over every loop."""
+
+    owner: str
+    settings: CacheSettings
+    errors: int = 0
+    timeouts: int = 0
+    dropped_writes: int = 0
+    skipped: int = 0  # calls not made: circuit open, or the request already spent its deadline
+    opened: int = 0  # times a circuit opened
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    _breakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Breaker] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _reported_at: float = field(default=-LOG_INTERVAL, repr=False)
+    _unreported: int = field(default=0, repr=False)
+
+    # -- what users read -------------------------------------------------------------
+    @property
+    def state(self) -> CircuitState:
+        """The reads circuit: OPEN means requests go to the origin without the cache."""
+        return self._worst(lambda b: b.reads)
+
+    @property
+    def write_state(self) -> CircuitState:
+        """The writes circuit: OPEN means responses are not stored (hits still served)."""
+        return self._worst(lambda b: b.writes)
+
+    @property
+    def consecutive_failures(self) -> int:
+        breakers = self._in_view()
+        return max((max(b.reads.failures, b.writes.failures) for b in breakers), default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state.value, "write_state": self.write_state.value,
+                "consecutive_failures": self.consecutive_failures,
+                "errors": self.errors, "timeouts": self.timeouts,
+                "dropped_writes": self.dropped_writes, "skipped": self.skipped,
+                "opened": self.opened, "last_error": self.last_error,
+                "last_error_at": self.last_error_at}
+
+    def __repr__(self) -> str:
+        return f"Health({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
+
+    def _in_view(self) -> list[Breaker]:
+        """The running loop's breaker, or outside any loop every loop's."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return list(self._breakers.values())
+        breaker = self._breakers.get(loop)
+        return [breaker] if breaker is not None else []
+
+    def _worst(self, side: Callable[[Breaker], Circuit]) -> CircuitState:
+        states = {side(b).state for b in self._in_view()}
+        for state in (CircuitState.OPEN, CircuitState.HALF_OPEN):
+            if state in states:
+                return state
+        return CircuitState.CLOSED
+
+    def breaker(self) -> Breaker:
+        loop = asyncio.get_running_loop()
+        breaker = self._breakers.get(loop)
+        if breaker is None:
+            with self._lock:
+                breaker = self._breakers.setdefault(loop, Breaker())
+        return breaker
+
+    # -- the gate ----------------------------------------------------------------------
+    async def call(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ,
+                   background: set[asyncio.Task[Any]] | None = None) -> T:
+        """Run one storage call through the breaker, under its deadline.
+
+        Returns ``default`` instead of failing (fail-open), or raises with ``strict``.
+        ``background`` receives a write that outlives the caller's wait.
+        """
+        s = self.settings
+        breaker = self.breaker()
+        circuit = breaker.writes if kind.writes else breaker.reads  # CLOSE: counted, not judged
+        if kind is not Kind.CLOSE and not self._admit(breaker, circuit, kind):
+            _discard(call)
+            note_fault(f"{op}: not attempted, the {circuit.side} circuit is open")
+            if s.strict:
+                raise BackendUnavailableError(
+                    f"{self.owner}: the {circuit.side} circuit is open after {circuit.failures} "
+                    f"consecutive failures (last: {self.last_error}); {op} not attempted")
+            return default
+        if kind is Kind.WRITE and background is not None and not s.strict:
+            return await self._write(op, breaker, circuit, call, default, background)
+        return await self._run(op, breaker, circuit, call, default, kind)
+
+    async def call_inline(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
+        """A call to an in-process storage (it never waits on IO): no deadline and no
+        circuit, only fail-open."""
+        try:
+            return await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if _is_configuration_error(e):
+                raise
+            self._failed(op, None, kind, e)
+            if self.settings.strict:
+                raise
+            return default
+
+    def _admit(self, breaker: Breaker, circuit: Circuit, kind: Kind) -> bool:
+        budget = _budget.get()
+        if budget is not None and budget.spent and not self.settings.strict:
+            admitted = False
+        elif circuit is breaker.writes and breaker.reads.state is not CircuitState.CLOSED:
+            breaker.reads.skipped_while_open += 1
+            admitted = False  # the backend is down: no write is tried until reads work
+        else:
+            admitted = circuit.admit(self.settings.breaker_cooldown)
+        if not admitted:
+            with self._lock:
+                self.skipped += 1
+                if kind.writes:
+                    self.dropped_writes += 1
+        return admitted
+
+    def _deadline_for(self, breaker: Breaker, kind: Kind) -> float | None:
+        s = self.settings
+        if not breaker.warm:
+            return s.connect_timeout  # the first call on a loop opens connections
+        return s.backend_timeout if kind in (Kind.READ, Kind.DELETE) else s.write_timeout
+
+    async def _run(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
+                   kind: Kind) -> T:
+        seconds = self._deadline_for(breaker, kind)
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
+        lock_seconds = seconds
+        short = self.settings.backend_timeout
+        if kind in (Kind.READ, Kind.DELETE, Kind.WRITE) and short is not None:
+            lock_seconds = short if lock_seconds is None else min(lock_seconds, short)
+        token = _lock_deadline.set(None if lock_seconds is None else loop.time() + lock_seconds)
+        try:
+            result = await _within(call, deadline, loop)
+        except _Expired:
+            self._failed(op, None if kind is Kind.CLOSE else circuit, kind, None)
+            if self.settings.strict:
+                raise BackendTimeoutError(f"{self.owner}: {op} took longer than {seconds}s") from None
+            return default
+        except asyncio.CancelledError:
+            self._abandoned(circuit)
+            raise
+        except Exception as e:
+            if _is_configuration_error(e):
+                self._abandoned(circuit)
+                raise
+            self._failed(op, None if kind is Kind.CLOSE else circuit, kind, e)
+            if self.settings.strict:
+                raise
+            return default
+        finally:
+            _lock_deadline.reset(token)
+        if kind is not Kind.CLOSE:  # closing tells nothing about the backend's health
+            breaker.warm = True
+            self._succeeded(circuit)
+        return result
+
+    async def _write(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
+                     background: set[asyncio.Task[Any]]) -> T:
+        """Wait for the write up to ``backend_timeout``; past that it finishes (or is
+        dropped at its own deadline) in the background."""
+        task = asyncio.ensure_future(self._run(op, breaker, circuit, call, default, Kind.WRITE))
+        wait = self.settings.backend_timeout if breaker.warm else self.settings.connect_timeout
+        done, _ = await asyncio.wait((task,), timeout=wait)
+        if done:
+            return task.result()
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return default
+
+    # -- outcomes -------------------------------------------------------------------------
+    def _succeeded(self, circuit: Circuit) -> None:
+        circuit.failures = 0
+        if circuit.state is not CircuitState.CLOSED:
+            outage = time.monotonic() - circuit.first_opened_at
+            logger.warning(
+                "%s: the backend answers again: %s circuit closed after %.1fs open; meanwhile "
+                "%d calls failed and %d were skipped", self.owner, circuit.side, outage,
+                circuit.failed_while_open, circuit.skipped_while_open)
+            circuit.state, circuit.probing = CircuitState.CLOSED, False
+            circuit.failed_while_open = circuit.skipped_while_open = 0
+
+    def _abandoned(self, circuit: Circuit) -> None:
+        """The call ended without telling anything about the backend's health."""
+        if circuit.probing:  # let the next call probe
+            circuit.state, circuit.probing = CircuitState.OPEN, False
+            circuit.opened_at = time.monotonic() - self.settings.breaker_cooldown
+
+    def _failed(self, op: str, circuit: Circuit | None, kind: Kind, error: Exception | None) -> None:
+        what = "timed out" if error is None else f"{type(error).__name__}: {error}"
+        note_fault(f"{op}: {'BackendTimeoutError: ' if error is None else ''}{what}")  # the event
+        now = time.monotonic()
+        with self._lock:
+            if error is None:
+                self.timeouts += 1
+            else:
+                self.errors += 1
+            if kind.writes:
+                self.dropped_writes += 1
+            self.last_error = f"{op} {what}"
+            self.last_error_at = datetime.now(timezone.utc)
+        budget = _budget.get()
+        if budget is not None:
+            budget.spent = True
+        if circuit is None:
+            if not self.settings.strict:
+                self._report(op, what, now)
+            return
+        circuit.failures += 1
+        threshold = self.settings.breaker_threshold
+        if circuit.state is CircuitState.HALF_OPEN:  # the probe failed: stay open, quietly
+            circuit.state, circuit.probing, circuit.opened_at = CircuitState.OPEN, False, now
+            circuit.failed_while_open += 1
+            logger.debug("%s: probe %s %s; %s circuit stays open", self.owner, op, what, circuit.side)
+        elif circuit.state is CircuitState.OPEN:  # a call admitted before the circuit opened
+            circuit.failed_while_open += 1
+        elif threshold and circuit.failures >= threshold:
+            circuit.state, circuit.opened_at, circuit.first_opened_at = CircuitState.OPEN, now, now
+            with self._lock:
+                self.opened += 1
+            if not self.settings.strict:
+                consequence = ("responses are served from the cache but not stored"
+                               if circuit.side == "writes" else "requests go to the origin without the cache")
+                logger.warning(
+                    "%s: %s circuit open after %d consecutive failed storage calls (last: %s %s); "
+                    "%s; next probe in %.1fs", self.owner, circuit.side, circuit.failures, op, what,
+                    consequence, self.settings.breaker_cooldown)
+        elif not self.settings.strict:
+            self._report(op, what, now)
+
+    def _report(self, op: str, what: str, now: float) -> None:
+        with self._lock:
+            due = now - self._reported_at >= LOG_INTERVAL
+            unreported = self._unreported
+            if due:
+                self._reported_at, self._unreported = now, 0
+            else:
+                self._unreported += 1
+        if due:
+            more = f" ({unreported} more failures since the last report)" if unreported else ""
+            logger.warning("%s: %s failed, continuing without the cache: %s%s", self.owner, op, what, more)
+        else:
+            logger.debug("%s: %s failed, continuing without the cache: %s", self.owner, op, what)
+
+
+class _Expired(Exception):
+    """The gate's own deadline passed (not a timeout raised by the storage)."""
+
+
+class _Watchdog:
+    """One timer per event loop for the deadlines of every storage call in flight: a
+    timer per call (``asyncio.timeout``) costs more than the hit it guards."""
+
+    __slots__ = ("at", "calls", "handle", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.calls: dict[int, _InFlight] = {}
+        self.handle: asyncio.TimerHandle | None = None
+        self.at = math.inf
+
+    def add(self, call: _InFlight) -> None:
+        self.calls[id(call)] = call
+        if call.deadline < self.at:
+            self._schedule(call.deadline)
+
+    def _schedule(self, at: float) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.at, self.handle = at, self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self.handle, self.at = None, math.inf
+        now, upcoming = self.loop.time(), math.inf
+        for call in list(self.calls.values()):
+            if call.deadline <= now:
+                if not call.expired:
+                    call.expired = True
+                    call.task.cancel()
+            else:
+                upcoming = min(upcoming, call.deadline)
+        if upcoming < math.inf:
+            self._schedule(upcoming)
+
+
+@dataclass(slots=True, eq=False)
+class _InFlight:
+    deadline: float
+    task: asyncio.Task[Any]
+    expired: bool = False
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
+
+
+if sys.version_info >= (3, 11):
+    async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
+        task = asyncio.current_task()
+        if deadline is None or task is None:
+            return await call
+        watchdog = _watchdogs.get(loop)
+        if watchdog is None:
+            watchdog = _watchdogs[loop] = _Watchdog(loop)
+        entry = _InFlight(deadline, task)
+        cancelling = task.cancelling()
+        watchdog.add(entry)
+        try:
+            result = await call
+        except asyncio.CancelledError:
+            if entry.expired and task.uncancel() <= cancelling:
+                raise _Expired from None  # our cancellation, nobody else's
+            raise
+        finally:
+            del watchdog.calls[id(entry)]
+        if entry.expired:  # the callee swallowed our cancellation: its result came in time
+            task.uncancel()
+        return result
+else:  # pragma: no cover - Python 3.10
+    async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
+        if deadline is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            if loop.time() >= deadline:
+                raise _Expired from None
+            raise
+
+
+def _discard(call: Awaitable[Any]) -> None:
+    close: Callable[[], Any] | None = getattr(call, "close", None)
+    if close is not None:
+        close()  # a coroutine never to be awaited
+
+
+def _is_configuration_error(e: BaseException) -> bool:
+    from .base import ConfigurationError
+
+    return isinstance(e, ConfigurationError)
+
+
+__all__ = ["BackendTimeoutError", "BackendUnavailableError", "Breaker", "Circuit", "CircuitState", "Health",
+           "Kind", "lock_wait", "request_budget"]

@@ -1,0 +1,323 @@
+"""Traffic for fault tests: concurrent requests through an async and a sync session
+sharing one backend, recorded as the caller sees them (latency, body, exceptions).
+
+Every loop is bounded in count and time. The bare clients (plain aiohttp and requests
+against the same origin) are measured in the same test, so latencies are compared with a
+baseline of the same machine at the same moment, never with a constant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+
+from aiocache_http import CacheBackend, CachedClientSession
+from aiocache_http.backends.health import CircuitState
+from aiocache_http.policy.settings import CacheSettings
+from aiocache_http.sync import CachedSession
+
+from ..origin import Origin
+
+DEADLINE = CacheSettings().backend_timeout or 0.0  # the documented default
+MARGIN = 0.25  # seconds: scheduling noise of a loaded 2-core machine
+RECOVERY = 2.0  # the cache is used again this soon after the fault ends
+OPEN_ADDED = 0.03  # while the circuit is open a request costs the bare client's time + this
+PAUSE = 0.005  # between two requests of a worker: traffic, not a CPU hog on 2 shared cores
+MAX_REQUESTS = 20_000  # per worker: a bound whatever the clock does
+HOT = 4  # URLs per worker stored before the fault (each worker has its own: a hit is
+# then a read from storage, never a coalesced follower of another worker's request)
+
+
+@dataclass(slots=True)
+class Sample:
+    client: str  # "async" / "sync"
+    at: float  # monotonic start
+    latency: float
+    url: str
+    from_cache: bool = False
+    error: str | None = None
+    wrong: bool = False
+    state: str = ""  # the circuit states of that client's loop when the request started
+    write_state: str = ""
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3].split("?")[0]
+
+
+def is_wrong(url: str, body: bytes) -> bool:
+    """The origin's body names the path it answered: anything else is a wrong body."""
+    try:
+        return bool(json.loads(body)["path"] != path_of(url))
+    except (ValueError, KeyError):
+        return True
+
+
+@dataclass
+class Traffic:
+    """Runs ``async_workers`` tasks and ``sync_workers`` threads until :meth:`stop`."""
+
+    backend: CacheBackend
+    origin: Origin
+    name: str
+    async_workers: int = 3
+    sync_workers: int = 2
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+    session: CachedClientSession = field(init=False)
+    sync: CachedSession = field(init=False)
+
+    def hot(self, worker: str, i: int) -> str:
+        return self.origin.url(f"/r/{self.name}-{worker}-hot{i}")
+
+    def fresh(self) -> str:
+        return self.origin.url(f"/r/{self.name}-new{next(self._counter)}")
+
+    def url(self, worker: str, n: int) -> str:
+        return self.hot(worker, n // 2 % HOT) if n % 2 == 0 else self.fresh()
+
+    def workers(self) -> list[str]:
+        return [f"a{i}" for i in range(self.async_workers)] + [f"s{i}" for i in range(self.sync_workers)]
+
+    async def warm(self, session: CachedClientSession) -> None:
+        """Store the hot URLs, and check they are hits (a few tries each: on a loaded
+        machine one storage call may miss its 0.1 s deadline)."""
+        for url in [self.hot(w, i) for w in self.workers() for i in range(HOT)]:
+            for _ in range(5):
+                async with session.get(url) as r:
+                    await r.read()
+                    if r.from_cache:
+                        break
+            else:
+                raise AssertionError(f"the cache does not work before the fault: {self.backend.health}")
+
+    async def run(self, seconds: float, during: Callable[[], Any] | None = None) -> None:
+        """Run traffic for at most ``seconds`` (or until stop()), calling ``during`` (a
+        coroutine function) meanwhile; the workers stop when it returns."""
+        session = self.session = CachedClientSession(cache=self.backend, autoclose=False)
+        sync = self.sync = CachedSession(backend=self.backend, autoclose=False)
+        deadline = time.monotonic() + seconds
+        try:
+            await self.warm(session)
+            workers = [asyncio.create_task(self._async_worker(session, i, deadline))
+                       for i in range(self.async_workers)]
+            threads = [asyncio.create_task(asyncio.to_thread(self._sync_worker, sync, i, deadline))
+                       for i in range(self.sync_workers)]
+            try:
+                if during is not None:
+                    await during()
+            finally:
+                self._stop.set()
+                await asyncio.gather(*workers, *threads)
+        finally:
+            sync.close()
+            await session.close()
+
+    async def _async_worker(self, session: CachedClientSession, w: int, deadline: float) -> None:
+        for n in range(MAX_REQUESTS):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            url = self.url(f"a{w}", n)
+            health = self.backend.health
+            state, write_state = health.state.value, health.write_state.value
+            start = time.monotonic()
+            sample = Sample("async", start, 0.0, url, state=state, write_state=write_state)
+            try:
+                async with session.get(url) as r:
+                    body = await r.read()
+                    sample.from_cache, sample.wrong = bool(r.from_cache), is_wrong(url, body)
+            except Exception as e:
+                sample.error = f"{type(e).__name__}: {e}"
+            sample.latency = time.monotonic() - start
+            self.samples.append(sample)
+            await asyncio.sleep(PAUSE)
+
+    def _sync_worker(self, session: CachedSession, w: int, deadline: float) -> None:
+        for n in range(MAX_REQUESTS):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            url = self.url(f"s{w}", n)
+            start = time.monotonic()
+            state, write_state = _bridge_states(self.backend)
+            sample = Sample("sync", start, 0.0, url, state=state, write_state=write_state)
+            try:
+                r = session.get(url)
+                sample.from_cache, sample.wrong = bool(r.from_cache), is_wrong(url, r.content)
+            except Exception as e:
+                sample.error = f"{type(e).__name__}: {e}"
+            sample.latency = time.monotonic() - start
+            self.samples.append(sample)
+            time.sleep(PAUSE)
+
+    async def time_to_store(self, limit: float = 5.0) -> dict[str, float | None]:
+        """Seconds until each session stores a new URL and answers it from the cache
+        (None: not within ``limit``). Call it from ``during``, once the fault is over."""
+        start = time.monotonic()
+
+        async def by_async() -> float | None:
+            for i in range(200):
+                if time.monotonic() - start > limit:
+                    return None
+                url = self.origin.url(f"/r/{self.name}-resume-a{i}")
+                for _ in range(2):
+                    async with self.session.get(url) as r:
+                        await r.read()
+                        hit = bool(r.from_cache)
+                if hit:
+                    return time.monotonic() - start
+                await asyncio.sleep(0.02)
+            return None
+
+        def by_sync() -> float | None:
+            for i in range(200):
+                if time.monotonic() - start > limit:
+                    return None
+                url = self.origin.url(f"/r/{self.name}-resume-s{i}")
+                self.sync.get(url)
+                if self.sync.get(url).from_cache:
+                    return time.monotonic() - start
+                time.sleep(0.02)
+            return None
+
+        a, s = await asyncio.gather(by_async(), asyncio.to_thread(by_sync))
+        return {"async": a, "sync": s}
+
+    # -- what the caller saw -------------------------------------------------------------
+    def between(self, start: float, end: float, client: str | None = None) -> list[Sample]:
+        return [s for s in self.samples
+                if start <= s.at < end and (client is None or s.client == client)]
+
+    def first_hit_after(self, moment: float, client: str) -> float | None:
+        """Seconds from ``moment`` to the end of the first hit by ``client`` (a read from
+        storage: no two workers share a URL, so no hit is a coalesced follower)."""
+        hits = [s.at + s.latency for s in self.samples
+                if s.client == client and s.at >= moment and s.from_cache]
+        return min(hits) - moment if hits else None
+
+
+def _bridge_states(backend: CacheBackend) -> tuple[str, str]:
+    from aiocache_http.sync.bridge import BRIDGE
+
+    loop = BRIDGE._loop
+    breaker = backend.health._breakers.get(loop) if loop is not None else None
+    if breaker is None:
+        return CircuitState.CLOSED.value, CircuitState.CLOSED.value
+    return breaker.reads.state.value, breaker.writes.state.value
+
+
+@dataclass
+class Baseline:
+    """Latency of the bare clients for the same kind of request, measured now."""
+
+    async_p50: float
+    async_p90: float
+    sync_p50: float
+    sync_p90: float
+
+    def p50(self, client: str) -> float:
+        return self.async_p50 if client == "async" else self.sync_p50
+
+    def p90(self, client: str) -> float:
+        return self.async_p90 if client == "async" else self.sync_p90
+
+
+async def baseline(origin: Origin, n: int = 60) -> Baseline:
+    async_times: list[float] = []
+    async with aiohttp.ClientSession() as bare:
+        for i in range(n):
+            start = time.monotonic()
+            async with bare.get(origin.url(f"/r/bare{i}")) as r:
+                await r.read()
+            async_times.append(time.monotonic() - start)
+
+    def sync_run() -> list[float]:
+        times = []
+        with requests.Session() as s:
+            for i in range(n):
+                start = time.monotonic()
+                s.get(origin.url(f"/r/bare-sync{i}")).content  # noqa: B018
+                times.append(time.monotonic() - start)
+        return times
+
+    sync_times = await asyncio.to_thread(sync_run)
+    return Baseline(statistics.median(async_times), percentile(async_times, 90),
+                    statistics.median(sync_times), percentile(sync_times, 90))
+
+
+def summary(samples: list[Sample]) -> str:
+    lat = [s.latency for s in samples]
+    return (f"{len(samples)} requests, p50 {percentile(lat, 50) * 1000:.1f} ms, "
+            f"p99 {percentile(lat, 99) * 1000:.1f} ms, max {max(lat, default=0) * 1000:.1f} ms, "
+            f"{sum(s.from_cache for s in samples)} hits, "
+            f"{sum(s.error is not None for s in samples)} errors, {sum(s.wrong for s in samples)} wrong")
+
+
+def check(traffic: Traffic, base: Baseline, start: float, end: float,
+          caplog: pytest.LogCaptureFixture, *, hits_during: bool | None,
+          circuit: str | None = "reads", max_warnings: int = 8) -> dict[str, str]:
+    """What callers saw of a fault between ``start`` and ``end`` (monotonic): no
+    exception, no wrong body, at most one deadline added (p99), the bare client's cost
+    while the circuit is open, hits again soon after
+    (``hits_during=False``: hits stop during the fault; True: they go on; None: either).
+    ``circuit``: the circuit ("reads", "writes") the fault must open, or None."""
+    samples = traffic.samples
+    errors = [s.error for s in samples if s.error]
+    assert not errors, errors[:5]
+    assert not [s.url for s in samples if s.wrong]
+    report = {}
+    for client in ("async", "sync"):
+        during = traffic.between(start, end, client)
+        assert len(during) >= 10, f"{client}: too little traffic during the fault: {summary(during)}"
+        latencies = [s.latency for s in during]
+        added = percentile(latencies, 99) - base.p90(client)
+        assert added <= DEADLINE + MARGIN, (
+            f"{client}: p99 added latency {added * 1000:.0f} ms > one deadline; {summary(during)}")
+        line = summary(during)
+        opened = CircuitState.OPEN.value
+        open_ = [s.latency for s in during if opened in (s.state, s.write_state)]
+        if circuit:
+            was_open = [s for s in during if (s.state if circuit == "reads" else s.write_state) == opened]
+            assert len(was_open) >= 5, f"{client}: the {circuit} circuit never opened: {summary(during)}"
+            # the bare client's cost: no storage call, so no part of a deadline (the p90
+            # allows for a probe now and then and a loaded machine's hiccups)
+            assert percentile(open_, 50) <= base.p50(client) + OPEN_ADDED and (
+                percentile(open_, 90) <= base.p90(client) + DEADLINE / 2 + OPEN_ADDED), (
+                f"{client}: with the circuit open, p50 {percentile(open_, 50) * 1000:.1f} ms / p90 "
+                f"{percentile(open_, 90) * 1000:.1f} ms vs bare {base.p50(client) * 1000:.1f} / "
+                f"{base.p90(client) * 1000:.1f} ms")
+            line += (f"; {circuit} circuit open: {len(open_)} requests, p50 "
+                     f"{percentile(open_, 50) * 1000:.1f} ms (bare {base.p50(client) * 1000:.1f} ms)")
+        # a hit that began just before the fault ended may be answered after it
+        hits = [s for s in during if s.from_cache and s.at > start + 0.5 and s.at + s.latency < end]
+        if hits_during is False:
+            assert not hits, f"{client}: a hit while the backend is down? {summary(during)}"
+        elif hits_during:
+            assert hits, f"{client}: reads should go on during this fault: {summary(during)}"
+        if hits_during is False:
+            back = traffic.first_hit_after(end, client)
+            assert back is not None and back <= RECOVERY, f"{client}: cache used again after {back}s"
+            line += f"; hits again {back:.2f}s after the fault"
+        report[client] = line
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "aiocache_http"]
+    assert len(warnings) <= max_warnings, [r.getMessage() for r in warnings]
+    return report
