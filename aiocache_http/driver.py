@@ -25,7 +25,8 @@ from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
-from .events import CacheEvent, Kind, collect_faults
+from .events import CacheEvent, Kind, start_collecting_faults, stop_collecting_faults
+from .metrics.cache_status import cache_status
 from .models import CachedRequest, CachedResponse
 from .policy import core
 from .policy.core import Plan, Received, RequestOptions
@@ -74,7 +75,7 @@ class Outcome:
     """What the session returns: a stored response to replay, or the live one.
 
     ``age`` is set for answers from the cache when ``cache_control`` is on: the
-    session emits it as the ``Age`` header (RFC 9111 §5.1).
+    session emits it as the ``Age`` header (RFC 9111 §5.1); ``cache_status`` likewise.
     """
 
     response: CachedResponse | None
@@ -83,6 +84,7 @@ class Outcome:
     from_cache: bool = False
     age: float | None = None
     revalidated: bool = False  # a 304 just confirmed the stored response
+    cache_status: str | None = None  # the Cache-Status header, with cache_status_header (RFC 9211)
 
 
 async def fetch(
@@ -98,17 +100,24 @@ async def fetch(
     plan = core.plan(request, backend.settings, options, backend.identify)
     run = _Run(backend, plan, send, network_errors)
     with request_budget():  # a sick backend costs this request at most one deadline
-        if not backend.events:
+        status_header = backend.settings.cache_status_header
+        if not backend.events and not status_header:
             return await run.execute()
         run.observe()
-        with collect_faults() as faults:
-            try:
-                outcome = await run.execute()
-            except BaseException:
-                run.emit(None, faults, error=True)
-                raise
-            run.emit(outcome, faults)
-            return outcome
+        faults, token = start_collecting_faults()
+        try:
+            outcome = await run.execute()
+        except BaseException:
+            run.emit(None, faults, error=True)
+            raise
+        finally:
+            stop_collecting_faults(token)
+        event = run.emit(outcome, faults)
+        if status_header:
+            served = outcome.response
+            outcome.cache_status = cache_status(
+                event, None if served is None else served.expires, backend.clock())
+        return outcome
 
 
 class _Run:
@@ -357,7 +366,7 @@ class _Run:
         self.observing = True
         self.started = time.perf_counter()
 
-    def emit(self, outcome: Outcome | None, faults: list[str], error: bool = False) -> None:
+    def emit(self, outcome: Outcome | None, faults: list[str], error: bool = False) -> CacheEvent:
         plan, last = self.plan, self.last
         if last is None:
             last = plan.bypass or self.lookup_decision or Fetch("failed before a decision")
@@ -372,7 +381,7 @@ class _Run:
         settings = self.backend.settings
         url = plan.request.url if plan.bypass is None else redact_url(
             plan.request.url, settings.ignored_params, settings.credential_names)
-        self.backend.events.emit(CacheEvent(
+        event = CacheEvent(
             kind=kind, method=plan.request.method, url=url, key=plan.key, status=status,
             decision=last, lookup=self.lookup_decision,
             from_cache=outcome is not None and outcome.from_cache,
@@ -380,7 +389,9 @@ class _Run:
             duration=time.perf_counter() - self.started, origin_time=self.origin_time,
             storage_time=self.storage_time, bytes_served=served, bytes_stored=self.bytes_stored,
             storage_errors=tuple(faults),
-        ))
+        )
+        self.backend.events.emit(event)
+        return event
 
 
 def _kind(plan: Plan, last: Decision, error: bool) -> Kind:

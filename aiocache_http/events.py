@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,6 +85,16 @@ def collect_faults() -> Iterator[list[str]]:
         _faults.reset(token)
 
 
+def start_collecting_faults() -> tuple[list[str], Token[list[str] | None]]:
+    """:func:`collect_faults` without a generator (the driver's per-request path)."""
+    faults: list[str] = []
+    return faults, _faults.set(faults)
+
+
+def stop_collecting_faults(token: Token[list[str] | None]) -> None:
+    _faults.reset(token)
+
+
 def note_fault(fault: str) -> None:
     """Called by the gate to storage when a call fails open (or is not attempted)."""
     faults = _faults.get()
@@ -120,4 +130,5 @@ class EventHub:
         return bool(self.listeners)
 
 
-__all__ = ["CacheEvent", "EventHub", "Kind", "Listener", "collect_faults", "note_fault"]
+__all__ = ["CacheEvent", "EventHub", "Kind", "Listener", "collect_faults", "note_fault",
+           "start_collecting_faults", "stop_collecting_faults"]

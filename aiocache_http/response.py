@@ -88,6 +88,15 @@ class OriginClientResponse(ClientResponse):
     expires: datetime | None = None
     cache_key: str = ""
 
+    def add_header(self, name: str, value: str) -> None:
+        """Add a header the cache tells (``Cache-Status``) to what the origin sent."""
+        headers = CIMultiDict(self._headers)
+        headers.add(name, value)
+        self._headers = CIMultiDictProxy(headers)
+        self._raw_headers = (*self._raw_headers, (name.encode(), value.encode("latin-1")))
+        for reified in ("headers", "raw_headers"):  # aiohttp caches them on first read
+            self._cache.pop(reified, None)
+
     @property
     def is_expired(self) -> bool:
         return self.expires is not None and naive(utcnow()) >= self.expires
@@ -163,6 +172,7 @@ class CachedClientResponse:
 
     __slots__ = (
         "_age",
+        "_cache_status",
         "_cached",
         "_content",
         "_headers",
@@ -194,19 +204,20 @@ class CachedClientResponse:
 
     @classmethod
     def replay(cls, cached: Record, method: str, from_cache: bool = True,
-               age: float | None = None) -> CachedClientResponse:
+               age: float | None = None, cache_status: str | None = None) -> CachedClientResponse:
         """The stored ``cached`` as the answer to a ``method`` request; ``age`` (seconds)
-        becomes the Age header."""
+        becomes the Age header, ``cache_status`` the Cache-Status one."""
         response = cls.__new__(cls)
-        response._init(cached, method, from_cache, age)
+        response._init(cached, method, from_cache, age, cache_status)
         return response
 
     def _init(self, cached: Record, method: str, from_cache: bool,
-              age: float | None) -> None:
+              age: float | None, cache_status: str | None = None) -> None:
         self._cached = cached
         self.method = method
         self.from_cache = from_cache
         self._age = age
+        self._cache_status = cache_status
         self._headers: CIMultiDictProxy[str] | None = None
         self._url: URL | None = None
         self._content: BodyStream | None = None
@@ -240,9 +251,12 @@ class CachedClientResponse:
     def headers(self) -> CIMultiDictProxy[str]:
         if self._headers is None:
             headers = self._cached.headers
-            if self._age is not None:
+            if self._age is not None or self._cache_status is not None:
                 headers = CIMultiDict(headers)
-                headers["Age"] = str(int(self._age))
+                if self._age is not None:
+                    headers["Age"] = str(int(self._age))
+                if self._cache_status is not None:
+                    headers["Cache-Status"] = self._cache_status
             self._headers = CIMultiDictProxy(headers)
         return self._headers
 

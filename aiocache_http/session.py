@@ -155,7 +155,8 @@ with warnings.catch_warnings():
             cached = outcome.response
             if outcome.raw is None:
                 assert cached is not None
-                return CachedClientResponse.replay(cached, method, outcome.from_cache, outcome.age)
+                return CachedClientResponse.replay(cached, method, outcome.from_cache, outcome.age,
+                                                   outcome.cache_status)
             raw = outcome.raw
             if cached is not None:
                 raw.created_at = naive(cached.created_at)
@@ -163,6 +164,8 @@ with warnings.catch_warnings():
                 raw.cache_key = cached.cache_key
             if isinstance(raw, ClientResponse) and raw._body is not None:
                 raw.content = BodyStream(raw._body)  # type: ignore[assignment]  # streams again
+            if outcome.cache_status is not None:
+                raw.add_header("Cache-Status", outcome.cache_status)
             return raw  # type: ignore[no-any-return]
 
         def _cached_request(self, method: str, str_or_url: str | URL,

@@ -3,6 +3,7 @@ filesystem, on caches the async and the sync sessions filled."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import sys
@@ -246,9 +247,16 @@ async def test_get_fetches_through_the_cache(filled: Filled) -> None:
     url = filled.origin.url("/r/by-cli")
     first = await cli("-c", filled.url, "get", url, "--json")
     assert first.code == 0, first.err
-    assert first.json["result"] == "miss" and first.json["status"] == 200
+    assert (first.json["result"], first.json["status"], first.json["stored"]) == ("miss", 200, True)
+    assert first.json["why"].startswith("miss: nothing stored")
     second = await cli("-c", filled.url, "get", url)
-    assert second.code == 0 and "hit" in second.out and '"path": "/r/by-cli"' in second.out
+    assert second.code == 0 and '"path": "/r/by-cli"' in second.out
+    assert re.search(r"^result +hit$", second.out, re.M) and re.search(r"^why +hit: fresh", second.out, re.M)
+    stale = await cli("-c", filled.url, "get", filled.stale, "--json")
+    assert (stale.json["result"], stale.json["status"]) == ("revalidated", 200)
+    assert "conditional request" in stale.json["why"] and "RFC 9111" in stale.json["why"]
+    error = await cli("-c", filled.url, "get", filled.origin.url("/r/broke?status=500"), "--json")
+    assert error.json["stored"] is False and "500" in error.json["not_stored_reason"]
     assert filled.origin.count("/r/by-cli") == 1
     assert (await filled.a.get(url)).from_cache  # stored by the CLI, a hit for the session
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -133,7 +134,9 @@ async def test_only_if_cached(make_client: MakeClient, origin: Origin) -> None:
 
 
 async def test_request_cache_control_directives(make_client: MakeClient, origin: Origin) -> None:
-    c = make_client()
+    # cache_control: the async session (aiohttp-client-cache) reads a request's own
+    # Cache-Control only then; the sync one (requests-cache) in every mode
+    c = make_client(cache_control=True)
     await c.get(origin.url("/r/ns"), headers={"Cache-Control": "no-store"})
     await c.get(origin.url("/r/ns"))
     assert origin.count("/r/ns") == 2  # the first was not stored
@@ -341,3 +344,44 @@ async def test_one_event_per_request_says_what_happened_and_why(
     assert post.status == 200 and post.lookup is None
     assert all(e.method in ("GET", "POST") and e.url.startswith("http") for e in events)
     assert not any(e.storage_errors for e in events)
+
+
+async def test_cache_status_header(make_client: MakeClient, origin: Origin) -> None:
+    """RFC 9211 Cache-Status on every response, with cache_status_header=True."""
+    c = make_client(cache_status_header=True, expire_after=60, allowed_codes=(200,))
+    miss = await c.get(origin.url("/r/cs"))
+    assert miss.headers["Cache-Status"] == "aiocache-http; fwd=miss; fwd-status=200; stored; ttl=59" \
+        or miss.headers["Cache-Status"] == "aiocache-http; fwd=miss; fwd-status=200; stored; ttl=60"
+    hit = await c.get(origin.url("/r/cs"))
+    assert hit.headers["Cache-Status"].startswith("aiocache-http; hit; ttl=")
+    await c.get(origin.url("/r/cs-etag?etag=v1"), expire_after=0)
+    revalidated = await c.get(origin.url("/r/cs-etag?etag=v1"), expire_after=0)
+    assert revalidated.headers["Cache-Status"].startswith(
+        "aiocache-http; fwd=stale; fwd-status=304; stored; ttl=")
+    refreshed = await c.get(origin.url("/r/cs"), refresh=True)
+    assert refreshed.headers["Cache-Status"].startswith("aiocache-http; fwd=request; fwd-status=200")
+    error = await c.get(origin.url("/r/cs-error?status=500"))
+    assert error.headers["Cache-Status"] == "aiocache-http; fwd=miss; fwd-status=500"
+    posted = await c.request("POST", origin.url("/r/cs-post"))
+    assert posted.headers["Cache-Status"] == "aiocache-http; fwd=method; fwd-status=200"
+    no_store = await c.get(origin.url("/r/cs"), headers={"Cache-Control": "no-store"})
+    assert no_store.headers["Cache-Status"] == "aiocache-http; fwd=bypass; fwd-status=200"
+    c.settings.stale_while_revalidate = True
+    await c.get(origin.url("/r/cs-swr?etag=v1"), expire_after=0)
+    stale = await c.get(origin.url("/r/cs-swr?etag=v1"), expire_after=0)
+    assert re.fullmatch(r"aiocache-http; hit; detail=stale-while-revalidate; ttl=-\d+",
+                        stale.headers["Cache-Status"]), stale.headers["Cache-Status"]
+    c.settings.cache_status_header = False
+    assert "Cache-Status" not in (await c.get(origin.url("/r/cs"))).headers
+
+
+async def test_cache_status_of_coalesced_requests(make_client: MakeClient, origin: Origin) -> None:
+    """Concurrent misses for one URL: one goes to the origin, the others are collapsed
+    into it (RFC 9211 §2.7), and the stats count them."""
+    c = make_client(cache_status_header=True)
+    replies = await asyncio.gather(*(c.get(origin.url("/r/cs-slow?delay=0.5")) for _ in range(4)))
+    statuses = sorted(r.headers["Cache-Status"] for r in replies)
+    assert origin.count("/r/cs-slow") == 1
+    assert statuses == ["aiocache-http; fwd=miss; collapsed"] * 3 + [
+        "aiocache-http; fwd=miss; fwd-status=200; stored"]
+    assert c.cache.stats.coalesced == 3

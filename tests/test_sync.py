@@ -428,7 +428,7 @@ def test_a_setting_given_with_its_default_value_is_given() -> None:
     backend = CacheBackend(expire_after=60, allowed_codes=(200, 404), cache_control=True)
     session = CachedSession(backend=backend, expire_after=-1, allowable_codes=(200,),
                             cache_control=False)
-    assert session.settings.expire_after == -1 and session.settings.allowed_codes == {200}
+    assert session.settings.expire_after == -1 and session.settings.allowed_codes == (200,)
     assert session.settings.cache_control is False
     shown = inspect.signature(CachedSession).parameters
     assert repr(shown["expire_after"].default) == "-1"  # the table's default, as requests-cache's

@@ -251,7 +251,7 @@ class CacheBackend:
         self.background: set[asyncio.Task[Any]] = set()
         self.events = EventHub()  # one CacheEvent per finished request
         self.stats = CacheStats(self)  # counts them (metrics/stats.py)
-        self.events.subscribe(self.stats.record)  # type: ignore[arg-type]  # a CacheEvent is an Event
+        self.events.subscribe(self.stats.record)
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}

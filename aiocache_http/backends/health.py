@@ -324,12 +324,14 @@ class Health:
         dropped at its own deadline) in the background."""
         task = asyncio.ensure_future(self._run(op, breaker, circuit, call, default, Kind.WRITE))
         wait = self.settings.backend_timeout if breaker.warm else self.settings.connect_timeout
-        done, _ = await asyncio.wait((task,), timeout=wait)
-        if done:
-            return task.result()
-        background.add(task)
-        task.add_done_callback(background.discard)
-        return default
+        done: set[asyncio.Future[T]] = set()
+        try:
+            done, _ = await asyncio.wait((task,), timeout=wait)
+        finally:  # past the wait, or the caller cancelled: the write goes on, kept here
+            if not done:
+                background.add(task)
+                task.add_done_callback(background.discard)
+        return task.result() if done else default
 
     # -- outcomes -------------------------------------------------------------------------
     def _succeeded(self, circuit: Circuit) -> None:

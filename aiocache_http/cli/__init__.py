@@ -45,7 +45,7 @@ COMMANDS = {
     "stats": "entries, bytes, freshness, by host and status",
     "list": "list entries by URL, host, freshness or age",
     "show": "one entry: headers, times, freshness and why, body",
-    "get": "fetch a URL through the cache: hit or miss",
+    "get": "fetch a URL through the cache: hit or miss, and why",
     "purge": "delete entries by expiry, URL, host or age (asks)",
     "migrate": "copy every entry to another cache (resumable)",
     "vacuum": "return a SQLite file's free pages to the OS",

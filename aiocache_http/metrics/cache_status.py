@@ -1,12 +1,12 @@
 """The ``Cache-Status`` response header (RFC 9211) of one request, from its event.
 
     aiocache-http; hit; ttl=52                        fresh from the cache
-    aiocache-http; hit; ttl=-8; detail=stale-while-revalidate
+    aiocache-http; hit; detail=stale-while-revalidate; ttl=-8
     aiocache-http; fwd=stale; fwd-status=304; stored; ttl=60   revalidated and renewed
     aiocache-http; fwd=miss; fwd-status=200; stored; ttl=300
     aiocache-http; fwd=request; fwd-status=200; stored          the request asked to refresh
     aiocache-http; fwd=bypass; fwd-status=200                  the cache was not used
-    aiocache-http; fwd=miss; collapsed                          shared another request's fetch
+    aiocache-http; fwd=miss; collapsed; ttl=300                 shared another request's fetch
 
 Parameters (RFC 9211 §2): ``hit`` (not forwarded, answered from the cache), ``fwd`` (why
 it was forwarded: ``bypass``, ``method``, ``miss``, ``request``, ``stale``),
@@ -20,7 +20,8 @@ import math
 from datetime import datetime
 from typing import Any
 
-from .event import Event
+from ..events import CacheEvent
+from ..policy.decisions import Fetch, GatewayTimeout, Revalidate
 
 NAME = "aiocache-http"
 
@@ -31,7 +32,7 @@ def _ttl(expires: datetime | None, now: datetime) -> str | None:
     return f"ttl={math.floor((expires - now).total_seconds())}"
 
 
-def _forward_reason(event: Event, now: datetime) -> str:
+def _forward_reason(event: CacheEvent, now: datetime) -> str:
     """Why a request that reached the origin did (§2.2)."""
     lookup = event.lookup
     cached: Any = getattr(lookup, "cached", None)
@@ -41,15 +42,17 @@ def _forward_reason(event: Event, now: datetime) -> str:
     return "request" if fresh else "stale"
 
 
-def cache_status(event: Event, expires: datetime | None, now: datetime, name: str = NAME) -> str | None:
+def cache_status(event: CacheEvent, expires: datetime | None, now: datetime, name: str = NAME) -> str | None:
     """The header value for the response of ``event`` (``expires``: the served or stored
     response's expiry), or None when there is no response (the request failed)."""
     kind, params = event.kind, [name]
     ttl = _ttl(expires, now)
     if kind == "error":
         return None
-    if kind in ("hit", "stale"):
-        if kind == "stale" and type(event.lookup).__name__ in ("Fetch", "Revalidate"):
+    if event.coalesced and kind == "hit":  # answered by another request's origin fetch
+        params += [f"fwd={_forward_reason(event, now)}", "collapsed"]
+    elif kind in ("hit", "stale"):
+        if kind == "stale" and isinstance(event.lookup, (Fetch, Revalidate)):
             params += ["fwd=stale", "detail=stale-if-error"]  # the origin failed; the stale one answered
         else:
             params.append("hit")
@@ -64,11 +67,9 @@ def cache_status(event: Event, expires: datetime | None, now: datetime, name: st
             params.append(f"fwd-status={event.status}")
         ttl = None
     elif kind == "gateway_timeout":
-        if type(event.lookup).__name__ == "GatewayTimeout":
+        if isinstance(event.lookup, GatewayTimeout):
             return f"{name}; detail=only-if-cached"
         return f"{name}; fwd=stale; detail=must-revalidate"
-    elif event.coalesced and event.from_cache:
-        params += ["fwd=miss", "collapsed"]
     else:
         params.append(f"fwd={_forward_reason(event, now)}")
         if event.status is not None:

@@ -29,7 +29,8 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from .event import Event, is_timeout, revalidation
+from ..events import CacheEvent
+from .event import is_timeout, revalidation
 
 
 class OpenTelemetryMetrics:
@@ -56,7 +57,7 @@ class OpenTelemetryMetrics:
         unsubscribe: Callable[[], None] = backend.events.subscribe(lambda e: self.record(e, name))
         return unsubscribe
 
-    def record(self, event: Event, cache: str = "default") -> None:
+    def record(self, event: CacheEvent, cache: str = "default") -> None:
         base = {"aiocache_http.cache": cache}
         attrs = {**base, "http.cache.result": event.kind, "http.request.method": event.method}
         self.requests.add(1, attrs)

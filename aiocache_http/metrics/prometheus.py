@@ -26,7 +26,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from .event import Event, is_timeout, revalidation
+from ..events import CacheEvent
+from .event import is_timeout, revalidation
 
 BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -60,7 +61,7 @@ class PrometheusMetrics:
         name = str(getattr(backend, "name", "default"))
         health = getattr(backend, "health", None)
 
-        def record(event: Event) -> None:
+        def record(event: CacheEvent) -> None:
             self.record(event, name)
             state = getattr(health, "state", None)
             if state is not None:
@@ -69,7 +70,7 @@ class PrometheusMetrics:
         unsubscribe: Callable[[], None] = backend.events.subscribe(record)
         return unsubscribe
 
-    def record(self, event: Event, cache: str = "default") -> None:
+    def record(self, event: CacheEvent, cache: str = "default") -> None:
         self.requests.labels(cache, event.kind, event.method).inc()
         self.duration.labels(cache, event.kind).observe(event.duration)
         outcome = revalidation(event)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
-from .event import Event, is_timeout, revalidation
+from ..events import CacheEvent
+from ..models import utcnow
+from .event import is_timeout, revalidation
 
 
 class CacheStats:
@@ -27,7 +30,7 @@ class CacheStats:
     revalidated: int  # a conditional request answered 304: the entry was renewed
     revalidated_full: int  # a conditional request answered in full (counted in misses)
     misses: int  # the origin answered in full
-    coalesced: int  # answered by another request's origin fetch (counted in misses)
+    coalesced: int  # waited for another request's origin fetch (counted in hits or misses)
     bypassed: int  # the cache was not used (method, no-store, DO_NOT_CACHE...)
     gateway_timeouts: int  # 504 without the origin (only-if-cached, must-revalidate)
     errors: int  # the origin request failed and nothing could answer in its place
@@ -37,6 +40,7 @@ class CacheStats:
     storage_timeouts: int  # of which deadlines
     bytes_from_cache: int
     bytes_from_origin: int  # bodies read through the cache (stored or not)
+    since: datetime  # when counting started (the backend was made) or was reset
 
     def __init__(self, backend: Any = None) -> None:
         self._backend = backend
@@ -45,6 +49,7 @@ class CacheStats:
 
     def reset(self) -> None:
         with self._lock:
+            self.since = utcnow()
             self.requests = self.hits = self.stale = self.revalidated = 0
             self.revalidated_full = self.misses = self.coalesced = self.bypassed = 0
             self.gateway_timeouts = self.errors = self.stores = 0
@@ -52,7 +57,7 @@ class CacheStats:
             self.bytes_from_cache = self.bytes_from_origin = 0
             self.not_stored = Counter()
 
-    def record(self, event: Event) -> None:
+    def record(self, event: CacheEvent) -> None:
         """Count one event (the listener ``backend.events`` calls)."""
         kind = event.kind
         with self._lock:
@@ -65,7 +70,6 @@ class CacheStats:
                 self.revalidated += 1
             elif kind == "miss":
                 self.misses += 1
-                self.coalesced += event.coalesced
                 self.revalidated_full += revalidation(event) == "full"
             elif kind == "bypassed":
                 self.bypassed += 1
@@ -73,6 +77,7 @@ class CacheStats:
                 self.gateway_timeouts += 1
             else:
                 self.errors += 1
+            self.coalesced += event.coalesced
             if event.stored:
                 self.stores += 1
             elif event.stored is False:
@@ -107,6 +112,7 @@ class CacheStats:
                     "coalesced", "bypassed", "gateway_timeouts", "errors", "stores",
                     "storage_errors", "storage_timeouts", "bytes_from_cache", "bytes_from_origin")}
             data["not_stored"] = dict(self.not_stored)
+            data["since"] = self.since.isoformat()
         data["hit_ratio"] = round(self.hit_ratio, 4)
         data["breaker"] = self.breaker
         return data
@@ -115,4 +121,4 @@ class CacheStats:
         d = self.as_dict()
         return (f"CacheStats(requests={d['requests']}, hits={d['hits']}, stale={d['stale']}, "
                 f"revalidated={d['revalidated']}, misses={d['misses']}, bypassed={d['bypassed']}, "
-                f"stores={d['stores']}, breaker={d['breaker']!r})")
+                f"stores={d['stores']}, breaker={d['breaker']!r}, since={d['since']})")

@@ -194,6 +194,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("json_serialize", None, lambda v: _callable("json_serialize", v),
             "how `json=` bodies are encoded for `backend.create_key(method, url, json=...)`; a "
             "session keys a request with its own serializer (aiohttp-client-cache)"),
+    Setting("cache_status_header", False, bool,
+            "add RFC 9211 `Cache-Status` to every response the sessions return (see "
+            "[Metrics](#metrics-events-and-cache-status))"),
 )
 BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
 ALIASES: Mapping[str, str] = {alias: s.name for s in SETTINGS for alias in s.aliases}
@@ -262,6 +265,7 @@ class CacheSettings:
     read_only: bool
     decode_content: bool
     json_serialize: Callable[[Any], str | bytes] | None
+    cache_status_header: bool
     given: set[str]
     """The options the user set; the others keep their default (see :meth:`is_given`)."""
     _frozen: bool

@@ -237,12 +237,17 @@ class CachedSession(requests.Session):
     def _respond(self, outcome: Outcome, request: requests.PreparedRequest,
                  kwargs: dict[str, Any]) -> requests.Response:
         if outcome.raw is not None:
-            return OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
+            original = OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
+            if outcome.cache_status is not None:
+                original.headers["Cache-Status"] = outcome.cache_status
+            return original
         assert outcome.response is not None
         # The stored request, as requests-cache shows it: credentials redacted.
         response = CachedResponse.from_record(outcome.response, from_cache=outcome.from_cache,
                                               age=outcome.age)
         response.revalidated = outcome.revalidated
+        if outcome.cache_status is not None:
+            response.headers["Cache-Status"] = outcome.cache_status
         result: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]
             "response", request.hooks, response, **kwargs)
         return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -117,19 +117,33 @@ class BaseStorage(MutableMapping[str, Any]):
         BaseStorage.__init__(view, storage, codec=codec)
         return view
 
-    def _call(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
-        """A storage call; a view of a backend's storage goes through its gate (deadlines,
-        circuit breaker, fail-open; ``strict`` raises)."""
+    def _call(self, op: str, call: Callable[[], Awaitable[T]], default: T,
+              kind: Kind = Kind.READ) -> T:
+        """Run ``call()`` on the bridge loop, through the backend's gate if there is one
+        (deadlines, circuit breaker, fail-open; ``strict`` raises). The storage coroutine
+        is made there: if the bridge refuses, none is left unawaited."""
         backend = self.codec.backend
-        if backend is None:
-            return run(call)  # type: ignore[arg-type]  # storage methods are coroutines
-        return run(backend._guard(op, call, default, kind))
 
-    def _iter(self, op: str, iterator: AsyncIterator[T]) -> list[T]:
-        """Every item of ``iterator``, each step through the backend's gate if any (a
+        async def gated() -> T:
+            if backend is None:
+                return await call()
+            if kind is Kind.WRITE:
+                await backend._guard_write(op, self.storage, call())  # type: ignore[arg-type]
+                return default
+            return await backend._guard(op, call(), default, kind)
+
+        return run(gated())
+
+    def _iter(self, op: str, iterator: Callable[[], AsyncIterator[T]]) -> list[T]:
+        """Every item of ``iterator()``, each step through the backend's gate if any (a
         failed step ends the listing early: fail-open)."""
         backend = self.codec.backend
-        return run(_collect(iterator if backend is None else backend._guard_iter(op, iterator)))
+
+        async def collect() -> list[T]:
+            found = iterator()
+            return await _collect(found if backend is None else backend._guard_iter(op, found))
+
+        return run(collect())
 
     @property
     def serializer(self) -> Any:
@@ -142,17 +156,15 @@ class BaseStorage(MutableMapping[str, Any]):
         pending = self._pending()
         if pending is not None and key in pending:
             return self.codec.loads(key, pending[key])
-        return self.deserialize(key, self._call("read", self.storage.read(key), None))
+        return self.deserialize(key, self._call("read", lambda: self.storage.read(key), None))
 
     def write(self, key: str, value: Any) -> None:
         stored = self.serialize(key, value)
         pending = self._pending()
         if pending is not None:
             pending[key] = stored
-        elif self.codec.backend is None:
-            run(self.storage.write(key, stored))
         else:
-            run(self.codec.backend._guard_write("write", self.storage, self.storage.write(key, stored)))
+            self._call("write", lambda: self.storage.write(key, stored), None, Kind.WRITE)
 
     def serialize(self, key: str, value: Any) -> Any:
         return self.codec.dumps(key, value)
@@ -164,28 +176,28 @@ class BaseStorage(MutableMapping[str, Any]):
     def delete(self, key: str) -> None:
         """Delete ``key`` if present (``del view[key]`` raises KeyError instead)."""
         (self._pending() or {}).pop(key, None)
-        self._call("delete", self.storage.delete(key), None, Kind.DELETE)
+        self._call("delete", lambda: self.storage.delete(key), None, Kind.DELETE)
 
     def bulk_delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         for key in keys:
             (self._pending() or {}).pop(key, None)
-        self._call("delete", self.storage.bulk_delete(keys), None, Kind.DELETE)
+        self._call("delete", lambda: self.storage.bulk_delete(keys), None, Kind.DELETE)
 
     def contains(self, key: str) -> bool:
         pending = self._pending()
         return (pending is not None and key in pending) or bool(
-            self._call("contains", self.storage.contains(key), False))
+            self._call("contains", lambda: self.storage.contains(key), False))
 
     def size(self) -> int:
-        return int(self._call("size", self.storage.size(), 0, Kind.MAINTENANCE))
+        return int(self._call("size", self.storage.size, 0, Kind.MAINTENANCE))
 
     def clear(self) -> None:
         (self._pending() or {}).clear()
-        self._call("clear", self.storage.clear(), None, Kind.MAINTENANCE)
+        self._call("clear", self.storage.clear, None, Kind.MAINTENANCE)
 
     def close(self) -> None:
-        run(self.storage.close())
+        self._call("close", self.storage.close, None, Kind.CLOSE)
 
     @contextmanager
     def bulk_commit(self) -> Iterator[None]:
@@ -232,12 +244,12 @@ class BaseStorage(MutableMapping[str, Any]):
         return isinstance(key, str) and self.contains(key)
 
     def __iter__(self) -> Iterator[str]:
-        keys = self._iter("list keys", self.storage.iter_keys())  # one round trip, then a list
+        keys = self._iter("list keys", self.storage.iter_keys)  # one round trip, then a list
         pending = self._pending()
         return iter([*keys, *(k for k in pending or () if k not in keys)])
 
     def __len__(self) -> int:
-        return int(self._call("size", self.storage.size(), 0, Kind.MAINTENANCE))
+        return int(self._call("size", self.storage.size, 0, Kind.MAINTENANCE))
 
     def values(self) -> list[Any]:  # type: ignore[override]
         """The values that can be read (an unusable item is left out, not an error)."""
@@ -340,7 +352,7 @@ class SQLiteDict(_Storage):
         if key not in _SORT_KEYS:
             raise ValueError(f"Invalid sort key: {key}; choose one of {list(_SORT_KEYS)}")
         items = []
-        for item_key, stored in self._iter("list items", _items(self.storage)):
+        for item_key, stored in self._iter("list items", lambda: _items(self.storage)):
             value = self.deserialize(item_key, stored)
             if value is None or (not expired and getattr(value, "is_expired", False)):
                 continue

@@ -112,7 +112,7 @@ async def test_a_hung_server_costs_one_deadline_then_nothing(kind: str, hung_por
         skipped = health.skipped
         for _ in range(50):
             _, took = await timed(backend.get_response("k"))
-            assert took < 0.01
+            assert took < DEADLINE / 2  # no storage call: microseconds, but a loaded machine
             await backend.save_response(
                 await _response(), backend.create_key(CachedRequest("GET", "http://127.0.0.1/x")))
         assert health.skipped >= skipped + 100 and health.timeouts == health.settings.breaker_threshold

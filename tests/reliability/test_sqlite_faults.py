@@ -27,7 +27,9 @@ from aiocache_http import CachedClientSession
 from aiocache_http.backends.sqlite import SQLiteBackend, SQLiteUnavailableError
 
 from ..origin import Origin
-from .load import RECOVERY, Traffic, baseline, check
+from .load import Traffic, baseline, check
+
+RESUME = 3.0  # writes resume within this (a probe a second; the first may find a stale connection)
 
 LOCKER = """
 import sqlite3, sys, time
@@ -117,7 +119,7 @@ async def test_lock_held_by_another_process(tmp_path: Path, origin: Origin,
         await backend.close()
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
-    assert all(t is not None and t <= RECOVERY for t in resumed.values()), resumed
+    assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
     assert backend.health.dropped_writes > 0, backend.health
     print(f"\nlock held 15s: {report}; writes again after {resumed}; {backend.health}")
 
@@ -152,7 +154,7 @@ async def test_file_read_only(tmp_path: Path, origin: Origin, caplog: pytest.Log
         await backend.close()
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
-    assert all(t is not None and t <= RECOVERY for t in resumed.values()), resumed
+    assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
     assert "readonly" in caplog.text, caplog.text
     print(f"\nread-only: {report}; writes again after {resumed}; {backend.health}")
 
@@ -210,7 +212,7 @@ async def test_file_deleted(tmp_path: Path, origin: Origin, caplog: pytest.LogCa
         await backend.close()
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=None,
                    circuit=None)
-    assert all(t is not None and t <= RECOVERY for t in resumed.values()), resumed
+    assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
     recreated = [r.getMessage() for r in caplog.records if "deleted while in use" in r.getMessage()]
     assert recreated, [r.getMessage() for r in caplog.records]
     with sqlite3.connect(path) as conn:  # the new file holds what was stored since
@@ -244,9 +246,9 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
             await backend.close()
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
-    assert all(t is not None and t <= RECOVERY for t in resumed.values()), resumed
-    assert backend.health.dropped_writes > 0 and "full" in (backend.health.last_error or ""), (
-        backend.health)
+    assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
+    assert backend.health.dropped_writes > 0, backend.health
+    assert "database or disk is full" in caplog.text  # (a later, unrelated failure may be the last_error)
     print(f"\ndisk full: {report}; writes again after {resumed}; {backend.health}")
 
 
