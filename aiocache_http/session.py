@@ -116,7 +116,10 @@ with warnings.catch_warnings():
             method = method.upper()
             keyable = True
             try:
-                request = self._cached_request(method, str_or_url, kwargs)
+                # The body enters the key of a method that may be stored only: another one
+                # passes the cache by (its json= is serialized once, by aiohttp).
+                request = self._cached_request(method, str_or_url, kwargs,
+                                               body=method in self._cache.settings.allowed_methods)
                 self._cache.identify(request)  # memoized: fetch() below finds it
             except ValueError:
                 # A URL we cannot parse: aiohttp decides (and raises its own

@@ -409,7 +409,9 @@ class CacheBackend:
         format) is deleted and reported as a miss.
         """
         storage = self.raw_responses
-        if storage.holds_objects:  # in-process: the decoded response itself, no IO
+        # in-process: the decoded response itself, no IO (unless ``read`` was replaced)
+        kind = type(storage)
+        if storage.holds_objects and getattr(kind, "_fast_read", None) is kind.read:
             value = storage.get_item(key)  # type: ignore[attr-defined]
             if value is None and follow_redirects:
                 target = await self.get_redirect(key)

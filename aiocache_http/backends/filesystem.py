@@ -166,14 +166,14 @@ class FileCache(BaseCache):
                  block_bytes: int = 1, lock: Any = None, sync_index: bool = False,
                  **serializer_options: Any) -> None:
         check_storage_options("FileCache", serializer_options)
-        self.cache_dir = get_cache_dir(cache_dir, use_cache_dir, use_temp)
+        self.directory = get_cache_dir(cache_dir, use_cache_dir, use_temp)
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OSError(e.errno, f"cannot use {str(self.cache_dir)!r} as a cache directory: "
+            raise OSError(e.errno, f"cannot use {str(self.directory)!r} as a cache directory: "
                                    f"{e.strerror or e}") from e
         self._swept = False  # stale temp files are swept by this instance's first write
-        self.lru = (LRUIndex(self.cache_dir, max_cache_bytes, max_file_bytes, block_bytes, lock)
+        self.lru = (LRUIndex(self.directory, max_cache_bytes, max_file_bytes, block_bytes, lock)
                     if max_cache_bytes else None)
         if self.lru is not None and sync_index:
             self._sync_index()
@@ -185,16 +185,17 @@ class FileCache(BaseCache):
         self._clear = wrap(self._clear_sync)
 
     def __repr__(self) -> str:
-        return f"FileCache({str(self.cache_dir)!r})"
+        return f"FileCache({str(self.directory)!r})"
 
     @property
-    def directory(self) -> Path:
-        """The cache directory (:attr:`cache_dir`, the peers' name)."""
-        return self.cache_dir
+    def cache_dir(self) -> str:
+        """The cache directory as a string, as aiohttp-client-cache has it (a
+        ``pathlib.Path``: :attr:`directory`)."""
+        return str(self.directory)
 
     def path(self, key: str) -> Path:
         """The file of ``key``."""
-        return self.cache_dir / filename(key)
+        return self.directory / filename(key)
 
     async def paths(self) -> AsyncIterator[Path]:
         """The file of every entry."""
@@ -244,11 +245,11 @@ class FileCache(BaseCache):
                 self._sweep_sync(time.time())
             hashed = _HASHED_NAME.fullmatch(name)
             if hashed:  # key file first: an entry is never listed without its key
-                _write_atomic(self.cache_dir / (_KEY_PREFIX + hashed.group(1)),
+                _write_atomic(self.directory / (_KEY_PREFIX + hashed.group(1)),
                               key.encode("utf-8", "surrogatepass"), None)
-            _write_atomic(self.cache_dir / name, data, mtime)
+            _write_atomic(self.directory / name, data, mtime)
         except FileNotFoundError:  # the directory was removed under us: recreate it once
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
             self._write_file(key, data, mtime)
 
     def _delete_sync(self, keys: list[str]) -> int:
@@ -257,17 +258,17 @@ class FileCache(BaseCache):
         deleted = 0
         for key in keys:
             name = filename(key)
-            deleted += _unlink(self.cache_dir / name)
+            deleted += _unlink(self.directory / name)
             hashed = _HASHED_NAME.fullmatch(name)
             if hashed:
-                _unlink(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
+                _unlink(self.directory / (_KEY_PREFIX + hashed.group(1)))
         return deleted
 
     def _entries(self) -> list[tuple[str, float]]:
         """(key, mtime) of every entry: one directory listing plus a ``stat`` each."""
         found = []
         try:
-            scan = os.scandir(self.cache_dir)
+            scan = os.scandir(self.directory)
         except FileNotFoundError:
             return []
         with scan:
@@ -278,7 +279,7 @@ class FileCache(BaseCache):
                     key = _decode(entry.name)
                     hashed = _HASHED_NAME.fullmatch(entry.name)
                     if key is None and hashed:
-                        raw = _read(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
+                        raw = _read(self.directory / (_KEY_PREFIX + hashed.group(1)))
                         key = None if raw is None else raw.decode("utf-8", "surrogatepass")
                         if key is not None and filename(key) != entry.name:
                             key = None  # a key file that does not match its entry
@@ -297,7 +298,7 @@ class FileCache(BaseCache):
 
     def _owned_files(self) -> list[os.DirEntry[str]]:
         try:
-            with os.scandir(self.cache_dir) as scan:
+            with os.scandir(self.directory) as scan:
                 return [e for e in scan if _owned(e.name) and e.is_file(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             return []

@@ -73,6 +73,8 @@ class MemoryCache(BaseCache):
             return None
         return self._bytes(value) if isinstance(value, CachedResponse) else decode_value(value)
 
+    _fast_read = read  # the backend reads objects directly only while ``read`` is this one
+
     async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
         self.put_item(key, encode_value(value), expires)
 

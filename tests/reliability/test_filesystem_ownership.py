@@ -71,7 +71,7 @@ async def test_entries_have_recognisable_names(tmp_path: Path) -> None:
     for key in ("a" * 32, "report.docx", "../escape", "k" * 500):
         await store.write(key, b"x")
         assert filename(key).endswith(".ach")
-    names = sorted(p.name for p in store.cache_dir.iterdir())
+    names = sorted(p.name for p in store.directory.iterdir())
     assert all(n.endswith(".ach") or n.startswith(".key-") for n in names), names
     assert not (tmp_path / "escape").exists()
 
