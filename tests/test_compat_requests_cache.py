@@ -31,8 +31,8 @@ from .origin import Origin
 
 
 def test_serializers_by_name_and_object(thread_origin: Origin, tmp_path: Path) -> None:
-    """SERIALIZERS and the pipeline objects, by name in a FileCache (files are <key>.ach
-    whatever the format: the cache touches only its own files)."""
+    """SERIALIZERS and the pipeline objects; a FileCache names its files after the
+    serializer, as requests-cache does (<key>.ach.json: still recognisably its own)."""
     assert {"json", "yaml", "bson", "pickle"} <= set(SERIALIZERS)
     assert isinstance(json_serializer, SerializerPipeline) and isinstance(json_serializer.stages[-1], Stage)
     url = thread_origin.url("/r/ser")
@@ -40,7 +40,8 @@ def test_serializers_by_name_and_object(thread_origin: Origin, tmp_path: Path) -
         session = CachedSession(backend=FileCache(tmp_path / name, serializer=name))
         session.get(url)
         assert session.get(url).from_cache
-        assert [p.suffix for p in session.cache.paths()] == [".ach"]
+        assert [p.suffix for p in session.cache.paths()] == [f".{name}"]
+        assert [p.suffixes[-2] for p in session.cache.paths()] == [".ach"]
         session.close()
 
 

@@ -70,34 +70,38 @@ _KEY_NAME = re.compile(r"\.key-[0-9a-f]{64}")
 _HASHED_NAME = re.compile(r"~~([0-9a-f]{64})" + re.escape(SUFFIX))
 
 
-def filename(key: str) -> str:
+def filename(key: str, suffix: str = SUFFIX) -> str:
     """The file name of ``key`` (see the module docstring)."""
     if _PLAIN.fullmatch(key) and key not in _RESERVED and not key.endswith("."):
-        return key + SUFFIX
+        return key + suffix
     encoded = base64.b32encode(key.encode("utf-8", "surrogatepass")).decode().rstrip("=").lower()
     if len(encoded) <= _MAX_ENCODED:
-        return "~" + encoded + SUFFIX
-    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + SUFFIX
+        return "~" + encoded + suffix
+    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + suffix
 
 
-def _decode(name: str) -> str | None:
+def _decode(name: str, suffix: str = SUFFIX) -> str | None:
     """The key stored under file ``name``; None if ``name`` is not an entry we wrote (or is a
     hashed one, whose key is in its ``.key-`` file)."""
-    if not name.endswith(SUFFIX):
+    if not name.endswith(suffix):
         return None
-    key: str | None = name[: -len(SUFFIX)]
+    key: str | None = name[: -len(suffix)]
     if key and key.startswith("~"):
         encoded = key[1:].upper()
         try:
             key = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode("utf-8", "surrogatepass")
         except (binascii.Error, ValueError):
             key = None
-    return key if key is not None and filename(key) == name else None
+    return key if key is not None and filename(key, suffix) == name else None
 
 
-def _owned(name: str) -> bool:
+def _hashed_name(suffix: str) -> re.Pattern[str]:
+    return _HASHED_NAME if suffix == SUFFIX else re.compile(r"~~([0-9a-f]{64})" + re.escape(suffix))
+
+
+def _owned(name: str, suffix: str = SUFFIX) -> bool:
     """Is ``name`` a file this storage writes (entry, key file or temp file)?"""
-    return (_decode(name) is not None or _HASHED_NAME.fullmatch(name) is not None
+    return (_decode(name, suffix) is not None or _hashed_name(suffix).fullmatch(name) is not None
             or _KEY_NAME.fullmatch(name) is not None or _TMP_NAME.fullmatch(name) is not None)
 
 
@@ -159,13 +163,17 @@ class FileCache(BaseCache):
             ``lock`` tune it. A file over ``max_file_bytes`` is not stored.
         sync_index: With ``max_cache_bytes``, first bring the index up to date with files
             added or removed by other means.
+        extension: requests-cache's file extension (``json``, ``yaml``...): files are then
+            ``<name>.ach.<extension>``, still recognisably the cache's own.
     """
 
     def __init__(self, cache_dir: str | Path, *, use_cache_dir: bool = False, use_temp: bool = False,
                  max_cache_bytes: int | None = None, max_file_bytes: int | None = None,
                  block_bytes: int = 1, lock: Any = None, sync_index: bool = False,
-                 **serializer_options: Any) -> None:
+                 extension: str | None = None, **serializer_options: Any) -> None:
         check_storage_options("FileCache", serializer_options)
+        self.suffix = SUFFIX + ("." + extension.lstrip(".") if extension else "")
+        self._hashed = _hashed_name(self.suffix)
         self.directory = get_cache_dir(cache_dir, use_cache_dir, use_temp)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -195,7 +203,7 @@ class FileCache(BaseCache):
 
     def path(self, key: str) -> Path:
         """The file of ``key``."""
-        return self.directory / filename(key)
+        return self.directory / filename(key, self.suffix)
 
     async def paths(self) -> AsyncIterator[Path]:
         """The file of every entry."""
@@ -238,12 +246,12 @@ class FileCache(BaseCache):
             self.lru.record(key, len(data))
 
     def _write_file(self, key: str, data: bytes, mtime: float) -> None:
-        name = filename(key)
+        name = filename(key, self.suffix)
         try:
             if not self._swept:
                 self._swept = True
                 self._sweep_sync(time.time())
-            hashed = _HASHED_NAME.fullmatch(name)
+            hashed = self._hashed.fullmatch(name)
             if hashed:  # key file first: an entry is never listed without its key
                 _write_atomic(self.directory / (_KEY_PREFIX + hashed.group(1)),
                               key.encode("utf-8", "surrogatepass"), None)
@@ -257,9 +265,9 @@ class FileCache(BaseCache):
             self.lru.forget(keys)
         deleted = 0
         for key in keys:
-            name = filename(key)
+            name = filename(key, self.suffix)
             deleted += _unlink(self.directory / name)
-            hashed = _HASHED_NAME.fullmatch(name)
+            hashed = self._hashed.fullmatch(name)
             if hashed:
                 _unlink(self.directory / (_KEY_PREFIX + hashed.group(1)))
         return deleted
@@ -276,12 +284,12 @@ class FileCache(BaseCache):
                 try:
                     if not entry.is_file():
                         continue
-                    key = _decode(entry.name)
-                    hashed = _HASHED_NAME.fullmatch(entry.name)
+                    key = _decode(entry.name, self.suffix)
+                    hashed = self._hashed.fullmatch(entry.name)
                     if key is None and hashed:
                         raw = _read(self.directory / (_KEY_PREFIX + hashed.group(1)))
                         key = None if raw is None else raw.decode("utf-8", "surrogatepass")
-                        if key is not None and filename(key) != entry.name:
+                        if key is not None and filename(key, self.suffix) != entry.name:
                             key = None  # a key file that does not match its entry
                     if key is not None:
                         found.append((key, entry.stat().st_mtime))
@@ -299,7 +307,7 @@ class FileCache(BaseCache):
     def _owned_files(self) -> list[os.DirEntry[str]]:
         try:
             with os.scandir(self.directory) as scan:
-                return [e for e in scan if _owned(e.name) and e.is_file(follow_symlinks=False)]
+                return [e for e in scan if _owned(e.name, self.suffix) and e.is_file(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -383,12 +391,13 @@ class FileBackend(CacheBackend):
 
     def __init__(self, cache_name: str | Path = "http_cache", use_cache_dir: bool = False,
                  use_temp: bool = False, max_cache_bytes: int | None = None,
-                 max_file_bytes: int | None = None, block_bytes: int = 1, **kwargs: Any) -> None:
+                 max_file_bytes: int | None = None, block_bytes: int = 1,
+                 extension: str | None = None, **kwargs: Any) -> None:
         super().__init__(str(cache_name), **kwargs)
         self.cache_dir = get_cache_dir(cache_name, use_cache_dir, use_temp)
         self.raw_responses: FileCache = FileCache(
             self.cache_dir, max_cache_bytes=max_cache_bytes, max_file_bytes=max_file_bytes,
-            block_bytes=block_bytes)
+            block_bytes=block_bytes, extension=extension)
         # Redirect aliases are tiny: a table in the directory, as both peers keep them.
         self.raw_redirects: BaseCache = SQLiteCache(self.cache_dir / REDIRECTS_FILE, "redirects")
 

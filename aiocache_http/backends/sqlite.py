@@ -72,6 +72,10 @@ class SQLiteFileError(ConfigurationError, OSError, ValueError):
         super().__init__(f"cannot use {str(path)!r} as a SQLite cache: {reason}")
         self.path, self.reason = str(path), reason
 
+
+class _ParentNotADirectory(SQLiteFileError, FileExistsError):
+    """A parent of the cache file exists and is not a directory."""
+
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.path, self.reason)
 
@@ -268,6 +272,8 @@ class SQLiteDatabase:
         """Fail at construction, naming the path, rather than deep inside the first query."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as e:  # a parent is a file (requests-cache raises this type)
+            raise _ParentNotADirectory(path, f"a parent is not a directory: {e.strerror or e}") from e
         except OSError as e:
             raise SQLiteFileError(path, f"cannot create its directory: {e.strerror or e}") from e
         try:

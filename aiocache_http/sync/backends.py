@@ -138,16 +138,17 @@ class DynamoDbCache(_Backend):
 
 class FileCache(_Backend):
     """A directory: ``FileCache(cache_name, use_cache_dir=, use_temp=, serializer=,
-    max_cache_bytes=, **settings)``. As in requests-cache, responses are JSON files by
-    default; unlike it, every file is named ``<key>.ach`` (``extension=`` is accepted and
-    ignored): the cache touches only files of its own."""
+    extension=, max_cache_bytes=, **settings)``. As in requests-cache, responses are JSON
+    files by default, with the serializer's extension: ``<key>.ach.json`` (the ``.ach``
+    keeps them recognisably the cache's own)."""
 
     _alias = "filesystem"
 
     def __init__(self, cache_name: str | Path = DEFAULT_CACHE_NAME, **kwargs: Any) -> None:
         if kwargs.get("serializer") is None:
             kwargs["serializer"] = "json"  # requests-cache's default here: readable files, no pickle
-        kwargs.pop("extension", None)  # files are <key>.ach whatever the serializer (owned files)
+        if "extension" not in kwargs:
+            kwargs["extension"] = _extension(kwargs.get("serializer"))
         super().__init__(cache_name, **kwargs)
 
     @property
@@ -157,6 +158,16 @@ class FileCache(_Backend):
     def paths(self) -> list[Path]:
         """The file of every stored response."""
         return self.responses.paths()  # type: ignore[no-any-return]
+
+
+def _extension(serializer: Any) -> str | None:
+    """requests-cache's file extension for a serializer: its name, ``pkl`` for pickle,
+    ``json`` for every JSON library."""
+    name = serializer if isinstance(serializer, str) else getattr(serializer, "name", None)
+    if not name:
+        return None
+    name = name.replace("pickle", "pkl")
+    return "json" if "json" in name else name
 
 
 _BY_NAME: dict[str, type[BaseCache]] = {cls.__name__: cls for cls in (

@@ -454,7 +454,8 @@ class DynamoDbDict(_Storage):
 class FileDict(_Storage):
     """A directory, one file per item: ``FileDict(cache_name, use_temp=, use_cache_dir=,
     extension=, serializer=)``. As in requests-cache, items are JSON files by default
-    (``serializer=None``: text as it is); ``extension=`` is ignored (files are ``.ach``)."""
+    (``serializer=None``: text as it is); files are ``<key>.ach.<extension>``, the extension
+    following the serializer."""
 
     _wraps = ("filesystem", "FileCache")
     _takes_connection = False
@@ -466,7 +467,9 @@ class FileDict(_Storage):
         elif serializer is None:
             serializer = utf8_serializer
         kwargs.pop("plaintext", None)
-        kwargs.pop("extension", None)  # files are <key>.ach: the cache touches only its own
+        if "extension" not in kwargs and isinstance(serializer, SerializerPipeline):
+            kwargs["extension"] = {"utf8": None, "pickle": "pkl"}.get(
+                serializer.name or "", "json" if "json" in (serializer.name or "") else serializer.name)
         super().__init__(cache_name, *args, serializer=serializer, **kwargs)
 
     def keys(self) -> list[str]:  # type: ignore[override]
