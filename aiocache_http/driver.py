@@ -83,6 +83,7 @@ class Outcome:
     release: Callable[[], Any] | None = None  # frees ``raw`` when nobody will read it
     from_cache: bool = False
     age: float | None = None
+    revalidated: bool = False  # a 304 just confirmed the stored response
     cache_status: str | None = None  # the Cache-Status header, with cache_status_header (RFC 9211)
 
 
@@ -316,10 +317,15 @@ class _Run:
         if isinstance(decision, Renew):
             origin.release()
             assert decision.response is not None
-            await self.save(decision.response, decision.keys)
+            if not self.backend.settings.read_only:
+                await self.save(decision.response, decision.keys)
             self.last = decision
             _debug(self.plan, decision)
-            return Outcome(decision.answer or decision.response, from_cache=True, age=decision.age)
+            return Outcome(decision.answer or decision.response, from_cache=True, age=decision.age,
+                           revalidated=True)
+        if isinstance(decision, Serve):  # a 304 to an unconditional request
+            origin.release()
+            return self.answer(decision)
         if isinstance(decision, ServeStale):
             origin.release()
             logger.warning("%s %s: %s", self.plan.request.method, self.plan.request.url,

@@ -25,8 +25,9 @@ from gridfs.errors import CorruptGridFile, NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ..policy.settings import CacheSettings
-from .base import BaseCache, CacheBackend, to_bytes
+from .base import BaseCache, CacheBackend
 from .mongodb import MongoClients, MongoDBCache, utc_naive
+from .values import Value, decode_value, encode_value
 
 _NEWEST_FIRST = [("uploadDate", -1), ("_id", -1)]
 
@@ -65,7 +66,7 @@ class GridFSCache(BaseCache):
     def _files(self) -> Any:
         return self._db()[f"{self.bucket_name}.files"]
 
-    async def read(self, key: str) -> bytes | None:
+    async def read(self, key: str) -> Value | None:
         doc = await self._files().find_one({"filename": key}, {"_id": True}, sort=_NEWEST_FIRST)
         if doc is None:
             return None
@@ -74,14 +75,14 @@ class GridFSCache(BaseCache):
             data: bytes = await stream.read()
         except (NoFile, CorruptGridFile):  # replaced or deleted while we read it
             return None
-        return data
+        return decode_value(data)
 
     async def contains(self, key: str) -> bool:
         return await self._files().find_one({"filename": key}, {"_id": True}) is not None
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
         metadata = {"expires": None if expires is None else utc_naive(expires)}
-        await self._bucket().upload_from_stream(key, to_bytes(value), metadata=metadata)
+        await self._bucket().upload_from_stream(key, encode_value(value), metadata=metadata)
         # Keep only the newest version: concurrent writers of one key all agree on it.
         old = [doc["_id"] async for doc in self._files().find({"filename": key}, {"_id": True},
                                                              sort=_NEWEST_FIRST).skip(1)]
