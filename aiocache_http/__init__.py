@@ -8,9 +8,9 @@ from typing import Any
 from .backends import BACKEND_CLASSES, BACKENDS, CacheBackend, init_backend, load_class
 from .backends.base import BaseCache, ConfigurationError
 from .backends.health import BackendTimeoutError, BackendUnavailableError, CircuitState
-from .backends.memory import MemoryCache
+from .backends.memory import DictCache, MemoryCache
 from .events import CacheEvent
-from .models import CachedRequest, CachedResponse, utcnow
+from .models import CachedRequest, utcnow
 from .policy import (
     ALL_METHODS,
     DO_NOT_CACHE,
@@ -19,13 +19,13 @@ from .policy import (
     CacheSettings,
     create_key,
 )
-from .response import CachedClientResponse, OriginClientResponse
+from .response import CachedClientResponse, CachedResponse, OriginClientResponse
 from .serializers import DeserializationError, Serializer
-from .session import CachedClientSession, CachedSession
+from .session import CachedClientSession, CachedSession, CacheMixin
 
 # Backends whose client library is an optional extra load on first use.
 _LAZY = {name: info.module for info in BACKENDS for name in (info.backend, info.storage)
-         if info.module != "base"}
+         if info.module != "base"} | {"DynamoDbCache": "dynamodb"}  # aiohttp-client-cache's spelling
 
 
 def __getattr__(name: str) -> Any:
@@ -46,6 +46,7 @@ __all__ = [
     "BaseCache",
     "CacheBackend",
     "CacheEvent",
+    "CacheMixin",
     "CacheSettings",
     "CachedClientResponse",
     "CachedClientSession",
@@ -55,6 +56,7 @@ __all__ = [
     "CircuitState",
     "ConfigurationError",
     "DeserializationError",
+    "DictCache",
     "MemoryCache",
     "OriginClientResponse",
     "Serializer",

@@ -177,6 +177,7 @@ class ReplayStream:
         self._buffer = body
         self._pos = 0
         self._chunks: AsyncIterator[bytes] | None = stored.chunks() if stored is not None else None
+        self._error: BaseException | None = None
 
     def at_eof(self) -> bool:
         return self._chunks is None and self._pos >= len(self._buffer)
@@ -185,7 +186,10 @@ class ReplayStream:
         return self._chunks is None
 
     def exception(self) -> BaseException | None:
-        return None
+        return self._error
+
+    def set_exception(self, exc: BaseException, exc_cause: BaseException | None = None) -> None:
+        self._error = exc  # aiohttp's release() marks a stream it closes
 
     async def _fill(self) -> bool:
         """Make sure unread bytes are buffered; False at the end of the body."""

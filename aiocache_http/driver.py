@@ -95,6 +95,7 @@ class Outcome:
     release: Callable[[], Any] | None = None  # frees ``raw`` when nobody will read it
     from_cache: bool = False
     age: float | None = None
+    revalidated: bool = False  # a 304 just confirmed the stored response
     cache_status: str | None = None  # the Cache-Status header, with cache_status_header (RFC 9211)
     tee: Tee | None = None  # the body of ``raw`` is on its way to storage
     drain: Callable[[], Awaitable[None]] | None = None  # reads ``raw``'s body for nobody
@@ -260,7 +261,7 @@ class _Run:
 
         def complete(size: int) -> bool:
             nonlocal incomplete
-            incomplete = core.body_incomplete(decision, size)
+            incomplete = core.body_incomplete(plan, decision, size)
             return incomplete is None
 
         def ended(_: object) -> None:
@@ -423,13 +424,17 @@ class _Run:
         if isinstance(decision, Renew):
             origin.release()
             assert decision.response is not None
-            saved = await self.save(decision.response, decision.keys)
+            answer = decision.answer or decision.response
+            if not self.backend.settings.read_only:
+                saved = await self.save(decision.response, decision.keys)
+                if answer.stored_body is not None:  # read its body from the renewed item
+                    answer = dataclasses.replace(answer, stored_body=saved.stored_body)
             self.last = decision
             _debug(self.plan, decision)
-            answer = decision.answer or decision.response
-            if answer.stored_body is not None:  # read its body from the renewed item
-                answer = dataclasses.replace(answer, stored_body=saved.stored_body)
-            return Outcome(answer, from_cache=True, age=decision.age)
+            return Outcome(answer, from_cache=True, age=decision.age, revalidated=True)
+        if isinstance(decision, Serve):  # a 304 to an unconditional request
+            origin.release()
+            return self.answer(decision)
         if isinstance(decision, ServeStale):
             origin.release()
             logger.warning("%s %s: %s", self.plan.request.method, self.plan.request.url,

@@ -4,7 +4,8 @@
 ``aiohttp.ClientResponse``; :class:`OriginClientResponse` is aiohttp's own response
 class with the same cache attributes, for answers that came from the origin (on a miss
 its ``content`` is a :class:`~aiocache_http.content.TeeStreamReader`: what the caller
-reads is stored).
+reads is stored). A replayed large body left in storage is read from there: whole by
+``read()``, in chunks through ``content``.
 """
 
 from __future__ import annotations
@@ -12,19 +13,73 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json as _json
-from collections.abc import Callable
-from datetime import datetime
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import datetime, timezone
 from http.cookies import SimpleCookie
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
-from aiohttp import ClientPayloadError, ClientResponse, ClientResponseError, ContentTypeError, RequestInfo
-from multidict import CIMultiDict, CIMultiDictProxy
+from aiohttp import (
+    ClientPayloadError,
+    ClientResponse,
+    ClientResponseError,
+    ContentTypeError,
+    RequestInfo,
+    multipart,
+)
+from aiohttp.client_reqrep import ContentDisposition
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
+from .backends.views import ResponsesView
 from .content import ReplayStream, TeeStreamReader
-from .models import CachedResponse, StoredBodyError, utcnow
+from .models import CachedRequest, StoredBodyError, utcnow
+from .models import CachedResponse as Record
+from .models.convert import as_record, aware
 from .streaming import Tee
+
+_JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+?\+)?json")
+_LINK = re.compile(r"\s*<(.*)>(.*)")
+_LINK_PARAM = re.compile(r"^(?P<key>[^=]+)=(?:\"(?P<quoted>[^\"]*)\"|(?P<plain>[^;]*))$")
+
+
+def naive(value: datetime) -> datetime:
+    """UTC without tzinfo: how aiohttp-client-cache reports cache times."""
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def expected_content_type(actual: str, expected: str) -> bool:
+    """aiohttp's rule for ``json(content_type=...)``: ``application/json`` accepts any
+    ``application/*+json`` type too."""
+    if expected == "application/json":
+        return _JSON_TYPE.match(actual) is not None
+    return expected in actual
+
+
+def parse_links(values: Iterable[str], base: URL) -> MultiDictProxy[MultiDictProxy[str | URL]]:
+    """Link headers (RFC 8288) as aiohttp's ``ClientResponse.links`` gives them."""
+    links: MultiDict[MultiDictProxy[str | URL]] = MultiDict()
+    for value in re.split(r",(?=\s*<)", ", ".join(values)):
+        match = _LINK.match(value)
+        if match is None:
+            continue
+        target, params = match.groups()
+        link: MultiDict[str | URL] = MultiDict()
+        for param in params.split(";")[1:]:
+            found = _LINK_PARAM.match(param.strip())
+            if found is not None:
+                link.add(found["key"].strip(), found["quoted"] if found["quoted"] is not None
+                         else found["plain"].strip())
+        key = link.get("rel", target)
+        link.add("url", base.join(URL(target)))
+        links.add(str(key), MultiDictProxy(link))
+    return MultiDictProxy(links)
+
+
+def _decoded(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+            for k, v in raw]
 
 
 def _mimetype(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> tuple[str, dict[str, str]]:
@@ -38,7 +93,8 @@ def _mimetype(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> tuple[str, d
 
 
 class OriginClientResponse(ClientResponse):
-    """aiohttp's response, answered by the origin, with the cache attributes."""
+    """aiohttp's response, answered by the origin, with the cache attributes (naive UTC
+    times, as on :class:`CachedClientResponse`)."""
 
     from_cache: bool = False
     created_at: datetime | None = None
@@ -56,7 +112,7 @@ class OriginClientResponse(ClientResponse):
 
     @property
     def is_expired(self) -> bool:
-        return self.expires is not None and utcnow() >= self.expires
+        return self.expires is not None and naive(utcnow()) >= self.expires
 
 
 async def attach_tee(response: ClientResponse, tee: Tee) -> ClientResponse:
@@ -79,11 +135,72 @@ async def drain(response: ClientResponse) -> None:
 _closing: set[asyncio.Task[None]] = set()
 
 
-class CachedClientResponse:
-    """A stored response replayed with the interface of ``aiohttp.ClientResponse``.
+class BodyStream:
+    """The subset of aiohttp's StreamReader API that reads a body already in memory."""
 
-    Built lazily: a hit costs one object; URL, headers proxy and body stream are made
-    only when asked for.
+    __slots__ = ("_body", "_error", "_pos")
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._pos = 0
+        self._error: BaseException | None = None
+
+    def exception(self) -> BaseException | None:
+        return self._error
+
+    def set_exception(self, exc: BaseException, exc_cause: BaseException | None = None) -> None:
+        self._error = exc  # aiohttp's release() marks a stream it closes; the body stays readable
+
+    def at_eof(self) -> bool:
+        return self._pos >= len(self._body)
+
+    async def read(self, n: int = -1) -> bytes:
+        end = len(self._body) if n < 0 else self._pos + n
+        chunk = self._body[self._pos : end]
+        self._pos += len(chunk)
+        return chunk
+
+    async def readany(self) -> bytes:
+        return await self.read()
+
+    async def readexactly(self, n: int) -> bytes:
+        chunk = await self.read(n)
+        if len(chunk) < n:
+            raise EOFError(f"{n} bytes expected, {len(chunk)} left")
+        return chunk
+
+    async def readline(self) -> bytes:
+        end = self._body.find(b"\n", self._pos)
+        return await self.read(-1 if end < 0 else end + 1 - self._pos)
+
+    async def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
+        while not self.at_eof():
+            yield await self.read(n)
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        if not self.at_eof():
+            yield await self.read()
+
+    async def iter_chunks(self) -> AsyncIterator[tuple[bytes, bool]]:
+        if not self.at_eof():
+            yield await self.read(), True
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[bytes]:
+        while not self.at_eof():
+            yield await self.readline()
+
+
+class CachedClientResponse:
+    """A stored response replayed with the interface of ``aiohttp.ClientResponse``
+    (aiohttp-client-cache's ``CachedResponse``).
+
+    Sessions build it with :meth:`replay`, lazily: a hit costs one object; URL, headers
+    proxy and body stream are made only when asked for. The constructor takes
+    aiohttp-client-cache's keyword arguments, for code that builds responses itself.
+    ``created_at`` and ``expires`` are naive UTC datetimes, as in aiohttp-client-cache.
     """
 
     __slots__ = (
@@ -99,8 +216,37 @@ class CachedClientResponse:
         "method",
     )
 
-    def __init__(self, cached: CachedResponse, method: str, from_cache: bool = True,
-                 age: float | None = None, cache_status: str | None = None) -> None:
+    def __init__(
+        self, method: str, reason: str, status: int, url: str | URL, version: str = "1.1",
+        body: bytes | None = None, *, headers: Mapping[str, str] | None = None,
+        raw_headers: Iterable[tuple[bytes, bytes]] = (),
+        request_raw_headers: Iterable[tuple[bytes, bytes]] = (), real_url: str | URL | None = None,
+        encoding: str | None = None, created_at: datetime | None = None,
+        expires: datetime | None = None, history: Iterable[CachedClientResponse] = (),
+        **_ignored: Any,
+    ) -> None:
+        stored: CIMultiDict[str] = CIMultiDict(_decoded(raw_headers))
+        stored.extend(headers or {})
+        request = CachedRequest(method.upper(), str(real_url or url),
+                                CIMultiDict(_decoded(request_raw_headers)))
+        record = Record(
+            status, reason, str(url), stored, body or b"", request, encoding,
+            aware(created_at) if created_at else utcnow(), aware(expires) if expires else None,
+            history=[hop._cached for hop in history],
+        )
+        self._init(record, method.upper(), True, None)
+
+    @classmethod
+    def replay(cls, cached: Record, method: str, from_cache: bool = True,
+               age: float | None = None, cache_status: str | None = None) -> CachedClientResponse:
+        """The stored ``cached`` as the answer to a ``method`` request; ``age`` (seconds)
+        becomes the Age header, ``cache_status`` the Cache-Status one."""
+        response = cls.__new__(cls)
+        response._init(cached, method, from_cache, age, cache_status)
+        return response
+
+    def _init(self, cached: Record, method: str, from_cache: bool,
+              age: float | None, cache_status: str | None = None) -> None:
         self._cached = cached
         self.method = method
         self.from_cache = from_cache
@@ -108,9 +254,20 @@ class CachedClientResponse:
         self._cache_status = cache_status
         self._headers: CIMultiDictProxy[str] | None = None
         self._url: URL | None = None
-        self._content: ReplayStream | None = None
+        self._content: BodyStream | ReplayStream | None = None
         self._history: tuple[CachedClientResponse, ...] | None = None
         self._loaded: bytes | None = None  # a body read from storage
+
+    @classmethod
+    async def from_client_response(cls, response: ClientResponse,
+                                   expires: datetime | None = None) -> CachedClientResponse:
+        """A live aiohttp response (its body is read here) as a replayable one."""
+        await response.read()
+        record = as_record(response, expires)
+        return cls.replay(record, response.method)
+
+    def __cache_record__(self) -> Record:
+        return self._cached
 
     # -- status line and headers ------------------------------------------------
     @property
@@ -167,7 +324,7 @@ class CachedClientResponse:
     @property
     def history(self) -> tuple[CachedClientResponse, ...]:
         if self._history is None:
-            self._history = tuple(CachedClientResponse(h, h.request.method, self.from_cache)
+            self._history = tuple(CachedClientResponse.replay(h, h.request.method, self.from_cache)
                                   for h in self._cached.history)
         return self._history
 
@@ -198,17 +355,27 @@ class CachedClientResponse:
         return cookies
 
     @property
-    def links(self) -> Any:
-        return {}
+    def links(self) -> MultiDictProxy[MultiDictProxy[str | URL]]:
+        """The Link header, parsed as aiohttp parses it."""
+        return parse_links(self.headers.getall("Link", ()), self.url)
+
+    @property
+    def content_disposition(self) -> ContentDisposition | None:
+        raw = self.headers.get("Content-Disposition")
+        if raw is None:
+            return None
+        kind, params = multipart.parse_content_disposition(raw)
+        return ContentDisposition(kind, MappingProxyType(params),
+                                  multipart.content_disposition_filename(params))
 
     # -- cache information ---------------------------------------------------------
     @property
     def created_at(self) -> datetime:
-        return self._cached.created_at
+        return naive(self._cached.created_at)
 
     @property
     def expires(self) -> datetime | None:
-        return self._cached.expires
+        return None if self._cached.expires is None else naive(self._cached.expires)
 
     @property
     def is_expired(self) -> bool:
@@ -226,15 +393,26 @@ class CachedClientResponse:
     # A large body may be left in storage (``stored_body``): read() loads it, content
     # streams it in chunks.
     @property
-    def content(self) -> ReplayStream:
+    def content(self) -> BodyStream | ReplayStream:
         if self._content is None:
-            self._content = ReplayStream(self._cached.body, self._cached.stored_body)
+            stored = self._cached.stored_body
+            self._content = BodyStream(self._cached.body) if stored is None else ReplayStream(stored=stored)
         return self._content
 
+    def reset(self) -> None:
+        """Rewind :attr:`content`, so the body can be streamed again."""
+        self._content = None
+
     @property
-    def _body(self) -> bytes | None:
+    def _body(self) -> bytes:
+        return self.body
+
+    @property
+    def body(self) -> bytes:
+        """The stored body, as the record (:class:`aiocache_http.models.CachedResponse`) has
+        it (a body left in storage: once read)."""
         if self._cached.stored_body is not None:
-            return self._loaded
+            return self._loaded or b""
         return self._cached.body
 
     async def read(self) -> bytes:
@@ -269,7 +447,7 @@ class CachedClientResponse:
         loads: Callable[[str], Any] = _json.loads,
         content_type: str | None = "application/json",
     ) -> Any:
-        if content_type and content_type not in self.content_type:
+        if content_type and not expected_content_type(self.content_type, content_type):
             raise ContentTypeError(
                 self.request_info, self._error_history(), status=self.status,
                 headers=self.headers,
@@ -326,3 +504,17 @@ class CachedClientResponse:
 
     def __repr__(self) -> str:
         return f"<CachedClientResponse({self._cached.url}) [{self.status} {self.reason}]>"
+
+
+CachedResponse = CachedClientResponse  # aiohttp-client-cache's name
+
+
+
+def _present(record: Record) -> CachedClientResponse:
+    return CachedClientResponse.replay(record, record.request.method)
+
+
+# backend.responses hands out replayed responses, as aiohttp-client-cache's storages do.
+ResponsesView.present = staticmethod(_present)
+
+__all__ = ["CachedClientResponse", "CachedResponse", "OriginClientResponse", "attach_tee", "drain"]

@@ -4,34 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
+import logging
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
 from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
+from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .driver import OriginResponse, Outcome, fetch
 from .models import CachedRequest
 from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
-from .response import CachedClientResponse, OriginClientResponse, attach_tee, drain
+from .response import BodyStream, CachedClientResponse, OriginClientResponse, attach_tee, drain, naive
 
-# Sessions with caching turned off in the current task (cache_disabled() is per task).
-_disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_disabled", default=frozenset())
-
+logger = logging.getLogger("aiocache_http")
 
 _NETWORK_ERRORS = (ClientConnectionError, asyncio.TimeoutError, OSError)
-
-
-class _NotKeyable(Exception):
-    """The request body cannot be part of a key (a stream, a multipart form...)."""
+# aiohttp-client-cache's rule for request Cache-Control (see RequestOptions.header_rule).
+_OPTIONS = RequestOptions(header_rule="cache_control")
 
 
 with warnings.catch_warnings():
@@ -39,20 +36,10 @@ with warnings.catch_warnings():
     # hook it has, and aiohttp-client-cache relies on it the same way.
     warnings.simplefilter("ignore", DeprecationWarning)
 
-    class CachedClientSession(ClientSession):
-        """An ``aiohttp.ClientSession`` with a cache.
-
-        Args:
-            cache: The backend (default: ``SQLiteBackend("aiohttp-cache")``, a file in the
-                working directory). One backend may be shared by several sessions, async
-                and sync.
-            **kwargs: Cache settings (``expire_after``, ``cache_control``...; see
-                :class:`CacheSettings`) are applied to ``cache.settings``; everything else
-                goes to ``aiohttp.ClientSession``.
-
-        Per request, ``get()`` & co. also take ``expire_after``, ``refresh``,
-        ``force_refresh`` and ``only_if_cached``.
-        """
+    class CacheMixin(ClientSession):
+        """The cache, for any ``aiohttp.ClientSession`` subclass: ``class MySession(CacheMixin,
+        ClientSession)`` (aiohttp-client-cache's mixin). :class:`CachedClientSession` is
+        the ready-made one; see it for the arguments."""
 
         ATTRS = ClientSession.ATTRS | frozenset({"_cache"})
 
@@ -62,13 +49,27 @@ with warnings.catch_warnings():
         def __init__(self, base_url: str | URL | None = None, *,
                      cache: CacheBackend | None = None, **kwargs: Any) -> None:
             settings, client_kwargs = CacheSettings.split(kwargs)
+            if "json_serialize" in settings:  # a setting, and the session's own option too
+                client_kwargs["json_serialize"] = settings["json_serialize"]
             if cache is None:
                 self._cache = init_backend(**settings)
             else:
-                self._cache = cache
-                cache.settings.update(**settings)
+                self._cache = _backend_of(cache)
+                self._cache.settings.update(**settings)
             client_kwargs.setdefault("response_class", OriginClientResponse)
-            super().__init__(base_url, **client_kwargs)
+            super().__init__(base_url, **self._session_kwargs(client_kwargs))
+
+        def _session_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+            """What the session class above this one takes. Like aiohttp-client-cache, drop
+            the rest: one set of keyword arguments can then serve backend and session."""
+            params = inspect.signature(super().__init__).parameters
+            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+                return kwargs
+            dropped = sorted(set(kwargs) - set(params))
+            if dropped:
+                logger.debug("%s: ignoring arguments the session does not take: %s",
+                             type(self).__name__, dropped)
+            return {k: v for k, v in kwargs.items() if k in params}
 
         @property
         def cache(self) -> CacheBackend:
@@ -80,12 +81,10 @@ with warnings.catch_warnings():
 
         @asynccontextmanager
         async def cache_disabled(self) -> AsyncIterator[None]:
-            """Within this block (in this task) requests bypass the cache entirely."""
-            token = _disabled.set(_disabled.get() | {id(self)})
-            try:
+            """Within this block (in this task) requests bypass the cache entirely, as with
+            ``cache.disabled = True``."""
+            with self._cache.disabled_here():
                 yield
-            finally:
-                _disabled.reset(token)
 
         disabled = cache_disabled  # aiohttp-client-cache's name
 
@@ -95,6 +94,20 @@ with warnings.catch_warnings():
             if self._cache.settings.autoclose:
                 await self._cache.close()
 
+        # -- aiohttp-client-cache's helpers: same key as a request with these arguments --
+        async def has_url(self, url: str | URL, method: str = "GET", **kwargs: Any) -> bool:
+            """Is there a stored response for this request (session headers included)?"""
+            key = self._cache.create_key(self._cached_request(method.upper(), url, kwargs))
+            return await self._cache.responses.contains(key)
+
+        async def delete_url(self, url: str | URL, method: str = "GET", **kwargs: Any) -> None:
+            """Delete the stored response for this request."""
+            await self._cache.delete(self._cache.create_key(
+                self._cached_request(method.upper(), url, kwargs)))
+
+        async def delete_expired_responses(self) -> None:
+            await self._cache.delete_expired_responses()
+
         async def _request(  # type: ignore[override]
             self, method: str, str_or_url: str | URL, *,
             expire_after: Any = UNSET, refresh: bool = False, force_refresh: bool = False,
@@ -103,21 +116,24 @@ with warnings.catch_warnings():
             method = method.upper()
             keyable = True
             try:
-                request = self._cached_request(method, str_or_url, kwargs)
+                # The body enters the key of a method that may be stored only: another one
+                # passes the cache by (its json= is serialized once, by aiohttp).
+                request = self._cached_request(method, str_or_url, kwargs,
+                                               body=method in self._cache.settings.allowed_methods)
                 self._cache.identify(request)  # memoized: fetch() below finds it
             except ValueError:
                 # A URL we cannot parse: aiohttp decides (and raises its own
                 # InvalidUrlClientError & co.).
                 return await super()._request(method, str_or_url, **kwargs)
-            except _NotKeyable:  # a streamed body: the core lets it pass the cache by
+            except NotKeyable:  # a streamed body: the core lets it pass the cache by
                 request = self._cached_request(method, str_or_url, kwargs, body=False)
                 keyable = False
-            disabled = id(self) in _disabled.get()
-            options = None  # the defaults: the common case, kept cheap
+            disabled = self._cache.disabled
+            options = _OPTIONS  # the defaults: the common case, kept cheap
             if (expire_after is not UNSET or refresh or force_refresh or only_if_cached or disabled
                     or not keyable):
                 options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
-                                         disabled, keyable)
+                                         disabled, keyable, header_rule="cache_control")
             headers = kwargs.pop("headers", None)
             # Checked below, once the answer is stored: a cached 404 raises like a live one.
             check = kwargs.pop("raise_for_status", None)
@@ -142,12 +158,15 @@ with warnings.catch_warnings():
             cached = outcome.response
             if outcome.raw is None:
                 assert cached is not None
-                return CachedClientResponse(cached, method, outcome.from_cache, outcome.age,
-                                            outcome.cache_status)
+                return CachedClientResponse.replay(cached, method, outcome.from_cache, outcome.age,
+                                                   outcome.cache_status)
             raw = outcome.raw
             if cached is not None:
-                raw.created_at, raw.expires = cached.created_at, cached.expires
+                raw.created_at = naive(cached.created_at)
+                raw.expires = None if cached.expires is None else naive(cached.expires)
                 raw.cache_key = cached.cache_key
+            if isinstance(raw, ClientResponse) and raw._body is not None:
+                raw.content = BodyStream(raw._body)  # type: ignore[assignment]  # streams again
             if outcome.cache_status is not None:
                 raw.add_header("Cache-Status", outcome.cache_status)
             return raw  # type: ignore[no-any-return]
@@ -177,16 +196,18 @@ with warnings.catch_warnings():
             if cookie:
                 headers.popall("Cookie", None)
                 headers["Cookie"] = cookie
-            content = b""
-            if not body:
-                pass
-            elif kwargs.get("json") is not None:
-                content = self._json_serialize(kwargs["json"]).encode()
-                headers.setdefault("Content-Type", "application/json")
-            elif kwargs.get("data") is not None:
-                content = _body_bytes(kwargs["data"], headers)
+            content, content_type = (request_body(kwargs.get("data"), kwargs.get("json"),
+                                                  self._json_serializer())
+                                     if body else (b"", None))
+            if content_type and "Content-Type" not in headers:
+                headers["Content-Type"] = content_type
+            verify = kwargs.get("ssl", True) is not False and kwargs.get("verify_ssl") is not False
             return CachedRequest(method, url_text, headers, content,
-                                 follow_redirects=kwargs.get("allow_redirects", True))
+                                 follow_redirects=kwargs.get("allow_redirects", True), verify=verify)
+
+        def _json_serializer(self) -> JsonSerialize:
+            as_bytes = getattr(self, "_json_serialize_bytes", None)
+            return as_bytes if callable(as_bytes) else self._json_serialize
 
         def _url(self, str_or_url: str | URL) -> tuple[URL, str]:
             """The full URL as aiohttp builds it, and as text; memoized for a hot URL string.
@@ -240,16 +261,15 @@ def _basic_auth(login: str, password: str) -> str:
     return "Basic " + base64.b64encode(encoded).decode("ascii")
 
 
-def _body_bytes(data: Any, headers: CIMultiDict[str]) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return data.encode()
-    if isinstance(data, (dict, list, tuple)):
-        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        items = data.items() if isinstance(data, dict) else data
-        return urlencode(list(items), doseq=True).encode()
-    raise _NotKeyable
+def _backend_of(cache: Any) -> CacheBackend:
+    """``cache``, or the async backend behind a requests-cache-style one."""
+    if isinstance(cache, CacheBackend):
+        return cache
+    inner = getattr(cache, "backend", None)
+    if isinstance(inner, CacheBackend):
+        return inner
+    raise TypeError(f"cache must be a CacheBackend (SQLiteBackend(), RedisBackend()...), "
+                    f"not {cache!r}")
 
 
 def _origin(response: ClientResponse) -> OriginResponse:
@@ -269,6 +289,27 @@ def _origin(response: ClientResponse) -> OriginResponse:
     )
 
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+
+    class CachedClientSession(CacheMixin, ClientSession):
+        """An ``aiohttp.ClientSession`` with a cache.
+
+        Args:
+            cache: The backend (default: ``SQLiteBackend("aiohttp-cache")``, a file in the
+                working directory). One backend may be shared by several sessions, async
+                and sync (a requests-cache-style backend from ``aiocache_http.sync`` is
+                accepted too).
+            **kwargs: Cache settings (``expire_after``, ``cache_control``...; see
+                :class:`CacheSettings`) are applied to ``cache.settings``; what
+                ``aiohttp.ClientSession`` takes goes to it; anything else is ignored, as
+                aiohttp-client-cache does.
+
+        Per request, ``get()`` & co. also take ``expire_after``, ``refresh``,
+        ``force_refresh`` and ``only_if_cached``.
+        """
+
+
 CachedSession = CachedClientSession  # aiohttp-client-cache's name
 
-__all__ = ["CachedClientSession", "CachedSession"]
+__all__ = ["CacheMixin", "CachedClientSession", "CachedSession"]

@@ -15,12 +15,13 @@ from datetime import timedelta
 
 from multidict import CIMultiDict
 
-from aiocache_http import CachedRequest, CachedResponse, utcnow
+from aiocache_http import CachedRequest, utcnow
 from aiocache_http.backends.base import CacheBackend
 from aiocache_http.backends.redis import RedisBackend
 from aiocache_http.backends.sqlite import SQLiteBackend
 from aiocache_http.cli.migrate import Counts, Migration
 from aiocache_http.cli.output import Output
+from aiocache_http.models import CachedResponse
 from benchmarks.bench import BODY, Context, Row, scenario
 from benchmarks.bench_redis import redis_server
 

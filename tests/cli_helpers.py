@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import CacheBackend, CachedRequest, CachedResponse, utcnow
+from aiocache_http import CacheBackend, CachedRequest, utcnow
+from aiocache_http.models import CachedResponse
 
 from .backends import FACTORIES, _redis_namespace
 from .clients import AsyncClient, SyncClient
@@ -102,7 +103,9 @@ async def fill(kind: str, request: pytest.FixtureRequest, tmp_path: Path, origin
     assert (await a.get(sync_url)).from_cache  # one store, both sessions read it
     hop = await s.get(origin.url("/redirect/hop"))
     assert hop.history
-    fresh += [sync_url, origin.url("/redirect/hop")]  # stored as /r/hop, its final URL
+    # stored under its key and, as requests-cache does, its final URL's (/r/hop); the hop
+    # is an alias of the first
+    fresh += [sync_url, origin.url("/redirect/hop")]
     # A redirect alias, as a two-hop redirect leaves: /r/alias -> /r/one's entry.
     one_key = backend.create_key(CachedRequest("GET", fresh[0]))
     await backend.save_redirect(backend.create_key(CachedRequest("GET", origin.url("/r/alias"))), one_key)

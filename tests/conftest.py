@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,23 @@ async def make_client(
     yield make
     for client in made:
         await client.close()
+
+
+@pytest.fixture
+def thread_origin() -> Iterator[Origin]:
+    """The local origin, served by a loop in its own thread."""
+    origin = Origin("", Counter())
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app(origin.counts, origin.state, origin.last_headers, origin.clock))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    origin.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield origin
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

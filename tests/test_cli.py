@@ -68,12 +68,12 @@ async def test_stats(filled: Filled) -> None:
     result = await cli("-c", filled.url, "stats", "--json")
     assert result.code == 0, result.err
     stats = result.json
-    assert stats["entries"] == 8
-    assert (stats["fresh"], stats["expired"], stats["stale_revalidatable"]) == (6, 2, 1)
-    assert stats["unreadable"] == 0 and stats["redirects"] == 1
-    assert stats["by_host"]["127.0.0.1"]["entries"] == 7
+    assert stats["entries"] == 9  # the redirected request: its entry and its final URL's
+    assert (stats["fresh"], stats["expired"], stats["stale_revalidatable"]) == (7, 2, 1)
+    assert stats["unreadable"] == 0 and stats["redirects"] == 2  # its hop alias, /r/alias
+    assert stats["by_host"]["127.0.0.1"]["entries"] == 8
     assert stats["by_host"]["img.example.com"] == {"entries": 1, "bytes": pytest.approx(len(PNG), rel=0.5)}
-    assert stats["by_status"] == {"200": 7, "404": 1}
+    assert stats["by_status"] == {"200": 8, "404": 1}
     assert stats["bytes"] == sum(h["bytes"] for h in stats["by_host"].values())
     if filled.url.startswith("sqlite"):
         assert stats["sqlite"]["file_bytes"] > 0 and stats["sqlite"]["free_pages"] >= 0
@@ -92,14 +92,14 @@ async def test_list_filters(filled: Filled) -> None:
         return sorted(e["url"] for e in result.json)
 
     everything = await urls()
-    assert len(everything) == 8
+    assert len(everything) == 9
     assert await urls("--expired") == sorted([filled.stale, filled.expired])
-    assert len(await urls("--fresh")) == 6
+    assert len(await urls("--fresh")) == 7
     assert await urls("--host", "img.example.com") == [filled.image]
     assert await urls("--url", "*/r/two*") == [filled.origin.url("/r/two?x=1")]
     assert await urls("--url", "*/r/*", "--expired") == sorted([filled.stale, filled.expired])
     assert await urls("--older-than", "1h") == []
-    assert len(await urls("--older-than", "1s")) == 8
+    assert len(await urls("--older-than", "1s")) == 9
     assert len(await urls("--limit", "3")) == 3
     table = await cli("-c", filled.url, "list", "--expired")
     assert table.code == 0
@@ -149,14 +149,14 @@ async def test_show_by_url_and_key(filled: Filled) -> None:
 async def test_purge_counts_asks_and_deletes(filled: Filled) -> None:
     refused = await cli("-c", filled.url, "purge", "--expired", stdin="n\n")
     assert refused.code == 1 and "2 entries" in refused.err and "aborted" in refused.err
-    assert await filled.backend.raw_responses.size() == 8
+    assert await filled.backend.raw_responses.size() == 9
     no_answer = await cli("-c", filled.url, "purge", "--expired")  # stdin closed: no
-    assert no_answer.code == 1 and await filled.backend.raw_responses.size() == 8
+    assert no_answer.code == 1 and await filled.backend.raw_responses.size() == 9
 
     accepted = await cli("-c", filled.url, "purge", "--expired", stdin="y\n")
     assert accepted.code == 0, accepted.err
     assert "deleted 2 entries" in accepted.out
-    assert await filled.backend.raw_responses.size() == 6
+    assert await filled.backend.raw_responses.size() == 7
 
     by_url = await cli("-c", filled.url, "purge", "--url", "*/r/two*", "--yes", "--json")
     assert by_url.code == 0 and by_url.json["deleted"] == 1
@@ -177,7 +177,7 @@ async def test_purge_counts_asks_and_deletes(filled: Filled) -> None:
     # The redirect alias goes with its target.
     one = await cli("-c", filled.url, "purge", "--url", "*/r/one", "--yes", "--json")
     assert one.json == {"deleted": 1, "bytes": one.json["bytes"], "redirects_deleted": 1}
-    assert await filled.backend.raw_redirects.size() == 0
+    assert await filled.backend.raw_redirects.size() == 1  # the redirected request's hop
 
     everything = await cli("-c", filled.url, "purge", "--all", "--yes")
     assert everything.code == 0 and await filled.backend.raw_responses.size() == 0
@@ -199,9 +199,9 @@ async def test_migrate_to_every_other_backend_keeps_entries_serving(
         await dst.clear()
         result = await cli("migrate", filled.url, dst_url, "--json")
         assert result.code == 0, result.err
-        assert (result.json["copied"], result.json["failed"], result.json["redirects_copied"]) == (8, 0, 1)
+        assert (result.json["copied"], result.json["failed"], result.json["redirects_copied"]) == (9, 0, 2)
         again = await cli("migrate", filled.url, dst_url, "--json")
-        assert (again.json["copied"], again.json["skipped"], again.json["redirects_skipped"]) == (0, 8, 1)
+        assert (again.json["copied"], again.json["skipped"], again.json["redirects_skipped"]) == (0, 9, 2)
         async for key, data in src.raw_responses.iter_items():
             assert await dst.raw_responses.read(key) == data  # the same bytes: signatures hold
             original, copy = await src.get_response(key), await dst.get_response(key)
@@ -211,7 +211,7 @@ async def test_migrate_to_every_other_backend_keeps_entries_serving(
         fresh_url, fresh = cache(kind, request, tmp_path / f"{kind}-fresh", "-fresh")
         await fresh.clear()
         fresh_only = await cli("migrate", filled.url, fresh_url, "--no-expired", "--json")
-        assert (fresh_only.json["copied"], fresh_only.json["expired"]) == (6, 2)
+        assert (fresh_only.json["copied"], fresh_only.json["expired"]) == (7, 2)
         await fresh.close()
 
         before = filled.origin.total
@@ -354,9 +354,10 @@ async def test_other_backends_by_url(request: pytest.FixtureRequest, tmp_path: P
     `migrate` reach each by its URL."""
     from multidict import CIMultiDict
 
-    from aiocache_http import CachedResponse, utcnow
+    from aiocache_http import utcnow
     from aiocache_http.backends.dynamodb import DynamoDBBackend
     from aiocache_http.backends.redis import RedisBackend
+    from aiocache_http.models import CachedResponse
 
     from .aws_servers import DUMMY_CREDENTIALS
     from .backends import _redis_namespace

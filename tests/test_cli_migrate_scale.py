@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import CachedRequest, CachedResponse, utcnow
+from aiocache_http import CachedRequest, utcnow
 from aiocache_http.backends.redis import RedisBackend
 from aiocache_http.backends.sqlite import SQLiteBackend
+from aiocache_http.models import CachedResponse
 
 from .backends import _redis_namespace
 from .cli_helpers import cli

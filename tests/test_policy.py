@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE, CachedRequest, CachedResponse
+from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE, CachedRequest
+from aiocache_http.models import CachedResponse
 from aiocache_http.policy import CacheSettings, RequestOptions, core, create_key
 from aiocache_http.policy.decisions import (
     Decision,

@@ -10,7 +10,8 @@ from email.utils import format_datetime
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import CachedRequest, CachedResponse
+from aiocache_http import CachedRequest
+from aiocache_http.models import CachedResponse
 from aiocache_http.policy import CacheSettings, RequestOptions, core, create_key, freshness
 from aiocache_http.policy.core import Received, invalidated_urls
 from aiocache_http.policy.decisions import (

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import CacheBackend, CachedRequest, CachedResponse, utcnow
+from aiocache_http import CacheBackend, utcnow
+from aiocache_http.models import CachedRequest, CachedResponse
 from aiocache_http.serializers import DeserializationError, Serializer, get_format
 from aiocache_http.serializers.envelope import EnvelopeFormat
 

@@ -66,7 +66,7 @@ async def test_replayed_error_status_raises_like_aiohttp(origin: Origin) -> None
             hit.raise_for_status()
         assert info.value.status == 404
         with pytest.raises(aiohttp.ContentTypeError):
-            await CachedClientResponse(hit._cached, "GET").json(content_type="text/xml")  # type: ignore[union-attr]
+            await CachedClientResponse.replay(hit._cached, "GET").json(content_type="text/xml")  # type: ignore[union-attr]
 
 
 async def test_every_verb_and_passthrough(origin: Origin) -> None:

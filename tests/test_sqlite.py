@@ -21,9 +21,10 @@ import aiosqlite
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import CachedRequest, CachedResponse, init_backend, utcnow
+from aiocache_http import init_backend, utcnow
 from aiocache_http.backends import default_backend_alias
 from aiocache_http.backends.sqlite import SQLiteBackend, SQLiteCache, SQLiteFileError
+from aiocache_http.models import CachedRequest, CachedResponse
 
 from .origin import Origin
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from aiocache_http import CacheBackend, CachedRequest, CachedResponse
+from aiocache_http import CacheBackend
 from aiocache_http.backends.memory import MemoryCache
+from aiocache_http.models import CachedRequest, CachedResponse
 
 from .conftest import BackendMaker
 

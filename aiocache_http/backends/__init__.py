@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .base import BaseCache, CacheBackend
-from .memory import MemoryCache
+from .memory import DictCache, MemoryCache
 from .registry import BACKENDS, BY_ALIAS, DEFAULT, BackendInfo
 
 # alias -> "module:Class"; a module is imported the first time its class is asked for.
@@ -82,5 +82,5 @@ def init_backend(
     return _load(spec)(cache_name, **kwargs)
 
 
-__all__ = ["BACKENDS", "BACKEND_CLASSES", "BackendInfo", "BaseCache", "CacheBackend", "MemoryCache",
-           "init_backend", "load_class"]
+__all__ = ["BACKENDS", "BACKEND_CLASSES", "BackendInfo", "BaseCache", "CacheBackend", "DictCache",
+           "MemoryCache", "init_backend", "load_class"]

@@ -19,7 +19,9 @@ import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -30,13 +32,15 @@ from ..coalescing import Coalescing, Lead
 from ..events import EventHub
 from ..metrics.stats import CacheStats
 from ..models import CachedRequest, CachedResponse, StoredBodyError, utcnow
+from ..models.convert import as_record
 from ..policy.freshness import NEVER_STORED
-from ..policy.keys import create_key, hash_key, normalize_request, redact_url
+from ..policy.keys import CREDENTIAL_HEADERS, create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
 from .bodies import ResponseWriter, StoredBodyReader
 from .health import Health, Kind, request_budget
 from .parts import INLINE_LIMIT, PART_SIZE, BufferedWriter, ItemReader, ItemWriter, WholeReader
+from .values import Value
 
 if TYPE_CHECKING:
     from .views import RedirectsView, ResponsesView
@@ -51,6 +55,7 @@ _IDENTITY_MEMO_SIZE = 4096
 _DECODED_SIZE = 256
 _DECODED_MAX_BYTES = 64 * 1024
 _END: Any = object()
+_AS_EXPIRES: Any = object()
 
 
 class AsyncResults(Generic[T]):
@@ -65,11 +70,12 @@ class AsyncResults(Generic[T]):
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iterator
 
-    async def _collect(self) -> list[T]:
+    async def collect(self) -> list[T]:
+        """Every item, as a list (what awaiting this gives)."""
         return [item async for item in self._iterator]
 
     def __await__(self) -> Generator[Any, None, list[T]]:
-        return self._collect().__await__()
+        return self.collect().__await__()
 
 
 class BaseCache(ABC):
@@ -90,10 +96,10 @@ class BaseCache(ABC):
     fails as soon as it passes it, rather than after buffering all of it."""
 
     @abstractmethod
-    async def read(self, key: str) -> bytes | None: ...
+    async def read(self, key: str) -> Value | None: ...
 
     @abstractmethod
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
         ...
 
     @abstractmethod
@@ -132,7 +138,7 @@ class BaseCache(ABC):
         """The values of ``keys``, in order (None where absent)."""
         return [await self.read(key) for key in keys]
 
-    async def bulk_write(self, items: Iterable[tuple[str, bytes | str, datetime | None]]) -> None:
+    async def bulk_write(self, items: Iterable[tuple[str, Value, datetime | None]]) -> None:
         """Write ``(key, value, expires)`` items (in one round trip where the database can)."""
         for key, value, expires in items:
             await self.write(key, value, expires)
@@ -140,8 +146,14 @@ class BaseCache(ABC):
     def keys(self) -> AsyncResults[str]:
         return AsyncResults(self.iter_keys())
 
-    def values(self) -> AsyncResults[bytes]:
+    def values(self) -> AsyncResults[Value]:
         return AsyncResults(self.iter_values())
+
+    async def pop(self, key: str, default: Value = None) -> Value:
+        """Delete ``key`` and return its value (``default`` if absent)."""
+        value = await self.read(key)
+        await self.delete(key)
+        return default if value is None else value
 
     async def delete_expired(self, now: datetime) -> int | None:
         """Delete items whose ``expires`` is before ``now`` and return how many, or None if
@@ -162,6 +174,17 @@ class BaseCache(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections this storage opened (not ones passed in by the user)."""
+
+
+# aiohttp-client-cache's storages sign and serialize items themselves; here the backend
+# does, so these options of a storage used on its own are accepted and have no effect.
+PEER_STORAGE_OPTIONS = frozenset({"secret_key", "salt", "serializer"})
+
+
+def check_storage_options(storage: str, options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - PEER_STORAGE_OPTIONS)
+    if unknown:
+        raise TypeError(f"{storage}() got unexpected keyword arguments {unknown}")
 
 
 class ConfigurationError(Exception):
@@ -211,6 +234,10 @@ def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bo
     return resolved
 
 
+# ``backend.serializer`` is the backend's Serializer, not the setting it was built from.
+_SETTING_ATTRS = CacheSettings.NAMES - {"serializer"}
+
+
 class CacheBackend:
     """Settings + serializer + two storages. ``CacheBackend()`` keeps everything in memory.
 
@@ -233,10 +260,10 @@ class CacheBackend:
         self.serializer = Serializer(
             get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
         )
-        responses = MemoryCache(max_entries)
+        responses = MemoryCache(max_entries=max_entries)
         responses.encode = lambda response: self.serializer.dumps(response, response.cache_key)
         self.raw_responses: BaseCache = responses
-        self.raw_redirects: BaseCache = MemoryCache(max_entries)
+        self.raw_redirects: BaseCache = MemoryCache(max_entries=max_entries)
         # Per-key coalescing of concurrent misses and background refreshes (see driver.py).
         self.coalescing = Coalescing()
         self.background: set[asyncio.Task[Any]] = set()
@@ -252,6 +279,42 @@ class CacheBackend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def cache_name(self) -> str:
+        return self.name
+
+    # Both peers' backends carry their settings as attributes: backend.expire_after = 60.
+    def __getattr__(self, name: str) -> Any:
+        if name in _SETTING_ATTRS:
+            return getattr(self.settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SETTING_ATTRS:
+            setattr(self.settings, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    # -- cache_disabled() / aiohttp-client-cache's ``cache.disabled = True`` ------------
+    @property
+    def disabled(self) -> bool:
+        """True where requests bypass this backend (in the current task or thread)."""
+        return id(self) in _disabled.get()
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        current = _disabled.get()
+        _disabled.set(current | {id(self)} if value else current - {id(self)})
+
+    @contextmanager
+    def disabled_here(self) -> Iterator[None]:
+        """``disabled`` within this block, then as it was."""
+        token = _disabled.set(_disabled.get() | {id(self)})
+        try:
+            yield
+        finally:
+            _disabled.reset(token)
 
     @property
     def inflight(self) -> dict[tuple[asyncio.AbstractEventLoop, str], Lead]:
@@ -291,8 +354,8 @@ class CacheBackend:
         """
         s = self.settings
         memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
-                    request.follow_redirects, s.ignored_params, s.match_headers, s.key_fn,
-                    s.credential_names)
+                    request.follow_redirects, request.verify, s.ignored_params, s.match_headers,
+                    s.key_fn, s.credential_names)
         found = self._identities.get(memo_key)
         if found is not None:
             return found
@@ -312,7 +375,15 @@ class CacheBackend:
         self._identities[memo_key] = (key, stored)
         return key, stored
 
-    def create_key(self, request: CachedRequest) -> str:
+    def create_key(self, request: CachedRequest | str, url: Any = None, **kwargs: Any) -> str:
+        """The key of ``request``; or, as aiohttp-client-cache calls it, of the request
+        ``create_key(method, url, params=..., data=..., json=..., headers=...)``."""
+        if not isinstance(request, CachedRequest):
+            from ..cache_keys import request_for
+
+            request = request_for(request, url, kwargs.get("params"), kwargs.get("data"),
+                                  kwargs.get("json"), kwargs.get("headers"),
+                                  kwargs.get("json_serialize") or self.settings.json_serialize)
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
@@ -361,7 +432,9 @@ class CacheBackend:
         only once the whole body has checked out) and must be closed.
         """
         storage = self.raw_responses
-        if storage.holds_objects:  # in-process: the decoded response itself, no IO
+        # in-process: the decoded response itself, no IO (unless ``read`` was replaced)
+        kind = type(storage)
+        if storage.holds_objects and getattr(kind, "_fast_read", None) is kind.read:
             value = storage.get_item(key)  # type: ignore[attr-defined]
             if value is None and follow_redirects:
                 target = await self.get_redirect(key)
@@ -386,12 +459,10 @@ class CacheBackend:
         if decoded is not None and decoded[0] == data:  # the very bytes decoded before
             return decoded[1]
         try:
-            response = self.serializer.loads(data, key)
+            response = self.load(key, data)  # whatever a user's serializer raises: unusable
         except DeserializationError as e:
             await self._discard(key, e)
             return None
-        if response.cache_key != key:
-            response = dataclasses.replace(response, cache_key=key)
         if len(data) <= _DECODED_MAX_BYTES:
             if len(self._decoded) >= _DECODED_SIZE:
                 self._decoded = {}  # start over rather than evict one (thread-safe, see identify)
@@ -422,7 +493,7 @@ class CacheBackend:
         try:
             if not self.serializer.streams:  # a format read whole (pickle, custom)
                 data = await body.item()
-                return None if data is None else self.serializer.loads(data, key)
+                return None if data is None else self.load(key, data)
             head = await body.head()
         except DeserializationError as e:
             await body.close()
@@ -441,16 +512,70 @@ class CacheBackend:
         finally:
             await body.close()
 
-    async def save_response(self, response: CachedResponse, cache_key: str) -> None:
-        """Store ``response`` under ``cache_key`` (the peers' argument order). Set-Cookie is
-        never stored: replayed, it would hand one user's session to the next."""
-        await self.save_response_at(response, [cache_key])
+    def load(self, key: str, data: Any) -> CachedResponse:
+        """The response stored as ``data`` at ``key``; DeserializationError if it is none."""
+        if not isinstance(data, bytes):
+            raise DeserializationError(f"a stored response is bytes, not {type(data).__name__}")
+        try:
+            response = self.serializer.loads(data, key)
+        except DeserializationError:
+            raise
+        except Exception as e:  # a user's serializer: whatever it raises, the item is unusable
+            raise DeserializationError(f"{type(e).__name__}: {e}") from e
+        return response if response.cache_key == key else dataclasses.replace(response, cache_key=key)
 
-    async def save_response_at(self, response: CachedResponse, keys: Sequence[str]) -> None:
-        """Store ``response`` under each of ``keys``. A large body, in memory or left in
-        storage, is written in parts, in one pass for all keys (a body left in storage is
-        read before any key is replaced: afterwards, read it again from the new item)."""
+    def dump(self, key: str, response: CachedResponse) -> bytes:
+        """The stored form of ``response`` at ``key``."""
+        return self.serializer.dumps(response, key)
+
+    async def save_response(self, response: Any, cache_key: str | None = None,
+                            expires: datetime | None = None) -> None:
+        """Store ``response`` under ``cache_key`` (default: its request's key, the peers'
+        argument order), with ``expires`` if given. Set-Cookie is never stored: replayed,
+        it would hand one user's session to the next.
+
+        ``response`` is a stored record (a session saves those), or one a user hands in: a
+        replayed or a live response (an aiohttp one is read first), stored as a session
+        stores it, credentials redacted, with its redirect hops aliased to it, as both
+        peers do."""
+        by_user = not isinstance(response, CachedResponse) or cache_key is None
+        if not isinstance(response, CachedResponse):
+            read = getattr(response, "read", None)
+            if getattr(response, "_body", b"") is None and callable(read):  # aiohttp, not read
+                await read()
+        if by_user or expires is not None:
+            response = as_record(response, expires)
+        key = cache_key or self.create_key(response.request)
+        if by_user:
+            ignored, names = self.settings.ignored_params, self.settings.credential_names
+            response = dataclasses.replace(
+                response, request=self.identify(response.request)[1],
+                url=redact_url(response.url, ignored, names),
+                history=[dataclasses.replace(hop, url=redact_url(hop.url, ignored, names))
+                         for hop in response.history])
         response = without_set_cookie(response)
+        if response.cache_key != key:
+            response = dataclasses.replace(response, cache_key=key)
+        # Saved by hand already expired, it is kept for revalidation as if expiring now
+        # (a TTL from a past expiry would drop it at once).
+        keep_until = (max(response.expires, utcnow()) if by_user and response.expires
+                      else response.expires)
+        await self.save_response_at(response, [key], keep_until)
+        if by_user and not _has_credentials(response.request):
+            # (A hop alias carries no credentials: it must not lead to a user's response.)
+            for hop in response.history:
+                await self.save_redirect(self.create_key(CachedRequest(hop.request.method, hop.url)),
+                                         key)
+
+    async def save_response_at(self, response: CachedResponse, keys: Sequence[str],
+                               keep_until: datetime | object | None = _AS_EXPIRES) -> None:
+        """Store the record ``response`` under each of ``keys`` (until ``keep_until``:
+        default, its expiry). A large body, in memory or left in storage, is written in
+        parts, in one pass for all keys (a body left in storage is read before any key is
+        replaced: afterwards, read it again from the new item)."""
+        response = without_set_cookie(response)
+        until = response.expires if keep_until is _AS_EXPIRES else keep_until
+        assert until is None or isinstance(until, datetime)
         stored = response.stored_body
         storage = self.raw_responses
         if stored is None and (len(response.body) <= INLINE_LIMIT or not self.serializer.streams):
@@ -458,10 +583,9 @@ class CacheBackend:
                 if response.cache_key != key:
                     response = dataclasses.replace(response, cache_key=key)
                 if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
-                    storage.put_item(key, response, response.expires)  # type: ignore[attr-defined]
+                    storage.put_item(key, response, until)  # type: ignore[attr-defined]
                     continue
-                data = self.serializer.dumps(response, key)
-                await self._guard_write("write", storage, storage.write(key, data, response.expires))
+                await self._guard_write("write", storage, storage.write(key, self.dump(key, response), until))
             return
         writer = await self.open_response(dataclasses.replace(response, body=b"", stored_body=None), keys)
         try:
@@ -500,26 +624,56 @@ class CacheBackend:
 
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
-        data = self.serializer.dumps_redirect(alias, key)
+        data = self.dump_redirect(alias, key)
         await self._guard_write("write redirect", self.raw_redirects, self.raw_redirects.write(alias, data))
+
+    def dump_redirect(self, alias: str, key: str) -> bytes:
+        """The stored form of the alias ``alias`` -> ``key``."""
+        return self.serializer.dumps_redirect(alias, key)
+
+    def load_redirect(self, alias: str, data: Any) -> str | None:
+        """The key the alias stored as ``data`` points at; None if it is unusable (a text
+        value a user stored there is shown as it is)."""
+        if isinstance(data, str):
+            return data
+        try:
+            return self.serializer.loads_redirect(alias, data)
+        except DeserializationError:
+            return None
 
     async def delete(self, *keys: str, urls: Iterable[str] = (), expired: bool = False,
                      methods: Iterable[str] = ("GET", "HEAD")) -> None:
-        """Delete responses by key, by URL (for each of ``methods``), and/or all expired."""
+        """Delete responses by key, by URL (for each of ``methods``), and/or all expired.
+        The aliases of a deleted response's redirect hops go with it."""
         targets, urls = set(keys), list(urls)
         for url in urls:
             targets.update(self.create_key(CachedRequest(m, url, follow_redirects=follow))
                            for m in methods for follow in (True, False))
         if targets:  # by URL: the caller's maintenance; by key: the request path (invalidation)
+            aliases = await self._hop_aliases(targets)
             await self._guard("delete", self.raw_responses.bulk_delete(targets), None,
                               Kind.MAINTENANCE if urls else Kind.DELETE)
+            if aliases:
+                await self._guard("delete redirects", self.raw_redirects.bulk_delete(aliases), None,
+                                  Kind.DELETE)
         if expired:
             removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
                                         None, Kind.MAINTENANCE)
             if removed is None:  # the storage keeps no expiry: find them by decoding
                 await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
                                   None, Kind.MAINTENANCE)
-            await self._delete_dangling_redirects()
+            await self.prune_redirects()
+
+    async def _hop_aliases(self, keys: Iterable[str]) -> list[str]:
+        """The redirect aliases the responses at ``keys`` were saved with (by their hops)."""
+        aliases = []
+        for key in keys:
+            response = await self.get_response(key, follow_redirects=False)
+            for hop in response.history if response is not None else ():
+                alias = self.create_key(CachedRequest(hop.request.method, hop.url))
+                if await self.get_redirect(alias) == key:
+                    aliases.append(alias)
+        return aliases
 
     async def _expired_keys(self) -> list[str]:
         expired = []
@@ -534,9 +688,9 @@ class CacheBackend:
                 expired.append(key)  # unusable anyway
         return expired
 
-    async def _delete_dangling_redirects(self) -> None:
-        """Aliases whose response is gone. (A dangling alias is only a miss, so plain
-        deletes leave them and this maintenance pass sweeps them.)"""
+    async def prune_redirects(self) -> None:
+        """Delete the aliases whose response is gone. (A dangling alias is only a miss, so
+        plain deletes leave them; ``delete(expired=True)`` sweeps them too.)"""
         dangling = []
         async for alias in self._guard_iter("list redirects", self.raw_redirects.iter_keys()):
             data = await self._guard("read redirect", self.raw_redirects.read(alias), None,
@@ -556,28 +710,37 @@ class CacheBackend:
                               Kind.MAINTENANCE)
 
     # aiohttp-client-cache spellings
-    async def delete_url(self, url: str) -> None:
-        await self.delete(urls=[url])
+    async def delete_url(self, url: Any, method: str = "GET", **kwargs: Any) -> None:
+        """Delete the response for this request (with ``params=``, ``json=``... if given;
+        a bare URL drops its GET and HEAD entries)."""
+        if method.upper() == "GET" and not kwargs:
+            await self.delete(urls=[str(url)])
+        else:
+            await self.delete(self.create_key(method, str(url), **kwargs))
 
     async def delete_expired_responses(self) -> None:
         await self.delete(expired=True)
 
-    async def has_url(self, url: str, method: str = "GET") -> bool:
-        key = self.create_key(CachedRequest(method, url))
+    async def has_url(self, url: Any, method: str = "GET", **kwargs: Any) -> bool:
+        """Is there a response for this request (``params=``, ``json=``... as for a
+        request)?"""
+        key = self.create_key(method, str(url), **kwargs)
         return bool(await self._guard("contains", self.raw_responses.contains(key), False))
 
-    async def get_urls(self) -> list[str]:
-        """Redacted URLs of all stored responses."""
-        urls = []
+    def get_urls(self) -> AsyncResults[str]:
+        """Redacted URLs of all stored responses: ``async for url in backend.get_urls()``,
+        or ``await backend.get_urls()`` for a list."""
+        return AsyncResults(self._iter_urls())
+
+    async def _iter_urls(self) -> AsyncIterator[str]:
         async for key in self._guard_iter("list keys", self.raw_responses.iter_keys()):
             data = await self._guard("read", self.raw_responses.read(key), None, Kind.MAINTENANCE)
             try:
                 if data is not None:
-                    urls.append(redact_url(self.serializer.loads(data, key).url,
-                                           credential_names=self.settings.credential_names))
+                    yield redact_url(self.load(key, data).url,
+                                     credential_names=self.settings.credential_names)
             except DeserializationError:
                 continue
-        return urls
 
     async def clear(self) -> None:
         await self._guard("clear", self.raw_responses.clear(), None, Kind.MAINTENANCE)
@@ -598,5 +761,11 @@ class CacheBackend:
         await self._guard("close", self.raw_responses.close(), None, Kind.CLOSE)
         await self._guard("close", self.raw_redirects.close(), None, Kind.CLOSE)
 
+
+def _has_credentials(request: CachedRequest) -> bool:
+    return any(name.lower() in CREDENTIAL_HEADERS for name in request.headers)
+
+
+_disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_disabled", default=frozenset())
 
 __all__ = ["AsyncResults", "BaseCache", "CacheBackend", "ConfigurationError", "create_key"]

@@ -41,7 +41,8 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from ..policy.settings import CacheSettings
-from .base import BaseCache, CacheBackend, to_bytes
+from .base import PEER_STORAGE_OPTIONS, BaseCache, CacheBackend, check_storage_options
+from .values import Value, decode_value, encode_value
 
 ITEM_LIMIT = 400 * 1024
 _BATCH = 25  # BatchWriteItem's maximum
@@ -155,6 +156,9 @@ class DynamoDBCache(BaseCache):
                  endpoint_url: str | None = None, create_table: bool = False, ttl: bool = True, *,
                  ttl_offset: float | timedelta = 3600, table: DynamoDBTable | None = None,
                  **client_kwargs: Any) -> None:
+        create_table = _peer_options(client_kwargs, create_table)
+        check_storage_options("DynamoDBCache", {k: client_kwargs.pop(k) for k in list(client_kwargs)
+                                                if k in PEER_STORAGE_OPTIONS})
         self.table = table or DynamoDBTable(table_name, region_name, endpoint_url, create_table, ttl,
                                             **client_kwargs)
         self.namespace, self.ttl = namespace, ttl
@@ -175,13 +179,14 @@ class DynamoDBCache(BaseCache):
     def _live(self, item: dict[str, Any]) -> bool:
         return not (self.ttl and "ttl" in item and float(item["ttl"]["N"]) <= time.time())
 
-    async def read(self, key: str) -> bytes | None:
+    async def read(self, key: str) -> Value | None:
         slot = (asyncio.get_running_loop(), key)
         pending = self._reads.get(slot)
         if pending is None:
             pending = self._reads[slot] = asyncio.ensure_future(self._get(key))
             pending.add_done_callback(lambda done: self._done(slot, done))
-        return await asyncio.shield(pending)
+        data = await asyncio.shield(pending)
+        return None if data is None else decode_value(data)
 
     def _done(self, slot: tuple[asyncio.AbstractEventLoop, str], done: asyncio.Future[bytes | None]) -> None:
         if self._reads.get(slot) is done:
@@ -214,8 +219,8 @@ class DynamoDBCache(BaseCache):
         item = reply.get("Item")
         return bool(item) and self._live(item)
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        data = to_bytes(value)
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        data = encode_value(value)
         item: dict[str, Any] = {**self._key(key), "value": {"B": data}}
         if expires is not None:
             item["expires"] = {"N": repr(_epoch(expires))}
@@ -279,10 +284,10 @@ class DynamoDBCache(BaseCache):
             for item in page["Items"]:
                 yield item["key"]["S"]
 
-    async def iter_values(self) -> AsyncIterator[bytes]:
+    async def iter_values(self) -> AsyncIterator[Value]:
         async for page in self._query("#v", self._live_filter()):
             for item in page["Items"]:
-                yield bytes(item["value"]["B"])
+                yield decode_value(bytes(item["value"]["B"]))
 
     async def size(self) -> int:
         return sum([page["Count"] async for page in self._query("", self._live_filter(), Select="COUNT")])
@@ -301,6 +306,15 @@ class DynamoDBCache(BaseCache):
 
     async def close(self) -> None:
         await self.table.close()
+
+
+def _peer_options(options: dict[str, Any], create_table: bool) -> bool:
+    """Take aiohttp-client-cache's options out of ``options``: ``create_if_not_exists``
+    is ``create_table``; the item attribute names are fixed here (see the module
+    docstring), so ``key_attr_name`` and ``val_attr_name`` have no effect."""
+    options.pop("key_attr_name", None)
+    options.pop("val_attr_name", None)
+    return bool(options.pop("create_if_not_exists", create_table))
 
 
 def _pick(*names: str) -> dict[str, str]:
@@ -331,6 +345,7 @@ class DynamoDBBackend(CacheBackend):
                  **kwargs: Any) -> None:
         settings, client_kwargs = CacheSettings.split(kwargs)
         super().__init__(cache_name, **settings)
+        create_table = _peer_options(client_kwargs, create_table)
         self.table = DynamoDBTable(cache_name, region_name, endpoint_url, create_table, ttl, **client_kwargs)
         self.raw_responses: DynamoDBCache = DynamoDBCache(cache_name, f"{namespace}:responses", ttl=ttl,
                                                       ttl_offset=ttl_offset, table=self.table)
@@ -338,4 +353,6 @@ class DynamoDBBackend(CacheBackend):
                                                       table=self.table)
 
 
-__all__ = ["DynamoDBBackend", "DynamoDBCache", "DynamoDBTable", "ItemTooLargeError"]
+DynamoDbCache = DynamoDBCache  # aiohttp-client-cache's spelling
+
+__all__ = ["DynamoDBBackend", "DynamoDBCache", "DynamoDBTable", "DynamoDbCache", "ItemTooLargeError"]

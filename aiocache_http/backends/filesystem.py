@@ -1,7 +1,7 @@
 """Filesystem storage (:class:`FileCache`) and backend (:class:`FileBackend`), on aiofiles.
 
 One file per key, holding exactly the stored bytes. Responses live in the cache
-directory, redirects in its ``redirects`` subdirectory.
+directory, redirect aliases in a SQLite table beside them (``redirects.sqlite``).
 
 File names: an entry is ``<name>.ach``. ``<name>`` is the key itself when it is made of
 lowercase letters, digits, ``_``, ``-`` and ``.`` (such as the hex digests the cache
@@ -54,11 +54,15 @@ from typing import Any, BinaryIO
 
 from aiofiles.os import wrap
 
-from .base import BaseCache, CacheBackend, cache_path, to_bytes
+from .base import BaseCache, CacheBackend, cache_path, check_storage_options
+from .lru import LRUIndex
 from .parts import INLINE_LIMIT, PART_SIZE, ItemReader, SpillingWriter, WholeReader
+from .sqlite import SQLiteCache
+from .values import Value, decode_value, encode_value
 
 NEVER = float(2**33)  # mtime of entries that never expire (year 2242)
 REDIRECTS_DIR = "redirects"
+REDIRECTS_FILE = "redirects.sqlite"
 SUFFIX = ".ach"
 STALE_TMP_SECONDS = 3600.0  # a temp file this old belongs to a writer that died
 _PLAIN = re.compile(r"[0-9a-z_-][0-9a-z_.-]{0,199}")  # lowercase only: case-insensitive FS safe
@@ -73,34 +77,38 @@ _KEY_NAME = re.compile(r"\.key-[0-9a-f]{64}")
 _HASHED_NAME = re.compile(r"~~([0-9a-f]{64})" + re.escape(SUFFIX))
 
 
-def filename(key: str) -> str:
+def filename(key: str, suffix: str = SUFFIX) -> str:
     """The file name of ``key`` (see the module docstring)."""
     if _PLAIN.fullmatch(key) and key not in _RESERVED and not key.endswith("."):
-        return key + SUFFIX
+        return key + suffix
     encoded = base64.b32encode(key.encode("utf-8", "surrogatepass")).decode().rstrip("=").lower()
     if len(encoded) <= _MAX_ENCODED:
-        return "~" + encoded + SUFFIX
-    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + SUFFIX
+        return "~" + encoded + suffix
+    return "~~" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + suffix
 
 
-def _decode(name: str) -> str | None:
+def _decode(name: str, suffix: str = SUFFIX) -> str | None:
     """The key stored under file ``name``; None if ``name`` is not an entry we wrote (or is a
     hashed one, whose key is in its ``.key-`` file)."""
-    if not name.endswith(SUFFIX):
+    if not name.endswith(suffix):
         return None
-    key: str | None = name[: -len(SUFFIX)]
+    key: str | None = name[: -len(suffix)]
     if key and key.startswith("~"):
         encoded = key[1:].upper()
         try:
             key = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode("utf-8", "surrogatepass")
         except (binascii.Error, ValueError):
             key = None
-    return key if key is not None and filename(key) == name else None
+    return key if key is not None and filename(key, suffix) == name else None
 
 
-def _owned(name: str) -> bool:
+def _hashed_name(suffix: str) -> re.Pattern[str]:
+    return _HASHED_NAME if suffix == SUFFIX else re.compile(r"~~([0-9a-f]{64})" + re.escape(suffix))
+
+
+def _owned(name: str, suffix: str = SUFFIX) -> bool:
     """Is ``name`` a file this storage writes (entry, key file or temp file)?"""
-    return (_decode(name) is not None or _HASHED_NAME.fullmatch(name) is not None
+    return (_decode(name, suffix) is not None or _hashed_name(suffix).fullmatch(name) is not None
             or _KEY_NAME.fullmatch(name) is not None or _TMP_NAME.fullmatch(name) is not None)
 
 
@@ -237,18 +245,35 @@ class FileCache(BaseCache):
         cache_dir: The directory; created (with its parents) now, so a path that cannot
             be used fails here, naming it.
         use_cache_dir, use_temp: Put it in the user cache dir or the temp dir.
+        max_cache_bytes: Keep the files' total size under this, evicting the least
+            recently used (see :mod:`.lru`); ``max_file_bytes``, ``block_bytes`` and
+            ``lock`` tune it. A file over ``max_file_bytes`` is not stored.
+        sync_index: With ``max_cache_bytes``, first bring the index up to date with files
+            added or removed by other means.
+        extension: requests-cache's file extension (``json``, ``yaml``...): files are then
+            ``<name>.ach.<extension>``, still recognisably the cache's own.
     """
 
-    def __init__(self, cache_dir: str | Path, *, use_cache_dir: bool = False, use_temp: bool = False) -> None:
-        self.cache_dir = get_cache_dir(cache_dir, use_cache_dir, use_temp)
+    def __init__(self, cache_dir: str | Path, *, use_cache_dir: bool = False, use_temp: bool = False,
+                 max_cache_bytes: int | None = None, max_file_bytes: int | None = None,
+                 block_bytes: int = 1, lock: Any = None, sync_index: bool = False,
+                 extension: str | None = None, **serializer_options: Any) -> None:
+        check_storage_options("FileCache", serializer_options)
+        self.suffix = SUFFIX + ("." + extension.lstrip(".") if extension else "")
+        self._hashed = _hashed_name(self.suffix)
+        self.directory = get_cache_dir(cache_dir, use_cache_dir, use_temp)
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OSError(e.errno, f"cannot use {str(self.cache_dir)!r} as a cache directory: "
+            raise OSError(e.errno, f"cannot use {str(self.directory)!r} as a cache directory: "
                                    f"{e.strerror or e}") from e
         self._swept = False  # stale temp files are swept by this instance's first write
-        self._read = wrap(_read)
-        self._open_item = wrap(_open_item)
+        self.lru = (LRUIndex(self.directory, max_cache_bytes, max_file_bytes, block_bytes, lock)
+                    if max_cache_bytes else None)
+        if self.lru is not None and sync_index:
+            self._sync_index()
+        self._read = wrap(self._read_sync)
+        self._open_item = wrap(self._open_sync)
         self._create_tmp = wrap(self._create_tmp_sync)
         self._append = wrap(self._append_sync)
         self._publish = wrap(self._publish_sync)
@@ -260,34 +285,79 @@ class FileCache(BaseCache):
         self._clear = wrap(self._clear_sync)
 
     def __repr__(self) -> str:
-        return f"FileCache({str(self.cache_dir)!r})"
+        return f"FileCache({str(self.directory)!r})"
+
+    @property
+    def cache_dir(self) -> str:
+        """The cache directory as a string, as aiohttp-client-cache has it (a
+        ``pathlib.Path``: :attr:`directory`)."""
+        return str(self.directory)
 
     def path(self, key: str) -> Path:
         """The file of ``key``."""
-        return self.cache_dir / filename(key)
+        return self.directory / filename(key, self.suffix)
+
+    async def paths(self) -> AsyncIterator[Path]:
+        """The file of every entry."""
+        for key in await self._scan():
+            yield self.path(key)
+
+    @property
+    def lock(self) -> Any:
+        """The lock guarding the LRU index (with ``max_cache_bytes``)."""
+        return self.lru.lock if self.lru is not None else None
+
+    def __getattr__(self, name: str) -> Any:  # max_cache_bytes, max_file_bytes, block_bytes
+        if name in ("max_cache_bytes", "max_file_bytes", "block_bytes") and self.lru is not None:
+            return getattr(self.lru, name)
+        raise AttributeError(f"'FileCache' object has no attribute {name!r}")
 
     # -- blocking parts (run in the executor) ----------------------------------------
+    def _read_sync(self, key: str) -> bytes | None:
+        data = _read(self.path(key))
+        if data is not None and self.lru is not None:
+            self.lru.touch(key)
+        return data
+
+    def _sync_index(self) -> None:
+        assert self.lru is not None
+        for key, _mtime in self._entries():
+            with contextlib.suppress(FileNotFoundError):
+                self.lru.record(key, self.path(key).stat().st_size)
+
     def _write_sync(self, key: str, data: bytes, mtime: float) -> None:
-        name = filename(key)
+        if self.lru is not None:
+            if not self.lru.fits(len(data)):
+                self._delete_sync([key])  # an older, smaller version must not stay behind
+                return
+            evicted = self.lru.make_room(key, len(data))
+            if evicted:
+                self._delete_sync(evicted)
+        self._write_file(key, data, mtime)
+        if self.lru is not None:
+            self.lru.record(key, len(data))
+
+    def _write_file(self, key: str, data: bytes, mtime: float) -> None:
+        name = filename(key, self.suffix)
         try:
             if not self._swept:
                 self._swept = True
                 self._sweep_sync(time.time())
-            hashed = _HASHED_NAME.fullmatch(name)
+            hashed = self._hashed.fullmatch(name)
             if hashed:  # key file first: an entry is never listed without its key
-                _write_atomic(self.cache_dir / (_KEY_PREFIX + hashed.group(1)),
+                _write_atomic(self.directory / (_KEY_PREFIX + hashed.group(1)),
                               key.encode("utf-8", "surrogatepass"), None)
-            _write_atomic(self.cache_dir / name, data, mtime)
+            _write_atomic(self.directory / name, data, mtime)
         except FileNotFoundError:  # the directory was removed under us: recreate it once
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            self._write_sync(key, data, mtime)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write_file(key, data, mtime)
 
     def _create_tmp_sync(self, head_size: int) -> tuple[Path, BinaryIO]:
-        tmp = self.cache_dir / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp = self.directory / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             f = open(tmp, "xb")  # noqa: SIM115 - closed by the writer
         except FileNotFoundError:  # the directory was removed under us: recreate it once
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
             f = open(tmp, "xb")  # noqa: SIM115
         f.seek(head_size)  # the head is written there on commit
         return tmp, f
@@ -302,16 +372,33 @@ class FileCache(BaseCache):
                 f.flush()
                 os.pwrite(f.fileno(), head, 0)
                 os.fsync(f.fileno())
+                size = os.fstat(f.fileno()).st_size
+            if self.lru is not None:
+                if not self.lru.fits(size):
+                    self._delete_sync([key])  # an older, smaller version must not stay behind
+                    self._discard_sync(None, tmp)
+                    return
+                evicted = self.lru.make_room(key, size)
+                if evicted:
+                    self._delete_sync(evicted)
             os.utime(tmp, (time.time(), mtime))
-            name = filename(key)
-            hashed = _HASHED_NAME.fullmatch(name)
+            name = filename(key, self.suffix)
+            hashed = self._hashed.fullmatch(name)
             if hashed:  # key file first: an entry is never listed without its key
-                _write_atomic(self.cache_dir / (_KEY_PREFIX + hashed.group(1)),
+                _write_atomic(self.directory / (_KEY_PREFIX + hashed.group(1)),
                               key.encode("utf-8", "surrogatepass"), None)
-            os.replace(tmp, self.cache_dir / name)
+            os.replace(tmp, self.directory / name)
+            if self.lru is not None:
+                self.lru.record(key, size)
         except BaseException:
             self._discard_sync(f, tmp)
             raise
+
+    def _open_sync(self, key: str) -> tuple[BinaryIO, int] | bytes | None:
+        found = _open_item(self.path(key))
+        if found is not None and self.lru is not None:
+            self.lru.touch(key)
+        return found
 
     @staticmethod
     def _discard_sync(f: BinaryIO | None, tmp: Path) -> None:
@@ -321,20 +408,22 @@ class FileCache(BaseCache):
             tmp.unlink()
 
     def _delete_sync(self, keys: list[str]) -> int:
+        if self.lru is not None:
+            self.lru.forget(keys)
         deleted = 0
         for key in keys:
-            name = filename(key)
-            deleted += _unlink(self.cache_dir / name)
-            hashed = _HASHED_NAME.fullmatch(name)
+            name = filename(key, self.suffix)
+            deleted += _unlink(self.directory / name)
+            hashed = self._hashed.fullmatch(name)
             if hashed:
-                _unlink(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
+                _unlink(self.directory / (_KEY_PREFIX + hashed.group(1)))
         return deleted
 
     def _entries(self) -> list[tuple[str, float]]:
         """(key, mtime) of every entry: one directory listing plus a ``stat`` each."""
         found = []
         try:
-            scan = os.scandir(self.cache_dir)
+            scan = os.scandir(self.directory)
         except FileNotFoundError:
             return []
         with scan:
@@ -342,12 +431,12 @@ class FileCache(BaseCache):
                 try:
                     if not entry.is_file():
                         continue
-                    key = _decode(entry.name)
-                    hashed = _HASHED_NAME.fullmatch(entry.name)
+                    key = _decode(entry.name, self.suffix)
+                    hashed = self._hashed.fullmatch(entry.name)
                     if key is None and hashed:
-                        raw = _read(self.cache_dir / (_KEY_PREFIX + hashed.group(1)))
+                        raw = _read(self.directory / (_KEY_PREFIX + hashed.group(1)))
                         key = None if raw is None else raw.decode("utf-8", "surrogatepass")
-                        if key is not None and filename(key) != entry.name:
+                        if key is not None and filename(key, self.suffix) != entry.name:
                             key = None  # a key file that does not match its entry
                     if key is not None:
                         found.append((key, entry.stat().st_mtime))
@@ -364,8 +453,8 @@ class FileCache(BaseCache):
 
     def _owned_files(self) -> list[os.DirEntry[str]]:
         try:
-            with os.scandir(self.cache_dir) as scan:
-                return [e for e in scan if _owned(e.name) and e.is_file(follow_symlinks=False)]
+            with os.scandir(self.directory) as scan:
+                return [e for e in scan if _owned(e.name, self.suffix) and e.is_file(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -383,8 +472,9 @@ class FileCache(BaseCache):
                 _unlink(Path(entry.path))
 
     # -- the storage API -------------------------------------------------------------
-    async def read(self, key: str) -> bytes | None:
-        return await self._read(self.path(key))
+    async def read(self, key: str) -> Value | None:
+        data = await self._read(key)
+        return None if data is None else decode_value(data)
 
     async def contains(self, key: str) -> bool:
         return await wrap(os.path.isfile)(self.path(key))
@@ -393,13 +483,13 @@ class FileCache(BaseCache):
         return _FileWriter(self, key, expires, head_size)
 
     async def open_read(self, key: str) -> ItemReader | None:
-        found = await self._open_item(self.path(key))
+        found = await self._open_item(key)
         if found is None or isinstance(found, bytes):
-            return None if found is None else WholeReader(found)
+            return None if found is None else WholeReader(decode_value(found))
         return _FileReader(*found)
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        await self._write(key, to_bytes(value), _mtime(expires))
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        await self._write(key, encode_value(value), _mtime(expires))
 
     async def delete(self, key: str) -> None:
         await self._delete([key])
@@ -421,25 +511,51 @@ class FileCache(BaseCache):
     async def clear(self) -> None:
         """Delete every entry (and any temp file a killed writer left); nothing else."""
         await self._clear()
+        if self.lru is not None:
+            await wrap(self.lru.clear)()
+
+    async def total_bytes(self) -> int:
+        """The entries' size in bytes (in blocks, with ``max_cache_bytes``)."""
+        if self.lru is not None:
+            return await wrap(self.lru.total_bytes)()
+        return sum(await wrap(self._sizes)())
+
+    def _sizes(self) -> list[int]:
+        sizes = []
+        for key, _mtime in self._entries():
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(self.path(key).stat().st_size)
+        return sizes
+
+    async def close(self) -> None:
+        if self.lru is not None:
+            self.lru.close()
 
 
 class FileBackend(CacheBackend):
     """Cache backend on the filesystem: one file per response in directory ``cache_name``,
-    redirects in its ``redirects`` subdirectory (see the module docstring).
+    redirect aliases in ``redirects.sqlite`` in it (see the module docstring).
 
     Args:
         cache_name: Directory path.
         use_cache_dir: Put the directory in the user cache dir (platformdirs).
         use_temp: Put the directory in the temp dir.
+        max_cache_bytes, max_file_bytes, block_bytes: Bound the responses' total size,
+            evicting the least recently used (see :class:`FileCache`).
         **kwargs: Cache settings (expire_after, secret_key...).
     """
 
     def __init__(self, cache_name: str | Path = "http_cache", use_cache_dir: bool = False,
-                 use_temp: bool = False, **kwargs: Any) -> None:
+                 use_temp: bool = False, max_cache_bytes: int | None = None,
+                 max_file_bytes: int | None = None, block_bytes: int = 1,
+                 extension: str | None = None, **kwargs: Any) -> None:
         super().__init__(str(cache_name), **kwargs)
         self.cache_dir = get_cache_dir(cache_name, use_cache_dir, use_temp)
-        self.raw_responses: FileCache = FileCache(self.cache_dir)
-        self.raw_redirects: FileCache = FileCache(self.cache_dir / REDIRECTS_DIR)
+        self.raw_responses: FileCache = FileCache(
+            self.cache_dir, max_cache_bytes=max_cache_bytes, max_file_bytes=max_file_bytes,
+            block_bytes=block_bytes, extension=extension)
+        # Redirect aliases are tiny: a table in the directory, as both peers keep them.
+        self.raw_redirects: BaseCache = SQLiteCache(self.cache_dir / REDIRECTS_FILE, "redirects")
 
 
 __all__ = ["FileBackend", "FileCache", "filename", "get_cache_dir"]

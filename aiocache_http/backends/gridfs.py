@@ -31,9 +31,10 @@ from gridfs.errors import CorruptGridFile, NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ..policy.settings import CacheSettings
-from .base import BaseCache, CacheBackend, to_bytes
+from .base import BaseCache, CacheBackend
 from .mongodb import MongoClients, MongoDBCache, utc_naive
 from .parts import INLINE_LIMIT, PART_SIZE, ItemReader, SpillingWriter, WholeReader
+from .values import Value, decode_value, encode_value
 
 _NEWEST_FIRST = [("uploadDate", -1), ("_id", -1)]
 _ITEM_FIELDS = {"_id": True, "length": True, "head": True}
@@ -124,12 +125,15 @@ class GridFSCache(BaseCache):
     def _files(self) -> Any:
         return self._db()[f"{self.bucket_name}.files"]
 
-    async def read(self, key: str) -> bytes | None:
+    async def read(self, key: str) -> Value | None:
         doc = await self._files().find_one({"filename": key}, _ITEM_FIELDS, sort=_NEWEST_FIRST)
         if doc is None:
             return None
         content = await self._download(doc["_id"])
-        return None if content is None else bytes(doc.get("head", b"")) + content
+        if content is None:
+            return None
+        head = doc.get("head")  # an item written in parts: raw bytes, head first
+        return decode_value(content) if head is None else bytes(head) + content
 
     async def _download(self, file_id: Any) -> bytes | None:
         try:
@@ -146,8 +150,8 @@ class GridFSCache(BaseCache):
     def _metadata(expires: datetime | None) -> dict[str, Any]:
         return {"expires": None if expires is None else utc_naive(expires)}
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        await self._bucket().upload_from_stream(key, to_bytes(value), metadata=self._metadata(expires))
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        await self._bucket().upload_from_stream(key, encode_value(value), metadata=self._metadata(expires))
         await self._keep_newest(key)
 
     async def _keep_newest(self, key: str) -> None:
@@ -163,11 +167,13 @@ class GridFSCache(BaseCache):
         doc = await self._files().find_one({"filename": key}, _ITEM_FIELDS, sort=_NEWEST_FIRST)
         if doc is None:
             return None
-        head = bytes(doc.get("head", b""))
+        head = doc.get("head")
         if doc["length"] > INLINE_LIMIT:
-            return _GridReader(self, doc["_id"], head, doc["length"])
+            return _GridReader(self, doc["_id"], bytes(head or b""), doc["length"])
         data = await self._download(doc["_id"])
-        return None if data is None else WholeReader(head + data)
+        if data is None:
+            return None
+        return WholeReader(decode_value(data) if head is None else bytes(head) + data)
 
     async def _delete_ids(self, ids: Iterable[Any]) -> int:
         bucket, deleted = self._bucket(), 0

@@ -12,20 +12,31 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 from ..models import CachedResponse
-from .base import BaseCache, to_bytes
+from .base import BaseCache, check_storage_options
+from .values import Value, decode_value, encode_value
 
 Item = bytes | CachedResponse
 
 
 class MemoryCache(BaseCache):
-    """Items live in this process only. ``max_entries`` bounds it (LRU eviction)."""
+    """Items live in this process only. ``max_entries`` bounds it (LRU eviction).
+
+    ``cache_name`` and ``collection_name`` are accepted for aiohttp-client-cache's
+    ``DictCache(name, collection)`` and mean nothing here: every instance is its own dict.
+    """
 
     holds_objects = True
     in_process = True
 
-    def __init__(self, max_entries: int | None = None) -> None:
+    def __init__(self, cache_name: str | None = None, collection_name: str | None = None, *,
+                 max_entries: int | None = None, **serializer_options: Any) -> None:
+        check_storage_options(type(self).__name__, serializer_options)
+        if not all(isinstance(name, (str, type(None))) for name in (cache_name, collection_name)):
+            raise TypeError("MemoryCache takes names, then max_entries by keyword: "
+                            "MemoryCache(max_entries=100)")
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be >= 1 or None, not {max_entries!r}")
         self.max_entries = max_entries
@@ -56,12 +67,16 @@ class MemoryCache(BaseCache):
         return self.encode(value)
 
     # -- the byte-level storage interface -----------------------------------------------
-    async def read(self, key: str) -> bytes | None:
+    async def read(self, key: str) -> Value | None:
         value = self.get_item(key)
-        return None if value is None else self._bytes(value)
+        if value is None:
+            return None
+        return self._bytes(value) if isinstance(value, CachedResponse) else decode_value(value)
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        self.put_item(key, to_bytes(value), expires)
+    _fast_read = read  # the backend reads objects directly only while ``read`` is this one
+
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        self.put_item(key, encode_value(value), expires)
 
     async def delete(self, key: str) -> None:
         self.data.pop(key, None)
@@ -77,9 +92,9 @@ class MemoryCache(BaseCache):
         for key in list(self.data):
             yield key
 
-    async def iter_values(self) -> AsyncIterator[bytes]:
+    async def iter_values(self) -> AsyncIterator[Value]:
         for value, _expires in list(self.data.values()):
-            yield self._bytes(value)
+            yield self._bytes(value) if isinstance(value, CachedResponse) else decode_value(value)
 
     async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
         for key, (value, _expires) in list(self.data.items()):
@@ -95,3 +110,6 @@ class MemoryCache(BaseCache):
         expired = [k for k, (_v, exp) in self.data.items() if exp is not None and exp <= now]
         await self.bulk_delete(expired)
         return len(expired)
+
+
+DictCache = MemoryCache  # aiohttp-client-cache's name

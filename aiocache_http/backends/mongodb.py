@@ -29,8 +29,9 @@ from bson import Binary
 from pymongo import AsyncMongoClient
 
 from ..policy.settings import CacheSettings
-from .base import BaseCache, CacheBackend, to_bytes
+from .base import BaseCache, CacheBackend
 from .clients import LoopClients
+from .values import Value, decode_value, encode_value
 
 # pymongo's AsyncMongoClient or motor's AsyncIOMotorClient: typed loosely because motor
 # is optional and untyped; only the API subset both share is called.
@@ -105,15 +106,15 @@ class MongoDBCache(BaseCache):
             self._indexed = True
         return collection
 
-    async def read(self, key: str) -> bytes | None:
+    async def read(self, key: str) -> Value | None:
         doc = await (await self.collection()).find_one({"_id": key}, {"value": True})
-        return None if doc is None else bytes(doc["value"])
+        return None if doc is None else decode_value(bytes(doc["value"]))
 
     async def contains(self, key: str) -> bool:
         return await (await self.collection()).find_one({"_id": key}, {"_id": True}) is not None
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        doc: dict[str, Any] = {"_id": key, "value": Binary(to_bytes(value)),
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        doc: dict[str, Any] = {"_id": key, "value": Binary(encode_value(value)),
                                "expires": None if expires is None else utc_naive(expires)}
         if self.ttl and expires is not None:
             doc["purge_at"] = utc_naive(expires + self.ttl_offset)
@@ -135,9 +136,9 @@ class MongoDBCache(BaseCache):
         async for doc in (await self.collection()).find({}, {"_id": True}).batch_size(_BATCH):
             yield doc["_id"]
 
-    async def iter_values(self) -> AsyncIterator[bytes]:
+    async def iter_values(self) -> AsyncIterator[Value]:
         async for doc in (await self.collection()).find({}, {"_id": False, "value": True}).batch_size(100):
-            yield bytes(doc["value"])
+            yield decode_value(bytes(doc["value"]))
 
     async def size(self) -> int:
         return int(await (await self.collection()).count_documents({}))

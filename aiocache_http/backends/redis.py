@@ -52,9 +52,10 @@ from redis.exceptions import NoScriptError
 
 from ..models import utcnow
 from ..policy.settings import CacheSettings
-from .base import BaseCache, CacheBackend, ConfigurationError, to_bytes
+from .base import BaseCache, CacheBackend, ConfigurationError
 from .clients import LoopClients
 from .parts import ItemReader
+from .values import Value, decode_value, encode_value
 
 AsyncClient = Redis | RedisCluster
 Connection = Redis | RedisCluster | redis.Redis
@@ -245,27 +246,27 @@ class RedisCache(BaseCache):
         return not self.clients.field_ttl
 
     # -- the hot path -----------------------------------------------------------------
-    async def read(self, key: str) -> bytes | None:
+    async def read(self, key: str) -> Value | None:
         client = await self._client()
         if self._per_key:
             value: bytes | None = await client.execute_command("GET", self.prefix + key)
         else:
             value = await client.execute_command("HGET", self.name, key)
-        return value
+        return None if value is None else decode_value(value)
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        client = await self._client()
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        client, data = await self._client(), encode_value(value)
         ms = _expiry_ms(expires, self.ttl_offset) if self.ttl else None
         if ms is not None and ms <= 0:  # already past its Redis lifetime
             await self.delete(key)
         elif self._per_key:
             px = ("PX", ms) if ms is not None else ()
-            await client.execute_command("SET", self.prefix + key, to_bytes(value), *px)
+            await client.execute_command("SET", self.prefix + key, data, *px)
         elif ms is None:
-            await client.execute_command("HSET", self.name, key, to_bytes(value))  # clears a field TTL
+            await client.execute_command("HSET", self.name, key, data)  # clears a field TTL
         else:
             pipe = client.pipeline(transaction=False)
-            pipe.execute_command("HSET", self.name, key, to_bytes(value))
+            pipe.execute_command("HSET", self.name, key, data)
             pipe.execute_command("HPEXPIRE", self.name, ms, "FIELDS", 1, key)
             await pipe.execute()
 
@@ -345,17 +346,17 @@ class RedisCache(BaseCache):
                 for field in items:
                     yield field.decode()
 
-    async def iter_values(self) -> AsyncIterator[bytes]:
+    async def iter_values(self) -> AsyncIterator[Value]:
         client = await self._client()
         if self._per_key:
             async for names in self._scan(client):
                 for value in await client.execute_command("MGET", *names):
                     if value is not None:  # expired between SCAN and MGET
-                        yield value
+                        yield decode_value(value)
         else:
             async for items in self._hscan(client):
                 for value in items.values():
-                    yield value
+                    yield decode_value(value)
 
     async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
         client, start = await self._client(), len(self.prefix.encode())
@@ -380,7 +381,7 @@ class RedisCache(BaseCache):
                 values += await client.execute_command("HMGET", self.name, *batch)
         return values
 
-    async def bulk_write(self, items: Iterable[tuple[str, bytes | str, datetime | None]]) -> None:
+    async def bulk_write(self, items: Iterable[tuple[str, Value, datetime | None]]) -> None:
         """Pipelined, ``BATCH`` items per round trip; expiry as :meth:`write` sets it."""
         client, items = await self._client(), list(items)
         for i in range(0, len(items), BATCH):
@@ -394,9 +395,9 @@ class RedisCache(BaseCache):
                         pipe.execute_command("HDEL", self.name, key)
                 elif self._per_key:
                     px = ("PX", ms) if ms is not None else ()
-                    pipe.execute_command("SET", self.prefix + key, to_bytes(value), *px)
+                    pipe.execute_command("SET", self.prefix + key, encode_value(value), *px)
                 else:
-                    pipe.execute_command("HSET", self.name, key, to_bytes(value))
+                    pipe.execute_command("HSET", self.name, key, encode_value(value))
                     if ms is not None:
                         pipe.execute_command("HPEXPIRE", self.name, ms, "FIELDS", 1, key)
             await pipe.execute()

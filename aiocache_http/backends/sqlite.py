@@ -41,6 +41,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,15 +49,22 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .base import BaseCache, CacheBackend, ConfigurationError, cache_path, to_bytes
+from .base import BaseCache, CacheBackend, ConfigurationError, cache_path, check_storage_options
 from .health import lock_wait
 from .parts import PART_SIZE, ItemReader, SpillingWriter, WholeReader
+from .values import Value, decode_value, encode_value
 
 logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 Step = tuple[str, Sequence[Sequence[Any]] | None]  # (sql, executemany rows or None: run once)
 MEMORY = ":memory:"
+# Per task: {id(storage): writes waiting for the end of its bulk_commit block}.
+_BULK: ContextVar[dict[int, dict[str, tuple[bytes, float | None]]] | None] = ContextVar(
+    "aiocache_http_sqlite_bulk", default=None)
+# sqlite3.connect's arguments, which aiohttp-client-cache passes through to it.
+_CONNECT_ARGS = frozenset({"detect_types", "isolation_level", "check_same_thread", "factory",
+                           "cached_statements", "uri", "autocommit"})
 _HEADER = b"SQLite format 3\x00"
 _RETRIES = 10
 _KEY_PAGE = 500
@@ -76,6 +84,10 @@ class SQLiteFileError(ConfigurationError, OSError, ValueError):
     def __init__(self, path: str | Path, reason: str) -> None:
         super().__init__(f"cannot use {str(path)!r} as a SQLite cache: {reason}")
         self.path, self.reason = str(path), reason
+
+
+class _ParentNotADirectory(SQLiteFileError, FileExistsError):
+    """A parent of the cache file exists and is not a directory."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.path, self.reason)
@@ -273,6 +285,8 @@ class SQLiteDatabase:
         """Fail at construction, naming the path, rather than deep inside the first query."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as e:  # a parent is a file (requests-cache raises this type)
+            raise _ParentNotADirectory(path, f"a parent is not a directory: {e.strerror or e}") from e
         except OSError as e:
             raise SQLiteFileError(path, f"cannot create its directory: {e.strerror or e}") from e
         try:
@@ -625,20 +639,31 @@ class SQLiteCache(BaseCache):
     """One table of a SQLite database as key -> bytes storage.
 
     Args:
-        db_path: A file path (used as given) or ``":memory:"``, or a :class:`SQLiteDatabase`
-            to share its connections with other tables (then the options below are its own).
+        db_path: A file path (``.sqlite`` added when it has no suffix) or ``":memory:"``,
+            or a :class:`SQLiteDatabase` to share its connections with other tables (then
+            the options below are its own).
         table_name: The table; created on first use.
+        use_cache_dir, use_temp: Put the file in the user cache dir or the temp dir.
         busy_timeout, fast_save, wal: See :class:`SQLiteDatabase`.
+        timeout: ``sqlite3.connect``'s name for ``busy_timeout``. Its other arguments are
+            accepted for aiohttp-client-cache's sake and have no effect: this storage
+            manages its connections.
     """
 
     def __init__(self, db_path: str | Path | SQLiteDatabase, table_name: str = "responses", *,
-                 busy_timeout: float = 30, fast_save: bool = False, wal: bool = True) -> None:
+                 use_cache_dir: bool = False, use_temp: bool = False, busy_timeout: float = 30,
+                 fast_save: bool = False, wal: bool = True, timeout: float | None = None,
+                 **options: Any) -> None:
+        check_storage_options("SQLiteCache", {k: v for k, v in options.items()
+                                              if k not in _CONNECT_ARGS})
         if not table_name or '"' in table_name or "\x00" in table_name:
             raise ValueError(f"invalid table name {table_name!r}")
         if isinstance(db_path, SQLiteDatabase):
             self.db = db_path
         else:
-            self.db = SQLiteDatabase(db_path, busy_timeout=busy_timeout, fast_save=fast_save, wal=wal)
+            path = db_path if str(db_path) == MEMORY else get_cache_path(db_path, use_cache_dir, use_temp)
+            self.db = SQLiteDatabase(path, busy_timeout=busy_timeout if timeout is None else timeout,
+                                     fast_save=fast_save, wal=wal)
         self.table_name = table_name
         self.db.tables.add(table_name)
         t = _quote(table_name)
@@ -667,6 +692,37 @@ class SQLiteCache(BaseCache):
     def __repr__(self) -> str:
         return f"SQLiteCache({str(self.db.path)!r}, {self.table_name!r})"
 
+    @property
+    def filename(self) -> str:
+        """The database file (aiohttp-client-cache's attribute)."""
+        return str(self.db.path)
+
+    @contextlib.asynccontextmanager
+    async def get_connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        """This event loop's connection to the database (aiohttp-client-cache's helper)."""
+        yield (await self._handle()).conn
+
+    @contextlib.asynccontextmanager
+    async def bulk_commit(self) -> AsyncIterator[None]:
+        """Writes made in this block (in this task) are committed together, in one
+        transaction, when it ends; reads in the block see them already."""
+        if self._pending() is not None:  # nested: the outer block commits
+            yield
+            return
+        pending: dict[str, tuple[bytes, float | None]] = {}
+        token = _BULK.set({**(_BULK.get() or {}), id(self): pending})
+        try:
+            yield
+        finally:
+            _BULK.reset(token)
+        if pending:
+            rows = [(key, value, expires) for key, (value, expires) in pending.items()]
+            await self.db.transaction(self.table_name, [(self._write, rows)])
+
+    def _pending(self) -> dict[str, tuple[bytes, float | None]] | None:
+        """Writes of the current task's ``bulk_commit`` block, if one is open."""
+        return (_BULK.get() or {}).get(id(self))
+
     async def _handle(self) -> _Handle:
         handle = self.db.handles.get(asyncio.get_running_loop())
         if handle is None or self.table_name not in handle.tables or handle.check_at <= time.monotonic():
@@ -689,6 +745,18 @@ class SQLiteCache(BaseCache):
             await self.db.forget(handle, e)
             raise
 
+    async def read(self, key: str) -> Value | None:
+        pending = self._pending()
+        if pending is not None and key in pending:
+            return decode_value(pending[key][0])
+        row = await self._row(key)
+        if row is None:
+            return None
+        value, parts_id = row
+        if parts_id is None:
+            return decode_value(bytes(value))
+        return await self._join(parts_id, bytes(value))  # written in parts: raw bytes
+
     async def _row(self, key: str) -> tuple[bytes, str | None] | None:
         """One row by primary key, (value, parts id): run inline (a few µs on a WAL
         database, whose readers never wait for the writer); through the aiosqlite thread
@@ -705,7 +773,8 @@ class SQLiteCache(BaseCache):
         rows = await self._fetch(self._read, (key,))
         return (rows[0][0], rows[0][1]) if rows else None
 
-    async def read(self, key: str) -> bytes | None:
+    async def _read_bytes(self, key: str) -> bytes | None:
+        """The stored bytes (an inline value still tagged; a large item's parts joined)."""
         row = await self._row(key)
         if row is None:
             return None
@@ -724,33 +793,45 @@ class SQLiteCache(BaseCache):
         return _PartsReader(self, parts_id, head, int(rows[0][0] or 0))
 
     async def open_read(self, key: str) -> ItemReader | None:
+        pending = self._pending()
+        if pending is not None and key in pending:
+            return WholeReader(decode_value(pending[key][0]))
         row = await self._row(key)
         if row is None:
             return None
         value, parts_id = row
         if parts_id is None:
-            return WholeReader(bytes(value))
+            return WholeReader(decode_value(bytes(value)))
         return await self._parts_reader(parts_id, bytes(value))
 
     async def open_write(self, key: str, expires: datetime | None = None, head_size: int = 0) -> _PartsWriter:
         return _PartsWriter(self, key, expires, head_size)
 
     async def contains(self, key: str) -> bool:
-        return bool(await self._fetch(self._contains, (key,)))
+        pending = self._pending()
+        return (pending is not None and key in pending) or bool(await self._fetch(self._contains, (key,)))
 
-    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
-        await self.db.execute(self.table_name, self._write, (key, to_bytes(value), _epoch(expires)))
+    async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
+        pending = self._pending()
+        if pending is not None:
+            pending[key] = (encode_value(value), _epoch(expires))
+            return
+        await self.db.execute(self.table_name, self._write, (key, encode_value(value), _epoch(expires)))
 
-    async def bulk_write(self, items: Iterable[tuple[str, bytes | str, datetime | None]]) -> None:
+    async def bulk_write(self, items: Iterable[tuple[str, Value, datetime | None]]) -> None:
         """Write ``(key, value, expires)`` items in one transaction."""
-        rows = [(key, to_bytes(value), _epoch(expires)) for key, value, expires in items]
+        rows = [(key, encode_value(value), _epoch(expires)) for key, value, expires in items]
         if rows:
             await self.db.transaction(self.table_name, [(self._write, rows)])
 
     async def delete(self, key: str) -> None:
+        (self._pending() or {}).pop(key, None)
         await self.db.execute(self.table_name, self._delete, (key,))
 
     async def bulk_delete(self, keys: Iterable[str]) -> None:
+        keys, pending = list(keys), self._pending() or {}
+        for key in keys:
+            pending.pop(key, None)
         rows = [(key,) for key in keys]
         if rows:
             await self.db.transaction(self.table_name, [(self._delete, rows)])
@@ -775,11 +856,11 @@ class SQLiteCache(BaseCache):
             for key, _value, _parts in rows:
                 yield key
 
-    async def iter_values(self) -> AsyncIterator[bytes]:
+    async def iter_values(self) -> AsyncIterator[Value]:
         async for rows in self._pages(_VALUE_PAGE):
             for _key, value, parts_id in rows:
                 if parts_id is None:
-                    yield bytes(value)
+                    yield decode_value(bytes(value))
                 elif (joined := await self._join(parts_id, bytes(value))) is not None:
                     yield joined
 
@@ -808,6 +889,7 @@ class SQLiteCache(BaseCache):
     async def clear(self) -> None:
         """Delete every entry, and every part (including those of writers still running:
         their commit then stores nothing)."""
+        (self._pending() or {}).clear()
         await self.db.transaction(self.table_name, [
             (f"DELETE FROM {_quote(self.table_name)}", None),
             (f"DELETE FROM {_quote(self.table_name + '_parts')}", None),

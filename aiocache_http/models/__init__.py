@@ -29,6 +29,9 @@ class CachedRequest:
     body: bytes = b""
     follow_redirects: bool = True
     """False for ``allow_redirects=False``: a 3xx is then the answer, a different entry."""
+    verify: bool = True
+    """False for a request sent without TLS certificate verification: its answer may come
+    from anyone, so it never serves a verified request (a different entry)."""
 
 
 class StoredBody(Protocol):

@@ -43,7 +43,6 @@ from .directives import has_pragma_no_cache, parse_cache_control, seconds
 from .expiration import (
     DO_NOT_CACHE,
     EXPIRE_IMMEDIATELY,
-    NEVER_EXPIRE,
     ExpirationTime,
     expiration_datetime,
     expire_after_for_url,
@@ -90,6 +89,12 @@ class RequestOptions:
     only_if_cached: bool = False
     disabled: bool = False
     keyable: bool = True
+    header_rule: str = "always"
+    """When the request's Cache-Control applies, where the two peers differ: ``"always"``
+    (requests-cache's rule, the sync session's) or ``"cache_control"`` (aiohttp-client-
+    cache's, the async session's): only with ``cache_control=True``, and then a request
+    ``max-age=0`` passes the cache by, ``no-cache`` fetches anew, and a request
+    ``max-age`` outranks the response's own freshness."""
 
 
 _NO_OPTIONS = RequestOptions()
@@ -120,6 +125,7 @@ class Plan:
     min_fresh: float = 0.0
     max_age: float | None = None
     why: tuple[str, str] = ("", "")  # (reason, rfc) of skip_read / refresh
+    expire_from_request: bool = False  # a request max-age outranks the response's (header_rule)
     conditional: bool = False  # the client's own If-None-Match / If-Modified-Since (cache_control)
 
 
@@ -145,7 +151,9 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
          identify: Identify) -> Plan:
     """Read the request's own directives and the settings; name the key to look up."""
     options = options or _NO_OPTIONS
-    bypass = _bypass(request, settings, options)
+    aiohttp_rule = options.header_rule == "cache_control"
+    honoured = not aiohttp_rule or settings.cache_control
+    bypass = _bypass(request, settings, options, honoured)
     if bypass is not None:
         return Plan("", request, request, settings, identify, options, bypass)
     key, stored = identify(request)
@@ -153,9 +161,10 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
     if settings.cache_control and ("If-None-Match" in request.headers
                                    or "If-Modified-Since" in request.headers):
         p.conditional = True
-    cc_lines = request.headers.getall("Cache-Control", ())
+    cc_lines = request.headers.getall("Cache-Control", ()) if honoured else ()
     cc = parse_cache_control(cc_lines) if cc_lines else {}
-    if "Pragma" in request.headers and has_pragma_no_cache(cc_lines, request.headers.getall("Pragma")):
+    if honoured and "Pragma" in request.headers and has_pragma_no_cache(
+            cc_lines, request.headers.getall("Pragma")):
         cc.setdefault("no-cache", None)  # §5.4: only without Cache-Control
     if not cc and not (options.force_refresh or options.refresh or options.only_if_cached):
         return p  # the common case: nothing asked
@@ -165,8 +174,9 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
     p.min_fresh = float(seconds(cc, "min-fresh") or 0)
     max_age = seconds(cc, "max-age")
     p.max_age = None if max_age is None else float(max_age)
-    if options.force_refresh:
-        p.skip_read, p.why = True, ("force_refresh: fetching a new response", "")
+    p.expire_from_request = aiohttp_rule and bool(max_age)
+    if options.force_refresh or (aiohttp_rule and "no-cache" in cc):
+        p.skip_read, p.why = True, ("force_refresh or request no-cache: fetching a new response", "")
     elif "no-cache" in cc:
         p.refresh = p.no_cache = True
         p.why = ("request no-cache", "RFC 9111 §5.2.1.4")
@@ -180,8 +190,8 @@ def _float(value: int | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _bypass(request: CachedRequest, settings: CacheSettings, options: RequestOptions
-            ) -> PassThrough | None:
+def _bypass(request: CachedRequest, settings: CacheSettings, options: RequestOptions,
+            honoured: bool = True) -> PassThrough | None:
     if options.disabled:
         return PassThrough("cache disabled for this request (cache_disabled())")
     if request.method not in settings.allowed_methods:
@@ -190,9 +200,12 @@ def _bypass(request: CachedRequest, settings: CacheSettings, options: RequestOpt
         return PassThrough("the request body is a stream: it cannot be part of a key")
     if expire_after(request.url, settings, options) == DO_NOT_CACHE:
         return PassThrough("expire_after is DO_NOT_CACHE")
-    cc_lines = request.headers.getall("Cache-Control", ())
-    if cc_lines and "no-store" in parse_cache_control(cc_lines):
+    cc_lines = request.headers.getall("Cache-Control", ()) if honoured else ()
+    cc = parse_cache_control(cc_lines) if cc_lines else {}
+    if "no-store" in cc:
         return PassThrough("request Cache-Control: no-store", "RFC 9111 §5.2.1.5")
+    if options.header_rule == "cache_control" and seconds(cc, "max-age") == 0:
+        return PassThrough("request max-age=0 (aiohttp-client-cache's rule)")
     if request.headers.get("Range"):
         return PassThrough("Range request: partial content is not cached")
     return None
@@ -228,7 +241,15 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
     if via is None or (via.head_from_get and not via.variant):
         generation = "" if via is not None else stored.vary_generation
     facts = freshness.facts_of(stored)
-    if facts.vary and not freshness.vary_matches(stored, p.request, CREDENTIAL_HEADERS):
+    # A credential field left out of the key (ignored_params) cannot tell users apart: Vary
+    # on it compares the stored (redacted) value, so it never matches a value sent.
+    ignored = {name.lower() for name in settings.ignored_params}
+    keyed = CREDENTIAL_HEADERS if not ignored else _KeyedCredentials(ignored)
+    if ignored and any(name in ignored and name in CREDENTIAL_HEADERS and name in p.request.headers
+                       for name in facts.vary):
+        return _fetch(p, None, "the stored response varies on a credential left out of the key",
+                      "RFC 9111 §4.1", generation=generation)
+    if facts.vary and not freshness.vary_matches(stored, p.request, keyed):
         if via is not None and via.variant:
             return _fetch(p, None, "no stored variant matches the request", "RFC 9111 §4.1",
                           generation=generation)
@@ -244,6 +265,17 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
     return _fresh_or_not(p, stored, facts, now, generation)
 
 
+class _KeyedCredentials:
+    """The credential headers the key holds: the built-in ones less those ignored."""
+
+    def __init__(self, ignored: set[str]) -> None:
+        self.ignored = ignored
+
+    def __contains__(self, name: object) -> bool:
+        return (isinstance(name, str) and name.lower() not in self.ignored
+                and name in CREDENTIAL_HEADERS)
+
+
 def _fresh_or_not(p: Plan, stored: CachedResponse, facts: Facts, now: datetime,
                   generation: str) -> Decision:
     """RFC 9111 §4.2 (and requests-cache's expire_after): serve, or go to the origin."""
@@ -251,6 +283,9 @@ def _fresh_or_not(p: Plan, stored: CachedResponse, facts: Facts, now: datetime,
     cc = settings.cache_control
     expires = stored.expires
     fresh_left = _INF if expires is None else (expires - now).total_seconds()
+    if p.only_if_cached and fresh_left > 0:
+        return Serve("hit: fresh, and only-if-cached outranks refresh", "RFC 9111 §5.2.1.7",
+                     response=_for_client(p, stored), age=_age(p, stored, now))
     if p.refresh:
         if cc and not p.no_cache and fresh_left > 0 and facts.immutable:
             return Serve("fresh and immutable: a refresh is not needed", "RFC 8246 §2",
@@ -381,6 +416,10 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
         return Invalidate("the 304's ETag selects no stored response: entry invalidated",
                           "RFC 9111 §4.3.4", keys=(p.key,),
                           then=Fetch("asking in full after an unmatched 304", "RFC 9111 §4.3.4"))
+    if status == 304 and isinstance(sent, Fetch) and cached is not None:
+        # a 304 to a request without validators (requests-cache): the stored response stands
+        return Serve("304 to an unconditional request: the stored response is served as is",
+                     "", response=_for_client(p, cached), age=_age(p, cached, received.response_time))
     if status >= 500 and cached is not None and stale_if_error_ok(p, cached, received.response_time):
         return ServeStale("origin answered %d: serving the stale response (stale_if_error)",
                           "RFC 5861 §4", (status,), response=_for_client(p, cached),
@@ -394,6 +433,10 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
         return not_stored
     kept = freshness.headers_to_store(headers)
     keys, generation = _store_keys(p, kept, generation)
+    if received.history:  # the final URL answers a direct request too, as in requests-cache
+        final = p.identify(CachedRequest(p.original.method, received.url, p.original.headers))[0]
+        if final not in keys:
+            keys = (*keys, final)
     return Store("stored", "RFC 9111 §3" if p.settings.cache_control else "", headers=kept,
                  keys=keys, vary_generation=generation, aliases=_alias_keys(p, received))
 
@@ -426,6 +469,16 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
         return "status %d not in allowed_codes", "", (status,)
     if status == 206 or status < 200:
         return "status %d is never stored", "RFC 9111 §3", (status,)
+    if settings.read_only:
+        return "read_only is set", "", ()
+    if (not settings.cache_control and expire_after(p.request.url, settings, p.options)
+            == EXPIRE_IMMEDIATELY and not ("ETag" in headers or "Last-Modified" in headers)):
+        return "EXPIRE_IMMEDIATELY and no validator: it could never be served", "", ()
+    if (settings.cache_control and seconds(freshness.cache_control(headers), "max-age") == 0
+            and not ("ETag" in headers or "Last-Modified" in headers)):
+        # both peers: stale on arrival and nothing to revalidate it with (requests-cache's
+        # EXPIRE_IMMEDIATELY rule; aiohttp-client-cache's DO_NOT_CACHE is 0)
+        return "max-age=0 and no validator: it could never be served", "", ()
     if settings.cache_control:
         why = freshness.not_storable_reason(p.request, status, headers)
         if why is not None:
@@ -462,10 +515,9 @@ def _alias_keys(p: Plan, received: Received) -> tuple[str, ...]:
     intermediate URL is a hit too. Same headers: same credentials."""
     if not received.history:
         return ()
-    aliases = {p.identify(CachedRequest(method, url, p.original.headers))[0]
-               for method, url, *_ in received.history}
-    aliases.discard(p.key)
-    return tuple(sorted(aliases))
+    # One alias per hop, as both peers keep them (the request's own key among them).
+    return tuple(sorted({p.identify(CachedRequest(method, url, p.original.headers))[0]
+                         for method, url, *_ in received.history}))
 
 
 def filtered_out(p: Plan) -> DontStore:
@@ -477,17 +529,18 @@ def to_store(p: Plan, store: Store, received: Received, body: bytes,
              redact_url: Callable[[str], str]) -> CachedResponse | DontStore:
     """The response to store once its body is complete (§3.3: a body shorter or longer
     than its Content-Length is not stored)."""
-    incomplete = body_incomplete(store, len(body))
+    incomplete = body_incomplete(p, store, len(body))
     if incomplete is not None:
         return incomplete
     return stored_response(p, store, received, redact_url, body)
 
 
-def body_incomplete(store: Store, length: int) -> DontStore | None:
+def body_incomplete(p: Plan, store: Store, length: int) -> DontStore | None:
     """A body of ``length`` bytes that is not the whole of what was announced (§3.3), or
-    None. (A streamed body is checked when it ends.)"""
+    None. (A streamed body is checked when it ends.) A HEAD response has no body (RFC
+    9110 §9.3.2): its Content-Length is the GET's."""
     headers = store.headers if store.headers is not None else CIMultiDict()
-    if freshness.complete(headers, length):
+    if p.request.method == "HEAD" or freshness.complete(headers, length):
         return None
     return DontStore("body length %d does not match Content-Length", "RFC 9111 §3.3", (length,))
 
@@ -566,15 +619,16 @@ def expires(p: Plan, status: int, headers: CIMultiDict[str], request_time: datet
 
     With ``cache_control`` the response's own freshness wins (§4.2.1), less the age it
     arrived with (§4.2.3). A response without any freshness information then falls back
-    to ``expire_after``, unless that is the default NEVER_EXPIRE: such a response is
-    stored but revalidated before use rather than trusted forever.
+    to ``expire_after`` (``NEVER_EXPIRE`` included, as in both peers). A request
+    ``max-age=N`` (both peers) is this request's ``expire_after``.
     """
     settings = p.settings
-    value = expire_after(p.request.url, settings, p.options)
-    if settings.cache_control:
+    if p.options.expire_after is UNSET and p.max_age:
+        value: ExpirationTime = p.max_age
+    else:
+        value = expire_after(p.request.url, settings, p.options)
+    if settings.cache_control and not p.expire_from_request:
         lifetime = freshness.lifetime(status, headers, now, settings.max_heuristic_age)
-        if lifetime is None and value == NEVER_EXPIRE:
-            lifetime = 0.0
         if lifetime is not None:
             age = freshness.initial_age(headers, request_time, now) if initial_age is None \
                 else initial_age

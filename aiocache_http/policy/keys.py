@@ -1,9 +1,12 @@
 """Cache keys and credential redaction.
 
-A key is a 128-bit BLAKE2b digest of the method, the normalised URL, the normalised
-body and the matched headers. Credentials never reach storage in clear: they are
-replaced by ``REDACTED`` (requests-cache's placeholder) in the stored request and enter
-the key only as a keyed hash, so two users with different tokens never share an entry.
+A key is a SHA-256 digest (64 hex digits) of length-prefixed parts: the method, the
+normalised URL, then how and what the body, the matched headers and the credentials
+are. A plain request (no body, no matched header, no credential, redirects followed) has
+aiohttp-client-cache's key for it: its parts are that library's. Credentials never reach
+storage in clear: they are replaced by ``REDACTED`` (requests-cache's placeholder) in the
+stored request and enter the key only as a keyed hash, so two users with different
+tokens never share an entry.
 
 What is a credential (:func:`is_credential`), for header, query, form and JSON field
 names alike: the exact names in :data:`CREDENTIAL_NAMES`, and any name matching a glob
@@ -56,7 +59,7 @@ CREDENTIAL_PATTERNS = ("*token*", "*secret*", "*signature*", "*passw*", "*sessio
 ``refresh_token``, ``id_token``, ``private_token``; ``*_key`` covers ``Api-Key``."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_KEY_BYTES = 16  # 128 bits
+_OURS = b"\x00aiocache-http"  # third part of every key that is not a plain request's
 _ANON_HASH_KEY = b"aiocache-http credential"
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[-.\s]")
@@ -270,8 +273,8 @@ def normalize_request(
     match_headers: bool | Iterable[str] = False,
     secret: bytes | None = None,
     credential_names: Iterable[str] = (),
-) -> tuple[bytes, CachedRequest]:
-    """Return (the key material, the request as it may be stored).
+) -> tuple[list[bytes], CachedRequest]:
+    """Return (the key material, as parts, and the request as it may be stored).
 
     The stored request keeps every header and parameter, with credentials and ignored
     parameters replaced by ``REDACTED``. ValueError for a URL that cannot be parsed.
@@ -281,10 +284,20 @@ def normalize_request(
     key_body, stored_body = n.body(request.body, request.headers.get("Content-Type", ""))
     matched, stored_headers = n.headers(request.headers, match_headers)
     redirects = [] if request.follow_redirects else ["no-redirects"]
-    lines = [request.method.upper(), key_url, *redirects, *matched, "", *sorted(n.secrets), ""]
-    material = "\n".join(lines).encode("utf-8", "surrogatepass") + key_body
+    if not request.verify:
+        redirects.append("tls-unverified")
+    # How the body is encoded is part of it: b"x" sent as text or as octets, or a form with
+    # and without a file field, are different requests even where the bytes agree.
+    content_type = request.headers.get("Content-Type")
+    body_type = [] if content_type is None else [f"body-type:{content_type.lower()}"]
+    method, url = request.method.upper().encode(), key_url.encode("utf-8", "surrogatepass")
+    extras = [*redirects, *body_type, *matched, "", *sorted(n.secrets)]
+    if extras == [""] and not key_body:
+        material = [method, url, b"", b"", b""]  # aiohttp-client-cache's parts
+    else:
+        material = [method, url, _OURS, "\n".join(extras).encode("utf-8", "surrogatepass"), key_body]
     stored = CachedRequest(request.method.upper(), stored_url, stored_headers, stored_body,
-                           request.follow_redirects)
+                           request.follow_redirects, request.verify)
     return material, stored
 
 
@@ -295,13 +308,19 @@ def create_key(
     secret: bytes | None = None,
     **_: object,
 ) -> str:
-    """A stable 32-hex-digit (128-bit) cache key for ``request``."""
+    """A stable 64-hex-digit (256-bit) cache key for ``request``."""
     material, _stored = normalize_request(request, ignored_params, match_headers, secret)
     return hash_key(material)
 
 
-def hash_key(material: bytes) -> str:
-    return hashlib.blake2b(material, digest_size=_KEY_BYTES).hexdigest()
+def hash_key(parts: Iterable[bytes]) -> str:
+    """SHA-256 of the parts, each prefixed by its length (so parts never run together).
+    A large body is hashed where it is, not copied."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(memoryview(part).nbytes.to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def redact_request(
@@ -324,4 +343,4 @@ def variant_key(key: str, generation: str, vary_values: list[tuple[str, str | No
     """The secondary key of one Vary variant of the response stored at ``key``."""
     lines = [key, generation,
              *(f"{name}:{'' if value is None else 'v' + value}" for name, value in vary_values)]
-    return hash_key("\n".join(lines).encode("utf-8", "surrogatepass"))
+    return hash_key([b"vary", "\n".join(lines).encode("utf-8", "surrogatepass")])

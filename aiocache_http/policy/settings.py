@@ -61,9 +61,10 @@ def _count(name: str, value: object) -> int:
     raise ValueError(f"{name} must be an int >= 0, not {value!r}")
 
 
-def _codes(value: object) -> frozenset[int]:
+def _codes(value: object) -> tuple[int, ...]:
+    """As given (order kept, duplicates dropped): ``settings.allowed_codes == (200, 301)``."""
     try:
-        codes = frozenset(int(c) for c in value)  # type: ignore[attr-defined]
+        codes = tuple(dict.fromkeys(int(c) for c in value))  # type: ignore[attr-defined]
     except (TypeError, ValueError) as e:
         raise TypeError(f"allowed_codes must be an iterable of ints, not {value!r}") from e
     bad = [c for c in codes if not 100 <= c <= 599]
@@ -72,11 +73,11 @@ def _codes(value: object) -> frozenset[int]:
     return codes
 
 
-def _methods(value: object) -> frozenset[str]:
+def _methods(value: object) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise TypeError(f"allowed_methods must be an iterable of method names, not {value!r}")
-    methods = frozenset(str(m).upper() for m in value)
-    bad = sorted(methods - set(ALL_METHODS))
+    methods = tuple(dict.fromkeys(str(m).upper() for m in value))
+    bad = sorted(set(methods) - set(ALL_METHODS))
     if bad:
         raise ValueError(f"allowed_methods: unknown method(s) {bad}; known: {list(ALL_METHODS)}")
     return methods
@@ -149,7 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("allowed_methods", ("GET", "HEAD"), _methods, "methods whose responses may be stored",
             ("allowable_methods",)),
     Setting("match_headers", False, _match_headers,
-            "`True` or header names that become part of the key", ("include_headers",)),
+            "`True` or header names that become part of the key",
+            ("include_headers", "include_get_headers")),
     Setting("ignored_params", (), lambda v: _names("ignored_params", v),
             "query/body/header names left out of the key, redacted in storage (an opt-out: "
             "listed credentials are shared)",
@@ -159,7 +161,8 @@ SETTINGS: tuple[Setting, ...] = (
             "redacted in storage), added to the built-in list"),
     Setting("cache_control", False, bool, "honour response `Cache-Control`/`Expires` (RFC 9111)"),
     Setting("stale_if_error", False, lambda v: _seconds_or_flag("stale_if_error", v),
-            "serve a stale response when the origin fails: `True` or a bound in seconds past expiry"),
+            "serve a stale response when the origin fails: `True` or a bound in seconds past expiry",
+            ("old_data_on_error",)),
     Setting("stale_while_revalidate", False,
             lambda v: _seconds_or_flag("stale_while_revalidate", v),
             "serve stale at once and refresh in the background: `True` or seconds past expiry"),
@@ -196,6 +199,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_body_size", DEFAULT_MAX_BODY_SIZE, lambda v: _size_or_none("max_body_size", v),
             "a larger response (by `Content-Length`, or once its stream passes it) reaches the "
             "caller uncached, never buffered whole; `None`: no limit", shown="64 MiB"),
+    Setting("read_only", False, bool, "serve what is stored, store nothing new (requests-cache)"),
+    Setting("decode_content", True, bool,
+            "with a text serializer (`json`, `yaml`), store JSON and text bodies decoded, so files "
+            "are readable (requests-cache)"),
+    Setting("json_serialize", None, lambda v: _callable("json_serialize", v),
+            "how `json=` bodies are encoded for `backend.create_key(method, url, json=...)`; a "
+            "session keys a request with its own serializer (aiohttp-client-cache)"),
     Setting("cache_status_header", False, bool,
             "add RFC 9211 `Cache-Status` to every response the sessions return (see "
             "[Metrics](#metrics-events-and-cache-status))"),
@@ -242,8 +252,8 @@ class CacheSettings:
 
     expire_after: ExpirationTime
     urls_expire_after: dict[ExpirationPattern, ExpirationTime]
-    allowed_codes: frozenset[int]
-    allowed_methods: frozenset[str]
+    allowed_codes: tuple[int, ...]
+    allowed_methods: tuple[str, ...]
     match_headers: bool | tuple[str, ...]
     ignored_params: tuple[str, ...]
     credential_names: tuple[str, ...]
@@ -265,6 +275,9 @@ class CacheSettings:
     breaker_threshold: int
     breaker_cooldown: float
     max_body_size: int | None
+    read_only: bool
+    decode_content: bool
+    json_serialize: Callable[[Any], str | bytes] | None
     cache_status_header: bool
     given: set[str]
     """The options the user set; the others keep their default (see :meth:`is_given`)."""

@@ -293,7 +293,9 @@ def _wire_text(text: str) -> None:
 
 
 def _status(value: object) -> int:
-    if type(value) is not int or not 100 <= value <= 999:
+    # 0-99 too: no HTTP response has one, but a record a user built may (requests-cache's
+    # CachedResponse(status_code=0) and its tests); three digits at most either way
+    if type(value) is not int or not 0 <= value <= 999:
         raise ValueError(f"status {value!r} out of range")
     return value
 

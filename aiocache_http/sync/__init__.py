@@ -3,26 +3,40 @@
     from aiocache_http.sync import CachedSession, install_cache
     session = CachedSession("http_cache", backend="sqlite", expire_after=360)
 
-Switching from requests-cache is a change of import. Backends are the async ones
-(``SQLiteBackend``, ``RedisBackend``...) or their requests-cache spellings here
-(``SQLiteCache``, ``RedisCache``...); one backend can serve an async
-``CachedClientSession`` and a sync ``CachedSession`` at once. Backend calls run on one
-private event loop in a daemon thread (see :mod:`aiocache_http.sync.bridge`).
+Switching from requests-cache is a change of import. Backends are requests-cache's
+classes (``SQLiteCache``, ``RedisCache``...), each over an async backend that can also
+serve a ``CachedClientSession`` (``session.cache.backend``); the async backends
+themselves (``SQLiteBackend()``...) are accepted too. Backend calls run on one private
+event loop in a daemon thread (see :mod:`aiocache_http.sync.bridge`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+try:
+    import requests  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "aiocache_http.sync needs the requests library: pip install 'aiocache-http[sync]'"
+    ) from e
 
 from ..models import utcnow
 from ..policy import ALL_METHODS, DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE, CacheSettings
-from . import backends as _backends
-from .backends import BACKEND_CLASSES, BaseCache, init_backend
+from .backends import (
+    BACKEND_CLASSES,
+    DynamoDbCache,
+    FileCache,
+    GridFSCache,
+    MongoCache,
+    RedisCache,
+    SQLiteCache,
+    init_backend,
+)
 from .bridge import BRIDGE, LoopBridge
-from .cache import SyncBackend
-from .keys import create_key
+from .cache import BaseCache
+from .cache_keys import create_key
+from .models import CachedHTTPResponse, CachedRequest, CachedResponse, OriginalResponse
 from .patch import clear, delete, disabled, enabled, get_cache, install_cache, is_installed, uninstall_cache
-from .response import CachedResponse, OriginalResponse
+from .serializers import SERIALIZERS
 from .session import CachedSession
 from .storage import (
     BaseStorage,
@@ -30,16 +44,12 @@ from .storage import (
     DynamoDbDict,
     FileDict,
     GridFSDict,
+    LRUFileDict,
     MongoDict,
     RedisDict,
     RedisHashDict,
     SQLiteDict,
 )
-
-
-def __getattr__(name: str) -> Any:  # SQLiteCache, RedisCache...: built on first use
-    return getattr(_backends, name)
-
 
 __all__ = [
     "ALL_METHODS",
@@ -48,9 +58,12 @@ __all__ = [
     "DO_NOT_CACHE",
     "EXPIRE_IMMEDIATELY",
     "NEVER_EXPIRE",
+    "SERIALIZERS",
     "BaseCache",
     "BaseStorage",
     "CacheSettings",
+    "CachedHTTPResponse",
+    "CachedRequest",
     "CachedResponse",
     "CachedSession",
     "DictStorage",
@@ -60,6 +73,7 @@ __all__ = [
     "FileDict",
     "GridFSCache",
     "GridFSDict",
+    "LRUFileDict",
     "LoopBridge",
     "MongoCache",
     "MongoDict",
@@ -69,7 +83,6 @@ __all__ = [
     "RedisHashDict",
     "SQLiteCache",
     "SQLiteDict",
-    "SyncBackend",
     "clear",
     "create_key",
     "delete",

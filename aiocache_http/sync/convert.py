@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 from email.message import Message
+from typing import Any
 
 import requests
 from multidict import CIMultiDict
+from urllib3 import HTTPHeaderDict
 
 from ..backends.parts import PART_SIZE
 from ..driver import OriginResponse
 from ..models import CachedRequest
 from ..streaming import Tee
 from .bridge import Offload, run
-from .response import OriginalResponse, from_latin1
+from .models import OriginalResponse, from_latin1
 from .stream import TeeRaw, read_content
 
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
@@ -29,7 +31,7 @@ def prepared(request: requests.PreparedRequest | requests.Request) -> requests.P
 
 
 def cached_request(request: requests.PreparedRequest, body: bool = True,
-                   follow_redirects: bool = True) -> CachedRequest:
+                   follow_redirects: bool = True, verify: Any = True) -> CachedRequest:
     """The request as the cache sees it: method, full URL, every header (credentials
     included, cookies too: the key hashes them, storage redacts them), the body bytes,
     and whether redirects are followed."""
@@ -51,7 +53,7 @@ def cached_request(request: requests.PreparedRequest, body: bool = True,
         data = data.replace(boundary.encode(), _FIXED_BOUNDARY.encode())
         headers["Content-Type"] = headers["Content-Type"].replace(boundary, _FIXED_BOUNDARY)
     return CachedRequest((request.method or "GET").upper(), request.url or "", headers, data,
-                         follow_redirects)
+                         follow_redirects, verify is not False)
 
 
 def charset(headers: CIMultiDict[str]) -> str | None:
@@ -70,8 +72,8 @@ def response_headers(response: requests.Response) -> CIMultiDict[str]:
     """Every header line (urllib3 keeps repeated headers apart, requests joins them), in
     the stored form (see :func:`from_latin1`)."""
     raw_headers = getattr(response.raw, "headers", None)
-    iteritems = getattr(raw_headers, "iteritems", None)
-    items = iteritems() if callable(iteritems) else response.headers.items()
+    items = raw_headers.iteritems() if isinstance(raw_headers, HTTPHeaderDict) else (
+        response.headers or {}).items()
     return CIMultiDict((from_latin1(k), from_latin1(v)) for k, v in items)
 
 

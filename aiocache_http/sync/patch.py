@@ -13,7 +13,7 @@ import requests.sessions
 
 from ..backends import CacheBackend
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier
-from .cache import SyncBackend
+from .cache import BaseCache
 from .session import CachedSession
 
 OriginalSession = requests.Session  # as imported, before any patch
@@ -26,7 +26,8 @@ def install_cache(cache_name: str | Path = DEFAULT_CACHE_NAME, backend: BackendS
     the same arguments as :class:`CachedSession`."""
     settings_and_backend = {k: v for k, v in kwargs.items() if k != "autoclose"}
     probe = session_factory(cache_name, backend, **settings_and_backend, autoclose=False)
-    shared = probe.backend  # every patched session uses this one backend
+    shared = probe.cache  # every patched session uses this one backend...
+    shared.settings.autoclose = False  # ...which none of them closes
     probe.close()
 
     class _ConfiguredCachedSession(session_factory):  # type: ignore[valid-type,misc]
@@ -56,7 +57,8 @@ def enabled(*args: Any, **kwargs: Any) -> Iterator[None]:
         yield
     finally:
         uninstall_cache()
-        if cache is not None and not isinstance(given, CacheBackend) and kwargs.get("autoclose", True):
+        built_here = not isinstance(given, (CacheBackend, BaseCache))
+        if cache is not None and built_here and kwargs.get("autoclose", True):
             cache.close()  # else each block would leave a connection (and its thread) open
 
 
@@ -75,7 +77,7 @@ def is_installed() -> bool:
     return isinstance(requests.Session, type) and issubclass(requests.Session, CachedSession)
 
 
-def get_cache() -> SyncBackend | None:
+def get_cache() -> BaseCache | None:
     """The installed cache, or None."""
     return requests.Session().cache if is_installed() else None  # type: ignore[attr-defined]
 
@@ -88,7 +90,7 @@ def clear() -> None:
 
 
 def delete(*keys: str, **kwargs: Any) -> None:
-    """``delete()`` on the installed cache, if any (same arguments as ``SyncBackend.delete``)."""
+    """``delete()`` on the installed cache, if any (same arguments as ``BaseCache.delete``)."""
     cache = get_cache()
     if cache is not None:
         cache.delete(*keys, **kwargs)

@@ -25,10 +25,10 @@ from ..policy.core import UNSET, RequestOptions
 from ..policy.expiration import ExpirationTime
 from ..policy.settings import CacheSettings, Default, default
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
-from .bridge import Offload, run, serve
-from .cache import SyncBackend
+from .bridge import Offload, serve
+from .cache import BaseCache
 from .convert import NotKeyable, cached_request, origin_response
-from .response import CachedResponse, OriginalResponse
+from .models import CachedResponse, OriginalResponse
 from .stream import read_content
 
 # Per thread/context: sessions with caching off, options on their way from request() to
@@ -97,13 +97,9 @@ class CachedSession(requests.Session):
         more_settings, backend_kwargs = CacheSettings.split(kwargs)
         more_settings.pop("autoclose", None)  # a session's choice, not the shared backend's
         settings.update(more_settings)
-        if isinstance(backend, CacheBackend) and backend_kwargs:
-            raise TypeError(f"unexpected arguments {sorted(backend_kwargs)} with a backend instance "
-                            f"({backend!r}): pass them to the backend's constructor")
-        cache = init_backend(cache_name, backend, **settings, **backend_kwargs)
+        self._cache = init_backend(cache_name, backend, **settings, **backend_kwargs)
         super().__init__()
-        self._backend = cache
-        self._cache = SyncBackend(cache)
+        self._backend = self._cache.backend
         self._autoclose = autoclose
         self._closed = False
 
@@ -118,7 +114,7 @@ class CachedSession(requests.Session):
 
     # -- the cache --------------------------------------------------------------------
     @property
-    def cache(self) -> SyncBackend:
+    def cache(self) -> BaseCache:
         """The backend, with synchronous methods (``clear()``, ``delete(urls=...)``...)."""
         return self._cache
 
@@ -172,7 +168,7 @@ class CachedSession(requests.Session):
             return
         self._closed = True
         if self._autoclose and self.settings.autoclose:
-            run(self._backend.close())
+            self._cache.close()
 
     # -- requests ---------------------------------------------------------------------
     def request(
@@ -206,14 +202,16 @@ class CachedSession(requests.Session):
         try:
             # The Cookie header holds the jar's and cookies= cookies too: they identify the
             # user, so they are part of the key (hashed; redacted in storage).
-            record = cached_request(request, follow_redirects=follow)
+            record = cached_request(request, follow_redirects=follow,
+                                    verify=kwargs.get("verify", self.verify))
             self._backend.identify(record)  # memoized: fetch() below finds it
         except ValueError:  # a URL we cannot parse: requests decides
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
         except NotKeyable:  # a streamed body: the core lets it pass the cache by
-            record = cached_request(request, body=False, follow_redirects=follow)
+            record = cached_request(request, body=False, follow_redirects=follow,
+                                    verify=kwargs.get("verify", self.verify))
             options = replace(options, keyable=False)
-        if id(self) in _disabled.get():
+        if id(self) in _disabled.get() or self._backend.disabled:
             options = replace(options, disabled=True)
         backend = self._backend
         owner = threading.get_ident()  # who reads the response: this thread
@@ -251,9 +249,10 @@ class CachedSession(requests.Session):
                 read_content(original)
             return original
         assert outcome.response is not None
-        response = CachedResponse.from_record(outcome.response, request,
-                                              from_cache=outcome.from_cache, age=outcome.age,
-                                              stream=bool(kwargs.get("stream")))
+        # The stored request, as requests-cache shows it: credentials redacted.
+        response = CachedResponse.from_record(outcome.response, from_cache=outcome.from_cache,
+                                              age=outcome.age, stream=bool(kwargs.get("stream")))
+        response.revalidated = outcome.revalidated
         if outcome.cache_status is not None:
             response.headers["Cache-Status"] = outcome.cache_status
         result: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]

@@ -123,7 +123,7 @@ async def test_a_hung_server_costs_one_deadline_then_nothing(kind: str, hung_por
 async def _response() -> Any:
     from multidict import CIMultiDict
 
-    from aiocache_http import CachedResponse
+    from aiocache_http.models import CachedResponse
 
     return CachedResponse(200, "OK", "http://127.0.0.1/x", CIMultiDict(), b"x",
                           CachedRequest("GET", "http://127.0.0.1/x"))

@@ -31,12 +31,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from aiocache_http import CacheBackend, CachedRequest, CachedResponse, utcnow
+from aiocache_http import CacheBackend, CachedRequest, utcnow
+from aiocache_http.models import CachedResponse
 from aiocache_http.response import CachedClientResponse
 from aiocache_http.serializers import DeserializationError, Serializer
 from aiocache_http.serializers.envelope import _HEADER, MAGIC, EnvelopeFormat, body_hasher
 from aiocache_http.serializers.integrity import Checksum, Signature, key_part
-from aiocache_http.sync.response import CachedResponse as SyncCachedResponse
+from aiocache_http.sync.models import CachedResponse as SyncCachedResponse
 
 from ..backends import FACTORIES
 
@@ -63,7 +64,7 @@ def sample(body: bytes = BODY, url: str = "https://x.test/a") -> CachedResponse:
 
 def usable(response: CachedResponse) -> None:
     """Whatever the decoder accepts must replay through both sessions' response types."""
-    replay = CachedClientResponse(response, response.request.method)
+    replay = CachedClientResponse.replay(response, response.request.method)
     assert replay.raw_headers is not None and replay.get_encoding()
     _ = (replay.url, replay.history, replay.request_info, replay.content_length, replay.ttl)
     asyncio.run(replay.text(errors="replace"))

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
-from aiocache_http import CachedRequest, CachedResponse, utcnow
+from aiocache_http import CachedRequest, utcnow
 from aiocache_http.backends.filesystem import STALE_TMP_SECONDS, FileBackend, FileCache, filename
+from aiocache_http.models import CachedResponse
 
 USER_FILES = ["report.docx", "notes", "abc", "deadbeef" * 4, ".hidden", "~weird", ".tmp-mine",
               ".key-" + "0" * 63, "x.ach.bak", "UPPER.ach"]
@@ -43,7 +44,6 @@ def assert_untouched(directory: Path, files: dict[str, bytes]) -> None:
 async def test_user_files_survive_clear_and_maintenance(tmp_path: Path) -> None:
     backend = FileBackend(tmp_path / "cache", backend_timeout=30.0, write_timeout=30.0)
     files = user_files(backend.cache_dir)
-    redirect_files = user_files(backend.cache_dir / "redirects")
     long_key = "k" * 500  # stored under a hashed name with a .key- file
     for key in ("a" * 32, "Mixed/Key", long_key):
         await backend.save_response(response(expires_in=-10), key)
@@ -59,9 +59,11 @@ async def test_user_files_survive_clear_and_maintenance(tmp_path: Path) -> None:
     await backend.clear()
     assert await backend.raw_responses.keys() == [] and await backend.raw_redirects.keys() == []
     assert_untouched(backend.cache_dir, files)
-    assert_untouched(backend.cache_dir / "redirects", redirect_files)
-    left = sorted(p.name for p in backend.cache_dir.iterdir())
-    assert left == sorted([*files, "subdir", "redirects"])
+    # the redirects live in redirects.sqlite (and its -wal/-shm), as in aiohttp-client-cache
+    left = sorted(p.name for p in backend.cache_dir.iterdir()
+                  if not p.name.startswith("redirects.sqlite"))
+    assert left == sorted([*files, "subdir"])
+    assert (backend.cache_dir / "redirects.sqlite").is_file()
 
 
 async def test_entries_have_recognisable_names(tmp_path: Path) -> None:
@@ -69,7 +71,7 @@ async def test_entries_have_recognisable_names(tmp_path: Path) -> None:
     for key in ("a" * 32, "report.docx", "../escape", "k" * 500):
         await store.write(key, b"x")
         assert filename(key).endswith(".ach")
-    names = sorted(p.name for p in store.cache_dir.iterdir())
+    names = sorted(p.name for p in store.directory.iterdir())
     assert all(n.endswith(".ach") or n.startswith(".key-") for n in names), names
     assert not (tmp_path / "escape").exists()
 

@@ -18,7 +18,8 @@ import pytest
 import requests
 from multidict import CIMultiDict
 
-from aiocache_http import CacheBackend, CachedClientSession, CachedRequest, CachedResponse
+from aiocache_http import CacheBackend, CachedClientSession, CachedRequest
+from aiocache_http.models import CachedResponse
 from aiocache_http.policy import core, create_key, freshness
 from aiocache_http.policy.directives import MAX_DELTA_SECONDS
 from aiocache_http.policy.freshness import HOP_BY_HOP
@@ -234,7 +235,10 @@ def test_every_header_number_is_bounded(headers: dict[str, str]) -> None:
     h = CIMultiDict(headers)
     now = datetime(2030, 1, 1, tzinfo=timezone.utc)
     request = CachedRequest("GET", "https://x.test/")
-    plan = core.plan(request, CacheSettings(cache_control=True, stale_while_revalidate=True), None,
+    # expire_after: for the responses whose number is unusable (no freshness information;
+    # the default NEVER_EXPIRE would keep them fresh until deleted, as both peers do)
+    plan = core.plan(request, CacheSettings(cache_control=True, stale_while_revalidate=True,
+                                            expire_after=3600), None,
                      lambda r: (create_key(r), r))
     expires = core.expires(plan, 200, h, now, now)
     assert expires is not None and expires - now <= timedelta(seconds=MAX_DELTA_SECONDS)

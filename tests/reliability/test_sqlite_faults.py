@@ -247,8 +247,8 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
     assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
-    assert backend.health.dropped_writes > 0 and "full" in (backend.health.last_error or ""), (
-        backend.health)
+    assert backend.health.dropped_writes > 0, backend.health
+    assert "database or disk is full" in caplog.text  # (a later, unrelated failure may be the last_error)
     print(f"\ndisk full: {report}; writes again after {resumed}; {backend.health}")
 
 

@@ -1,0 +1,143 @@
+"""aiohttp-client-cache's public API, as its users call it (issue 19): names, arguments,
+return types and behaviours that code written for it relies on."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+
+from yarl import URL
+
+from aiocache_http import CacheBackend, CachedResponse, CachedSession, CacheMixin, DictCache
+from aiocache_http.backends.sqlite import SQLiteBackend, SQLiteCache
+from aiocache_http.cache_keys import create_key
+from aiocache_http.models import CachedRequest
+
+from .origin import Origin
+
+
+async def test_cached_response_is_the_replayed_response(origin: Origin) -> None:
+    """``isinstance(r, CachedResponse)`` tells a hit, as in aiohttp-client-cache; it can be
+    built by keyword; times are naive UTC; links are parsed; it rewinds."""
+    url = origin.url("/r/replay?h_Link=%3C%2Fnext%3E%3B%20rel%3D%22next%22")
+    async with CachedSession(cache=CacheBackend(), expire_after=60) as session:
+        live = await session.get(url)
+        hit = await session.get(url)
+    assert not isinstance(live, CachedResponse) and isinstance(hit, CachedResponse)
+    assert hit.expires is not None and hit.expires.tzinfo is None and live.expires == hit.expires
+    assert str(hit.links["next"]["url"]) == origin.url("/next")
+    assert (await hit.json())["path"] == "/r/replay"
+    assert await hit.content.read() and hit.content.at_eof()
+    hit.reset()
+    assert not hit.content.at_eof()
+    built = CachedResponse(method="GET", reason="OK", status=200, url="https://x.test/a", version="1.1",
+                           body=b"{}", headers={"Content-Type": "application/vnd.api+json"})
+    assert built.status == 200 and built.url == URL("https://x.test/a")
+    assert await built.json() == {}  # any application/*+json type, as aiohttp
+
+
+async def test_session_drops_what_client_session_does_not_take(origin: Origin, tmp_path: Path) -> None:
+    """aiohttp-client-cache passes the same keyword arguments to the backend and the
+    session; the session keeps what ClientSession takes."""
+    cache = SQLiteBackend(tmp_path / "c", use_temp=False, allowed_methods=["GET", "POST"])
+    async with CachedSession(cache=cache, use_temp=True, create_if_not_exists=True,
+                             allowed_methods=["GET", "POST"]) as session:
+        assert (await session.get(origin.url("/r/kw"))).status == 200
+        assert (await session.get(origin.url("/r/kw"))).from_cache
+
+    class Mine(CacheMixin):
+        pass
+
+    async with Mine(cache=CacheBackend()) as session:
+        await session.get(origin.url("/r/mixin"))
+        assert (await session.get(origin.url("/r/mixin"))).from_cache
+
+
+async def test_create_key_signature_and_value() -> None:
+    """``create_key(method, url, **request_kwargs)``; a plain request gets aiohttp-client-
+    cache's own key (SHA-256 of length-prefixed method and normalised URL)."""
+    digest = hashlib.sha256()
+    for part in (b"GET", b"https://example.com/?foo=bar&param=1", b"", b"", b""):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    assert create_key("GET", "https://example.com?param=1", params={"foo": "bar"}) == digest.hexdigest()
+    assert create_key("POST", "https://x.test", data=b"x") != create_key("POST", "https://x.test", data="x")
+    assert create_key("POST", "https://x.test", json={"a": 1, "b": 2}) == create_key(
+        "POST", "https://x.test", json={"b": 2, "a": 1})
+    cache = CacheBackend(ignored_params=["t"])
+    assert cache.create_key("GET", "https://x.test", params={"t": "1"}) == cache.create_key(
+        "GET", "https://x.test", params={"t": "2"})
+
+
+async def test_backend_helpers(origin: Origin) -> None:
+    """get_urls() is an async iterator; settings are attributes; save_response() takes a
+    response and aliases its redirect hops; delete() drops those aliases; disabled."""
+    cache = CacheBackend()
+    async with CachedSession(cache=cache) as session:
+        r = await session.get(origin.url("/redirect/helpers"))
+        assert [u async for u in cache.get_urls()] and await session.has_url(origin.url("/r/helpers"))
+        cache.expire_after = 60
+        assert cache.settings.expire_after == 60
+        async with session.disabled():
+            assert cache.disabled
+            assert not (await session.get(origin.url("/r/helpers"))).from_cache
+        assert not cache.disabled
+        await cache.clear()
+        await cache.save_response(r)
+        assert await cache.redirects.size() == 1 and await cache.responses.size() == 1
+        key = next(iter(await cache.responses.keys()))
+        assert isinstance(await cache.responses.read(key), CachedResponse)
+        await cache.delete(key)
+        assert await cache.redirects.size() == 0
+        await session.get(origin.url("/r/helpers"))
+        await session.delete_url(origin.url("/r/helpers"))
+        assert not await session.has_url(origin.url("/r/helpers"))
+
+
+async def test_storages_keep_values(tmp_path: Path) -> None:
+    """A storage on its own keeps text, numbers and datetimes as written (no pickle)."""
+    when = datetime(2021, 8, 14)
+    for storage in (DictCache("name", "table"), SQLiteCache(tmp_path / "db", "t", use_temp=False)):
+        await storage.write("text", "value")
+        await storage.write("when", when)
+        await storage.write("raw", b"\xffACVs not text")  # bytes that look like a tag stay bytes
+        assert await storage.read("text") == "value" and await storage.read("when") == when
+        assert await storage.read("raw") == b"\xffACVs not text"
+        assert sorted(await storage.values(), key=str) == sorted(["value", when, b"\xffACVs not text"],
+                                                                  key=str)
+    sqlite = SQLiteCache(tmp_path / "bulk", "t")
+    async with sqlite.bulk_commit():
+        for i in range(50):
+            await sqlite.write(f"k{i}", f"v{i}")
+        assert await sqlite.read("k3") == "v3"  # visible within the block
+    assert await sqlite.size() == 50 and sqlite.filename.endswith("bulk.sqlite")
+
+
+async def test_request_cache_control_needs_cache_control(origin: Origin) -> None:
+    """aiohttp-client-cache's rule: request directives apply only with cache_control=True;
+    then a request max-age sets the expiry and max-age=0 skips the cache."""
+    url = origin.url("/r/rule?h_Cache-Control=max-age%3D60")
+    async with CachedSession(cache=CacheBackend()) as session:
+        await session.get(url, headers={"Cache-Control": "no-cache"})
+        assert (await session.get(url, headers={"Cache-Control": "no-cache"})).from_cache
+    async with CachedSession(cache=CacheBackend(), cache_control=True) as session:
+        await session.get(url, headers={"Cache-Control": "max-age=360"})
+        hit = await session.get(url, headers={"Cache-Control": "max-age=360"})
+        assert hit.from_cache and hit.expires is not None
+        assert 350 < (hit.expires - hit.created_at).total_seconds() <= 361
+        await session.get(url, headers={"Cache-Control": "max-age=0"})
+        assert await session.cache.responses.size() == 1  # max-age=0: neither read nor stored
+
+
+async def test_streaming_a_stored_miss(origin: Origin) -> None:
+    """A response read to be stored still streams to the caller."""
+    async with CachedSession(cache=CacheBackend(), expire_after=0) as session:
+        response = await session.get(origin.url("/r/stream?etag=v1"))
+        assert b"".join([line async for line in response.content])
+
+
+def test_record_is_not_the_public_response() -> None:
+    from aiocache_http import models
+
+    assert models.CachedResponse is not CachedResponse
+    assert CachedRequest("GET", "https://x.test").verify  # the stored record's request
