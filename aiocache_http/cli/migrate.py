@@ -11,6 +11,8 @@ so running the same command again after an interruption finishes the job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -55,6 +57,7 @@ class Migration:
         self.src, self.dst, self.out = src, dst, out
         self.include_expired = include_expired
         self.counts = counts
+        self.stop = asyncio.Event()
         self.reported = 0
 
     def fail(self, key: str, why: str) -> None:
@@ -99,6 +102,8 @@ class Migration:
                 if isinstance(batch, BaseException):
                     raise batch
                 await self.copy_batch(dst, batch, responses)
+                if self.stop.is_set():  # Ctrl-C: stop between batches, everything written whole
+                    raise KeyboardInterrupt
                 if bar is not None:
                     bar.update(len(batch))  # type: ignore[attr-defined]
         finally:
@@ -157,7 +162,25 @@ class Migration:
 
 async def migrate(src: CacheBackend, dst: CacheBackend, out: Output, include_expired: bool,
                   counts: Counts) -> int:
-    await Migration(src, dst, out, include_expired, counts).run()
+    """Ctrl-C stops after the batch in hand (a second one at once); either way the same
+    command resumes."""
+    migration = Migration(src, dst, out, include_expired, counts)
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+    def interrupt() -> None:
+        if migration.stop.is_set() and task is not None:
+            task.cancel()
+        migration.stop.set()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # else asyncio.run's own
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        await migration.run()
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
     if out.json:
         out.emit({**asdict(counts), "entries_per_second": round(counts.rate, 1)})
     else:
