@@ -162,8 +162,9 @@ async def test_file_that_is_not_sqlite_names_the_path(tmp_path: Path) -> None:
 
 
 def test_directory_and_bad_table_name(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite").mkdir()  # a name without a suffix gets .sqlite, as in the peers
     with pytest.raises(SQLiteFileError, match="directory"):
-        SQLiteCache(tmp_path)
+        SQLiteCache(tmp_path / "dir.sqlite")
     with pytest.raises(ValueError, match="table name"):
         SQLiteCache(tmp_path / "x.sqlite", 'bad"name')
 

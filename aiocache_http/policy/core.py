@@ -43,6 +43,7 @@ from .directives import has_pragma_no_cache, parse_cache_control, seconds
 from .expiration import (
     DO_NOT_CACHE,
     EXPIRE_IMMEDIATELY,
+    NEVER_EXPIRE,
     ExpirationTime,
     expiration_datetime,
     expire_after_for_url,
@@ -175,8 +176,8 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
     max_age = seconds(cc, "max-age")
     p.max_age = None if max_age is None else float(max_age)
     p.expire_from_request = aiohttp_rule and bool(max_age)
-    if options.force_refresh or (aiohttp_rule and "no-cache" in cc):
-        p.skip_read, p.why = True, ("force_refresh or request no-cache: fetching a new response", "")
+    if options.force_refresh:
+        p.skip_read, p.why = True, ("force_refresh: fetching a new response", "")
     elif "no-cache" in cc:
         p.refresh = p.no_cache = True
         p.why = ("request no-cache", "RFC 9111 §5.2.1.4")
@@ -204,8 +205,6 @@ def _bypass(request: CachedRequest, settings: CacheSettings, options: RequestOpt
     cc = parse_cache_control(cc_lines) if cc_lines else {}
     if "no-store" in cc:
         return PassThrough("request Cache-Control: no-store", "RFC 9111 §5.2.1.5")
-    if options.header_rule == "cache_control" and seconds(cc, "max-age") == 0:
-        return PassThrough("request max-age=0 (aiohttp-client-cache's rule)")
     if request.headers.get("Range"):
         return PassThrough("Range request: partial content is not cached")
     return None
@@ -391,7 +390,9 @@ def on_response(p: Plan, sent: Decision, received: Received) -> Decision:
     if (method not in SAFE_METHODS and p.settings.cache_control
             and 200 <= received.status < 400):
         urls = invalidated_urls(method, p.original.url, received.status, received.headers)
-        keys = tuple(p.identify(CachedRequest(m, url, p.original.headers, follow_redirects=follow))[0]
+        headers = p.original.headers.copy()
+        headers.popall("Content-Type", None)  # the body's type: not part of a body-less key
+        keys = tuple(p.identify(CachedRequest(m, url, headers, follow_redirects=follow))[0]
                      for url in urls for m in ("GET", "HEAD") for follow in (True, False))
         return Invalidate("unsafe method %s answered %d: stored responses for %s invalidated",
                           "RFC 9111 §4.4", (method, received.status, urls), keys=keys,
@@ -619,8 +620,10 @@ def expires(p: Plan, status: int, headers: CIMultiDict[str], request_time: datet
 
     With ``cache_control`` the response's own freshness wins (§4.2.1), less the age it
     arrived with (§4.2.3). A response without any freshness information then falls back
-    to ``expire_after`` (``NEVER_EXPIRE`` included, as in both peers). A request
-    ``max-age=N`` (both peers) is this request's ``expire_after``.
+    to ``expire_after``, unless that is the default NEVER_EXPIRE: such a response is
+    stored but revalidated before use rather than trusted forever (RFC 9111 §4.2; both
+    peers would serve it forever). A request ``max-age=N`` (both peers) is this
+    request's ``expire_after``.
     """
     settings = p.settings
     if p.options.expire_after is UNSET and p.max_age:
@@ -629,6 +632,8 @@ def expires(p: Plan, status: int, headers: CIMultiDict[str], request_time: datet
         value = expire_after(p.request.url, settings, p.options)
     if settings.cache_control and not p.expire_from_request:
         lifetime = freshness.lifetime(status, headers, now, settings.max_heuristic_age)
+        if lifetime is None and value == NEVER_EXPIRE:
+            lifetime = 0.0
         if lifetime is not None:
             age = freshness.initial_age(headers, request_time, now) if initial_age is None \
                 else initial_age
