@@ -119,9 +119,12 @@ async def fetch(
     run.owner = owner if owner is not None else asyncio.current_task()
     with request_budget():  # a sick backend costs this request at most one deadline
         status_header = backend.settings.cache_status_header
-        if not backend.events and not status_header:
+        hub = backend.events
+        if not hub and not status_header:
             return await run.finish(await run.execute())
-        run.observe()
+        listening = bool(hub.listeners) or status_header
+        if listening:
+            run.observe()
         faults, token = start_collecting_faults()
         try:
             outcome = await run.finish(await run.execute())
@@ -130,6 +133,11 @@ async def fetch(
             raise
         finally:
             stop_collecting_faults(token)
+        if (not listening and type(run.last) is Serve and not faults and not run.coalesced
+                and hub.stats is not None and outcome.response is not None):
+            # A plain hit with nobody listening: counted, no event built (the hot path).
+            hub.stats.count_hit(len(outcome.response.body))
+            return outcome
         tee = outcome.tee
         pending = tee is not None and not tee.done.done()
         event = run.emit(outcome, faults, publish=not pending)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from .policy.decisions import Decision
 
@@ -102,13 +102,27 @@ def note_fault(fault: str) -> None:
         faults.append(fault)
 
 
+class Counts(Protocol):
+    """What :class:`EventHub` feeds first: ``backend.stats``."""
+
+    def record(self, event: CacheEvent) -> None: ...
+
+    def count_hit(self, bytes_served: int) -> None: ...
+
+
 class EventHub:
-    """The listeners of one backend's events."""
+    """The listeners of one backend's events, and its counters (``backend.stats``), which
+    count every event before the listeners see it.
 
-    __slots__ = ("listeners",)
+    A plain hit (fresh, no storage error, nothing coalesced) is counted with
+    :meth:`Counts.count_hit` when nobody listens: the event is built only for listeners.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("listeners", "stats")
+
+    def __init__(self, stats: Counts | None = None) -> None:
         self.listeners: tuple[Listener, ...] = ()
+        self.stats = stats
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` after every request; returns the unsubscribe function."""
@@ -120,15 +134,17 @@ class EventHub:
         return unsubscribe
 
     def emit(self, event: CacheEvent) -> None:
-        for listener in self.listeners:
+        stats = self.stats
+        for listener in self.listeners if stats is None else (stats.record, *self.listeners):
             try:
                 listener(event)
             except Exception:
                 logger.exception("aiocache_http: an event listener failed (ignored)")
 
     def __bool__(self) -> bool:
-        return bool(self.listeners)
+        """Does anyone take events (listeners or the counters)?"""
+        return bool(self.listeners) or self.stats is not None
 
 
-__all__ = ["CacheEvent", "EventHub", "Kind", "Listener", "collect_faults", "note_fault",
+__all__ = ["CacheEvent", "Counts", "EventHub", "Kind", "Listener", "collect_faults", "note_fault",
            "start_collecting_faults", "stop_collecting_faults"]

@@ -217,6 +217,31 @@ async def test_event_hook_and_stats_reset(origin: Origin) -> None:
     await client.close()
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_hits_are_counted_alike_with_and_without_listeners(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path, origin: Origin) -> None:
+    """With nobody listening a plain hit is counted without building its event (the hot
+    path); the counters are the same as when a listener sees every event."""
+    counted = []
+    for listening in (False, True):
+        backend: CacheBackend = FACTORIES[kind](request, tmp_path / str(listening), {})
+        await backend.clear()
+        seen: list[str] = []
+        if listening:
+            backend.events.subscribe(lambda e, seen=seen: seen.append(e.kind))
+        client = AsyncClient(backend)
+        replies = [await client.get(origin.url("/r/counted")) for _ in range(5)]
+        await client.close()
+        assert [r.from_cache for r in replies] == [False, True, True, True, True]
+        counts = backend.stats.as_dict()
+        counts.pop("since")
+        assert counts["hits"] == 4 and counts["misses"] == 1 and counts["requests"] == 5
+        assert counts["bytes_from_cache"] == sum(len(r.body) for r in replies[1:]) > 0
+        counted.append(counts)
+        assert seen == (["miss"] + ["hit"] * 4 if listening else [])
+    assert counted[0] == counted[1]
+
+
 @pytest.mark.parametrize("example", ["prometheus_endpoint.py", "otel_console.py"])
 async def test_examples_run(example: str) -> None:
     proc = await asyncio.create_subprocess_exec(

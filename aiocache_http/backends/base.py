@@ -267,9 +267,8 @@ class CacheBackend:
         # Per-key coalescing of concurrent misses and background refreshes (see driver.py).
         self.coalescing = Coalescing()
         self.background: set[asyncio.Task[Any]] = set()
-        self.events = EventHub()  # one CacheEvent per finished request
         self.stats = CacheStats(self)  # counts them (metrics/stats.py)
-        self.events.subscribe(self.stats.record)
+        self.events = EventHub(self.stats)  # one CacheEvent per finished request
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}

@@ -57,6 +57,14 @@ class CacheStats:
             self.bytes_from_cache = self.bytes_from_origin = 0
             self.not_stored = Counter()
 
+    def count_hit(self, bytes_served: int) -> None:
+        """Count a plain hit: fresh, nothing coalesced, no storage error (what
+        :meth:`record` counts for such an event, without the event)."""
+        with self._lock:
+            self.requests += 1
+            self.hits += 1
+            self.bytes_from_cache += bytes_served
+
     def record(self, event: CacheEvent) -> None:
         """Count one event (the listener ``backend.events`` calls)."""
         kind = event.kind
