@@ -116,6 +116,30 @@ async def test_concurrent_writers(backend: CacheBackend) -> None:
         assert loaded is not None and loaded.body == str(i).encode()
 
 
+async def test_concurrent_lookups_of_one_key(backend: CacheBackend) -> None:
+    """Lookups of one key at the same time (which may share one storage read) each get
+    the stored response; a large one each its own body reader."""
+    await backend.save_response(response(body=b"small"), "hot")
+    found = await asyncio.gather(*(backend.get_response("hot") for _ in range(20)))
+    assert [r.body if r is not None else None for r in found] == [b"small"] * 20
+    large = os.urandom(3 * PART_SIZE + 11)
+    limit = backend.raw_responses.max_item_size
+    if limit is None or len(large) + 1000 <= limit:
+        await backend.save_response(response(body=large), "big")
+        streamed = await asyncio.gather(*(backend.get_response("big", stream=True) for _ in range(5)))
+        bodies = []
+        for r in streamed:
+            assert r is not None
+            if r.stored_body is None:
+                bodies.append(r.body)
+            else:
+                bodies.append(await r.stored_body.read())
+                await r.stored_body.close()
+        assert bodies == [large] * 5
+    assert await backend.get_response("absent") is None
+    assert not backend._reads  # nothing left behind
+
+
 # -- items written and read in parts (backends/parts.py) ------------------------------------
 def sizes_for(store: BaseCache) -> list[int]:
     """Empty, small, just over the inline limit, several parts: what the storage takes."""

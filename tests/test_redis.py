@@ -119,6 +119,28 @@ async def test_a_hit_is_exactly_one_command(redis_target: tuple[str, list[RedisS
     assert origin.count("/r/hot") == 1
 
 
+async def test_concurrent_hits_on_one_key_share_one_read(
+        redis_target: tuple[str, list[RedisServer], dict[str, Any]], origin: Origin,
+        session_for: Callable[..., CachedClientSession]) -> None:
+    """50 tasks asking for one hot key at once: one storage round trip, shared (each
+    request still verifies the item and answers on its own)."""
+    layout, servers, options = redis_target
+    backend = RedisBackend(namespace(), **options)
+    s = session_for(backend, expire_after=300, backend_timeout=10)  # a loaded machine: no timeouts
+    url = origin.url("/r/shared-hot")
+    assert await fetch(s, url) == (200, False)
+    assert await fetch(s, url) == (200, True)  # warm: connection open, layout known
+    counter = CommandCounter(servers)
+    assert await asyncio.gather(*(fetch(s, url) for _ in range(50))) == [(200, True)] * 50
+    read = {"hget" if layout == "hash" else "get": 1}
+    if len(servers) == 1:
+        read["evalsha"] = 1
+    assert counter.delta() == read
+    counter.close()
+    assert origin.count("/r/shared-hot") == 1
+    assert backend.stats.hits == 51 and not backend._reads
+
+
 async def test_a_miss_is_one_read_and_one_pipelined_write(
         redis_target: tuple[str, list[RedisServer], dict[str, Any]], origin: Origin,
         session_for: Callable[..., CachedClientSession]) -> None:

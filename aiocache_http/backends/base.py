@@ -272,6 +272,9 @@ class CacheBackend:
         self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
         self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
+        # Reads under way, shared by concurrent lookups of the same key (see _read_shared).
+        self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool],
+                          asyncio.Future[tuple[bytes, str] | None]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
@@ -446,7 +449,7 @@ class CacheBackend:
             data: bytes | None = value
         else:
             with request_budget():  # a hung backend costs one deadline, not one per call
-                found, key = await self._read_item(key, follow_redirects)
+                found, key = await self._read_shared(key, follow_redirects)
                 if isinstance(found, ItemReader):
                     if found.whole is None:  # too large to read whole
                         return await self._large(key, found, stream)
@@ -467,6 +470,34 @@ class CacheBackend:
                 self._decoded = {}  # start over rather than evict one (thread-safe, see identify)
             self._decoded[key] = (data, response)
         return response
+
+    async def _read_shared(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
+        """:meth:`_read_item`, shared by the lookups of one key that run at the same time on
+        one loop: a hot key read by many tasks at once costs one storage round trip, not
+        one per task. Only an item found whole is shared (a large item's reader is each
+        reader's own); a miss, a failed read or a cancelled one: each reads on its own."""
+        loop = asyncio.get_running_loop()
+        slot = (loop, key, follow_redirects)
+        reads = self._reads
+        pending = reads.get(slot)
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            if shared is not None:
+                return shared
+            return await self._read_item(key, follow_redirects)
+        future: asyncio.Future[tuple[bytes, str] | None] = loop.create_future()
+        reads[slot] = future
+        shared = None
+        try:
+            found, at = await self._read_item(key, follow_redirects)
+            if isinstance(found, bytes):
+                shared = (found, at)
+            elif isinstance(found, ItemReader) and found.whole is not None:
+                shared = (found.whole, at)
+            return found, at
+        finally:
+            del reads[slot]
+            future.set_result(shared)
 
     async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
         """The item stored at ``key``, else (following a redirect alias) at its target, with
