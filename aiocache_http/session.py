@@ -29,6 +29,7 @@ logger = logging.getLogger("aiocache_http")
 _NETWORK_ERRORS = (ClientConnectionError, asyncio.TimeoutError, OSError)
 # aiohttp-client-cache's rule for request Cache-Control (see RequestOptions.header_rule).
 _OPTIONS = RequestOptions(header_rule="cache_control")
+_URL_MEMO_SIZE = 4096  # as the backend's key memo: a working set of URLs that size is parsed once
 
 
 with warnings.catch_warnings():
@@ -221,7 +222,7 @@ with warnings.catch_warnings():
                     raise ValueError(f"not an http(s) URL: {str_or_url!r}")
                 found = (url, str(url))
                 if memo_key is not None:
-                    if len(memo) >= 1024:
+                    if len(memo) >= _URL_MEMO_SIZE:
                         memo.clear()
                     memo[memo_key] = found
             return found
