@@ -65,6 +65,7 @@ class Context:
     n: int
     tmp: Path
     scale: int = 0  # --scale: entries for the scale group (0: the group is skipped)
+    scale_on: tuple[str, ...] = ()  # --scale-on: only these backends in the scale group
 
     def url(self, i: int | str) -> str:
         return f"{self.base_url}/item/{i}"
@@ -179,13 +180,16 @@ async def main() -> None:
     parser.add_argument("--scale", type=int, default=0, metavar="ENTRIES",
                         help="also run the scale group: hit latency with ENTRIES stored "
                              "(1000000 builds ~2 GB of SQLite and files; off by default)")
+    parser.add_argument("--scale-on", default="", metavar="BACKENDS",
+                        help="scale group: only these backends (comma-separated: sqlite,redis,filesystem)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         async with local_origin() as base_url:
-            ctx = Context(base_url, max(args.n, 100), Path(tmp), args.scale)
+            ctx = Context(base_url, max(args.n, 100), Path(tmp), args.scale,
+                          tuple(name for name in args.scale_on.split(",") if name))
             for group, bench in SCENARIOS:
                 if args.only and group not in args.only:
                     continue

@@ -145,6 +145,8 @@ async def scale_rows(ctx: Context) -> list[Row]:
     with redis_server(ctx.tmp / "redis-scale") as redis_url:
         small, large = backends(ctx, "small", redis_url), backends(ctx, "large", redis_url)
         for name in small:
+            if ctx.scale_on and name not in ctx.scale_on:
+                continue
             base = f"{name} hit, 1,000 entries"
             few_store, many_store = small[name](), large[name]()
             few, many = await compare(few_store, many_store, ctx, ctx.scale, name)
