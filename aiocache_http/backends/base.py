@@ -38,7 +38,7 @@ from ..policy.keys import CREDENTIAL_HEADERS, create_key, hash_key, normalize_re
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
 from .bodies import ResponseWriter, StoredBodyReader
-from .health import Health, Kind, request_budget
+from .health import CircuitState, Health, Kind, request_budget
 from .parts import INLINE_LIMIT, PART_SIZE, BufferedWriter, ItemReader, ItemWriter, WholeReader
 from .values import Value
 
@@ -274,7 +274,7 @@ class CacheBackend:
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         # Reads under way, shared by concurrent lookups of the same key (see _read_shared).
         self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool],
-                          asyncio.Future[tuple[bytes, str] | None]] = {}
+                          asyncio.Future[tuple[bytes | None, str] | None]] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
@@ -474,8 +474,13 @@ class CacheBackend:
     async def _read_shared(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
         """:meth:`_read_item`, shared by the lookups of one key that run at the same time on
         one loop: a hot key read by many tasks at once costs one storage round trip, not
-        one per task. Only an item found whole is shared (a large item's reader is each
-        reader's own); a miss, a failed read or a cancelled one: each reads on its own."""
+        one per task. What the first read found is shared: an item read whole, or nothing
+        (a miss, or a read that failed open within its deadline, so a sick backend still
+        costs each request at most one deadline). A large item (each reader reads its
+        own) or a read that raised or was cancelled: the others read on their own. Only
+        while the reads circuit is closed: a probe of a sick backend is not waited for."""
+        if self.health.breaker().reads.state is not CircuitState.CLOSED:
+            return await self._read_item(key, follow_redirects)  # the gate decides each call
         loop = asyncio.get_running_loop()
         slot = (loop, key, follow_redirects)
         reads = self._reads
@@ -485,14 +490,14 @@ class CacheBackend:
             if shared is not None:
                 return shared
             return await self._read_item(key, follow_redirects)
-        future: asyncio.Future[tuple[bytes, str] | None] = loop.create_future()
+        future: asyncio.Future[tuple[bytes | None, str] | None] = loop.create_future()
         reads[slot] = future
         shared = None
         try:
             found, at = await self._read_item(key, follow_redirects)
-            if isinstance(found, bytes):
+            if found is None or isinstance(found, bytes):
                 shared = (found, at)
-            elif isinstance(found, ItemReader) and found.whole is not None:
+            elif found.whole is not None:
                 shared = (found.whole, at)
             return found, at
         finally:
