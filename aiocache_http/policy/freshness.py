@@ -223,7 +223,8 @@ def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:
 def client_validators_match(request_headers: CIMultiDict[str], stored: CachedResponse) -> bool:
     """Does the client's own conditional request match the stored response, so that a
     304 answers it (RFC 9111 §4.3.2, RFC 9110 §13.1)? If-None-Match wins over
-    If-Modified-Since; the stored Last-Modified, else its Date, dates it."""
+    If-Modified-Since; the stored Last-Modified, else its Date, else the time it was
+    received, dates it (the order §4.3.2 gives)."""
     if_none_match = request_headers.getall("If-None-Match", ())
     if if_none_match:
         etag = stored.headers.get("ETag")
@@ -234,8 +235,9 @@ def client_validators_match(request_headers: CIMultiDict[str], stored: CachedRes
     since = parse_http_date(request_headers.get("If-Modified-Since"))
     if since is None:
         return False
-    modified = parse_http_date(stored.headers.get("Last-Modified")) or _date(stored.headers)
-    return modified is not None and modified <= since
+    modified = (parse_http_date(stored.headers.get("Last-Modified")) or _date(stored.headers)
+                or stored.response_time or stored.created_at)
+    return modified <= since
 
 
 def _weak(tag: str) -> str:
