@@ -447,7 +447,7 @@ def _without_body_fields(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     with a body: the fields that describe that body are not part of its key."""
     if not any(name in headers for name in _BODY_FIELDS):
         return headers
-    kept = headers.copy()
+    kept = CIMultiDict(headers)
     for name in _BODY_FIELDS:
         kept.popall(name, None)
     return kept

@@ -289,11 +289,13 @@ def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fiel
     for name in facts_of(cached).vary:
         if name == "*" or name in credential_fields:
             continue
-        if _field(cached.request.headers, name, negotiated) != _field(request.headers, name,
+        if _field(cached.request.headers, name, negotiated) == _field(request.headers, name,
                                                                        negotiated):
-            if not (negotiated and name == "accept-language" and _in_preferred_language(
-                    cached.headers, request.headers)):
-                return False
+            continue
+        selected = negotiated and name == "accept-language" and _in_preferred_language(
+            cached.headers, request.headers)
+        if not selected:
+            return False
     return True
 
 
