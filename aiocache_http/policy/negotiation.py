@@ -26,7 +26,7 @@ _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")  # RFC 9110 §12.4.2
 _FULL = 1000  # weights in thousandths: exact, and q=1 == q=1.000
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)  # bounded: values come from requests
 def elements(value: str) -> tuple[tuple[int, str], ...] | None:
     """The field's elements as (weight in thousandths, the element without its weight,
     lower-cased), highest weight first, equal weights in a fixed order; None when the
@@ -55,6 +55,7 @@ def elements(value: str) -> tuple[tuple[int, str], ...] | None:
     return tuple(sorted(found, key=lambda e: (-e[0], e[1])))
 
 
+@lru_cache(maxsize=256)  # bounded: values come from requests
 def canonical(value: str) -> str | None:
     """One spelling for every way of writing the same preferences (None: unreadable)."""
     read = elements(value)
