@@ -572,6 +572,26 @@ def test_rfc9111_4_1_negotiation_fields_compare_by_meaning(cache: Cache, again: 
                                            negotiated=True)  # one variant key for both
 
 
+@pytest.mark.parametrize(("one", "other", "same"), [
+    ("text/html;level=1, */*;q=0.1", "*/*; q=0.1 ,TEXT/HTML; level=1", True),
+    ("gzip, deflate", "deflate, gzip", True),
+    ("text/html;charset=UTF-8", "text/html;charset=utf-8", False),  # a parameter value as written
+    ('a;x="1, 2", b', 'b, a;x="1, 2"', False),  # quoted: unreadable, compared as written
+    ("en;q=.5, de", "de, en;q=.5", False),      # not a qvalue (RFC 9110 §12.4.2): as written
+    ("en;q=0.50", "en;q=0.5", True),
+    ("en, en", "en", False),
+])
+def test_rfc9110_12_4_2_negotiation_values_normalised_only_where_the_meaning_is_known(
+        one: str, other: str, same: bool) -> None:
+    from aiocache_http.policy import negotiation
+
+    for name in ("Accept", "Accept-Encoding"):
+        values = [freshness.vary_values([name.lower()], H(**{name.replace("-", "_"): v}),
+                                        negotiated=True) for v in (one, other)]
+        assert (values[0] == values[1]) is same, (name, values)
+    assert (negotiation.canonical(one) is None) is ('"' in one or "q=." in one)
+
+
 @pytest.mark.parametrize("other", ["en;q=0.5, de", "en", "de, en;q=0", "de;q=0.9, en", "de-CH, en",
                                    'en;foo="1", de'])
 def test_rfc9111_4_1_different_preferences_do_not_match(cache: Cache, other: str) -> None:
