@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 from multidict import CIMultiDict
 
@@ -695,3 +698,27 @@ def test_rfc9111_4_4_invalidation_keys_leave_out_the_fields_of_the_request_body(
                                 received(200, H()))
     assert isinstance(decision, Invalidate)
     assert keyed(CachedRequest("GET", URL, H(Accept="text/html")))[0] in decision.keys
+
+
+_TAGS = st.sampled_from(["en", "de", "fr", "en-GB", "de-CH", "*", "gzip", "text/html", "*/*"])
+_WEIGHTS = st.sampled_from([None, "1", "1.0", "1.000", "0.5", "0.50", "0.123", "0", "0.000"])
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.lists(st.tuples(_TAGS, _WEIGHTS), min_size=1, max_size=6, unique_by=lambda e: e[0]),
+                  st.randoms(use_true_random=False))
+def test_rfc9111_4_1_negotiation_canonical_form_is_order_and_spelling_free(
+        elements: list[tuple[str, str | None]], rnd: random.Random) -> None:
+    from aiocache_http.policy import negotiation
+
+    def spell(items: list[tuple[str, str | None]], upper: bool, space: str) -> str:
+        return f",{space}".join((t.upper() if upper else t) + ("" if q is None else f";{space}q={q}")
+                                for t, q in items)
+
+    shuffled = list(elements)
+    rnd.shuffle(shuffled)
+    first = negotiation.canonical(spell(elements, False, ""))
+    assert first is not None
+    assert negotiation.canonical(spell(shuffled, True, " ")) == first
+    assert negotiation.canonical(first) == first  # a fixed point
+    assert negotiation.preferred(spell(shuffled, False, " ")) == negotiation.preferred(first)
