@@ -9,10 +9,18 @@ call probes it (half-open); its success closes the circuit.
   bridge loop have their own connections, so each finds out for itself. ``backend.health``
   adds their counters up. Each breaker has a reads circuit and a writes circuit: a file
   that became read-only, a full disk or a held lock stop writes while hits go on.
+- A deadline measures progress, not waiting: a backend is hung when it completes nothing,
+  not when a call waits its turn (aiosqlite's one thread, a Redis connection pool, a
+  file thread pool). A call times out once no storage call of its backend on its loop
+  has succeeded for ``backend_timeout`` (``write_timeout`` off the request path) while
+  it waited, and in any case after ``write_timeout``: a burst queues behind a busy,
+  healthy backend; a hung one costs one deadline. Calls on the writes side count only
+  writes as progress: hits that go on while a lock holds every write up do not keep a
+  write waiting.
 - A request spends at most one deadline: once one of its storage calls failed or timed
   out, its later calls are skipped (:class:`request_budget`, opened by the driver).
-- A write is waited for at most ``backend_timeout``; then it goes on in the background
-  until ``write_timeout`` and the caller moves on.
+- A request waits for its write while writes make progress (as for a read); then the
+  write goes on in the background and the caller moves on.
 - Deadlines cost one timer per loop (:class:`_Watchdog`), not one per call.
 - Logs are rate-limited: one WARNING for the first failure (then at most one per
   ``LOG_INTERVAL`` while no circuit opens), one when a circuit opens, one when it closes
@@ -83,7 +91,8 @@ class _Budget:
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("aiocache_http_budget", default=None)
-_lock_deadline: ContextVar[float | None] = ContextVar("aiocache_http_lock_deadline", default=None)
+_lock_limit: ContextVar[tuple[_InFlight, float] | None] = ContextVar("aiocache_http_lock_limit",
+                                                                    default=None)
 
 
 class request_budget:
@@ -106,11 +115,12 @@ def lock_wait() -> float | None:
     outside the gate. For waits the gate cannot interrupt (SQLite's busy wait runs in the
     connection's thread and holds up every call queued behind it): the time left before
     the call's deadline, and never more than ``backend_timeout`` for a request-path call
-    or a write."""
-    deadline = _lock_deadline.get()
-    if deadline is None:
+    or a write. (A call waiting its turn is not counted: the wait begins at the front.)"""
+    limit = _lock_limit.get()
+    if limit is None:
         return None
-    return max(0.0, deadline - asyncio.get_running_loop().time())
+    entry, most = limit
+    return max(0.0, min(most, entry.deadline() - asyncio.get_running_loop().time()))
 
 
 # -- per event loop -------------------------------------------------------------------------
@@ -146,6 +156,8 @@ class Breaker:
     reads: Circuit = field(default_factory=lambda: Circuit("reads"))
     writes: Circuit = field(default_factory=lambda: Circuit("writes"))
     warm: bool = False  # a call has succeeded on this loop (connections are open)
+    progress_at: float = -math.inf  # loop time a storage call last succeeded here
+    wrote_at: float = -math.inf  # ... a write or delete
 
     @property
     def state(self) -> CircuitState:
@@ -277,28 +289,37 @@ class Health:
                     self.dropped_writes += 1
         return admitted
 
-    def _deadline_for(self, breaker: Breaker, kind: Kind) -> float | None:
+    def _limits(self, breaker: Breaker, kind: Kind) -> tuple[float, float]:
+        """(seconds without progress, seconds in all) a call of ``kind`` may wait; inf: no
+        limit. The first call on a loop opens connections: ``connect_timeout`` in all."""
         s = self.settings
         if not breaker.warm:
-            return s.connect_timeout  # the first call on a loop opens connections
-        return s.backend_timeout if kind in (Kind.READ, Kind.DELETE) else s.write_timeout
+            return math.inf, _or_inf(s.connect_timeout)
+        cap = _or_inf(s.write_timeout)
+        if kind in (Kind.READ, Kind.DELETE):
+            stall = _or_inf(s.backend_timeout)
+            return stall, max(cap, stall)
+        return (math.inf if kind is Kind.CLOSE else cap), cap
 
     async def _run(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
                    kind: Kind) -> T:
-        seconds = self._deadline_for(breaker, kind)
         loop = asyncio.get_running_loop()
-        deadline = None if seconds is None else loop.time() + seconds
-        lock_seconds = seconds
+        stall, cap = self._limits(breaker, kind)
+        entry = _InFlight(loop.time(), stall, cap, breaker, kind.writes)
+        most = stall
         short = self.settings.backend_timeout
         if kind in (Kind.READ, Kind.DELETE, Kind.WRITE) and short is not None:
-            lock_seconds = short if lock_seconds is None else min(lock_seconds, short)
-        token = _lock_deadline.set(None if lock_seconds is None else loop.time() + lock_seconds)
+            most = min(most, short)
+        token = _lock_limit.set((entry, min(most, cap)))
         try:
-            result = await _within(call, deadline, loop)
+            result = await _within(call, entry, loop)
         except _Expired:
             self._failed(op, None if kind is Kind.CLOSE else circuit, kind, None)
             if self.settings.strict:
-                raise BackendTimeoutError(f"{self.owner}: {op} took longer than {seconds}s") from None
+                seconds = cap if stall == math.inf else stall
+                raise BackendTimeoutError(
+                    f"{self.owner}: {op} took longer than {seconds:g}s"
+                    + ("" if stall == math.inf else " without the backend completing a call")) from None
             return default
         except asyncio.CancelledError:
             self._abandoned(circuit)
@@ -312,26 +333,32 @@ class Health:
                 raise
             return default
         finally:
-            _lock_deadline.reset(token)
+            _lock_limit.reset(token)
         if kind is not Kind.CLOSE:  # closing tells nothing about the backend's health
             breaker.warm = True
+            breaker.progress_at = now = loop.time()
+            if kind.writes:
+                breaker.wrote_at = now
             self._succeeded(circuit)
         return result
 
     async def _write(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
                      background: set[asyncio.Task[Any]]) -> T:
-        """Wait for the write up to ``backend_timeout``; past that it finishes (or is
-        dropped at its own deadline) in the background."""
+        """Wait for the write while writes make progress (``backend_timeout`` without one, at
+        most ``write_timeout``); past that it finishes (or is dropped at its own deadline)
+        in the background."""
         task = asyncio.ensure_future(self._run(op, breaker, circuit, call, default, Kind.WRITE))
-        wait = self.settings.backend_timeout if breaker.warm else self.settings.connect_timeout
-        done: set[asyncio.Future[T]] = set()
+        loop = asyncio.get_running_loop()
+        stall, cap = self._limits(breaker, Kind.DELETE)  # the request's wait: as a request-path call
         try:
-            done, _ = await asyncio.wait((task,), timeout=wait)
+            return await _within(asyncio.shield(task), _InFlight(loop.time(), stall, cap, breaker, True),
+                                 loop)
+        except _Expired:
+            return default
         finally:  # past the wait, or the caller cancelled: the write goes on, kept here
-            if not done:
+            if not task.done():
                 background.add(task)
                 task.add_done_callback(background.discard)
-        return task.result() if done else default
 
     # -- outcomes -------------------------------------------------------------------------
     def _succeeded(self, circuit: Circuit) -> None:
@@ -414,7 +441,9 @@ class _Expired(Exception):
 
 class _Watchdog:
     """One timer per event loop for the deadlines of every storage call in flight: a
-    timer per call (``asyncio.timeout``) costs more than the hit it guards."""
+    timer per call (``asyncio.timeout``) costs more than the hit it guards. Progress
+    only moves deadlines later, so the timer is set for the earliest deadline known and,
+    when it fires, finds each call's deadline again."""
 
     __slots__ = ("at", "calls", "handle", "loop")
 
@@ -426,8 +455,9 @@ class _Watchdog:
 
     def add(self, call: _InFlight) -> None:
         self.calls[id(call)] = call
-        if call.deadline < self.at:
-            self._schedule(call.deadline)
+        deadline = call.deadline()
+        if deadline < self.at:
+            self._schedule(deadline)
 
     def _schedule(self, at: float) -> None:
         if self.handle is not None:
@@ -435,38 +465,68 @@ class _Watchdog:
         self.at, self.handle = at, self.loop.call_at(at, self._fire)
 
     def _fire(self) -> None:
+        # Judge on the next turn of the loop, once the completions it already holds (read
+        # from sockets, handed over by threads) have run: a loop busy for longer than a
+        # deadline has not seen its backend's progress yet, and a busy loop is not a hung
+        # backend.
         self.handle, self.at = None, math.inf
+        self.loop.call_soon(self._judge)
+
+    def _judge(self) -> None:
         now, upcoming = self.loop.time(), math.inf
         for call in list(self.calls.values()):
-            if call.deadline <= now:
-                if not call.expired:
+            deadline = call.deadline()
+            if deadline <= now:
+                if not call.expired and call.task is not None:
+                    import os
+                    if os.environ.get("DBG"):
+                        print(f"EXPIRE now-start {now - call.start:.3f} now-progress {now - max(call.breaker.progress_at, -1e9):.3f} writes={call.writes} inflight={len(self.calls)} queue={self.loop._default_executor._work_queue.qsize() if self.loop._default_executor else None}")
                     call.expired = True
                     call.task.cancel()
             else:
-                upcoming = min(upcoming, call.deadline)
-        if upcoming < math.inf:
+                upcoming = min(upcoming, deadline)
+        if upcoming < self.at:
             self._schedule(upcoming)
 
 
 @dataclass(slots=True, eq=False)
 class _InFlight:
-    deadline: float
-    task: asyncio.Task[Any]
+    """A call waiting for storage, and when it times out: ``stall`` seconds after the later
+    of its start and its backend's last progress on this loop (a write's: the last write),
+    ``cap`` seconds after its start at the latest."""
+
+    start: float
+    stall: float
+    cap: float
+    breaker: Breaker
+    writes: bool
+    task: asyncio.Task[Any] | None = None
     expired: bool = False
+
+    def deadline(self) -> float:
+        cap = self.start + self.cap
+        if self.stall == math.inf:
+            return cap
+        last = self.breaker.wrote_at if self.writes else self.breaker.progress_at
+        return min(cap, max(self.start, last) + self.stall)
 
 
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
 
 
+def _or_inf(seconds: float | None) -> float:
+    return math.inf if seconds is None else seconds
+
+
 if sys.version_info >= (3, 11):
-    async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
+    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop) -> T:
         task = asyncio.current_task()
-        if deadline is None or task is None:
+        if (entry.cap == math.inf and entry.stall == math.inf) or task is None:
             return await call
         watchdog = _watchdogs.get(loop)
         if watchdog is None:
             watchdog = _watchdogs[loop] = _Watchdog(loop)
-        entry = _InFlight(deadline, task)
+        entry.task = task
         cancelling = task.cancelling()
         watchdog.add(entry)
         try:
@@ -480,16 +540,22 @@ if sys.version_info >= (3, 11):
         if entry.expired:  # the callee swallowed our cancellation: its result came in time
             task.uncancel()
         return result
-else:  # pragma: no cover - Python 3.10
-    async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
-        if deadline is None:
+else:  # pragma: no cover - Python 3.10: no Task.uncancel, so a timer per call
+    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop) -> T:
+        if entry.cap == math.inf and entry.stall == math.inf:
             return await call
+        future = asyncio.ensure_future(call)
         try:
-            return await asyncio.wait_for(call, max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            if loop.time() >= deadline:
-                raise _Expired from None
-            raise
+            while True:
+                left = entry.deadline() - loop.time()
+                if left <= 0:
+                    raise _Expired
+                done, _ = await asyncio.wait((future,), timeout=left)
+                if done:
+                    return future.result()
+        finally:
+            if not future.done():
+                future.cancel()
 
 
 def _discard(call: Awaitable[Any]) -> None:
