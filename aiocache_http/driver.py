@@ -7,13 +7,20 @@ each step (serve, revalidate, fetch, store, renew, invalidate...) is decided by
 misses per key, and emits one :class:`~aiocache_http.events.CacheEvent` per request.
 
 Concurrent misses for the same key share one origin request: the first becomes the
-leader, the others wait for the response it stores and answer with it (no second read).
-A leader that fails or stores nothing hands over to the next caller.
+leader, the others wait for the response it stores and answer with it (no second read,
+unless its body was too large to keep in memory). A leader that fails or stores nothing
+hands over to the next caller.
+
+A miss hands the caller the live response; its body is stored as the caller reads it
+(a tee, :mod:`.streaming`), once complete: the store step begins with the response's
+head and ends with its body. Its event is emitted then. Waiters wait for the body to be
+stored, within the limits of :class:`~aiocache_http.coalescing.Lead`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import time
@@ -25,10 +32,11 @@ from multidict import CIMultiDict
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
+from .coalescing import IN_STORAGE, Lead
 from .events import CacheEvent, Kind, start_collecting_faults, stop_collecting_faults
 from .metrics.cache_status import cache_status
-from .models import CachedRequest, CachedResponse
-from .policy import core
+from .models import CachedRequest, CachedResponse, StoredBody
+from .policy import core, freshness
 from .policy.core import Plan, Received, RequestOptions
 from .policy.decisions import (
     Decision,
@@ -44,6 +52,7 @@ from .policy.decisions import (
     Store,
 )
 from .policy.keys import redact_url
+from .streaming import Tee
 
 logger = logging.getLogger("aiocache_http")
 
@@ -57,7 +66,10 @@ class OriginResponse:
     url: str
     headers: CIMultiDict[str]
     raw: Any
-    read: Callable[[], Awaitable[bytes]]
+    tee: Callable[[Tee], Awaitable[Any]]
+    """Pass the body through the tee as the caller reads it; returns what the caller gets."""
+    drain: Callable[[Any], Awaitable[None]]
+    """Read what ``tee`` returned to its end, for nobody (a background refresh)."""
     release: Callable[[], Any]
     encoding: str | None = None
     history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
@@ -85,34 +97,44 @@ class Outcome:
     age: float | None = None
     revalidated: bool = False  # a 304 just confirmed the stored response
     cache_status: str | None = None  # the Cache-Status header, with cache_status_header (RFC 9211)
+    tee: Tee | None = None  # the body of ``raw`` is on its way to storage
+    drain: Callable[[], Awaitable[None]] | None = None  # reads ``raw``'s body for nobody
 
 
 async def fetch(
     backend: CacheBackend, request: CachedRequest, options: RequestOptions | None, send: Send,
     network_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
+    owner: object = None,
 ) -> Outcome:
     """Answer ``request`` from the cache or the origin, storing what may be stored.
 
     ``request`` carries real credentials; only its redacted copy is ever stored.
     ``network_errors`` are the HTTP library's "origin unreachable" exceptions, for which
-    stale-if-error and must-revalidate apply.
+    stale-if-error and must-revalidate apply. ``owner`` is who will read the response
+    (default: the current task; the sync session passes its calling thread): a request
+    never waits for a response its owner has not read yet.
     """
     plan = core.plan(request, backend.settings, options, backend.identify)
     run = _Run(backend, plan, send, network_errors)
+    run.owner = owner if owner is not None else asyncio.current_task()
     with request_budget():  # a sick backend costs this request at most one deadline
         status_header = backend.settings.cache_status_header
         if not backend.events and not status_header:
-            return await run.execute()
+            return await run.finish(await run.execute())
         run.observe()
         faults, token = start_collecting_faults()
         try:
-            outcome = await run.execute()
+            outcome = await run.finish(await run.execute())
         except BaseException:
             run.emit(None, faults, error=True)
             raise
         finally:
             stop_collecting_faults(token)
-        event = run.emit(outcome, faults)
+        tee = outcome.tee
+        pending = tee is not None and not tee.done.done()
+        event = run.emit(outcome, faults, publish=not pending)
+        if tee is not None and pending:  # the event is the body's: once it is stored or not
+            tee.done.add_done_callback(lambda _: run.emit(outcome, faults))
         if status_header:
             served = outcome.response
             outcome.cache_status = cache_status(
@@ -127,10 +149,12 @@ class _Run:
     last: Decision | None = None  # the last decision carried out
     lookup_decision: Decision | None = None
     stored: bool | None = None
-    stored_response: CachedResponse | None = None  # what this request stored, to share
+    stored_response: Any = None  # what this request stored, to share: a response or IN_STORAGE
     not_stored_reason = ""
     coalesced = False
     bytes_stored = 0
+    owner: object = None  # who reads the response (see fetch())
+    opened: list[StoredBody] | None = None  # large stored bodies read by lookups
     observing = False
     started = 0.0
     origin_time = 0.0
@@ -157,17 +181,33 @@ class _Run:
             return await self.origin(decision)  # the caller asked for its own origin request
         return await self.coalesce(decision, mark)
 
+    async def finish(self, outcome: Outcome) -> Outcome:
+        """Close the large stored bodies the lookups opened that the answer does not use."""
+        if self.opened:
+            used = None if outcome.response is None else outcome.response.stored_body
+            for body in self.opened:
+                if body is not used:
+                    await body.close()
+        return outcome
+
     # -- storage ------------------------------------------------------------------------
+    async def read(self, key: str) -> CachedResponse | None:
+        """The entry at ``key``; a large body stays in storage until it is read."""
+        stored = await self.backend.get_response(key, stream=True)
+        if stored is not None and stored.stored_body is not None:
+            self.opened = [*(self.opened or ()), stored.stored_body]
+        return stored
+
     async def lookup(self) -> Decision:
         """Read what the core asks for until it can decide from it."""
         plan, backend = self.plan, self.backend
         start = time.perf_counter() if self.observing else 0.0
-        stored = await backend.get_response(plan.key)
+        stored = await self.read(plan.key)
         now = backend.clock()
         decision = core.on_lookup(plan, stored, now)
         while isinstance(decision, Lookup):
             _debug(plan, decision)
-            stored = await backend.get_response(decision.key)
+            stored = await self.read(decision.key)
             decision = core.on_lookup(plan, stored, now, via=decision)
         if self.observing:
             self.storage_time += time.perf_counter() - start
@@ -175,31 +215,65 @@ class _Run:
         return decision
 
     async def save(self, response: CachedResponse, keys: tuple[str, ...],
-                   aliases: tuple[str, ...] = ()) -> None:
+                   aliases: tuple[str, ...] = ()) -> CachedResponse:
+        """Store ``response``; returns it, or for a body left in storage, the stored copy
+        (the item the body was read from is replaced)."""
         start = time.perf_counter() if self.observing else 0.0
         backend = self.backend
-        for key in keys:
-            await backend.save_response(response, key)
+        await backend.save_response_at(response, keys)
         for alias in aliases:
             await backend.save_redirect(alias, keys[0])
         self.stored = True
         self.stored_response = response
+        if response.stored_body is not None:
+            self.stored_response = IN_STORAGE  # each reader reads its own
+            copy = await self.read(keys[0])
+            if copy is not None:  # else not stored (fail-open): the old item, still in place
+                response = copy
         if self.observing:
             self.storage_time += time.perf_counter() - start
+        return response
 
-    async def store(self, decision: Store, received: Received, body: bytes) -> CachedResponse | None:
-        """Store the origin's response once its body is complete (the one step a streamed
-        body runs at its end). Returns what was stored, or None."""
-        settings = self.backend.settings
-        result = core.to_store(self.plan, decision, received, body, lambda url: redact_url(
+    async def store(self, decision: Store, received: Received, origin: OriginResponse) -> Outcome:
+        """The store step, begun with the response's head and ended with its body: the
+        caller gets the live response, whose body passes through a tee that stores it
+        once complete (not at all if it is larger than ``max_body_size``)."""
+        backend, plan = self.backend, self.plan
+        settings = backend.settings
+        label = f"{plan.request.method} {plan.request.url}"
+        length = freshness.expected_length(origin.headers)
+        limit = settings.max_body_size
+        if limit is not None and length is not None and length > limit:
+            self.not_stored(DontStore("Content-Length %d > max_body_size %d", "", (length, limit)))
+            return Outcome(None, raw=origin.raw, release=origin.release)
+        response = core.stored_response(plan, decision, received, lambda url: redact_url(
             url, settings.ignored_params, settings.credential_names))
-        if isinstance(result, DontStore):
-            self.not_stored(result)
-            return None
-        await self.save(result, decision.keys, decision.aliases)
-        self.bytes_stored = len(body)
-        _debug(self.plan, decision)
-        return result
+        writer = await backend.open_response(response, decision.keys)
+        tee: Tee
+
+        async def stored() -> None:
+            for alias in decision.aliases:
+                await backend.save_redirect(alias, decision.keys[0])
+            self.stored, self.bytes_stored, self.last = True, tee.size, decision
+            _debug(plan, decision)
+
+        incomplete: DontStore | None = None
+
+        def complete(size: int) -> bool:
+            nonlocal incomplete
+            incomplete = core.body_incomplete(plan, decision, size)
+            return incomplete is None
+
+        def ended(_: object) -> None:
+            if not self.stored:
+                self.not_stored(incomplete or DontStore("not stored: %s", "", (tee.reason,)))
+
+        tee = Tee(writer, complete=complete, expected_length=length, max_size=limit,
+                  on_stored=stored, label=label)
+        tee.done.add_done_callback(ended)
+        raw = await origin.tee(tee)
+        return Outcome(response, raw=raw, release=origin.release, tee=tee,
+                       drain=lambda: origin.drain(raw))
 
     def not_stored(self, decision: DontStore) -> None:
         self.last = decision
@@ -226,13 +300,24 @@ class _Run:
         while True:
             leader = coalescing.inflight.get(slot)
             if leader is not None:
+                if leader.owner == self.owner:  # its own unread response: waiting would hang
+                    return await self.origin(decision)
                 self.coalesced = True
-                result = await asyncio.shield(leader)
+                result = await leader.wait()
+                if result is IN_STORAGE:  # stored, too large to be handed round: read it
+                    mark = coalescing.mark()
+                    again = await self.lookup()
+                    if not isinstance(again, (Fetch, Revalidate)):
+                        return self.answer(again)
+                    decision = again
+                    continue
                 if result is not None:  # in hand: no need to read it back
                     shared = core.shared(self.plan, result, self.backend.clock())
                     if isinstance(shared, (Fetch, Revalidate)):
                         return await self.origin(shared)
                     return self.answer(shared)
+                if not leader.future.done():  # its body stalled: on our own
+                    return await self.origin(decision)
                 mark = coalescing.mark()  # the leader stored nothing: elect another
                 continue
             if coalescing.finished_since(slot, mark):
@@ -248,35 +333,57 @@ class _Run:
     async def lead(self, slot: tuple[asyncio.AbstractEventLoop, str],
                    decision: Fetch | Revalidate) -> Outcome:
         coalescing = self.backend.coalescing
-        future = coalescing.claim(slot)
-        shared: CachedResponse | None = None
+        lead = coalescing.claim(slot, self.owner)
         try:
             outcome = await self.origin(decision)
-            shared = self.stored_response  # only stored responses are shared
-            return outcome
-        finally:
-            coalescing.release(slot, future, shared)
+        except BaseException:
+            coalescing.release(slot, lead, None)
+            raise
+        self.hand_over(slot, lead, outcome)
+        return outcome
+
+    def hand_over(self, slot: tuple[asyncio.AbstractEventLoop, str], lead: Lead,
+                  outcome: Outcome) -> None:
+        """Give the waiters what was stored (only stored responses are shared): now, or once
+        the body on its way is stored."""
+        coalescing, tee = self.backend.coalescing, outcome.tee
+        if tee is None:
+            coalescing.release(slot, lead, self.stored_response)
+            return
+        lead.streams(tee)
+
+        def stored(done: asyncio.Future[CachedResponse | bool]) -> None:
+            result = done.result()
+            shared = result if isinstance(result, CachedResponse) else (IN_STORAGE if result else None)
+            coalescing.release(slot, lead, shared)
+
+        tee.done.add_done_callback(stored)
 
     def refresh_in_background(self, slot: tuple[asyncio.AbstractEventLoop, str],
                               decision: Revalidate | Fetch) -> None:
         """Stale-while-revalidate (RFC 5861 §3): one background refresh per key. The slot
         is claimed before the task starts, so concurrent stale hits start exactly one."""
         refresh = _Run(self.backend, self.plan, self.send, self.network_errors)
-        future = self.backend.coalescing.claim(slot)
+        lead = self.backend.coalescing.claim(slot)  # a task of its own: nobody's response
         plan = self.plan
 
         async def run() -> None:
-            shared: CachedResponse | None = None
             try:
-                outcome = await refresh.origin(decision)
-                shared = refresh.stored_response
-                if outcome.release is not None:
+                outcome = await refresh.finish(await refresh.origin(decision))
+            except Exception as e:
+                self.backend.coalescing.release(slot, lead, None)
+                logger.warning("%s %s: background refresh failed: %s: %s", plan.request.method,
+                               plan.request.url, type(e).__name__, e)
+                return
+            refresh.hand_over(slot, lead, outcome)
+            try:
+                if outcome.drain is not None:
+                    await outcome.drain()  # nobody reads this body: read it to store it
+                elif outcome.release is not None:
                     outcome.release()
             except Exception as e:
                 logger.warning("%s %s: background refresh failed: %s: %s", plan.request.method,
                                plan.request.url, type(e).__name__, e)
-            finally:
-                self.backend.coalescing.release(slot, future, shared)
 
         task = slot[0].create_task(run())
         self.backend.background.add(task)
@@ -317,12 +424,14 @@ class _Run:
         if isinstance(decision, Renew):
             origin.release()
             assert decision.response is not None
+            answer = decision.answer or decision.response
             if not self.backend.settings.read_only:
-                await self.save(decision.response, decision.keys)
+                saved = await self.save(decision.response, decision.keys)
+                if answer.stored_body is not None:  # read its body from the renewed item
+                    answer = dataclasses.replace(answer, stored_body=saved.stored_body)
             self.last = decision
             _debug(self.plan, decision)
-            return Outcome(decision.answer or decision.response, from_cache=True, age=decision.age,
-                           revalidated=True)
+            return Outcome(answer, from_cache=True, age=decision.age, revalidated=True)
         if isinstance(decision, Serve):  # a 304 to an unconditional request
             origin.release()
             return self.answer(decision)
@@ -343,14 +452,7 @@ class _Run:
         if not await self.passes_filter(origin):
             self.not_stored(core.filtered_out(self.plan))
             return Outcome(None, raw=origin.raw, release=origin.release)
-        start = time.perf_counter() if self.observing else 0.0
-        body = await origin.read()
-        if self.observing:
-            self.origin_time += time.perf_counter() - start  # the body is origin time too
-        stored = await self.store(decision, received, body)
-        if stored is not None:
-            self.last = decision
-        return Outcome(stored, raw=origin.raw, release=origin.release)
+        return await self.store(decision, received, origin)
 
     async def passes_filter(self, origin: OriginResponse) -> bool:
         filter_fn = self.backend.settings.filter_fn
@@ -366,7 +468,8 @@ class _Run:
         self.observing = True
         self.started = time.perf_counter()
 
-    def emit(self, outcome: Outcome | None, faults: list[str], error: bool = False) -> CacheEvent:
+    def emit(self, outcome: Outcome | None, faults: list[str], error: bool = False,
+             publish: bool = True) -> CacheEvent:
         plan, last = self.plan, self.last
         if last is None:
             last = plan.bypass or self.lookup_decision or Fetch("failed before a decision")
@@ -374,7 +477,10 @@ class _Run:
         response = None if outcome is None else outcome.response
         status = None
         served: int | None = None
-        if response is not None:
+        if outcome is not None and outcome.tee is not None:  # the body that passed the tee
+            status = None if response is None else response.status
+            served = outcome.tee.size
+        elif response is not None:
             status, served = response.status, len(response.body)
         elif outcome is not None and outcome.raw is not None:
             status = getattr(outcome.raw, "status", getattr(outcome.raw, "status_code", None))
@@ -390,7 +496,8 @@ class _Run:
             storage_time=self.storage_time, bytes_served=served, bytes_stored=self.bytes_stored,
             storage_errors=tuple(faults),
         )
-        self.backend.events.emit(event)
+        if publish:
+            self.backend.events.emit(event)
         return event
 
 

@@ -2,11 +2,15 @@
 
 :class:`CachedClientResponse` replays a stored response with the interface of
 ``aiohttp.ClientResponse``; :class:`OriginClientResponse` is aiohttp's own response
-class with the same cache attributes, for answers that came from the origin.
+class with the same cache attributes, for answers that came from the origin (on a miss
+its ``content`` is a :class:`~aiocache_http.content.TeeStreamReader`: what the caller
+reads is stored). A replayed large body left in storage is read from there: whole by
+``read()``, in chunks through ``content``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json as _json
 import re
@@ -16,15 +20,24 @@ from http.cookies import SimpleCookie
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from aiohttp import ClientResponse, ClientResponseError, ContentTypeError, RequestInfo, multipart
+from aiohttp import (
+    ClientPayloadError,
+    ClientResponse,
+    ClientResponseError,
+    ContentTypeError,
+    RequestInfo,
+    multipart,
+)
 from aiohttp.client_reqrep import ContentDisposition
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
 from .backends.views import ResponsesView
-from .models import CachedRequest, utcnow
+from .content import ReplayStream, TeeStreamReader
+from .models import CachedRequest, StoredBodyError, utcnow
 from .models import CachedResponse as Record
 from .models.convert import as_record, aware
+from .streaming import Tee
 
 _JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+?\+)?json")
 _LINK = re.compile(r"\s*<(.*)>(.*)")
@@ -102,6 +115,26 @@ class OriginClientResponse(ClientResponse):
         return self.expires is not None and naive(utcnow()) >= self.expires
 
 
+async def attach_tee(response: ClientResponse, tee: Tee) -> ClientResponse:
+    """Make what the caller reads of ``response``'s body pass through ``tee``."""
+    content = TeeStreamReader(response.content, tee)
+    response.content = content  # type: ignore[assignment]  # a StreamReader in all it does
+    await content.start()
+    return response
+
+
+async def drain(response: ClientResponse) -> None:
+    """Read ``response``'s body to its end for nobody (so its tee stores it)."""
+    try:
+        async for _ in response.content.iter_any():
+            pass
+    finally:
+        response.release()
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
 class BodyStream:
     """The subset of aiohttp's StreamReader API that reads a body already in memory."""
 
@@ -177,6 +210,7 @@ class CachedClientResponse:
         "_content",
         "_headers",
         "_history",
+        "_loaded",
         "_url",
         "from_cache",
         "method",
@@ -220,8 +254,9 @@ class CachedClientResponse:
         self._cache_status = cache_status
         self._headers: CIMultiDictProxy[str] | None = None
         self._url: URL | None = None
-        self._content: BodyStream | None = None
+        self._content: BodyStream | ReplayStream | None = None
         self._history: tuple[CachedClientResponse, ...] | None = None
+        self._loaded: bytes | None = None  # a body read from storage
 
     @classmethod
     async def from_client_response(cls, response: ClientResponse,
@@ -355,10 +390,13 @@ class CachedClientResponse:
         return self._cached.ttl
 
     # -- body -----------------------------------------------------------------------
+    # A large body may be left in storage (``stored_body``): read() loads it, content
+    # streams it in chunks.
     @property
-    def content(self) -> BodyStream:
+    def content(self) -> BodyStream | ReplayStream:
         if self._content is None:
-            self._content = BodyStream(self._cached.body)
+            stored = self._cached.stored_body
+            self._content = BodyStream(self._cached.body) if stored is None else ReplayStream(stored=stored)
         return self._content
 
     def reset(self) -> None:
@@ -367,15 +405,26 @@ class CachedClientResponse:
 
     @property
     def _body(self) -> bytes:
-        return self._cached.body
+        return self.body
 
     @property
     def body(self) -> bytes:
-        """The stored body, as the record (:class:`aiocache_http.models.CachedResponse`) has it."""
+        """The stored body, as the record (:class:`aiocache_http.models.CachedResponse`) has
+        it (a body left in storage: once read)."""
+        if self._cached.stored_body is not None:
+            return self._loaded or b""
         return self._cached.body
 
     async def read(self) -> bytes:
-        return self._cached.body
+        stored = self._cached.stored_body
+        if stored is None:
+            return self._cached.body
+        if self._loaded is None:
+            try:
+                self._loaded = await stored.read()
+            except StoredBodyError as e:
+                raise ClientPayloadError(f"Response payload is not completed: {e}") from e
+        return self._loaded
 
     def get_encoding(self) -> str:
         """The charset named by Content-Type if Python knows it (as aiohttp: an unknown
@@ -389,7 +438,7 @@ class CachedClientResponse:
         return "utf-8"
 
     async def text(self, encoding: str | None = None, errors: str = "strict") -> str:
-        return self._cached.body.decode(encoding or self.get_encoding(), errors=errors)
+        return (await self.read()).decode(encoding or self.get_encoding(), errors=errors)
 
     async def json(
         self,
@@ -404,7 +453,7 @@ class CachedClientResponse:
                 headers=self.headers,
                 message=f"Attempt to decode JSON with unexpected mimetype: {self.content_type}",
             )
-        stripped = self._cached.body.strip()
+        stripped = (await self.read()).strip()
         if not stripped:
             return None
         return loads(stripped.decode(encoding or self.get_encoding()))
@@ -419,26 +468,39 @@ class CachedClientResponse:
         # aiohttp types this as ClientResponse; the replayed hops quack the same.
         return self.history  # type: ignore[return-value]
 
-    # -- life cycle (nothing to release: the body is in memory) ------------------------
+    # -- life cycle (only a body left in storage holds anything) ------------------------
     @property
     def closed(self) -> bool:
         return True
 
     def release(self) -> Any:
+        self._close_stored()
         return None
 
     def close(self) -> None:
-        return None
+        self._close_stored()
+
+    def _close_stored(self) -> None:
+        stored = self._cached.stored_body
+        if stored is None:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(stored.close())
+        except RuntimeError:  # no loop here: what it holds is freed with it
+            return
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
     async def wait_for_close(self) -> None:
-        return None
+        if self._cached.stored_body is not None:
+            await self._cached.stored_body.close()
 
     async def __aenter__(self) -> CachedClientResponse:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        return None
+        await self.wait_for_close()
 
     def __repr__(self) -> str:
         return f"<CachedClientResponse({self._cached.url}) [{self.status} {self.reason}]>"
@@ -455,4 +517,4 @@ def _present(record: Record) -> CachedClientResponse:
 # backend.responses hands out replayed responses, as aiohttp-client-cache's storages do.
 ResponsesView.present = staticmethod(_present)
 
-__all__ = ["CachedClientResponse", "CachedResponse", "OriginClientResponse"]
+__all__ = ["CachedClientResponse", "CachedResponse", "OriginClientResponse", "attach_tee", "drain"]

@@ -22,7 +22,7 @@ from .driver import OriginResponse, Outcome, fetch
 from .models import CachedRequest
 from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
-from .response import BodyStream, CachedClientResponse, OriginClientResponse, naive
+from .response import BodyStream, CachedClientResponse, OriginClientResponse, attach_tee, drain, naive
 
 logger = logging.getLogger("aiocache_http")
 
@@ -279,7 +279,8 @@ def _origin(response: ClientResponse) -> OriginResponse:
         url=str(response.url),
         headers=CIMultiDict(response.headers),
         raw=response,
-        read=response.read,
+        tee=lambda tee: attach_tee(response, tee),
+        drain=drain,
         release=response.release,
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))

@@ -7,6 +7,11 @@ An ``X-Status`` request header overrides ``status`` (same URL, another answer).
 ``/redirect/NAME`` redirects (302) to ``/r/NAME``. ``/echo`` returns the request headers.
 ``/broken/NAME`` promises 100 bytes and hangs up after 10. While ``origin.down`` is set,
 every request is answered by closing the connection.
+
+``/body/NAME?size=N`` answers ``payload(N)`` (JSON, newline every 64 bytes) in 64 KiB
+writes, with Content-Length, or chunked with ``chunked=1``; ``cut=K`` hangs up after K
+bytes; ``pause=S`` waits S seconds half-way through; ``h_Name=value`` adds headers;
+``etag=v1`` answers If-None-Match with a 304.
 """
 
 from __future__ import annotations
@@ -14,12 +19,34 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
 from aiohttp import web
+
+_UNIT = b"1," + b" " * 61 + b"\n"  # 64 bytes: one line of the payload
+_WRITE = 64 * 1024
+
+
+def payload_chunks(size: int) -> Iterator[bytes]:
+    """``payload(size)`` in pieces of about 64 KiB, without building it whole."""
+    if size <= 1:
+        yield b"0"[:size]
+        return
+    units, pad = divmod(size - 3, len(_UNIT)) if size > 2 else (0, -1)
+    yield b"["
+    batch = _WRITE // len(_UNIT)
+    for start in range(0, units, batch):
+        yield _UNIT * min(batch, units - start)
+    yield b"]" if pad < 0 else b"1" + b" " * pad + b"]"
+
+
+def payload(size: int) -> bytes:
+    """``size`` bytes of valid JSON (but for 0), a newline every 64 bytes."""
+    return b"".join(payload_chunks(size))
 
 
 class Clock:
@@ -112,9 +139,47 @@ def make_app(counts: Counter[str], state: dict[str, bool],
         request.transport.close()
         return response
 
+    async def body(request: web.Request) -> web.StreamResponse:
+        counts[request.path] += 1
+        q = request.query
+        size = int(q.get("size", "0"))
+        cut = int(q["cut"]) if "cut" in q else None
+        pause = float(q.get("pause", "0"))
+        headers = {"Content-Type": "application/json"}
+        headers.update((k[2:], v) for k, v in q.items() if k.startswith("h_"))
+        if "etag" in q:
+            headers["ETag"] = f'"{q["etag"]}"'
+            if request.headers.get("If-None-Match") == headers["ETag"]:
+                return web.Response(status=304, headers=headers)
+        response = web.StreamResponse(headers=headers)
+        if q.get("chunked"):
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = size
+        await response.prepare(request)
+        sent = 0
+        for chunk in payload_chunks(size):
+            if cut is not None:
+                chunk = chunk[: max(0, cut - sent)]
+            if pause and sent <= size // 2 < sent + len(chunk):
+                half = size // 2 - sent
+                await response.write(chunk[:half])
+                await asyncio.sleep(pause)
+                chunk, sent = chunk[half:], sent + half
+            if chunk:
+                await response.write(chunk)
+            sent += len(chunk)
+            if cut is not None and sent >= cut:
+                assert request.transport is not None
+                request.transport.close()
+                return response
+        await response.write_eof()
+        return response
+
     app = web.Application(middlewares=[outage])
     app.router.add_route("*", "/r/{name}", scripted)
     app.router.add_get("/broken/{name}", broken)
+    app.router.add_route("*", "/body/{name}", body)
     app.router.add_get("/redirect/{name}", redirect)
     app.router.add_route("*", "/echo", echo)
     return app

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 
 from multidict import CIMultiDict
 
 from aiocache_http import CacheBackend, utcnow
+from aiocache_http.backends.base import BaseCache
+from aiocache_http.backends.parts import INLINE_LIMIT, PART_SIZE
 from aiocache_http.models import CachedRequest, CachedResponse
 
 
@@ -111,6 +114,98 @@ async def test_concurrent_writers(backend: CacheBackend) -> None:
     for i in range(50):
         loaded = await backend.get_response(f"k{i}")
         assert loaded is not None and loaded.body == str(i).encode()
+
+
+# -- items written and read in parts (backends/parts.py) ------------------------------------
+def sizes_for(store: BaseCache) -> list[int]:
+    """Empty, small, just over the inline limit, several parts: what the storage takes."""
+    limit = store.max_item_size
+    sizes = [0, 100, INLINE_LIMIT + 1, 3 * PART_SIZE + INLINE_LIMIT + 7]
+    return [s for s in sizes if limit is None or s + 100 <= limit]
+
+
+async def write_in_parts(store: BaseCache, key: str, head: bytes, body: bytes) -> None:
+    writer = await store.open_write(key, None, len(head))
+    for start in range(0, len(body), 100_000):
+        await writer.write(body[start : start + 100_000])
+    await writer.commit(head)
+
+
+async def test_write_and_read_in_parts(backend: CacheBackend) -> None:
+    store = backend.raw_responses
+    for size in sizes_for(store):
+        head, body = b"head:%d|" % size, os.urandom(size)
+        writer = await store.open_write("k", None, len(head))
+        await writer.write(body)
+        assert await store.read("k") is None, size  # nothing visible before the commit
+        await writer.commit(head)
+        assert await store.read("k") == head + body, size
+        reader = await store.open_read("k")
+        assert reader is not None and reader.size == len(head) + size
+        assert b"".join([part async for part in reader.parts()]) == head + body
+        assert b"".join([part async for part in reader.parts(len(head) + 5)]) == body[5:]
+        assert b"".join([part async for part in reader.parts(2)]) == (head + body)[2:]  # again
+        await reader.close()
+        await store.delete("k")
+        assert await store.read("k") is None and await store.open_read("k") is None
+
+
+async def test_aborted_write_leaves_the_previous_item(backend: CacheBackend) -> None:
+    store = backend.raw_responses
+    for size in sizes_for(store):
+        await store.write("k", b"old")
+        writer = await store.open_write("k", None, 4)
+        await writer.write(os.urandom(size))
+        await writer.abort()
+        await writer.abort()  # twice is fine
+        assert await store.read("k") == b"old", size
+    assert await store.size() == 1
+
+
+async def test_large_items_replaced_deleted_cleared_expired(backend: CacheBackend) -> None:
+    store = backend.raw_responses
+    size = sizes_for(store)[-1]
+    first, second = os.urandom(size), os.urandom(size)
+    await write_in_parts(store, "k", b"h1", first)
+    reader = await store.open_read("k")
+    await write_in_parts(store, "k", b"h2", second)  # replaces it while a reader is open
+    assert await store.read("k") == b"h2" + second
+    assert await store.size() == 1 and await store.keys() == ["k"]
+    assert reader is not None
+    try:  # an open reader reads the item it opened, or fails: never a mix of two
+        assert b"".join([part async for part in reader.parts()]) == b"h1" + first
+    except Exception as e:
+        assert not isinstance(e, AssertionError)
+    await store.delete("k")
+    assert await store.read("k") is None
+    await write_in_parts(store, "k", b"h", first)
+    await store.clear()
+    assert await store.read("k") is None and await store.size() == 0
+    past = utcnow() - timedelta(seconds=1)
+    writer = await store.open_write("old", past, 1)
+    await writer.write(first)
+    await writer.commit(b"h")
+    if await store.delete_expired(utcnow()) is not None:  # the storage records expiry
+        assert await store.read("old") is None
+
+
+async def test_large_response_round_trip(backend: CacheBackend) -> None:
+    """The backend writes a large body in parts, and reads it back (whole, or left in
+    storage) verified."""
+    size = sizes_for(backend.raw_responses)[-1]
+    original = response(body=os.urandom(size), expires=utcnow() + timedelta(hours=1))
+    await backend.save_response(original, "key")
+    loaded = await backend.get_response("key")
+    assert loaded is not None and loaded.body == original.body and loaded.stored_body is None
+    streamed = await backend.get_response("key", stream=True)
+    assert streamed is not None
+    if streamed.stored_body is not None:
+        assert streamed.body == b""
+        assert await streamed.stored_body.read() == original.body
+        assert b"".join([c async for c in streamed.stored_body.chunks()]) == original.body
+        await streamed.stored_body.close()
+    else:
+        assert streamed.body == original.body
 
 
 async def test_items_read_many_bulk_write(backend: CacheBackend) -> None:

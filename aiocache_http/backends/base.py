@@ -28,16 +28,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from multidict import CIMultiDict
 
-from ..coalescing import Coalescing
+from ..coalescing import Coalescing, Lead
 from ..events import EventHub
 from ..metrics.stats import CacheStats
-from ..models import CachedRequest, CachedResponse, utcnow
+from ..models import CachedRequest, CachedResponse, StoredBodyError, utcnow
 from ..models.convert import as_record
 from ..policy.freshness import NEVER_STORED
 from ..policy.keys import CREDENTIAL_HEADERS, create_key, hash_key, normalize_request, redact_url
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
+from .bodies import ResponseWriter, StoredBodyReader
 from .health import Health, Kind, request_budget
+from .parts import INLINE_LIMIT, PART_SIZE, BufferedWriter, ItemReader, ItemWriter, WholeReader
 from .values import Value
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ _IDENTITY_MEMO_SIZE = 4096
 _DECODED_SIZE = 256
 _DECODED_MAX_BYTES = 64 * 1024
 _END: Any = object()
+_AS_EXPIRES: Any = object()
 
 
 class AsyncResults(Generic[T]):
@@ -88,6 +91,9 @@ class BaseCache(ABC):
     """True for the in-process storage, which keeps decoded responses (see memory.py)."""
     in_process = False
     """True when calls never wait on IO (the gate then never moves a write to the background)."""
+    max_item_size: int | None = None
+    """The largest item the database takes, if it has a limit: an item written in parts
+    fails as soon as it passes it, rather than after buffering all of it."""
 
     @abstractmethod
     async def read(self, key: str) -> Value | None: ...
@@ -153,6 +159,18 @@ class BaseCache(ABC):
         """Delete items whose ``expires`` is before ``now`` and return how many, or None if
         this storage does not record expiry (the backend then decodes items to find them)."""
         return None
+
+    async def open_write(self, key: str, expires: datetime | None = None, head_size: int = 0) -> ItemWriter:
+        """Write the item at ``key`` in parts (see :mod:`.parts`): it appears whole on
+        ``commit(head)``, or not at all. Opening does no IO (writes do). This default
+        buffers the item and calls :meth:`write`."""
+        return BufferedWriter(self, key, expires)
+
+    async def open_read(self, key: str) -> ItemReader | None:
+        """The item at ``key``, to read in parts (see :mod:`.parts`), or None. This
+        default reads it whole."""
+        data = await self.read(key)
+        return None if data is None else WholeReader(data)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections this storage opened (not ones passed in by the user)."""
@@ -299,7 +317,7 @@ class CacheBackend:
             _disabled.reset(token)
 
     @property
-    def inflight(self) -> dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Any]]:
+    def inflight(self) -> dict[tuple[asyncio.AbstractEventLoop, str], Lead]:
         """Keys with an origin request under way (a leader and maybe waiters)."""
         return self.coalescing.inflight
 
@@ -402,11 +420,16 @@ class CacheBackend:
                     await aclose()
 
     # -- responses ------------------------------------------------------------------
-    async def get_response(self, key: str, follow_redirects: bool = True) -> CachedResponse | None:
+    async def get_response(self, key: str, follow_redirects: bool = True, *,
+                           stream: bool = False) -> CachedResponse | None:
         """The stored response for ``key`` (following a stored redirect), or None.
 
         An item that cannot be used (corrupt, tampered, stored at another key, unknown
-        format) is deleted and reported as a miss.
+        format) is deleted and reported as a miss. An item is verified before it is used:
+        a small one whole; a large one's head first, then its body as it is read, against
+        the digest in the verified head. With ``stream=True`` a large body is left in
+        storage: the response's ``stored_body`` reads it (its last chunk is handed over
+        only once the whole body has checked out) and must be closed.
         """
         storage = self.raw_responses
         # in-process: the decoded response itself, no IO (unless ``read`` was replaced)
@@ -424,7 +447,12 @@ class CacheBackend:
             data: bytes | None = value
         else:
             with request_budget():  # a hung backend costs one deadline, not one per call
-                data, key = await self._read_item(key, follow_redirects)
+                found, key = await self._read_item(key, follow_redirects)
+                if isinstance(found, ItemReader):
+                    if found.whole is None:  # too large to read whole
+                        return await self._large(key, found, stream)
+                    found = found.whole
+                data = found
         if data is None:
             return None
         decoded = self._decoded.get(key)
@@ -433,8 +461,7 @@ class CacheBackend:
         try:
             response = self.load(key, data)  # whatever a user's serializer raises: unusable
         except DeserializationError as e:
-            logger.warning("%r: discarding unusable item %s: %s", self, key, e)
-            await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
+            await self._discard(key, e)
             return None
         if len(data) <= _DECODED_MAX_BYTES:
             if len(self._decoded) >= _DECODED_SIZE:
@@ -442,17 +469,48 @@ class CacheBackend:
             self._decoded[key] = (data, response)
         return response
 
-    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | None, str]:
-        """The bytes stored at ``key``, else (following a redirect alias) at its target, with
-        the key they were found at. A storage that can do both in one round trip
+    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
+        """The item stored at ``key``, else (following a redirect alias) at its target, with
+        the key it was found at: its bytes, or a reader for an item read in parts (see
+        :meth:`BaseCache.open_read`). A storage that can do both in one round trip
         overrides this (a miss then costs one read)."""
-        data = await self._guard("read", self.raw_responses.read(key), None)
-        if data is None and follow_redirects:
+        found = await self._guard("read", self.raw_responses.open_read(key), None)
+        if found is None and follow_redirects:
             target = await self.get_redirect(key)
             if target is not None:
                 key = target
-                data = await self._guard("read", self.raw_responses.read(key), None)
-        return data, key
+                found = await self._guard("read", self.raw_responses.open_read(key), None)
+        return found, key
+
+    async def _discard(self, key: str, error: object) -> None:
+        logger.warning("%r: discarding unusable item %s: %s", self, key, error)
+        await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
+
+    async def _large(self, key: str, reader: ItemReader, stream: bool) -> CachedResponse | None:
+        """A large item: its head verified and decoded now; its body left in storage
+        (``stream``) or read now, checked against the digest in the head."""
+        body = StoredBodyReader(self, key, reader)
+        try:
+            if not self.serializer.streams:  # a format read whole (pickle, custom)
+                data = await body.item()
+                return None if data is None else self.load(key, data)
+            head = await body.head()
+        except DeserializationError as e:
+            await body.close()
+            await self._discard(key, e)
+            return None
+        if head is None:  # the storage failed (logged)
+            await body.close()
+            return None
+        response = dataclasses.replace(head.response, cache_key=key)
+        if stream and head.body_length:
+            return dataclasses.replace(response, stored_body=body)
+        try:
+            return dataclasses.replace(response, body=await body.read())
+        except StoredBodyError:
+            return None  # logged; a corrupt body was discarded
+        finally:
+            await body.close()
 
     def load(self, key: str, data: Any) -> CachedResponse:
         """The response stored as ``data`` at ``key``; DeserializationError if it is none."""
@@ -502,17 +560,55 @@ class CacheBackend:
         # (a TTL from a past expiry would drop it at once).
         keep_until = (max(response.expires, utcnow()) if by_user and response.expires
                       else response.expires)
-        storage = self.raw_responses
-        if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
-            storage.put_item(key, response, keep_until)  # type: ignore[attr-defined]
-        else:
-            data = self.dump(key, response)
-            await self._guard_write("write", storage, storage.write(key, data, keep_until))
+        await self.save_response_at(response, [key], keep_until)
         if by_user and not _has_credentials(response.request):
             # (A hop alias carries no credentials: it must not lead to a user's response.)
             for hop in response.history:
                 await self.save_redirect(self.create_key(CachedRequest(hop.request.method, hop.url)),
                                          key)
+
+    async def save_response_at(self, response: CachedResponse, keys: Sequence[str],
+                               keep_until: datetime | object | None = _AS_EXPIRES) -> None:
+        """Store the record ``response`` under each of ``keys`` (until ``keep_until``:
+        default, its expiry). A large body, in memory or left in storage, is written in
+        parts, in one pass for all keys (a body left in storage is read before any key is
+        replaced: afterwards, read it again from the new item)."""
+        response = without_set_cookie(response)
+        until = response.expires if keep_until is _AS_EXPIRES else keep_until
+        assert until is None or isinstance(until, datetime)
+        stored = response.stored_body
+        storage = self.raw_responses
+        if stored is None and (len(response.body) <= INLINE_LIMIT or not self.serializer.streams):
+            for key in keys:
+                if response.cache_key != key:
+                    response = dataclasses.replace(response, cache_key=key)
+                if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
+                    storage.put_item(key, response, until)  # type: ignore[attr-defined]
+                    continue
+                await self._guard_write("write", storage, storage.write(key, self.dump(key, response), until))
+            return
+        writer = await self.open_response(dataclasses.replace(response, body=b"", stored_body=None), keys)
+        try:
+            if stored is not None:
+                async for chunk in stored.chunks():
+                    await writer.write(chunk)
+            else:
+                with memoryview(response.body) as view:
+                    for start in range(0, len(view), PART_SIZE):
+                        await writer.write(view[start : start + PART_SIZE])
+            await writer.commit()
+        except StoredBodyError as e:  # the body we copy from went away: nothing stored
+            if self.settings.strict:
+                raise
+            logger.warning("%r: write failed, continuing without the cache: %s", self, e)
+        finally:
+            await writer.abort()  # a no-op once committed
+
+    async def open_response(self, response: CachedResponse, keys: Sequence[str]) -> ResponseWriter:
+        """Store ``response`` at ``keys`` as its body arrives: ``write()`` each chunk, then
+        ``commit()`` once it is complete, or ``abort()`` (see :class:`ResponseWriter`).
+        ``response.body`` is not read: the chunks are the body. Set-Cookie is dropped."""
+        return ResponseWriter(self, without_set_cookie(response), keys)
 
     async def get_redirect(self, alias: str) -> str | None:
         """The key a redirect alias points at, or None (an unusable alias is deleted)."""

@@ -168,6 +168,8 @@ class DynamoDBCache(BaseCache):
         # hits costs one GetItem); a write or delete makes later reads start afresh.
         self._reads: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[bytes | None]] = {}
 
+    max_item_size = ITEM_LIMIT
+
     def __repr__(self) -> str:
         return f"DynamoDBCache({self.table.name!r}, {self.namespace!r})"
 

@@ -29,6 +29,12 @@ response itself still carries its expiry.)
 
 Each operation is one blocking function run in aiofiles' executor (``aiofiles.os.wrap``)
 rather than a chain of per-call aiofiles hops: a hit costs one thread hop, not three.
+
+Large items (over :data:`.parts.INLINE_LIMIT`) are written in parts: the temporary file
+is filled part by part as the body arrives, then fsynced and renamed as above, so an
+item appears whole or not at all. Read in parts, an item is one open file read with
+``pread`` at any offset: a later write renames a new file over the name and leaves the
+open one as it was.
 """
 
 from __future__ import annotations
@@ -44,12 +50,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiofiles.os import wrap
 
 from .base import BaseCache, CacheBackend, cache_path, check_storage_options
 from .lru import LRUIndex
+from .parts import INLINE_LIMIT, PART_SIZE, ItemReader, SpillingWriter, WholeReader
 from .sqlite import SQLiteCache
 from .values import Value, decode_value, encode_value
 
@@ -137,6 +144,32 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
+def _open_item(path: Path) -> tuple[BinaryIO, int] | bytes | None:
+    """A small item's bytes, or a large one's open file and size, or None."""
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed here or by the reader
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if size <= INLINE_LIMIT:
+            with f:
+                return f.read()
+    except BaseException:
+        f.close()
+        raise
+    return f, size
+
+
+def _pread(f: BinaryIO, size: int, offset: int) -> bytes:
+    return os.pread(f.fileno(), size, offset)
+
+
+def _close(f: BinaryIO | None) -> None:
+    if f is not None:
+        f.close()
+
+
 def _unlink(path: Path) -> bool:
     try:
         path.unlink()
@@ -149,6 +182,60 @@ def get_cache_dir(cache_name: str | Path, use_cache_dir: bool = False, use_temp:
     """The directory for ``cache_name``: as given, in the user cache dir, or in the temp dir
     (the last two are ignored for an absolute path)."""
     return cache_path(cache_name, use_cache_dir, use_temp)
+
+
+class _FileReader(ItemReader):
+    """A large item: its open file (a snapshot: see the module docstring)."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.file: BinaryIO | None = f
+        self.size = size
+
+    async def parts(self, start: int = 0) -> AsyncIterator[bytes]:
+        for offset in range(start, self.size, PART_SIZE):
+            if self.file is None:
+                raise ValueError("read from a closed item")
+            part = await _wrapped_pread(self.file, PART_SIZE, offset)
+            if not part:
+                return
+            yield part
+
+    async def close(self) -> None:
+        f, self.file = self.file, None
+        await _wrapped_close(f)
+
+
+_wrapped_pread = wrap(_pread)
+_wrapped_close = wrap(_close)
+
+
+class _FileWriter(SpillingWriter):
+    """Spills a large item into a temporary file (room left for its head at the start),
+    renamed over the entry on commit."""
+
+    storage: FileCache
+
+    def __init__(self, storage: FileCache, key: str, expires: datetime | None, head_size: int) -> None:
+        super().__init__(storage, key, expires, head_size)
+        self._file: BinaryIO | None = None
+        self._tmp: Path | None = None
+
+    async def _spill(self, part: bytes) -> None:
+        if self._file is None:
+            self._tmp, self._file = await self.storage._create_tmp(self.head_size)
+        await self.storage._append(self._file, part)
+
+    async def _publish(self, head: bytes) -> None:
+        f, tmp = self._file, self._tmp
+        self._file = None
+        assert f is not None and tmp is not None
+        await self.storage._publish(self.key, f, tmp, head, _mtime(self.expires))
+
+    async def _discard(self) -> None:
+        f, tmp = self._file, self._tmp
+        self._file = self._tmp = None
+        if tmp is not None:
+            await self.storage._discard(f, tmp)
 
 
 class FileCache(BaseCache):
@@ -186,6 +273,11 @@ class FileCache(BaseCache):
         if self.lru is not None and sync_index:
             self._sync_index()
         self._read = wrap(self._read_sync)
+        self._open_item = wrap(self._open_sync)
+        self._create_tmp = wrap(self._create_tmp_sync)
+        self._append = wrap(self._append_sync)
+        self._publish = wrap(self._publish_sync)
+        self._discard = wrap(self._discard_sync)
         self._write = wrap(self._write_sync)
         self._delete = wrap(self._delete_sync)
         self._scan = wrap(self._scan_sync)
@@ -260,6 +352,61 @@ class FileCache(BaseCache):
             self.directory.mkdir(parents=True, exist_ok=True)
             self._write_file(key, data, mtime)
 
+    def _create_tmp_sync(self, head_size: int) -> tuple[Path, BinaryIO]:
+        tmp = self.directory / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            f = open(tmp, "xb")  # noqa: SIM115 - closed by the writer
+        except FileNotFoundError:  # the directory was removed under us: recreate it once
+            self.directory.mkdir(parents=True, exist_ok=True)
+            f = open(tmp, "xb")  # noqa: SIM115
+        f.seek(head_size)  # the head is written there on commit
+        return tmp, f
+
+    @staticmethod
+    def _append_sync(f: BinaryIO, part: bytes) -> None:
+        f.write(part)
+
+    def _publish_sync(self, key: str, f: BinaryIO, tmp: Path, head: bytes, mtime: float) -> None:
+        try:
+            with f:
+                f.flush()
+                os.pwrite(f.fileno(), head, 0)
+                os.fsync(f.fileno())
+                size = os.fstat(f.fileno()).st_size
+            if self.lru is not None:
+                if not self.lru.fits(size):
+                    self._delete_sync([key])  # an older, smaller version must not stay behind
+                    self._discard_sync(None, tmp)
+                    return
+                evicted = self.lru.make_room(key, size)
+                if evicted:
+                    self._delete_sync(evicted)
+            os.utime(tmp, (time.time(), mtime))
+            name = filename(key, self.suffix)
+            hashed = self._hashed.fullmatch(name)
+            if hashed:  # key file first: an entry is never listed without its key
+                _write_atomic(self.directory / (_KEY_PREFIX + hashed.group(1)),
+                              key.encode("utf-8", "surrogatepass"), None)
+            os.replace(tmp, self.directory / name)
+            if self.lru is not None:
+                self.lru.record(key, size)
+        except BaseException:
+            self._discard_sync(f, tmp)
+            raise
+
+    def _open_sync(self, key: str) -> tuple[BinaryIO, int] | bytes | None:
+        found = _open_item(self.path(key))
+        if found is not None and self.lru is not None:
+            self.lru.touch(key)
+        return found
+
+    @staticmethod
+    def _discard_sync(f: BinaryIO | None, tmp: Path) -> None:
+        if f is not None:
+            f.close()
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
     def _delete_sync(self, keys: list[str]) -> int:
         if self.lru is not None:
             self.lru.forget(keys)
@@ -331,6 +478,15 @@ class FileCache(BaseCache):
 
     async def contains(self, key: str) -> bool:
         return await wrap(os.path.isfile)(self.path(key))
+
+    async def open_write(self, key: str, expires: datetime | None = None, head_size: int = 0) -> _FileWriter:
+        return _FileWriter(self, key, expires, head_size)
+
+    async def open_read(self, key: str) -> ItemReader | None:
+        found = await self._open_item(key)
+        if found is None or isinstance(found, bytes):
+            return None if found is None else WholeReader(decode_value(found))
+        return _FileReader(*found)
 
     async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
         await self._write(key, encode_value(value), _mtime(expires))

@@ -54,6 +54,7 @@ from ..models import utcnow
 from ..policy.settings import CacheSettings
 from .base import BaseCache, CacheBackend, ConfigurationError
 from .clients import LoopClients
+from .parts import ItemReader
 from .values import Value, decode_value, encode_value
 
 AsyncClient = Redis | RedisCluster
@@ -449,7 +450,7 @@ class RedisBackend(CacheBackend):
         self.raw_redirects: RedisCache = RedisCache(
             cache_name, "redirects", connection=self.raw_responses.clients, ttl=False)
 
-    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | None, str]:
+    async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
         """A hit is one command, and so is a miss (the alias is looked up in the same
         script); only a hit through a redirect alias reads twice."""
         responses, redirects = self.raw_responses, self.raw_redirects

@@ -3,7 +3,18 @@
 One :class:`SQLiteDatabase` per file holds one connection per event loop (an async
 session's loop and a sync bridge loop may share a backend); its tables are
 :class:`SQLiteCache` storages. Each table is ``key TEXT PRIMARY KEY, value BLOB,
-expires REAL`` (epoch seconds, NULL = never) with an index on ``expires``.
+expires REAL, parts TEXT`` (expires: epoch seconds, NULL = never) with an index on
+``expires``.
+
+Large items (over :data:`.parts.INLINE_LIMIT`) are written and read in parts: rows of
+``<table>_parts (id, seq, data, created)``, each :data:`.parts.PART_SIZE` bytes, written
+under a fresh id as the body arrives; the commit is one transaction that writes the
+entry with the item's head as ``value`` and that id as ``parts`` (the item is the value
+followed by its parts), and only if every part is still there. Triggers delete an
+entry's parts with the entry (replaced, deleted, expired); parts no entry points at (a
+writer that died) go with ``clear()`` or, once an hour old, with ``delete_expired()``.
+A reader of a large item reads its parts by id: a later write to the key makes new parts
+and deletes these, so such a reader fails rather than mixing two items.
 
 Concurrency: writes on a connection are serialized by an ``asyncio.Lock`` and
 multi-statement writes run in ``BEGIN IMMEDIATE`` transactions; across processes, WAL,
@@ -40,6 +51,7 @@ import aiosqlite
 
 from .base import BaseCache, CacheBackend, ConfigurationError, cache_path, check_storage_options
 from .health import lock_wait
+from .parts import PART_SIZE, ItemReader, SpillingWriter, WholeReader
 from .values import Value, decode_value, encode_value
 
 logger = logging.getLogger("aiocache_http")
@@ -57,6 +69,7 @@ _HEADER = b"SQLite format 3\x00"
 _RETRIES = 10
 _KEY_PAGE = 500
 _VALUE_PAGE = 100  # values can be large: fewer per page
+_ORPHAN_AGE = 3600  # seconds before parts no entry points at are swept (a writer died)
 _CHECK_EVERY = 0.25  # seconds between two checks that the file is still the one we opened
 _WAITED = 0.05  # a busy error after this long came from a real lock wait: not retried
 _BAD_FILE = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is wrong
@@ -439,18 +452,22 @@ class SQLiteDatabase:
         """Create (or upgrade) tables; a no-op read when they are already in shape."""
         conn = handle.conn
         for table in tables:
-            index = f"{table}_expires_idx"
+            index, parts = f"{table}_expires_idx", f"{table}_parts"
             columns = {row[1] for row in await self._rows(conn, f"PRAGMA table_info({_quote(table)})")}
             has_index = await self._fetch1(
                 conn, "SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (index,))
+            has_parts = await self._fetch1(
+                conn, "SELECT 1 FROM sqlite_master WHERE type='trigger' AND name=?", (f"{parts}_update",))
             if columns and not {"key", "value"} <= columns:
                 raise SQLiteFileError(self.path, f"table {table!r} has an unknown schema: {sorted(columns)}")
-            if "expires" not in columns or not has_index:
+            if not {"expires", "parts"} <= columns or not has_index or not has_parts:
                 steps = [f"CREATE TABLE IF NOT EXISTS {_quote(table)} "
-                         "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL)"]
-                if columns and "expires" not in columns:  # a file made by aiohttp-client-cache
-                    steps.append(f"ALTER TABLE {_quote(table)} ADD COLUMN expires REAL")
+                         "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL, parts TEXT)"]
+                for column, kind in (("expires", "REAL"), ("parts", "TEXT")):
+                    if columns and column not in columns:  # a file made by aiohttp-client-cache
+                        steps.append(f"ALTER TABLE {_quote(table)} ADD COLUMN {column} {kind}")
                 steps.append(f"CREATE INDEX IF NOT EXISTS {_quote(index)} ON {_quote(table)} (expires)")
+                steps += _parts_schema(table)
                 await self._transaction(conn, [(sql, None) for sql in steps])
             handle.tables.add(table)
 
@@ -553,6 +570,71 @@ class SQLiteDatabase:
                 await _retry(lambda: handle.conn.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
+def _parts_schema(table: str) -> list[str]:
+    t, parts = _quote(table), _quote(f"{table}_parts")
+    gc = f"BEGIN DELETE FROM {parts} WHERE id = old.parts; END"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {parts} (id TEXT NOT NULL, seq INTEGER NOT NULL, "
+        "data BLOB NOT NULL, created REAL NOT NULL, PRIMARY KEY (id, seq))",
+        f"CREATE INDEX IF NOT EXISTS {_quote(table + '_parts_idx')} ON {t} (parts) WHERE parts IS NOT NULL",
+        f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '_parts_delete')} AFTER DELETE ON {t} "
+        f"WHEN old.parts IS NOT NULL {gc}",
+        f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '_parts_update')} AFTER UPDATE OF parts ON {t} "
+        f"WHEN old.parts IS NOT NULL AND old.parts IS NOT new.parts {gc}",
+    ]
+
+
+class _PartsWriter(SpillingWriter):
+    """Spills a large item into part rows under a fresh id; the commit points the entry
+    at them (see the module docstring)."""
+
+    storage: SQLiteCache
+
+    def __init__(self, storage: SQLiteCache, key: str, expires: datetime | None, head_size: int) -> None:
+        super().__init__(storage, key, expires, head_size)
+        self._id = uuid.uuid4().hex
+        self._count = 0
+
+    async def _spill(self, part: bytes) -> None:
+        storage = self.storage
+        await storage.db.execute(storage.table_name, storage._put_part,
+                                 (self._id, self._count, part, time.time()))
+        self._count += 1
+
+    async def _publish(self, head: bytes) -> None:
+        storage = self.storage
+        row = (self.key, head, _epoch(self.expires), self._id, self._id, self._count)
+        await storage.db.transaction(storage.table_name, [(storage._publish, [row])])
+        if not await storage._fetch(storage._contains_parts, (self.key, self._id)):
+            raise sqlite3.OperationalError("the item's parts were deleted before it was stored "
+                                           "(cleared meanwhile?)")
+
+    async def _discard(self) -> None:
+        storage = self.storage
+        await storage.db.execute(storage.table_name, storage._delete_parts, (self._id,))
+
+
+class _PartsReader(ItemReader):
+    """A large item: its head (the entry's value), then its parts, read by id (see the
+    module docstring)."""
+
+    def __init__(self, storage: SQLiteCache, parts_id: str, head: bytes, parts_size: int) -> None:
+        self.storage, self.parts_id, self.head = storage, parts_id, head
+        self.size = len(head) + parts_size
+
+    async def parts(self, start: int = 0) -> AsyncIterator[bytes]:
+        if start < len(self.head):
+            yield self.head[start:]
+        first, skip = divmod(max(0, start - len(self.head)), PART_SIZE)
+        for seq in range(first, -(-(self.size - len(self.head)) // PART_SIZE)):
+            rows = await self.storage._fetch(self.storage._get_part, (self.parts_id, seq))
+            if not rows:
+                raise LookupError("the item's parts are gone (replaced or deleted meanwhile)")
+            part = bytes(rows[0][0])
+            yield part[skip:] if skip else part
+            skip = 0
+
+
 class SQLiteCache(BaseCache):
     """One table of a SQLite database as key -> bytes storage.
 
@@ -585,14 +667,27 @@ class SQLiteCache(BaseCache):
         self.table_name = table_name
         self.db.tables.add(table_name)
         t = _quote(table_name)
-        self._read = f"SELECT value FROM {t} WHERE key=?"
-        self._read_many = f"SELECT key, value FROM {t} WHERE key IN "
+        parts = _quote(f"{table_name}_parts")
+        self._read = f"SELECT value, parts FROM {t} WHERE key=?"
+        self._read_many = f"SELECT key, value, parts FROM {t} WHERE key IN "
         self._contains = f"SELECT 1 FROM {t} WHERE key=?"
-        self._write = f"INSERT OR REPLACE INTO {t} (key, value, expires) VALUES (?, ?, ?)"
+        upsert = "ON CONFLICT(key) DO UPDATE SET value=excluded.value, expires=excluded.expires, " \
+                 "parts=excluded.parts"
+        self._write = f"INSERT INTO {t} (key, value, expires, parts) VALUES (?, ?, ?, NULL) {upsert}"
         self._delete = f"DELETE FROM {t} WHERE key=?"
-        self._page = f"SELECT key, value FROM {t} WHERE key > ? ORDER BY key LIMIT ?"
-        self._first_page = f"SELECT key, value FROM {t} ORDER BY key LIMIT ?"
+        self._page = f"SELECT key, value, parts FROM {t} WHERE key > ? ORDER BY key LIMIT ?"
+        self._first_page = f"SELECT key, value, parts FROM {t} ORDER BY key LIMIT ?"
         self._delete_expired = f"DELETE FROM {t} WHERE expires <= ?"
+        # Large items (see the module docstring)
+        self._put_part = f"INSERT INTO {parts} (id, seq, data, created) VALUES (?, ?, ?, ?)"
+        self._get_part = f"SELECT data FROM {parts} WHERE id=? AND seq=?"
+        self._parts_size = f"SELECT SUM(length(data)) FROM {parts} WHERE id=?"
+        self._delete_parts = f"DELETE FROM {parts} WHERE id=?"
+        self._publish = (f"INSERT INTO {t} (key, value, expires, parts) SELECT ?, ?, ?, ? "
+                         f"WHERE (SELECT COUNT(*) FROM {parts} WHERE id=?) = ? {upsert}")
+        self._contains_parts = f"SELECT 1 FROM {t} WHERE key=? AND parts=?"
+        self._sweep_parts = (f"DELETE FROM {parts} WHERE created <= ? AND NOT EXISTS "
+                             f"(SELECT 1 FROM {t} WHERE {t}.parts = {parts}.id)")
 
     def __repr__(self) -> str:
         return f"SQLiteCache({str(self.db.path)!r}, {self.table_name!r})"
@@ -654,13 +749,18 @@ class SQLiteCache(BaseCache):
         pending = self._pending()
         if pending is not None and key in pending:
             return decode_value(pending[key][0])
-        data = await self._read_bytes(key)
-        return None if data is None else decode_value(data)
+        row = await self._row(key)
+        if row is None:
+            return None
+        value, parts_id = row
+        if parts_id is None:
+            return decode_value(bytes(value))
+        return await self._join(parts_id, bytes(value))  # written in parts: raw bytes
 
-    async def _read_bytes(self, key: str) -> bytes | None:
-        """One row by primary key: run inline (a few µs on a WAL database, whose readers
-        never wait for the writer); through the aiosqlite thread when the file is busy
-        (WAL recovery, a shared in-memory table being written)."""
+    async def _row(self, key: str) -> tuple[bytes, str | None] | None:
+        """One row by primary key, (value, parts id): run inline (a few µs on a WAL
+        database, whose readers never wait for the writer); through the aiosqlite thread
+        when the file is busy (WAL recovery, a shared in-memory table being written)."""
         handle = self.db.handles.get(asyncio.get_running_loop())
         if (handle is not None and self.table_name in handle.tables and not handle.stale
                 and handle.check_at > time.monotonic()):  # else: the checked path below
@@ -669,9 +769,43 @@ class SQLiteCache(BaseCache):
             except sqlite3.Error:  # busy, locked or sick: never wait on the loop; the
                 pass  # aiosqlite path below waits within the gate's deadline, or reports it
             else:
-                return None if row is None else bytes(row[0])
+                return None if row is None else (row[0], row[1])
         rows = await self._fetch(self._read, (key,))
-        return bytes(rows[0][0]) if rows else None
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def _read_bytes(self, key: str) -> bytes | None:
+        """The stored bytes (an inline value still tagged; a large item's parts joined)."""
+        row = await self._row(key)
+        if row is None:
+            return None
+        value, parts_id = row
+        return bytes(value) if parts_id is None else await self._join(parts_id, bytes(value))
+
+    async def _join(self, parts_id: str, head: bytes) -> bytes | None:
+        reader = await self._parts_reader(parts_id, head)
+        try:
+            return b"".join([part async for part in reader.parts()])
+        except LookupError:  # replaced or deleted while we read it
+            return None
+
+    async def _parts_reader(self, parts_id: str, head: bytes) -> _PartsReader:
+        rows = await self._fetch(self._parts_size, (parts_id,))
+        return _PartsReader(self, parts_id, head, int(rows[0][0] or 0))
+
+    async def open_read(self, key: str) -> ItemReader | None:
+        pending = self._pending()
+        if pending is not None and key in pending:
+            return WholeReader(decode_value(pending[key][0]))
+        row = await self._row(key)
+        if row is None:
+            return None
+        value, parts_id = row
+        if parts_id is None:
+            return WholeReader(decode_value(bytes(value)))
+        return await self._parts_reader(parts_id, bytes(value))
+
+    async def open_write(self, key: str, expires: datetime | None = None, head_size: int = 0) -> _PartsWriter:
+        return _PartsWriter(self, key, expires, head_size)
 
     async def contains(self, key: str) -> bool:
         pending = self._pending()
@@ -703,8 +837,10 @@ class SQLiteCache(BaseCache):
             await self.db.transaction(self.table_name, [(self._delete, rows)])
 
     async def delete_expired(self, now: datetime) -> int:
-        """One DELETE on the ``expires`` index."""
-        return await self.db.execute(self.table_name, self._delete_expired, (_epoch(now),), count=True)
+        """One DELETE on the ``expires`` index (and a sweep of orphaned parts)."""
+        deleted = await self.db.execute(self.table_name, self._delete_expired, (_epoch(now),), count=True)
+        await self.db.execute(self.table_name, self._sweep_parts, (time.time() - _ORPHAN_AGE,))
+        return deleted
 
     async def _pages(self, page_size: int) -> AsyncIterator[list[Any]]:
         """Keyset pagination: no long-lived read transaction, no OFFSET scans."""
@@ -717,25 +853,33 @@ class SQLiteCache(BaseCache):
 
     async def iter_keys(self) -> AsyncIterator[str]:
         async for rows in self._pages(_KEY_PAGE):
-            for key, _value in rows:
+            for key, _value, _parts in rows:
                 yield key
 
     async def iter_values(self) -> AsyncIterator[Value]:
         async for rows in self._pages(_VALUE_PAGE):
-            for _key, value in rows:
-                yield decode_value(bytes(value))
+            for _key, value, parts_id in rows:
+                if parts_id is None:
+                    yield decode_value(bytes(value))
+                elif (joined := await self._join(parts_id, bytes(value))) is not None:
+                    yield joined
 
     async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
         async for rows in self._pages(_VALUE_PAGE):
-            for key, value in rows:
-                yield key, bytes(value)
+            for key, value, parts_id in rows:
+                if parts_id is None:
+                    yield key, bytes(value)
+                elif (joined := await self._join(parts_id, bytes(value))) is not None:
+                    yield key, joined
 
     async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        found: dict[str, bytes] = {}
+        found: dict[str, bytes | None] = {}
         for i in range(0, len(keys), _KEY_PAGE):  # under SQLite's bound-parameter limit
             batch = keys[i:i + _KEY_PAGE]
             sql = f"{self._read_many}({','.join('?' * len(batch))})"
-            found.update((key, bytes(value)) for key, value in await self._fetch(sql, batch))
+            for key, value, parts_id in await self._fetch(sql, batch):
+                found[key] = (bytes(value) if parts_id is None
+                              else await self._join(parts_id, bytes(value)))
         return [found.get(key) for key in keys]
 
     async def size(self) -> int:
@@ -743,8 +887,13 @@ class SQLiteCache(BaseCache):
         return int(rows[0][0])
 
     async def clear(self) -> None:
+        """Delete every entry, and every part (including those of writers still running:
+        their commit then stores nothing)."""
         (self._pending() or {}).clear()
-        await self.db.execute(self.table_name, f"DELETE FROM {_quote(self.table_name)}")
+        await self.db.transaction(self.table_name, [
+            (f"DELETE FROM {_quote(self.table_name)}", None),
+            (f"DELETE FROM {_quote(self.table_name + '_parts')}", None),
+        ])
 
     async def close(self) -> None:
         """Close the database's connections (shared with its other tables)."""

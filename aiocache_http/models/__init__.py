@@ -6,8 +6,10 @@ every backend work on the same objects for the async and the sync session.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
 
 from multidict import CIMultiDict
 
@@ -30,6 +32,23 @@ class CachedRequest:
     verify: bool = True
     """False for a request sent without TLS certificate verification: its answer may come
     from anyone, so it never serves a verified request (a different entry)."""
+
+
+class StoredBody(Protocol):
+    """A body left in storage because it is large, its head verified: read it whole or in
+    chunks (its digest is checked before the last chunk is handed over), as many times
+    as needed, then close it. A read fails with :class:`StoredBodyError` if the body does
+    not check out, the entry goes away or the storage fails meanwhile."""
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+class StoredBodyError(Exception):
+    """A body left in storage could not be read to its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +99,9 @@ class CachedResponse:
     one starts when the entry was gone, so variants of an invalidated URL are orphaned."""
     facts: Facts | None = None
     """Parsed at store time; None for an entry written before they were kept."""
+    stored_body: StoredBody | None = None
+    """Set when a large body was left in storage (``body`` is then empty): only lookups
+    that ask for it (``get_response(stream=True)``) get one."""
 
     @property
     def is_expired(self) -> bool:
@@ -93,4 +115,4 @@ class CachedResponse:
         return max(0, int((self.expires - utcnow()).total_seconds()))
 
 
-__all__ = ["CachedRequest", "CachedResponse", "Facts", "utcnow"]
+__all__ = ["CachedRequest", "CachedResponse", "Facts", "StoredBody", "StoredBodyError", "utcnow"]

@@ -260,7 +260,7 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
                       head_from_get=via is not None and via.head_from_get, variant=True,
                       vary_generation=generation)
     if via is not None and via.head_from_get:
-        stored = replace(stored, body=b"", cache_key=p.key)
+        stored = replace(stored, body=b"", stored_body=None, cache_key=p.key)
     return _fresh_or_not(p, stored, facts, now, generation)
 
 
@@ -333,7 +333,7 @@ def _for_client(p: Plan, stored: CachedResponse) -> CachedResponse:
         return stored
     kept = CIMultiDict((k, v) for k, v in stored.headers.items()
                        if k.lower() not in _NOT_IN_304)
-    return replace(stored, status=304, reason="Not Modified", headers=kept, body=b"")
+    return replace(stored, status=304, reason="Not Modified", headers=kept, body=b"", stored_body=None)
 
 
 def _age(p: Plan, stored: CachedResponse, now: datetime) -> float | None:
@@ -530,11 +530,28 @@ def to_store(p: Plan, store: Store, received: Received, body: bytes,
              redact_url: Callable[[str], str]) -> CachedResponse | DontStore:
     """The response to store once its body is complete (§3.3: a body shorter or longer
     than its Content-Length is not stored)."""
+    incomplete = body_incomplete(p, store, len(body))
+    if incomplete is not None:
+        return incomplete
+    return stored_response(p, store, received, redact_url, body)
+
+
+def body_incomplete(p: Plan, store: Store, length: int) -> DontStore | None:
+    """A body of ``length`` bytes that is not the whole of what was announced (§3.3), or
+    None. (A streamed body is checked when it ends.) A HEAD response has no body (RFC
+    9110 §9.3.2): its Content-Length is the GET's."""
+    headers = store.headers if store.headers is not None else CIMultiDict()
+    if p.request.method == "HEAD" or freshness.complete(headers, length):
+        return None
+    return DontStore("body length %d does not match Content-Length", "RFC 9111 §3.3", (length,))
+
+
+def stored_response(p: Plan, store: Store, received: Received, redact_url: Callable[[str], str],
+                    body: bytes = b"") -> CachedResponse:
+    """The response to store, with ``body``; without it for a body that streams (written
+    to storage as it comes, checked with :func:`body_incomplete` at its end)."""
     headers = store.headers if store.headers is not None else CIMultiDict()
     request = store.request or p.request
-    if p.request.method != "HEAD" and not freshness.complete(headers, body):  # §9.3.2: no body
-        return DontStore("body length %d does not match Content-Length", "RFC 9111 §3.3",
-                         (len(body),))
     history = [
         CachedResponse(status, reason, redact_url(hop_url), freshness.headers_to_store(hop_headers),
                        b"", CachedRequest(method, redact_url(hop_url)))
@@ -644,5 +661,6 @@ def renew(p: Plan, cached: CachedResponse, headers: CIMultiDict[str], request_ti
 
 
 __all__ = ["SAFE_METHODS", "UNSET", "Identify", "Plan", "Received", "RequestOptions",
-           "expire_after", "expires", "filtered_out", "invalidated_urls", "on_error", "on_lookup",
-           "on_response", "plan", "renew", "shared", "stale_if_error_ok", "to_store"]
+           "body_incomplete", "expire_after", "expires", "filtered_out", "invalidated_urls",
+           "on_error", "on_lookup", "on_response", "plan", "renew", "shared", "stale_if_error_ok",
+           "stored_response", "to_store"]

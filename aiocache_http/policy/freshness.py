@@ -190,15 +190,22 @@ def validators(cached: CachedResponse) -> dict[str, str]:
     return out
 
 
-def complete(headers: CIMultiDict[str], body: bytes) -> bool:
-    """A body shorter or longer than its Content-Length is not a usable entry (§3.3).
-    Only checked for an identity encoding: a decoded body has another length."""
+def expected_length(headers: CIMultiDict[str]) -> int | None:
+    """The body length Content-Length promises, or None when it says nothing usable:
+    absent, malformed, or a content coding (the body is stored decoded, of another length)."""
     length = headers.get("Content-Length", "").strip()
     if not (length.isascii() and length.isdigit()):
-        return True
+        return None
     if headers.get("Content-Encoding", "identity") != "identity":
-        return True
-    return len(length) <= 19 and int(length) == len(body)  # 20 digits: no body is that long
+        return None
+    return int(length) if len(length) <= 19 else 10**19  # 20 digits: no body is that long
+
+
+def complete(headers: CIMultiDict[str], body_length: int) -> bool:
+    """A body shorter or longer than its Content-Length is not a usable entry (§3.3).
+    Only checked for an identity encoding: a decoded body has another length."""
+    expected = expected_length(headers)
+    return expected is None or expected == body_length
 
 
 def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:

@@ -25,6 +25,7 @@ from .expiration import (
 )
 
 ALL_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 DEFAULT_HEURISTIC_MAX = 7 * 24 * 3600  # RFC 9111 §4.2.2 leaves it to the cache; a week
 
 SecretKey = str | bytes | Iterable[str | bytes] | None
@@ -94,6 +95,14 @@ def _match_headers(value: object) -> bool | tuple[str, ...]:
     if isinstance(value, bool):
         return value
     return _names("match_headers", value)
+
+
+def _size_or_none(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a number of bytes >= 0 or None (no limit), not {value!r}")
+    return value
 
 
 def _callable(name: str, value: object) -> Any:
@@ -187,6 +196,9 @@ SETTINGS: tuple[Setting, ...] = (
             "consecutive failed or timed-out calls that open a circuit; `0`: never"),
     Setting("breaker_cooldown", 1.0, lambda v: _seconds("breaker_cooldown", v, none=False),
             "seconds a circuit stays open before one call probes the backend"),
+    Setting("max_body_size", DEFAULT_MAX_BODY_SIZE, lambda v: _size_or_none("max_body_size", v),
+            "a larger response (by `Content-Length`, or once its stream passes it) reaches the "
+            "caller uncached, never buffered whole; `None`: no limit", shown="64 MiB"),
     Setting("read_only", False, bool, "serve what is stored, store nothing new (requests-cache)"),
     Setting("decode_content", True, bool,
             "with a text serializer (`json`, `yaml`), store JSON and text bodies decoded, so files "
@@ -262,6 +274,7 @@ class CacheSettings:
     connect_timeout: float | None
     breaker_threshold: int
     breaker_cooldown: float
+    max_body_size: int | None
     read_only: bool
     decode_content: bool
     json_serialize: Callable[[Any], str | bytes] | None

@@ -6,6 +6,12 @@ checked before a single byte is decoded, so a corrupt, tampered or moved item ne
 reaches the decoder (nor, if opted in, pickle). The envelope carries its tag inside
 (:mod:`.envelope`); any other format gets it as a trailer. Redirect aliases are tagged
 the same way, bound to the alias they are stored at.
+
+Envelope items can also be written and read in parts, so a large body never has to be
+in memory whole: :meth:`Serializer.encoder` encodes one whose body arrives in chunks,
+:meth:`Serializer.head_length` and :meth:`Serializer.loads_head` verify and decode the
+head of one without its body (whose digest the verified head holds). Other formats are
+written and read whole.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..models import CachedResponse
-from .envelope import EnvelopeFormat
+from .envelope import HEAD_PREFIX, EnvelopeEncoder, EnvelopeFormat, Head, body_hasher, head_length, loads_head
 from .errors import DeserializationError
 from .integrity import Integrity, integrity_for, key_part
 from .pickle_format import PickleFormat
@@ -96,6 +102,31 @@ class Serializer:
             raise DeserializationError(f"decoded a {type(response).__name__}, not a CachedResponse")
         return response
 
+    # -- in parts (envelope formats) -----------------------------------------------------
+    @property
+    def streams(self) -> bool:
+        """Whether items can be written and read in parts."""
+        return isinstance(self.format, EnvelopeFormat)
+
+    def encoder(self, response: CachedResponse, key: str = "") -> EnvelopeEncoder | None:
+        """Encode ``response`` for ``key`` as its body arrives (see :class:`EnvelopeEncoder`);
+        None when the format cannot (then collect the body and call :meth:`dumps`)."""
+        if not isinstance(self.format, EnvelopeFormat):
+            return None
+        return self.format.encoder(response, key, self.integrity)
+
+    head_prefix = HEAD_PREFIX
+
+    def head_length(self, prefix: bytes | bytearray | memoryview) -> int:
+        """How long the head of the item starting with ``prefix`` (``head_prefix`` bytes) is."""
+        return head_length(prefix, self.integrity)
+
+    def loads_head(self, head: bytes | memoryview, size: int, key: str = "") -> Head:
+        """Verify and decode the head of the item of ``size`` bytes stored at ``key``."""
+        return loads_head(head, size, key, self.integrity)
+
+    body_hasher = staticmethod(body_hasher)
+
     # -- redirect aliases -------------------------------------------------------------
     def dumps_redirect(self, alias: str, target: str) -> bytes:
         """``magic | flags | tag | target key``: the alias points at ``target`` only if the
@@ -127,5 +158,5 @@ class Serializer:
             raise DeserializationError("redirect target is not text") from e
 
 
-__all__ = ["DeserializationError", "EnvelopeFormat", "Format", "PickleFormat", "Serializer",
-           "get_format"]
+__all__ = ["DeserializationError", "EnvelopeEncoder", "EnvelopeFormat", "Format", "Head",
+           "PickleFormat", "Serializer", "get_format"]

@@ -10,10 +10,13 @@ import requests
 from multidict import CIMultiDict
 from urllib3 import HTTPHeaderDict
 
+from ..backends.parts import PART_SIZE
 from ..driver import OriginResponse
 from ..models import CachedRequest
-from .bridge import Offload
+from ..streaming import Tee
+from .bridge import Offload, run
 from .models import OriginalResponse, from_latin1
+from .stream import TeeRaw, read_content
 
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.IGNORECASE)
 _FIXED_BOUNDARY = "aiocache-http-form-boundary"
@@ -74,11 +77,28 @@ def response_headers(response: requests.Response) -> CIMultiDict[str]:
     return CIMultiDict((from_latin1(k), from_latin1(v)) for k, v in items)
 
 
-def origin_response(response: requests.Response, offload: Offload) -> OriginResponse:
-    async def read() -> bytes:
-        if getattr(response, "_content_consumed", False):
-            return response.content
-        return await offload(lambda: response.content)  # a stream=True body: read it here
+def origin_response(response: requests.Response, offload: Offload, stream: bool = False) -> OriginResponse:
+    """``response`` (always requested with ``stream=True``) for the driver; ``stream`` is
+    what the caller asked for: without it the body is read here, as requests would."""
+    async def tee(tee: Tee) -> requests.Response:
+        if getattr(response, "_content_consumed", False):  # a hook read it: the body is in hand
+            with memoryview(response.content or b"") as body:
+                for start in range(0, len(body), PART_SIZE):
+                    await tee.feed(body[start : start + PART_SIZE])
+            await tee.finish()
+            return response
+        response.raw = TeeRaw(response.raw, tee, run)  # stored as it is read
+        if not stream:
+            await offload(lambda: read_content(response))
+        return response
+
+    async def drain(raw: requests.Response) -> None:
+        def read_to_the_end() -> None:
+            with raw:
+                for _ in raw.iter_content(PART_SIZE):
+                    pass
+
+        await offload(read_to_the_end)
 
     headers = response_headers(response)
     return OriginResponse(
@@ -87,7 +107,8 @@ def origin_response(response: requests.Response, offload: Offload) -> OriginResp
         url=response.url,
         headers=headers,
         raw=OriginalResponse.wrap(response, None),
-        read=read,
+        tee=tee,
+        drain=drain,
         release=response.close,
         encoding=charset(headers),
         history=[((h.request.method or "GET") if h.request else "GET", h.url, h.status_code,

@@ -17,6 +17,7 @@ from urllib.parse import urljoin
 
 import requests
 from multidict import CIMultiDict
+from requests.exceptions import ChunkedEncodingError
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
@@ -24,6 +25,8 @@ from .. import models
 from ..models import utcnow
 from ..models.convert import aware
 from ..policy.expiration import ExpirationTime, expiration_datetime
+from .bridge import run
+from .stream import ReplayRaw
 
 _CACHE_ATTRS = ["from_cache", "created_at", "expires", "cache_key", "revalidated"]
 
@@ -167,18 +170,29 @@ class CachedResponse(_CacheInfo):
     @classmethod
     def from_record(cls, record: models.CachedResponse,
                     request: requests.PreparedRequest | None = None, *,
-                    from_cache: bool = True, age: float | None = None) -> CachedResponse:
-        """The stored ``record`` as a response (``age``, seconds, becomes the Age header)."""
+                    from_cache: bool = True, age: float | None = None,
+                    stream: bool = False) -> CachedResponse:
+        """The stored ``record`` as a response (``age``, seconds, becomes the Age header).
+
+        A large body left in storage (``record.stored_body``) is read from there in
+        chunks with ``stream=True`` (``raw`` then reads it through the bridge loop), or
+        whole at once without, as requests reads a live body."""
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
         for name, value in record.headers.items():  # requests joins repeated headers
             name, value = to_latin1(name), to_latin1(value)
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         if age is not None:
             headers["Age"] = str(int(age))
-        r = cls(record.status, record.url, headers, record.body, record.reason, record.encoding,
+        stored = record.stored_body
+        body = record.body if stored is None or stream else _load(stored)
+        r = cls(record.status, record.url, headers, body, record.reason, record.encoding,
                 request if request is not None else CachedRequest.from_record(record.request),
                 record.created_at, record.expires,
                 [cls.from_record(hop) for hop in record.history], record.cache_key)
+        if stored is not None and stream:
+            r._content = False  # type: ignore[assignment]  # requests: "not read yet"
+            r._content_consumed = False
+            r.raw = ReplayRaw(stored=stored, run=run, error=ChunkedEncodingError)
         r.from_cache = from_cache
         return r
 
@@ -261,6 +275,15 @@ class CachedResponse(_CacheInfo):
 
     def __repr__(self) -> str:
         return f"<CachedResponse [{self.status_code}]>"
+
+
+def _load(stored: models.StoredBody) -> bytes:
+    try:
+        return run(stored.read())
+    except models.StoredBodyError as e:
+        raise ChunkedEncodingError(f"reading the stored body failed: {e}") from e
+    finally:
+        run(stored.close())
 
 
 class OriginalResponse(_CacheInfo):

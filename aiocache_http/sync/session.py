@@ -8,6 +8,7 @@ and every decision are the async session's. The origin request is the real
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,6 +29,7 @@ from .bridge import Offload, serve
 from .cache import BaseCache
 from .convert import NotKeyable, cached_request, origin_response
 from .models import CachedResponse, OriginalResponse
+from .stream import read_content
 
 # Per thread/context: sessions with caching off, options on their way from request() to
 # send(), and "inside the origin request" (redirect hops go straight to the origin).
@@ -212,6 +214,7 @@ class CachedSession(requests.Session):
         if id(self) in _disabled.get() or self._backend.disabled:
             options = replace(options, disabled=True)
         backend = self._backend
+        owner = threading.get_ident()  # who reads the response: this thread
 
         async def work(offload: Offload) -> Outcome:
             async def send_to_origin(extra: dict[str, str]) -> OriginResponse:
@@ -220,10 +223,12 @@ class CachedSession(requests.Session):
                 # The caller's hooks see a response with the cache attributes, as on a hit.
                 prepared.hooks = {**request.hooks,
                                   "response": [_as_original, *request.hooks.get("response", ())]}
-                response = await offload(lambda: self._send_origin(prepared, kwargs))
-                return origin_response(response, offload)
+                # Always streamed: the body is read by the caller (or by _respond, for
+                # stream=False), through the tee that stores it.
+                response = await offload(lambda: self._send_origin(prepared, {**kwargs, "stream": True}))
+                return origin_response(response, offload, stream=bool(kwargs.get("stream")))
 
-            return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS)
+            return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS, owner=owner)
 
         return self._respond(serve(work), request, kwargs)
 
@@ -240,11 +245,13 @@ class CachedSession(requests.Session):
             original = OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
             if outcome.cache_status is not None:
                 original.headers["Cache-Status"] = outcome.cache_status
+            if not kwargs.get("stream"):
+                read_content(original)
             return original
         assert outcome.response is not None
         # The stored request, as requests-cache shows it: credentials redacted.
         response = CachedResponse.from_record(outcome.response, from_cache=outcome.from_cache,
-                                              age=outcome.age)
+                                              age=outcome.age, stream=bool(kwargs.get("stream")))
         response.revalidated = outcome.revalidated
         if outcome.cache_status is not None:
             response.headers["Cache-Status"] = outcome.cache_status

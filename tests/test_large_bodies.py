@@ -1,0 +1,325 @@
+"""Large bodies in storage: verified before they are trusted, stored as they pass,
+shared with the requests that waited for them, bounded by ``max_body_size``, and never
+held in memory whole when read in chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientPayloadError
+
+from aiocache_http import CacheBackend, CachedClientSession, coalescing
+from aiocache_http.backends.filesystem import FileBackend
+from aiocache_http.backends.sqlite import SQLiteBackend
+from aiocache_http.events import CacheEvent
+from aiocache_http.sync import CachedSession
+
+from .conftest import BackendMaker
+from .origin import Origin, payload
+from .test_e2e import MakeClient
+from .test_streaming import body_url
+
+MB = 1024 * 1024
+
+
+def spilling_backend(kind: str, tmp_path: Path, **settings: Any) -> CacheBackend:
+    """A backend that writes large items in parts, whose raw bytes the test can reach."""
+    if kind == "sqlite":
+        return SQLiteBackend(tmp_path / "cache.sqlite", **settings)
+    return FileBackend(tmp_path / "files", **settings)
+
+
+async def flip_body_byte(backend: CacheBackend, key: str, offset: int) -> None:
+    """Corrupt one byte of a stored body where it lies: a file, or a SQLite part row."""
+    if isinstance(backend, FileBackend):
+        path = backend.raw_responses.path(key)
+        data = bytearray(path.read_bytes())
+        data[-offset] ^= 0x01
+        path.write_bytes(bytes(data))
+        return
+    assert isinstance(backend, SQLiteBackend)
+    conn = await backend.database.connection()
+    rows = await conn.execute_fetchall(
+        "SELECT p.id, p.seq, p.data FROM responses r JOIN responses_parts p ON p.id = r.parts "
+        "WHERE r.key = ? ORDER BY p.seq DESC LIMIT 1", (key,))
+    parts_id, seq, data = next(iter(rows))
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0x01
+    await conn.execute("UPDATE responses_parts SET data = ? WHERE id = ? AND seq = ?",
+                       (bytes(flipped), parts_id, seq))
+    await conn.commit()
+
+
+# -- integrity ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+@pytest.mark.parametrize("secret", [None, "s3cret"], ids=["checksum", "signed"])
+async def test_corrupt_large_body_fails_before_its_last_chunk(
+        origin: Origin, tmp_path: Path, kind: str, secret: str | None) -> None:
+    size = 3 * MB
+    url = body_url(origin, "corrupt", size, chunked=False, pause=0.01)
+    async with CachedClientSession(cache=spilling_backend(kind, tmp_path, secret_key=secret)) as s:
+        async with s.get(url) as r:
+            assert await r.read() == payload(size)
+        await flip_body_byte(s.cache, r.cache_key, offset=1000)
+        received = 0
+        async with s.get(url) as r:
+            assert r.from_cache  # the head is intact: verified, served
+            with pytest.raises(ClientPayloadError):
+                async for chunk in r.content.iter_chunked(64 * 1024):
+                    received += len(chunk)
+        assert 0 < received < size  # the last chunk waited for the digest, and never came
+        assert not await s.cache.raw_responses.contains(r.cache_key)  # discarded
+        async with s.get(url) as r:
+            assert not r.from_cache and await r.read() == payload(size)
+        async with s.get(url) as r:
+            assert r.from_cache and await r.read() == payload(size)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+async def test_corrupt_large_body_read_whole_is_an_error(origin: Origin, tmp_path: Path, kind: str) -> None:
+    size = 3 * MB
+    url = body_url(origin, "corrupt-whole", size, chunked=True, pause=0.01)
+    async with CachedClientSession(cache=spilling_backend(kind, tmp_path)) as s:
+        async with s.get(url) as r:
+            await r.read()
+        await flip_body_byte(s.cache, r.cache_key, offset=size // 2)
+        async with s.get(url) as r:
+            with pytest.raises(ClientPayloadError):
+                await r.read()  # never the corrupt bytes
+        assert await s.cache.get_response(r.cache_key) is None
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+async def test_large_item_at_another_key_or_with_another_secret_is_a_miss(
+        origin: Origin, tmp_path: Path, kind: str) -> None:
+    size = 2 * MB
+    backend = spilling_backend(kind, tmp_path, secret_key="one")
+    url = body_url(origin, "moved", size, chunked=False, pause=0.01)
+    async with CachedClientSession(cache=backend, autoclose=False) as s, s.get(url) as r:
+        await r.read()
+    reader = await backend.raw_responses.open_read(r.cache_key)
+    assert reader is not None and reader.whole is None  # stored in parts
+    item = b"".join([part async for part in reader.parts()])
+    await reader.close()
+    writer = await backend.raw_responses.open_write("elsewhere", None, 10)  # a copy, in parts
+    await writer.write(item[10:])
+    await writer.commit(item[:10])
+    assert await backend.get_response("elsewhere") is None  # bound to its key
+    other = spilling_backend(kind, tmp_path, secret_key="two")
+    assert await other.get_response(r.cache_key) is None  # signed with another secret
+    await backend.close()
+    await other.close()
+
+
+# -- stored as it passes: renewals, variants, background refreshes --------------------------
+async def test_large_body_renewed_by_304_and_varied(make_backend: BackendMaker, origin: Origin) -> None:
+    """A 304 renews an entry whose body stays in storage: it is copied into the renewed
+    item, at its key and its Vary variant's, and replayed."""
+    backend = make_backend(cache_control=True)
+    size = 2 * MB
+    if backend.raw_responses.max_item_size is not None:
+        pytest.skip(f"{backend!r} stores no item of {size} bytes (its README row)")
+    url = body_url(origin, "renew", size, chunked=False, pause=0.01, etag="v1", h_Vary="Accept",
+                   **{"h_Cache-Control": "max-age=0"})
+    async with CachedClientSession(cache=backend) as s:
+        for _ in range(3):  # a miss, then two 304s (max-age=0: revalidated every time)
+            async with s.get(url, headers={"Accept": "a"}) as r:
+                assert r.status == 200 and await r.read() == payload(size)
+    assert origin.count("/body/renew") == 3
+
+
+async def test_stale_while_revalidate_drains_a_large_body(make_backend: BackendMaker, origin: Origin) -> None:
+    backend = make_backend(expire_after=0.2, stale_while_revalidate=60)
+    size = 300_000  # not all there when the refresh's response arrives; DynamoDB takes it
+    url = body_url(origin, "swr", size, chunked=True, pause=0.01)
+    async with CachedClientSession(cache=backend) as s:
+        async with s.get(url) as r:
+            await r.read()
+        await asyncio.sleep(0.3)
+        async with s.get(url) as r:
+            assert r.from_cache and await r.read() == payload(size)  # stale, at once
+        await backend.wait_for_refreshes()
+        assert origin.count("/body/swr") == 2
+        async with s.get(url) as r:
+            assert r.from_cache and await r.read() == payload(size)
+        assert origin.count("/body/swr") == 2  # the refresh read and stored the body
+
+
+# -- coalescing on a body on its way ---------------------------------------------------------
+async def test_waiters_share_a_large_body_once_stored(make_backend: BackendMaker, origin: Origin) -> None:
+    size = 300_000
+    url = body_url(origin, "herd", size, chunked=False, pause=0.1)
+    async with CachedClientSession(cache=make_backend()) as s:
+        async def get() -> bytes:
+            async with s.get(url) as r:
+                return await r.read()
+
+        bodies = await asyncio.gather(*(get() for _ in range(10)))
+    assert origin.count("/body/herd") == 1
+    assert all(body == payload(size) for body in bodies)
+
+
+async def test_waiters_do_not_hang_on_an_abandoned_body(make_backend: BackendMaker, origin: Origin) -> None:
+    size = 300_000
+    url = body_url(origin, "abandoned", size, chunked=False, pause=0.2)
+    async with CachedClientSession(cache=make_backend()) as s:
+        leader = await s.get(url)
+        await leader.content.read(1000)
+
+        async def get() -> bytes:
+            async with s.get(url) as r:
+                return await r.read()
+
+        followers = [asyncio.create_task(get()) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in followers)  # waiting for the leader's body
+        leader.release()  # abandoned half-way
+        bodies = await asyncio.wait_for(asyncio.gather(*followers), 30)
+    assert all(body == payload(size) for body in bodies)
+    assert origin.count("/body/abandoned") == 2  # the leader's, then one for all five
+
+
+async def test_waiters_stop_waiting_for_a_stalled_body(make_backend: BackendMaker, origin: Origin,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(coalescing, "LEADER_STALL_SECONDS", 0.3)
+    size = 3 * MB
+    url = body_url(origin, "stalled", size, chunked=False, pause=0.2)
+    async with CachedClientSession(cache=make_backend()) as s:
+        leader = await s.get(url)
+        await leader.content.read(1000)  # then never reads on, never releases
+        async with s.get(url) as r:
+            assert not r.from_cache and await r.read() == payload(size)
+        leader.release()
+    assert origin.count("/body/stalled") == 2
+
+
+async def test_own_unread_response_is_not_waited_for(origin: Origin) -> None:
+    size = 3 * MB
+    url = body_url(origin, "own", size, chunked=False, pause=0.2)
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        first = await s.get(url)  # not read yet: the same task asks again
+        async with asyncio.timeout(5):  # (wait_for would run it in another task on 3.11)
+            second = await s.get(url)
+        assert await second.read() == payload(size) == await first.read()
+    session = CachedSession(backend=CacheBackend())
+
+    def same_thread() -> bytes:
+        first = session.get(url, stream=True)
+        second = session.get(url, stream=True)
+        assert second.content == payload(size)
+        return first.content
+
+    assert await asyncio.wait_for(asyncio.to_thread(same_thread), 10) == payload(size)
+    await asyncio.to_thread(session.close)
+
+
+# -- max_body_size ------------------------------------------------------------------------------
+async def test_max_body_size(make_client: MakeClient, origin: Origin) -> None:
+    c = make_client(max_body_size=100_000)
+    reading = "iter_chunked" if "iter_chunked" in c.STYLES else "iter_content"
+    for chunked in (False, True):  # over the limit by Content-Length, or once it passes it
+        url = body_url(origin, f"big-{chunked}", 300_000, chunked, pause=0.01)
+        for _ in range(2):
+            reply = await c.read(url, reading)
+            assert not reply.from_cache and reply.body == payload(300_000)
+        assert origin.count(f"/body/big-{chunked}") == 2
+    assert await c.cache.raw_responses.size() == 0
+    small = body_url(origin, "small", 100_000, chunked=True, pause=0.01)
+    await c.read(small, reading)
+    assert (await c.read(small, reading)).from_cache
+    c.settings.max_body_size = None
+    url = body_url(origin, "unlimited", 300_000, chunked=True, pause=0.01)
+    await c.read(url, reading)
+    assert (await c.read(url, reading)).from_cache
+
+
+def test_max_body_size_is_validated() -> None:
+    assert CacheBackend().settings.max_body_size == 64 * MB
+    for bad in (-1, 1.5, "10", True):
+        with pytest.raises(ValueError, match="max_body_size"):
+            CacheBackend(max_body_size=bad)
+
+
+# -- memory: read in chunks, a body is never whole in memory -----------------------------------
+@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+async def test_memory_of_large_bodies(origin: Origin, tmp_path: Path, kind: str) -> None:
+    """Peak Python memory (tracemalloc) while one 20 MB body goes by: read in chunks, under
+    0.2x the body on a miss and on a hit; read whole, under 1.5x (the body itself is 1x)."""
+    size = 20 * MB
+    async with CachedClientSession(cache=spilling_backend(kind, tmp_path)) as s:
+        async def peak(name: str, whole: bool) -> tuple[float, bool]:
+            url = body_url(origin, name, size, chunked=False)
+            gc.collect()
+            tracemalloc.start()
+            try:
+                async with s.get(url) as r:
+                    if whole:
+                        body = await r.read()
+                        assert len(body) == size
+                        del body
+                    else:
+                        assert sum([len(c) async for c in r.content.iter_chunked(64 * 1024)]) == size
+                    from_cache = r.from_cache
+                return tracemalloc.get_traced_memory()[1] / size, from_cache
+            finally:
+                tracemalloc.stop()
+
+        for whole, bound in ((False, 0.2), (True, 1.5)):
+            name = f"mem-{whole}"
+            miss, miss_cached = await peak(name, whole)
+            hit, hit_cached = await peak(name, whole)
+            assert (miss_cached, hit_cached) == (False, True)
+            assert miss < bound and hit < bound, (whole, miss, hit)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_max_body_size_streams_through_unbuffered(origin: Origin, tmp_path: Path, kind: str) -> None:
+    """100 MB through a 10 MB limit, read in chunks: peak memory under 0.2x the body
+    (an in-memory storage holds at most the limit before it gives up), nothing stored."""
+    size, limit = 100 * MB, 10 * MB
+    backend = CacheBackend() if kind == "memory" else SQLiteBackend(tmp_path / "cache.sqlite")
+    async with CachedClientSession(cache=backend, max_body_size=limit) as s:
+        url = body_url(origin, "limited", size, chunked=True)  # the limit is found on the way
+        gc.collect()
+        tracemalloc.start()
+        try:
+            async with s.get(url) as r:
+                received = sum([len(c) async for c in r.content.iter_chunked(64 * 1024)])
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert received == size and not r.from_cache
+        assert peak < 0.2 * size, peak / size
+        assert await backend.raw_responses.size() == 0
+        async with s.get(url) as r:
+            assert not r.from_cache
+            r.release()
+
+
+# -- the event of a streamed miss --------------------------------------------------------------
+async def test_a_streamed_miss_has_its_event_once_its_body_is_stored_or_not(
+        make_backend: BackendMaker, origin: Origin) -> None:
+    """One event per request: for a miss whose body streams, it comes when the body is
+    stored (with the bytes stored) or given up (with why), not when the response is
+    handed over."""
+    backend = make_backend()
+    events: list[CacheEvent] = []
+    backend.events.subscribe(events.append)
+    size = 300_000  # not all there when the response is handed over
+    async with CachedClientSession(cache=backend) as s:
+        async with s.get(body_url(origin, "ev-stored", size, chunked=True, pause=0.05)) as r:
+            assert events == []  # the body is still on its way
+            assert len(await r.read()) == size
+        async with s.get(body_url(origin, "ev-released", size, chunked=True, pause=0.05)) as r:
+            await r.content.read(1000)
+        await asyncio.sleep(0.05)  # the abandoned body is dropped on the loop
+    stored, released = events
+    assert (stored.kind, stored.stored, stored.status) == ("miss", True, 200)
+    assert stored.bytes_served == stored.bytes_stored == size
+    assert (released.kind, released.stored) == ("miss", False)
+    assert "released before the end of its body" in released.not_stored_reason
