@@ -11,17 +11,24 @@ call probes it (half-open); its success closes the circuit.
   that became read-only, a full disk or a held lock stop writes while hits go on.
 - A deadline measures progress, not waiting: a backend is hung when it completes nothing,
   not when a call waits its turn (aiosqlite's one thread, a Redis connection pool, a
-  file thread pool). A call times out once no storage call of its backend on its loop
-  has succeeded for ``backend_timeout`` (``write_timeout`` off the request path) while
-  it waited, and in any case after ``write_timeout``: a burst queues behind a busy,
-  healthy backend; a hung one costs one deadline. Calls on the writes side count only
-  writes as progress: hits that go on while a lock holds every write up do not keep a
-  write waiting.
+  file thread pool). A call times out once its backend has completed no call on its loop
+  for ``backend_timeout`` while it waited, and in any case after ``max_call_time``. A burst
+  queues behind a busy, healthy backend; a hung one costs one deadline. Calls on the
+  writes side count only writes as progress: hits that go on while a lock holds every
+  write up do not keep a write waiting.
+- At most :data:`MAX_IN_FLIGHT` reads and as many writes per backend and loop are handed
+  to storage at once; the others wait their turn at the gate (first come, first
+  served, under the same deadline). A backend's own queues are round robin (a file
+  thread pool, a connection per call): 500 calls of a few steps each would all finish
+  together at the end of the burst, and nothing would look like progress until then.
 - A request spends at most one deadline: once one of its storage calls failed or timed
   out, its later calls are skipped (:class:`request_budget`, opened by the driver).
 - A request waits for its write while writes make progress (as for a read); then the
   write goes on in the background and the caller moves on.
-- Deadlines cost one timer per loop (:class:`_Watchdog`), not one per call.
+- Deadlines cost one timer per loop (:class:`_Watchdog`), not one per call. A loop too
+  busy to run that timer on time has not yet handed its backends' completions to the
+  calls waiting for them: the watchdog judges progress once the loop keeps time again
+  (a busy loop is not a hung backend); the cap holds regardless.
 - Logs are rate-limited: one WARNING for the first failure (then at most one per
   ``LOG_INTERVAL`` while no circuit opens), one when a circuit opens, one when it closes
   with the counts in between.
@@ -37,6 +44,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -52,6 +60,8 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 LOG_INTERVAL = 60.0  # seconds between two WARNINGs about failures that leave the circuit closed
+MAX_IN_FLIGHT = 16  # reads (and as many writes) per backend and loop handed to storage at once
+LATE = 0.02  # a watchdog timer this late (s) found its loop busy
 
 
 class Kind(enum.Enum):
@@ -158,6 +168,8 @@ class Breaker:
     warm: bool = False  # a call has succeeded on this loop (connections are open)
     progress_at: float = -math.inf  # loop time a storage call last succeeded here
     wrote_at: float = -math.inf  # ... a write or delete
+    read_slots: _Slots = field(default_factory=lambda: _Slots(MAX_IN_FLIGHT))
+    write_slots: _Slots = field(default_factory=lambda: _Slots(MAX_IN_FLIGHT))
 
     @property
     def state(self) -> CircuitState:
@@ -291,7 +303,8 @@ class Health:
 
     def _limits(self, breaker: Breaker, kind: Kind) -> tuple[float, float]:
         """(seconds without progress, seconds in all) a call of ``kind`` may wait; inf: no
-        limit. The first call on a loop opens connections: ``connect_timeout`` in all."""
+        limit. ``write_timeout`` caps every call, however busy its backend. The first call
+        on a loop opens connections: ``connect_timeout`` in all."""
         s = self.settings
         if not breaker.warm:
             return math.inf, _or_inf(s.connect_timeout)
@@ -311,15 +324,34 @@ class Health:
         if kind in (Kind.READ, Kind.DELETE, Kind.WRITE) and short is not None:
             most = min(most, short)
         token = _lock_limit.set((entry, min(most, cap)))
+        slots = None
+        if kind is Kind.READ:
+            slots = breaker.read_slots
+        elif kind.writes:
+            slots = breaker.write_slots
+        # a call that waited its turn while the circuit opened is not made (unless it probes)
+        gate = circuit if circuit.state is CircuitState.CLOSED else None
         try:
-            result = await _within(call, entry, loop)
+            result = await _within(call, entry, loop, slots, gate)
         except _Expired:
             self._failed(op, None if kind is Kind.CLOSE else circuit, kind, None)
             if self.settings.strict:
                 seconds = cap if stall == math.inf else stall
                 raise BackendTimeoutError(
                     f"{self.owner}: {op} took longer than {seconds:g}s"
-                    + ("" if stall == math.inf else " without the backend completing a call")) from None
+                    + ("" if stall == math.inf or seconds == cap else
+                       " without the backend completing a call")) from None
+            return default
+        except _Skipped:
+            note_fault(f"{op}: not attempted, the {circuit.side} circuit opened while it waited its turn")
+            with self._lock:
+                self.skipped += 1
+                if kind.writes:
+                    self.dropped_writes += 1
+            if self.settings.strict:
+                raise BackendUnavailableError(
+                    f"{self.owner}: the {circuit.side} circuit opened after {circuit.failures} "
+                    f"consecutive failures (last: {self.last_error}); {op} not attempted") from None
             return default
         except asyncio.CancelledError:
             self._abandoned(circuit)
@@ -352,7 +384,7 @@ class Health:
         stall, cap = self._limits(breaker, Kind.DELETE)  # the request's wait: as a request-path call
         try:
             return await _within(asyncio.shield(task), _InFlight(loop.time(), stall, cap, breaker, True),
-                                 loop)
+                                 loop, None, None)
         except _Expired:
             return default
         finally:  # past the wait, or the caller cancelled: the write goes on, kept here
@@ -439,11 +471,50 @@ class _Expired(Exception):
     """The gate's own deadline passed (not a timeout raised by the storage)."""
 
 
+class _Skipped(Exception):
+    """The circuit opened while the call waited for its turn: it is not made."""
+
+
+class _Slots:
+    """Turns to call storage: at most ``free`` calls at once, the others wait in order."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self) -> None:
+        """Wait for a turn (call when ``free`` is 0); a cancelled waiter gives it back."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a turn just as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the turn goes straight to the next in line
+                return
+        self.free += 1
+
+
 class _Watchdog:
     """One timer per event loop for the deadlines of every storage call in flight: a
     timer per call (``asyncio.timeout``) costs more than the hit it guards. Progress
     only moves deadlines later, so the timer is set for the earliest deadline known and,
-    when it fires, finds each call's deadline again."""
+    when it fires, finds each call's deadline again.
+
+    A timer that fires late found its loop busy: completions the backends delivered
+    meanwhile (read from sockets, handed over by threads) have not reached the calls
+    waiting for them yet. The watchdog then only enforces the caps and looks again
+    shortly: a busy loop is not a hung backend. (A hung backend leaves its loop idle: the
+    requests wait for it; so the next look is on time.)"""
 
     __slots__ = ("at", "calls", "handle", "loop")
 
@@ -465,22 +536,14 @@ class _Watchdog:
         self.at, self.handle = at, self.loop.call_at(at, self._fire)
 
     def _fire(self) -> None:
-        # Judge on the next turn of the loop, once the completions it already holds (read
-        # from sockets, handed over by threads) have run: a loop busy for longer than a
-        # deadline has not seen its backend's progress yet, and a busy loop is not a hung
-        # backend.
+        now, scheduled = self.loop.time(), self.at
         self.handle, self.at = None, math.inf
-        self.loop.call_soon(self._judge)
-
-    def _judge(self) -> None:
-        now, upcoming = self.loop.time(), math.inf
+        busy = now - scheduled > LATE  # the loop ran late: progress may not have reached us
+        upcoming = now + LATE if busy else math.inf
         for call in list(self.calls.values()):
-            deadline = call.deadline()
+            deadline = call.start + call.cap if busy else call.deadline()
             if deadline <= now:
                 if not call.expired and call.task is not None:
-                    import os
-                    if os.environ.get("DBG"):
-                        print(f"EXPIRE now-start {now - call.start:.3f} now-progress {now - max(call.breaker.progress_at, -1e9):.3f} writes={call.writes} inflight={len(self.calls)} queue={self.loop._default_executor._work_queue.qsize() if self.loop._default_executor else None}")
                     call.expired = True
                     call.task.cancel()
             else:
@@ -518,11 +581,22 @@ def _or_inf(seconds: float | None) -> float:
     return math.inf if seconds is None else seconds
 
 
+async def _turn(slots: _Slots, circuit: Circuit | None) -> None:
+    """Wait for a turn at the gate; with ``circuit``, a call whose circuit opened
+    meanwhile is not made."""
+    await slots.wait()
+    if circuit is not None and circuit.state is not CircuitState.CLOSED:
+        slots.release()
+        raise _Skipped
+
+
 if sys.version_info >= (3, 11):
-    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop) -> T:
+    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop,
+                      slots: _Slots | None, circuit: Circuit | None) -> T:
+        """Await ``call`` in its turn (``slots``), until ``entry``'s deadline."""
         task = asyncio.current_task()
         if (entry.cap == math.inf and entry.stall == math.inf) or task is None:
-            return await call
+            return await _in_turn(call, slots, circuit)
         watchdog = _watchdogs.get(loop)
         if watchdog is None:
             watchdog = _watchdogs[loop] = _Watchdog(loop)
@@ -530,7 +604,21 @@ if sys.version_info >= (3, 11):
         cancelling = task.cancelling()
         watchdog.add(entry)
         try:
-            result = await call
+            if slots is not None:
+                if slots.free:
+                    slots.free -= 1
+                else:
+                    try:
+                        await _turn(slots, circuit)
+                    except BaseException:
+                        _discard(call)
+                        raise
+                try:
+                    result = await call
+                finally:
+                    slots.release()
+            else:
+                result = await call
         except asyncio.CancelledError:
             if entry.expired and task.uncancel() <= cancelling:
                 raise _Expired from None  # our cancellation, nobody else's
@@ -541,10 +629,11 @@ if sys.version_info >= (3, 11):
             task.uncancel()
         return result
 else:  # pragma: no cover - Python 3.10: no Task.uncancel, so a timer per call
-    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop) -> T:
+    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop,
+                      slots: _Slots | None, circuit: Circuit | None) -> T:
         if entry.cap == math.inf and entry.stall == math.inf:
-            return await call
-        future = asyncio.ensure_future(call)
+            return await _in_turn(call, slots, circuit)
+        future = asyncio.ensure_future(_in_turn(call, slots, circuit))
         try:
             while True:
                 left = entry.deadline() - loop.time()
@@ -556,6 +645,23 @@ else:  # pragma: no cover - Python 3.10: no Task.uncancel, so a timer per call
         finally:
             if not future.done():
                 future.cancel()
+
+
+async def _in_turn(call: Awaitable[T], slots: _Slots | None, circuit: Circuit | None) -> T:
+    if slots is None:
+        return await call
+    if slots.free:
+        slots.free -= 1
+    else:
+        try:
+            await _turn(slots, circuit)
+        except BaseException:
+            _discard(call)
+            raise
+    try:
+        return await call
+    finally:
+        slots.release()
 
 
 def _discard(call: Awaitable[Any]) -> None:
