@@ -25,10 +25,10 @@ call probes it (half-open); its success closes the circuit.
   out, its later calls are skipped (:class:`request_budget`, opened by the driver).
 - A request waits for its write while writes make progress (as for a read); then the
   write goes on in the background and the caller moves on.
-- Deadlines cost one timer per loop (:class:`_Watchdog`), not one per call. A loop too
-  busy to run that timer on time has not yet handed its backends' completions to the
-  calls waiting for them: the watchdog judges progress once the loop keeps time again
-  (a busy loop is not a hung backend); the cap holds regardless.
+- Deadlines cost one ticking timer per loop (:class:`_Watchdog`), not one per call. Time
+  the loop was too busy to keep its timers is not counted against the backend: the
+  loop had not handed the backend's completions over yet (a busy loop is not a hung
+  backend); it counts for less the later the loop ran.
 - Logs are rate-limited: one WARNING for the first failure (then at most one per
   ``LOG_INTERVAL`` while no circuit opens), one when a circuit opens, one when it closes
   with the counts in between.
@@ -61,7 +61,7 @@ logger = logging.getLogger("aiocache_http")
 T = TypeVar("T")
 LOG_INTERVAL = 60.0  # seconds between two WARNINGs about failures that leave the circuit closed
 MAX_IN_FLIGHT = 16  # reads (and as many writes) per backend and loop handed to storage at once
-LATE = 0.02  # a watchdog timer this late (s) found its loop busy
+TICK = 0.02  # seconds between two looks of a loop's watchdog at the calls in flight
 
 
 class Kind(enum.Enum):
@@ -130,7 +130,7 @@ def lock_wait() -> float | None:
     if limit is None:
         return None
     entry, most = limit
-    return max(0.0, min(most, entry.deadline() - asyncio.get_running_loop().time()))
+    return min(most, entry.left())
 
 
 # -- per event loop -------------------------------------------------------------------------
@@ -166,7 +166,7 @@ class Breaker:
     reads: Circuit = field(default_factory=lambda: Circuit("reads"))
     writes: Circuit = field(default_factory=lambda: Circuit("writes"))
     warm: bool = False  # a call has succeeded on this loop (connections are open)
-    progress_at: float = -math.inf  # loop time a storage call last succeeded here
+    progress_at: float = -math.inf  # the watchdog's attentive time a storage call last succeeded
     wrote_at: float = -math.inf  # ... a write or delete
     read_slots: _Slots = field(default_factory=lambda: _Slots(MAX_IN_FLIGHT))
     write_slots: _Slots = field(default_factory=lambda: _Slots(MAX_IN_FLIGHT))
@@ -318,7 +318,8 @@ class Health:
                    kind: Kind) -> T:
         loop = asyncio.get_running_loop()
         stall, cap = self._limits(breaker, kind)
-        entry = _InFlight(loop.time(), stall, cap, breaker, kind.writes)
+        watchdog = _watchdog(loop)
+        entry = _InFlight(watchdog, watchdog.attentive, stall, cap, breaker, kind.writes)
         most = stall
         short = self.settings.backend_timeout
         if kind in (Kind.READ, Kind.DELETE, Kind.WRITE) and short is not None:
@@ -368,7 +369,7 @@ class Health:
             _lock_limit.reset(token)
         if kind is not Kind.CLOSE:  # closing tells nothing about the backend's health
             breaker.warm = True
-            breaker.progress_at = now = loop.time()
+            breaker.progress_at = now = watchdog.attentive
             if kind.writes:
                 breaker.wrote_at = now
             self._succeeded(circuit)
@@ -383,8 +384,9 @@ class Health:
         loop = asyncio.get_running_loop()
         stall, cap = self._limits(breaker, Kind.DELETE)  # the request's wait: as a request-path call
         try:
-            return await _within(asyncio.shield(task), _InFlight(loop.time(), stall, cap, breaker, True),
-                                 loop, None, None)
+            watchdog = _watchdog(loop)
+            waited = _InFlight(watchdog, watchdog.attentive, stall, cap, breaker, True)
+            return await _within(asyncio.shield(task), waited, loop, None, None)
         except _Expired:
             return default
         finally:  # past the wait, or the caller cancelled: the write goes on, kept here
@@ -505,60 +507,62 @@ class _Slots:
 
 
 class _Watchdog:
-    """One timer per event loop for the deadlines of every storage call in flight: a
-    timer per call (``asyncio.timeout``) costs more than the hit it guards. Progress
-    only moves deadlines later, so the timer is set for the earliest deadline known and,
-    when it fires, finds each call's deadline again.
+    """The deadlines of every storage call in flight on one event loop, checked by one
+    ticking timer (every ``TICK`` while calls are in flight): a timer per call
+    (``asyncio.timeout``) costs more than the hit it guards.
 
-    A timer that fires late found its loop busy: completions the backends delivered
-    meanwhile (read from sockets, handed over by threads) have not reached the calls
-    waiting for them yet. The watchdog then only enforces the caps and looks again
-    shortly: a busy loop is not a hung backend. (A hung backend leaves its loop idle: the
-    requests wait for it; so the next look is on time.)"""
+    Deadlines are counted in the loop's *attentive* time (``attentive``): time the loop
+    kept its own timers. A loop that ran late was busy, and the completions its backends
+    delivered meanwhile (read from sockets, handed over by threads) have not reached the
+    calls waiting for them yet: a busy loop is not a hung backend, so a late tick counts
+    for little (less the later it is; still something, so every deadline ends). A hung
+    backend leaves its loop idle (the requests wait for it): attentive time then runs as
+    fast as the clock."""
 
-    __slots__ = ("at", "calls", "handle", "loop")
+    __slots__ = ("attentive", "calls", "handle", "loop", "ticked_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # a proxy: this object is a value of ``_watchdogs``, whose weak key is the loop
+        self.loop: asyncio.AbstractEventLoop = weakref.proxy(loop)
         self.calls: dict[int, _InFlight] = {}
         self.handle: asyncio.TimerHandle | None = None
-        self.at = math.inf
+        self.attentive = 0.0
+        self.ticked_at = 0.0
 
     def add(self, call: _InFlight) -> None:
         self.calls[id(call)] = call
-        deadline = call.deadline()
-        if deadline < self.at:
-            self._schedule(deadline)
+        if self.handle is None:
+            self.ticked_at = self.loop.time()
+            self.handle = self.loop.call_at(self.ticked_at + TICK, self._tick)
 
-    def _schedule(self, at: float) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-        self.at, self.handle = at, self.loop.call_at(at, self._fire)
-
-    def _fire(self) -> None:
-        now, scheduled = self.loop.time(), self.at
-        self.handle, self.at = None, math.inf
-        busy = now - scheduled > LATE  # the loop ran late: progress may not have reached us
-        upcoming = now + LATE if busy else math.inf
+    def _tick(self) -> None:
+        now = self.loop.time()
+        gap = now - self.ticked_at
+        # on time (a few ms late is scheduling noise): every second counts; late: the loop
+        # ran long callbacks, a backend's completion waits a turn of it: far less counts
+        self.attentive += gap if gap <= TICK * 1.5 else TICK * TICK / gap
+        self.ticked_at = now
+        if not self.calls:
+            self.handle = None
+            return
+        self.handle = self.loop.call_at(now + TICK, self._tick)
+        attentive = self.attentive
         for call in list(self.calls.values()):
-            deadline = call.start + call.cap if busy else call.deadline()
-            if deadline <= now:
-                if not call.expired and call.task is not None:
-                    call.expired = True
+            if not call.expired and call.overdue(attentive):
+                call.expired = True
+                if call.task is not None:
                     call.task.cancel()
-            else:
-                upcoming = min(upcoming, deadline)
-        if upcoming < self.at:
-            self._schedule(upcoming)
 
 
 @dataclass(slots=True, eq=False)
 class _InFlight:
-    """A call waiting for storage, and when it times out: ``stall`` seconds after the later
-    of its start and its backend's last progress on this loop (a write's: the last write),
-    ``cap`` seconds after its start at the latest."""
+    """A call waiting for storage. It is overdue ``stall`` seconds of its loop's attentive
+    time after the later of its start and its backend's last progress on this loop (for
+    a call on the writes side: the last write), or ``cap`` attentive seconds after its
+    start."""
 
-    start: float
+    watchdog: _Watchdog
+    since: float  # the watchdog's attentive time at the start
     stall: float
     cap: float
     breaker: Breaker
@@ -566,15 +570,28 @@ class _InFlight:
     task: asyncio.Task[Any] | None = None
     expired: bool = False
 
-    def deadline(self) -> float:
-        cap = self.start + self.cap
-        if self.stall == math.inf:
-            return cap
+    def stalled(self, attentive: float) -> float:
+        """Attentive seconds since the later of its start and its backend's last progress."""
         last = self.breaker.wrote_at if self.writes else self.breaker.progress_at
-        return min(cap, max(self.start, last) + self.stall)
+        return attentive - max(self.since, last)
+
+    def overdue(self, attentive: float) -> bool:
+        return attentive - self.since >= self.cap or self.stalled(attentive) >= self.stall
+
+    def left(self) -> float:
+        """Seconds before it is overdue if the backend completes nothing meanwhile."""
+        attentive = self.watchdog.attentive
+        return max(0.0, min(self.cap - (attentive - self.since), self.stall - self.stalled(attentive)))
 
 
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
+
+
+def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
+    watchdog = _watchdogs.get(loop)
+    if watchdog is None:
+        watchdog = _watchdogs[loop] = _Watchdog(loop)
+    return watchdog
 
 
 def _or_inf(seconds: float | None) -> float:
@@ -590,64 +607,8 @@ async def _turn(slots: _Slots, circuit: Circuit | None) -> None:
         raise _Skipped
 
 
-if sys.version_info >= (3, 11):
-    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop,
-                      slots: _Slots | None, circuit: Circuit | None) -> T:
-        """Await ``call`` in its turn (``slots``), until ``entry``'s deadline."""
-        task = asyncio.current_task()
-        if (entry.cap == math.inf and entry.stall == math.inf) or task is None:
-            return await _in_turn(call, slots, circuit)
-        watchdog = _watchdogs.get(loop)
-        if watchdog is None:
-            watchdog = _watchdogs[loop] = _Watchdog(loop)
-        entry.task = task
-        cancelling = task.cancelling()
-        watchdog.add(entry)
-        try:
-            if slots is not None:
-                if slots.free:
-                    slots.free -= 1
-                else:
-                    try:
-                        await _turn(slots, circuit)
-                    except BaseException:
-                        _discard(call)
-                        raise
-                try:
-                    result = await call
-                finally:
-                    slots.release()
-            else:
-                result = await call
-        except asyncio.CancelledError:
-            if entry.expired and task.uncancel() <= cancelling:
-                raise _Expired from None  # our cancellation, nobody else's
-            raise
-        finally:
-            del watchdog.calls[id(entry)]
-        if entry.expired:  # the callee swallowed our cancellation: its result came in time
-            task.uncancel()
-        return result
-else:  # pragma: no cover - Python 3.10: no Task.uncancel, so a timer per call
-    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop,
-                      slots: _Slots | None, circuit: Circuit | None) -> T:
-        if entry.cap == math.inf and entry.stall == math.inf:
-            return await _in_turn(call, slots, circuit)
-        future = asyncio.ensure_future(_in_turn(call, slots, circuit))
-        try:
-            while True:
-                left = entry.deadline() - loop.time()
-                if left <= 0:
-                    raise _Expired
-                done, _ = await asyncio.wait((future,), timeout=left)
-                if done:
-                    return future.result()
-        finally:
-            if not future.done():
-                future.cancel()
-
-
 async def _in_turn(call: Awaitable[T], slots: _Slots | None, circuit: Circuit | None) -> T:
+    """Await ``call`` in its turn (``slots``: None, at once)."""
     if slots is None:
         return await call
     if slots.free:
@@ -662,6 +623,62 @@ async def _in_turn(call: Awaitable[T], slots: _Slots | None, circuit: Circuit | 
         return await call
     finally:
         slots.release()
+
+
+if sys.version_info >= (3, 11):
+    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop,
+                      slots: _Slots | None, circuit: Circuit | None) -> T:
+        """Await ``call`` in its turn (``slots``), until ``entry`` is overdue."""
+        task = asyncio.current_task()
+        if (entry.cap == math.inf and entry.stall == math.inf) or task is None:
+            return await _in_turn(call, slots, circuit)
+        watchdog = entry.watchdog
+        entry.task = task
+        cancelling = task.cancelling()
+        watchdog.add(entry)
+        try:
+            if slots is None:
+                result = await call
+            else:  # _in_turn, inline: this is the hot path
+                if slots.free:
+                    slots.free -= 1
+                else:
+                    try:
+                        await _turn(slots, circuit)
+                    except BaseException:
+                        _discard(call)
+                        raise
+                try:
+                    result = await call
+                finally:
+                    slots.release()
+        except asyncio.CancelledError:
+            if entry.expired and task.uncancel() <= cancelling:
+                raise _Expired from None  # our cancellation, nobody else's
+            raise
+        finally:
+            del watchdog.calls[id(entry)]
+        if entry.expired:  # the callee swallowed our cancellation: its result came in time
+            task.uncancel()
+        return result
+else:  # pragma: no cover - Python 3.10: no Task.uncancel, so the call runs in a task we poll
+    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop,
+                      slots: _Slots | None, circuit: Circuit | None) -> T:
+        if entry.cap == math.inf and entry.stall == math.inf:
+            return await _in_turn(call, slots, circuit)
+        watchdog = entry.watchdog
+        future = asyncio.ensure_future(_in_turn(call, slots, circuit))
+        watchdog.add(entry)  # no task: the watchdog only marks it expired
+        try:
+            while not entry.expired:
+                done, _ = await asyncio.wait((future,), timeout=TICK)
+                if done:
+                    return future.result()
+            raise _Expired
+        finally:
+            del watchdog.calls[id(entry)]
+            if not future.done():
+                future.cancel()
 
 
 def _discard(call: Awaitable[Any]) -> None:
