@@ -16,8 +16,9 @@ call probes it (half-open); its success closes the circuit.
   queues behind a busy, healthy backend; a hung one costs one deadline. Calls on the
   writes side count only writes as progress: hits that go on while a lock holds every
   write up do not keep a write waiting.
-- At most :data:`MAX_IN_FLIGHT` reads and as many writes per backend and loop are handed
-  to storage at once; the others wait their turn at the gate (first come, first
+- At most :data:`MAX_READS_IN_FLIGHT` reads and :data:`MAX_WRITES_IN_FLIGHT` writes per
+  backend and loop are handed to storage at once (a write may hold a file thread for an
+  fsync: reads must still find one); the others wait their turn at the gate (first come, first
   served, under the same deadline). A backend's own queues are round robin (a file
   thread pool, a connection per call): 500 calls of a few steps each would all finish
   together at the end of the burst, and nothing would look like progress until then.
@@ -60,7 +61,8 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 LOG_INTERVAL = 60.0  # seconds between two WARNINGs about failures that leave the circuit closed
-MAX_IN_FLIGHT = 16  # reads (and as many writes) per backend and loop handed to storage at once
+MAX_READS_IN_FLIGHT = 16  # per backend and loop, handed to storage at once; the rest wait their turn
+MAX_WRITES_IN_FLIGHT = 4  # fewer: a write may hold a thread for an fsync; reads need threads too
 TICK = 0.02  # seconds between two looks of a loop's watchdog at the calls in flight
 
 
@@ -168,8 +170,8 @@ class Breaker:
     warm: bool = False  # a call has succeeded on this loop (connections are open)
     progress_at: float = -math.inf  # the watchdog's attentive time a storage call last succeeded
     wrote_at: float = -math.inf  # ... a write or delete
-    read_slots: _Slots = field(default_factory=lambda: _Slots(MAX_IN_FLIGHT))
-    write_slots: _Slots = field(default_factory=lambda: _Slots(MAX_IN_FLIGHT))
+    read_slots: _Slots = field(default_factory=lambda: _Slots(MAX_READS_IN_FLIGHT))
+    write_slots: _Slots = field(default_factory=lambda: _Slots(MAX_WRITES_IN_FLIGHT))
 
     @property
     def state(self) -> CircuitState:
