@@ -321,7 +321,7 @@ class Health:
         loop = asyncio.get_running_loop()
         stall, cap = self._limits(breaker, kind)
         watchdog = _watchdog(loop)
-        entry = _InFlight(watchdog, watchdog.attentive, stall, cap, breaker, kind.writes)
+        entry = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, kind.writes)
         most = stall
         short = self.settings.backend_timeout
         if kind in (Kind.READ, Kind.DELETE, Kind.WRITE) and short is not None:
@@ -387,7 +387,7 @@ class Health:
         stall, cap = self._limits(breaker, Kind.DELETE)  # the request's wait: as a request-path call
         try:
             watchdog = _watchdog(loop)
-            waited = _InFlight(watchdog, watchdog.attentive, stall, cap, breaker, True)
+            waited = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, True)
             return await _within(asyncio.shield(task), waited, loop, None, None)
         except _Expired:
             return default
@@ -550,7 +550,7 @@ class _Watchdog:
         self.handle = self.loop.call_at(now + TICK, self._tick)
         attentive = self.attentive
         for call in list(self.calls.values()):
-            if not call.expired and call.overdue(attentive):
+            if not call.expired and call.overdue(now, attentive):
                 call.expired = True
                 if call.task is not None:
                     call.task.cancel()
@@ -561,10 +561,12 @@ class _InFlight:
     """A call waiting for storage. It is overdue ``stall`` seconds of its loop's attentive
     time after the later of its start and its backend's last progress on this loop (for
     a call on the writes side: the last write), or ``cap`` attentive seconds after its
-    start."""
+    start. A call without a progress rule (``stall`` inf: the first call on a loop, which
+    opens connections; close) has a plain deadline: ``cap`` seconds of the clock."""
 
     watchdog: _Watchdog
     since: float  # the watchdog's attentive time at the start
+    start: float  # the loop's time at the start
     stall: float
     cap: float
     breaker: Breaker
@@ -577,11 +579,15 @@ class _InFlight:
         last = self.breaker.wrote_at if self.writes else self.breaker.progress_at
         return attentive - max(self.since, last)
 
-    def overdue(self, attentive: float) -> bool:
+    def overdue(self, now: float, attentive: float) -> bool:
+        if self.stall == math.inf:
+            return now - self.start >= self.cap
         return attentive - self.since >= self.cap or self.stalled(attentive) >= self.stall
 
     def left(self) -> float:
         """Seconds before it is overdue if the backend completes nothing meanwhile."""
+        if self.stall == math.inf:
+            return max(0.0, self.start + self.cap - self.watchdog.loop.time())
         attentive = self.watchdog.attentive
         return max(0.0, min(self.cap - (attentive - self.since), self.stall - self.stalled(attentive)))
 
