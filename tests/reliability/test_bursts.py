@@ -90,7 +90,7 @@ def healthy(backend: CacheBackend) -> None:
 def check_replies(urls: list[str], replies: list[tuple[int, bytes, bool]]) -> None:
     assert len(replies) == len(urls)
     assert all(status == 200 for status, _, _ in replies)
-    assert not [url for url, (_, body, _) in zip(urls, replies) if is_wrong(url, body)]
+    assert not [url for url, (_, body, _) in zip(urls, replies, strict=True) if is_wrong(url, body)]
 
 
 @pytest.fixture(params=["sqlite", "redis", "filesystem"])
