@@ -12,7 +12,7 @@ call probes it (half-open); its success closes the circuit.
 - A deadline measures progress, not waiting: a backend is hung when it completes nothing,
   not when a call waits its turn (aiosqlite's one thread, a Redis connection pool, a
   file thread pool). A call times out once its backend has completed no call on its loop
-  for ``backend_timeout`` while it waited, and in any case after ``max_call_time``. A burst
+  for ``backend_timeout`` while it waited, and in any case after ``write_timeout``. A burst
   queues behind a busy, healthy backend; a hung one costs one deadline. Calls on the
   writes side count only writes as progress: hits that go on while a lock holds every
   write up do not keep a write waiting.
@@ -38,6 +38,7 @@ call probes it (half-open); its success closes the circuit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
@@ -339,11 +340,11 @@ class Health:
         except _Expired:
             self._failed(op, None if kind is Kind.CLOSE else circuit, kind, None)
             if self.settings.strict:
-                seconds = cap if stall == math.inf else stall
-                raise BackendTimeoutError(
-                    f"{self.owner}: {op} took longer than {seconds:g}s"
-                    + ("" if stall == math.inf or seconds == cap else
-                       " without the backend completing a call")) from None
+                if entry.stalled(watchdog.attentive) >= stall:
+                    why = f"its backend completed no call for {stall:g}s while it waited"
+                else:
+                    why = f"it took longer than {cap:g}s"
+                raise BackendTimeoutError(f"{self.owner}: {op} timed out: {why}") from None
             return default
         except _Skipped:
             note_fault(f"{op}: not attempted, the {circuit.side} circuit opened while it waited its turn")
@@ -497,6 +498,9 @@ class _Slots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed a turn just as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # (a release may have dropped it already)
+                    self.waiters.remove(waiter)  # no dead future (and its loop) kept
             raise
 
     def release(self) -> None:

@@ -13,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from aiocache_http import CacheBackend
+from aiocache_http import CacheBackend, RedisBackend
+from aiocache_http.backends.health import BackendTimeoutError
 from aiocache_http.events import CacheEvent
 
 from ..backends import FACTORIES
 from ..clients import CLIENTS, AsyncClient, Client, SyncClient
 from ..origin import Origin
+from ..redis_servers import RedisServer, system_binary
 from .load import is_wrong
 
 pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
@@ -138,3 +141,59 @@ async def test_a_burst_of_hits_is_served_from_the_cache(burst_client: Client, or
     assert sum(origin.counts.values()) == BURST  # the origin saw none of them
     healthy(burst_client.cache)
     print(f"\n{BURST} concurrent hits in {took:.2f}s: {burst_client.cache.health}")
+
+
+@pytest.fixture
+def debug_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(system_binary(), tmp_path / "redis", None, "--enable-debug-command", "yes")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_slow_but_progressing_backend_is_still_bounded_by_the_cap(debug_redis: RedisServer) -> None:
+    """A server that answers in bursts (busy 40 ms, then serves what queued, again and
+    again) makes progress more often than backend_timeout; but a queue longer than it
+    drains within write_timeout (the cap) is cut there: no call waits longer, and the
+    server works on."""
+    backend = RedisBackend(f"slow-{uuid.uuid4().hex[:6]}", debug_redis.url, write_timeout=0.5,
+                           strict=True, breaker_threshold=0)  # strict: each timeout says why
+    keys = [f"k{i}" for i in range(300)]
+    for key in keys[:5]:
+        await backend.raw_responses.write(key, b"v")
+    assert await backend._guard("read", backend.raw_responses.read("k0"), None) == b"v"  # connected
+    stop = threading.Event()
+
+    def busy() -> None:
+        with debug_redis.client() as admin:
+            while not stop.is_set():
+                admin.execute_command("DEBUG", "SLEEP", "0.04")
+                time.sleep(0.005)  # the others' commands in between
+
+    blocker = asyncio.create_task(asyncio.to_thread(busy))
+    try:
+        await asyncio.sleep(0.2)
+
+        why: list[str] = []
+
+        async def timed_read(key: str) -> float:
+            start = time.monotonic()
+            try:
+                await backend._guard("read", backend.raw_responses.read(key), None)
+            except BackendTimeoutError as e:
+                why.append(str(e))
+            return time.monotonic() - start
+
+        took = await asyncio.wait_for(asyncio.gather(*(timed_read(k) for k in keys)), BOUND)
+    finally:
+        stop.set()
+        await blocker
+    assert backend.health.timeouts == len(why)
+    capped = [w for w in why if w.endswith("it took longer than 0.5s")]
+    assert capped, why[:3]  # the tail of the queue reached the cap, though the server progressed
+    # the cap counts the loop's attentive time: on a loaded machine it runs slower than the clock
+    assert max(took) < 4 * 0.5, max(took)
+    assert await backend.raw_responses.read("k0") == b"v"  # the server works on
+    await backend.close()
