@@ -27,9 +27,9 @@ call probes it (half-open); its success closes the circuit.
 - A request waits for its write while writes make progress (as for a read); then the
   write goes on in the background and the caller moves on.
 - Deadlines cost one ticking timer per loop (:class:`_Watchdog`), not one per call. Time
-  the loop was too busy to keep its timers is not counted against the backend: the
-  loop had not handed the backend's completions over yet (a busy loop is not a hung
-  backend); it counts for less the later the loop ran.
+  the process spent computing while the loop was too busy to keep its timers is not
+  counted against the backend: the loop had not handed the backend's completions over
+  yet (a busy process is not a hung backend).
 - Logs are rate-limited: one WARNING for the first failure (then at most one per
   ``LOG_INTERVAL`` while no circuit opens), one when a circuit opens, one when it closes
   with the counts in between.
@@ -517,15 +517,16 @@ class _Watchdog:
     ticking timer (every ``TICK`` while calls are in flight): a timer per call
     (``asyncio.timeout``) costs more than the hit it guards.
 
-    Deadlines are counted in the loop's *attentive* time (``attentive``): time the loop
-    kept its own timers. A loop that ran late was busy, and the completions its backends
-    delivered meanwhile (read from sockets, handed over by threads) have not reached the
-    calls waiting for them yet: a busy loop is not a hung backend, so a late tick counts
-    for little (less the later it is; still something, so every deadline ends). A hung
-    backend leaves its loop idle (the requests wait for it): attentive time then runs as
-    fast as the clock."""
+    Deadlines are counted in the loop's *attentive* time (``attentive``). A loop that ran
+    its timer late was busy, and the completions its backends delivered meanwhile (read
+    from sockets, handed over by threads) may not have reached the calls waiting for them
+    yet: a busy process is not a hung backend. So of a late tick's time, what this
+    process spent computing (its CPU time: the loop's callbacks, other threads holding the
+    GIL) does not count; time it waited (the machine's other processes, idle) does. A
+    little always counts, so every deadline ends. A hung backend leaves its process
+    waiting (the requests wait for it): attentive time then runs as fast as the clock."""
 
-    __slots__ = ("attentive", "calls", "handle", "loop", "ticked_at")
+    __slots__ = ("attentive", "calls", "cpu_at", "handle", "loop", "ticked_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # a proxy: this object is a value of ``_watchdogs``, whose weak key is the loop
@@ -533,21 +534,23 @@ class _Watchdog:
         self.calls: dict[int, _InFlight] = {}
         self.handle: asyncio.TimerHandle | None = None
         self.attentive = 0.0
-        self.ticked_at = 0.0
+        self.ticked_at = self.cpu_at = 0.0
 
     def add(self, call: _InFlight) -> None:
         self.calls[id(call)] = call
         if self.handle is None:
-            self.ticked_at = self.loop.time()
+            self.ticked_at, self.cpu_at = self.loop.time(), time.process_time()
             self.handle = self.loop.call_at(self.ticked_at + TICK, self._tick)
 
     def _tick(self) -> None:
-        now = self.loop.time()
-        gap = now - self.ticked_at
-        # on time (a few ms late is scheduling noise): every second counts; late: the loop
-        # ran long callbacks, a backend's completion waits a turn of it: far less counts
-        self.attentive += gap if gap <= TICK * 1.5 else TICK * TICK / gap
-        self.ticked_at = now
+        now, cpu = self.loop.time(), time.process_time()
+        gap, busy = now - self.ticked_at, cpu - self.cpu_at
+        if gap <= TICK * 1.5:  # on time (a few ms late is scheduling noise)
+            self.attentive += gap
+        else:  # late: what this process computed meanwhile (this loop's callbacks, other
+            # threads holding the GIL) is not counted; the machine's other processes are
+            self.attentive += max(gap - busy, TICK * TICK / gap)
+        self.ticked_at, self.cpu_at = now, cpu
         if not self.calls:
             self.handle = None
             return

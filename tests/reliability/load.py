@@ -87,6 +87,7 @@ class Traffic:
     async_workers: int = 3
     sync_workers: int = 2
     samples: list[Sample] = field(default_factory=list)
+    stalls: list[tuple[float, float]] = field(default_factory=list)  # (at, seconds) the process lost
     _stop: threading.Event = field(default_factory=threading.Event)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     session: CachedClientSession = field(init=False)
@@ -130,6 +131,7 @@ class Traffic:
                        for i in range(self.sync_workers)]
             workers.append(asyncio.create_task(self._bare_async_worker(deadline)))
             threads.append(asyncio.create_task(asyncio.to_thread(self._bare_sync_worker, deadline)))
+            workers.append(asyncio.create_task(self._stall_probe(deadline)))
             try:
                 if during is not None:
                     await during()
@@ -198,6 +200,18 @@ class Traffic:
                 bare.get(url).content  # noqa: B018
                 self.samples.append(Sample("bare-sync", start, time.monotonic() - start, url))
                 time.sleep(PAUSE)
+
+    async def _stall_probe(self, deadline: float) -> None:
+        """How late a 10 ms sleep wakes up: time the machine took from this process (a
+        loaded machine stops it for hundreds of ms now and then, whatever it runs)."""
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            start = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.stalls.append((start, time.monotonic() - start - 0.01))
+
+    def stalled(self, start: float, end: float) -> float:
+        """The longest stall of the process between ``start`` and ``end``."""
+        return max((lost for at, lost in self.stalls if start <= at < end), default=0.0)
 
     def bare_baseline(self, start: float, end: float, before: Baseline) -> Baseline:
         """The bare clients' latency between ``start`` and ``end``, measured beside the
@@ -334,9 +348,11 @@ def check(traffic: Traffic, base: Baseline, start: float, end: float,
         assert len(during) >= 10, f"{client}: too little traffic during the fault: {summary(during)}"
         latencies = [s.latency for s in during]
         added = percentile(latencies, 99) - base.p99(client)
-        assert added <= DEADLINE + MARGIN, (
+        lost = traffic.stalled(start, end)  # a request may have waited through that too
+        assert added <= DEADLINE + MARGIN + lost, (
             f"{client}: p99 added latency {added * 1000:.0f} ms > one deadline (bare p99 "
-            f"{base.p99(client) * 1000:.1f} ms); {summary(during)}")
+            f"{base.p99(client) * 1000:.1f} ms, the process stalled up to {lost * 1000:.0f} ms); "
+            f"{summary(during)}")
         line = summary(during)
         opened = CircuitState.OPEN.value
         open_ = [s.latency for s in during if opened in (s.state, s.write_state)]
@@ -346,7 +362,7 @@ def check(traffic: Traffic, base: Baseline, start: float, end: float,
             # the bare client's cost: no storage call, so no part of a deadline (the p90
             # allows for a probe now and then and a loaded machine's hiccups)
             assert percentile(open_, 50) <= OPEN_FACTOR * base.p50(client) + OPEN_ADDED and (
-                percentile(open_, 90) <= OPEN_FACTOR * base.p90(client) + DEADLINE / 2 + OPEN_ADDED), (
+                percentile(open_, 90) <= OPEN_FACTOR * base.p90(client) + DEADLINE / 2 + OPEN_ADDED + lost), (
                 f"{client}: with the circuit open, p50 {percentile(open_, 50) * 1000:.1f} ms / p90 "
                 f"{percentile(open_, 90) * 1000:.1f} ms vs bare {base.p50(client) * 1000:.1f} / "
                 f"{base.p90(client) * 1000:.1f} ms")
