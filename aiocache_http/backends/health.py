@@ -65,6 +65,7 @@ LOG_INTERVAL = 60.0  # seconds between two WARNINGs about failures that leave th
 MAX_READS_IN_FLIGHT = 16  # per backend and loop, handed to storage at once; the rest wait their turn
 MAX_WRITES_IN_FLIGHT = 4  # fewer: a write may hold a thread for an fsync; reads need threads too
 TICK = 0.02  # seconds between two looks of a loop's watchdog at the calls in flight
+IDLE = 0.15  # a process computing less than this share of the time is idle
 
 
 class Kind(enum.Enum):
@@ -520,11 +521,12 @@ class _Watchdog:
     Deadlines are counted in the loop's *attentive* time (``attentive``). A loop that ran
     its timer late was busy, and the completions its backends delivered meanwhile (read
     from sockets, handed over by threads) may not have reached the calls waiting for them
-    yet: a busy process is not a hung backend. So of a late tick's time, what this
-    process spent computing (its CPU time: the loop's callbacks, other threads holding the
-    GIL) does not count; time it waited (the machine's other processes, idle) does. A
-    little always counts, so every deadline ends. A hung backend leaves its process
-    waiting (the requests wait for it): attentive time then runs as fast as the clock."""
+    yet: a busy process is not a hung backend. So a late tick counts for little (the
+    later, the less) while the process was computing (its CPU time: the loop's callbacks,
+    other threads, its in-process backends' threads), and up to ``2 * TICK`` if it was
+    idle (the machine's other processes had the CPU). A little always counts, so every
+    deadline ends. A hung backend leaves its process waiting (the requests wait for it):
+    attentive time then runs nearly as fast as the clock."""
 
     __slots__ = ("attentive", "calls", "cpu_at", "handle", "loop", "ticked_at")
 
@@ -547,9 +549,10 @@ class _Watchdog:
         gap, busy = now - self.ticked_at, cpu - self.cpu_at
         if gap <= TICK * 1.5:  # on time (a few ms late is scheduling noise)
             self.attentive += gap
-        else:  # late: what this process computed meanwhile (this loop's callbacks, other
-            # threads holding the GIL) is not counted; the machine's other processes are
-            self.attentive += max(gap - busy, TICK * TICK / gap)
+        elif busy < gap * IDLE:  # late, the process idle: the machine's other processes
+            self.attentive += min(gap, TICK * 2)  # had the CPU; the backend had the time
+        else:  # late, the process computing (callbacks, threads, its own backends' work)
+            self.attentive += TICK * TICK / gap
         self.ticked_at, self.cpu_at = now, cpu
         if not self.calls:
             self.handle = None
