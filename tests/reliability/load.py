@@ -392,7 +392,8 @@ def check_logs(backend: CacheBackend, caplog: pytest.LogCaptureFixture) -> None:
                 if r.levelno >= logging.WARNING and r.name == "aiocache_http"]
     opened = [m for m in messages if "circuit open after" in m]
     closed = [m for m in messages if "answers again" in m]
-    other = [m for m in messages if m not in opened and m not in closed]
+    recreated = [m for m in messages if "while in use; re-creating it" in m]  # once per loop
+    other = [m for m in messages if m not in opened and m not in closed and m not in recreated]
     assert len(opened) == backend.health.opened and len(closed) <= len(opened), messages
-    assert len(other) <= 2, other  # the first failure; the deleted-file notice
-    assert len(messages) <= 4 * 2 + 2, messages  # 2 loops x 2 circuits x (open, close)
+    assert len(recreated) <= 2 and len(other) <= 2, messages  # the first failure (+1 a minute)
+    assert len(messages) <= 4 * 2 + 2 + 2, messages  # 2 loops x 2 circuits x (open, close)

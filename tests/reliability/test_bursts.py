@@ -160,7 +160,7 @@ async def test_a_slow_but_progressing_backend_is_still_bounded_by_the_cap(debug_
     server works on."""
     backend = RedisBackend(f"slow-{uuid.uuid4().hex[:6]}", debug_redis.url, write_timeout=0.5,
                            strict=True, breaker_threshold=0)  # strict: each timeout says why
-    keys = [f"k{i}" for i in range(300)]
+    keys = [f"k{i}" for i in range(1000)]  # drained 16 at a time between two sleeps: > 1 s
     for key in keys[:5]:
         await backend.raw_responses.write(key, b"v")
     assert await backend._guard("read", backend.raw_responses.read("k0"), None) == b"v"  # connected
