@@ -141,3 +141,26 @@ def test_record_is_not_the_public_response() -> None:
 
     assert models.CachedResponse is not CachedResponse
     assert CachedRequest("GET", "https://x.test").verify  # the stored record's request
+
+
+def test_create_key_does_not_copy_a_binary_body() -> None:
+    """A 10 MiB bytearray or a multipart form's buffer is hashed in place (as in
+    aiohttp-client-cache), and the key is the one the session computes from the body."""
+    import tracemalloc
+
+    from aiocache_http.cache_keys import request_for
+    from aiocache_http.policy import keys
+
+    size = 10 * 1024 * 1024
+    body = bytes(size)
+    for data in (bytearray(body), {"a": memoryview(body)}, [("f", body), ("n", "1")]):
+        tracemalloc.start()
+        try:
+            key = create_key("POST", "https://example.com", data=data)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < size // 10, type(data)
+        assert key == keys.create_key(request_for("POST", "https://example.com", data=data))
+    assert create_key("POST", "https://e.test", data=bytearray(b"x")) != \
+        create_key("POST", "https://e.test", data={"a": b"x"})
