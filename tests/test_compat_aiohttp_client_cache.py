@@ -164,3 +164,30 @@ def test_create_key_does_not_copy_a_binary_body() -> None:
         assert key == keys.create_key(request_for("POST", "https://example.com", data=data))
     assert create_key("POST", "https://e.test", data=bytearray(b"x")) != \
         create_key("POST", "https://e.test", data={"a": b"x"})
+
+
+async def test_sqlite_storage_as_aiohttp_client_cache_builds_it(tmp_path: Path) -> None:
+    """``SQLiteCache(name, table, timeout=..., other=...)``: sqlite3.connect gets the file
+    and the timeout, an unknown argument is ignored with a warning; keys keep their type
+    (the key column has no affinity, as in aiohttp-client-cache), over more than a page."""
+    import sqlite3
+    import warnings
+    from unittest.mock import patch
+
+    import pytest
+
+    with patch("sqlite3.connect", wraps=sqlite3.connect) as connect:
+        with pytest.warns(UserWarning, match="invalid_kwarg"):
+            cache = SQLiteCache(tmp_path / "c", "t", timeout=0.5, invalid_kwarg="???")
+        await cache.clear()
+        connect.assert_called_with(cache.filename, timeout=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SQLiteCache(tmp_path / "c", "t", timeout=0.5, detect_types=0)  # sqlite3's own: no warning
+    for i in range(1200):
+        await cache.write(i, i)  # type: ignore[arg-type]
+    await cache.write("s", "v")
+    assert {k async for k in cache.keys()} == {*range(1200), "s"}
+    assert {v async for v in cache.values()} == {*range(1200), "v"}
+    assert await cache.read(7) == 7 and await cache.read("7") is None  # type: ignore[arg-type]
+    await cache.close()
