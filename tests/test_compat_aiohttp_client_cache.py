@@ -191,3 +191,20 @@ async def test_sqlite_storage_as_aiohttp_client_cache_builds_it(tmp_path: Path) 
     assert {v async for v in cache.values()} == {*range(1200), "v"}
     assert await cache.read(7) == 7 and await cache.read("7") is None  # type: ignore[arg-type]
     await cache.close()
+
+
+async def test_small_body_stored_before_get_returns(origin: Origin) -> None:
+    """aiohttp-client-cache reads the body before ``get()`` returns, so a response the
+    caller never reads is cached: so is a small one here, even when its body arrives
+    after the headers; a large one is stored as the caller reads it (streaming)."""
+    small = origin.url("/body/late?size=2000&pause=0.3")
+    async with CachedSession(cache=CacheBackend()) as session:
+        first = await session.get(small)
+        second = await session.get(small)
+        assert not first.from_cache and second.from_cache  # type: ignore[attr-defined]
+        assert len(await first.read()) == 2000 and await second.read() == await first.read()
+        large = origin.url("/body/big?size=300000&pause=0.3")
+        async with session.get(large) as unread:
+            assert unread.status == 200
+        assert not (await session.get(large)).from_cache  # type: ignore[attr-defined]
+    assert origin.count("/body/late") == 1 and origin.count("/body/big") == 2
