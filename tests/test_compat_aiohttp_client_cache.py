@@ -208,3 +208,30 @@ async def test_small_body_stored_before_get_returns(origin: Origin) -> None:
             assert unread.status == 200
         assert not (await session.get(large)).from_cache  # type: ignore[attr-defined]
     assert origin.count("/body/late") == 1 and origin.count("/body/big") == 2
+
+
+async def test_in_memory_cache_hands_back_what_was_written(origin: Origin) -> None:
+    """aiohttp-client-cache's in-memory cache holds the objects written to it:
+    ``responses.write(key, r)`` then ``get_response(key)`` (also through a redirect alias)
+    is ``r`` itself; a session still reads it as a record, and replacing or deleting the
+    entry forgets the object."""
+    url = origin.url("/r/written")
+    async with CachedSession(cache=CacheBackend(), expire_after=60) as session:
+        await session.get(url)
+        hit = await session.get(url)
+        cache = session.cache
+        await cache.responses.write("mine", hit)
+        await cache.redirects.write("alias", "mine")
+        assert await cache.get_response("mine") is hit
+        assert await cache.get_response("alias") is hit
+        key = cache.create_key("GET", url)
+        await cache.responses.write(key, hit)
+        again = await session.get(url)  # the session reads the record, not the object
+        assert again.from_cache and again is not hit  # type: ignore[attr-defined]
+        assert await again.read() == await hit.read()
+        await cache.save_response(hit, "mine")  # replaced: a record again
+        assert await cache.get_response("mine") is not hit
+        await cache.responses.write("mine", hit)
+        await cache.responses.delete("mine")
+        assert await cache.get_response("mine") is None
+        assert not cache.raw_responses.written.get("mine")  # type: ignore[attr-defined]

@@ -111,6 +111,9 @@ class ResponsesView(_View):
             await self.backend._guard_write("write", self.storage, self.storage.write(key, value))
         else:
             await self.backend.save_response(value, key)
+            keep = getattr(self.storage, "keep_written", None)
+            if keep is not None:  # in-process: get_response hands this very object back
+                keep(key, value)
 
 
 class RedirectsView(_View):
