@@ -63,10 +63,11 @@ class MemoryCache(BaseCache):
                 evicted, _item = self.data.popitem(last=False)
                 self.written.pop(evicted, None)
 
-    def keep_written(self, key: str, obj: Any) -> None:
-        """Remember that the item now at ``key`` was stored from ``obj``."""
+    def keep_written(self, key: str, obj: Any, before: Item | None) -> None:
+        """Remember that the item now at ``key`` was stored from ``obj`` (if one was: the
+        item is not ``before``, the one there ahead of the write)."""
         item = self.data.get(key)
-        if item is not None:
+        if item is not None and item[0] is not before:
             self.written[key] = (item[0], obj)
 
     def written_object(self, key: str, item: Item) -> Any:
