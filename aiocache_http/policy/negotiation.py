@@ -29,8 +29,9 @@ _FULL = 1000  # weights in thousandths: exact, and q=1 == q=1.000
 @lru_cache(maxsize=256)  # bounded: values come from requests
 def elements(value: str) -> tuple[tuple[int, str], ...] | None:
     """The field's elements as (weight in thousandths, the element without its weight,
-    lower-cased), highest weight first, equal weights in a fixed order; None when the
-    value cannot be read."""
+    lower-cased), highest weight first, equal weights in the order sent (origins such as
+    Django and Express's negotiator break ties by order: ignoring it could serve another
+    language's variant); None when the value cannot be read."""
     found: list[tuple[int, str]] = []
     for element in split_list(value):
         if '"' in element:  # a quoted parameter value: its case and ";" may matter
@@ -52,7 +53,7 @@ def elements(value: str) -> tuple[tuple[int, str], ...] | None:
             else:
                 kept.append(f"{name}={raw}")
         found.append((weight, ";".join(kept)))
-    return tuple(sorted(found, key=lambda e: (-e[0], e[1])))
+    return tuple(sorted(found, key=lambda e: -e[0]))  # stable: ties keep their order
 
 
 @lru_cache(maxsize=256)  # bounded: values come from requests
