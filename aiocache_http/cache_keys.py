@@ -44,8 +44,24 @@ def create_key(
 ) -> str:
     """The cache key of this request, for a backend without ``secret_key`` (with one,
     use ``backend.create_key(method, url, ...)``, as credentials are hashed with it)."""
-    request = request_for(method, url, params, data, json, headers, json_serialize)
-    return keys.create_key(request, ignored_params or (), include_headers)
+    target = with_params(str(url), params) if params else str(url)
+    merged: CIMultiDict[str] = CIMultiDict(headers or {})
+    pieces, content_type = body_parts(data, json, json_serialize)
+    if content_type and "Content-Type" not in merged:
+        merged["Content-Type"] = content_type
+    if not pieces or _parsed_for_key(merged.get("Content-Type", "")):
+        request = CachedRequest(method.upper(), target, merged, b"".join(pieces))
+        return keys.create_key(request, ignored_params or (), include_headers)
+    # A binary body enters the key as it is: hashed in place, the user's buffers not copied.
+    request = CachedRequest(method.upper(), target, merged, b"")
+    material, _stored = keys.normalize_request(request, ignored_params or (), include_headers)
+    return keys.hash_key([*material[:-1], keys.Chunks(pieces)])
+
+
+def _parsed_for_key(content_type: str) -> bool:
+    """Whether the key normalises a body of this type (form and JSON fields are parsed)."""
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    return ctype in ("application/x-www-form-urlencoded", "application/json") or ctype.endswith("+json")
 
 
 def request_for(
@@ -86,19 +102,32 @@ def request_body(data: Any = None, json: Any = None,
                  json_serialize: JsonSerialize | None = None) -> tuple[bytes, str | None]:
     """(body bytes, Content-Type) as aiohttp sends ``data=`` / ``json=``. A form with a
     bytes value is multipart; its boundary is fixed so the key does not change."""
+    pieces, content_type = body_parts(data, json, json_serialize)
+    if len(pieces) == 1 and isinstance(pieces[0], bytes):
+        return pieces[0], content_type
+    return b"".join(pieces), content_type
+
+
+Buffer = bytes | bytearray | memoryview
+
+
+def body_parts(data: Any = None, json: Any = None,
+               json_serialize: JsonSerialize | None = None) -> tuple[list[Buffer], str | None]:
+    """:func:`request_body` in pieces that join into the body: the user's own buffers
+    are among them, not copied."""
     if json is not None:
         text = (json_serialize or _json.dumps)(json)
-        return (text.encode() if isinstance(text, str) else bytes(text)), "application/json"
+        return [text.encode() if isinstance(text, str) else bytes(text)], "application/json"
     if data is None:
-        return b"", None
+        return [], None
     if isinstance(data, _BYTES):
-        return bytes(data), "application/octet-stream"
+        return [data], "application/octet-stream"
     if isinstance(data, str):
-        return data.encode(), "text/plain; charset=utf-8"
+        return [data.encode()], "text/plain; charset=utf-8"
     fields = _form_fields(data)
     if any(isinstance(value, _BYTES) for _, value in fields):
         return _multipart(fields), f"multipart/form-data; boundary={FORM_BOUNDARY}"
-    return urlencode(fields, doseq=True).encode(), "application/x-www-form-urlencoded"
+    return [urlencode(fields, doseq=True).encode()], "application/x-www-form-urlencoded"
 
 
 def _form_fields(data: Any) -> list[tuple[str, Any]]:
@@ -117,18 +146,18 @@ def _form_fields(data: Any) -> list[tuple[str, Any]]:
     return [(str(name), value) for name, value in items]
 
 
-def _multipart(fields: list[tuple[str, Any]]) -> bytes:
-    parts = []
+def _multipart(fields: list[tuple[str, Any]]) -> list[Buffer]:
+    parts: list[Buffer] = []
     for name, value in fields:
         if isinstance(value, _BYTES):  # sent as a file part, named after the field
             head = (f'Content-Disposition: form-data; name="{quote(name)}"; '
                     f'filename="{quote(name)}"\r\nContent-Type: application/octet-stream')
-            content = bytes(value)
+            content: Buffer = value
         else:
             head = f'Content-Disposition: form-data; name="{quote(name)}"'
             content = str(value).encode()
-        parts.append(f"--{FORM_BOUNDARY}\r\n{head}\r\n\r\n".encode() + content + b"\r\n")
-    return b"".join(parts) + f"--{FORM_BOUNDARY}--\r\n".encode()
+        parts += [f"--{FORM_BOUNDARY}\r\n{head}\r\n\r\n".encode(), content, b"\r\n"]
+    return [*parts, f"--{FORM_BOUNDARY}--\r\n".encode()]
 
 
 __all__ = ["NotKeyable", "create_key", "request_body", "request_for"]

@@ -17,6 +17,7 @@ a large body left in storage, read in chunks from there (a failure mid-way raise
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import warnings
 import weakref
@@ -28,6 +29,10 @@ from aiohttp.streams import AsyncStreamIterator, ChunkTupleAsyncStreamIterator
 
 from .models import StoredBody, StoredBodyError
 from .streaming import Tee
+
+WAIT_FOR_BODY = 64 * 1024
+"""A miss's body up to this size (aiohttp's read buffer) is read in before the response
+is handed over, so it is stored read or not."""
 
 
 class TeeStreamReader:
@@ -87,8 +92,15 @@ class TeeStreamReader:
 
     async def start(self) -> None:
         """A body that has already arrived whole (HEAD, 204, any small body) is stored at
-        once, read or not, as the driver did before it streamed: peeked, then put back."""
+        once, read or not, as the driver did before it streamed: peeked, then put back.
+        A small body (by Content-Length) still on its way is waited for first: as with
+        aiohttp-client-cache, which reads it before ``get()`` returns, a response the
+        caller never reads is stored (aiohttp buffers that much without a reader)."""
         source = self._source
+        expected = self._tee.expected_length
+        if expected is not None and expected <= WAIT_FOR_BODY and not source.is_eof():
+            with contextlib.suppress(Exception):  # the caller sees the failure as it reads
+                await source.wait_eof()
         if not source.is_eof() or source.exception() is not None:
             return
         data = b""

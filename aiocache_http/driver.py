@@ -201,7 +201,7 @@ class _Run:
     # -- storage ------------------------------------------------------------------------
     async def read(self, key: str) -> CachedResponse | None:
         """The entry at ``key``; a large body stays in storage until it is read."""
-        stored = await self.backend.get_response(key, stream=True)
+        stored = await self.backend.get_record(key, stream=True)
         if stored is not None and stored.stored_body is not None:
             self.opened = [*(self.opened or ()), stored.stored_body]
         return stored

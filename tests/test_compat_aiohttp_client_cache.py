@@ -141,3 +141,97 @@ def test_record_is_not_the_public_response() -> None:
 
     assert models.CachedResponse is not CachedResponse
     assert CachedRequest("GET", "https://x.test").verify  # the stored record's request
+
+
+def test_create_key_does_not_copy_a_binary_body() -> None:
+    """A 10 MiB bytearray or a multipart form's buffer is hashed in place (as in
+    aiohttp-client-cache), and the key is the one the session computes from the body."""
+    import tracemalloc
+
+    from aiocache_http.cache_keys import request_for
+    from aiocache_http.policy import keys
+
+    size = 10 * 1024 * 1024
+    body = bytes(size)
+    for data in (bytearray(body), {"a": memoryview(body)}, [("f", body), ("n", "1")]):
+        tracemalloc.start()
+        try:
+            key = create_key("POST", "https://example.com", data=data)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < size // 10, type(data)
+        assert key == keys.create_key(request_for("POST", "https://example.com", data=data))
+    assert create_key("POST", "https://e.test", data=bytearray(b"x")) != \
+        create_key("POST", "https://e.test", data={"a": b"x"})
+
+
+async def test_sqlite_storage_as_aiohttp_client_cache_builds_it(tmp_path: Path) -> None:
+    """``SQLiteCache(name, table, timeout=..., other=...)``: sqlite3.connect gets the file
+    and the timeout, an unknown argument is ignored with a warning; keys keep their type
+    (the key column has no affinity, as in aiohttp-client-cache), over more than a page."""
+    import sqlite3
+    import warnings
+    from unittest.mock import patch
+
+    import pytest
+
+    with patch("sqlite3.connect", wraps=sqlite3.connect) as connect:
+        with pytest.warns(UserWarning, match="invalid_kwarg"):
+            cache = SQLiteCache(tmp_path / "c", "t", timeout=0.5, invalid_kwarg="???")
+        await cache.clear()
+        connect.assert_called_with(cache.filename, timeout=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SQLiteCache(tmp_path / "c", "t", timeout=0.5, detect_types=0)  # sqlite3's own: no warning
+    for i in range(1200):
+        await cache.write(i, i)  # type: ignore[arg-type]
+    await cache.write("s", "v")
+    assert {k async for k in cache.keys()} == {*range(1200), "s"}
+    assert {v async for v in cache.values()} == {*range(1200), "v"}
+    assert await cache.read(7) == 7 and await cache.read("7") is None  # type: ignore[arg-type]
+    await cache.close()
+
+
+async def test_small_body_stored_before_get_returns(origin: Origin) -> None:
+    """aiohttp-client-cache reads the body before ``get()`` returns, so a response the
+    caller never reads is cached: so is a small one here, even when its body arrives
+    after the headers; a large one is stored as the caller reads it (streaming)."""
+    small = origin.url("/body/late?size=2000&pause=0.3")
+    async with CachedSession(cache=CacheBackend()) as session:
+        first = await session.get(small)
+        second = await session.get(small)
+        assert not first.from_cache and second.from_cache  # type: ignore[attr-defined]
+        assert len(await first.read()) == 2000 and await second.read() == await first.read()
+        large = origin.url("/body/big?size=300000&pause=0.3")
+        async with session.get(large) as unread:
+            assert unread.status == 200
+        assert not (await session.get(large)).from_cache  # type: ignore[attr-defined]
+    assert origin.count("/body/late") == 1 and origin.count("/body/big") == 2
+
+
+async def test_in_memory_cache_hands_back_what_was_written(origin: Origin) -> None:
+    """aiohttp-client-cache's in-memory cache holds the objects written to it:
+    ``responses.write(key, r)`` then ``get_response(key)`` (also through a redirect alias)
+    is ``r`` itself; a session still reads it as a record, and replacing or deleting the
+    entry forgets the object."""
+    url = origin.url("/r/written")
+    async with CachedSession(cache=CacheBackend(), expire_after=60) as session:
+        await session.get(url)
+        hit = await session.get(url)
+        cache = session.cache
+        await cache.responses.write("mine", hit)
+        await cache.redirects.write("alias", "mine")
+        assert await cache.get_response("mine") is hit
+        assert await cache.get_response("alias") is hit
+        key = cache.create_key("GET", url)
+        await cache.responses.write(key, hit)
+        again = await session.get(url)  # the session reads the record, not the object
+        assert again.from_cache and again is not hit  # type: ignore[attr-defined]
+        assert await again.read() == await hit.read()
+        await cache.save_response(hit, "mine")  # replaced: a record again
+        assert await cache.get_response("mine") is not hit
+        await cache.responses.write("mine", hit)
+        await cache.responses.delete("mine")
+        assert await cache.get_response("mine") is None
+        assert not cache.raw_responses.written.get("mine")  # type: ignore[attr-defined]

@@ -154,3 +154,47 @@ def test_module_names() -> None:
 
 def _raise_import_error() -> None:
     raise ImportError("serializers installed: nothing to check")
+
+
+def test_stale_if_error_covers_error_statuses(thread_origin: Origin) -> None:
+    """requests-cache's ``stale_if_error``: a 4xx not in allowable_codes is an error too
+    (a stale response answers it, within the window); a 404 in allowable_codes is an
+    answer; a negative expire_after stores a response already expired that long."""
+    url = thread_origin.url("/r/sie")
+    session = CachedSession(backend="memory", stale_if_error=True, expire_after=-5)
+    assert session.get(url).status_code == 200
+    stale = session.get(url, headers={"X-Status": "404"})
+    assert (stale.status_code, stale.from_cache, stale.is_expired) == (200, True, True)
+    session.settings.stale_if_error = timedelta(seconds=2)  # stale by 5 s: too old
+    assert session.get(url, headers={"X-Status": "404"}).status_code == 404
+    session.settings.stale_if_error = True
+    session.settings.allowable_codes = (200, 404)
+    answer = session.get(url, headers={"X-Status": "404"})
+    assert (answer.status_code, answer.from_cache) == (404, False)
+    session.close()
+
+
+def test_only_if_cached_serves_stale_under_stale_if_error(thread_origin: Origin) -> None:
+    url = thread_origin.url("/r/oic")
+    session = CachedSession(backend="memory", expire_after=timedelta(seconds=-2))
+    session.get(url)
+    assert session.get(url, only_if_cached=True).status_code == 504
+    session.settings.stale_if_error = True
+    response = session.get(url, only_if_cached=True)
+    assert (response.status_code, response.from_cache, response.is_expired) == (200, True, True)
+    assert thread_origin.count("/r/oic") == 1
+    session.close()
+
+
+def test_stale_while_revalidate_window_with_negative_expire_after(thread_origin: Origin) -> None:
+    session = CachedSession(backend="memory", stale_while_revalidate=timedelta(seconds=3))
+    recent, old = thread_origin.url("/r/swr1?etag=a"), thread_origin.url("/r/swr2?etag=b")
+    session.get(recent, expire_after=timedelta(seconds=-2))
+    session.get(old, expire_after=-4)
+    served = session.get(recent)
+    assert served.from_cache and served.is_expired  # within the window: served stale
+    fetched = session.get(old)  # past the window: revalidated first (a 304 renews it)
+    assert fetched.revalidated and not fetched.is_expired and thread_origin.count("/r/swr2") == 2
+    with pytest.raises(ValueError, match="expire_after"):
+        CachedSession(backend="memory", expire_after=float("nan"))
+    session.close()

@@ -423,8 +423,20 @@ class CacheBackend:
 
     # -- responses ------------------------------------------------------------------
     async def get_response(self, key: str, follow_redirects: bool = True, *,
-                           stream: bool = False) -> CachedResponse | None:
-        """The stored response for ``key`` (following a stored redirect), or None.
+                           stream: bool = False) -> CachedResponse | Any:
+        """The stored response for ``key`` (following a stored redirect), or None: see
+        :meth:`get_record`. From an in-process storage, a response a user wrote through
+        ``backend.responses`` is handed back as the very object written (as
+        aiohttp-client-cache's in-memory cache does), unless replaced since."""
+        record = await self.get_record(key, follow_redirects, stream=stream)
+        written = getattr(self.raw_responses, "written_object", None)
+        if record is None or written is None:
+            return record
+        return written(record.cache_key, record) or record
+
+    async def get_record(self, key: str, follow_redirects: bool = True, *,
+                         stream: bool = False) -> CachedResponse | None:
+        """The stored record for ``key`` (following a stored redirect), or None.
 
         An item that cannot be used (corrupt, tampered, stored at another key, unknown
         format) is deleted and reported as a miss. An item is verified before it is used:
@@ -703,7 +715,7 @@ class CacheBackend:
         """The redirect aliases the responses at ``keys`` were saved with (by their hops)."""
         aliases = []
         for key in keys:
-            response = await self.get_response(key, follow_redirects=False)
+            response = await self.get_record(key, follow_redirects=False)
             for hop in response.history if response is not None else ():
                 alias = self.create_key(CachedRequest(hop.request.method, hop.url))
                 if await self.get_redirect(alias) == key:

@@ -42,6 +42,9 @@ class MemoryCache(BaseCache):
         self.max_entries = max_entries
         self.data: OrderedDict[str, tuple[Item, datetime | None]] = OrderedDict()
         self.encode: Callable[[CachedResponse], bytes] | None = None  # set by the backend
+        # key -> (the item stored, the object a user wrote for it through the responses
+        # view): handed back as written, as aiohttp-client-cache's DictCache does
+        self.written: dict[str, tuple[Item, Any]] = {}
 
     # -- objects (the backend's hot path: synchronous, nothing to wait for) ------------
     def get_item(self, key: str) -> Item | None:
@@ -57,7 +60,22 @@ class MemoryCache(BaseCache):
         if self.max_entries is not None:
             self.data.move_to_end(key)
             while len(self.data) > self.max_entries:
-                self.data.popitem(last=False)
+                evicted, _item = self.data.popitem(last=False)
+                self.written.pop(evicted, None)
+
+    def keep_written(self, key: str, obj: Any, before: Item | None) -> None:
+        """Remember that the item now at ``key`` was stored from ``obj`` (if one was: the
+        item is not ``before``, the one there ahead of the write)."""
+        item = self.data.get(key)
+        if item is not None and item[0] is not before:
+            self.written[key] = (item[0], obj)
+
+    def written_object(self, key: str, item: Item) -> Any:
+        """The object ``item`` was stored from, if it is still the one at ``key``."""
+        found = self.written.get(key)
+        if found is None or found[0] is not item:
+            return None
+        return found[1]
 
     def _bytes(self, value: Item) -> bytes:
         if isinstance(value, bytes):
@@ -80,10 +98,12 @@ class MemoryCache(BaseCache):
 
     async def delete(self, key: str) -> None:
         self.data.pop(key, None)
+        self.written.pop(key, None)
 
     async def bulk_delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             self.data.pop(key, None)
+            self.written.pop(key, None)
 
     async def contains(self, key: str) -> bool:
         return key in self.data
@@ -105,6 +125,7 @@ class MemoryCache(BaseCache):
 
     async def clear(self) -> None:
         self.data.clear()
+        self.written.clear()
 
     async def delete_expired(self, now: datetime) -> int:
         expired = [k for k, (_v, exp) in self.data.items() if exp is not None and exp <= now]

@@ -2,9 +2,10 @@
 
 One :class:`SQLiteDatabase` per file holds one connection per event loop (an async
 session's loop and a sync bridge loop may share a backend); its tables are
-:class:`SQLiteCache` storages. Each table is ``key TEXT PRIMARY KEY, value BLOB,
+:class:`SQLiteCache` storages. Each table is ``key PRIMARY KEY, value BLOB,
 expires REAL, parts TEXT`` (expires: epoch seconds, NULL = never) with an index on
-``expires``.
+``expires``. The key column has no type, as aiohttp-client-cache's: a key written as an
+int reads back as one.
 
 Large items (over :data:`.parts.INLINE_LIMIT`) are written and read in parts: rows of
 ``<table>_parts (id, seq, data, created)``, each :data:`.parts.PART_SIZE` bytes, written
@@ -39,6 +40,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
@@ -49,7 +51,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .base import BaseCache, CacheBackend, ConfigurationError, cache_path, check_storage_options
+from .base import PEER_STORAGE_OPTIONS, BaseCache, CacheBackend, ConfigurationError, cache_path
 from .health import lock_wait
 from .parts import PART_SIZE, ItemReader, SpillingWriter, WholeReader
 from .values import Value, decode_value, encode_value
@@ -406,8 +408,7 @@ class SQLiteDatabase:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise SQLiteUnavailableError(self.path, f"cannot create its directory: {e}") from e
-        conn = aiosqlite.connect(self._target, uri=self._uri, timeout=self.busy_timeout,
-                                 isolation_level=None)
+        conn = aiosqlite.Connection(self._connector, 64)
         # An unclosed cache must not keep the interpreter alive at exit (aiosqlite's
         # worker thread is not a daemon); committed data is safe either way.
         thread = getattr(conn, "_thread", None)
@@ -433,6 +434,16 @@ class SQLiteDatabase:
                 raise self._fault(e) from e
             raise
         return handle
+
+    def _connector(self) -> sqlite3.Connection:
+        """Opens the connection in aiosqlite's thread. ``sqlite3.connect`` gets the file and
+        the timeout only (``uri`` for the in-memory database), as aiohttp-client-cache calls it."""
+        if self._uri:
+            raw = sqlite3.connect(self._target, timeout=self.busy_timeout, uri=True)
+        else:
+            raw = sqlite3.connect(self._target, timeout=self.busy_timeout)
+        raw.isolation_level = None  # autocommit: transactions are explicit
+        return raw
 
     async def _connect(self, conn: aiosqlite.Connection) -> aiosqlite.Connection:
         try:
@@ -463,7 +474,7 @@ class SQLiteDatabase:
                 raise SQLiteFileError(self.path, f"table {table!r} has an unknown schema: {sorted(columns)}")
             if not {"expires", "parts"} <= columns or not has_index or not has_parts:
                 steps = [f"CREATE TABLE IF NOT EXISTS {_quote(table)} "
-                         "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL, parts TEXT)"]
+                         "(key PRIMARY KEY, value BLOB NOT NULL, expires REAL, parts TEXT)"]
                 for column, kind in (("expires", "REAL"), ("parts", "TEXT")):
                     if columns and column not in columns:  # a file made by aiohttp-client-cache
                         steps.append(f"ALTER TABLE {_quote(table)} ADD COLUMN {column} {kind}")
@@ -666,15 +677,18 @@ class SQLiteCache(BaseCache):
         busy_timeout, fast_save, wal: See :class:`SQLiteDatabase`.
         timeout: ``sqlite3.connect``'s name for ``busy_timeout``. Its other arguments are
             accepted for aiohttp-client-cache's sake and have no effect: this storage
-            manages its connections.
+            manages its connections. Other unknown keyword arguments are ignored with a
+            warning (aiohttp-client-cache drops them silently).
     """
 
     def __init__(self, db_path: str | Path | SQLiteDatabase, table_name: str = "responses", *,
                  use_cache_dir: bool = False, use_temp: bool = False, busy_timeout: float = 30,
                  fast_save: bool = False, wal: bool = True, timeout: float | None = None,
                  **options: Any) -> None:
-        check_storage_options("SQLiteCache", {k: v for k, v in options.items()
-                                              if k not in _CONNECT_ARGS})
+        unknown = sorted(set(options) - _CONNECT_ARGS - PEER_STORAGE_OPTIONS)
+        if unknown:  # aiohttp-client-cache drops what sqlite3.connect does not take
+            warnings.warn(f"SQLiteCache() ignores the unknown keyword arguments {unknown}",
+                          UserWarning, stacklevel=2)
         if not table_name or '"' in table_name or "\x00" in table_name:
             raise ValueError(f"invalid table name {table_name!r}")
         if isinstance(db_path, SQLiteDatabase):

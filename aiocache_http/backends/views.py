@@ -110,7 +110,11 @@ class ResponsesView(_View):
         if isinstance(value, PLAIN_TYPES):
             await self.backend._guard_write("write", self.storage, self.storage.write(key, value))
         else:
+            keep = getattr(self.storage, "keep_written", None)
+            before = self.storage.get_item(key) if keep is not None else None  # type: ignore[attr-defined]
             await self.backend.save_response(value, key)
+            if keep is not None:  # in-process: get_response hands this very object back
+                keep(key, value, before)
 
 
 class RedirectsView(_View):

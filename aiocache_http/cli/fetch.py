@@ -50,7 +50,7 @@ async def get(backend: CacheBackend, out: Output, url: str, method: str, headers
     rows += [("body", f"{len(body):,} bytes"), ("time", f"{event.duration * 1000:.1f} ms")]
     rows += [("storage error", fault) for fault in event.storage_errors]
     out.pairs(rows)
-    cached = await backend.get_response(r.cache_key) if r.cache_key else None
+    cached = await backend.get_record(r.cache_key) if r.cache_key else None
     preview = None if cached is None else body_preview(cached, 300)
     if preview:
         out.line("\n" + preview)

@@ -101,7 +101,7 @@ class CachedResponse:
     """Parsed at store time; None for an entry written before they were kept."""
     stored_body: StoredBody | None = None
     """Set when a large body was left in storage (``body`` is then empty): only lookups
-    that ask for it (``get_response(stream=True)``) get one."""
+    that ask for it (``get_record(stream=True)``) get one."""
 
     @property
     def is_expired(self) -> bool:

@@ -286,6 +286,11 @@ def _fresh_or_not(p: Plan, stored: CachedResponse, facts: Facts, now: datetime,
     if p.only_if_cached and fresh_left > 0:
         return Serve("hit: fresh, and only-if-cached outranks refresh", "RFC 9111 §5.2.1.7",
                      response=_for_client(p, stored), age=_age(p, stored, now))
+    if p.only_if_cached and settings.stale_if_error and stale_if_error_ok(p, stored, now):
+        # the alternative is a 504, an error the user's stale_if_error setting covers
+        return ServeStale("only-if-cached, stale by %.0fs: served under stale_if_error",
+                          "RFC 9111 §5.2.1.7", (-fresh_left,), response=_for_client(p, stored),
+                          age=_age(p, stored, now))
     if p.refresh:
         if cc and not p.no_cache and fresh_left > 0 and facts.immutable:
             return Serve("fresh and immutable: a refresh is not needed", "RFC 8246 §2",
@@ -421,10 +426,10 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
         # a 304 to a request without validators (requests-cache): the stored response stands
         return Serve("304 to an unconditional request: the stored response is served as is",
                      "", response=_for_client(p, cached), age=_age(p, cached, received.response_time))
-    if status >= 500 and cached is not None and stale_if_error_ok(p, cached, received.response_time):
+    if cached is not None and _is_error(p, status) and stale_if_error_ok(p, cached, received.response_time):
         return ServeStale("origin answered %d: serving the stale response (stale_if_error)",
-                          "RFC 5861 §4", (status,), response=_for_client(p, cached),
-                          age=_age(p, cached, received.response_time))
+                          "RFC 5861 §4" if status >= 500 else "", (status,),
+                          response=_for_client(p, cached), age=_age(p, cached, received.response_time))
     why = _not_storable(p, status, headers) or _unkeyed_credentials(p, received)
     if why is not None:
         not_stored = DontStore(*why)
@@ -599,6 +604,15 @@ def on_error(p: Plan, sent: Decision, error: str, now: datetime) -> Decision | N
     return ServeStale("origin unreachable (%s): serving the stale response (stale_if_error)",
                       "RFC 5861 §4", (error,), response=_for_client(p, cached),
                       age=_age(p, cached, now))
+
+
+def _is_error(p: Plan, status: int) -> bool:
+    """An answer a stale response may replace: a 5xx (RFC 5861 §4); with the
+    ``stale_if_error`` setting also a 4xx not in ``allowed_codes`` (requests-cache's rule)."""
+    if status >= 500:
+        return True
+    return status >= 400 and bool(p.settings.stale_if_error) \
+        and status not in p.settings.allowed_codes
 
 
 def stale_if_error_ok(p: Plan, cached: CachedResponse, now: datetime) -> bool:

@@ -29,8 +29,9 @@ _NAMED = {"NEVER_EXPIRE": NEVER_EXPIRE, "EXPIRE_IMMEDIATELY": EXPIRE_IMMEDIATELY
 def normalize_expire_after(value: ExpirationTime, name: str = "expire_after") -> ExpirationTime:
     """Validate an ``expire_after`` value and return it in canonical form.
 
-    Canonical forms: ``NEVER_EXPIRE``, ``DO_NOT_CACHE``, a non-negative ``float`` of
-    seconds (0 is ``EXPIRE_IMMEDIATELY``), or an aware ``datetime``.
+    Canonical forms: ``NEVER_EXPIRE``, ``DO_NOT_CACHE``, a ``float`` of seconds (0 is
+    ``EXPIRE_IMMEDIATELY``; below 0, other than -1, already expired that long ago, as in
+    requests-cache), or an aware ``datetime``.
     """
     if value is None:
         return NEVER_EXPIRE
@@ -47,8 +48,8 @@ def normalize_expire_after(value: ExpirationTime, name: str = "expire_after") ->
     if isinstance(value, (int, float)):
         if value in (NEVER_EXPIRE, DO_NOT_CACHE):
             return int(value)
-        if value < 0:
-            raise ValueError(f"{name}={value!r}: use -1 (NEVER_EXPIRE) or a number >= 0")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{name}={value!r}: use -1 (NEVER_EXPIRE) or a finite number of seconds")
         return float(value)
     raise TypeError(
         f"{name} must be None, a number of seconds, timedelta, datetime or one of "

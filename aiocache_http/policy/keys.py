@@ -313,14 +313,27 @@ def create_key(
     return hash_key(material)
 
 
-def hash_key(parts: Iterable[bytes]) -> str:
+def hash_key(parts: Iterable[bytes | Chunks]) -> str:
     """SHA-256 of the parts, each prefixed by its length (so parts never run together).
-    A large body is hashed where it is, not copied."""
+    A large body is hashed where it is, not copied; a part given as :class:`Chunks`
+    hashes as the bytes they join into."""
     digest = hashlib.sha256()
     for part in parts:
-        digest.update(memoryview(part).nbytes.to_bytes(8, "big"))
-        digest.update(part)
+        chunks = part.buffers if isinstance(part, Chunks) else (part,)
+        digest.update(sum(memoryview(c).nbytes for c in chunks).to_bytes(8, "big"))
+        for chunk in chunks:
+            digest.update(chunk)
     return digest.hexdigest()
+
+
+class Chunks:
+    """A key part still in pieces (a multipart body around a user's buffers): hashed
+    piece by piece, never joined."""
+
+    __slots__ = ("buffers",)
+
+    def __init__(self, buffers: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.buffers = tuple(buffers)
 
 
 def redact_request(

@@ -141,7 +141,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("expire_after", NEVER_EXPIRE, normalize_expire_after,
             "seconds, `timedelta`, `datetime`, `EXPIRE_IMMEDIATELY` (0: stored, revalidated on every "
-            "use), `DO_NOT_CACHE`", shown="`NEVER_EXPIRE` (-1)"),
+            "use), `DO_NOT_CACHE`; below 0 (other than -1): stored already expired that long ago, as "
+            "in requests-cache", shown="`NEVER_EXPIRE` (-1)"),
     Setting("urls_expire_after", None, normalize_patterns,
             "`{glob or regex: expire_after}`, first match wins; a glob without scheme matches any "
             "scheme", shown="`{}`"),
@@ -161,7 +162,9 @@ SETTINGS: tuple[Setting, ...] = (
             "redacted in storage), added to the built-in list"),
     Setting("cache_control", False, bool, "honour response `Cache-Control`/`Expires` (RFC 9111)"),
     Setting("stale_if_error", False, lambda v: _seconds_or_flag("stale_if_error", v),
-            "serve a stale response when the origin fails: `True` or a bound in seconds past expiry",
+            "serve a stale response when the origin fails (unreachable, a 5xx, or, as in "
+            "requests-cache, a 4xx not in `allowed_codes`; also instead of an `only_if_cached` 504): "
+            "`True` or a bound in seconds past expiry",
             ("old_data_on_error",)),
     Setting("stale_while_revalidate", False,
             lambda v: _seconds_or_flag("stale_while_revalidate", v),

@@ -155,7 +155,7 @@ class BaseCache:
 
     def get_response(self, key: str, default: Any = None) -> CachedResponse | Any:
         """The response at ``key`` (following a redirect alias), or ``default``."""
-        record = run(self.backend.get_response(key))
+        record = run(self.backend.get_record(key))
         return default if record is None else CachedResponse.from_record(record)
 
     def save_response(self, response: requests.Response | ResponseRecord, cache_key: str | None = None,
