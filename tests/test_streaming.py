@@ -64,17 +64,21 @@ async def test_every_reading_style_miss_then_hit(make_client: MakeClient, origin
                 assert origin.count(f"/body/{name}") == 1, case
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
-async def test_five_megabytes_streamed_and_whole(make_client: MakeClient, origin: Origin,
-                                                 chunked: bool) -> None:
+async def test_five_megabytes_every_reading_style(make_client: MakeClient, origin: Origin) -> None:
+    """5 MB (stored in parts by the filesystem, SQLite and GridFS, read back in chunks on a
+    hit): every style on a miss and on a hit with a Content-Length; chunked, the two
+    styles that matter for large bodies (whole, and in chunks)."""
     c = make_client()
     streamed, whole = ("iter_chunked", "read") if isinstance(c, AsyncClient) else ("iter_content", "content")
-    for style in (streamed, whole):
-        url = body_url(origin, f"large-{style}", LARGE, chunked)
+    cases = [(style, False) for style in c.STYLES] + [(streamed, True), (whole, True)]
+    for style, chunked in cases:
+        name = f"large-{style.replace(' ', '_').replace(',', '')}"
+        url = body_url(origin, name, LARGE, chunked, pause=0.01)
         miss = await c.read(url, style)
-        again = await c.read(url, style)
-        assert miss.body == payload(LARGE) and again.body == payload(LARGE), style
-        assert not miss.from_cache and again.from_cache == storable(c, LARGE), style
+        hit = await c.read(url, style)
+        case = f"{style}, {'chunked' if chunked else 'Content-Length'}"
+        assert miss.body == expected(style, LARGE) and hit.body == expected(style, LARGE), case
+        assert not miss.from_cache and hit.from_cache == storable(c, LARGE), case
 
 
 # -- bodies that do not complete ---------------------------------------------------------
