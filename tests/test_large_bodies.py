@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
+import time
 import tracemalloc
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -204,6 +206,43 @@ async def test_waiters_stop_waiting_for_a_stalled_body(make_backend: BackendMake
             assert not r.from_cache and await r.read() == payload(size)
         leader.release()
     assert origin.count("/body/stalled") == 2
+
+
+@pytest.mark.parametrize("leader", ["closes half-read", "stalls"])
+async def test_sync_waiters_on_a_leader_that_never_finishes(origin: Origin, tmp_path: Path, leader: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync session (one thread each): a leader that reads a little of a large body,
+    then closes its response or holds it unread. Its waiters neither hang nor fail: they
+    go to the origin once it gives up, or once its body has stalled."""
+    monkeypatch.setattr(coalescing, "LEADER_STALL_SECONDS", 0.5)
+    size = 3 * MB
+    url = body_url(origin, f"sync-{leader.split()[0]}", size, chunked=False, pause=0.2)
+    session = CachedSession(backend=SQLiteBackend(tmp_path / "cache.sqlite"))
+    started, followers_done = threading.Event(), threading.Event()
+
+    def lead() -> None:
+        r = session.get(url, stream=True)
+        assert r.raw.read(64 * 1024) == payload(size)[: 64 * 1024]
+        started.set()
+        if leader == "stalls":
+            followers_done.wait(30)  # holds it unread until the others are served
+        else:
+            time.sleep(0.2)  # the others are waiting for it by then
+        r.close()
+
+    def follow() -> bytes:
+        started.wait(30)
+        return session.get(url).content
+
+    async with asyncio.timeout(30):  # nobody hangs
+        leading = asyncio.create_task(asyncio.to_thread(lead))
+        bodies = await asyncio.gather(*(asyncio.to_thread(follow) for _ in range(3)))
+        followers_done.set()
+        await leading
+    assert all(body == payload(size) for body in bodies)
+    assert 2 <= origin.count(f"/body/sync-{leader.split()[0]}") <= 4  # the leader's, then the others'
+    assert (await asyncio.to_thread(session.get, url)).from_cache  # one of them stored it, whole
+    await asyncio.to_thread(session.close)
 
 
 async def test_own_unread_response_is_not_waited_for(origin: Origin) -> None:
