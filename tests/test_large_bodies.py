@@ -324,6 +324,33 @@ async def test_memory_of_large_bodies(origin: Origin, tmp_path: Path, kind: str)
             assert miss < bound and hit < bound, (whole, miss, hit)
 
 
+async def test_memory_of_a_large_sync_hit_read_by_raw_read(origin: Origin, tmp_path: Path) -> None:
+    """requests' ``raw.read()`` of a 20 MB hit left in storage: the body once, not twice."""
+    size = 20 * MB
+    session = CachedSession(backend=FileBackend(tmp_path / "files"))
+    url = body_url(origin, "raw-read", size, chunked=False)
+    assert len(await asyncio.to_thread(lambda: session.get(url).content)) == size
+
+    expected = payload(size)
+
+    def hit() -> float:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            with session.get(url, stream=True) as r:
+                assert r.from_cache
+                body = r.raw.read()
+                assert body == expected
+                del body
+            return tracemalloc.get_traced_memory()[1] / size
+        finally:
+            tracemalloc.stop()
+
+    peak = await asyncio.to_thread(hit)
+    assert peak < 1.5, peak
+    await asyncio.to_thread(session.close)
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_max_body_size_streams_through_unbuffered(origin: Origin, tmp_path: Path, kind: str) -> None:
     """100 MB through a 10 MB limit, read in chunks: peak memory under 0.2x the body
