@@ -23,8 +23,9 @@ from aiocache_http import CacheBackend, CachedClientSession, coalescing
 from aiocache_http.backends.filesystem import FileBackend
 from aiocache_http.backends.parts import PART_SIZE
 from aiocache_http.backends.sqlite import SQLiteBackend
+from aiocache_http.content import ReplayStream
 from aiocache_http.events import CacheEvent
-from aiocache_http.models import CachedRequest, CachedResponse, StoredBodyError
+from aiocache_http.models import CachedRequest, CachedResponse, StoredBody, StoredBodyError
 from aiocache_http.sync import CachedSession
 
 from .backends import FACTORIES
@@ -516,3 +517,41 @@ def test_fuzzed_large_items_are_misses_or_errors(large_item: tuple[Loop, CacheBa
         await _write_parts(backend, FUZZ_KEY, item)  # the next example starts from the good item
 
     loop.run(check())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+async def test_readuntil_finds_a_separator_split_between_stored_chunks(tmp_path: Path, kind: str) -> None:
+    """A hit read from storage comes in parts: ``content.readuntil(b"\\r\\n")`` finds a
+    separator whose bytes lie in two of them, as aiohttp's does on the wire."""
+    backend = spilling_backend(kind, tmp_path)
+    size = 2 * MB
+
+    opened: list[StoredBody] = []
+
+    async def store_and_open(body: bytes) -> ReplayStream:
+        request = CachedRequest("GET", "https://x.test/lines")
+        await backend.save_response_at(CachedResponse(200, "OK", "https://x.test/lines", CIMultiDict(), body,
+                                                      request, cache_key="k"), ["k"])
+        stored = await backend.get_response("k", stream=True)
+        assert stored is not None and stored.stored_body is not None
+        opened.append(stored.stored_body)
+        return ReplayStream(stored=stored.stored_body)
+
+    plain = await store_and_open(b"a" * size)  # where the chunks of a body this long end
+    ends, offset = [], 0
+    while chunk := await plain.readany():
+        offset += len(chunk)
+        ends.append(offset)
+    assert len(ends) > 2
+    body = bytearray(b"a" * size)
+    for end in ends[:-1]:
+        body[end - 1 : end + 1] = b"\r\n"  # split: "\r" ends one chunk, "\n" starts the next
+    stream = await store_and_open(bytes(body))
+    lines = []
+    while line := await stream.readuntil(b"\r\n"):
+        lines.append(line)
+    assert b"".join(lines) == body
+    assert lines[:-1] == [bytes(line) + b"\r\n" for line in bytes(body).split(b"\r\n")[:-1]]
+    for stored_body in opened:
+        await stored_body.close()
+    await backend.close()
