@@ -327,3 +327,64 @@ async def test_36_range_and_head(rfc: Callable[..., Client], origin: Origin) -> 
     assert not ranged.from_cache and origin.count("/r/rg") == 2
     head = await c.request("HEAD", url)
     assert head.from_cache and head.body == b"" and origin.count("/r/rg") == 2
+
+
+# -- SHOULD / MAY beyond the 36 cases (issue 21) ---------------------------------------------------
+async def test_rfc9111_4_1_accept_language_normalised_and_selected(rfc: Callable[..., Client],
+                                                                  origin: Origin) -> None:
+    """Same preferences written otherwise match (§4.1); a response in the language the
+    request prefers to all others answers it (RFC 9110 §12.5.4)."""
+    c = rfc()
+    url = origin.url(path("lang", Cache_Control="max-age=600", Vary="Accept-Language"))
+    await c.get(url, headers={"Accept-Language": "en, de"})
+    for same in ("EN,DE", "en;q=1.0, de", "en ,  de"):
+        assert (await c.get(url, headers={"Accept-Language": same})).from_cache, same
+    assert not (await c.get(url, headers={"Accept-Language": "en;q=0.5, de"})).from_cache
+    assert not (await c.get(url, headers={"Accept-Language": "de, en"})).from_cache  # a tie
+    assert origin.count("/r/lang") == 3
+    selected = origin.url(path("sel", Cache_Control="max-age=600", Vary="Accept-Language",
+                               Content_Language="de"))
+    await c.get(selected, headers={"Accept-Language": "en, de"})
+    hit = await c.get(selected, headers={"Accept-Language": "fr;q=0.5, de;q=1.0"})
+    assert hit.from_cache and hit.headers["Content-Language"] == "de"
+    assert not (await c.get(selected, headers={"Accept-Language": "fr, de"})).from_cache  # a tie
+    assert origin.count("/r/sel") == 2
+
+
+async def test_rfc9111_4_1_without_cache_control_order_still_counts(make_client: MakeClient,
+                                                                    origin: Origin) -> None:
+    c = make_client()  # the default (peers') mode: values compared as written
+    url = origin.url(path("dflt", Vary="Accept-Language"))
+    await c.get(url, headers={"Accept-Language": "en, de"})
+    assert not (await c.get(url, headers={"Accept-Language": "de, en"})).from_cache
+    assert (await c.get(url, headers={"Accept-Language": "en, de"})).from_cache
+
+
+async def test_rfc9111_5_2_2_9_public_599_heuristically_fresh(rfc: Callable[..., Client],
+                                                             origin: Origin, clock: Clock) -> None:
+    c = rfc()
+    a_day_ago = format_datetime(clock.now - timedelta(days=1), usegmt=True)
+    public = origin.url(path("p599", status="599", Cache_Control="public", Last_Modified=a_day_ago))
+    private = origin.url(path("n599", status="599", Last_Modified=a_day_ago))
+    for url in (public, private, public, private):
+        assert (await c.get(url)).status == 599
+    assert origin.count("/r/p599") == 1 and origin.count("/r/n599") == 2
+    clock.advance(2 * 3600)  # 10% of a day: 2.4 hours
+    assert (await c.get(public)).from_cache
+    clock.advance(3600)
+    assert not (await c.get(public)).from_cache
+
+
+async def test_rfc9111_4_3_2_if_modified_since_by_date(rfc: Callable[..., Client], origin: Origin,
+                                                      clock: Clock) -> None:
+    """No Last-Modified: the stored response's Date dates it."""
+    c = rfc()
+    url = origin.url(path("ims", Cache_Control="max-age=100000"))
+    await c.get(url)
+    later = format_datetime(clock.now + timedelta(seconds=60), usegmt=True)
+    earlier = format_datetime(clock.now - timedelta(seconds=3000), usegmt=True)
+    not_modified = await c.get(url, headers={"If-Modified-Since": later})
+    assert not_modified.status == 304 and not_modified.from_cache and not_modified.body == b""
+    modified = await c.get(url, headers={"If-Modified-Since": earlier})
+    assert modified.status == 200 and modified.from_cache and n(modified.body) == 1
+    assert origin.count("/r/ims") == 1

@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 from multidict import CIMultiDict
 
@@ -545,3 +548,188 @@ def test_rfc9110_9_3_3_a_post_response_for_its_own_uri_is_stored_for_get(cache: 
                               request=post)
     assert isinstance(elsewhere, Invalidate) and elsewhere.then is not None
     assert elsewhere.then.name == "DontStore"
+
+
+# -- SHOULD / MAY beyond the required (issue 21), each with its section --------------------------
+def _varies_on_language(cache: Cache, sent: str, **response: str) -> CachedResponse:
+    entry = cache.store(headers=H(Cache_Control="max-age=3600", Vary="Accept-Language", **response),
+                        request=req(Accept_Language=sent))
+    assert entry is not None
+    return entry
+
+
+@pytest.mark.parametrize("again", ["EN,DE", " en ,   de", "en;q=1, de;q=1.000", "en;Q=1, de"])
+def test_rfc9111_4_1_negotiation_fields_compare_by_meaning(cache: Cache, again: str) -> None:
+    """§4.1: values that normalise to the same semantics match; in the content negotiation
+    fields case, spaces, the spelling of q and the order of distinct weights carry no
+    meaning (RFC 9110 §12.4.2); equal weights keep the order sent (origins break ties by
+    it, RFC 9110 §12.5.4)."""
+    entry = _varies_on_language(cache, "en, de")
+    assert cache.decide(entry, at(1), req(Accept_Language=again)).name == "Serve"
+    store = cache.respond(headers=H(Cache_Control="max-age=3600", Vary="Accept-Language"),
+                          request=req(Accept_Language=again))
+    first = cache.respond(headers=H(Cache_Control="max-age=3600", Vary="Accept-Language"),
+                          request=req(Accept_Language="en, de"))
+    assert isinstance(store, Store) and isinstance(first, Store)
+    values = freshness.vary_values(["accept-language"], H(Accept_Language=again), negotiated=True)
+    assert values == freshness.vary_values(["accept-language"], H(Accept_Language="en, de"),
+                                           negotiated=True)  # one variant key for both
+
+
+@pytest.mark.parametrize(("one", "other", "same"), [
+    ("text/html;level=1, */*;q=0.1", "*/*; q=0.1 ,TEXT/HTML; level=1", True),
+    ("gzip, deflate", "deflate, gzip", False),  # a tie: some origins decide it by order
+    ("gzip;q=0.5, deflate", "deflate, gzip;q=0.5", True),
+    ("text/html;charset=UTF-8", "text/html;charset=utf-8", False),  # a parameter value as written
+    ('a;x="1, 2", b', 'b, a;x="1, 2"', False),  # quoted: unreadable, compared as written
+    ("en;q=.5, de", "de, en;q=.5", False),      # not a qvalue (RFC 9110 §12.4.2): as written
+    ("en;q=0.50", "en;q=0.5", True),
+    ("en, en", "en", False),
+])
+def test_rfc9110_12_4_2_negotiation_values_normalised_only_where_the_meaning_is_known(
+        one: str, other: str, same: bool) -> None:
+    from aiocache_http.policy import negotiation
+
+    for name in ("Accept", "Accept-Encoding"):
+        values = [freshness.vary_values([name.lower()], H(**{name.replace("-", "_"): v}),
+                                        negotiated=True) for v in (one, other)]
+        assert (values[0] == values[1]) is same, (name, values)
+    assert (negotiation.canonical(one) is None) is ('"' in one or "q=." in one)
+
+
+@pytest.mark.parametrize("other", ["de, en", "en;q=0.5, de", "en", "de, en;q=0", "de;q=0.9, en", "de-CH, en",
+                                   'en;foo="1", de'])
+def test_rfc9111_4_1_different_preferences_do_not_match(cache: Cache, other: str) -> None:
+    entry = _varies_on_language(cache, "en, de")  # no Content-Language: nothing to select by
+    decision = cache.decide(entry, at(1), req(Accept_Language=other))
+    assert isinstance(decision, Lookup) and decision.variant and decision.rfc == "RFC 9111 §4.1"
+
+
+def test_rfc9111_4_1_without_cache_control_values_compare_as_written() -> None:
+    """The default (requests-cache) mode keeps its comparison: order is significant."""
+    entry = _varies_on_language(Cache(), "en, de")
+    p = core.plan(req(Accept_Language="de, en"), CacheSettings(), None, identify)
+    decision = core.on_lookup(p, entry, at(1))
+    assert isinstance(decision, Lookup) and decision.variant
+    assert core.on_lookup(core.plan(req(Accept_Language="en,de"), CacheSettings(), None, identify),
+                          entry, at(1)).name == "Serve"
+
+
+@pytest.mark.parametrize(("asked", "content_language", "served"), [
+    ("fr;q=0.5, de;q=1.0", "de", True),   # de preferred to everything else
+    ("de", "DE", True),
+    ("de, fr;q=0.9, *;q=0.1", "de", True),
+    ("fr, de", "de", False),              # a tie: the origin might pick fr
+    ("fr;q=0.5, de;q=0.4", "de", False),  # fr preferred
+    ("de-CH, de;q=0.9", "de", False),     # the most preferred tag is another one
+    ("*", "de", False),
+    ("de;q=0", "de", False),
+    ("de", "de, en", False),              # a response in two languages: not selected by one
+])
+def test_rfc9111_4_1_rfc9110_12_5_4_the_preferred_language_selects_the_stored_response(
+        cache: Cache, asked: str, content_language: str, served: bool) -> None:
+    """A response in the one language the request prefers to all others is what
+    negotiation on Accept-Language selects for it, whatever else the request lists."""
+    entry = _varies_on_language(cache, "en, de", Content_Language=content_language)
+    decision = cache.decide(entry, at(1), req(Accept_Language=asked))
+    assert (decision.name == "Serve") is served, decision.why()
+
+
+def test_rfc9111_4_1_a_vary_on_another_field_still_decides(cache: Cache) -> None:
+    entry = cache.store(headers=H(Cache_Control="max-age=3600", Vary="Accept-Language, Accept",
+                                  Content_Language="de"),
+                        request=req(Accept_Language="en, de", Accept="text/html"))
+    assert entry is not None
+    asked = {"Accept-Language": "fr;q=0.5, de"}
+    assert cache.decide(entry, at(1), CachedRequest("GET", URL, CIMultiDict(
+        asked, Accept="text/html"))).name == "Serve"
+    assert cache.decide(entry, at(1), CachedRequest("GET", URL, CIMultiDict(
+        asked, Accept="application/json"))).name == "Lookup"
+
+
+def test_rfc9111_5_2_2_9_public_makes_any_status_heuristically_cacheable(cache: Cache) -> None:
+    """§5.2.2.9: a public response without explicit freshness is heuristically cacheable
+    (§4.2.2), whatever its status; without public a 599 is not stored (§3)."""
+    headers = H(Date=http_date(T0), Last_Modified=http_date(at(-86400)))
+    assert cache.store(599, headers) is None
+    headers["Cache-Control"] = "public"
+    entry = cache.store(599, headers)
+    assert entry is not None and entry.expires == at(8640)  # 10% of a day
+    assert cache.decide(entry, at(8639)).name == "Serve"
+    assert cache.decide(entry, at(8641)).name == "Revalidate"  # stale: If-Modified-Since
+    bounded = Cache(max_heuristic_age=60).store(599, headers)
+    assert bounded is not None and bounded.expires == at(60)
+    unheuristic = Cache(max_heuristic_age=False).store(599, headers)  # public: still storable
+    assert unheuristic is not None and unheuristic.expires == T0  # but never fresh
+
+
+@pytest.mark.parametrize(("since", "answered_304"), [
+    (0, True), (3000, True), (-1, False), (-3000, False)])
+def test_rfc9111_4_3_2_if_modified_since_without_last_modified_uses_the_date(
+        cache: Cache, since: int, answered_304: bool) -> None:
+    """§4.3.2: without Last-Modified the stored response's Date dates it (the fresh
+    response was generated at its Date: not modified since any later time)."""
+    entry = cache.store(headers=H(Cache_Control="max-age=100000", Date=http_date(T0)))
+    assert entry is not None
+    asked = req(If_Modified_Since=http_date(at(since)))
+    served = cache.decide(entry, at(10), asked)
+    assert served.name == "Serve"
+    assert (served.response.status == 304) is answered_304  # type: ignore[attr-defined]
+
+
+def test_rfc9111_4_3_2_if_modified_since_without_any_date_uses_the_time_received(
+        cache: Cache) -> None:
+    entry = cache.store(headers=H(Cache_Control="max-age=100000"), received_at=at(100))
+    assert entry is not None and "Date" not in entry.headers
+    for since, status in ((at(100), 304), (at(99), 200)):
+        served = cache.decide(entry, at(110), req(If_Modified_Since=http_date(since)))
+        assert served.response.status == status  # type: ignore[attr-defined]
+
+
+def test_rfc9111_4_4_invalidation_keys_leave_out_the_fields_of_the_request_body() -> None:
+    """§4.4 invalidates the stored GET / HEAD responses of the target URI: the fields
+    that describe the unsafe request's body are not in their keys, even when headers
+    are matched."""
+    def keyed(request: CachedRequest) -> tuple[str, CachedRequest]:
+        return create_key(request, match_headers=True), request
+
+    cache = Cache(match_headers=True)
+    post = CachedRequest("POST", URL, H(Accept="text/html", Content_Type="application/json",
+                                         Content_Length="2", Content_Encoding="gzip"))
+    decision = core.on_response(core.plan(post, cache.settings, None, keyed), Fetch("miss"),
+                                received(200, H()))
+    assert isinstance(decision, Invalidate)
+    assert keyed(CachedRequest("GET", URL, H(Accept="text/html")))[0] in decision.keys
+
+
+_TAGS = st.sampled_from(["en", "de", "fr", "en-GB", "de-CH", "*", "gzip", "text/html", "*/*"])
+_WEIGHTS = st.sampled_from([None, "1", "1.0", "1.000", "0.5", "0.50", "0.123", "0", "0.000"])
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.lists(st.tuples(_TAGS, _WEIGHTS), min_size=1, max_size=6, unique_by=lambda e: e[0]),
+                  st.randoms(use_true_random=False))
+def test_rfc9111_4_1_negotiation_canonical_form_is_order_and_spelling_free(
+        elements: list[tuple[str, str | None]], rnd: random.Random) -> None:
+    from aiocache_http.policy import negotiation
+
+    def spell(items: list[tuple[str, str | None]], upper: bool, space: str) -> str:
+        return f",{space}".join((t.upper() if upper else t) + ("" if q is None else f";{space}q={q}")
+                                for t, q in items)
+
+    def weight(q: str | None) -> int:
+        return 1000 if q is None else round(float(q) * 1000)
+
+    # any order of the distinct weights; equal weights keep their relative order
+    shuffled = list(elements)
+    rnd.shuffle(shuffled)
+    ties: dict[int, list[tuple[str, str | None]]] = {}
+    for element in elements:
+        ties.setdefault(weight(element[1]), []).append(element)
+    in_order = {w: iter(group) for w, group in ties.items()}
+    shuffled = [next(in_order[weight(q)]) for _, q in shuffled]
+    first = negotiation.canonical(spell(elements, False, ""))
+    assert first is not None
+    assert negotiation.canonical(spell(shuffled, True, " ")) == first
+    assert negotiation.canonical(first) == first  # a fixed point
+    assert negotiation.preferred(spell(shuffled, False, " ")) == negotiation.preferred(first)

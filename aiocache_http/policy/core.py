@@ -248,12 +248,13 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
                        for name in facts.vary):
         return _fetch(p, None, "the stored response varies on a credential left out of the key",
                       "RFC 9111 §4.1", generation=generation)
-    if facts.vary and not freshness.vary_matches(stored, p.request, keyed):
+    negotiated = settings.cache_control  # §4.1's normalisation by meaning
+    if facts.vary and not freshness.vary_matches(stored, p.request, keyed, negotiated):
         if via is not None and via.variant:
             return _fetch(p, None, "no stored variant matches the request", "RFC 9111 §4.1",
                           generation=generation)
         base = p.key if via is None else via.base
-        values = freshness.vary_values(facts.vary, p.request.headers)
+        values = freshness.vary_values(facts.vary, p.request.headers, negotiated)
         return Lookup("the stored response varies on %s: reading the matching variant",
                       "RFC 9111 §4.1", (",".join(facts.vary),),
                       key=variant_key(base, stored.vary_generation, values), base=base,
@@ -390,8 +391,7 @@ def on_response(p: Plan, sent: Decision, received: Received) -> Decision:
     if (method not in SAFE_METHODS and p.settings.cache_control
             and 200 <= received.status < 400):
         urls = invalidated_urls(method, p.original.url, received.status, received.headers)
-        headers = p.original.headers.copy()
-        headers.popall("Content-Type", None)  # the body's type: not part of a body-less key
+        headers = _without_body_fields(p.original.headers)
         keys = tuple(p.identify(CachedRequest(m, url, headers, follow_redirects=follow))[0]
                      for url in urls for m in ("GET", "HEAD") for follow in (True, False))
         return Invalidate("unsafe method %s answered %d: stored responses for %s invalidated",
@@ -442,6 +442,20 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
                  keys=keys, vary_generation=generation, aliases=_alias_keys(p, received))
 
 
+def _without_body_fields(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """The headers of a body-less request (a GET or HEAD) for the same URI as a request
+    with a body: the fields that describe that body are not part of its key."""
+    if not any(name in headers for name in _BODY_FIELDS):
+        return headers
+    kept = CIMultiDict(headers)
+    for name in _BODY_FIELDS:
+        kept.popall(name, None)
+    return kept
+
+
+_BODY_FIELDS = ("Content-Type", "Content-Length", "Content-Encoding")
+
+
 def _post_for_get(p: Plan, received: Received) -> Store | None:
     """A POST response with explicit freshness and a Content-Location naming its own
     target URI answers a later GET of that URI (RFC 9110 §9.3.3), with cache_control."""
@@ -454,7 +468,8 @@ def _post_for_get(p: Plan, received: Received) -> Store | None:
         return None
     if freshness.not_storable_reason(p.original, 200, headers) is not None:
         return None
-    key, stored_request = p.identify(CachedRequest("GET", url, p.original.headers))
+    key, stored_request = p.identify(CachedRequest("GET", url,
+                                                   _without_body_fields(p.original.headers)))
     return Store("POST response with Content-Location of its own URI: stored for GET",
                  "RFC 9110 §9.3.3", headers=freshness.headers_to_store(headers), keys=(key,),
                  request=stored_request)
@@ -507,7 +522,7 @@ def _store_keys(p: Plan, headers: CIMultiDict[str], generation: str) -> tuple[tu
     if not names or "*" in names:
         return (p.key,), ""
     generation = generation or secrets.token_hex(8)  # nothing stored: a new generation
-    values = freshness.vary_values(names, p.request.headers)
+    values = freshness.vary_values(names, p.request.headers, p.settings.cache_control)
     return (p.key, variant_key(p.key, generation, values)), generation
 
 

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from multidict import CIMultiDict
 
 from ..models import CachedRequest, CachedResponse, Facts
+from . import negotiation
 from .directives import (
     MAX_DELTA_SECONDS,
     delta_seconds,
@@ -127,7 +128,9 @@ def _lifetime(
         lines = headers.getall("Expires")  # several lines: no single valid date (§5.3)
         expires = parse_http_date(lines[0]) if len(lines) == 1 else None
         return 0.0 if expires is None else max(0.0, (expires - date).total_seconds())
-    if status in HEURISTICALLY_CACHEABLE and heuristic_max is not False:
+    # §4.2.2; a public response without explicit freshness is heuristically cacheable
+    # whatever its status (§5.2.2.9)
+    if heuristic_max is not False and (status in HEURISTICALLY_CACHEABLE or "public" in cc):
         last_modified = parse_http_date(headers.get("Last-Modified"))
         if last_modified is not None and last_modified < date:
             heuristic = (date - last_modified).total_seconds() * HEURISTIC_FRACTION
@@ -220,7 +223,8 @@ def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:
 def client_validators_match(request_headers: CIMultiDict[str], stored: CachedResponse) -> bool:
     """Does the client's own conditional request match the stored response, so that a
     304 answers it (RFC 9111 §4.3.2, RFC 9110 §13.1)? If-None-Match wins over
-    If-Modified-Since; the stored Last-Modified, else its Date, dates it."""
+    If-Modified-Since; the stored Last-Modified, else its Date, else the time it was
+    received, dates it (the order §4.3.2 gives)."""
     if_none_match = request_headers.getall("If-None-Match", ())
     if if_none_match:
         etag = stored.headers.get("ETag")
@@ -231,8 +235,9 @@ def client_validators_match(request_headers: CIMultiDict[str], stored: CachedRes
     since = parse_http_date(request_headers.get("If-Modified-Since"))
     if since is None:
         return False
-    modified = parse_http_date(stored.headers.get("Last-Modified")) or _date(stored.headers)
-    return modified is not None and modified <= since
+    modified = (parse_http_date(stored.headers.get("Last-Modified")) or _date(stored.headers)
+                or stored.response_time or stored.created_at)
+    return modified <= since
 
 
 def _weak(tag: str) -> str:
@@ -248,33 +253,58 @@ def vary_names(headers: CIMultiDict[str]) -> list[str]:
     return names
 
 
-def _field(headers: CIMultiDict[str], name: str) -> str | None:
+def _field(headers: CIMultiDict[str], name: str, negotiated: bool = False) -> str | None:
     values = headers.getall(name, ())
     if not values:
         return None
     # §4.1: normalise by combining lines and dropping optional whitespace around commas;
     # language tags and codings are case-insensitive.
     joined = ",".join(",".join(p.strip() for p in v.split(",")) for v in values)
+    if negotiated and name in negotiation.NEGOTIATION_FIELDS:
+        same = negotiation.canonical(joined)  # order and spelling of weights too
+        if same is not None:
+            return same
     return joined.lower() if name in _CASELESS_VALUES else joined
 
 
 _CASELESS_VALUES = frozenset({"accept-language", "accept-encoding", "accept-charset"})
 
 
-def vary_values(names: Sequence[str], request_headers: CIMultiDict[str]) -> list[tuple[str, str | None]]:
-    return [(name, _field(request_headers, name)) for name in sorted(set(names))]
+def vary_values(names: Sequence[str], request_headers: CIMultiDict[str], negotiated: bool = False
+                ) -> list[tuple[str, str | None]]:
+    """The request's values of the fields ``names``, normalised (``negotiated``: the
+    content negotiation fields by meaning, see :mod:`.negotiation`)."""
+    return [(name, _field(request_headers, name, negotiated)) for name in sorted(set(names))]
 
 
-def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fields: Container[str]
-                 ) -> bool:
+def vary_matches(cached: CachedResponse, request: CachedRequest, credential_fields: Container[str],
+                 negotiated: bool = False) -> bool:
     """Do the fields the stored response varies on have the same values in ``request``?
 
     Absent in both counts as a match. ``Vary: *`` is left to ``Facts.no_cache``.
-    Credential fields are already part of the key (and redacted in storage).
+    Credential fields are already part of the key (and redacted in storage). With
+    ``negotiated`` (cache_control) the content negotiation fields compare by meaning, and
+    a response in the one language the request prefers to all others answers it.
     """
     for name in facts_of(cached).vary:
         if name == "*" or name in credential_fields:
             continue
-        if _field(cached.request.headers, name) != _field(request.headers, name):
+        if _field(cached.request.headers, name, negotiated) == _field(request.headers, name,
+                                                                       negotiated):
+            continue
+        selected = negotiated and name == "accept-language" and _in_preferred_language(
+            cached.headers, request.headers)
+        if not selected:
             return False
     return True
+
+
+def _in_preferred_language(stored: CIMultiDict[str], request_headers: CIMultiDict[str]) -> bool:
+    """Is the stored response in the language the request prefers to every other? Then
+    it is what negotiation on Accept-Language selects for it, whatever the other
+    languages listed (RFC 9111 §4.1, RFC 9110 §12.5.4): ``de`` answers ``fr;q=0.5, de``."""
+    languages = stored.getall("Content-Language", ())
+    wanted = _field(request_headers, "accept-language")
+    if len(languages) != 1 or "," in languages[0] or wanted is None:
+        return False
+    return negotiation.preferred(wanted) == languages[0].strip().lower()
