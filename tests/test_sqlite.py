@@ -10,6 +10,7 @@ import os
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -556,3 +557,45 @@ async def test_a_file_gone_bad_before_first_use_is_raised_not_failed_open(
     async with CachedClientSession(cache=backend) as s:
         with pytest.raises(SQLiteFileError, match=r"late\.sqlite"):
             await s.get(origin.url("/r/late"))
+
+
+async def test_close_leaves_calls_in_flight_on_another_loop_alone(tmp_path: Path) -> None:
+    """close() from one loop closes another running loop's connection there, once its
+    writes in flight are done: none of that loop's calls fails ("Connection closed",
+    "Cannot operate on a closed database"); its next call opens a fresh connection."""
+    b = SQLiteBackend(tmp_path / "c")
+    store = b.raw_responses
+    await store.write("k", b"v")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    calls = 0
+
+    async def traffic() -> None:
+        nonlocal calls
+        while not stop.is_set():
+            found = await asyncio.gather(*(store.read("k") for _ in range(20)),
+                                         *(store.write(f"w{calls}-{i}", b"x") for i in range(5)),
+                                         return_exceptions=True)
+            errors.extend(r for r in found if isinstance(r, BaseException))
+            calls += len(found)
+
+    other = asyncio.create_task(asyncio.to_thread(asyncio.run, traffic()))
+    try:
+        for _ in range(200):  # the other loop's connection is open
+            if len(b.database.handles) == 2:
+                break
+            await asyncio.sleep(0.01)
+        for _ in range(20):
+            before = calls
+            await b.close()
+            for _ in range(2000):  # the other loop goes on, on a fresh connection
+                if calls >= before + 50 or other.done():
+                    break
+                await asyncio.sleep(0.005)
+            assert await store.read("k") == b"v"
+    finally:
+        stop.set()
+        await other
+    assert not errors, errors[:3]
+    assert calls > 1000
+    await b.close()

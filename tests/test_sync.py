@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -316,6 +317,34 @@ def test_sync_call_from_the_bridge_loop_is_refused(thread_origin: Origin) -> Non
     session.settings.filter_fn = lambda r: len(session.cache.responses) >= 0
     with pytest.raises(RuntimeError, match="bridge loop"):
         session.get(thread_origin.url("/r/reentrant"))
+
+
+def test_a_refused_call_leaves_no_coroutine_unawaited() -> None:
+    """A sync cache call made on the bridge loop is refused before any storage coroutine
+    is made: none is left to warn "coroutine ... was never awaited" at a later gc (which
+    pytest pins on whichever test is running then)."""
+    session = CachedSession(backend="memory")
+    cache = session.cache
+    calls: list[Callable[[], object]] = [
+        lambda: len(cache.responses), lambda: bool(cache.redirects), lambda: cache.responses.get("k"),
+        lambda: cache.contains(key="k"), lambda: cache.get_response("k"), lambda: list(cache.filter()),
+        lambda: cache.has_url("http://127.0.0.1/x"),
+    ]
+
+    async def on_the_bridge() -> list[str]:
+        refused = []
+        for call in calls:
+            with pytest.raises(RuntimeError, match="bridge loop") as e:
+                call()
+            refused.append(str(e.value))
+        return refused
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(requests_cache.BRIDGE.run(on_the_bridge())) == len(calls)
+        gc.collect()
+    assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]
+    session.close()
 
 
 # -- session.cache, storages, backends ------------------------------------------------------

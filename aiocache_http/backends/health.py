@@ -9,11 +9,27 @@ call probes it (half-open); its success closes the circuit.
   bridge loop have their own connections, so each finds out for itself. ``backend.health``
   adds their counters up. Each breaker has a reads circuit and a writes circuit: a file
   that became read-only, a full disk or a held lock stop writes while hits go on.
+- A deadline measures progress, not waiting: a backend is hung when it completes nothing,
+  not when a call waits its turn (aiosqlite's one thread, a Redis connection pool, a
+  file thread pool). A call times out once its backend has completed no call on its loop
+  for ``backend_timeout`` while it waited, and in any case after ``write_timeout``. A burst
+  queues behind a busy, healthy backend; a hung one costs one deadline. Calls on the
+  writes side count only writes as progress: hits that go on while a lock holds every
+  write up do not keep a write waiting.
+- At most :data:`MAX_READS_IN_FLIGHT` reads and :data:`MAX_WRITES_IN_FLIGHT` writes per
+  backend and loop are handed to storage at once (a write may hold a file thread for an
+  fsync: reads must still find one); the others wait their turn at the gate (first come, first
+  served, under the same deadline). A backend's own queues are round robin (a file
+  thread pool, a connection per call): 500 calls of a few steps each would all finish
+  together at the end of the burst, and nothing would look like progress until then.
 - A request spends at most one deadline: once one of its storage calls failed or timed
   out, its later calls are skipped (:class:`request_budget`, opened by the driver).
-- A write is waited for at most ``backend_timeout``; then it goes on in the background
-  until ``write_timeout`` and the caller moves on.
-- Deadlines cost one timer per loop (:class:`_Watchdog`), not one per call.
+- A request waits for its write while writes make progress (as for a read); then the
+  write goes on in the background and the caller moves on.
+- Deadlines cost one ticking timer per loop (:class:`_Watchdog`), not one per call. Time
+  the process spent computing while the loop was too busy to keep its timers is not
+  counted against the backend: the loop had not handed the backend's completions over
+  yet (a busy process is not a hung backend).
 - Logs are rate-limited: one WARNING for the first failure (then at most one per
   ``LOG_INTERVAL`` while no circuit opens), one when a circuit opens, one when it closes
   with the counts in between.
@@ -22,6 +38,7 @@ call probes it (half-open); its success closes the circuit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
@@ -29,6 +46,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -44,6 +62,10 @@ logger = logging.getLogger("aiocache_http")
 
 T = TypeVar("T")
 LOG_INTERVAL = 60.0  # seconds between two WARNINGs about failures that leave the circuit closed
+MAX_READS_IN_FLIGHT = 16  # per backend and loop, handed to storage at once; the rest wait their turn
+MAX_WRITES_IN_FLIGHT = 4  # fewer: a write may hold a thread for an fsync; reads need threads too
+TICK = 0.02  # seconds between two looks of a loop's watchdog at the calls in flight
+IDLE = 0.15  # a process computing less than this share of the time is idle
 
 
 class Kind(enum.Enum):
@@ -83,7 +105,8 @@ class _Budget:
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("aiocache_http_budget", default=None)
-_lock_deadline: ContextVar[float | None] = ContextVar("aiocache_http_lock_deadline", default=None)
+_lock_limit: ContextVar[tuple[_InFlight, float] | None] = ContextVar("aiocache_http_lock_limit",
+                                                                    default=None)
 
 
 class request_budget:
@@ -106,11 +129,12 @@ def lock_wait() -> float | None:
     outside the gate. For waits the gate cannot interrupt (SQLite's busy wait runs in the
     connection's thread and holds up every call queued behind it): the time left before
     the call's deadline, and never more than ``backend_timeout`` for a request-path call
-    or a write."""
-    deadline = _lock_deadline.get()
-    if deadline is None:
+    or a write. (A call waiting its turn is not counted: the wait begins at the front.)"""
+    limit = _lock_limit.get()
+    if limit is None:
         return None
-    return max(0.0, deadline - asyncio.get_running_loop().time())
+    entry, most = limit
+    return min(most, entry.left())
 
 
 # -- per event loop -------------------------------------------------------------------------
@@ -146,6 +170,10 @@ class Breaker:
     reads: Circuit = field(default_factory=lambda: Circuit("reads"))
     writes: Circuit = field(default_factory=lambda: Circuit("writes"))
     warm: bool = False  # a call has succeeded on this loop (connections are open)
+    progress_at: float = -math.inf  # the watchdog's attentive time a storage call last succeeded
+    wrote_at: float = -math.inf  # ... a write or delete
+    read_slots: _Slots = field(default_factory=lambda: _Slots(MAX_READS_IN_FLIGHT))
+    write_slots: _Slots = field(default_factory=lambda: _Slots(MAX_WRITES_IN_FLIGHT))
 
     @property
     def state(self) -> CircuitState:
@@ -277,28 +305,58 @@ class Health:
                     self.dropped_writes += 1
         return admitted
 
-    def _deadline_for(self, breaker: Breaker, kind: Kind) -> float | None:
+    def _limits(self, breaker: Breaker, kind: Kind) -> tuple[float, float]:
+        """(seconds without progress, seconds in all) a call of ``kind`` may wait; inf: no
+        limit. ``write_timeout`` caps every call, however busy its backend. The first call
+        on a loop opens connections: ``connect_timeout`` in all."""
         s = self.settings
         if not breaker.warm:
-            return s.connect_timeout  # the first call on a loop opens connections
-        return s.backend_timeout if kind in (Kind.READ, Kind.DELETE) else s.write_timeout
+            return math.inf, _or_inf(s.connect_timeout)
+        cap = _or_inf(s.write_timeout)
+        if kind in (Kind.READ, Kind.DELETE):
+            stall = _or_inf(s.backend_timeout)
+            return stall, max(cap, stall)
+        return (math.inf if kind is Kind.CLOSE else cap), cap
 
     async def _run(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
                    kind: Kind) -> T:
-        seconds = self._deadline_for(breaker, kind)
         loop = asyncio.get_running_loop()
-        deadline = None if seconds is None else loop.time() + seconds
-        lock_seconds = seconds
+        stall, cap = self._limits(breaker, kind)
+        watchdog = _watchdog(loop)
+        entry = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, kind.writes)
+        most = stall
         short = self.settings.backend_timeout
         if kind in (Kind.READ, Kind.DELETE, Kind.WRITE) and short is not None:
-            lock_seconds = short if lock_seconds is None else min(lock_seconds, short)
-        token = _lock_deadline.set(None if lock_seconds is None else loop.time() + lock_seconds)
+            most = min(most, short)
+        token = _lock_limit.set((entry, min(most, cap)))
+        slots = None
+        if kind is Kind.READ:
+            slots = breaker.read_slots
+        elif kind.writes:
+            slots = breaker.write_slots
+        # a call that waited its turn while the circuit opened is not made (unless it probes)
+        gate = circuit if circuit.state is CircuitState.CLOSED else None
         try:
-            result = await _within(call, deadline, loop)
+            result = await _within(call, entry, loop, slots, gate)
         except _Expired:
             self._failed(op, None if kind is Kind.CLOSE else circuit, kind, None)
             if self.settings.strict:
-                raise BackendTimeoutError(f"{self.owner}: {op} took longer than {seconds}s") from None
+                if entry.stalled(watchdog.attentive) >= stall:
+                    why = f"its backend completed no call for {stall:g}s while it waited"
+                else:
+                    why = f"it took longer than {cap:g}s"
+                raise BackendTimeoutError(f"{self.owner}: {op} timed out: {why}") from None
+            return default
+        except _Skipped:
+            note_fault(f"{op}: not attempted, the {circuit.side} circuit opened while it waited its turn")
+            with self._lock:
+                self.skipped += 1
+                if kind.writes:
+                    self.dropped_writes += 1
+            if self.settings.strict:
+                raise BackendUnavailableError(
+                    f"{self.owner}: the {circuit.side} circuit opened after {circuit.failures} "
+                    f"consecutive failures (last: {self.last_error}); {op} not attempted") from None
             return default
         except asyncio.CancelledError:
             self._abandoned(circuit)
@@ -312,26 +370,33 @@ class Health:
                 raise
             return default
         finally:
-            _lock_deadline.reset(token)
+            _lock_limit.reset(token)
         if kind is not Kind.CLOSE:  # closing tells nothing about the backend's health
             breaker.warm = True
+            breaker.progress_at = now = watchdog.attentive
+            if kind.writes:
+                breaker.wrote_at = now
             self._succeeded(circuit)
         return result
 
     async def _write(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
                      background: set[asyncio.Task[Any]]) -> T:
-        """Wait for the write up to ``backend_timeout``; past that it finishes (or is
-        dropped at its own deadline) in the background."""
+        """Wait for the write while writes make progress (``backend_timeout`` without one, at
+        most ``write_timeout``); past that it finishes (or is dropped at its own deadline)
+        in the background."""
         task = asyncio.ensure_future(self._run(op, breaker, circuit, call, default, Kind.WRITE))
-        wait = self.settings.backend_timeout if breaker.warm else self.settings.connect_timeout
-        done: set[asyncio.Future[T]] = set()
+        loop = asyncio.get_running_loop()
+        stall, cap = self._limits(breaker, Kind.DELETE)  # the request's wait: as a request-path call
         try:
-            done, _ = await asyncio.wait((task,), timeout=wait)
+            watchdog = _watchdog(loop)
+            waited = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, True)
+            return await _within(asyncio.shield(task), waited, loop, None, None)
+        except _Expired:
+            return default
         finally:  # past the wait, or the caller cancelled: the write goes on, kept here
-            if not done:
+            if not task.done():
                 background.add(task)
                 task.add_done_callback(background.discard)
-        return task.result() if done else default
 
     # -- outcomes -------------------------------------------------------------------------
     def _succeeded(self, circuit: Circuit) -> None:
@@ -412,65 +477,199 @@ class _Expired(Exception):
     """The gate's own deadline passed (not a timeout raised by the storage)."""
 
 
-class _Watchdog:
-    """One timer per event loop for the deadlines of every storage call in flight: a
-    timer per call (``asyncio.timeout``) costs more than the hit it guards."""
+class _Skipped(Exception):
+    """The circuit opened while the call waited for its turn: it is not made."""
 
-    __slots__ = ("at", "calls", "handle", "loop")
+
+class _Slots:
+    """Turns to call storage: at most ``free`` calls at once, the others wait in order."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self) -> None:
+        """Wait for a turn (call when ``free`` is 0); a cancelled waiter gives it back."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a turn just as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # (a release may have dropped it already)
+                    self.waiters.remove(waiter)  # no dead future (and its loop) kept
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the turn goes straight to the next in line
+                return
+        self.free += 1
+
+
+class _Watchdog:
+    """The deadlines of every storage call in flight on one event loop, checked by one
+    ticking timer (every ``TICK`` while calls are in flight): a timer per call
+    (``asyncio.timeout``) costs more than the hit it guards.
+
+    Deadlines are counted in the loop's *attentive* time (``attentive``). A loop that ran
+    its timer late was busy, and the completions its backends delivered meanwhile (read
+    from sockets, handed over by threads) may not have reached the calls waiting for them
+    yet: a busy process is not a hung backend. So a late tick counts for little (the
+    later, the less) while the process was computing (its CPU time: the loop's callbacks,
+    other threads, its in-process backends' threads), and up to ``2 * TICK`` if it was
+    idle (the machine's other processes had the CPU). A little always counts, so every
+    deadline ends. A hung backend leaves its process waiting (the requests wait for it):
+    attentive time then runs nearly as fast as the clock."""
+
+    __slots__ = ("attentive", "calls", "cpu_at", "handle", "loop", "ticked_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # a proxy: this object is a value of ``_watchdogs``, whose weak key is the loop
+        self.loop: asyncio.AbstractEventLoop = weakref.proxy(loop)
         self.calls: dict[int, _InFlight] = {}
         self.handle: asyncio.TimerHandle | None = None
-        self.at = math.inf
+        self.attentive = 0.0
+        self.ticked_at = self.cpu_at = 0.0
 
     def add(self, call: _InFlight) -> None:
         self.calls[id(call)] = call
-        if call.deadline < self.at:
-            self._schedule(call.deadline)
+        if self.handle is None:
+            self.ticked_at, self.cpu_at = self.loop.time(), time.process_time()
+            self.handle = self.loop.call_at(self.ticked_at + TICK, self._tick)
 
-    def _schedule(self, at: float) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-        self.at, self.handle = at, self.loop.call_at(at, self._fire)
-
-    def _fire(self) -> None:
-        self.handle, self.at = None, math.inf
-        now, upcoming = self.loop.time(), math.inf
+    def _tick(self) -> None:
+        now, cpu = self.loop.time(), time.process_time()
+        gap, busy = now - self.ticked_at, cpu - self.cpu_at
+        if gap <= TICK * 1.5:  # on time (a few ms late is scheduling noise)
+            self.attentive += gap
+        elif busy < gap * IDLE:  # late, the process idle: the machine's other processes
+            self.attentive += min(gap, TICK * 2)  # had the CPU; the backend had the time
+        else:  # late, the process computing (callbacks, threads, its own backends' work)
+            self.attentive += TICK * TICK / gap
+        self.ticked_at, self.cpu_at = now, cpu
+        if not self.calls:
+            self.handle = None
+            return
+        self.handle = self.loop.call_at(now + TICK, self._tick)
+        attentive = self.attentive
         for call in list(self.calls.values()):
-            if call.deadline <= now:
-                if not call.expired:
-                    call.expired = True
+            if not call.expired and call.overdue(now, attentive):
+                call.expired = True
+                if call.task is not None:
                     call.task.cancel()
-            else:
-                upcoming = min(upcoming, call.deadline)
-        if upcoming < math.inf:
-            self._schedule(upcoming)
 
 
 @dataclass(slots=True, eq=False)
 class _InFlight:
-    deadline: float
-    task: asyncio.Task[Any]
+    """A call waiting for storage. It is overdue ``stall`` seconds of its loop's attentive
+    time after the later of its start and its backend's last progress on this loop (for
+    a call on the writes side: the last write), or ``cap`` attentive seconds after its
+    start. A call without a progress rule (``stall`` inf: the first call on a loop, which
+    opens connections; close) has a plain deadline: ``cap`` seconds of the clock."""
+
+    watchdog: _Watchdog
+    since: float  # the watchdog's attentive time at the start
+    start: float  # the loop's time at the start
+    stall: float
+    cap: float
+    breaker: Breaker
+    writes: bool
+    task: asyncio.Task[Any] | None = None
     expired: bool = False
+
+    def stalled(self, attentive: float) -> float:
+        """Attentive seconds since the later of its start and its backend's last progress."""
+        last = self.breaker.wrote_at if self.writes else self.breaker.progress_at
+        return attentive - max(self.since, last)
+
+    def overdue(self, now: float, attentive: float) -> bool:
+        if self.stall == math.inf:
+            return now - self.start >= self.cap
+        return attentive - self.since >= self.cap or self.stalled(attentive) >= self.stall
+
+    def left(self) -> float:
+        """Seconds before it is overdue if the backend completes nothing meanwhile."""
+        if self.stall == math.inf:
+            return max(0.0, self.start + self.cap - self.watchdog.loop.time())
+        attentive = self.watchdog.attentive
+        return max(0.0, min(self.cap - (attentive - self.since), self.stall - self.stalled(attentive)))
 
 
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
 
 
+def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
+    watchdog = _watchdogs.get(loop)
+    if watchdog is None:
+        watchdog = _watchdogs[loop] = _Watchdog(loop)
+    return watchdog
+
+
+def _or_inf(seconds: float | None) -> float:
+    return math.inf if seconds is None else seconds
+
+
+async def _turn(slots: _Slots, circuit: Circuit | None) -> None:
+    """Wait for a turn at the gate; with ``circuit``, a call whose circuit opened
+    meanwhile is not made."""
+    await slots.wait()
+    if circuit is not None and circuit.state is not CircuitState.CLOSED:
+        slots.release()
+        raise _Skipped
+
+
+async def _in_turn(call: Awaitable[T], slots: _Slots | None, circuit: Circuit | None) -> T:
+    """Await ``call`` in its turn (``slots``: None, at once)."""
+    if slots is None:
+        return await call
+    if slots.free:
+        slots.free -= 1
+    else:
+        try:
+            await _turn(slots, circuit)
+        except BaseException:
+            _discard(call)
+            raise
+    try:
+        return await call
+    finally:
+        slots.release()
+
+
 if sys.version_info >= (3, 11):
-    async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
+    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop,
+                      slots: _Slots | None, circuit: Circuit | None) -> T:
+        """Await ``call`` in its turn (``slots``), until ``entry`` is overdue."""
         task = asyncio.current_task()
-        if deadline is None or task is None:
-            return await call
-        watchdog = _watchdogs.get(loop)
-        if watchdog is None:
-            watchdog = _watchdogs[loop] = _Watchdog(loop)
-        entry = _InFlight(deadline, task)
+        if (entry.cap == math.inf and entry.stall == math.inf) or task is None:
+            return await _in_turn(call, slots, circuit)
+        watchdog = entry.watchdog
+        entry.task = task
         cancelling = task.cancelling()
         watchdog.add(entry)
         try:
-            result = await call
+            if slots is None:
+                result = await call
+            else:  # _in_turn, inline: this is the hot path
+                if slots.free:
+                    slots.free -= 1
+                else:
+                    try:
+                        await _turn(slots, circuit)
+                    except BaseException:
+                        _discard(call)
+                        raise
+                try:
+                    result = await call
+                finally:
+                    slots.release()
         except asyncio.CancelledError:
             if entry.expired and task.uncancel() <= cancelling:
                 raise _Expired from None  # our cancellation, nobody else's
@@ -480,16 +679,24 @@ if sys.version_info >= (3, 11):
         if entry.expired:  # the callee swallowed our cancellation: its result came in time
             task.uncancel()
         return result
-else:  # pragma: no cover - Python 3.10
-    async def _within(call: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
-        if deadline is None:
-            return await call
+else:  # pragma: no cover - Python 3.10: no Task.uncancel, so the call runs in a task we poll
+    async def _within(call: Awaitable[T], entry: _InFlight, loop: asyncio.AbstractEventLoop,
+                      slots: _Slots | None, circuit: Circuit | None) -> T:
+        if entry.cap == math.inf and entry.stall == math.inf:
+            return await _in_turn(call, slots, circuit)
+        watchdog = entry.watchdog
+        future = asyncio.ensure_future(_in_turn(call, slots, circuit))
+        watchdog.add(entry)  # no task: the watchdog only marks it expired
         try:
-            return await asyncio.wait_for(call, max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            if loop.time() >= deadline:
-                raise _Expired from None
-            raise
+            while not entry.expired:
+                done, _ = await asyncio.wait((future,), timeout=TICK)
+                if done:
+                    return future.result()
+            raise _Expired
+        finally:
+            del watchdog.calls[id(entry)]
+            if not future.done():
+                future.cancel()
 
 
 def _discard(call: Awaitable[Any]) -> None:

@@ -268,6 +268,7 @@ class SQLiteDatabase:
         self.wal = wal and not self.memory
         self.tables: set[str] = set()
         self.handles: dict[asyncio.AbstractEventLoop, _Handle] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # closes handed to other loops
         self._opening: dict[asyncio.AbstractEventLoop, asyncio.Task[_Handle]] = {}
         _DATABASES.add(self)
         if self.memory:  # shared by this database's connections only, across loops
@@ -480,14 +481,32 @@ class SQLiteDatabase:
                 await handle.conn.close()
 
     async def close(self) -> None:
-        """Close every connection (from any loop). The next use opens a new one; an
+        """Close every connection: this loop's (and a stopped loop's) at once; another
+        running loop's on that loop, once its writes in flight are done (closed from here,
+        its calls in flight would fail). The next use on any loop opens a new one; an
         in-memory database is gone once all its connections are closed."""
         handles = list(self.handles.values())
         self.handles.clear()
         self._opening.clear()
+        here = asyncio.get_running_loop()
         for handle in handles:
+            if handle.loop is not here and handle.loop.is_running():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing runs there
+                    handle.loop.call_soon_threadsafe(self._close_there, handle)
+                    continue
             handle.close_reader()
             await handle.conn.close()
+
+    def _close_there(self, handle: _Handle) -> None:
+        async def close() -> None:
+            async with handle.lock:  # writes in flight first; reads are queued before it
+                handle.close_reader()
+                with contextlib.suppress(Exception):
+                    await handle.conn.close()
+
+        task = handle.loop.create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # -- writes -------------------------------------------------------------------------
     async def execute(self, table: str, sql: str, params: Sequence[Any] = (), *, count: bool = False) -> int:

@@ -184,11 +184,13 @@ SETTINGS: tuple[Setting, ...] = (
             "upper bound in seconds of heuristic freshness (RFC 9111 §4.2.2)",
             shown="604800 (a week)"),
     Setting("backend_timeout", 0.1, lambda v: _seconds("backend_timeout", v),
-            "deadline (s) of a storage call on the request path; also how long a request waits "
-            "for its write. `None`: none"),
+            "deadline (s) of a storage call on the request path, counted while its backend "
+            "completes nothing: waiting its turn behind a busy, healthy backend is not a timeout; "
+            "a request waits for its write the same way. `None`: none"),
     Setting("write_timeout", 2.0, lambda v: _seconds("write_timeout", v),
-            "deadline of a write (it finishes in the background once the request stopped "
-            "waiting), of each maintenance step (clear, purge, listing) and of close"),
+            "the most any storage call may take, however busy its backend; the deadline of a "
+            "write (it finishes in the background once the request stopped waiting), of each "
+            "maintenance step (clear, purge, listing) and of close"),
     Setting("connect_timeout", 10.0, lambda v: _seconds("connect_timeout", v),
             "deadline of the first storage call on an event loop (opens connections, creates "
             "tables)"),

@@ -15,8 +15,8 @@ import functools
 import inspect
 import logging
 import warnings
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import requests
 
@@ -46,6 +46,7 @@ from .storage import (
 )
 
 logger = logging.getLogger("aiocache_http")
+T = TypeVar("T")
 
 AnyRequest = requests.PreparedRequest | requests.Request | Record
 DEFAULT_CACHE_NAME = "http_cache"
@@ -178,8 +179,9 @@ class BaseCache:
             if request is None:
                 raise TypeError("contains() needs a key, a request or a url")
             key = self.create_key(request, verify=verify)
-        return bool(run(self.backend._guard("contains", self.backend.raw_responses.contains(key), False))
-                    or run(self.backend._guard("contains", self.backend.raw_redirects.contains(key), False)))
+        raw = self.backend.raw_responses, self.backend.raw_redirects
+        return bool(self._gated("contains", lambda: raw[0].contains(key), False)
+                    or self._gated("contains", lambda: raw[1].contains(key), False))
 
     def delete(self, *keys: str, expired: bool = False, invalid: bool = False,
                older_than: ExpirationTime = None, requests: Iterable[AnyRequest] | None = None,
@@ -215,8 +217,17 @@ class BaseCache:
                     or (older_than is not None and response.is_older_than(older_than))):
                 yield response
 
+    def _gated(self, op: str, make: Callable[[], Awaitable[T]], default: T) -> T:
+        """``make()`` through the backend's gate, on the bridge loop. The storage coroutine
+        is made there: if the bridge refuses (a call from its own thread), none is left
+        unawaited."""
+        async def gated() -> T:
+            return await self.backend._guard(op, make(), default)
+
+        return run(gated())
+
     def _read(self, key: str) -> CachedResponse | None:
-        stored = run(self.backend._guard("read", self.backend.raw_responses.read(key), None))
+        stored = self._gated("read", lambda: self.backend.raw_responses.read(key), None)
         try:
             return CachedResponse.from_record(self.backend.load(key, stored))
         except DeserializationError:

@@ -2,8 +2,11 @@
 sharing one backend, recorded as the caller sees them (latency, body, exceptions).
 
 Every loop is bounded in count and time. The bare clients (plain aiohttp and requests
-against the same origin) are measured in the same test, so latencies are compared with a
-baseline of the same machine at the same moment, never with a constant.
+against the same origin) are measured in the same test, before the traffic and *during*
+it (a bare worker of each kind runs beside the cached ones), so latencies are compared
+with a baseline of the same machine at the same moment and under the same load, never
+with a constant: on a loaded 2-core machine the bare client's p99 moves by hundreds of
+milliseconds, and what the gate promises is a bound *added* to it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ DEADLINE = CacheSettings().backend_timeout or 0.0  # the documented default
 MARGIN = 0.25  # seconds: scheduling noise of a loaded 2-core machine
 RECOVERY = 2.0  # the cache is used again this soon after the fault ends
 OPEN_ADDED = 0.03  # while the circuit is open a request costs the bare client's time + this
+OPEN_FACTOR = 2.0  # ... times this: under load our own steps (key, policy, the sync layer's
+# hop to its loop) slow down as much as the bare client's; a deadline would add 0.1 s
 PAUSE = 0.005  # between two requests of a worker: traffic, not a CPU hog on 2 shared cores
 MAX_REQUESTS = 20_000  # per worker: a bound whatever the clock does
 HOT = 4  # URLs per worker stored before the fault (each worker has its own: a hit is
@@ -42,7 +47,7 @@ HOT = 4  # URLs per worker stored before the fault (each worker has its own: a h
 
 @dataclass(slots=True)
 class Sample:
-    client: str  # "async" / "sync"
+    client: str  # "async" / "sync"; "bare-async" / "bare-sync": plain aiohttp / requests
     at: float  # monotonic start
     latency: float
     url: str
@@ -82,6 +87,7 @@ class Traffic:
     async_workers: int = 3
     sync_workers: int = 2
     samples: list[Sample] = field(default_factory=list)
+    stalls: list[tuple[float, float]] = field(default_factory=list)  # (at, seconds) the process lost
     _stop: threading.Event = field(default_factory=threading.Event)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     session: CachedClientSession = field(init=False)
@@ -123,6 +129,9 @@ class Traffic:
                        for i in range(self.async_workers)]
             threads = [asyncio.create_task(asyncio.to_thread(self._sync_worker, sync, i, deadline))
                        for i in range(self.sync_workers)]
+            workers.append(asyncio.create_task(self._bare_async_worker(deadline)))
+            threads.append(asyncio.create_task(asyncio.to_thread(self._bare_sync_worker, deadline)))
+            workers.append(asyncio.create_task(self._stall_probe(deadline)))
             try:
                 if during is not None:
                     await during()
@@ -168,6 +177,48 @@ class Traffic:
             sample.latency = time.monotonic() - start
             self.samples.append(sample)
             time.sleep(PAUSE)
+
+    async def _bare_async_worker(self, deadline: float) -> None:
+        async with aiohttp.ClientSession() as bare:
+            for n in range(MAX_REQUESTS):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                url = self.origin.url(f"/r/{self.name}-bare-a{n}")
+                start = time.monotonic()
+                async with bare.get(url) as r:
+                    await r.read()
+                self.samples.append(Sample("bare-async", start, time.monotonic() - start, url))
+                await asyncio.sleep(PAUSE)
+
+    def _bare_sync_worker(self, deadline: float) -> None:
+        with requests.Session() as bare:
+            for n in range(MAX_REQUESTS):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                url = self.origin.url(f"/r/{self.name}-bare-s{n}")
+                start = time.monotonic()
+                bare.get(url).content  # noqa: B018
+                self.samples.append(Sample("bare-sync", start, time.monotonic() - start, url))
+                time.sleep(PAUSE)
+
+    async def _stall_probe(self, deadline: float) -> None:
+        """How late a 10 ms sleep wakes up: time the machine took from this process (a
+        loaded machine stops it for hundreds of ms now and then, whatever it runs)."""
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            start = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.stalls.append((start, time.monotonic() - start - 0.01))
+
+    def stalled(self, start: float, end: float) -> float:
+        """The longest stall of the process between ``start`` and ``end``."""
+        return max((lost for at, lost in self.stalls if start <= at < end), default=0.0)
+
+    def bare_baseline(self, start: float, end: float, before: Baseline) -> Baseline:
+        """The bare clients' latency between ``start`` and ``end``, measured beside the
+        traffic (the same load), or ``before`` where that is higher."""
+        lat = {c: [s.latency for s in self.between(start, end, f"bare-{c}")] for c in ("async", "sync")}
+        return Baseline(*(max(getattr(before, f"{c}_{p}"), percentile(lat[c], int(p[1:])))
+                          for c in ("async", "sync") for p in ("p50", "p90", "p99")))
 
     async def time_to_store(self, limit: float = 5.0) -> dict[str, float | None]:
         """Seconds until each session stores a new URL and answers it from the cache
@@ -231,8 +282,10 @@ class Baseline:
 
     async_p50: float
     async_p90: float
+    async_p99: float
     sync_p50: float
     sync_p90: float
+    sync_p99: float
 
     def p50(self, client: str) -> float:
         return self.async_p50 if client == "async" else self.sync_p50
@@ -240,8 +293,11 @@ class Baseline:
     def p90(self, client: str) -> float:
         return self.async_p90 if client == "async" else self.sync_p90
 
+    def p99(self, client: str) -> float:
+        return self.async_p99 if client == "async" else self.sync_p99
 
-async def baseline(origin: Origin, n: int = 60) -> Baseline:
+
+async def baseline(origin: Origin, n: int = 100) -> Baseline:
     async_times: list[float] = []
     async with aiohttp.ClientSession() as bare:
         for i in range(n):
@@ -260,8 +316,8 @@ async def baseline(origin: Origin, n: int = 60) -> Baseline:
         return times
 
     sync_times = await asyncio.to_thread(sync_run)
-    return Baseline(statistics.median(async_times), percentile(async_times, 90),
-                    statistics.median(sync_times), percentile(sync_times, 90))
+    return Baseline(statistics.median(async_times), percentile(async_times, 90), percentile(async_times, 99),
+                    statistics.median(sync_times), percentile(sync_times, 90), percentile(sync_times, 99))
 
 
 def summary(samples: list[Sample]) -> str:
@@ -274,24 +330,29 @@ def summary(samples: list[Sample]) -> str:
 
 def check(traffic: Traffic, base: Baseline, start: float, end: float,
           caplog: pytest.LogCaptureFixture, *, hits_during: bool | None,
-          circuit: str | None = "reads", max_warnings: int = 8) -> dict[str, str]:
+          circuit: str | None = "reads") -> dict[str, str]:
     """What callers saw of a fault between ``start`` and ``end`` (monotonic): no
-    exception, no wrong body, at most one deadline added (p99), the bare client's cost
-    while the circuit is open, hits again soon after
-    (``hits_during=False``: hits stop during the fault; True: they go on; None: either).
+    exception, no wrong body, at most one deadline added to the bare client's p99 at the
+    same moment, the bare client's cost while the circuit is open, hits again soon after
+    (``hits_during=False``: hits stop during the fault; True: they go on; None: either),
+    and logs that are a few lines per circuit opening, never a line per call.
     ``circuit``: the circuit ("reads", "writes") the fault must open, or None."""
-    samples = traffic.samples
+    samples = [s for s in traffic.samples if not s.client.startswith("bare")]
     errors = [s.error for s in samples if s.error]
     assert not errors, errors[:5]
     assert not [s.url for s in samples if s.wrong]
+    base = traffic.bare_baseline(start, end, base)
     report = {}
     for client in ("async", "sync"):
         during = traffic.between(start, end, client)
         assert len(during) >= 10, f"{client}: too little traffic during the fault: {summary(during)}"
         latencies = [s.latency for s in during]
-        added = percentile(latencies, 99) - base.p90(client)
-        assert added <= DEADLINE + MARGIN, (
-            f"{client}: p99 added latency {added * 1000:.0f} ms > one deadline; {summary(during)}")
+        added = percentile(latencies, 99) - base.p99(client)
+        lost = traffic.stalled(start, end)  # a request may have waited through that too
+        assert added <= DEADLINE + MARGIN + lost, (
+            f"{client}: p99 added latency {added * 1000:.0f} ms > one deadline (bare p99 "
+            f"{base.p99(client) * 1000:.1f} ms, the process stalled up to {lost * 1000:.0f} ms); "
+            f"{summary(during)}")
         line = summary(during)
         opened = CircuitState.OPEN.value
         open_ = [s.latency for s in during if opened in (s.state, s.write_state)]
@@ -300,8 +361,8 @@ def check(traffic: Traffic, base: Baseline, start: float, end: float,
             assert len(was_open) >= 5, f"{client}: the {circuit} circuit never opened: {summary(during)}"
             # the bare client's cost: no storage call, so no part of a deadline (the p90
             # allows for a probe now and then and a loaded machine's hiccups)
-            assert percentile(open_, 50) <= base.p50(client) + OPEN_ADDED and (
-                percentile(open_, 90) <= base.p90(client) + DEADLINE / 2 + OPEN_ADDED), (
+            assert percentile(open_, 50) <= OPEN_FACTOR * base.p50(client) + OPEN_ADDED and (
+                percentile(open_, 90) <= OPEN_FACTOR * base.p90(client) + DEADLINE / 2 + OPEN_ADDED + lost), (
                 f"{client}: with the circuit open, p50 {percentile(open_, 50) * 1000:.1f} ms / p90 "
                 f"{percentile(open_, 90) * 1000:.1f} ms vs bare {base.p50(client) * 1000:.1f} / "
                 f"{base.p90(client) * 1000:.1f} ms")
@@ -318,6 +379,21 @@ def check(traffic: Traffic, base: Baseline, start: float, end: float,
             assert back is not None and back <= RECOVERY, f"{client}: cache used again after {back}s"
             line += f"; hits again {back:.2f}s after the fault"
         report[client] = line
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "aiocache_http"]
-    assert len(warnings) <= max_warnings, [r.getMessage() for r in warnings]
+    check_logs(traffic.backend, caplog)
     return report
+
+
+def check_logs(backend: CacheBackend, caplog: pytest.LogCaptureFixture) -> None:
+    """Rate-limited logs: one WARNING per circuit opening and at most one per closing,
+    and beside them only the first failure (then at most one a minute): never a line per
+    call. (Each loop, the async one and the sync bridge's, has a reads and a writes
+    circuit of its own, so how many lines depends on how many circuits opened.)"""
+    messages = [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.WARNING and r.name == "aiocache_http"]
+    opened = [m for m in messages if "circuit open after" in m]
+    closed = [m for m in messages if "answers again" in m]
+    recreated = [m for m in messages if "while in use; re-creating it" in m]  # once per loop
+    other = [m for m in messages if m not in opened and m not in closed and m not in recreated]
+    assert len(opened) == backend.health.opened and len(closed) <= len(opened), messages
+    assert len(recreated) <= 2 and len(other) <= 2, messages  # the first failure (+1 a minute)
+    assert len(messages) <= 4 * 2 + 2 + 2, messages  # 2 loops x 2 circuits x (open, close)
