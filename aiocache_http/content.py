@@ -255,14 +255,22 @@ class ReplayStream:
         return data
 
     async def readuntil(self, separator: bytes = b"\n", **_: Any) -> bytes:
-        parts = []
+        if not separator:
+            raise ValueError("Separator should be at least one-byte string")
+        line, width = bytearray(), len(separator)
         while await self._fill():
+            if line and width > 1:  # one that begins in the chunk before (read from storage)
+                tail = bytes(line[1 - width :])
+                found = (tail + self._buffer[self._pos : self._pos + width - 1]).find(separator)
+                if found >= 0:
+                    line += self._take(found + width - len(tail))
+                    break
             end = self._buffer.find(separator, self._pos)
             if end >= 0:
-                parts.append(self._take(end + len(separator) - self._pos))
+                line += self._take(end + width - self._pos)
                 break
-            parts.append(self._take(-1))
-        return b"".join(parts)
+            line += self._take(-1)
+        return bytes(line)
 
     async def readline(self, **_: Any) -> bytes:
         return await self.readuntil(b"\n")

@@ -142,7 +142,11 @@ async def fetch(
         pending = tee is not None and not tee.done.done()
         event = run.emit(outcome, faults, publish=not pending)
         if tee is not None and pending:  # the event is the body's: once it is stored or not
-            tee.done.add_done_callback(lambda _: run.emit(outcome, faults))
+            # Not the outcome: it holds the live response, which the storage's in-flight
+            # entry would then keep alive, so that one dropped half-read never abandons
+            # its tee (its finalizer would never run).
+            ended = Outcome(outcome.response, from_cache=outcome.from_cache, tee=tee)
+            tee.done.add_done_callback(lambda _: run.emit(ended, faults))
         if status_header:
             served = outcome.response
             outcome.cache_status = cache_status(

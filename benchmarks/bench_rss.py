@@ -42,7 +42,7 @@ _BLOCK = os.urandom(CHUNK)
 @dataclass(frozen=True)
 class Case:
     client: str  # aiohttp, requests, ours, ours-sync, aiohttp-client-cache, requests-cache, hishel
-    backend: str  # sqlite, filesystem, memory, "" (no cache)
+    backend: str  # sqlite, filesystem, filesystem-envelope (ours-sync), memory, "" (no cache)
     phase: str  # miss / hit
     reading: str  # whole / chunks
     size_factor: float = 1.0  # the body, in --mb
@@ -61,9 +61,11 @@ def cases() -> list[Case]:
     found = [Case(bare, "", "miss", reading) for bare in ("aiohttp", "requests")
              for reading in ("whole", "chunks")]
     for client in ("ours", "aiohttp-client-cache", "ours-sync", "requests-cache", "hishel"):
-        for backend in ("sqlite", "filesystem"):
+        for backend in ("sqlite", "filesystem", "filesystem-envelope"):
             if client == "hishel" and backend == "filesystem":
                 continue  # hishel 2 stores in SQLite (or Redis) only
+            if backend == "filesystem-envelope" and client != "ours-sync":
+                continue  # the sync FileCache's files are JSON by default; ours-sync only
             found += [Case(client, backend, phase, reading)
                       for phase in ("miss", "hit") for reading in ("whole", "chunks")]
     found += [Case("ours", backend, "miss", "chunks", 2.0, 0.2) for backend in ("sqlite", "memory")]
@@ -235,8 +237,11 @@ def _sync_child(case: Case, url: str, tmp: Path, populate: bool, limit: int | No
     elif case.client == "ours-sync":
         from aiocache_http.sync import CachedSession
 
-        name = str(tmp / ("ours-sync.sqlite" if case.backend == "sqlite" else "ours-sync-files"))
-        session = CachedSession(name, backend=case.backend)
+        name = str(tmp / ("ours-sync.sqlite" if case.backend == "sqlite" else f"ours-sync-{case.backend}"))
+        if case.backend == "filesystem-envelope":  # the binary envelope: streams, unlike JSON
+            session = CachedSession(name, backend="filesystem", serializer="envelope")
+        else:
+            session = CachedSession(name, backend=case.backend)
     elif case.client == "requests-cache":
         import requests_cache
 

@@ -86,7 +86,7 @@ class AsyncClient:
             r.release()
         else:
             async with self.session.get(url, **kwargs) as r:
-                body = await _ASYNC_STYLES[style](r)
+                body = await ASYNC_STYLES[style](r)
         return Reply(r.status, body, r.from_cache, dict(r.headers), str(r.url),
                      [str(h.url) for h in r.history], r.expires, r.cache_key)
 
@@ -126,7 +126,7 @@ async def _json(r: Any) -> bytes:
     return json.dumps(await r.json()).encode()
 
 
-_ASYNC_STYLES: dict[str, Callable[[Any], Awaitable[bytes]]] = {
+ASYNC_STYLES: dict[str, Callable[[Any], Awaitable[bytes]]] = {
     "read": lambda r: r.read(),
     "text": _text,
     "json": _json,
@@ -174,7 +174,7 @@ class SyncClient:
         def get() -> Reply:
             stream = style not in ("content", "text", "json")
             with self.session.get(url, stream=stream, **kwargs) as r:
-                body = _SYNC_STYLES[style](r)
+                body = SYNC_STYLES[style](r)
             return Reply(r.status_code, body, r.from_cache, dict(r.headers), r.url,
                          [h.url for h in r.history], r.expires, r.cache_key)
 
@@ -193,7 +193,7 @@ def _raw_read_n(r: Any) -> bytes:
     return b"".join(iter(lambda: r.raw.read(1000), b""))
 
 
-_SYNC_STYLES: dict[str, Callable[[Any], bytes]] = {
+SYNC_STYLES: dict[str, Callable[[Any], bytes]] = {
     "content": lambda r: r.content,
     "text": lambda r: r.text.encode(),
     "json": lambda r: json.dumps(r.json() if r.content.strip() else None).encode(),

@@ -180,6 +180,10 @@ class _Lender:
         return await future
 
     def finished(self, _: object) -> None:
+        # Forget the task: it holds the call's result (a live response) and ``offload``
+        # outlives the call (a body's tee reads through it), so the response could never
+        # be dropped unread.
+        self.task = None
         self.inbox.put(None)
 
     def serve_until_done(self) -> None:

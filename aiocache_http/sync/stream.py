@@ -189,7 +189,10 @@ class ReplayRaw:
     def read(self, amt: int | None = None, decode_content: bool | None = None,
              cache_content: bool = False) -> bytes:
         if amt is None or amt < 0:
-            return b"".join(iter(lambda: self.read(PART_SIZE), b""))
+            body = io.BytesIO()  # grows in place: no second copy of a large body, as join would
+            while data := self.read(PART_SIZE):
+                body.write(data)
+            return body.getvalue()
         if amt == 0 or not self._fill():
             return b""
         data = self._buffer[self._pos : self._pos + amt]
