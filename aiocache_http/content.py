@@ -35,7 +35,32 @@ WAIT_FOR_BODY = 64 * 1024
 is handed over, so it is stored read or not."""
 
 
-class TeeStreamReader:
+class _Iterators:
+    """aiohttp's ``StreamReader`` iterators, over the subclass's own read methods."""
+
+    async def read(self, n: int = -1) -> bytes:
+        raise NotImplementedError
+
+    async def readany(self) -> bytes:
+        raise NotImplementedError
+
+    async def readline(self) -> bytes:
+        raise NotImplementedError
+
+    def iter_chunked(self, n: int) -> AsyncStreamIterator[bytes]:
+        return AsyncStreamIterator(lambda: self.read(n))
+
+    def iter_any(self) -> AsyncStreamIterator[bytes]:
+        return AsyncStreamIterator(self.readany)
+
+    def iter_chunks(self) -> ChunkTupleAsyncStreamIterator:
+        return ChunkTupleAsyncStreamIterator(self)  # type: ignore[arg-type]  # calls readchunk()
+
+    def __aiter__(self) -> AsyncStreamIterator[bytes]:
+        return AsyncStreamIterator(self.readline)
+
+
+class TeeStreamReader(_Iterators):
     """A live ``aiohttp.StreamReader`` whose data is copied to a tee as it is read.
     Anything not about reading (``at_eof()``, ``exception()``...) is the wrapped stream's."""
 
@@ -169,19 +194,10 @@ class TeeStreamReader:
         set_size = getattr(self._source, "set_read_chunk_size", None)
         if set_size is not None:
             set_size(n)
-        return AsyncStreamIterator(lambda: self.read(n))
-
-    def iter_any(self) -> AsyncStreamIterator[bytes]:
-        return AsyncStreamIterator(self.readany)
-
-    def iter_chunks(self) -> ChunkTupleAsyncStreamIterator:
-        return ChunkTupleAsyncStreamIterator(self)  # type: ignore[arg-type]  # calls readchunk()
-
-    def __aiter__(self) -> AsyncStreamIterator[bytes]:
-        return AsyncStreamIterator(self.readline)
+        return super().iter_chunked(n)
 
 
-class ReplayStream:
+class ReplayStream(_Iterators):
     """A stored body with the reading API of ``aiohttp.StreamReader``: from memory, or in
     chunks from storage (``stored``)."""
 
@@ -277,18 +293,6 @@ class ReplayStream:
 
     def read_nowait(self, n: int = -1) -> bytes:
         return self._take(n)
-
-    def iter_chunked(self, n: int) -> AsyncStreamIterator[bytes]:
-        return AsyncStreamIterator(lambda: self.read(n))
-
-    def iter_any(self) -> AsyncStreamIterator[bytes]:
-        return AsyncStreamIterator(self.readany)
-
-    def iter_chunks(self) -> ChunkTupleAsyncStreamIterator:
-        return ChunkTupleAsyncStreamIterator(self)  # type: ignore[arg-type]  # calls readchunk()
-
-    def __aiter__(self) -> AsyncStreamIterator[bytes]:
-        return AsyncStreamIterator(self.readline)
 
 
 __all__ = ["ReplayStream", "TeeStreamReader"]
