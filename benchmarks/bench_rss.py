@@ -196,7 +196,6 @@ async def _async_child(case: Case, url: str, tmp: Path, populate: bool, limit: i
         from aiocache_http import CacheBackend, CachedClientSession
         from aiocache_http.backends.filesystem import FileBackend
         from aiocache_http.backends.sqlite import SQLiteBackend
-
         from aiocache_http.sync.serializers import backend_format
 
         backend = {"sqlite": lambda: SQLiteBackend(tmp / "ours.sqlite"),

@@ -486,7 +486,7 @@ async def test_a_large_json_configured_hit_streams_in_bounded_reads(
 
     first, at_first, body = await asyncio.to_thread(stream)
     assert body == payload(size)
-    assert 0 < first and at_first <= 4 * PART_SIZE < size // 4, at_first
+    assert first > 0 and at_first <= 4 * PART_SIZE < size // 4, at_first
     assert max(spy.parts) <= PART_SIZE
     assert size <= sum(spy.parts) <= size + 2 * PART_SIZE  # the head, then the body once
     await asyncio.to_thread(session.close)
