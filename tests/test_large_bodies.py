@@ -338,10 +338,13 @@ async def test_memory_of_large_bodies(origin: Origin, tmp_path: Path, kind: str)
             assert miss < bound and hit < bound, (whole, miss, hit)
 
 
-async def test_memory_of_a_large_sync_hit_read_by_raw_read(origin: Origin, tmp_path: Path) -> None:
-    """requests' ``raw.read()`` of a 20 MB hit left in storage: the body once, not twice."""
+@pytest.mark.parametrize("files", ["envelope", "FileCache defaults"])
+async def test_memory_of_a_large_sync_hit_read_by_raw_read(origin: Origin, tmp_path: Path, files: str) -> None:
+    """requests' ``raw.read()`` of a 20 MB hit left in storage: the body once, not twice;
+    the same from the sync FileCache's default JSON files."""
     size = 20 * MB
-    session = CachedSession(backend=FileBackend(tmp_path / "files"))
+    session = (CachedSession(backend=FileBackend(tmp_path / "files")) if files == "envelope"
+               else CachedSession(tmp_path / "fc", backend="filesystem"))
     url = body_url(origin, "raw-read", size, chunked=False)
     assert len(await asyncio.to_thread(lambda: session.get(url).content)) == size
 
