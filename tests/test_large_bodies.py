@@ -339,7 +339,8 @@ async def test_memory_of_large_bodies(origin: Origin, tmp_path: Path, kind: str)
 
 
 @pytest.mark.parametrize("files", ["envelope", "FileCache defaults"])
-async def test_memory_of_a_large_sync_hit_read_by_raw_read(origin: Origin, tmp_path: Path, files: str) -> None:
+async def test_memory_of_a_large_sync_hit_read_by_raw_read(origin: Origin, tmp_path: Path,
+                                                         files: str) -> None:
     """requests' ``raw.read()`` of a 20 MB hit left in storage: the body once, not twice;
     the same from the sync FileCache's default JSON files."""
     size = 20 * MB
