@@ -44,18 +44,18 @@ MB = 1024 * 1024
 T = TypeVar("T")
 
 
-SPILLING = ["sqlite", "filesystem", "filesystem-json"]
+SPILLING = ["sqlite", "filesystem", "sqlite-json", "filesystem-json"]
 
 
 def spilling_backend(kind: str, tmp_path: Path, **settings: Any) -> CacheBackend:
     """A backend that writes large items in parts, whose raw bytes the test can reach.
-    ``filesystem-json``: the sync FileCache's default format (JSON, written whole), whose
-    large bodies are stored as envelope items, in parts."""
-    if kind == "sqlite":
-        return SQLiteBackend(tmp_path / "cache.sqlite", **settings)
-    if kind == "filesystem-json":
-        return FileBackend(tmp_path / "json-files", serializer=backend_format("json"), **settings)
-    return FileBackend(tmp_path / "files", **settings)
+    ``-json``: with the sync layer's JSON format (the FileCache's default), written whole,
+    whose large bodies are stored as envelope items, in parts all the same."""
+    if kind.endswith("-json"):
+        settings["serializer"] = backend_format("json")
+    if kind.startswith("sqlite"):
+        return SQLiteBackend(tmp_path / f"{kind}.sqlite", **settings)
+    return FileBackend(tmp_path / f"{kind}-files", **settings)
 
 
 async def flip_body_byte(backend: CacheBackend, key: str, offset: int) -> None:
