@@ -55,6 +55,9 @@ _ENVELOPE = EnvelopeFormat()  # reads every envelope item (compressed or not: a 
 
 
 class Format(Protocol):
+    """A response format. Optional: ``whole_items = True`` keeps every item in it, large
+    bodies too (else a body over ``Serializer.large_body`` is stored as an envelope item)."""
+
     def dumps(self, response: CachedResponse) -> bytes: ...
     def loads(self, data: bytes) -> CachedResponse: ...
 
