@@ -86,7 +86,7 @@ async def _check_complete(cache_dir: Path) -> None:
             data = await backend.raw_responses.read(key)
             assert data is not None and _self_checked(data), key
         else:
-            loaded = await backend.get_response(key)  # a torn envelope would be a miss
+            loaded = await backend.get_record(key)  # a torn envelope would be a miss
             assert loaded is not None and _self_checked(loaded.body), key
             assert loaded.url == f"http://127.0.0.1/{key}"
 
@@ -186,7 +186,7 @@ async def test_filesystem_redirects_persist_on_disk(tmp_path: Path) -> None:
     assert isinstance(data, bytes) and first.serializer.loads_redirect("hop", data) == "final"
     assert await first.raw_responses.keys() == ["final"]  # the subdirectory is not an entry
     second = FileBackend(tmp_path / "c")  # e.g. another process
-    loaded = await second.get_response("hop")
+    loaded = await second.get_record("hop")
     assert loaded is not None and loaded.cache_key == "final"
 
 
@@ -239,12 +239,12 @@ async def test_dynamodb_expired_entry_not_served_before_the_sweeper(dynamo: Dyna
     stored = await raw_item(dynamo, "gone")
     assert stored is not None  # still in the table: moto, like DynamoDB, has not swept it yet
     assert int(stored["ttl"]["N"]) == math.ceil((now - timedelta(hours=2)).timestamp() + 3600)
-    assert await dynamo.get_response("gone") is None
+    assert await dynamo.get_record("gone") is None
     assert await dynamo.raw_responses.read("gone") is None
     assert not await dynamo.raw_responses.contains("gone")
     assert await dynamo.raw_responses.keys() == ["stale"]
     assert await dynamo.raw_responses.size() == 1
-    stale = await dynamo.get_response("stale")
+    stale = await dynamo.get_record("stale")
     assert stale is not None and stale.is_expired  # stale but kept for revalidation
 
 
@@ -255,9 +255,9 @@ async def test_dynamodb_without_ttl_keeps_expired_entries(moto_server: MotoServe
         await backend.save_response(response(expires=utcnow() - timedelta(days=2)), "old")
         item = await raw_item(backend, "old")
         assert item is not None and "ttl" not in item
-        assert await backend.get_response("old") is not None
+        assert await backend.get_record("old") is not None
         await backend.delete(expired=True)
-        assert await backend.get_response("old") is None
+        assert await backend.get_record("old") is None
     finally:
         await backend.close()
 
@@ -277,7 +277,7 @@ async def test_dynamodb_items_over_400kb_are_a_clear_error(dynamo: DynamoDBBacke
 
     with caplog.at_level(logging.WARNING, logger="aiocache_http"):  # fail-open through the backend
         await dynamo.save_response(response(body=b"z" * ITEM_LIMIT), "resp")
-    assert await dynamo.get_response("resp") is None
+    assert await dynamo.get_record("resp") is None
     assert "ItemTooLargeError" in caplog.text
     dynamo.settings.strict = True
     with pytest.raises(ItemTooLargeError):
@@ -327,11 +327,11 @@ async def test_dynamodb_missing_table_fails_open_or_strict(moto_server: MotoServ
     backend = DynamoDBBackend(f"missing-{time.time_ns()}", **moto_server.client_options())
     try:
         with caplog.at_level(logging.WARNING, logger="aiocache_http"):
-            assert await backend.get_response("k") is None
+            assert await backend.get_record("k") is None
         assert "ResourceNotFoundException" in caplog.text
         backend.settings.strict = True
         with pytest.raises(ClientError):
-            await backend.get_response("k")
+            await backend.get_record("k")
     finally:
         await backend.close()
 
@@ -375,8 +375,8 @@ async def test_mongodb_ttl_index_removes_items_past_purge_at() -> None:
     backend = MongoDBBackend("db", connection=client, ttl_offset=60)
     await backend.save_response(response(expires=utcnow() - timedelta(minutes=5)), "gone")
     await backend.save_response(response(expires=utcnow() - timedelta(seconds=5)), "stale")
-    assert await backend.get_response("gone") is None
-    assert await backend.get_response("stale") is not None
+    assert await backend.get_record("gone") is None
+    assert await backend.get_record("stale") is not None
 
 
 async def test_mongodb_without_ttl_has_no_index() -> None:
@@ -384,9 +384,9 @@ async def test_mongodb_without_ttl_has_no_index() -> None:
     backend = MongoDBBackend("db", connection=client, ttl=False)
     await backend.save_response(response(expires=utcnow() - timedelta(days=1)), "k")
     assert TTL_INDEX not in await client["db"]["responses"].index_information()
-    assert await backend.get_response("k") is not None
+    assert await backend.get_record("k") is not None
     await backend.delete(expired=True)
-    assert await backend.get_response("k") is None
+    assert await backend.get_record("k") is None
 
 
 async def test_gridfs_replace_leaves_no_orphan_chunks(fake_gridfs: None) -> None:
@@ -412,7 +412,7 @@ async def test_gridfs_large_response_round_trip(fake_gridfs: None) -> None:
     backend = GridFSBackend("db", connection=AsyncMongoMockClient())
     body = os.urandom(1024) * 3 * 1024  # 3 MB: many chunks
     await backend.save_response(response(body=body), "big")
-    loaded = await backend.get_response("big")
+    loaded = await backend.get_record("big")
     assert loaded is not None and loaded.body == body
 
 
@@ -430,14 +430,14 @@ async def test_mongo_clients_passed_in_are_not_closed_ours_are(
     theirs: AsyncMongoClient[Any] = AsyncMongoClient(**options)  # type: ignore[arg-type]
     passed = backend_class("db", connection=theirs)
     with caplog.at_level(logging.WARNING, logger="aiocache_http"):
-        assert await passed.get_response("k") is None  # fail-open: no server
+        assert await passed.get_record("k") is None  # fail-open: no server
     assert "ServerSelectionTimeoutError" in caplog.text
     await passed.close()
     assert not theirs._closed
     await theirs.close()
 
     ours = backend_class("db", **options)
-    assert await ours.get_response("k") is None
+    assert await ours.get_record("k") is None
     mine = ours.clients.get()  # type: ignore[attr-defined]
     assert isinstance(mine, AsyncMongoClient) and mine is not theirs
     await ours.close()

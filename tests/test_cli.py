@@ -204,7 +204,7 @@ async def test_migrate_to_every_other_backend_keeps_entries_serving(
         assert (again.json["copied"], again.json["skipped"], again.json["redirects_skipped"]) == (0, 9, 2)
         async for key, data in src.raw_responses.iter_items():
             assert await dst.raw_responses.read(key) == data  # the same bytes: signatures hold
-            original, copy = await src.get_response(key), await dst.get_response(key)
+            original, copy = await src.get_record(key), await dst.get_record(key)
             assert original is not None and copy is not None and copy.expires == original.expires
 
         (tmp_path / f"{kind}-fresh").mkdir()

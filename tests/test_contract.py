@@ -7,6 +7,7 @@ import os
 from datetime import timedelta
 
 from multidict import CIMultiDict
+from yarl import URL
 
 from aiocache_http import CacheBackend, utcnow
 from aiocache_http.backends.base import BaseCache
@@ -68,7 +69,7 @@ async def test_response_round_trip(backend: CacheBackend) -> None:
     original.headers.add("Link", "</b>; rel=b")
     original.headers.add("Set-Cookie", "sid=secret")
     await backend.save_response(original, "key")
-    loaded = await backend.get_response("key")
+    loaded = await backend.get_record("key")
     assert loaded is not None
     assert loaded.body == original.body
     assert loaded.headers.getall("Link") == ["</a>; rel=a", "</b>; rel=b"]
@@ -81,7 +82,7 @@ async def test_response_round_trip(backend: CacheBackend) -> None:
 async def test_redirect_alias(backend: CacheBackend) -> None:
     await backend.save_response(response(), "final")
     await backend.save_redirect("hop", "final")
-    loaded = await backend.get_response("hop")
+    loaded = await backend.get_record("hop")
     assert loaded is not None and loaded.cache_key == "final"
 
 
@@ -92,17 +93,17 @@ async def test_delete_by_url_and_expired(backend: CacheBackend) -> None:
     await backend.save_response(response(expires=utcnow() - timedelta(seconds=1)), "old")
     await backend.save_response(response(expires=utcnow() + timedelta(hours=1)), "new")
     await backend.delete(expired=True)
-    assert await backend.get_response("old") is None
-    assert await backend.get_response("new") is not None
+    assert await backend.get_record("old") is None
+    assert await backend.get_record("new") is not None
     await backend.delete(urls=[url])
-    assert await backend.get_response(key) is None
+    assert await backend.get_record(key) is None
     await backend.delete("new")
     assert await backend.raw_responses.size() == 0
 
 
 async def test_corrupt_item_is_a_miss_and_deleted(backend: CacheBackend) -> None:
     await backend.raw_responses.write("bad", b"ACH\x01garbage")
-    assert await backend.get_response("bad") is None
+    assert await backend.get_record("bad") is None
     assert not await backend.raw_responses.contains("bad")
 
 
@@ -112,7 +113,7 @@ async def test_concurrent_writers(backend: CacheBackend) -> None:
 
     await asyncio.gather(*(write(i) for i in range(50)))
     for i in range(50):
-        loaded = await backend.get_response(f"k{i}")
+        loaded = await backend.get_record(f"k{i}")
         assert loaded is not None and loaded.body == str(i).encode()
 
 
@@ -120,13 +121,13 @@ async def test_concurrent_lookups_of_one_key(backend: CacheBackend) -> None:
     """Lookups of one key at the same time (which may share one storage read) each get
     the stored response; a large one each its own body reader."""
     await backend.save_response(response(body=b"small"), "hot")
-    found = await asyncio.gather(*(backend.get_response("hot") for _ in range(20)))
+    found = await asyncio.gather(*(backend.get_record("hot") for _ in range(20)))
     assert [r.body if r is not None else None for r in found] == [b"small"] * 20
     large = os.urandom(3 * PART_SIZE + 11)
     limit = backend.raw_responses.max_item_size
     if limit is None or len(large) + 1000 <= limit:
         await backend.save_response(response(body=large), "big")
-        streamed = await asyncio.gather(*(backend.get_response("big", stream=True) for _ in range(5)))
+        streamed = await asyncio.gather(*(backend.get_record("big", stream=True) for _ in range(5)))
         bodies = []
         for r in streamed:
             assert r is not None
@@ -136,7 +137,7 @@ async def test_concurrent_lookups_of_one_key(backend: CacheBackend) -> None:
                 bodies.append(await r.stored_body.read())
                 await r.stored_body.close()
         assert bodies == [large] * 5
-    assert await backend.get_response("absent") is None
+    assert await backend.get_record("absent") is None
     assert not backend._reads  # nothing left behind
 
 
@@ -219,9 +220,9 @@ async def test_large_response_round_trip(backend: CacheBackend) -> None:
     size = sizes_for(backend.raw_responses)[-1]
     original = response(body=os.urandom(size), expires=utcnow() + timedelta(hours=1))
     await backend.save_response(original, "key")
-    loaded = await backend.get_response("key")
+    loaded = await backend.get_record("key")
     assert loaded is not None and loaded.body == original.body and loaded.stored_body is None
-    streamed = await backend.get_response("key", stream=True)
+    streamed = await backend.get_record("key", stream=True)
     assert streamed is not None
     if streamed.stored_body is not None:
         assert streamed.body == b""
@@ -230,6 +231,37 @@ async def test_large_response_round_trip(backend: CacheBackend) -> None:
         await streamed.stored_body.close()
     else:
         assert streamed.body == original.body
+
+
+async def test_get_response_reads_like_aiohttp_client_cache(backend: CacheBackend) -> None:
+    """aiohttp-client-cache's ``get_response`` gives a response, not a storage record:
+    ``status``, ``headers``, ``url`` (a URL), ``is_expired`` and awaited ``read()`` /
+    ``text()`` / ``json()``, also through a redirect alias and for a body left in storage."""
+    url = "http://127.0.0.1/api?q=1"
+    body = b'{"answer": 42, "name": "caf\xc3\xa9"}'
+    stored = CachedResponse(200, "OK", url, CIMultiDict({"Content-Type": "application/json"}),
+                            body, CachedRequest("GET", url), expires=utcnow() + timedelta(hours=1))
+    await backend.save_response(stored, "json")
+    await backend.save_redirect("alias", "json")
+    for key in ("json", "alias"):
+        resp = await backend.get_response(key)
+        assert resp is not None
+        assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
+        assert resp.url == URL(url) and resp.url.query["q"] == "1"
+        assert resp.is_expired is False
+        assert await resp.read() == body
+        assert await resp.text() == body.decode()
+        assert await resp.json() == {"answer": 42, "name": "café"}
+    large = os.urandom(sizes_for(backend.raw_responses)[-1])
+    await backend.save_response(response(body=large), "big")
+    streamed = await backend.get_response("big", stream=True)
+    assert streamed is not None
+    async with streamed:
+        assert await streamed.read() == large
+    expired = response(expires=utcnow() - timedelta(seconds=1))
+    await backend.save_response(expired, "old")
+    old = await backend.get_response("old")
+    assert old is None or old.is_expired  # a backend that records expiry may drop it
 
 
 async def test_items_read_many_bulk_write(backend: CacheBackend) -> None:

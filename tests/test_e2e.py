@@ -171,7 +171,7 @@ async def test_credentials_separate_entries_and_are_not_stored(
     assert (await c.get(url, headers={"Authorization": "Bearer token-AAA"})).body == a.body
     for raw in await c.cache.raw_responses.values():
         assert b"token-AAA" not in raw and b"token-BBB" not in raw
-    stored = await c.cache.get_response(a.cache_key)
+    stored = await c.cache.get_record(a.cache_key)
     assert stored is not None and stored.request.headers["Authorization"] == "REDACTED"
 
 
@@ -180,7 +180,7 @@ async def test_api_key_param_redacted_but_keyed(make_client: MakeClient, origin:
     one = await c.get(origin.url("/r/k?api_key=secret1"))
     await c.get(origin.url("/r/k?api_key=secret2"))
     assert origin.count("/r/k") == 2
-    stored = await c.cache.get_response(one.cache_key)
+    stored = await c.cache.get_record(one.cache_key)
     assert stored is not None and "secret1" not in stored.url and "secret1" not in stored.request.url
     for raw in await c.cache.raw_responses.values():
         assert b"secret1" not in raw

@@ -359,7 +359,7 @@ async def test_a_hung_server_fails_open_instead_of_hanging(monkeypatch: pytest.M
                         RedisBackend(namespace(), connection=redis.Redis(  # redis-py < 7 defaults
                             host="127.0.0.1", port=port, socket_timeout=None, socket_connect_timeout=None))):
             start = time.monotonic()
-            assert await asyncio.wait_for(backend.get_response("k"), 5) is None
+            assert await asyncio.wait_for(backend.get_record("k"), 5) is None
             assert time.monotonic() - start < 3
             await backend.close()
     monkeypatch.undo()

@@ -177,7 +177,7 @@ async def test_connection_error_serves_stale_if_error(origin: Origin) -> None:
         url = "http://127.0.0.1:1/r/unreachable"
         backend_key = s.cache.create_key(s._cached_request("GET", url, {}))
         fake = await s.get(origin.url("/r/src"))
-        stored = await backend.get_response(fake.cache_key)
+        stored = await backend.get_record(fake.cache_key)
         assert stored is not None
         await backend.save_response(stored, backend_key)  # as if cached from that origin
         await asyncio.sleep(0.15)

@@ -43,6 +43,7 @@ from .parts import INLINE_LIMIT, PART_SIZE, BufferedWriter, ItemReader, ItemWrit
 from .values import Value
 
 if TYPE_CHECKING:
+    from ..response import CachedClientResponse
     from .views import RedirectsView, ResponsesView
 
 logger = logging.getLogger("aiocache_http")
@@ -426,16 +427,24 @@ class CacheBackend:
 
     # -- responses ------------------------------------------------------------------
     async def get_response(self, key: str, follow_redirects: bool = True, *,
-                           stream: bool = False) -> CachedResponse | Any:
-        """The stored response for ``key`` (following a stored redirect), or None: see
-        :meth:`get_record`. From an in-process storage, a response a user wrote through
-        ``backend.responses`` is handed back as the very object written (as
-        aiohttp-client-cache's in-memory cache does), unless replaced since."""
+                           stream: bool = False) -> CachedClientResponse | Any:
+        """The stored response for ``key`` (following a stored redirect) as a replayed
+        response, or None: aiohttp-client-cache's ``get_response``, so ``resp.status``,
+        ``resp.headers``, ``resp.url``, ``resp.is_expired``, ``await resp.read()`` /
+        ``text()`` / ``json()`` all work. From an in-process storage, a response a user
+        wrote through ``backend.responses`` is handed back as the very object written (as
+        aiohttp-client-cache's in-memory cache does), unless replaced since. The stored
+        record itself: :meth:`get_record`."""
+        from ..response import CachedClientResponse  # the response layer imports backends
+
         record = await self.get_record(key, follow_redirects, stream=stream)
+        if record is None:
+            return None
         written = getattr(self.raw_responses, "written_object", None)
-        if record is None or written is None:
-            return record
-        return written(record.cache_key, record) or record
+        found = written(record.cache_key, record) if written is not None else None
+        if found is not None and not isinstance(found, CachedResponse):
+            return found
+        return CachedClientResponse.replay(record, record.request.method)
 
     async def get_record(self, key: str, follow_redirects: bool = True, *,
                          stream: bool = False) -> CachedResponse | None:

@@ -284,7 +284,7 @@ def test_corrupt_items_are_misses(stored: tuple[Loop, CacheBackend], mutation: t
             return  # without a secret, a well-formed item at its own key is no forgery
         bad = mutate(item, other)
         await backend.raw_responses.write(KEY, bad)
-        got = await backend.get_response(KEY)
+        got = await backend.get_record(KEY)
         assert got is None or got.body == BODY, f"{kind}: served a wrong body"
         assert got is None or bad == item
         assert await backend.raw_responses.read(KEY) is None or bad == item  # deleted
@@ -327,7 +327,7 @@ def test_garbage_redirects_are_misses(stored: tuple[Loop, CacheBackend],
         assert item is not None and other is not None
         bad = mutate(item, other)
         await backend.raw_redirects.write(ALIAS, bad)
-        got = await backend.get_response(ALIAS)
+        got = await backend.get_record(ALIAS)
         assert got is None or (got.body == BODY and bad == item), f"{kind}: served a wrong body"
         assert await backend.redirects.read(ALIAS) in (None, KEY)
         await backend.save_redirect(ALIAS, KEY)
@@ -348,6 +348,6 @@ def test_maintenance_survives_garbage(stored: tuple[Loop, CacheBackend]) -> None
         await backend.delete(expired=True)
         assert not await backend.raw_responses.contains("junk")
         assert await backend.raw_redirects.read("junk alias") is None
-        assert (await backend.get_response(ALIAS)) is not None  # a good alias stays
+        assert (await backend.get_record(ALIAS)) is not None  # a good alias stays
 
     loop.run(check())
