@@ -115,6 +115,13 @@ class BaseCache(ABC):
     @abstractmethod
     async def clear(self) -> None: ...
 
+    async def clear_steps(self) -> AsyncIterator[None]:
+        """:meth:`clear` in steps, each yielded when done: a storage whose clear grows with
+        its size deletes in batches, so each step fits the gate's per-step deadline
+        (``write_timeout``) however large the cache. One step by default."""
+        await self.clear()
+        yield
+
     async def bulk_delete(self, keys: Iterable[str]) -> None:
         for key in list(keys):
             await self.delete(key)
@@ -802,8 +809,12 @@ class CacheBackend:
                 continue
 
     async def clear(self) -> None:
-        await self._guard("clear", self.raw_responses.clear(), None, Kind.MAINTENANCE)
-        await self._guard("clear", self.raw_redirects.clear(), None, Kind.MAINTENANCE)
+        """Delete every response and redirect. An explicit bulk operation: it runs in steps
+        (see :meth:`BaseCache.clear_steps`), each bounded by ``write_timeout``, so a large
+        cache is cleared whole while a hung backend still fails (open) at its first step."""
+        for storage in (self.raw_responses, self.raw_redirects):
+            async for _ in self._guard_iter("clear", storage.clear_steps()):
+                pass
 
     async def wait_for_refreshes(self) -> None:
         """Wait for the stale-while-revalidate refreshes and the writes still finishing in

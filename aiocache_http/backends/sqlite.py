@@ -71,6 +71,8 @@ _HEADER = b"SQLite format 3\x00"
 _RETRIES = 10
 _KEY_PAGE = 500
 _VALUE_PAGE = 100  # values can be large: fewer per page
+_CLEAR_STEP = 0.1  # seconds a clear() batch aims at (far under write_timeout, even loaded)
+_CLEAR_FIRST, _CLEAR_MOST = 1000, 200_000  # rows in its first and largest batch
 _ORPHAN_AGE = 3600  # seconds before parts no entry points at are swept (a writer died)
 _CHECK_EVERY = 0.25  # seconds between two checks that the file is still the one we opened
 _WAITED = 0.05  # a busy error after this long came from a real lock wait: not retried
@@ -143,6 +145,14 @@ def _is_busy(e: sqlite3.OperationalError) -> bool:
     if code is not None:
         return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
     return "locked" in str(e) or "busy" in str(e)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded transaction's outcome as read: its caller may have stopped waiting
+    (it failed open), and it was rolled back; otherwise asyncio logs "Task exception was
+    never retrieved" later, at random."""
+    if not task.cancelled() and (e := task.exception()) is not None:
+        logger.debug("a transaction whose caller stopped waiting failed: %r", e)
 
 
 async def _retry(op: Callable[[], Awaitable[T]]) -> T:
@@ -568,7 +578,9 @@ class SQLiteDatabase:
                     await self.forget(handle, e)
                     raise
 
-        await asyncio.shield(locked())
+        task = asyncio.ensure_future(locked())
+        task.add_done_callback(_retrieved)  # a caller gone at its deadline never reads it
+        await asyncio.shield(task)
 
     @staticmethod
     async def _transaction(conn: aiosqlite.Connection, steps: Sequence[Step], wait: float | None = None,
@@ -922,11 +934,27 @@ class SQLiteCache(BaseCache):
     async def clear(self) -> None:
         """Delete every entry, and every part (including those of writers still running:
         their commit then stores nothing)."""
+        async for _ in self.clear_steps():
+            pass
+
+    async def clear_steps(self) -> AsyncIterator[None]:
+        """Clear in batches of rows, one transaction each, sized to take about
+        ``_CLEAR_STEP`` seconds: one ``DELETE`` of a million rows (each firing the parts
+        trigger) outlasts ``write_timeout``, a batch does not."""
         (self._pending() or {}).clear()
-        await self.db.transaction(self.table_name, [
-            (f"DELETE FROM {_quote(self.table_name)}", None),
-            (f"DELETE FROM {_quote(self.table_name + '_parts')}", None),
-        ])
+        loop = asyncio.get_running_loop()
+        for table in (self.table_name, self.table_name + "_parts"):
+            t, batch = _quote(table), _CLEAR_FIRST
+            while await self._fetch(f"SELECT 1 FROM {t} LIMIT 1", ()):
+                started = loop.time()
+                await self.db.transaction(self.table_name, [
+                    (f"DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} LIMIT {batch})", None)])
+                took = loop.time() - started
+                if took < _CLEAR_STEP / 2:
+                    batch = min(batch * 2, _CLEAR_MOST)
+                elif took > _CLEAR_STEP * 2:
+                    batch = max(batch // 2, _CLEAR_FIRST)
+                yield
 
     async def close(self) -> None:
         """Close the database's connections (shared with its other tables)."""

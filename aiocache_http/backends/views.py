@@ -51,7 +51,8 @@ class _View:
         return int(await self.backend._guard("size", self.storage.size(), 0, Kind.MAINTENANCE))
 
     async def clear(self) -> None:
-        await self.backend._guard("clear", self.storage.clear(), None, Kind.MAINTENANCE)
+        async for _ in self.backend._guard_iter("clear", self.storage.clear_steps()):
+            pass
 
     async def read(self, key: str) -> Any:
         raise NotImplementedError
