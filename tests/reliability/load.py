@@ -213,6 +213,15 @@ class Traffic:
         """The longest stall of the process between ``start`` and ``end``."""
         return max((lost for at, lost in self.stalls if start <= at < end), default=0.0)
 
+    def slack(self, start: float, end: float) -> float:
+        """What a loaded machine adds to a recovery measured between ``start`` and ``end``
+        (a probe, then a request that hits: a few requests in a row): twice the bare
+        clients' p99 measured beside the traffic then, plus the longest stall of the
+        process. A few ms on a quiet machine, so a promise stays the promise there; at
+        load 12-15 on 2 cores it is the 0.2-0.5 s a constant bound used to miss by."""
+        bare = [s.latency for s in self.samples if s.client.startswith("bare") and start <= s.at < end]
+        return 2 * percentile(bare, 99) + self.stalled(start, end)
+
     def bare_baseline(self, start: float, end: float, before: Baseline) -> Baseline:
         """The bare clients' latency between ``start`` and ``end``, measured beside the
         traffic (the same load), or ``before`` where that is higher."""
@@ -376,7 +385,11 @@ def check(traffic: Traffic, base: Baseline, start: float, end: float,
             assert hits, f"{client}: reads should go on during this fault: {summary(during)}"
         if hits_during is False:
             back = traffic.first_hit_after(end, client)
-            assert back is not None and back <= RECOVERY, f"{client}: cache used again after {back}s"
+            # RECOVERY of the process's own time: the cooldown is a constant, the requests
+            # after it are as slow as the machine (see Traffic.slack)
+            slack = traffic.slack(end, end + (back or 0.0))
+            assert back is not None and back <= RECOVERY + slack, (
+                f"{client}: cache used again after {back}s (> {RECOVERY} s + {slack:.2f} s of load)")
             line += f"; hits again {back:.2f}s after the fault"
         report[client] = line
     check_logs(traffic.backend, caplog)

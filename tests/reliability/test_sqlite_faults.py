@@ -43,6 +43,16 @@ conn.execute("COMMIT")
 pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
 
 
+def check_resumed(traffic: Traffic, end: float, resumed: dict[str, float | None]) -> None:
+    """Each session stored again within RESUME of the process's own time after ``end``:
+    the probe interval is a constant, the requests around it are as slow as the machine
+    (a fixed 3 s was missed at load 12-15 on 2 cores; see Traffic.slack)."""
+    for client, took in resumed.items():
+        slack = traffic.slack(end, end + (took or 0.0))
+        assert took is not None and took <= RESUME + slack, (
+            f"{client}: stored again after {took} s (> {RESUME} s + {slack:.2f} s of load): {resumed}")
+
+
 def run(*args: str) -> None:
     done = subprocess.run(args, capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
@@ -119,7 +129,7 @@ async def test_lock_held_by_another_process(tmp_path: Path, origin: Origin,
         await backend.close()
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
-    assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
+    check_resumed(traffic, marks["end"], resumed)
     assert backend.health.dropped_writes > 0, backend.health
     print(f"\nlock held 15s: {report}; writes again after {resumed}; {backend.health}")
 
@@ -154,7 +164,7 @@ async def test_file_read_only(tmp_path: Path, origin: Origin, caplog: pytest.Log
         await backend.close()
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
-    assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
+    check_resumed(traffic, marks["end"], resumed)
     assert "readonly" in caplog.text, caplog.text
     print(f"\nread-only: {report}; writes again after {resumed}; {backend.health}")
 
@@ -212,7 +222,7 @@ async def test_file_deleted(tmp_path: Path, origin: Origin, caplog: pytest.LogCa
         await backend.close()
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=None,
                    circuit=None)
-    assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
+    check_resumed(traffic, marks["end"], resumed)
     recreated = [r.getMessage() for r in caplog.records if "deleted while in use" in r.getMessage()]
     assert recreated, [r.getMessage() for r in caplog.records]
     with sqlite3.connect(path) as conn:  # the new file holds what was stored since
@@ -246,7 +256,7 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
             await backend.close()
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
-    assert all(t is not None and t <= RESUME for t in resumed.values()), resumed
+    check_resumed(traffic, marks["end"], resumed)
     assert backend.health.dropped_writes > 0, backend.health
     assert "database or disk is full" in caplog.text  # (a later, unrelated failure may be the last_error)
     print(f"\ndisk full: {report}; writes again after {resumed}; {backend.health}")
