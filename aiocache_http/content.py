@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import io
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from aiohttp import ClientPayloadError, StreamReader
+from aiohttp import ClientPayloadError, ClientSession, StreamReader
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.streams import AsyncStreamIterator, ChunkTupleAsyncStreamIterator
 
 from .models import StoredBody, StoredBodyError
@@ -33,6 +35,21 @@ from .streaming import Tee
 WAIT_FOR_BODY = 64 * 1024
 """A miss's body up to this size (aiohttp's read buffer) is read in before the response
 is handed over, so it is stored read or not."""
+
+
+LINE_LIMIT = 2 * int(inspect.signature(ClientSession.__init__).parameters["read_bufsize"].default)
+"""aiohttp's longest line: its StreamReader's high-water mark at the session's default
+``read_bufsize`` (2**16 until aiohttp 3.12, 2**18 since). ``readline()`` / ``readuntil()``
+of a longer one raise, on a hit as from the network."""
+_LINE_LENGTH_ARG = "max_line_length" in inspect.signature(StreamReader.readline).parameters
+
+
+def line_too_long(line: bytes, limit: int) -> Exception:
+    """The error aiohttp's ``readuntil`` raises for a line over ``limit`` bytes: LineTooLong
+    since aiohttp 3.12 (which added ``max_line_length``), ValueError before."""
+    if _LINE_LENGTH_ARG:
+        return LineTooLong(line[:100] + b"...", limit)  # as aiohttp raises it
+    return ValueError("Chunk too big")
 
 
 class _Iterators:
@@ -44,7 +61,7 @@ class _Iterators:
     async def readany(self) -> bytes:
         raise NotImplementedError
 
-    async def readline(self) -> bytes:
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
         raise NotImplementedError
 
     def iter_chunked(self, n: int) -> AsyncStreamIterator[bytes]:
@@ -270,7 +287,7 @@ class ReplayStream(_Iterators):
             raise asyncio.IncompleteReadError(data, len(data) + n)
         return data
 
-    async def readuntil(self, separator: bytes = b"\n", **_: Any) -> bytes:
+    async def readuntil(self, separator: bytes = b"\n", *, max_size: int | None = None) -> bytes:
         if not separator:
             raise ValueError("Separator should be at least one-byte string")
         line, width = bytearray(), len(separator)
@@ -286,10 +303,13 @@ class ReplayStream(_Iterators):
                 line += self._take(end + width - self._pos)
                 break
             line += self._take(-1)
+        limit = max_size or LINE_LIMIT
+        if len(line) > limit:
+            raise line_too_long(bytes(line), limit)
         return bytes(line)
 
-    async def readline(self, **_: Any) -> bytes:
-        return await self.readuntil(b"\n")
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        return await self.readuntil(b"\n", max_size=max_line_length)
 
     def read_nowait(self, n: int = -1) -> bytes:
         return self._take(n)

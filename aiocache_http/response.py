@@ -33,7 +33,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
 from .backends.views import ResponsesView
-from .content import ReplayStream, TeeStreamReader
+from .content import LINE_LIMIT, ReplayStream, TeeStreamReader, line_too_long
 from .models import CachedRequest, StoredBodyError, utcnow
 from .models import CachedResponse as Record
 from .models.convert import as_record, aware
@@ -169,9 +169,13 @@ class BodyStream:
             raise EOFError(f"{n} bytes expected, {len(chunk)} left")
         return chunk
 
-    async def readline(self) -> bytes:
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
         end = self._body.find(b"\n", self._pos)
-        return await self.read(-1 if end < 0 else end + 1 - self._pos)
+        line = await self.read(-1 if end < 0 else end + 1 - self._pos)
+        limit = max_line_length or LINE_LIMIT
+        if len(line) > limit:  # as aiohttp's StreamReader
+            raise line_too_long(line, limit)
+        return line
 
     async def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
         while not self.at_eof():

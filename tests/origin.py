@@ -11,7 +11,8 @@ every request is answered by closing the connection.
 ``/body/NAME?size=N`` answers ``payload(N)`` (JSON, newline every 64 bytes) in 64 KiB
 writes, with Content-Length, or chunked with ``chunked=1``; ``cut=K`` hangs up after K
 bytes; ``pause=S`` waits S seconds half-way through; ``h_Name=value`` adds headers;
-``etag=v1`` answers If-None-Match with a 304.
+``etag=v1`` answers If-None-Match with a 304. ``/lines/NAME?lengths=10,200000`` answers
+lines of those lengths (newline included), cacheable for a minute.
 """
 
 from __future__ import annotations
@@ -176,10 +177,17 @@ def make_app(counts: Counter[str], state: dict[str, bool],
         await response.write_eof()
         return response
 
+    async def lines(request: web.Request) -> web.Response:
+        counts[request.path] += 1
+        lengths = [int(n) for n in request.query["lengths"].split(",")]
+        text = b"".join(b"x" * (n - 1) + b"\n" for n in lengths)
+        return web.Response(body=text, content_type="text/plain", headers={"Cache-Control": "max-age=60"})
+
     app = web.Application(middlewares=[outage])
     app.router.add_route("*", "/r/{name}", scripted)
     app.router.add_get("/broken/{name}", broken)
     app.router.add_route("*", "/body/{name}", body)
     app.router.add_get("/redirect/{name}", redirect)
     app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/lines/{name}", lines)
     return app

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import requests
+from aiohttp.http_exceptions import LineTooLong
 
 from aiocache_http import CacheBackend, CachedClientSession, coalescing
 from aiocache_http.backends.dynamodb import DynamoDBBackend
 from aiocache_http.backends.filesystem import FileCache
 from aiocache_http.backends.gridfs import GridFSCache
 from aiocache_http.backends.sqlite import SQLiteBackend
+from aiocache_http.content import LINE_LIMIT
 from aiocache_http.sync import FileCache as SyncFileCache
 
 from .clients import ASYNC_STYLES, SYNC_STYLES, AsyncClient, Client, SyncClient, canonical_json
@@ -281,3 +284,45 @@ async def test_small_body_arrived_whole_is_stored_unread(make_backend: BackendMa
             assert not r.from_cache
         async with session.get(url) as r:
             assert r.from_cache and await r.read() == payload(100)
+
+
+async def _lines(response: Any, **kwargs: Any) -> list[object]:
+    """Each line's length, ending with the error ``readline`` raised, if any."""
+    read: list[object] = []
+    for _ in range(200):
+        try:
+            line = await response.content.readline(**kwargs)
+        except Exception as e:
+            return [*read, (type(e), str(e))]
+        if not line:
+            break
+        read.append(len(line))
+    return read
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+async def test_readline_of_a_line_too_long_raises_as_bare_aiohttp(
+        origin: Origin, tmp_path: Path, size: str) -> None:
+    """aiohttp's ``readline()`` raises for a line over its high-water mark (LineTooLong
+    since 3.12, ValueError before), or over ``max_line_length``; a hit replayed from
+    memory (small: one over 1 MiB still) or streamed from storage (large) raised nothing. The same lines, the
+    same error, bare and miss and hit; a line of exactly the limit is read."""
+    limit = LINE_LIMIT
+    lengths = [10, limit, 5, limit + 1, 7] if size == "small" else [10, *[65536] * 24, limit, limit + 1, 7]
+    url = origin.url(f"/lines/{size}?lengths={','.join(map(str, lengths))}")
+    async with aiohttp.ClientSession() as bare, bare.get(url) as r:
+        expected = await _lines(r)
+    assert expected[-1][0] in (ValueError, LineTooLong)  # type: ignore[index]
+    async with CachedClientSession(cache=SQLiteBackend(tmp_path / "lines.sqlite")) as session:
+        async with session.get(url) as r:
+            assert not r.from_cache and await _lines(r) == expected  # the origin's stream
+        async with session.get(url) as r:
+            await r.read()  # the body read whole: stored
+        async with session.get(url) as r:
+            assert r.from_cache and await _lines(r) == expected
+        if "max_line_length" in inspect.signature(aiohttp.StreamReader.readline).parameters:
+            async with aiohttp.ClientSession() as bare, bare.get(url) as r:
+                shorter = await _lines(r, max_line_length=20)
+            async with session.get(url) as r:
+                assert r.from_cache and await _lines(r, max_line_length=20) == shorter
+            assert shorter[-1][0] is LineTooLong  # type: ignore[index]
