@@ -32,6 +32,7 @@ from aiohttp.client_reqrep import ContentDisposition
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
+from .backends import base as _base
 from .backends.views import ResponsesView
 from .content import LINE_LIMIT, ReplayStream, TeeStreamReader, line_too_long
 from .models import CachedRequest, StoredBodyError, utcnow
@@ -520,5 +521,12 @@ def _present(record: Record) -> CachedClientResponse:
 
 # backend.responses hands out replayed responses, as aiohttp-client-cache's storages do.
 ResponsesView.present = staticmethod(_present)
+
+
+def _replayed(record: Record) -> CachedClientResponse:
+    return CachedClientResponse.replay(record, record.request.method)
+
+
+_base.replay_response = _replayed  # backend.get_response(key) answers with a replayed response
 
 __all__ = ["CachedClientResponse", "CachedResponse", "OriginClientResponse", "attach_tee", "drain"]

@@ -122,7 +122,7 @@ async def test_migrate_100k_sqlite_to_redis_and_back(
     assert seen + len(batch) == N == await dst.raw_responses.size()
     for i in SAMPLE:  # the same expiry at the storage level: Redis's TTL is expiry + ttl_offset
         key = src.create_key(CachedRequest("GET", urls[i]))
-        stored = await src.get_response(key)
+        stored = await src.get_record(key)
         assert stored is not None and stored.expires is not None
         ttl_ms = counter.execute_command("HPTTL", f"{namespace}:responses", "FIELDS", 1, key)[0]
         expected = (stored.expires - utcnow()).total_seconds() + dst.raw_responses.ttl_offset

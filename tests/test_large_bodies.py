@@ -115,7 +115,7 @@ async def test_corrupt_large_body_read_whole_is_an_error(origin: Origin, tmp_pat
         async with s.get(url) as r:
             with pytest.raises(ClientPayloadError):
                 await r.read()  # never the corrupt bytes
-        assert await s.cache.get_response(r.cache_key) is None
+        assert await s.cache.get_record(r.cache_key) is None
 
 
 @pytest.mark.parametrize("kind", SPILLING)
@@ -133,9 +133,9 @@ async def test_large_item_at_another_key_or_with_another_secret_is_a_miss(
     writer = await backend.raw_responses.open_write("elsewhere", None, 10)  # a copy, in parts
     await writer.write(item[10:])
     await writer.commit(item[:10])
-    assert await backend.get_response("elsewhere") is None  # bound to its key
+    assert await backend.get_record("elsewhere") is None  # bound to its key
     other = spilling_backend(kind, tmp_path, secret_key="two")
-    assert await other.get_response(r.cache_key) is None  # signed with another secret
+    assert await other.get_record(r.cache_key) is None  # signed with another secret
     await backend.close()
     await other.close()
 
@@ -554,12 +554,12 @@ async def test_large_whole_json_entries_written_before_still_read(tmp_path: Path
     reader = await backend.raw_responses.open_read("old")
     assert reader is not None and reader.whole is None  # large: opened in parts
     await reader.close()
-    got = await backend.get_response("old", stream=stream)
+    got = await backend.get_record("old", stream=stream)
     assert got is not None and got.stored_body is None and got.body == body
     tampered = bytearray(item)
     tampered[len(tampered) // 2] ^= 0x01
     await backend.raw_responses.write("old", bytes(tampered))
-    assert await backend.get_response("old", stream=stream) is None  # its checksum fails
+    assert await backend.get_record("old", stream=stream) is None  # its checksum fails
     assert not await backend.raw_responses.contains("old")
     await backend.close()
 
@@ -572,7 +572,7 @@ async def test_pickle_keeps_large_bodies_whole(tmp_path: Path) -> None:
     data = backend.raw_responses.path("p").read_bytes()
     assert data[:1] == b"\x80" and not envelope_item(data)  # a pickle
     for stream in (False, True):
-        got = await backend.get_response("p", stream=stream)
+        got = await backend.get_record("p", stream=stream)
         assert got is not None and got.body == body
     await backend.close()
 
@@ -695,7 +695,7 @@ def test_fuzzed_large_items_are_misses_or_errors(large_item: tuple[Loop, CacheBa
     async def check() -> None:
         bad = mutate(item)
         await _write_parts(backend, FUZZ_KEY, bad)
-        got = await backend.get_response(FUZZ_KEY, stream=True)
+        got = await backend.get_record(FUZZ_KEY, stream=True)
         if got is not None and got.stored_body is None:
             assert got.body == FUZZ_BODY, kind  # decoded whole (a short item): verified
         elif got is not None:
@@ -715,7 +715,7 @@ def test_fuzzed_large_items_are_misses_or_errors(large_item: tuple[Loop, CacheBa
                 assert body == FUZZ_BODY, f"{kind}: wrong bytes handed over as the body"
         if got is None or failed:
             assert not await backend.raw_responses.contains(FUZZ_KEY) or bad == item, kind  # discarded
-        whole = await backend.get_response(FUZZ_KEY)  # read whole: verified first
+        whole = await backend.get_record(FUZZ_KEY)  # read whole: verified first
         assert whole is None or whole.body == FUZZ_BODY, kind
         await _write_parts(backend, FUZZ_KEY, item)  # the next example starts from the good item
 
@@ -735,7 +735,7 @@ async def test_readuntil_finds_a_separator_split_between_stored_chunks(tmp_path:
         request = CachedRequest("GET", "https://x.test/lines")
         await backend.save_response_at(CachedResponse(200, "OK", "https://x.test/lines", CIMultiDict(), body,
                                                       request, cache_key="k"), ["k"])
-        stored = await backend.get_response("k", stream=True)
+        stored = await backend.get_record("k", stream=True)
         assert stored is not None and stored.stored_body is not None
         opened.append(stored.stored_body)
         return ReplayStream(stored=stored.stored_body)

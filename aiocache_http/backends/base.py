@@ -43,7 +43,6 @@ from .parts import INLINE_LIMIT, PART_SIZE, BufferedWriter, ItemReader, ItemWrit
 from .values import Value
 
 if TYPE_CHECKING:
-    from ..response import CachedClientResponse
     from .views import RedirectsView, ResponsesView
 
 logger = logging.getLogger("aiocache_http")
@@ -434,7 +433,7 @@ class CacheBackend:
 
     # -- responses ------------------------------------------------------------------
     async def get_response(self, key: str, follow_redirects: bool = True, *,
-                           stream: bool = False) -> CachedClientResponse | Any:
+                           stream: bool = False) -> Any:
         """The stored response for ``key`` (following a stored redirect) as a replayed
         response, or None: aiohttp-client-cache's ``get_response``, so ``resp.status``,
         ``resp.headers``, ``resp.url``, ``resp.is_expired``, ``await resp.read()`` /
@@ -442,8 +441,6 @@ class CacheBackend:
         wrote through ``backend.responses`` is handed back as the very object written (as
         aiohttp-client-cache's in-memory cache does), unless replaced since. The stored
         record itself: :meth:`get_record`."""
-        from ..response import CachedClientResponse  # the response layer imports backends
-
         record = await self.get_record(key, follow_redirects, stream=stream)
         if record is None:
             return None
@@ -451,7 +448,7 @@ class CacheBackend:
         found = written(record.cache_key, record) if written is not None else None
         if found is not None and not isinstance(found, CachedResponse):
             return found
-        return CachedClientResponse.replay(record, record.request.method)
+        return replay_response(record)
 
     async def get_record(self, key: str, follow_redirects: bool = True, *,
                          stream: bool = False) -> CachedResponse | None:
@@ -834,6 +831,12 @@ class CacheBackend:
 
 def _has_credentials(request: CachedRequest) -> bool:
     return any(name.lower() in CREDENTIAL_HEADERS for name in request.headers)
+
+
+def replay_response(record: CachedResponse) -> Any:
+    """``record`` as the response ``get_response`` hands out; the response layer (which
+    imports the backends, not the reverse) puts its replayed response here."""
+    return record
 
 
 _disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_disabled", default=frozenset())
