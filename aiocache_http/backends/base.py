@@ -434,6 +434,19 @@ class CacheBackend:
             return record
         return written(record.cache_key, record) or record
 
+    def read_inline(self, key: str) -> CachedResponse | None:
+        """The decoded response at ``key`` when the storage keeps it in this process (no
+        IO, nothing to verify); None for anything else (nothing there, an alias, bytes):
+        :meth:`get_record` then reads it the full way."""
+        storage = self.raw_responses
+        kind = type(storage)
+        if not storage.holds_objects or getattr(kind, "_fast_read", None) is not kind.read:
+            return None
+        value = storage.get_item(key)  # type: ignore[attr-defined]
+        if not isinstance(value, CachedResponse):
+            return None
+        return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+
     async def get_record(self, key: str, follow_redirects: bool = True, *,
                          stream: bool = False) -> CachedResponse | None:
         """The stored record for ``key`` (following a stored redirect), or None.
