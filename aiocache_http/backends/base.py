@@ -98,6 +98,12 @@ class BaseCache(ABC):
     @abstractmethod
     async def read(self, key: str) -> Value | None: ...
 
+    def read_now(self, key: str) -> bytes | None:
+        """The bytes of a whole item at ``key`` if they can be had at once, without waiting
+        on anything (no IO that can hang, no lock): the hot path then needs no deadline.
+        None when they cannot (or nothing is there): :meth:`open_read` decides."""
+        return None
+
     @abstractmethod
     async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
         ...
@@ -435,17 +441,36 @@ class CacheBackend:
         return written(record.cache_key, record) or record
 
     def read_inline(self, key: str) -> CachedResponse | None:
-        """The decoded response at ``key`` when the storage keeps it in this process (no
-        IO, nothing to verify); None for anything else (nothing there, an alias, bytes):
-        :meth:`get_record` then reads it the full way."""
+        """The response at ``key`` when it can be had without waiting: kept decoded in
+        this process, or whole bytes the storage reads at once (:meth:`BaseCache.read_now`,
+        verified here as always). None for anything else (nothing there, an alias, a large
+        item, a busy file): :meth:`get_record` then reads it the full way, within the gate."""
         storage = self.raw_responses
         kind = type(storage)
-        if not storage.holds_objects or getattr(kind, "_fast_read", None) is not kind.read:
+        if getattr(kind, "_fast_read", None) is not kind.read:  # ``read`` replaced: its way
             return None
-        value = storage.get_item(key)  # type: ignore[attr-defined]
-        if not isinstance(value, CachedResponse):
+        if storage.holds_objects:
+            value = storage.get_item(key)  # type: ignore[attr-defined]
+            if not isinstance(value, CachedResponse):
+                return None
+            return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+        if self.health.breaker().reads.state is not CircuitState.CLOSED:
+            return None  # the gate decides each call (probes) until the backend answers again
+        data = storage.read_now(key)
+        if data is None:
             return None
-        return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+        decoded = self._decoded.get(key)
+        if decoded is not None and decoded[0] == data:  # the very bytes verified before
+            return decoded[1]
+        try:
+            response = self.load(key, data)  # verified: checksum or signature bound to the key
+        except DeserializationError:
+            return None  # get_record() reads it again and discards it
+        if len(data) <= _DECODED_MAX_BYTES:
+            if len(self._decoded) >= _DECODED_SIZE:
+                self._decoded = {}
+            self._decoded[key] = (data, response)
+        return response
 
     async def get_record(self, key: str, follow_redirects: bool = True, *,
                          stream: bool = False) -> CachedResponse | None:
