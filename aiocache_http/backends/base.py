@@ -280,7 +280,7 @@ class CacheBackend:
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         # Reads under way, shared by concurrent lookups of the same key (see _read_shared).
         self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool],
-                          asyncio.Future[tuple[bytes | None, str] | None]] = {}
+                          asyncio.Future[tuple[bytes | None, str] | None] | None] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
@@ -500,7 +500,7 @@ class CacheBackend:
         else:
             with request_budget():  # a hung backend costs one deadline, not one per call
                 found, key = await self._read_shared(key, follow_redirects)
-                if isinstance(found, ItemReader):
+                if found is not None and type(found) is not bytes and isinstance(found, ItemReader):
                     if found.whole is None:  # too large to read whole
                         return await self._large(key, found, stream)
                     found = found.whole
@@ -529,19 +529,20 @@ class CacheBackend:
         costs each request at most one deadline). A large item (each reader reads its
         own) or a read that raised or was cancelled: the others read on their own. Only
         while the reads circuit is closed: a probe of a sick backend is not waited for."""
-        if self.health.breaker().reads.state is not CircuitState.CLOSED:
-            return await self._read_item(key, follow_redirects)  # the gate decides each call
         loop = asyncio.get_running_loop()
+        if self.health.breaker(loop).reads.state is not CircuitState.CLOSED:
+            return await self._read_item(key, follow_redirects)  # the gate decides each call
         slot = (loop, key, follow_redirects)
         reads = self._reads
-        pending = reads.get(slot)
-        if pending is not None:
+        if slot in reads:
+            pending = reads[slot]
+            if pending is None:  # the first waiter makes the future (most reads have none)
+                pending = reads[slot] = loop.create_future()
             shared = await asyncio.shield(pending)
             if shared is not None:
                 return shared
             return await self._read_item(key, follow_redirects)
-        future: asyncio.Future[tuple[bytes | None, str] | None] = loop.create_future()
-        reads[slot] = future
+        reads[slot] = None
         shared = None
         try:
             found, at = await self._read_item(key, follow_redirects)
@@ -551,8 +552,9 @@ class CacheBackend:
                 shared = (found.whole, at)
             return found, at
         finally:
-            del reads[slot]
-            future.set_result(shared)
+            future = reads.pop(slot)
+            if future is not None:
+                future.set_result(shared)
 
     async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
         """The item stored at ``key``, else (following a redirect alias) at its target, with
