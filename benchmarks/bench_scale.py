@@ -44,6 +44,7 @@ async def load(backend: CacheBackend, ctx: Context, entries: int, prefix: str) -
     assert template is not None
     urls = [ctx.url(f"{prefix}-{i}") for i in range(entries)]
     storage = backend.raw_responses
+    began = time.monotonic()
     for start in range(1, entries, BATCH):
         items = []
         for url in urls[start:start + BATCH]:
@@ -52,13 +53,20 @@ async def load(backend: CacheBackend, ctx: Context, entries: int, prefix: str) -
             response = dataclasses.replace(template, url=url, request=request, cache_key=key)
             items.append((key, backend.serializer.dumps(response, key), response.expires))
         await bulk_write(storage, items)
+    if entries >= 100_000:
+        print(f"scale: {entries:,} entries loaded in {time.monotonic() - began:.0f}s", flush=True)
     return urls
 
 
 async def bulk_write(storage: Any, items: list[tuple[str, bytes, Any]]) -> None:
+    from aiocache_http.backends.filesystem import FileCache
+
+    if isinstance(storage, FileCache):  # files: the backend's layout, in a worker thread
+        await asyncio.to_thread(write_files, storage, items)
+        return
     bulk: Callable[[list[tuple[str, bytes, Any]]], Awaitable[None]] | None = getattr(
         storage, "bulk_write", None)
-    if bulk is not None:  # SQLite: one transaction
+    if bulk is not None:  # SQLite: one transaction per batch
         await bulk(items)
         return
     client = getattr(storage, "clients", None)
@@ -71,10 +79,6 @@ async def bulk_write(storage: Any, items: list[tuple[str, bytes, Any]]) -> None:
             else:
                 pipe.execute_command("HSET", storage.name, key, value)
         await pipe.execute()
-        return
-    directory = getattr(storage, "directory", None)
-    if directory is not None:  # files: the backend's layout, written in a worker thread
-        await asyncio.to_thread(write_files, storage, items)
         return
     raise TypeError(f"no bulk load for {storage!r}")
 
