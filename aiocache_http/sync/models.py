@@ -177,12 +177,14 @@ class CachedResponse(_CacheInfo):
         A large body left in storage (``record.stored_body``) is read from there in
         chunks with ``stream=True`` (``raw`` then reads it through the bridge loop), or
         whole at once without, as requests reads a live body."""
-        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        joined: dict[str, tuple[str, str]] = {}  # lowercase name -> (name, value)
         for name, value in record.headers.items():  # requests joins repeated headers
             name, value = to_latin1(name), to_latin1(value)
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            prior = joined.get(lower := name.lower())
+            joined[lower] = (name, value if prior is None else f"{prior[1]}, {value}")
         if age is not None:
-            headers["Age"] = str(int(age))
+            joined["age"] = ("Age", str(int(age)))
+        headers = dict(joined.values())  # made case-insensitive once, by __init__
         stored = record.stored_body
         body = record.body if stored is None or stream else _load(stored)
         r = cls(record.status, record.url, headers, body, record.reason, record.encoding,
