@@ -18,7 +18,6 @@ from typing import Any, NoReturn
 
 import requests
 from requests.hooks import dispatch_hook
-from requests.sessions import merge_setting
 
 from ..backends import CacheBackend
 from ..driver import OriginResponse, Outcome, fetch
@@ -38,8 +37,6 @@ from .stream import read_content
 _disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_sync_disabled", default=frozenset())
 _pending: ContextVar[_Pending | None] = ContextVar("aiocache_http_sync_pending", default=None)
 _in_origin: ContextVar[bool] = ContextVar("aiocache_http_sync_in_origin", default=False)
-
-_merge_setting: Callable[[Any, Any], Any] = merge_setting  # requests' own (untyped)
 
 # "Origin unreachable" (for stale-if-error and must-revalidate): not every RequestException.
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
@@ -213,10 +210,10 @@ class CachedSession(requests.Session):
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         merge = super().merge_environment_settings
         pending.environment = lambda: dict(merge(url, proxies, stream, verify, cert))
-        return {"proxies": _merge_setting(proxies, self.proxies),
-                "stream": _merge_setting(stream, self.stream),
-                "verify": _merge_setting(verify, self.verify),
-                "cert": _merge_setting(cert, self.cert)}
+        # requests' merge_setting for these scalars; the proxies only the origin uses.
+        return {"proxies": proxies, "stream": self.stream if stream is None else stream,
+                "verify": self.verify if verify is None else verify,
+                "cert": self.cert if cert is None else cert}
 
     def send(
         self, request: requests.PreparedRequest, *,
