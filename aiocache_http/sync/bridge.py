@@ -87,7 +87,11 @@ class LoopBridge:
         thread switches, no more: one callback starts the task (in a copy of the caller's
         context variables: a tracing span, for one, as in the caller's own thread) and
         its end wakes the caller through the inbox it already waits on."""
-        loop.call_soon_threadsafe(lender.start, coro, contextvars.copy_context())
+        try:
+            loop.call_soon_threadsafe(lender.start, coro, contextvars.copy_context())
+        except BaseException:  # a closed loop
+            coro.close()
+            raise
         try:
             lender.serve_until_done()
         except BaseException:
@@ -162,7 +166,13 @@ class _Lender:
 
     def start(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
         """On the loop: run ``coro`` as a task in ``context``."""
-        task = context.run(self.loop.create_task, coro)
+        try:
+            task = context.run(self.loop.create_task, coro)
+        except BaseException as e:  # the caller must not wait for a task that never was
+            coro.close()
+            self.done = (None, e)
+            self.inbox.put(None)
+            raise
         self.task = task
         task.add_done_callback(self.finished)
 
