@@ -595,6 +595,48 @@ def test_bridge_starts_lazily_and_stops() -> None:
     bridge.stop()
 
 
+def test_bridge_hands_back_results_errors_context_and_cancellation() -> None:
+    """What a caller gets from the bridge: the result, the coroutine's own error, its
+    context variables (changes made there stay there), a CancelledError when the loop
+    stops under it; a coroutine that raises after the caller left is not waited for."""
+    import concurrent.futures
+    import contextvars
+
+    bridge = LoopBridge()
+    span: contextvars.ContextVar[str] = contextvars.ContextVar("span", default="none")
+
+    async def seen() -> str:
+        value = span.get()
+        span.set("changed on the loop")
+        return value
+
+    async def fails() -> None:
+        raise KeyError("boom")
+
+    token = span.set("caller's")
+    try:
+        assert bridge.run(seen()) == "caller's" and span.get() == "caller's"
+        assert bridge.serve(lambda offload: seen()) == "caller's"
+    finally:
+        span.reset(token)
+    with pytest.raises(KeyError, match="boom"):
+        bridge.run(fails())
+
+    async def offloaded(offload: Any) -> int:
+        return int(await offload(lambda: threading.current_thread() is threading.main_thread()))
+
+    assert bridge.serve(offloaded) == 1  # blocking work runs in the calling thread
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    threading.Timer(0.2, bridge.stop).start()
+    with pytest.raises(concurrent.futures.CancelledError):
+        bridge.run(forever())
+    assert bridge.run(seen()) == "none"  # a new loop on demand
+    bridge.stop()
+
+
 def test_use_at_interpreter_exit(thread_origin: Origin, tmp_path: Path) -> None:
     """An unclosed SQLite session does not hang the exit, and the cache still works from
     atexit handlers registered before and after the bridge started."""
