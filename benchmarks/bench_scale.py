@@ -53,6 +53,11 @@ async def load(backend: CacheBackend, ctx: Context, entries: int, prefix: str) -
             response = dataclasses.replace(template, url=url, request=request, cache_key=key)
             items.append((key, backend.serializer.dumps(response, key), response.expires))
         await bulk_write(storage, items)
+    from aiocache_http.backends.sqlite import SQLiteCache
+
+    if isinstance(storage, SQLiteCache):  # the bulk load's log into the file: a settled cache
+        async with storage.get_connection() as conn:
+            await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     if entries >= 100_000:
         print(f"scale: {entries:,} entries loaded in {time.monotonic() - began:.0f}s", flush=True)
     return urls
