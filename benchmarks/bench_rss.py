@@ -42,7 +42,8 @@ _BLOCK = os.urandom(CHUNK)
 @dataclass(frozen=True)
 class Case:
     client: str  # aiohttp, requests, ours, ours-sync, aiohttp-client-cache, requests-cache, hishel
-    backend: str  # sqlite, filesystem, filesystem-envelope (ours-sync), memory, "" (no cache)
+    backend: str  # sqlite, filesystem, filesystem-envelope (ours-sync), filesystem-json (ours),
+    # memory, "" (no cache)
     phase: str  # miss / hit
     reading: str  # whole / chunks
     size_factor: float = 1.0  # the body, in --mb
@@ -61,11 +62,13 @@ def cases() -> list[Case]:
     found = [Case(bare, "", "miss", reading) for bare in ("aiohttp", "requests")
              for reading in ("whole", "chunks")]
     for client in ("ours", "aiohttp-client-cache", "ours-sync", "requests-cache", "hishel"):
-        for backend in ("sqlite", "filesystem", "filesystem-envelope"):
+        for backend in ("sqlite", "filesystem", "filesystem-envelope", "filesystem-json"):
             if client == "hishel" and backend == "filesystem":
                 continue  # hishel 2 stores in SQLite (or Redis) only
             if backend == "filesystem-envelope" and client != "ours-sync":
                 continue  # the sync FileCache's files are JSON by default; ours-sync only
+            if backend == "filesystem-json" and client != "ours":
+                continue  # the async FileBackend with the sync layer's JSON serializer
             found += [Case(client, backend, phase, reading)
                       for phase in ("miss", "hit") for reading in ("whole", "chunks")]
     found += [Case("ours", backend, "miss", "chunks", 2.0, 0.2) for backend in ("sqlite", "memory")]
@@ -193,9 +196,12 @@ async def _async_child(case: Case, url: str, tmp: Path, populate: bool, limit: i
         from aiocache_http import CacheBackend, CachedClientSession
         from aiocache_http.backends.filesystem import FileBackend
         from aiocache_http.backends.sqlite import SQLiteBackend
+        from aiocache_http.sync.serializers import backend_format
 
         backend = {"sqlite": lambda: SQLiteBackend(tmp / "ours.sqlite"),
                    "filesystem": lambda: FileBackend(tmp / "ours-files"),
+                   "filesystem-json": lambda: FileBackend(tmp / "ours-files-json",
+                                                          serializer=backend_format("json")),
                    "memory": CacheBackend}[case.backend]()
         session = CachedClientSession(cache=backend, max_body_size=limit)
     else:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from aiocache_http import CacheBackend, CachedClientSession
 from aiocache_http.policy.settings import CacheSettings
 from aiocache_http.sync import CachedSession
+from aiocache_http.sync.cache import BaseCache as SyncCache
 
 
 @dataclass
@@ -150,8 +151,9 @@ class SyncClient:
     thread (asyncio.to_thread) so the test's origin keeps serving on the test loop; the
     context is copied, so cache_disabled() set here is seen there."""
 
-    def __init__(self, backend: CacheBackend, **settings: Any) -> None:
-        self.cache = backend
+    def __init__(self, backend: CacheBackend | SyncCache, **settings: Any) -> None:
+        # (A requests-cache backend class too: FileCache("x") as users build it.)
+        self.cache = backend.backend if isinstance(backend, SyncCache) else backend
         self.session = CachedSession(backend=backend, **settings)
 
     @property

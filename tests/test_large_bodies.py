@@ -5,15 +5,18 @@ held in memory whole when read in chunks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import json
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import requests
 from aiohttp import ClientPayloadError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,12 +24,15 @@ from multidict import CIMultiDict
 
 from aiocache_http import CacheBackend, CachedClientSession, coalescing
 from aiocache_http.backends.filesystem import FileBackend
-from aiocache_http.backends.parts import PART_SIZE
+from aiocache_http.backends.parts import PART_SIZE, ItemReader
 from aiocache_http.backends.sqlite import SQLiteBackend
 from aiocache_http.content import ReplayStream
 from aiocache_http.events import CacheEvent
 from aiocache_http.models import CachedRequest, CachedResponse, StoredBody, StoredBodyError
+from aiocache_http.serializers import Serializer
+from aiocache_http.serializers.integrity import Checksum
 from aiocache_http.sync import CachedSession
+from aiocache_http.sync.serializers import backend_format
 
 from .backends import FACTORIES
 from .conftest import BackendMaker
@@ -38,11 +44,18 @@ MB = 1024 * 1024
 T = TypeVar("T")
 
 
+SPILLING = ["sqlite", "filesystem", "sqlite-json", "filesystem-json"]
+
+
 def spilling_backend(kind: str, tmp_path: Path, **settings: Any) -> CacheBackend:
-    """A backend that writes large items in parts, whose raw bytes the test can reach."""
-    if kind == "sqlite":
-        return SQLiteBackend(tmp_path / "cache.sqlite", **settings)
-    return FileBackend(tmp_path / "files", **settings)
+    """A backend that writes large items in parts, whose raw bytes the test can reach.
+    ``-json``: with the sync layer's JSON format (the FileCache's default), written whole,
+    whose large bodies are stored as envelope items, in parts all the same."""
+    if kind.endswith("-json"):
+        settings["serializer"] = backend_format("json")
+    if kind.startswith("sqlite"):
+        return SQLiteBackend(tmp_path / f"{kind}.sqlite", **settings)
+    return FileBackend(tmp_path / f"{kind}-files", **settings)
 
 
 async def flip_body_byte(backend: CacheBackend, key: str, offset: int) -> None:
@@ -67,7 +80,7 @@ async def flip_body_byte(backend: CacheBackend, key: str, offset: int) -> None:
 
 
 # -- integrity ------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+@pytest.mark.parametrize("kind", SPILLING)
 @pytest.mark.parametrize("secret", [None, "s3cret"], ids=["checksum", "signed"])
 async def test_corrupt_large_body_fails_before_its_last_chunk(
         origin: Origin, tmp_path: Path, kind: str, secret: str | None) -> None:
@@ -91,7 +104,7 @@ async def test_corrupt_large_body_fails_before_its_last_chunk(
             assert r.from_cache and await r.read() == payload(size)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+@pytest.mark.parametrize("kind", SPILLING)
 async def test_corrupt_large_body_read_whole_is_an_error(origin: Origin, tmp_path: Path, kind: str) -> None:
     size = 3 * MB
     url = body_url(origin, "corrupt-whole", size, chunked=True, pause=0.01)
@@ -105,7 +118,7 @@ async def test_corrupt_large_body_read_whole_is_an_error(origin: Origin, tmp_pat
         assert await s.cache.get_response(r.cache_key) is None
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+@pytest.mark.parametrize("kind", SPILLING)
 async def test_large_item_at_another_key_or_with_another_secret_is_a_miss(
         origin: Origin, tmp_path: Path, kind: str) -> None:
     size = 2 * MB
@@ -294,7 +307,7 @@ def test_max_body_size_is_validated() -> None:
 
 
 # -- memory: read in chunks, a body is never whole in memory -----------------------------------
-@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+@pytest.mark.parametrize("kind", SPILLING)
 async def test_memory_of_large_bodies(origin: Origin, tmp_path: Path, kind: str) -> None:
     """Peak Python memory (tracemalloc) while one 20 MB body goes by: read in chunks, under
     0.2x the body on a miss and on a hit; read whole, under 1.5x (the body itself is 1x)."""
@@ -325,10 +338,14 @@ async def test_memory_of_large_bodies(origin: Origin, tmp_path: Path, kind: str)
             assert miss < bound and hit < bound, (whole, miss, hit)
 
 
-async def test_memory_of_a_large_sync_hit_read_by_raw_read(origin: Origin, tmp_path: Path) -> None:
-    """requests' ``raw.read()`` of a 20 MB hit left in storage: the body once, not twice."""
+@pytest.mark.parametrize("files", ["envelope", "FileCache defaults"])
+async def test_memory_of_a_large_sync_hit_read_by_raw_read(origin: Origin, tmp_path: Path,
+                                                         files: str) -> None:
+    """requests' ``raw.read()`` of a 20 MB hit left in storage: the body once, not twice;
+    the same from the sync FileCache's default JSON files."""
     size = 20 * MB
-    session = CachedSession(backend=FileBackend(tmp_path / "files"))
+    session = (CachedSession(backend=FileBackend(tmp_path / "files")) if files == "envelope"
+               else CachedSession(tmp_path / "fc", backend="filesystem"))
     url = body_url(origin, "raw-read", size, chunked=False)
     assert len(await asyncio.to_thread(lambda: session.get(url).content)) == size
 
@@ -376,6 +393,190 @@ async def test_max_body_size_streams_through_unbuffered(origin: Origin, tmp_path
             r.release()
 
 
+# -- the sync FileCache's JSON files: large bodies in parts, small ones JSON ---------------------
+def envelope_item(data: bytes) -> bool:
+    return data[:4] == b"ACH\x02"  # the envelope's magic and version
+
+
+def json_document(data: bytes) -> Any:
+    """A JSON-format item: the JSON document, then its checksum (16 bytes, bound to the key)."""
+    return json.loads(data[:-Checksum.size])
+
+
+def large_response(key: str, body: bytes) -> CachedResponse:
+    return CachedResponse(status=200, reason="OK", url=f"https://x.test/{key}",
+                          headers=CIMultiDict({"Content-Type": "application/octet-stream"}),
+                          body=body, request=CachedRequest("GET", f"https://x.test/{key}"),
+                          cache_key=key)
+
+
+async def test_sync_file_cache_stores_a_large_body_in_parts_a_small_one_as_json(
+        origin: Origin, tmp_path: Path) -> None:
+    """``CachedSession(backend="filesystem")`` as is (JSON files): a small response is a JSON
+    document, as in requests-cache; a 5 MB one an envelope item stored and read in parts.
+    Both are hits, read whole or streamed."""
+    session = CachedSession(tmp_path / "fc", backend="filesystem")
+    storage = session.cache.backend.raw_responses
+    small, large = 2000, 5 * 1000 * 1000
+    urls = {size: body_url(origin, f"fc-{size}", size, chunked=False) for size in (small, large)}
+
+    def read(url: str, stream: bool) -> tuple[bytes, bool]:
+        with session.get(url, stream=stream) as r:
+            return (b"".join(r.iter_content(64 * 1024)) if stream else r.content), r.from_cache
+
+    def same(size: int, body: bytes) -> bool:
+        # decode_content (on by default, as in requests-cache) stores a small JSON body as
+        # JSON in the file: its hit is the same JSON, re-encoded. A large body is kept as is.
+        return body == payload(size) if size == large else json.loads(body) == json.loads(payload(size))
+
+    for size, url in urls.items():
+        for stream, from_cache in ((False, False), (True, True), (False, True)):
+            body, hit = await asyncio.to_thread(read, url, stream)
+            assert same(size, body) and hit == from_cache, (size, stream)
+        assert origin.count(f"/body/fc-{size}") == 1
+    files = {p.stat().st_size > MB: p.read_bytes() for p in session.cache.paths()}
+    assert all(p.name.endswith(".ach.json") for p in session.cache.paths())
+    document = json_document(files[False])  # small: requests-cache's readable JSON
+    assert document["status_code"] == 200 and document["url"] == urls[small]
+    assert envelope_item(files[True]) and not envelope_item(files[False])
+    [key] = [k for k in [key async for key in storage.iter_keys()] if storage.path(k).stat().st_size > MB]
+    reader = await storage.open_read(key)
+    assert reader is not None and reader.whole is None  # read in parts
+    await reader.close()
+    await asyncio.to_thread(session.close)
+
+
+class PartsSpy:
+    """Records the parts a storage's readers hand out (the storage itself unchanged)."""
+
+    def __init__(self, storage: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.parts: list[int] = []
+        real_open = storage.open_read
+
+        async def open_read(key: str) -> ItemReader | None:
+            reader = await real_open(key)
+            if reader is not None and reader.whole is None:
+                real_parts = reader.parts
+
+                async def parts(start: int = 0) -> AsyncIterator[bytes]:
+                    async for part in real_parts(start):
+                        self.parts.append(len(part))
+                        yield part
+
+                reader.parts = parts  # type: ignore[method-assign]
+            return reader
+
+        monkeypatch.setattr(storage, "open_read", open_read)
+
+
+async def test_a_large_json_configured_hit_streams_in_bounded_reads(
+        origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stream=True`` on a hit of the sync FileCache's default format: the first chunk
+    reaches the caller after a few part reads, not the whole item; no read passes
+    PART_SIZE; the body is read once."""
+    session = CachedSession(tmp_path / "fc", backend="filesystem")
+    size = 5 * 1000 * 1000
+    url = body_url(origin, "spied", size, chunked=True)
+    assert len(await asyncio.to_thread(lambda: session.get(url).content)) == size
+    spy = PartsSpy(session.cache.backend.raw_responses, monkeypatch)
+
+    def stream() -> tuple[int, int, bytes]:
+        with session.get(url, stream=True) as r:
+            assert r.from_cache
+            chunks = r.iter_content(64 * 1024)
+            first = next(chunks)
+            at_first = sum(spy.parts)
+            return len(first), at_first, first + b"".join(chunks)
+
+    first, at_first, body = await asyncio.to_thread(stream)
+    assert body == payload(size)
+    assert first > 0 and at_first <= 4 * PART_SIZE < size // 4, at_first
+    assert max(spy.parts) <= PART_SIZE
+    assert size <= sum(spy.parts) <= size + 2 * PART_SIZE  # the head, then the body once
+    await asyncio.to_thread(session.close)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "cut the head"])
+async def test_a_damaged_large_json_configured_entry_is_a_miss(
+        origin: Origin, tmp_path: Path, damage: str) -> None:
+    """A large entry of the sync FileCache's default format, bit-flipped or truncated on
+    disk: a streamed read ends in an error before its last chunk, a read whole is a miss;
+    the item is deleted and the next request stores it again."""
+    session = CachedSession(tmp_path / "fc", backend="filesystem")
+    size = 3 * MB
+    url = body_url(origin, f"damaged-{damage.replace(' ', '-')}", size, chunked=False)
+    assert len(await asyncio.to_thread(lambda: session.get(url).content)) == size
+    [path] = session.cache.paths()
+    data = bytearray(path.read_bytes())
+    assert envelope_item(bytes(data))
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01
+    elif damage == "truncate":
+        del data[-1000:]
+    else:
+        del data[100:]
+    path.write_bytes(bytes(data))
+
+    def read(stream: bool) -> tuple[int, bool]:
+        with session.get(url, stream=stream) as r:
+            received = 0
+            if stream:
+                with contextlib.suppress(requests.exceptions.ChunkedEncodingError):
+                    for chunk in r.iter_content(64 * 1024):
+                        received += len(chunk)
+                return received, r.from_cache
+            return len(r.content), r.from_cache
+
+    if damage == "flip":
+        received, from_cache = await asyncio.to_thread(read, True)
+        assert from_cache and 0 < received < size  # the last chunk waited for the digest
+    else:
+        assert await asyncio.to_thread(read, False) == (size, False)  # a miss, stored again
+        path.write_bytes(bytes(data))
+        received, from_cache = await asyncio.to_thread(read, True)
+        assert (received, from_cache) == (size, False)
+    assert not path.exists() or path.read_bytes() != bytes(data)  # the damaged item is gone
+    assert await asyncio.to_thread(read, False) == (size, damage != "flip")
+    assert await asyncio.to_thread(read, True) == (size, True)
+    await asyncio.to_thread(session.close)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_large_whole_json_entries_written_before_still_read(tmp_path: Path, stream: bool) -> None:
+    """A large body stored whole in JSON (as before envelope items for large bodies) is
+    still a hit: recognised as the format's own item, not by its size."""
+    backend = spilling_backend("filesystem-json", tmp_path)
+    body = payload(3 * MB)
+    old = Serializer(backend.serializer.format)  # no large_body: every item in the format
+    item = old.dumps(large_response("old", body), "old")
+    assert json_document(item)["url"] == "https://x.test/old" and len(item) > 3 * MB
+    await backend.raw_responses.write("old", item)
+    reader = await backend.raw_responses.open_read("old")
+    assert reader is not None and reader.whole is None  # large: opened in parts
+    await reader.close()
+    got = await backend.get_response("old", stream=stream)
+    assert got is not None and got.stored_body is None and got.body == body
+    tampered = bytearray(item)
+    tampered[len(tampered) // 2] ^= 0x01
+    await backend.raw_responses.write("old", bytes(tampered))
+    assert await backend.get_response("old", stream=stream) is None  # its checksum fails
+    assert not await backend.raw_responses.contains("old")
+    await backend.close()
+
+
+async def test_pickle_keeps_large_bodies_whole(tmp_path: Path) -> None:
+    """``whole_items`` formats (pickle) keep every item their own, large ones too."""
+    backend = FileBackend(tmp_path / "pkl", serializer="pickle", secret_key="s3cret")
+    body = payload(2 * MB)
+    await backend.save_response_at(large_response("p", body), ["p"])
+    data = backend.raw_responses.path("p").read_bytes()
+    assert data[:1] == b"\x80" and not envelope_item(data)  # a pickle
+    for stream in (False, True):
+        got = await backend.get_response("p", stream=stream)
+        assert got is not None and got.body == body
+    await backend.close()
+
+
 # -- the event of a streamed miss --------------------------------------------------------------
 async def test_a_streamed_miss_has_its_event_once_its_body_is_stored_or_not(
         make_backend: BackendMaker, origin: Origin) -> None:
@@ -417,14 +618,16 @@ FUZZ_KEY = "f" * 64
 FUZZ_BODY = bytes(range(256)) * (6 * 1024)  # 1.5 MiB: stored in parts, read in chunks
 
 
-@pytest.fixture(params=[(b, s) for b in ("sqlite", "filesystem", "gridfs") for s in ("checksum", "signed")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(params=[(b, s) for b in ("sqlite", "filesystem", "gridfs") for s in ("checksum", "signed")]
+                + [("filesystem-json", "signed")], ids=lambda p: f"{p[0]}-{p[1]}")
 def large_item(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Loop, CacheBackend]]:
     """A backend holding a large response at FUZZ_KEY, and that item's bytes."""
     name, secret = request.param
     loop = Loop()
-    backend = FACTORIES[name](request, tmp_path, {"secret_key": "s3cret" if secret == "signed" else None,
-                                                  "backend_timeout": 30.0, "write_timeout": 30.0})
+    options = {"secret_key": "s3cret" if secret == "signed" else None,
+               "backend_timeout": 30.0, "write_timeout": 30.0}
+    backend = (spilling_backend(name, tmp_path, **options) if name == "filesystem-json"
+               else FACTORIES[name](request, tmp_path, options))
     response = CachedResponse(status=200, reason="OK", url="https://x.test/large",
                               headers=CIMultiDict({"Content-Type": "application/octet-stream"}),
                               body=FUZZ_BODY, request=CachedRequest("GET", "https://x.test/large"),
@@ -519,7 +722,7 @@ def test_fuzzed_large_items_are_misses_or_errors(large_item: tuple[Loop, CacheBa
     loop.run(check())
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "filesystem"])
+@pytest.mark.parametrize("kind", SPILLING)
 async def test_readuntil_finds_a_separator_split_between_stored_chunks(tmp_path: Path, kind: str) -> None:
     """A hit read from storage comes in parts: ``content.readuntil(b"\\r\\n")`` finds a
     separator whose bytes lie in two of them, as aiohttp's does on the wire."""

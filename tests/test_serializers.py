@@ -116,3 +116,55 @@ def test_compression_shrinks_text() -> None:
     plain, packed = EnvelopeFormat().dumps(r), EnvelopeFormat(compress=True).dumps(r)
     assert len(packed) < len(plain) / 10
     assert EnvelopeFormat().loads(packed).body == r.body  # the flag, not the reader, decides
+
+
+class CustomFormat:
+    """A user's own format (no ``whole_items``): text of repr'd fields."""
+
+    def dumps(self, response: CachedResponse) -> bytes:
+        return repr((response.status, response.url, response.body)).encode()
+
+    def loads(self, data: bytes) -> CachedResponse:
+        import ast
+
+        status, url, body = ast.literal_eval(data.decode())
+        return CachedResponse(status, "", url, CIMultiDict(), body, CachedRequest("GET", url))
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml", "custom", "pickle", "safe_pickle"])
+@pytest.mark.parametrize("secret", [[], [b"k"]], ids=["checksum", "signed"])
+def test_large_bodies_under_a_whole_item_format_are_envelope_items(fmt: str, secret: list[bytes]) -> None:
+    """With ``large_body``, a larger body is an envelope item whatever the format (a
+    ``whole_items`` format, pickle, excepted), recognised on reading by its first bytes;
+    a smaller one is the format's own. Both verified against their key."""
+    from aiocache_http.sync.serializers import PipelineFormat, init_serializer, safe_pickle_serializer
+
+    if fmt == "yaml":
+        pytest.importorskip("yaml")
+    if fmt == "custom":
+        chosen: object = CustomFormat()
+    else:
+        pipeline = safe_pickle_serializer("s") if fmt == "safe_pickle" else init_serializer(fmt, False)
+        assert pipeline is not None
+        chosen = PipelineFormat(pipeline)
+    s = Serializer(chosen, secret, large_body=1000)  # type: ignore[arg-type]
+    small = dataclasses.replace(sample(), body=b"x" * 1000)
+    large = dataclasses.replace(sample(), body=bytes(range(256)) * 4 + b"!")
+    whole_items = "pickle" in fmt
+    assert s.streams is not whole_items
+    for response in (small, large):
+        data = s.dumps(response, "key")
+        assert data.startswith(b"ACH\x02") is (response is large and not whole_items)
+        assert s.loads(data, "key").body == response.body
+        with pytest.raises(DeserializationError):
+            s.loads(data, "another key")
+        for cut in (data[:-1], data[:40], data[:4]):
+            with pytest.raises(DeserializationError):
+                s.loads(cut, "key")
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x01
+        with pytest.raises(DeserializationError):
+            s.loads(bytes(flipped), "key")
+    # A serializer without large_body (a storage used on its own) reads them all the same.
+    alone = Serializer(chosen, secret)  # type: ignore[arg-type]
+    assert alone.loads(s.dumps(large, "key"), "key").body == large.body

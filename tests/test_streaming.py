@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from aiocache_http.backends.dynamodb import DynamoDBBackend
 from aiocache_http.backends.filesystem import FileCache
 from aiocache_http.backends.gridfs import GridFSCache
 from aiocache_http.backends.sqlite import SQLiteBackend
+from aiocache_http.sync import FileCache as SyncFileCache
 
 from .clients import ASYNC_STYLES, SYNC_STYLES, AsyncClient, Client, SyncClient, canonical_json
 from .conftest import BackendMaker
@@ -68,7 +70,18 @@ async def test_five_megabytes_every_reading_style(make_client: MakeClient, origi
     """5 MB (stored in parts by the filesystem, SQLite and GridFS, read back in chunks on a
     hit): every style on a miss and on a hit with a Content-Length; chunked, the two
     styles that matter for large bodies (whole, and in chunks)."""
-    c = make_client()
+    await five_megabytes_every_reading_style(make_client(), origin)
+
+
+async def test_five_megabytes_sync_file_cache_defaults(origin: Origin, tmp_path: Path) -> None:
+    """The same through the sync ``FileCache`` as users build it: JSON files by default,
+    whose large bodies are stored in parts all the same (test_large_bodies.py)."""
+    c = SyncClient(SyncFileCache(tmp_path / "fc"))
+    await five_megabytes_every_reading_style(c, origin)
+    await c.close()
+
+
+async def five_megabytes_every_reading_style(c: Client, origin: Origin) -> None:
     streamed, whole = ("iter_chunked", "read") if isinstance(c, AsyncClient) else ("iter_content", "content")
     cases = [(style, False) for style in c.STYLES] + [(streamed, True), (whole, True)]
     for style, chunked in cases:

@@ -257,8 +257,11 @@ class CacheBackend:
                             f"not {type(self).__name__}")
         self.name = cache_name
         self.settings = CacheSettings(**kwargs)
+        # (A body over INLINE_LIMIT is stored as an envelope item, in parts, whatever the
+        # format: see serializers/__init__.py.)
         self.serializer = Serializer(
-            get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt
+            get_format(self.settings.serializer), self.settings.secret_key, self.settings.salt,
+            large_body=INLINE_LIMIT,
         )
         responses = MemoryCache(max_entries=max_entries)
         responses.encode = lambda response: self.serializer.dumps(response, response.cache_key)
@@ -538,10 +541,10 @@ class CacheBackend:
         (``stream``) or read now, checked against the digest in the head."""
         body = StoredBodyReader(self, key, reader)
         try:
-            if not self.serializer.streams:  # a format read whole (pickle, custom)
+            head = await body.head()
+            if isinstance(head, str):  # "whole": an item in a format read whole (pickle, an older JSON item)
                 data = await body.item()
                 return None if data is None else self.load(key, data)
-            head = await body.head()
         except DeserializationError as e:
             await body.close()
             await self._discard(key, e)

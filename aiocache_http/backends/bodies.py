@@ -21,7 +21,7 @@ import io
 import logging
 import zlib
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..models import CachedResponse, StoredBodyError
 from ..serializers import DeserializationError, EnvelopeEncoder, Head
@@ -174,8 +174,9 @@ class StoredBodyReader:
         """The next part through the gate: bytes, None at the end, _FAILED if it failed."""
         return await self._backend._guard("read", anext(parts, None), _FAILED, kind)
 
-    async def head(self) -> Head | None:
-        """The verified head (DeserializationError if it is not); None if storage failed."""
+    async def head(self) -> Head | Literal["whole"] | None:
+        """The verified head (DeserializationError if it is not); None if storage failed;
+        ``"whole"`` for an item that is not read in parts (a format's own: :meth:`item`)."""
         serializer, parts = self._backend.serializer, self._reader.parts()
         data, wanted = bytearray(), serializer.head_prefix
         try:
@@ -187,6 +188,8 @@ class StoredBodyReader:
                     raise DeserializationError("item shorter than its head (truncated?)")
                 data += part
                 if wanted == serializer.head_prefix and len(data) >= wanted:
+                    if not serializer.in_parts(data):
+                        return "whole"
                     wanted = serializer.head_length(data)
         finally:
             await parts.aclose()  # type: ignore[attr-defined]
@@ -194,7 +197,7 @@ class StoredBodyReader:
         return self._head
 
     async def item(self) -> bytes | None:
-        """The whole item (for formats that cannot be read in parts); None if storage failed."""
+        """The whole item (one not read in parts: see :meth:`head`); None if storage failed."""
         data, parts = io.BytesIO(), self._reader.parts()
         try:
             while (part := await self._next(parts)) is not None:

@@ -178,7 +178,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("salt", b"aiocache-http", lambda v: v.encode() if isinstance(v, str) else bytes(v),
             "salt of the signature", fixed=True),
     Setting("serializer", None, lambda v: v, "`None` (the safe envelope), `\"zlib\"`, `\"pickle\"` "
-            "(opt-ins) or an object with `dumps`/`loads`", fixed=True),
+            "(opt-ins) or an object with `dumps`/`loads`; whatever the format (pickle excepted), a "
+            "body over 1 MiB is stored as an envelope item, in parts (see Large bodies)", fixed=True),
     Setting("autoclose", True, bool, "close the backend with the session"),
     Setting("strict", False, bool,
             "raise backend errors instead of failing open (timeouts and an open circuit too)"),
@@ -207,7 +208,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("read_only", False, bool, "serve what is stored, store nothing new (requests-cache)"),
     Setting("decode_content", True, bool,
             "with a text serializer (`json`, `yaml`), store JSON and text bodies decoded, so files "
-            "are readable (requests-cache)"),
+            "are readable (requests-cache); a body over 1 MiB is stored as it is (see Large bodies)"),
     Setting("json_serialize", None, lambda v: _callable("json_serialize", v),
             "how `json=` bodies are encoded for `backend.create_key(method, url, json=...)`; a "
             "session keys a request with its own serializer (aiohttp-client-cache)"),

@@ -10,8 +10,15 @@ the same way, bound to the alias they are stored at.
 Envelope items can also be written and read in parts, so a large body never has to be
 in memory whole: :meth:`Serializer.encoder` encodes one whose body arrives in chunks,
 :meth:`Serializer.head_length` and :meth:`Serializer.loads_head` verify and decode the
-head of one without its body (whose digest the verified head holds). Other formats are
-written and read whole.
+head of one without its body (whose digest the verified head holds).
+
+Other formats (JSON, YAML... of the sync layer, a user's own) are written and read whole,
+so a large body would be in memory several times over: with ``large_body`` set (backends
+set it), a response whose body is larger is stored as an envelope item instead, in
+parts. Reading, an item is recognised by its first bytes (the envelope's magic and
+version: no JSON, YAML or pickle item starts so), never by its size, and verified as
+every item is. A format that must keep every item its own (pickle: it may hold what the
+envelope cannot) says so with ``whole_items = True``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,17 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..models import CachedResponse
-from .envelope import HEAD_PREFIX, EnvelopeEncoder, EnvelopeFormat, Head, body_hasher, head_length, loads_head
+from .envelope import (
+    HEAD_PREFIX,
+    MAGIC,
+    VERSION,
+    EnvelopeEncoder,
+    EnvelopeFormat,
+    Head,
+    body_hasher,
+    head_length,
+    loads_head,
+)
 from .errors import DeserializationError
 from .integrity import Integrity, integrity_for, key_part
 from .pickle_format import PickleFormat
@@ -33,9 +50,14 @@ _REDIRECT_MAGIC = b"ACR\x01"
 _REDIRECT_DOMAIN = b"aiocache-http redirect\x00"
 _REDIRECT_SIGNED = 0x01
 _MAX_KEY_BYTES = 4096
+_ENVELOPE_START = MAGIC + bytes([VERSION])
+_ENVELOPE = EnvelopeFormat()  # reads every envelope item (compressed or not: a flag says)
 
 
 class Format(Protocol):
+    """A response format. Optional: ``whole_items = True`` keeps every item in it, large
+    bodies too (else a body over ``Serializer.large_body`` is stored as an envelope item)."""
+
     def dumps(self, response: CachedResponse) -> bytes: ...
     def loads(self, data: bytes) -> CachedResponse: ...
 
@@ -64,19 +86,33 @@ def get_format(serializer: Any) -> Format:
 class Serializer:
     """A format plus an integrity tag bound to the key: a BLAKE2b checksum, or with
     ``secret_keys`` an HMAC-SHA256 signature (signed with the first key, any accepted).
+
+    ``large_body``: a response whose body is larger is stored as an envelope item (in
+    parts where the storage can) whatever the format, unless the format has
+    ``whole_items`` (see the module docstring). None: every item in the format.
     """
 
-    def __init__(self, fmt: Format, secret_keys: Sequence[bytes] = (), salt: bytes = b"") -> None:
+    def __init__(self, fmt: Format, secret_keys: Sequence[bytes] = (), salt: bytes = b"",
+                 large_body: int | None = None) -> None:
         self.format = fmt
         self.integrity: Integrity = integrity_for(secret_keys, salt)
+        self._own_envelope = isinstance(fmt, EnvelopeFormat)  # every item an envelope
+        # The envelope large items are written in: the format itself, or a plain one.
+        self._envelope: EnvelopeFormat | None = (
+            fmt if isinstance(fmt, EnvelopeFormat)
+            else None if large_body is None or getattr(fmt, "whole_items", False)
+            else EnvelopeFormat())
+        self.large_body = large_body
         if not self.integrity.signed and isinstance(fmt, PickleFormat):
             logger.warning("serializer='pickle' without secret_key: anyone who can write to "
                            "the cache can run code in this process")
 
     # -- responses ------------------------------------------------------------------
     def dumps(self, response: CachedResponse, key: str = "") -> bytes:
-        if isinstance(self.format, EnvelopeFormat):
-            return self.format.dumps(response, key, self.integrity)
+        envelope = self._envelope
+        if envelope is not None and (self._own_envelope or (
+                self.large_body is not None and len(response.body) > self.large_body)):
+            return envelope.dumps(response, key, self.integrity)
         data = self.format.dumps(response)
         return data + self.integrity.tag((_TRAILER_DOMAIN, key_part(key), data))
 
@@ -84,8 +120,8 @@ class Serializer:
         """The response stored at ``key``; DeserializationError for anything else."""
         if not isinstance(data, bytes):
             raise DeserializationError(f"a stored item must be bytes, not {type(data).__name__}")
-        if isinstance(self.format, EnvelopeFormat):
-            return self.format.loads(data, key, self.integrity)
+        if self._own_envelope or data[:4] == _ENVELOPE_START:  # (a large item, see above)
+            return _ENVELOPE.loads(data, key, self.integrity)
         size = self.integrity.size
         view = memoryview(data)
         if len(data) < size or not self.integrity.verify(
@@ -102,18 +138,24 @@ class Serializer:
             raise DeserializationError(f"decoded a {type(response).__name__}, not a CachedResponse")
         return response
 
-    # -- in parts (envelope formats) -----------------------------------------------------
+    # -- in parts (envelope items) -------------------------------------------------------
     @property
     def streams(self) -> bool:
-        """Whether items can be written and read in parts."""
-        return isinstance(self.format, EnvelopeFormat)
+        """Whether a large item can be written in parts (as an envelope item)."""
+        return self._envelope is not None
 
     def encoder(self, response: CachedResponse, key: str = "") -> EnvelopeEncoder | None:
         """Encode ``response`` for ``key`` as its body arrives (see :class:`EnvelopeEncoder`);
         None when the format cannot (then collect the body and call :meth:`dumps`)."""
-        if not isinstance(self.format, EnvelopeFormat):
+        if self._envelope is None:
             return None
-        return self.format.encoder(response, key, self.integrity)
+        return self._envelope.encoder(response, key, self.integrity)
+
+    def in_parts(self, prefix: bytes | bytearray | memoryview) -> bool:
+        """Whether the item starting with ``prefix`` (``head_prefix`` bytes) is read in
+        parts (an envelope item: :meth:`head_length`, :meth:`loads_head`); else it is
+        read whole, with :meth:`loads`."""
+        return self._own_envelope or bytes(prefix[:4]) == _ENVELOPE_START
 
     head_prefix = HEAD_PREFIX
 

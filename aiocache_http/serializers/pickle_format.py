@@ -11,6 +11,7 @@ from .errors import DeserializationError
 
 class PickleFormat:
     name = "pickle"
+    whole_items = True  # every item a pickle, large ones too: it may hold what the envelope cannot
 
     def dumps(self, response: CachedResponse) -> bytes:
         return _pickle.dumps(response, protocol=_pickle.HIGHEST_PROTOCOL)

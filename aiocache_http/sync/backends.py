@@ -140,7 +140,8 @@ class FileCache(_Backend):
     """A directory: ``FileCache(cache_name, use_cache_dir=, use_temp=, serializer=,
     extension=, max_cache_bytes=, **settings)``. As in requests-cache, responses are JSON
     files by default, with the serializer's extension: ``<key>.ach.json`` (the ``.ach``
-    keeps them recognisably the cache's own)."""
+    keeps them recognisably the cache's own). A body over 1 MiB is stored as an envelope
+    item instead, written and read in parts (see ``aiocache_http.serializers``)."""
 
     _alias = "filesystem"
 

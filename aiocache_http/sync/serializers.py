@@ -305,6 +305,9 @@ class PipelineFormat:
     def __init__(self, pipeline: SerializerPipeline) -> None:
         self.pipeline = pipeline
         self.name = pipeline.name or "pipeline"
+        # A pickle pipeline keeps every item a pickle; the others (JSON, YAML...) store a
+        # large body as an envelope item, in parts (see aiocache_http.serializers).
+        self.whole_items = any(getattr(stage, "obj", None) is pickle for stage in pipeline.stages)
 
     def dumps(self, response: CachedResponse) -> bytes:
         data = self.pipeline.dumps(response)
