@@ -104,7 +104,7 @@ class Outcome:
 async def fetch(
     backend: CacheBackend, request: CachedRequest, options: RequestOptions | None, send: Send,
     network_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
-    owner: object = None,
+    owner: object = None, plan: Plan | None = None,
 ) -> Outcome:
     """Answer ``request`` from the cache or the origin, storing what may be stored.
 
@@ -112,14 +112,29 @@ async def fetch(
     ``network_errors`` are the HTTP library's "origin unreachable" exceptions, for which
     stale-if-error and must-revalidate apply. ``owner`` is who will read the response
     (default: the current task; the sync session passes its calling thread): a request
-    never waits for a response its owner has not read yet.
+    never waits for a response its owner has not read yet. ``plan`` is
+    ``core.plan(request, ...)`` when the session has it already (a plain request seen
+    before).
     """
-    plan = core.plan(request, backend.settings, options, backend.identify)
+    if plan is None:
+        plan = core.plan(request, backend.settings, options, backend.identify)
+    hub = backend.events
+    status_header = backend.settings.cache_status_header
+    if plan.bypass is None and not plan.skip_read and not hub.listeners and not status_header:
+        # An in-process hit nobody listens to: no IO, no deadline, no coalescing, no
+        # event; the same decision the full way below would make, only counted.
+        stored = backend.read_inline(plan.key)
+        if stored is not None:
+            decision = core.on_lookup(plan, stored, backend.clock())
+            if type(decision) is Serve:
+                _debug(plan, decision)
+                assert decision.response is not None
+                if hub.stats is not None:
+                    hub.stats.count_hit(len(decision.response.body))
+                return Outcome(decision.response, from_cache=True, age=decision.age)
     run = _Run(backend, plan, send, network_errors)
     run.owner = owner if owner is not None else asyncio.current_task()
     with request_budget():  # a sick backend costs this request at most one deadline
-        status_header = backend.settings.cache_status_header
-        hub = backend.events
         if not hub and not status_header:
             return await run.finish(await run.execute())
         listening = bool(hub.listeners) or status_header

@@ -9,6 +9,7 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -20,6 +21,7 @@ from .backends import CacheBackend, init_backend
 from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .driver import OriginResponse, Outcome, fetch
 from .models import CachedRequest
+from .policy import core
 from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
 from .response import BodyStream, CachedClientResponse, OriginClientResponse, attach_tee, drain, naive
@@ -30,6 +32,7 @@ _NETWORK_ERRORS = (ClientConnectionError, asyncio.TimeoutError, OSError)
 # aiohttp-client-cache's rule for request Cache-Control (see RequestOptions.header_rule).
 _OPTIONS = RequestOptions(header_rule="cache_control")
 _URL_MEMO_SIZE = 4096  # as the backend's key memo: a working set of URLs that size is parsed once
+_PLAIN = frozenset({"allow_redirects"})  # what get() & co. pass on their own
 
 
 with warnings.catch_warnings():
@@ -42,7 +45,7 @@ with warnings.catch_warnings():
         ClientSession)`` (aiohttp-client-cache's mixin). :class:`CachedClientSession` is
         the ready-made one; see it for the arguments."""
 
-        ATTRS = ClientSession.ATTRS | frozenset({"_cache"})
+        ATTRS = ClientSession.ATTRS | frozenset({"_cache", "_plans"})
 
         def __init_subclass__(cls) -> None:  # subclassing *this* class is fine
             pass
@@ -58,6 +61,8 @@ with warnings.catch_warnings():
                 self._cache = _backend_of(cache)
                 self._cache.settings.update(**settings)
             client_kwargs.setdefault("response_class", OriginClientResponse)
+            # (method, URL as given) -> the request and its plan, for a plain request
+            self._plans: dict[tuple[str, str | URL, Any], _Memo] = {}
             super().__init__(base_url, **self._session_kwargs(client_kwargs))
 
         def _session_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +120,12 @@ with warnings.catch_warnings():
             only_if_cached: bool = False, **kwargs: Any,
         ) -> ClientResponse | CachedClientResponse:
             method = method.upper()
+            if (not (refresh or force_refresh or only_if_cached) and expire_after is UNSET
+                    and (not kwargs or kwargs.keys() == _PLAIN)):
+                memo = self._plans.get((method, str_or_url, kwargs.get("allow_redirects", True)))
+                if memo is not None and memo.holds(self) and not self._cache.disabled:
+                    # A plain request seen before: its key and plan are worked out already.
+                    return await self._send_plain(method, str_or_url, memo, kwargs)
             keyable = True
             try:
                 # The body enters the key of a method that may be stored only: another one
@@ -147,13 +158,46 @@ with warnings.catch_warnings():
                                                         raise_for_status=False, **kwargs)
                 return _origin(response)
 
-            outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS)
-            result = self._respond(outcome, method)
+            plan = None
+            if options is _OPTIONS and headers is None and keyable and not kwargs.keys() - _PLAIN:
+                plan = core.plan(request, self._cache.settings, options, self._cache.identify)
+                self._remember(method, str_or_url, request, plan)
+            outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
+            return await self._checked(self._respond(outcome, method), check)
+
+        async def _send_plain(self, method: str, str_or_url: str | URL, memo: _Memo,
+                              kwargs: dict[str, Any]) -> ClientResponse | CachedClientResponse:
+            async def send(extra: dict[str, str]) -> OriginResponse:
+                response = await ClientSession._request(
+                    self, method, str_or_url, headers=extra or None, raise_for_status=False,
+                    **kwargs)
+                return _origin(response)
+
+            outcome = await fetch(self._cache, memo.request, _OPTIONS, send, _NETWORK_ERRORS,
+                                  plan=memo.plan)
+            return await self._checked(self._respond(outcome, method), self._raise_for_status)
+
+        async def _checked(self, result: ClientResponse | CachedClientResponse,
+                           check: Any) -> ClientResponse | CachedClientResponse:
+            """Raise for a cached 4xx/5xx as for a live one (``raise_for_status``)."""
             if check is True:
                 result.raise_for_status()
             elif callable(check):
-                await check(result)  # type: ignore[arg-type]  # replayed responses quack alike
+                await check(result)  # replayed responses quack alike
             return result
+
+        def _remember(self, method: str, str_or_url: str | URL, request: CachedRequest,
+                      plan: core.Plan) -> None:
+            """Keep a plain request's plan while what it was made from holds (see _Memo)."""
+            settings = self._cache.settings
+            if plan.bypass is not None or settings.urls_expire_after or len(self._cookie_jar):
+                return  # per-URL expiry patterns and cookies are read per request
+            if len(self._plans) >= _URL_MEMO_SIZE:
+                self._plans = {}
+            follow = request.follow_redirects
+            self._plans[(method, str_or_url, follow)] = _Memo(
+                request, plan, settings, settings.version, tuple(self._default_headers.items()),
+                self._default_auth, self._default_proxy_auth)
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response
@@ -250,6 +294,28 @@ with warnings.catch_warnings():
                 found.load(jar.filter_cookies(url))
             pairs = [f"{name}={morsel.coded_value}" for name, morsel in found.items()]
             return "; ".join([*pairs, *unparsed])
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    """A plain request's key and plan (:func:`core.plan`), valid while what they were
+    made from holds: the same settings, default headers and auth, an empty cookie jar."""
+
+    request: CachedRequest
+    plan: core.Plan
+    settings: CacheSettings
+    version: int
+    headers: tuple[tuple[str, str], ...]
+    auth: BasicAuth | None
+    proxy_auth: BasicAuth | None
+
+    def holds(self, session: CacheMixin) -> bool:
+        settings = session._cache.settings
+        defaults = session._default_headers
+        return (settings is self.settings and settings.version == self.version
+                and not len(session._cookie_jar) and session._default_auth is self.auth
+                and session._default_proxy_auth is self.proxy_auth
+                and (tuple(defaults.items()) == self.headers if defaults or self.headers else True))
 
 
 def _basic_auth(login: str, password: str) -> str:

@@ -82,6 +82,24 @@ async def median_latency(call: Callable[[int], Awaitable[Any]], n: int, warmup: 
     return statistics.median(samples)
 
 
+async def interleaved(calls: dict[str, Callable[[int], Awaitable[Any]]], n: int,
+                      rounds: int = 10, warmup: int = 50) -> dict[str, float]:
+    """Median latency of each call over ``n`` requests, measured in alternating rounds:
+    a ratio between two of them is not skewed by the machine's load moving between rows."""
+    for call in calls.values():
+        for i in range(warmup):
+            await call(i)
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    per = max(n // rounds, 1)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for i in range(per):
+                start = time.perf_counter()
+                await call(i)
+                samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(found) for name, found in samples.items()}
+
+
 async def get_body(session: Any, url: str) -> bytes:
     async with session.get(url) as r:
         body: bytes = await r.read()

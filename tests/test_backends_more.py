@@ -27,6 +27,7 @@ from aiocache_http import CacheBackend, init_backend, utcnow
 from aiocache_http.backends.dynamodb import ITEM_LIMIT, DynamoDBBackend, DynamoDBCache, ItemTooLargeError
 from aiocache_http.backends.filesystem import NEVER, FileBackend, FileCache, filename
 from aiocache_http.backends.gridfs import GridFSBackend
+from aiocache_http.backends.lru import INDEX_FILE, LRUIndex
 from aiocache_http.backends.mongodb import TTL_INDEX, MongoDBBackend
 from aiocache_http.models import CachedRequest, CachedResponse
 
@@ -211,6 +212,80 @@ def test_filesystem_cache_dir_and_temp_locations(tmp_path: Path, monkeypatch: py
     assert FileBackend("mine", use_temp=True).cache_dir == tmp_path / "tmp" / "mine"
     assert FileBackend(tmp_path / "abs", use_temp=True).cache_dir == tmp_path / "abs"
     assert FileCache("store", use_temp=True).directory == tmp_path / "tmp" / "store"
+
+
+def _instructions(index: LRUIndex, call: Any) -> int:
+    """SQLite VM instructions ``call`` runs on the index: deterministic, unlike time."""
+    count = 0
+
+    def tick() -> int:
+        nonlocal count
+        count += 1
+        return 0
+
+    db = index._db()
+    db.set_progress_handler(tick, 1)
+    try:
+        call()
+    finally:
+        db.set_progress_handler(None, 1)
+    return count
+
+
+def test_filesystem_lru_write_cost_does_not_grow_with_entries(tmp_path: Path) -> None:
+    """A write to a size-bounded FileCache with 20,000 indexed entries costs what it
+    costs with 200: the total is kept, not summed, and eviction reads only the oldest."""
+    costs = []
+    for entries in (200, 20_000):
+        (tmp_path / str(entries)).mkdir()
+        index = LRUIndex(tmp_path / str(entries), max_cache_bytes=entries * 100)
+        db = index._db()
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO lru (key, size, used) VALUES (?, 100, ?)",
+                       ((f"k{i}", i) for i in range(entries)))
+        db.execute("COMMIT")
+        assert index.total_bytes() == entries * 100
+        write = _instructions(index, lambda index=index: (index.make_room("new", 300),
+                                                           index.record("new", 300)))
+        assert index.total_bytes() == entries * 100  # three oldest evicted for the 300 bytes
+        assert _instructions(index, lambda index=index: index.make_room("k5", 100)) > 0
+        costs.append(write)
+        index.close()
+    assert costs[1] < costs[0] * 3, costs  # a scan would be ~100x
+
+
+def test_filesystem_lru_total_stays_exact(tmp_path: Path) -> None:
+    index = LRUIndex(tmp_path, max_cache_bytes=10_000, block_bytes=10)
+    index.record("a", 95)
+    index.record("b", 10)
+    index.record("a", 5)  # replaced: its old size leaves the total
+    index.touch("b")
+    assert index.total_bytes() == 20
+    assert index.make_room("c", 9_985) == ["a"]  # the least recently used goes first
+    assert index.total_bytes() == 10
+    index.forget(["b"])
+    index.record("d", 1)
+    index.clear()
+    assert index.total_bytes() == 0
+    index.close()
+
+
+def test_filesystem_lru_index_without_total_gets_it(tmp_path: Path) -> None:
+    """An index written before the running total existed (or by another version)."""
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / INDEX_FILE)
+    conn.execute("CREATE TABLE lru (key TEXT PRIMARY KEY, size INTEGER NOT NULL, used INTEGER NOT NULL)")
+    conn.executemany("INSERT INTO lru VALUES (?, ?, ?)", [("a", 40, 1), ("b", 60, 2)])
+    conn.commit()
+    conn.close()
+    index = LRUIndex(tmp_path, max_cache_bytes=150)
+    assert index.total_bytes() == 100
+    assert index.make_room("c", 80) == ["a"]
+    index.record("c", 80)
+    assert index.total_bytes() == 140
+    index.close()
+    assert LRUIndex(tmp_path, max_cache_bytes=150).total_bytes() == 140  # added once
 
 
 # -- DynamoDB ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from aiocache_http import (
     BaseCache,
@@ -298,3 +299,58 @@ async def test_an_unrelated_fill_does_not_suppress_a_stale_while_revalidate_refr
         assert (await stale).from_cache
         await s.cache.wait_for_refreshes()
         assert origin.count("/r/swr-unrelated") == 2  # the refresh ran
+
+
+# -- the plain-request memo: a repeated request reuses its key and plan only while what
+# they were made from holds --------------------------------------------------------------
+async def test_a_settings_change_reaches_a_request_seen_before(origin: Origin) -> None:
+    url = origin.url("/r/memo-settings")
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as s:
+        for _ in range(2):
+            async with s.get(url) as r:
+                await r.read()
+        assert r.from_cache
+        s.settings.allowed_methods = ("HEAD",)  # GET now passes the cache by
+        async with s.get(url) as r:
+            await r.read()
+            assert not r.from_cache
+        s.settings.allowed_methods = ("GET", "HEAD")
+        async with s.get(url) as r:
+            assert r.from_cache
+    assert origin.count("/r/memo-settings") == 2
+
+
+async def test_new_session_credentials_make_a_new_key_for_a_request_seen_before(origin: Origin) -> None:
+    url = origin.url("/r/memo-auth")
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60,
+                                   headers={"Authorization": "Bearer alice"},
+                                   cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        for _ in range(2):
+            async with s.get(url) as r:
+                await r.read()
+        alice = r.cache_key
+        assert r.from_cache
+        s.headers["Authorization"] = "Bearer bob"  # a user's answer is never another's
+        async with s.get(url) as r:
+            await r.read()
+            assert not r.from_cache and r.cache_key != alice
+        s.cookie_jar.update_cookies({"sid": "carol"}, URL(url))  # cookies identify users too
+        async with s.get(url) as r:
+            await r.read()
+            assert not r.from_cache
+    assert origin.count("/r/memo-auth") == 3
+
+
+async def test_cache_disabled_reaches_a_request_seen_before(origin: Origin) -> None:
+    url = origin.url("/r/memo-disabled")
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as s:
+        for _ in range(2):
+            async with s.get(url) as r:
+                await r.read()
+        async with s.cache_disabled(), s.get(url) as r:
+            await r.read()
+            assert not r.from_cache
+        async with s.get(url, allow_redirects=False) as r:  # another key: follow_redirects differs
+            await r.read()
+            assert not r.from_cache
+    assert origin.count("/r/memo-disabled") == 3

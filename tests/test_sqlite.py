@@ -25,6 +25,7 @@ from multidict import CIMultiDict
 
 from aiocache_http import init_backend, utcnow
 from aiocache_http.backends import default_backend_alias
+from aiocache_http.backends.health import CircuitState
 from aiocache_http.backends.sqlite import SQLiteBackend, SQLiteCache, SQLiteFileError
 from aiocache_http.models import CachedRequest, CachedResponse
 
@@ -640,3 +641,34 @@ async def test_clear_of_a_big_cache_finishes_past_write_timeout(tmp_path: Path) 
     finally:
         loop.set_exception_handler(previous)
     assert reported == []
+
+
+async def test_the_hot_read_is_inline_verified_and_yields_to_the_gate(backend: SQLiteBackend) -> None:
+    """read_inline (a plain hit's read): one inline SELECT, no gate; the item verified as
+    on any read; anything it cannot settle at once (tampered, missing, an open circuit,
+    a pending bulk write) is left to get_record()."""
+    url = "http://127.0.0.1/hot"
+    key = backend.create_key(CachedRequest("GET", url))
+    await backend.save_response(response(url, b"body"), key)
+    await backend.get_response(key)  # opens this loop's handle
+    calls_before = backend.health.breaker().reads.failures, backend.health.skipped
+    found = backend.read_inline(key)
+    assert found is not None and found.body == b"body" and found.cache_key == key
+    assert backend.read_inline("missing") is None
+    store = store_of(backend)
+    data = await store.read(key)
+    assert isinstance(data, bytes)
+    await store.write(key, data[:-1] + bytes([data[-1] ^ 1]))  # one bit flipped
+    assert backend.read_inline(key) is None  # never served unverified
+    assert await backend.get_response(key) is None  # the full read discards it
+    await backend.save_response(response(url, b"again"), key)
+    async with store.bulk_commit():
+        await store.write(key, b"pending")  # not yet in the file: the gated read sees it
+        assert backend.read_inline(key) is None
+    await backend.save_response(response(url, b"again"), key)
+    backend.health.breaker().reads.state = CircuitState.OPEN
+    assert backend.read_inline(key) is None  # the gate decides (and probes) while open
+    backend.health.breaker().reads.state = CircuitState.CLOSED
+    found = backend.read_inline(key)
+    assert found is not None and found.body == b"again"
+    assert (backend.health.breaker().reads.failures, backend.health.skipped) == calls_before

@@ -149,6 +149,58 @@ def test_redis_page_examples(thread_origin: Origin, redis_server: RedisServer) -
     connection.close()
 
 
+# -- requests' environment merge (proxies, CA bundle) -------------------------------------------
+class _RecordingAdapter(requests.adapters.HTTPAdapter):
+    """Records what requests hands the transport (proxies, verify), then sends directly:
+    the proxy named in the environment does not exist."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[Any, Any]] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.seen.append((dict(kwargs["proxies"]), kwargs["verify"]))
+        return super().send(request, **{**kwargs, "proxies": {}, "verify": True})
+
+
+def test_environment_merged_for_the_origin_not_for_a_hit(
+        thread_origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hit skips requests' scan of os.environ (it costs more than the hit itself); the
+    origin request and the response hooks still get the proxies and CA bundle from it."""
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    scans: list[str] = []
+    environ_proxies = requests.sessions.get_environ_proxies
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies",
+                        lambda url, no_proxy=None: scans.append(url) or environ_proxies(url, no_proxy))
+    adapter = _RecordingAdapter()
+    hooked: list[tuple[bool, Any, Any]] = []
+    with CachedSession(backend=SQLiteBackend(tmp_path / "env"), expire_after=60) as session:
+        session.mount("http://", adapter)
+        session.hooks["response"].append(
+            lambda r, **kw: hooked.append((r.from_cache, kw["proxies"].get("http"), kw["verify"])))
+        url = thread_origin.url("/r/env")
+        assert not session.get(url).from_cache
+        assert adapter.seen == [({"http": "http://proxy.invalid:3128"}, str(tmp_path / "ca.pem"))]
+        assert len(scans) == 1
+        session.hooks["response"].clear()
+        assert session.get(url).from_cache and len(scans) == 1  # the hit: no scan
+        session.hooks["response"].append(
+            lambda r, **kw: hooked.append((r.from_cache, kw["proxies"].get("http"), kw["verify"])))
+        assert session.get(url).from_cache  # a hook asks for them: merged for it
+        assert hooked == [(False, "http://proxy.invalid:3128", str(tmp_path / "ca.pem")),
+                          (True, "http://proxy.invalid:3128", str(tmp_path / "ca.pem"))]
+        # verify=False is its own key (never the environment's doing), and reaches the origin.
+        assert not session.get(url, verify=False).from_cache
+        assert adapter.seen[-1][1] is False and thread_origin.count("/r/env") == 2
+        # Called directly, the method is requests' own.
+        settings = session.merge_environment_settings(url, {}, None, None, None)
+        assert settings["proxies"]["http"] == "http://proxy.invalid:3128"
+        assert settings["verify"] == str(tmp_path / "ca.pem")
+
+
 # -- the response ------------------------------------------------------------------------------
 def test_response_is_a_requests_response(thread_origin: Origin) -> None:
     hooked: list[bool] = []
@@ -540,6 +592,48 @@ def test_bridge_starts_lazily_and_stops() -> None:
     bridge.stop()
     assert not thread.is_alive() and bridge.thread is None
     assert bridge.run(where()) == "aiocache-http-bridge"  # started again on demand
+    bridge.stop()
+
+
+def test_bridge_hands_back_results_errors_context_and_cancellation() -> None:
+    """What a caller gets from the bridge: the result, the coroutine's own error, its
+    context variables (changes made there stay there), a CancelledError when the loop
+    stops under it; a coroutine that raises after the caller left is not waited for."""
+    import concurrent.futures
+    import contextvars
+
+    bridge = LoopBridge()
+    span: contextvars.ContextVar[str] = contextvars.ContextVar("span", default="none")
+
+    async def seen() -> str:
+        value = span.get()
+        span.set("changed on the loop")
+        return value
+
+    async def fails() -> None:
+        raise KeyError("boom")
+
+    token = span.set("caller's")
+    try:
+        assert bridge.run(seen()) == "caller's" and span.get() == "caller's"
+        assert bridge.serve(lambda offload: seen()) == "caller's"
+    finally:
+        span.reset(token)
+    with pytest.raises(KeyError, match="boom"):
+        bridge.run(fails())
+
+    async def offloaded(offload: Any) -> int:
+        return int(await offload(lambda: threading.current_thread() is threading.main_thread()))
+
+    assert bridge.serve(offloaded) == 1  # blocking work runs in the calling thread
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    threading.Timer(0.2, bridge.stop).start()
+    with pytest.raises(concurrent.futures.CancelledError):
+        bridge.run(forever())
+    assert bridge.run(seen()) == "none"  # a new loop on demand
     bridge.stop()
 
 

@@ -98,6 +98,12 @@ class BaseCache(ABC):
     @abstractmethod
     async def read(self, key: str) -> Value | None: ...
 
+    def read_now(self, key: str) -> bytes | None:
+        """The bytes of a whole item at ``key`` if they can be had at once, without waiting
+        on anything (no IO that can hang, no lock): the hot path then needs no deadline.
+        None when they cannot (or nothing is there): :meth:`open_read` decides."""
+        return None
+
     @abstractmethod
     async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
         ...
@@ -284,7 +290,7 @@ class CacheBackend:
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         # Reads under way, shared by concurrent lookups of the same key (see _read_shared).
         self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool],
-                          asyncio.Future[tuple[bytes | None, str] | None]] = {}
+                          asyncio.Future[tuple[bytes | None, str] | None] | None] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
@@ -450,6 +456,38 @@ class CacheBackend:
             return found
         return replay_response(record)
 
+    def read_inline(self, key: str) -> CachedResponse | None:
+        """The response at ``key`` when it can be had without waiting: kept decoded in
+        this process, or whole bytes the storage reads at once (:meth:`BaseCache.read_now`,
+        verified here as always). None for anything else (nothing there, an alias, a large
+        item, a busy file): :meth:`get_record` then reads it the full way, within the gate."""
+        storage = self.raw_responses
+        kind = type(storage)
+        if getattr(kind, "_fast_read", None) is not kind.read:  # ``read`` replaced: its way
+            return None
+        if storage.holds_objects:
+            value = storage.get_item(key)  # type: ignore[attr-defined]
+            if not isinstance(value, CachedResponse):
+                return None
+            return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+        if self.health.breaker().reads.state is not CircuitState.CLOSED:
+            return None  # the gate decides each call (probes) until the backend answers again
+        data = storage.read_now(key)
+        if data is None:
+            return None
+        decoded = self._decoded.get(key)
+        if decoded is not None and decoded[0] == data:  # the very bytes verified before
+            return decoded[1]
+        try:
+            response = self.load(key, data)  # verified: checksum or signature bound to the key
+        except DeserializationError:
+            return None  # get_record() reads it again and discards it
+        if len(data) <= _DECODED_MAX_BYTES:
+            if len(self._decoded) >= _DECODED_SIZE:
+                self._decoded = {}
+            self._decoded[key] = (data, response)
+        return response
+
     async def get_record(self, key: str, follow_redirects: bool = True, *,
                          stream: bool = False) -> CachedResponse | None:
         """The stored record for ``key`` (following a stored redirect), or None.
@@ -478,7 +516,7 @@ class CacheBackend:
         else:
             with request_budget():  # a hung backend costs one deadline, not one per call
                 found, key = await self._read_shared(key, follow_redirects)
-                if isinstance(found, ItemReader):
+                if found is not None and type(found) is not bytes and isinstance(found, ItemReader):
                     if found.whole is None:  # too large to read whole
                         return await self._large(key, found, stream)
                     found = found.whole
@@ -507,19 +545,20 @@ class CacheBackend:
         costs each request at most one deadline). A large item (each reader reads its
         own) or a read that raised or was cancelled: the others read on their own. Only
         while the reads circuit is closed: a probe of a sick backend is not waited for."""
-        if self.health.breaker().reads.state is not CircuitState.CLOSED:
-            return await self._read_item(key, follow_redirects)  # the gate decides each call
         loop = asyncio.get_running_loop()
+        if self.health.breaker(loop).reads.state is not CircuitState.CLOSED:
+            return await self._read_item(key, follow_redirects)  # the gate decides each call
         slot = (loop, key, follow_redirects)
         reads = self._reads
-        pending = reads.get(slot)
-        if pending is not None:
+        if slot in reads:
+            pending = reads[slot]
+            if pending is None:  # the first waiter makes the future (most reads have none)
+                pending = reads[slot] = loop.create_future()
             shared = await asyncio.shield(pending)
             if shared is not None:
                 return shared
             return await self._read_item(key, follow_redirects)
-        future: asyncio.Future[tuple[bytes | None, str] | None] = loop.create_future()
-        reads[slot] = future
+        reads[slot] = None
         shared = None
         try:
             found, at = await self._read_item(key, follow_redirects)
@@ -529,8 +568,9 @@ class CacheBackend:
                 shared = (found.whole, at)
             return found, at
         finally:
-            del reads[slot]
-            future.set_result(shared)
+            future = reads.pop(slot)
+            if future is not None:
+                future.set_result(shared)
 
     async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
         """The item stored at ``key``, else (following a redirect alias) at its target, with

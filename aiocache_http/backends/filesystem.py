@@ -459,12 +459,19 @@ class FileCache(BaseCache):
             return []
 
     def _sweep_sync(self, now: float) -> None:
-        """Remove temp files of writers that died (older than STALE_TMP_SECONDS)."""
-        for entry in self._owned_files():
-            if _TMP_NAME.fullmatch(entry.name):
-                with contextlib.suppress(OSError):
-                    if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS:
-                        _unlink(Path(entry.path))
+        """Remove temp files of writers that died (older than STALE_TMP_SECONDS). One
+        listing that looks only at temp file names: with a million entries it runs in a
+        fraction of a second, where decoding every name would take seconds."""
+        try:
+            with os.scandir(self.directory) as scan:
+                stale = [e for e in scan if e.name.startswith(_TMP_PREFIX) and _TMP_NAME.fullmatch(e.name)
+                         and e.is_file(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in stale:
+            with contextlib.suppress(OSError):
+                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS:
+                    _unlink(Path(entry.path))
 
     def _clear_sync(self) -> None:
         for entry in self._owned_files():  # never anything else a user keeps here

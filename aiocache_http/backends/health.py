@@ -82,6 +82,9 @@ class Kind(enum.Enum):
         return self in (Kind.WRITE, Kind.DELETE)
 
 
+_WRITES = frozenset({Kind.WRITE, Kind.DELETE})  # Kind.writes, without a property call
+
+
 class CircuitState(str, enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
@@ -172,6 +175,7 @@ class Breaker:
     warm: bool = False  # a call has succeeded on this loop (connections are open)
     progress_at: float = -math.inf  # the watchdog's attentive time a storage call last succeeded
     wrote_at: float = -math.inf  # ... a write or delete
+    watchdog: _Watchdog | None = None  # its loop's (see _watchdog), once a call has needed it
     read_slots: _Slots = field(default_factory=lambda: _Slots(MAX_READS_IN_FLIGHT))
     write_slots: _Slots = field(default_factory=lambda: _Slots(MAX_WRITES_IN_FLIGHT))
 
@@ -243,8 +247,10 @@ class Health:
                 return state
         return CircuitState.CLOSED
 
-    def breaker(self) -> Breaker:
-        loop = asyncio.get_running_loop()
+    def breaker(self, loop: asyncio.AbstractEventLoop | None = None) -> Breaker:
+        """The running loop's breaker (``loop``: the running loop, when the caller has it)."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         breaker = self._breakers.get(loop)
         if breaker is None:
             with self._lock:
@@ -260,8 +266,9 @@ class Health:
         ``background`` receives a write that outlives the caller's wait.
         """
         s = self.settings
-        breaker = self.breaker()
-        circuit = breaker.writes if kind.writes else breaker.reads  # CLOSE: counted, not judged
+        loop = asyncio.get_running_loop()
+        breaker = self.breaker(loop)
+        circuit = breaker.writes if kind in _WRITES else breaker.reads  # CLOSE: counted, not judged
         if kind is not Kind.CLOSE and not self._admit(breaker, circuit, kind):
             _discard(call)
             note_fault(f"{op}: not attempted, the {circuit.side} circuit is open")
@@ -272,7 +279,7 @@ class Health:
             return default
         if kind is Kind.WRITE and background is not None and not s.strict:
             return await self._write(op, breaker, circuit, call, default, background)
-        return await self._run(op, breaker, circuit, call, default, kind)
+        return await self._run(op, breaker, circuit, call, default, kind, loop)
 
     async def call_inline(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
         """A call to an in-process storage (it never waits on IO): no deadline and no
@@ -319,11 +326,15 @@ class Health:
         return (math.inf if kind is Kind.CLOSE else cap), cap
 
     async def _run(self, op: str, breaker: Breaker, circuit: Circuit, call: Awaitable[T], default: T,
-                   kind: Kind) -> T:
-        loop = asyncio.get_running_loop()
+                   kind: Kind, loop: asyncio.AbstractEventLoop | None = None) -> T:
+        if loop is None:
+            loop = asyncio.get_running_loop()
         stall, cap = self._limits(breaker, kind)
-        watchdog = _watchdog(loop)
-        entry = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, kind.writes)
+        watchdog = breaker.watchdog
+        if watchdog is None:  # the breaker is the loop's: so is its watchdog, kept at hand
+            watchdog = breaker.watchdog = _watchdog(loop)
+        writes = kind in _WRITES
+        entry = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, writes)
         most = stall
         short = self.settings.backend_timeout
         if kind in (Kind.READ, Kind.DELETE, Kind.WRITE) and short is not None:
@@ -332,7 +343,7 @@ class Health:
         slots = None
         if kind is Kind.READ:
             slots = breaker.read_slots
-        elif kind.writes:
+        elif writes:
             slots = breaker.write_slots
         # a call that waited its turn while the circuit opened is not made (unless it probes)
         gate = circuit if circuit.state is CircuitState.CLOSED else None
@@ -374,7 +385,7 @@ class Health:
         if kind is not Kind.CLOSE:  # closing tells nothing about the backend's health
             breaker.warm = True
             breaker.progress_at = now = watchdog.attentive
-            if kind.writes:
+            if writes:
                 breaker.wrote_at = now
             self._succeeded(circuit)
         return result

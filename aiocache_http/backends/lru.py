@@ -9,6 +9,12 @@ The index is a SQLite file in the directory (``.lru-index.sqlite``; names starti
 ``.`` are never entries), so every process and every FileCache on the directory shares
 one order. Access order is a counter, not a clock: two writes in the same microsecond
 still have an order. Every call here blocks; FileCache runs them in its executor.
+
+The total size is kept in the index itself (table ``lru_total``, maintained by triggers,
+so every writer of the file keeps it right), so a write costs the same with a million
+entries as with ten: no ``SUM`` over the table, and eviction reads the oldest entries
+through the ``used`` index only until there is room. An index written before the total
+existed gets it, summed once, when first opened.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class LRUIndex:
             conn.execute("CREATE TABLE IF NOT EXISTS lru (key TEXT PRIMARY KEY, size INTEGER NOT NULL, "
                          "used INTEGER NOT NULL)")
             conn.execute("CREATE INDEX IF NOT EXISTS lru_used ON lru (used)")
+            if not _has_total(conn):
+                _add_total(conn)
             self._conn = conn
         return self._conn
 
@@ -72,15 +80,19 @@ class LRUIndex:
         need = self.on_disk(size)
         with self.lock:
             db = self._db()
-            total = db.execute("SELECT COALESCE(SUM(size), 0) FROM lru WHERE key != ?", (key,)).fetchone()[0]
+            total = db.execute("SELECT total - COALESCE((SELECT size FROM lru WHERE key = ?), 0) "
+                               "FROM lru_total", (key,)).fetchone()[0]
             evicted: list[str] = []
             if total + need > self.max_cache_bytes:
-                for old, old_size in db.execute("SELECT key, size FROM lru WHERE key != ? ORDER BY used",
-                                                (key,)).fetchall():
-                    evicted.append(old)
-                    total -= old_size
-                    if total + need <= self.max_cache_bytes:
-                        break
+                oldest = db.execute("SELECT key, size FROM lru WHERE key != ? ORDER BY used", (key,))
+                try:
+                    for old, old_size in oldest:  # read through the index, only as far as needed
+                        evicted.append(old)
+                        total -= old_size
+                        if total + need <= self.max_cache_bytes:
+                            break
+                finally:
+                    oldest.close()
                 self.forget(evicted)
             return evicted
 
@@ -107,7 +119,7 @@ class LRUIndex:
 
     def total_bytes(self) -> int:
         with self.lock:
-            return int(self._db().execute("SELECT COALESCE(SUM(size), 0) FROM lru").fetchone()[0])
+            return int(self._db().execute("SELECT total FROM lru_total").fetchone()[0])
 
     def close(self) -> None:
         with self.lock:
@@ -117,3 +129,36 @@ class LRUIndex:
 
 
 __all__ = ["INDEX_FILE", "LRUIndex"]
+
+
+# The running total. INSERT OR REPLACE deletes the row it replaces without firing delete
+# triggers (recursive_triggers is off), so the insert trigger takes the old size off itself.
+_TOTAL_SCHEMA = (
+    "CREATE TABLE lru_total (id INTEGER PRIMARY KEY CHECK (id = 0), total INTEGER NOT NULL)",
+    "INSERT INTO lru_total VALUES (0, (SELECT COALESCE(SUM(size), 0) FROM lru))",
+    "CREATE TRIGGER lru_total_insert BEFORE INSERT ON lru BEGIN UPDATE lru_total SET total = total "
+    "+ NEW.size - COALESCE((SELECT size FROM lru WHERE key = NEW.key), 0); END",
+    "CREATE TRIGGER lru_total_delete AFTER DELETE ON lru BEGIN "
+    "UPDATE lru_total SET total = total - OLD.size; END",
+    "CREATE TRIGGER lru_total_update AFTER UPDATE OF size ON lru BEGIN "
+    "UPDATE lru_total SET total = total - OLD.size + NEW.size; END",
+)
+
+
+def _has_total(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lru_total'"
+                        ).fetchone() is not None
+
+
+def _add_total(conn: sqlite3.Connection) -> None:
+    """Add the running total to an index that has none (new, or written by an older
+    version): once, in one transaction that other processes wait for."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has_total(conn):  # another process may have added it meanwhile
+            for statement in _TOTAL_SCHEMA:
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

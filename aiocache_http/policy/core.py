@@ -242,7 +242,7 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
     facts = freshness.facts_of(stored)
     # A credential field left out of the key (ignored_params) cannot tell users apart: Vary
     # on it compares the stored (redacted) value, so it never matches a value sent.
-    ignored = {name.lower() for name in settings.ignored_params}
+    ignored = {name.lower() for name in settings.ignored_params} if settings.ignored_params else None
     keyed = CREDENTIAL_HEADERS if not ignored else _KeyedCredentials(ignored)
     if ignored and any(name in ignored and name in CREDENTIAL_HEADERS and name in p.request.headers
                        for name in facts.vary):

@@ -288,6 +288,8 @@ class CacheSettings:
     cache_status_header: bool
     given: set[str]
     """The options the user set; the others keep their default (see :meth:`is_given`)."""
+    version: int
+    """Counts assignments: anything derived from the settings alone is valid while it holds."""
     _frozen: bool
 
     _DEFAULTS: Mapping[str, Any] = {s.name: s.default for s in SETTINGS}
@@ -296,6 +298,7 @@ class CacheSettings:
     def __init__(self, **kwargs: Any) -> None:
         object.__setattr__(self, "_frozen", False)
         object.__setattr__(self, "given", set())
+        object.__setattr__(self, "version", 0)
         values = dict(self._DEFAULTS)
         for name, value in kwargs.items():
             values[self.canonical(name)] = value
@@ -333,6 +336,7 @@ class CacheSettings:
                 f"are read); create a new backend to change it"
             )
         object.__setattr__(self, name, _VALIDATORS[name](value))
+        object.__setattr__(self, "version", self.version + 1)
         self.given.add(name)
 
     def __getattr__(self, name: str) -> Any:  # only reached for aliases

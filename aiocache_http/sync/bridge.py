@@ -18,8 +18,8 @@ import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import Future
-from typing import Any, Protocol, TypeVar
+from concurrent.futures import CancelledError
+from typing import Any, Protocol, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -72,21 +72,32 @@ class LoopBridge:
         except BaseException:
             coro.close()  # never to be awaited
             raise
-        return _wait(_submit(coro, loop))
+        return self._lend(loop, _Lender(loop), coro)
 
     def serve(self, work: Callable[[Offload], Coroutine[Any, Any, T]]) -> T:
         """Run ``work(offload)`` on the bridge loop; while waiting, run here whatever
         blocking functions it passes to ``offload``."""
         loop = self.loop()
         lender = _Lender(loop)
-        future = _submit(lender.main(work), loop)
-        future.add_done_callback(lender.finished)
+        return self._lend(loop, lender, lender.main(work))
+
+    @staticmethod
+    def _lend(loop: asyncio.AbstractEventLoop, lender: _Lender, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on ``loop``, this thread serving ``lender`` until it ends. Two
+        thread switches, no more: one callback starts the task (in a copy of the caller's
+        context variables: a tracing span, for one, as in the caller's own thread) and
+        its end wakes the caller through the inbox it already waits on."""
+        try:
+            loop.call_soon_threadsafe(lender.start, coro, contextvars.copy_context())
+        except BaseException:  # a closed loop
+            coro.close()
+            raise
         try:
             lender.serve_until_done()
         except BaseException:
-            future.cancel()
+            loop.call_soon_threadsafe(lender.cancel)  # e.g. KeyboardInterrupt in the caller
             raise
-        return _wait(future)
+        return cast("T", lender.outcome())
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the loop (cancelling what still runs on it) and join its thread. The
@@ -118,13 +129,6 @@ class LoopBridge:
         self._loop = self._thread = None
 
 
-def _submit(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> Future[T]:
-    """``run_coroutine_threadsafe``, the coroutine seeing the caller's context variables
-    (a tracing span, for one), as it would in the caller's own thread: the task is made
-    in a copy of the caller's context."""
-    return contextvars.copy_context().run(asyncio.run_coroutine_threadsafe, coro, loop)
-
-
 def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
     asyncio.set_event_loop(loop)
     loop.call_soon(ready.set)
@@ -149,23 +153,41 @@ def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-def _wait(future: Future[T]) -> T:
-    try:
-        return future.result()
-    except BaseException:
-        future.cancel()  # e.g. KeyboardInterrupt in the caller: stop the coroutine too
-        raise
-
-
 class _Lender:
     """The calling thread, lent to one bridge coroutine while it waits for it."""
 
-    __slots__ = ("inbox", "loop", "task")
+    __slots__ = ("done", "inbox", "loop", "task")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.task: asyncio.Task[Any] | None = None
+        self.done: tuple[Any, BaseException | None] | None = None  # (result, error)
+
+    def start(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+        """On the loop: run ``coro`` as a task in ``context``."""
+        try:
+            task = context.run(self.loop.create_task, coro)
+        except BaseException as e:  # the caller must not wait for a task that never was
+            coro.close()
+            self.done = (None, e)
+            self.inbox.put(None)
+            raise
+        self.task = task
+        task.add_done_callback(self.finished)
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def outcome(self) -> Any:
+        """In the caller, once served: the coroutine's result, or its error raised."""
+        done, self.done = self.done, None
+        assert done is not None
+        result, error = done
+        if error is not None:
+            raise error
+        return result
 
     async def main(self, work: Callable[[Offload], Coroutine[Any, Any, T]]) -> T:
         self.task = asyncio.current_task()
@@ -179,11 +201,16 @@ class _Lender:
         self.inbox.put((fn, future))
         return await future
 
-    def finished(self, _: object) -> None:
+    def finished(self, task: asyncio.Task[Any]) -> None:
         # Forget the task: it holds the call's result (a live response) and ``offload``
         # outlives the call (a body's tee reads through it), so the response could never
-        # be dropped unread.
+        # be dropped unread. The caller takes the result from ``done`` once.
         self.task = None
+        if task.cancelled():
+            self.done = (None, CancelledError())
+        else:
+            error = task.exception()
+            self.done = (None if error is not None else task.result(), error)
         self.inbox.put(None)
 
     def serve_until_done(self) -> None:

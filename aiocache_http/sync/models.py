@@ -141,6 +141,33 @@ class CachedResponse(_CacheInfo):
     """
 
     from_cache = True
+    # Built on first use (most hits never look): ``raw`` from the body and headers,
+    # ``request`` from the stored request record.
+    _raw: Any = None
+    _request: requests.PreparedRequest | None = None
+    _request_record: models.CachedRequest | None = None
+
+    @property
+    def raw(self) -> Any:
+        if self._raw is None:
+            self._raw = CachedHTTPResponse(self._content or b"", self.headers, self.status_code,
+                                           self.reason)
+        return self._raw
+
+    @raw.setter
+    def raw(self, value: Any) -> None:
+        self._raw = value
+
+    @property
+    def request(self) -> requests.PreparedRequest:
+        if self._request is None:
+            record = self._request_record
+            self._request = CachedRequest() if record is None else CachedRequest.from_record(record)
+        return self._request
+
+    @request.setter
+    def request(self, value: requests.PreparedRequest | None) -> None:
+        self._request = value
 
     def __init__(self, status_code: int = 200, url: str | None = None,
                  headers: Mapping[str, str] | None = None, content: bytes | None = None,
@@ -156,9 +183,9 @@ class CachedResponse(_CacheInfo):
         body = kwargs.pop("_content", content)
         self._content = body if body is not None else b""
         self._content_consumed = True
-        self.raw = CachedHTTPResponse(self._content, self.headers, status_code, reason)
+        self.raw = None  # built on first use
         self.encoding = encoding or get_encoding_from_headers(self.headers)
-        self.request = request if request is not None else CachedRequest()
+        self.request = request  # None: built on first use
         self.created_at = aware(created_at) if created_at else utcnow()
         self.expires = aware(expires) if expires else None
         self.history: list[requests.Response] = [*(history or [])]
@@ -177,18 +204,21 @@ class CachedResponse(_CacheInfo):
         A large body left in storage (``record.stored_body``) is read from there in
         chunks with ``stream=True`` (``raw`` then reads it through the bridge loop), or
         whole at once without, as requests reads a live body."""
-        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        joined: dict[str, tuple[str, str]] = {}  # lowercase name -> (name, value)
         for name, value in record.headers.items():  # requests joins repeated headers
             name, value = to_latin1(name), to_latin1(value)
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            prior = joined.get(lower := name.lower())
+            joined[lower] = (name, value if prior is None else f"{prior[1]}, {value}")
         if age is not None:
-            headers["Age"] = str(int(age))
+            joined["age"] = ("Age", str(int(age)))
+        headers = dict(joined.values())  # made case-insensitive once, by __init__
         stored = record.stored_body
         body = record.body if stored is None or stream else _load(stored)
-        r = cls(record.status, record.url, headers, body, record.reason, record.encoding,
-                request if request is not None else CachedRequest.from_record(record.request),
+        r = cls(record.status, record.url, headers, body, record.reason, record.encoding, request,
                 record.created_at, record.expires,
                 [cls.from_record(hop) for hop in record.history], record.cache_key)
+        if request is None:
+            r._request_record = record.request
         if stored is not None and stream:
             r._content = False  # type: ignore[assignment]  # requests: "not read yet"
             r._content_consumed = False

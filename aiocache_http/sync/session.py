@@ -31,10 +31,11 @@ from .convert import NotKeyable, cached_request, origin_response
 from .models import CachedResponse, OriginalResponse
 from .stream import read_content
 
-# Per thread/context: sessions with caching off, options on their way from request() to
-# send(), and "inside the origin request" (redirect hops go straight to the origin).
+# Per thread/context: sessions with caching off, what request() hands to send() (the
+# options, the environment settings still to merge), and "inside the origin request"
+# (redirect hops go straight to the origin).
 _disabled: ContextVar[frozenset[int]] = ContextVar("aiocache_http_sync_disabled", default=frozenset())
-_pending: ContextVar[RequestOptions | None] = ContextVar("aiocache_http_sync_options", default=None)
+_pending: ContextVar[_Pending | None] = ContextVar("aiocache_http_sync_pending", default=None)
 _in_origin: ContextVar[bool] = ContextVar("aiocache_http_sync_in_origin", default=False)
 
 # "Origin unreachable" (for stale-if-error and must-revalidate): not every RequestException.
@@ -45,6 +46,18 @@ _GIVEN_NOT: dict[str, Any] = {name: default(name) for name in (
     "serializer", "expire_after", "urls_expire_after", "cache_control", "allowable_codes",
     "allowable_methods", "always_revalidate", "ignored_parameters", "match_headers", "filter_fn",
     "key_fn", "stale_if_error")}
+
+
+class _Pending:
+    """One request() call on its way to send(): its cache options, and requests'
+    environment merge (proxies and CA bundle from os.environ, a scan of the whole
+    environment costing more than a hit) left for the origin request to do."""
+
+    __slots__ = ("environment", "options")
+
+    def __init__(self, options: RequestOptions) -> None:
+        self.options = options
+        self.environment: Callable[[], dict[str, Any]] | None = None
 
 
 class CachedSession(requests.Session):
@@ -180,11 +193,27 @@ class CachedSession(requests.Session):
 
         ``expire_after=None`` means "the session's setting" (as in requests-cache); pass
         -1 for never."""
-        token = _pending.set(_options(expire_after, refresh, force_refresh, only_if_cached))
+        token = _pending.set(_Pending(_options(expire_after, refresh, force_refresh, only_if_cached)))
         try:
             return super().request(method, url, *args, **kwargs)
         finally:
             _pending.reset(token)
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> Any:
+        """requests' merge; called by :meth:`request`, the environment part (proxies,
+        ``REQUESTS_CA_BUNDLE``) waits until a request goes to the origin: a hit needs
+        none of it. ``verify`` can only become a CA path there, never False, so the
+        cache key (which sees only "verify is off") is the same either way."""
+        pending = _pending.get()
+        if pending is None or pending.environment is not None or not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        merge = super().merge_environment_settings
+        pending.environment = lambda: dict(merge(url, proxies, stream, verify, cert))
+        # requests' merge_setting for these scalars; the proxies only the origin uses.
+        return {"proxies": proxies, "stream": self.stream if stream is None else stream,
+                "verify": self.verify if verify is None else verify,
+                "cert": self.cert if cert is None else cert}
 
     def send(
         self, request: requests.PreparedRequest, *,
@@ -194,10 +223,13 @@ class CachedSession(requests.Session):
         """Send a prepared request, answering from the cache when allowed."""
         if _in_origin.get():  # a redirect hop of the origin request: straight through
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
-        options = _pending.get()
-        if options is None or expire_after is not None or only_if_cached or refresh or force_refresh:
-            options = _options(expire_after, refresh, force_refresh, only_if_cached)
+        pending = _pending.get()
         _pending.set(None)  # consumed: a send() from a hook is a request of its own
+        environment = pending.environment if pending is not None else None
+        if pending is None or expire_after is not None or only_if_cached or refresh or force_refresh:
+            options = _options(expire_after, refresh, force_refresh, only_if_cached)
+        else:
+            options = pending.options
         follow = kwargs.get("allow_redirects", True)
         try:
             # The Cookie header holds the jar's and cookies= cookies too: they identify the
@@ -206,7 +238,7 @@ class CachedSession(requests.Session):
                                     verify=kwargs.get("verify", self.verify))
             self._backend.identify(record)  # memoized: fetch() below finds it
         except ValueError:  # a URL we cannot parse: requests decides
-            return OriginalResponse.wrap(super().send(request, **kwargs), None)
+            return OriginalResponse.wrap(super().send(request, **_merged(kwargs, environment)), None)
         except NotKeyable:  # a streamed body: the core lets it pass the cache by
             record = cached_request(request, body=False, follow_redirects=follow,
                                     verify=kwargs.get("verify", self.verify))
@@ -225,12 +257,13 @@ class CachedSession(requests.Session):
                                   "response": [_as_original, *request.hooks.get("response", ())]}
                 # Always streamed: the body is read by the caller (or by _respond, for
                 # stream=False), through the tee that stores it.
-                response = await offload(lambda: self._send_origin(prepared, {**kwargs, "stream": True}))
+                response = await offload(lambda: self._send_origin(
+                    prepared, {**_merged(kwargs, environment), "stream": True}))
                 return origin_response(response, offload, stream=bool(kwargs.get("stream")))
 
             return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS, owner=owner)
 
-        return self._respond(serve(work), request, kwargs)
+        return self._respond(serve(work), request, kwargs, environment)
 
     def _send_origin(self, request: requests.PreparedRequest, kwargs: dict[str, Any]) -> requests.Response:
         token = _in_origin.set(True)
@@ -239,8 +272,8 @@ class CachedSession(requests.Session):
         finally:
             _in_origin.reset(token)
 
-    def _respond(self, outcome: Outcome, request: requests.PreparedRequest,
-                 kwargs: dict[str, Any]) -> requests.Response:
+    def _respond(self, outcome: Outcome, request: requests.PreparedRequest, kwargs: dict[str, Any],
+                 environment: Callable[[], dict[str, Any]] | None) -> requests.Response:
         if outcome.raw is not None:
             original = OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
             if outcome.cache_status is not None:
@@ -255,8 +288,10 @@ class CachedSession(requests.Session):
         response.revalidated = outcome.revalidated
         if outcome.cache_status is not None:
             response.headers["Cache-Status"] = outcome.cache_status
+        if not request.hooks.get("response"):
+            return response
         result: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]
-            "response", request.hooks, response, **kwargs)
+            "response", request.hooks, response, **_merged(kwargs, environment))
         return result
 
     def __getstate__(self) -> NoReturn:
@@ -264,6 +299,12 @@ class CachedSession(requests.Session):
 
     def __repr__(self) -> str:
         return f"<CachedSession(cache={self._backend!r}, settings={self.settings!r})>"
+
+
+def _merged(kwargs: dict[str, Any], environment: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
+    """send()'s arguments with requests' environment merge done (see
+    :meth:`CachedSession.merge_environment_settings`)."""
+    return kwargs if environment is None else {**kwargs, **environment()}
 
 
 def _as_original(response: requests.Response, **kwargs: Any) -> requests.Response:
