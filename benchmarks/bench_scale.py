@@ -41,7 +41,7 @@ async def load(backend: CacheBackend, ctx: Context, entries: int, prefix: str) -
         key = s.cache.create_key(s._cached_request("GET", ctx.url(f"{prefix}-0"), {}))
         for _ in range(10):  # a write past its deadline on a busy disk is skipped (fail-open)
             await get_body(s, ctx.url(f"{prefix}-0"))
-            template = await backend.get_response(key)
+            template = await backend.get_record(key)
             if template is not None:
                 break
             await asyncio.sleep(0.5)
