@@ -475,18 +475,10 @@ class CacheBackend:
         data = storage.read_now(key)
         if data is None:
             return None
-        decoded = self._decoded.get(key)
-        if decoded is not None and decoded[0] == data:  # the very bytes verified before
-            return decoded[1]
         try:
-            response = self.load(key, data)  # verified: checksum or signature bound to the key
+            return self._decode(key, data)
         except DeserializationError:
             return None  # get_record() reads it again and discards it
-        if len(data) <= _DECODED_MAX_BYTES:
-            if len(self._decoded) >= _DECODED_SIZE:
-                self._decoded = {}
-            self._decoded[key] = (data, response)
-        return response
 
     async def get_record(self, key: str, follow_redirects: bool = True, *,
                          stream: bool = False) -> CachedResponse | None:
@@ -523,14 +515,19 @@ class CacheBackend:
                 data = found
         if data is None:
             return None
-        decoded = self._decoded.get(key)
-        if decoded is not None and decoded[0] == data:  # the very bytes decoded before
-            return decoded[1]
         try:
-            response = self.load(key, data)  # whatever a user's serializer raises: unusable
-        except DeserializationError as e:
+            return self._decode(key, data)
+        except DeserializationError as e:  # whatever a user's serializer raises: unusable
             await self._discard(key, e)
             return None
+
+    def _decode(self, key: str, data: bytes) -> CachedResponse:
+        """``data`` loaded (verified: checksum or signature bound to the key); the very
+        bytes decoded before are not decoded again. Raises DeserializationError."""
+        decoded = self._decoded.get(key)
+        if decoded is not None and decoded[0] == data:
+            return decoded[1]
+        response = self.load(key, data)
         if len(data) <= _DECODED_MAX_BYTES:
             if len(self._decoded) >= _DECODED_SIZE:
                 self._decoded = {}  # start over rather than evict one (thread-safe, see identify)

@@ -248,12 +248,8 @@ class RedisCache(BaseCache):
 
     # -- the hot path -----------------------------------------------------------------
     async def read(self, key: str) -> Value | None:
-        client = await self._client()
-        if self._per_key:
-            value: bytes | None = await client.execute_command("GET", self.prefix + key)
-        else:
-            value = await client.execute_command("HGET", self.name, key)
-        return None if value is None else decode_value(value)
+        found = await self.read_bytes(key)
+        return None if found is None else decode_value(found)
 
     async def read_bytes(self, key: str) -> bytes | None:
         """The stored bytes at ``key`` as they are (a hit's one command)."""
