@@ -7,7 +7,7 @@ import base64
 import inspect
 import logging
 import warnings
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
@@ -151,13 +151,7 @@ with warnings.catch_warnings():
             check = kwargs.pop("raise_for_status", None)
             check = self._raise_for_status if check is None else check
 
-            async def send(extra: dict[str, str]) -> OriginResponse:
-                merged = CIMultiDict(headers or {})
-                merged.update(extra)
-                response = await ClientSession._request(self, method, str_or_url, headers=merged,
-                                                        raise_for_status=False, **kwargs)
-                return _origin(response)
-
+            send = self._sender(method, str_or_url, headers, kwargs)
             plan = None
             if options is _OPTIONS and headers is None and keyable and not kwargs.keys() - _PLAIN:
                 plan = core.plan(request, self._cache.settings, options, self._cache.identify)
@@ -167,15 +161,25 @@ with warnings.catch_warnings():
 
         async def _send_plain(self, method: str, str_or_url: str | URL, memo: _Memo,
                               kwargs: dict[str, Any]) -> ClientResponse | CachedClientResponse:
-            async def send(extra: dict[str, str]) -> OriginResponse:
-                response = await ClientSession._request(
-                    self, method, str_or_url, headers=extra or None, raise_for_status=False,
-                    **kwargs)
-                return _origin(response)
-
+            send = self._sender(method, str_or_url, None, kwargs)
             outcome = await fetch(self._cache, memo.request, _OPTIONS, send, _NETWORK_ERRORS,
                                   plan=memo.plan)
             return await self._checked(self._respond(outcome, method), self._raise_for_status)
+
+        def _sender(self, method: str, str_or_url: str | URL, headers: Any,
+                    kwargs: dict[str, Any]) -> Callable[[dict[str, str]], Awaitable[OriginResponse]]:
+            """How the driver reaches the origin: the caller's ``headers`` plus the ones the
+            cache adds (``extra``: validators), aiohttp's own ``raise_for_status`` held back."""
+            async def send(extra: dict[str, str]) -> OriginResponse:
+                merged: Any = extra or None
+                if headers is not None:
+                    merged = CIMultiDict(headers)
+                    merged.update(extra)
+                response = await ClientSession._request(self, method, str_or_url, headers=merged,
+                                                        raise_for_status=False, **kwargs)
+                return _origin(response)
+
+            return send
 
         async def _checked(self, result: ClientResponse | CachedClientResponse,
                            check: Any) -> ClientResponse | CachedClientResponse:
