@@ -118,20 +118,11 @@ async def fetch(
     """
     if plan is None:
         plan = core.plan(request, backend.settings, options, backend.identify)
+    hit = serve_inline(backend, plan)
+    if hit is not None:
+        return hit
     hub = backend.events
     status_header = backend.settings.cache_status_header
-    if plan.bypass is None and not plan.skip_read and not hub.listeners and not status_header:
-        # An in-process hit nobody listens to: no IO, no deadline, no coalescing, no
-        # event; the same decision the full way below would make, only counted.
-        stored = backend.read_inline(plan.key)
-        if stored is not None:
-            decision = core.on_lookup(plan, stored, backend.clock())
-            if type(decision) is Serve:
-                _debug(plan, decision)
-                assert decision.response is not None
-                if hub.stats is not None:
-                    hub.stats.count_hit(len(decision.response.body))
-                return Outcome(decision.response, from_cache=True, age=decision.age)
     run = _Run(backend, plan, send, network_errors)
     run.owner = owner if owner is not None else asyncio.current_task()
     with request_budget():  # a sick backend costs this request at most one deadline
@@ -167,6 +158,29 @@ async def fetch(
             outcome.cache_status = cache_status(
                 event, None if served is None else served.expires, backend.clock())
         return outcome
+
+
+def serve_inline(backend: CacheBackend, plan: Plan,
+                 loop: asyncio.AbstractEventLoop | None = None) -> Outcome | None:
+    """The answer to ``plan`` when it is a hit to be had at once, else None (then
+    :func:`fetch` the full way). An in-process or inline-read hit nobody listens to: no
+    IO that can wait, no deadline, no coalescing, no event; the same decision the full
+    way would make, only counted. ``loop``: whose connections and breaker to use, when
+    called off that loop (the sync session answers a hit on its calling thread)."""
+    hub = backend.events
+    if plan.bypass is not None or plan.skip_read or hub.listeners or backend.settings.cache_status_header:
+        return None
+    stored = backend.read_inline(plan.key, loop)
+    if stored is None:
+        return None
+    decision = core.on_lookup(plan, stored, backend.clock())
+    if type(decision) is not Serve:
+        return None
+    _debug(plan, decision)
+    assert decision.response is not None
+    if hub.stats is not None:
+        hub.stats.count_hit(len(decision.response.body))
+    return Outcome(decision.response, from_cache=True, age=decision.age)
 
 
 class _Run:
