@@ -75,6 +75,10 @@ _CLEAR_STEP = 0.1  # seconds a clear() batch aims at (far under write_timeout, e
 _CLEAR_FIRST, _CLEAR_MOST = 1000, 200_000  # rows in its first and largest batch
 _ORPHAN_AGE = 3600  # seconds before parts no entry points at are swept (a writer died)
 _CHECK_EVERY = 0.25  # seconds between two checks that the file is still the one we opened
+# The inline reader's page cache (KiB; SQLite's default is 2 MB): the pages on the way to a
+# hot set of entries stay in it at any file size, so a hit costs no read() of the file.
+# Pages are taken as they are read: a small file uses no more than its size.
+_READER_CACHE_KIB = 32 * 1024
 _WAITED = 0.05  # a busy error after this long came from a real lock wait: not retried
 _BAD_FILE = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is wrong
 # SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN: this connection's view of the file may be
@@ -396,6 +400,7 @@ class SQLiteDatabase:
             reader = sqlite3.connect(self._target, uri=self._uri, timeout=0, isolation_level=None,
                                      check_same_thread=False)
             reader.execute("PRAGMA query_only=1")
+            reader.execute(f"PRAGMA cache_size=-{_READER_CACHE_KIB}")
             handle.reader = reader
         return handle.reader
 
