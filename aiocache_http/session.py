@@ -19,6 +19,7 @@ from yarl import URL
 
 from .backends import CacheBackend, init_backend
 from .cache_keys import JsonSerialize, NotKeyable, request_body
+from .content import whole_body
 from .driver import OriginResponse, Outcome, fetch
 from .models import CachedRequest
 from .policy import core
@@ -357,6 +358,7 @@ def _origin(response: ClientResponse) -> OriginResponse:
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history],
         sent_headers=CIMultiDict(response.request_info.headers),
+        whole=lambda expected: whole_body(response.content, expected),
     )
 
 
