@@ -176,7 +176,7 @@ def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
         if no_cache:
             more.update(field_names(no_cache))
         drop = more
-    if not any(name.lower() in drop for name in headers):
+    if drop.isdisjoint(map(str.lower, headers)):
         return headers
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
 
