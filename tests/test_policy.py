@@ -210,6 +210,25 @@ def test_key_url_shortcut_is_taken_for_the_common_shape() -> None:
     assert _Normaliser((), None).url("http://x.com:80") == ("http://x.com/", "http://x.com")
 
 
+@pytest.mark.parametrize("url", ["http://x.com:8080/a/b", "https://X.com/a?q=1", "http://u:p@x.com/"])
+def test_plain_request_key_and_stored_request(url: str) -> None:
+    """A plain request (no header, body or credential) keys as aiohttp-client-cache does
+    (the shortcut and the full way agree); the stored request is the redacted URL alone."""
+    material, stored = normalize_request(CachedRequest("get", url))
+    key_url = _Normaliser((), None).url(url)[0].encode()
+    if "@" in url:  # user info is a credential: hashed into the key, redacted in storage
+        assert material[2] != b"" and "p@" not in stored.url
+    else:
+        assert material == [b"GET", key_url, b"", b"", b""]
+    assert (stored.method, stored.body, len(stored.headers)) == ("GET", b"", 0)
+    assert stored.follow_redirects and stored.verify
+    # A credential header makes it another request, with our own parts; a header the
+    # key does not match leaves the key alone but is stored.
+    assert normalize_request(CachedRequest("GET", url, CIMultiDict(Authorization="x")))[0][2] != b""
+    other, stored = normalize_request(CachedRequest("GET", url, CIMultiDict(Accept="x")))
+    assert other == material and stored.headers["Accept"] == "x"
+
+
 # -- the decision core (fake clock) ----------------------------------------------------------
 def identify(request: CachedRequest) -> tuple[str, CachedRequest]:
     return create_key(request), request
