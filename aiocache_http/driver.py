@@ -151,11 +151,17 @@ async def fetch(
             raise
         finally:
             stop_collecting_faults(token)
-        if (not listening and type(run.last) is Serve and not faults and not run.coalesced
-                and hub.stats is not None and outcome.response is not None):
-            # A plain hit with nobody listening: counted, no event built (the hot path).
-            hub.stats.count_hit(len(outcome.response.body))
-            return outcome
+        if (not listening and not faults and not run.coalesced and hub.stats is not None
+                and outcome.response is not None):
+            # A plain hit, or a plain miss stored whole, with nobody listening: counted, no
+            # event built (the hot paths).
+            if type(run.last) is Serve:
+                hub.stats.count_hit(len(outcome.response.body))
+                return outcome
+            if (type(run.last) is Store and outcome.tee is None and run.stored
+                    and type(run.lookup_decision) is Fetch):
+                hub.stats.count_stored_miss(len(outcome.response.body))
+                return outcome
         tee = outcome.tee
         pending = tee is not None and not tee.done.done()
         event = run.emit(outcome, faults, publish=not pending)
