@@ -356,7 +356,7 @@ def _origin(response: ClientResponse) -> OriginResponse:
         release=response.release,
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
-                 for r in response.history],
+                 for r in response.history] if response.history else [],
         sent_headers=CIMultiDict(response.request_info.headers),
         whole=lambda expected: whole_body(response.content, expected),
     )
