@@ -226,6 +226,11 @@ with warnings.catch_warnings():
             """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
             will send among them), body bytes. ValueError for a URL aiohttp would refuse."""
             url, url_text = self._url(str_or_url)
+            if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
+                    and self._default_auth is None and self._default_proxy_auth is None
+                    and url.user is None):  # nothing to merge in: what the way below gives
+                return CachedRequest(method, url_text, CIMultiDict(), b"",
+                                     follow_redirects=kwargs.get("allow_redirects", True))
             if kwargs.get("params"):
                 url = url.extend_query(kwargs["params"])
                 url_text = str(url)
