@@ -129,8 +129,8 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: CIMultiDict[str], ignored
     """
     skip = {name.lower() for name in ignored}
     extra = []
-    for name in {n.lower() for n in sent}:
-        if name in skip or not is_credential(name, credential_names):
+    for name in _credentials_among(frozenset(map(str.lower, sent)), tuple(credential_names)):
+        if name in skip:
             continue
         values = sent.getall(name)
         if name == "cookie":
@@ -140,6 +140,11 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: CIMultiDict[str], ignored
         elif not set(values) <= set(keyed.getall(name, ())):
             extra.append(name)
     return sorted(extra)
+
+
+@lru_cache(maxsize=256)  # a client sends the same few header names request after request
+def _credentials_among(names: frozenset[str], extra: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in names if is_credential(name, extra))
 
 
 def _cookie_pairs(lines: Iterable[str]) -> list[str]:
