@@ -210,7 +210,7 @@ class ConfigurationError(Exception):
 def without_set_cookie(response: CachedResponse) -> CachedResponse:
     """``response`` (and its redirect hops) without Set-Cookie headers; itself if none."""
     def clean(headers: CIMultiDict[str]) -> CIMultiDict[str]:
-        if not any(name.lower() in NEVER_STORED for name in headers):
+        if NEVER_STORED.isdisjoint(map(str.lower, headers)):
             return headers
         return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in NEVER_STORED)
 
