@@ -253,6 +253,27 @@ def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bo
 _SETTING_ATTRS = CacheSettings.NAMES - {"serializer"}
 
 
+class _ThenChanged(Generic[T]):
+    """A storage call, then ``changed()`` once it has completed. Closed without being
+    awaited (the gate did not admit it), it closes the call: nothing changed."""
+
+    __slots__ = ("call", "changed")
+
+    def __init__(self, call: Awaitable[T], changed: Callable[[], None]) -> None:
+        self.call, self.changed = call, changed
+
+    def __await__(self) -> Generator[Any, None, T]:
+        try:
+            return (yield from self.call.__await__())
+        finally:
+            self.changed()
+
+    def close(self) -> None:
+        close: Callable[[], Any] | None = getattr(self.call, "close", None)
+        if close is not None:
+            close()
+
+
 class _SharedRead:
     """A read under way that concurrent lookups of its key share (``_read_shared``); its
     ``future`` is made by the first lookup that waits for it."""
@@ -594,13 +615,10 @@ class CacheBackend:
                 if changed is None or slot[1] in changed:
                     reads.pop(slot, None)
 
-    async def _then_changed(self, call: Awaitable[T], keys: Iterable[str] | None) -> T:
+    def _then_changed(self, call: Awaitable[T], keys: Iterable[str] | None) -> Awaitable[T]:
         """``call`` (a write or delete), then :meth:`_changed` once it has completed (also
         when it completes in the background, after its caller stopped waiting)."""
-        try:
-            return await call
-        finally:
-            self._changed(keys)
+        return _ThenChanged(call, lambda: self._changed(keys))
 
     async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
         """The item stored at ``key``, else (following a redirect alias) at its target, with
