@@ -136,13 +136,16 @@ async def fetch(
     run.owner = owner if owner is not None else asyncio.current_task()
     with request_budget():  # a sick backend costs this request at most one deadline
         if not hub and not status_header:
-            return await run.finish(await run.execute())
+            outcome = await run.execute()
+            return await run.finish(outcome) if run.opened else outcome
         listening = bool(hub.listeners) or status_header
         if listening:
             run.observe()
         faults, token = start_collecting_faults()
         try:
-            outcome = await run.finish(await run.execute())
+            outcome = await run.execute()
+            if run.opened:
+                outcome = await run.finish(outcome)
         except BaseException:
             run.emit(None, faults, error=True)
             raise
@@ -220,7 +223,10 @@ class _Run:
     # -- storage ------------------------------------------------------------------------
     async def read(self, key: str) -> CachedResponse | None:
         """The entry at ``key``; a large body stays in storage until it is read."""
-        stored = await self.backend.get_record(key, stream=True)
+        return self.opening(await self.backend.get_record(key, stream=True))
+
+    def opening(self, stored: CachedResponse | None) -> CachedResponse | None:
+        """``stored``, its large body (left in storage) kept to close (see finish())."""
         if stored is not None and stored.stored_body is not None:
             self.opened = [*(self.opened or ()), stored.stored_body]
         return stored
@@ -229,7 +235,7 @@ class _Run:
         """Read what the core asks for until it can decide from it."""
         plan, backend = self.plan, self.backend
         start = time.perf_counter() if self.observing else 0.0
-        stored = await self.read(plan.key)
+        stored = self.opening(await backend.get_record(plan.key, stream=True))  # (read(), inline)
         now = backend.clock()
         decision = core.on_lookup(plan, stored, now)
         while isinstance(decision, Lookup):
