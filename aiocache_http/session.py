@@ -19,7 +19,7 @@ from yarl import URL
 
 from .backends import CacheBackend, init_backend
 from .cache_keys import JsonSerialize, NotKeyable, request_body
-from .driver import OriginResponse, Outcome, fetch
+from .driver import OriginResponse, Outcome, fetch, serve_inline
 from .models import CachedRequest
 from .policy import core
 from .policy.core import UNSET, RequestOptions
@@ -125,9 +125,10 @@ with warnings.catch_warnings():
                 memo = self._plans.get((method, str_or_url, kwargs.get("allow_redirects", True)))
                 if memo is not None and memo.holds(self) and not self._cache.disabled:
                     # A plain request seen before: its key and plan are worked out already.
-                    outcome = await fetch(self._cache, memo.request, _OPTIONS,
-                                          self._sender(method, str_or_url, None, kwargs),
-                                          _NETWORK_ERRORS, plan=memo.plan)
+                    outcome = serve_inline(self._cache, memo.plan) or await fetch(
+                        self._cache, memo.request, _OPTIONS,
+                        self._sender(method, str_or_url, None, kwargs), _NETWORK_ERRORS,
+                        plan=memo.plan, inline_tried=True)
                     check = self._raise_for_status
                     result = self._respond(outcome, method)
                     return await self._checked(result, check) if check else result

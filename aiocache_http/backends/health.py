@@ -201,6 +201,9 @@ class Health:
     _breakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Breaker] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # the loop whose breaker was asked for last, and that breaker: a hit asks twice
+    _recent: tuple[weakref.ref[asyncio.AbstractEventLoop], Breaker] | None = field(default=None,
+                                                                                  repr=False)
     _reported_at: float = field(default=-LOG_INTERVAL, repr=False)
     _unreported: int = field(default=0, repr=False)
 
@@ -251,10 +254,14 @@ class Health:
         """The running loop's breaker (``loop``: the running loop, when the caller has it)."""
         if loop is None:
             loop = asyncio.get_running_loop()
+        recent = self._recent  # (one read: another thread's loop may replace it)
+        if recent is not None and recent[0]() is loop:
+            return recent[1]
         breaker = self._breakers.get(loop)
         if breaker is None:
             with self._lock:
                 breaker = self._breakers.setdefault(loop, Breaker())
+        self._recent = (weakref.ref(loop), breaker)
         return breaker
 
     # -- the gate ----------------------------------------------------------------------
@@ -302,7 +309,8 @@ class Health:
             circuit closed, a free turn, a deadline set) in one frame: a hit's storage
             read. The same admission, turn, deadline and outcomes as :meth:`call`."""
             loop = asyncio.get_running_loop()
-            breaker = self._breakers.get(loop)
+            recent = self._recent
+            breaker = recent[1] if recent is not None and recent[0]() is loop else self._breakers.get(loop)
             budget = _budget.get()
             stall = self.settings.backend_timeout
             task = asyncio.current_task()
