@@ -473,6 +473,8 @@ class CacheBackend:
             if not isinstance(value, CachedResponse):
                 return None
             return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+        if kind.read_now is BaseCache.read_now:  # a storage that cannot (a network database)
+            return None
         if self.health.breaker().reads.state is not CircuitState.CLOSED:
             return None  # the gate decides each call (probes) until the backend answers again
         data = storage.read_now(key)
