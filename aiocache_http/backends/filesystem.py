@@ -47,7 +47,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -65,6 +65,7 @@ REDIRECTS_DIR = "redirects"
 REDIRECTS_FILE = "redirects.sqlite"
 SUFFIX = ".ach"
 STALE_TMP_SECONDS = 3600.0  # a temp file this old belongs to a writer that died
+_CLEAR_STEP = 0.05  # seconds a clear() step aims at (far under write_timeout, even loaded)
 _PLAIN = re.compile(r"[0-9a-z_-][0-9a-z_.-]{0,199}")  # lowercase only: case-insensitive FS safe
 # the subdirectory, and names Windows reserves
 _RESERVED = ({REDIRECTS_DIR, "con", "prn", "aux", "nul"}
@@ -282,7 +283,7 @@ class FileCache(BaseCache):
         self._delete = wrap(self._delete_sync)
         self._scan = wrap(self._scan_sync)
         self._delete_expired = wrap(self._delete_expired_sync)
-        self._clear = wrap(self._clear_sync)
+        self._clear_some = wrap(self._clear_some_sync)
 
     def __repr__(self) -> str:
         return f"FileCache({str(self.directory)!r})"
@@ -451,13 +452,6 @@ class FileCache(BaseCache):
         self._sweep_sync(time.time())
         return self._delete_sync([key for key, mtime in self._entries() if mtime <= now])
 
-    def _owned_files(self) -> list[os.DirEntry[str]]:
-        try:
-            with os.scandir(self.directory) as scan:
-                return [e for e in scan if _owned(e.name, self.suffix) and e.is_file(follow_symlinks=False)]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-
     def _sweep_sync(self, now: float) -> None:
         """Remove temp files of writers that died (older than STALE_TMP_SECONDS). One
         listing that looks only at temp file names: with a million entries it runs in a
@@ -473,10 +467,18 @@ class FileCache(BaseCache):
                 if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS:
                     _unlink(Path(entry.path))
 
-    def _clear_sync(self) -> None:
-        for entry in self._owned_files():  # never anything else a user keeps here
-            with contextlib.suppress(OSError):
-                _unlink(Path(entry.path))
+    def _clear_some_sync(self, scan: Iterator[os.DirEntry[str]]) -> tuple[bool, int]:
+        """Unlink the entries ``scan`` lists for about :data:`_CLEAR_STEP` seconds (never
+        anything else a user keeps here): (is the listing at its end?, files unlinked)."""
+        until, unlinked = time.monotonic() + _CLEAR_STEP, 0
+        for entry in scan:
+            if _owned(entry.name, self.suffix) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    _unlink(Path(entry.path))
+                    unlinked += 1
+            if time.monotonic() >= until:
+                return False, unlinked
+        return True, unlinked
 
     # -- the storage API -------------------------------------------------------------
     async def read(self, key: str) -> Value | None:
@@ -517,9 +519,33 @@ class FileCache(BaseCache):
 
     async def clear(self) -> None:
         """Delete every entry (and any temp file a killed writer left); nothing else."""
-        await self._clear()
+        async for _ in self.clear_steps():
+            pass
+
+    async def clear_steps(self) -> AsyncIterator[None]:
+        """Clear in steps of about :data:`_CLEAR_STEP` seconds: unlinking a million files
+        outlasts ``write_timeout`` as one call, a step does not. The listing runs until
+        one pass finds nothing to unlink (a directory changed while it is read may
+        list an entry late, or not at all)."""
+        while True:
+            try:
+                scan = await wrap(os.scandir)(self.directory)
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            unlinked = 0
+            try:
+                at_end = False
+                while not at_end:
+                    at_end, some = await self._clear_some(scan)
+                    unlinked += some
+                    yield
+            finally:
+                scan.close()
+            if not unlinked:
+                break
         if self.lru is not None:
-            await wrap(self.lru.clear)()
+            while await wrap(self.lru.forget_some)():
+                yield
 
     async def total_bytes(self) -> int:
         """The entries' size in bytes (in blocks, with ``max_cache_bytes``)."""

@@ -113,9 +113,13 @@ class LRUIndex:
         with self.lock:
             self._db().executemany("DELETE FROM lru WHERE key = ?", [(k,) for k in keys])
 
-    def clear(self) -> None:
+    def forget_some(self, batch: int = 20_000) -> bool:
+        """Forget up to ``batch`` entries (a clear in steps, each far under a deadline:
+        every deleted row fires the total's trigger); False once none was left."""
         with self.lock:
-            self._db().execute("DELETE FROM lru")
+            cursor = self._db().execute(
+                "DELETE FROM lru WHERE rowid IN (SELECT rowid FROM lru LIMIT ?)", (batch,))
+            return cursor.rowcount > 0
 
     def total_bytes(self) -> int:
         with self.lock:

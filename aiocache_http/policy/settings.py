@@ -194,8 +194,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("write_timeout", 2.0, lambda v: _seconds("write_timeout", v),
             "the most any storage call may take, however busy its backend; the deadline of a "
             "write (it finishes in the background once the request stopped waiting), of each "
-            "maintenance step (listing, purge, and each batch of a clear: a large cache is "
-            "cleared in batches, so a clear is never cut off half done) and of close"),
+            "maintenance step (listing, purge, and each batch of a clear: a large SQLite or "
+            "filesystem cache is cleared in batches, so its clear is never cut off half "
+            "done) and of close"),
     Setting("connect_timeout", 10.0, lambda v: _seconds("connect_timeout", v),
             "deadline of the first storage call on an event loop (opens connections, creates "
             "tables)"),
