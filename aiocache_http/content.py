@@ -52,6 +52,27 @@ def line_too_long(line: bytes, limit: int) -> Exception:
     return ValueError("Chunk too big")
 
 
+async def whole_body(source: StreamReader, expected: int | None) -> bytes | None:
+    """The body of a live response if it has arrived whole (waited for when it is small,
+    by Content-Length: as :meth:`TeeStreamReader.start`), without taking it from the
+    stream: the caller reads it from aiohttp's own stream as it would without a cache.
+    None if it has not (or cannot be seen): then it streams through a tee."""
+    if (expected is not None and expected <= WAIT_FOR_BODY and not source.is_eof()
+            and source.exception() is None):
+        with contextlib.suppress(Exception):  # the caller sees the failure as it reads
+            await source.wait_eof()
+    if not source.is_eof() or source.exception() is not None:
+        return None
+    if source.at_eof():  # nothing to read (HEAD, 204, an empty body)
+        return b""
+    buffer = getattr(source, "_buffer", None)  # peeked: what read() will return, in order
+    offset = getattr(source, "_buffer_offset", None)
+    if buffer is None or offset is None:
+        return None  # not a StreamReader we know: the tee sees what is read
+    body = b"".join(buffer)
+    return body[offset:] if offset else body
+
+
 class _Iterators:
     """aiohttp's ``StreamReader`` iterators, over the subclass's own read methods."""
 
@@ -140,7 +161,8 @@ class TeeStreamReader(_Iterators):
         caller never reads is stored (aiohttp buffers that much without a reader)."""
         source = self._source
         expected = self._tee.expected_length
-        if expected is not None and expected <= WAIT_FOR_BODY and not source.is_eof():
+        if (expected is not None and expected <= WAIT_FOR_BODY and not source.is_eof()
+                and source.exception() is None):  # (a failed stream never ends: no wait)
             with contextlib.suppress(Exception):  # the caller sees the failure as it reads
                 await source.wait_eof()
         if not source.is_eof() or source.exception() is not None:

@@ -77,6 +77,9 @@ class OriginResponse:
     """Redirect hops as (method, url, status, reason, headers)."""
     sent_headers: CIMultiDict[str] | None = None
     """The headers of the request that got this answer (after redirects and auth handlers)."""
+    whole: Callable[[int | None], Awaitable[bytes | None]] | None = None
+    """The body if it has arrived whole (waited for up to this Content-Length), left for
+    the caller to read; None if it has not: it then passes through ``tee``."""
 
 
 Send = Callable[[dict[str, str]], Awaitable[OriginResponse]]
@@ -120,9 +123,9 @@ async def fetch(
     if plan is None:
         plan = core.plan(request, backend.settings, options, backend.identify)
     if not inline_tried:
-        inline = serve_inline(backend, plan)
-        if inline is not None:
-            return inline
+        hit = serve_inline(backend, plan)
+        if hit is not None:
+            return hit
     hub = backend.events
     status_header = backend.settings.cache_status_header
     run = _Run(backend, plan, send, network_errors)
@@ -159,11 +162,17 @@ async def fetch(
             raise
         finally:
             stop_collecting_faults(token)
-        if (not listening and type(run.last) is Serve and not faults and not run.coalesced
-                and hub.stats is not None and outcome.response is not None):
-            # A plain hit with nobody listening: counted, no event built (the hot path).
-            hub.stats.count_hit(len(outcome.response.body))
-            return outcome
+        if (not listening and not faults and not run.coalesced and hub.stats is not None
+                and outcome.response is not None):
+            # A plain hit, or a plain miss stored whole, with nobody listening: counted, no
+            # event built (the hot paths).
+            if type(run.last) is Serve:
+                hub.stats.count_hit(len(outcome.response.body))
+                return outcome
+            if (type(run.last) is Store and outcome.tee is None and run.stored
+                    and type(run.lookup_decision) is Fetch):
+                hub.stats.count_stored_miss(len(outcome.response.body))
+                return outcome
         tee = outcome.tee
         pending = tee is not None and not tee.done.done()
         event = run.emit(outcome, faults, publish=not pending)
@@ -180,16 +189,17 @@ async def fetch(
         return outcome
 
 
-def serve_inline(backend: CacheBackend, plan: Plan) -> Outcome | None:
-    """A hit that needs no waiting, or None: the entry read without IO that can hang
-    (:meth:`CacheBackend.read_inline`: kept decoded in this process, or whole bytes read
-    at once, verified), fresh, and nobody listening: no deadline, no coalescing, no
-    event; the decision the full way (:func:`fetch`) would make, only counted. A session
-    calls it first for a plain request it has the plan of (no coroutine to make)."""
+def serve_inline(backend: CacheBackend, plan: Plan,
+                 loop: asyncio.AbstractEventLoop | None = None) -> Outcome | None:
+    """The answer to ``plan`` when it is a hit to be had at once, else None (then
+    :func:`fetch` the full way). An in-process or inline-read hit nobody listens to: no
+    IO that can wait, no deadline, no coalescing, no event; the same decision the full
+    way would make, only counted. ``loop``: whose connections and breaker to use, when
+    called off that loop (the sync session answers a hit on its calling thread)."""
     hub = backend.events
     if plan.bypass is not None or plan.skip_read or hub.listeners or backend.settings.cache_status_header:
         return None
-    stored = backend.read_inline(plan.key)
+    stored = backend.read_inline(plan.key, loop)
     if stored is None:
         return None
     decision = core.on_lookup(plan, stored, backend.clock())
@@ -317,8 +327,13 @@ class _Run:
         if limit is not None and length is not None and length > limit:
             self.not_stored(DontStore("Content-Length %d > max_body_size %d", "", (length, limit)))
             return Outcome(None, raw=origin.raw, release=origin.release)
-        response = core.stored_response(plan, decision, received, lambda url: redact_url(
-            url, settings.ignored_params, settings.credential_names))
+        def redact(url: str) -> str:
+            return redact_url(url, settings.ignored_params, settings.credential_names)
+
+        body = None if origin.whole is None else await origin.whole(length)
+        if body is not None:
+            return await self.store_whole(decision, received, origin, body, redact)
+        response = core.stored_response(plan, decision, received, redact)
         writer = await backend.open_response(response, decision.keys)
         tee: Tee
 
@@ -345,6 +360,24 @@ class _Run:
         raw = await origin.tee(tee)
         return Outcome(response, raw=raw, release=origin.release, tee=tee,
                        drain=lambda: origin.drain(raw))
+
+    async def store_whole(self, decision: Store, received: Received, origin: OriginResponse,
+                          body: bytes, redact: Callable[[str], str]) -> Outcome:
+        """The store step for a body that arrived with its head (most small ones): stored
+        now, before the caller gets the response, whose body the caller reads from the HTTP
+        library's own stream; nothing to tee."""
+        limit = self.backend.settings.max_body_size
+        if limit is not None and len(body) > limit:
+            self.not_stored(DontStore("body of %d bytes > max_body_size %d", "", (len(body), limit)))
+            return Outcome(None, raw=origin.raw, release=origin.release)
+        response = core.to_store(self.plan, decision, received, body, redact)
+        if isinstance(response, DontStore):
+            self.not_stored(response)
+            return Outcome(None, raw=origin.raw, release=origin.release)
+        await self.save(response, decision.keys, decision.aliases)
+        self.bytes_stored, self.last = len(body), decision
+        _debug(self.plan, decision)
+        return Outcome(response, raw=origin.raw, release=origin.release)
 
     def not_stored(self, decision: DontStore) -> None:
         self.last = decision

@@ -109,13 +109,16 @@ class Counts(Protocol):
 
     def count_hit(self, bytes_served: int) -> None: ...
 
+    def count_stored_miss(self, bytes_served: int) -> None: ...
+
 
 class EventHub:
     """The listeners of one backend's events, and its counters (``backend.stats``), which
     count every event before the listeners see it.
 
     A plain hit (fresh, no storage error, nothing coalesced) is counted with
-    :meth:`Counts.count_hit` when nobody listens: the event is built only for listeners.
+    :meth:`Counts.count_hit` when nobody listens, a plain miss stored whole with
+    :meth:`Counts.count_stored_miss`: the event is built only for listeners.
     """
 
     __slots__ = ("listeners", "stats")

@@ -19,6 +19,7 @@ from yarl import URL
 
 from .backends import CacheBackend, init_backend
 from .cache_keys import JsonSerialize, NotKeyable, request_body
+from .content import whole_body
 from .driver import OriginResponse, Outcome, fetch, serve_inline
 from .models import CachedRequest
 from .policy import core
@@ -225,6 +226,11 @@ with warnings.catch_warnings():
             """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
             will send among them), body bytes. ValueError for a URL aiohttp would refuse."""
             url, url_text = self._url(str_or_url)
+            if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
+                    and self._default_auth is None and self._default_proxy_auth is None
+                    and url.user is None):  # nothing to merge in: what the way below gives
+                return CachedRequest(method, url_text, CIMultiDict(), b"",
+                                     follow_redirects=kwargs.get("allow_redirects", True))
             if kwargs.get("params"):
                 url = url.extend_query(kwargs["params"])
                 url_text = str(url)
@@ -355,8 +361,9 @@ def _origin(response: ClientResponse) -> OriginResponse:
         release=response.release,
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
-                 for r in response.history],
+                 for r in response.history] if response.history else [],
         sent_headers=CIMultiDict(response.request_info.headers),
+        whole=lambda expected: whole_body(response.content, expected),
     )
 
 

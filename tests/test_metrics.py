@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from aiocache_http import CacheBackend
+from aiocache_http import CacheBackend, driver
 from aiocache_http.metrics.opentelemetry import OpenTelemetryMetrics
 from aiocache_http.metrics.prometheus import PrometheusMetrics
 
@@ -240,6 +240,44 @@ async def test_hits_are_counted_alike_with_and_without_listeners(
         counted.append(counts)
         assert seen == (["miss"] + ["hit"] * 4 if listening else [])
     assert counted[0] == counted[1]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_misses_are_counted_alike_with_and_without_listeners(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path, origin: Origin,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nobody listening a plain miss stored whole is counted without building its
+    event; the counters are the same as when a listener sees every event (misses stored
+    and not stored, and the hits after them)."""
+    built = Counter[bool]()
+
+    class CountedEvent(driver.CacheEvent):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built[listening] += 1
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "CacheEvent", CountedEvent)
+    counted = []
+    for listening in (False, True):
+        backend: CacheBackend = FACTORIES[kind](request, tmp_path / str(listening), {})
+        await backend.clear()
+        seen: list[str] = []
+        if listening:
+            backend.events.subscribe(lambda e, seen=seen: seen.append(e.kind))
+        client = AsyncClient(backend)
+        urls = [origin.url(f"/r/miss-{i}") for i in range(3)] + [origin.url("/r/nostore?status=404")]
+        replies = [await client.get(url) for url in urls + urls[:1]]
+        await client.close()
+        assert [r.from_cache for r in replies] == [False] * 4 + [True]
+        counts = backend.stats.as_dict()
+        counts.pop("since")
+        assert (counts["misses"], counts["stores"], counts["hits"], counts["requests"]) == (4, 3, 1, 5)
+        assert counts["bytes_from_origin"] == sum(len(r.body) for r in replies[:3]) > 0
+        counted.append(counts)
+        assert seen == (["miss"] * 4 + ["hit"] if listening else [])
+    assert counted[0] == counted[1]
+    assert built[False] == 1  # only the miss that was not stored built its event
+    assert built[True] == 5
 
 
 @pytest.mark.parametrize("example", ["prometheus_endpoint.py", "otel_console.py"])

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, NEVER_EXPIRE, CachedRequest
@@ -29,7 +31,7 @@ from aiocache_http.policy.expiration import (
     normalize_expire_after,
     url_match,
 )
-from aiocache_http.policy.keys import REDACTED, normalize_request
+from aiocache_http.policy.keys import _PLAIN_URL, REDACTED, _Normaliser, normalize_request
 from aiocache_http.policy.settings import SETTINGS, settings_table
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -174,6 +176,57 @@ def test_credential_params_user_info_and_secret_keyed_hash() -> None:
     body = req(method="POST", body=b"password=hunter2&u=me",
                Content_Type="application/x-www-form-urlencoded")
     assert b"hunter2" not in normalize_request(body)[1].body
+
+
+_URL_PIECES = st.sampled_from(["a", "Z", "0", "-", ".", "_", "~", "%2F", "%", "@", ":", ";", "=",
+                                "+", "!", "*", "'", "(", "/", "//", "?", "#", "&", " ", "\t",
+                                "\u00e9", "\\", "[", "q=1"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(scheme=st.sampled_from(["http", "https", "HTTP", "ftp"]),
+       host=st.sampled_from(["x.com", "X.com", "127.0.0.1", "a-b.c", "[::1]", "u:p@h", "h", ""]),
+       port=st.sampled_from(["", ":80", ":443", ":8080", ":080", ":0", ":65535", ":65536", ":99999",
+                             ":"]),
+       path=st.lists(_URL_PIECES, max_size=8).map("".join))
+def test_key_url_shortcut_matches_the_general_normalisation(scheme: str, host: str, port: str,
+                                                            path: str) -> None:
+    """A URL already in normal form skips parsing: the key and the stored URL are the
+    same as parsed and put back together (or the shortcut is not taken)."""
+    url = f"{scheme}://{host}{port}{('/' if path and path[0] not in '/?#' else '') + path}"
+    normaliser = _Normaliser((), None)
+    try:
+        general = normaliser.parsed_url(url)
+    except ValueError:
+        with pytest.raises(ValueError):
+            normaliser.url(url)
+        return
+    assert normaliser.url(url) == general
+
+
+def test_key_url_shortcut_is_taken_for_the_common_shape() -> None:
+    assert _PLAIN_URL.match("http://127.0.0.1:8080/item/1") is not None
+    assert _PLAIN_URL.match("https://x.com/a?b=1") is None  # queries are normalised in full
+    assert _Normaliser((), None).url("http://x.com:80") == ("http://x.com/", "http://x.com")
+
+
+@pytest.mark.parametrize("url", ["http://x.com:8080/a/b", "https://X.com/a?q=1", "http://u:p@x.com/"])
+def test_plain_request_key_and_stored_request(url: str) -> None:
+    """A plain request (no header, body or credential) keys as aiohttp-client-cache does
+    (the shortcut and the full way agree); the stored request is the redacted URL alone."""
+    material, stored = normalize_request(CachedRequest("get", url))
+    key_url = _Normaliser((), None).url(url)[0].encode()
+    if "@" in url:  # user info is a credential: hashed into the key, redacted in storage
+        assert material[2] != b"" and "p@" not in stored.url
+    else:
+        assert material == [b"GET", key_url, b"", b"", b""]
+    assert (stored.method, stored.body, len(stored.headers)) == ("GET", b"", 0)
+    assert stored.follow_redirects and stored.verify
+    # A credential header makes it another request, with our own parts; a header the
+    # key does not match leaves the key alone but is stored.
+    assert normalize_request(CachedRequest("GET", url, CIMultiDict(Authorization="x")))[0][2] != b""
+    other, stored = normalize_request(CachedRequest("GET", url, CIMultiDict(Accept="x")))
+    assert other == material and stored.headers["Accept"] == "x"
 
 
 # -- the decision core (fake clock) ----------------------------------------------------------

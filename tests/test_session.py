@@ -357,6 +357,23 @@ async def test_cache_disabled_reaches_a_request_seen_before(origin: Origin) -> N
     assert origin.count("/r/memo-disabled") == 3
 
 
+@pytest.mark.parametrize("follow", [True, False])
+async def test_plain_request_as_the_cache_sees_it_takes_the_short_way(follow: bool) -> None:
+    """A request with nothing to merge in (no headers, auth, cookies or body) is built in
+    short: the same request as the full way builds; anything to merge takes the full way."""
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        url = "http://x.test/a"
+        short = s._cached_request("GET", url, {"allow_redirects": follow})
+        full = s._cached_request("GET", url, {"allow_redirects": follow, "params": None})
+        assert short == full
+        assert (short.url, short.body, len(short.headers), short.follow_redirects, short.verify) \
+            == ("http://x.test/a", b"", 0, follow, True)
+        with_user = s._cached_request("GET", "http://u:p@x.test/a", {})
+        assert with_user.headers["Authorization"].startswith("Basic ")
+    async with CachedClientSession(cache=CacheBackend(), headers={"Accept": "x"}) as s:
+        assert s._cached_request("GET", url, {}).headers["Accept"] == "x"
+
+
 # -- a hit's short ways: the same decisions, fewer steps ------------------------------------
 async def test_a_plain_hit_read_without_waiting_makes_no_driver_coroutine(
         origin: Origin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -643,6 +643,20 @@ async def test_clear_of_a_big_cache_finishes_past_write_timeout(tmp_path: Path) 
     assert reported == []
 
 
+async def test_the_inline_reader_has_a_page_cache_for_a_hot_set(backend: SQLiteBackend) -> None:
+    """The inline reader's page cache is 32 MB, not SQLite's 2 MB: at a million entries
+    (a 2 GB file) the index and table pages on the way to a hot set of a thousand
+    entries stay in it, and a hit reads nothing from the file (the scale row)."""
+    url = "http://127.0.0.1/cached-pages"
+    key = backend.create_key(CachedRequest("GET", url))
+    await backend.save_response(response(url, b"body"), key)
+    await backend.get_response(key)
+    assert backend.read_inline(key) is not None
+    handle = backend.database.handles[asyncio.get_running_loop()]
+    assert handle.reader is not None
+    assert handle.reader.execute("PRAGMA cache_size").fetchone()[0] == -32 * 1024
+
+
 async def test_the_hot_read_is_inline_verified_and_yields_to_the_gate(backend: SQLiteBackend) -> None:
     """read_inline (a plain hit's read): one inline SELECT, no gate; the item verified as
     on any read; anything it cannot settle at once (tampered, missing, an open circuit,

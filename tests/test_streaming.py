@@ -69,6 +69,23 @@ async def test_every_reading_style_miss_then_hit(make_client: MakeClient, origin
                 assert origin.count(f"/body/{name}") == 1, case
 
 
+async def test_small_miss_stored_at_handover_read_from_aiohttps_own_stream(
+        origin: Origin, tmp_path: Path) -> None:
+    """A small body that arrives with its head is stored before ``get()`` returns, read
+    or not, and the caller reads it from aiohttp's own stream: no tee in between."""
+    for cache in (CacheBackend(), SQLiteBackend(tmp_path / "small.sqlite")):
+        async with CachedClientSession(cache=cache) as session:
+            url = body_url(origin, f"small-{type(cache).__name__}", 1000, False)
+            response = await session.get(url)
+            assert type(response.content) is aiohttp.StreamReader
+            assert await cache.raw_responses.size() == 1  # stored, not read yet
+            assert await response.read() == payload(1000)
+            response.release()
+            again = await session.get(url)
+            assert again.from_cache and await again.read() == payload(1000)
+            assert origin.count(f"/body/small-{type(cache).__name__}") == 1
+
+
 async def test_five_megabytes_every_reading_style(make_client: MakeClient, origin: Origin) -> None:
     """5 MB (stored in parts by the filesystem, SQLite and GridFS, read back in chunks on a
     hit): every style on a miss and on a hit with a Content-Length; chunked, the two

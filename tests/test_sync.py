@@ -13,6 +13,8 @@ import faulthandler
 import gc
 import inspect
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -30,6 +32,7 @@ import requests
 import aiocache_http.sync as requests_cache
 from aiocache_http import CacheBackend, CachedClientSession
 from aiocache_http.backends import BACKEND_CLASSES as ASYNC_BACKEND_CLASSES
+from aiocache_http.backends.health import CircuitState
 from aiocache_http.backends.sqlite import SQLiteBackend
 from aiocache_http.sync import (
     BACKEND_CLASSES,
@@ -335,6 +338,89 @@ async def test_many_threads_one_session(make_backend: BackendMaker, origin: Orig
     statuses = await asyncio.to_thread(hammer)
     assert statuses == [200] * 1600
     assert [origin.count(f"/r/t{i}") for i in range(10)] == [1] * 10
+    session.close()
+
+
+def _needs_the_loop(session: CachedSession, url: str) -> tuple[bool, requests.Response]:
+    """Whether ``session.get(url)`` waits for the bridge loop: it is made while that loop
+    is blocked (answered within 0.3 s: it did not need it), then the loop is let go."""
+    blocked, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        blocked.set()
+        release.wait(60)
+
+    requests_cache.BRIDGE.loop().call_soon_threadsafe(block)
+    try:
+        assert blocked.wait(30)
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(session.get, url)
+            try:
+                response = call.result(0.3)
+            except TimeoutError:
+                waited = True
+            else:
+                return False, response
+            release.set()
+            return waited, call.result(30)
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_hit_is_answered_on_the_calling_thread(thread_origin: Origin, tmp_path: Path, kind: str) -> None:
+    """A plain hit (memory; SQLite's inline verified read) makes no hop to the bridge
+    loop: it is answered while that loop is busy, and counted. A request that needs the
+    loop (a listener on events) still goes there."""
+    backend = "memory" if kind == "memory" else requests_cache.SQLiteCache(tmp_path / "here")
+    session = CachedSession(backend=backend)
+    url = thread_origin.url("/r/here")
+    first = session.get(url)
+    assert not first.from_cache
+    stats = session.backend.stats
+    assert stats is not None
+    hits_before = stats.hits
+    for _ in range(3):
+        waited, hit = _needs_the_loop(session, url)
+        assert not waited and hit.from_cache and hit.content == first.content
+    assert stats.hits == hits_before + 3
+    heard: list[str] = []
+    session.backend.events.subscribe(lambda e: heard.append(str(e.kind)))
+    waited, hit = _needs_the_loop(session, url)
+    assert waited and hit.from_cache and len(heard) == 1  # its event is emitted on the loop
+    session.close()
+
+
+def test_a_hit_off_the_loop_keeps_the_loops_rules(thread_origin: Origin, tmp_path: Path) -> None:
+    """Off the loop, SQLite's inline read follows the loop's rules, else the request goes
+    to the loop: not while the loop's reads circuit is open, nor while another thread
+    reads on the shared inline connection (never wait), nor after the file was replaced
+    (the loop reopens it)."""
+    db = tmp_path / "rules.sqlite"
+    session = CachedSession(backend=requests_cache.SQLiteCache(db))
+    url = thread_origin.url("/r/rules")
+    session.get(url)
+    backend = session.backend
+    loop = requests_cache.BRIDGE.loop()
+    assert _needs_the_loop(session, url)[0] is False
+    breaker = backend.health.breaker(loop)
+    breaker.reads.state = CircuitState.OPEN
+    try:
+        assert _needs_the_loop(session, url)[0] is True
+    finally:
+        breaker.reads.state = CircuitState.CLOSED
+    assert _needs_the_loop(session, url)[0] is False
+    assert isinstance(backend, SQLiteBackend)
+    handle = backend.database.handles[loop]
+    with handle.reading:
+        waited, hit = _needs_the_loop(session, url)
+    assert waited and hit.from_cache  # read the gated way
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).close()
+    os.replace(other, db)
+    handle.check_at = 0.0  # due for its check now
+    waited, fresh = _needs_the_loop(session, url)
+    assert waited and not fresh.from_cache  # the loop found the new (empty) file
     session.close()
 
 

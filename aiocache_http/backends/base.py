@@ -98,10 +98,12 @@ class BaseCache(ABC):
     @abstractmethod
     async def read(self, key: str) -> Value | None: ...
 
-    def read_now(self, key: str) -> bytes | None:
+    def read_now(self, key: str, loop: asyncio.AbstractEventLoop | None = None) -> bytes | None:
         """The bytes of a whole item at ``key`` if they can be had at once, without waiting
         on anything (no IO that can hang, no lock): the hot path then needs no deadline.
-        None when they cannot (or nothing is there): :meth:`open_read` decides."""
+        None when they cannot (or nothing is there): :meth:`open_read` decides. ``loop``:
+        the loop whose connections to use when called from another thread (default: the
+        running loop)."""
         return None
 
     @abstractmethod
@@ -208,7 +210,7 @@ class ConfigurationError(Exception):
 def without_set_cookie(response: CachedResponse) -> CachedResponse:
     """``response`` (and its redirect hops) without Set-Cookie headers; itself if none."""
     def clean(headers: CIMultiDict[str]) -> CIMultiDict[str]:
-        if not any(name.lower() in NEVER_STORED for name in headers):
+        if NEVER_STORED.isdisjoint(map(str.lower, headers)):
             return headers
         return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in NEVER_STORED)
 
@@ -459,11 +461,12 @@ class CacheBackend:
             return found
         return replay_response(record)
 
-    def read_inline(self, key: str) -> CachedResponse | None:
+    def read_inline(self, key: str, loop: asyncio.AbstractEventLoop | None = None) -> CachedResponse | None:
         """The response at ``key`` when it can be had without waiting: kept decoded in
         this process, or whole bytes the storage reads at once (:meth:`BaseCache.read_now`,
         verified here as always). None for anything else (nothing there, an alias, a large
-        item, a busy file): :meth:`get_record` then reads it the full way, within the gate."""
+        item, a busy file): :meth:`get_record` then reads it the full way, within the gate.
+        ``loop``: whose breaker and connections, when called off that loop's thread."""
         storage = self.raw_responses
         kind = type(storage)
         if getattr(kind, "_fast_read", None) is not kind.read:  # ``read`` replaced: its way
@@ -475,9 +478,9 @@ class CacheBackend:
             return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
         if kind.read_now is BaseCache.read_now:  # a storage that cannot (a network database)
             return None
-        if self.health.breaker().reads.state is not CircuitState.CLOSED:
+        if self.health.breaker(loop).reads.state is not CircuitState.CLOSED:
             return None  # the gate decides each call (probes) until the backend answers again
-        data = storage.read_now(key)
+        data = storage.read_now(key, loop)
         if data is None:
             return None
         try:

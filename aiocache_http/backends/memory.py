@@ -9,6 +9,7 @@ serializer, so tools see what any other storage would show.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
@@ -52,7 +53,8 @@ class MemoryCache(BaseCache):
         if item is None:
             return None
         if self.max_entries is not None:
-            self.data.move_to_end(key)
+            with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
+                self.data.move_to_end(key)
         return item[0]
 
     def put_item(self, key: str, value: Item, expires: datetime | None) -> None:

@@ -75,6 +75,10 @@ _CLEAR_STEP = 0.1  # seconds a clear() batch aims at (far under write_timeout, e
 _CLEAR_FIRST, _CLEAR_MOST = 1000, 200_000  # rows in its first and largest batch
 _ORPHAN_AGE = 3600  # seconds before parts no entry points at are swept (a writer died)
 _CHECK_EVERY = 0.25  # seconds between two checks that the file is still the one we opened
+# The inline reader's page cache (KiB; SQLite's default is 2 MB): the pages on the way to a
+# hot set of entries stay in it at any file size, so a hit costs no read() of the file.
+# Pages are taken as they are read: a small file uses no more than its size.
+_READER_CACHE_KIB = 32 * 1024
 _WAITED = 0.05  # a busy error after this long came from a real lock wait: not retried
 _BAD_FILE = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is wrong
 # SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN: this connection's view of the file may be
@@ -185,16 +189,50 @@ class _Handle:
     loop: asyncio.AbstractEventLoop
     tables: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer at a time
-    reader: sqlite3.Connection | None = None  # point reads, inline on the loop's thread
+    reader: sqlite3.Connection | None = None  # point reads, inline (see SQLiteDatabase.reader)
+    # Held for one point read on ``reader``: the loop's thread and sync callers' threads
+    # (a sync hit) share it; a thread that finds it taken reads the gated way instead.
+    reading: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
     file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file it opened
     stale: bool = False  # another connection found the file's state changed: reopen
     check_at: float = 0.0  # monotonic time of the next check that the file is still there
 
     def close_reader(self) -> None:
-        if self.reader is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self.reader.close()
-            self.reader = None
+        """The handle is done with: no reader is opened for it again."""
+        with self.reading:  # not under another thread's point read
+            self.closed = True
+            if self.reader is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.reader.close()
+                self.reader = None
+
+    def current(self, path: Path | str) -> bool:
+        """Not known to be stale, and its file checked within ``_CHECK_EVERY`` (checked
+        now, one stat, if due: a replaced file is left for the loop to reopen)."""
+        if self.stale:
+            return False
+        now = time.monotonic()
+        if self.check_at > now:
+            return True
+        if self.file is not None and isinstance(path, Path) and _file_id(path) != self.file:
+            return False
+        self.check_at = now + _CHECK_EVERY
+        return True
+
+    def point_read(self, db: SQLiteDatabase, sql: str, key: str) -> list[Any] | None:
+        """The rows of ``sql`` by ``key`` on the inline reader; None if they cannot be had
+        at once (another thread is reading, the file is busy or sick)."""
+        if not self.reading.acquire(blocking=False):
+            return None
+        try:
+            if self.closed:  # dropped by its loop after the caller found it
+                return None
+            return db.reader(self).execute(sql, (key,)).fetchall()
+        except sqlite3.Error:
+            return None
+        finally:
+            self.reading.release()
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -354,13 +392,15 @@ class SQLiteDatabase:
             task.exception()  # retrieved: every caller may have left
 
     def reader(self, handle: _Handle) -> sqlite3.Connection:
-        """This loop's read-only connection for point reads run inline. It never waits for
-        a lock (busy_timeout 0): a busy database raises, and the caller reads through the
+        """This loop's read-only connection for point reads run inline (on the loop's
+        thread, or a sync caller's: used under ``handle.reading``). It never waits for a
+        lock (busy_timeout 0): a busy database raises, and the caller reads through the
         aiosqlite thread instead."""
         if handle.reader is None:
             reader = sqlite3.connect(self._target, uri=self._uri, timeout=0, isolation_level=None,
                                      check_same_thread=False)
             reader.execute("PRAGMA query_only=1")
+            reader.execute(f"PRAGMA cache_size=-{_READER_CACHE_KIB}")
             handle.reader = reader
         return handle.reader
 
@@ -809,34 +849,31 @@ class SQLiteCache(BaseCache):
         handle = self.db.handles.get(asyncio.get_running_loop())
         if (handle is not None and self.table_name in handle.tables and not handle.stale
                 and handle.check_at > time.monotonic()):  # else: the checked path below
-            try:
-                row = self.db.reader(handle).execute(self._read, (key,)).fetchone()
-            except sqlite3.Error:  # busy, locked or sick: never wait on the loop; the
-                pass  # aiosqlite path below waits within the gate's deadline, or reports it
-            else:
-                return None if row is None else (row[0], row[1])
+            # Busy, locked or sick: never wait on the loop; the aiosqlite path below
+            # waits within the gate's deadline, or reports it.
+            found = handle.point_read(self.db, self._read, key)
+            if found is not None:
+                return (found[0][0], found[0][1]) if found else None
         rows = await self._fetch(self._read, (key,))
         return (rows[0][0], rows[0][1]) if rows else None
 
     _fast_read = read  # read_now() stands for read() only while ``read`` is this one
 
-    def read_now(self, key: str) -> bytes | None:
+    def read_now(self, key: str, loop: asyncio.AbstractEventLoop | None = None) -> bytes | None:
         """A whole item by primary key on this loop's checked connection, inline: the
         reader never waits for a lock (busy_timeout 0); a busy or sick file, a pending
-        bulk write, an item in parts: None, and the gated read decides."""
+        bulk write, an item in parts, the reader in use by another thread: None, and the
+        gated read decides."""
         pending = self._pending()
         if pending is not None and key in pending:
             return None
-        handle = self.db.handles.get(asyncio.get_running_loop())
-        if (handle is None or self.table_name not in handle.tables or handle.stale
-                or handle.check_at <= time.monotonic()):
+        handle = self.db.handles.get(loop or asyncio.get_running_loop())
+        if handle is None or self.table_name not in handle.tables or not handle.current(self.db.path):
             return None
-        try:
-            row = self.db.reader(handle).execute(self._read, (key,)).fetchone()
-        except sqlite3.Error:
+        found = handle.point_read(self.db, self._read, key)
+        if not found or found[0][1] is not None:
             return None
-        if row is None or row[1] is not None:
-            return None
+        row = found[0]
         value = decode_value(bytes(row[0]))
         return value if isinstance(value, bytes) else None
 

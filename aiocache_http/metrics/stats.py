@@ -65,6 +65,15 @@ class CacheStats:
             self.hits += 1
             self.bytes_from_cache += bytes_served
 
+    def count_stored_miss(self, bytes_served: int) -> None:
+        """Count a plain miss: fetched in full (no revalidation), stored, nothing coalesced,
+        no storage error (what :meth:`record` counts for such an event, without it)."""
+        with self._lock:
+            self.requests += 1
+            self.misses += 1
+            self.stores += 1
+            self.bytes_from_origin += bytes_served
+
     def record(self, event: CacheEvent) -> None:
         """Count one event (the listener ``backend.events`` calls)."""
         kind = event.kind

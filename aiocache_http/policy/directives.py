@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from functools import lru_cache
 
 MAX_DELTA_SECONDS = 2**31
 """§1.2.2: a delta-seconds too large to represent "MUST" be taken as 2^31; every number
@@ -93,6 +94,7 @@ _RFC850 = re.compile(rf"(?:{_LONG_DAYS}), (\d\d)-({_M})-(\d\d) {_T} GMT", re.IGN
 _ASCTIME = re.compile(rf"(?:{_DAYS}) ({_M}) ([ \d]\d) {_T} (\d{{4}})", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1024)  # a Date changes once a second: most responses repeat one
 def parse_http_date(value: str | None) -> datetime | None:
     """An HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, or the obsolete RFC 850 and asctime
     forms) as an aware UTC datetime; None when missing or invalid. Anything else, a

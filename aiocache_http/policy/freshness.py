@@ -61,7 +61,10 @@ def _date(headers: CIMultiDict[str]) -> datetime | None:
 def _age_header(headers: CIMultiDict[str]) -> float:
     """The Age field (RFC 9111 §5.1): the first value of the first line counts, so a list
     (``Age: 7200, 0``) is not read as 0."""
-    return float(delta_seconds(headers.get("Age", "").split(",", 1)[0].strip()) or 0)
+    age = headers.get("Age")
+    if age is None:  # the usual case
+        return 0.0
+    return float(delta_seconds(age.split(",", 1)[0].strip()) or 0)
 
 
 def initial_age(headers: CIMultiDict[str], request_time: datetime, response_time: datetime) -> float:
@@ -176,7 +179,7 @@ def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
         if no_cache:
             more.update(field_names(no_cache))
         drop = more
-    if not any(name.lower() in drop for name in headers):
+    if drop.isdisjoint(map(str.lower, headers)):
         return headers
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
 

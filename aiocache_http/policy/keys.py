@@ -59,6 +59,10 @@ CREDENTIAL_PATTERNS = ("*token*", "*secret*", "*signature*", "*passw*", "*sessio
 ``refresh_token``, ``id_token``, ``private_token``; ``*_key`` covers ``Api-Key``."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# An http(s) URL already in normal form (lower-case scheme and host, no user info, query
+# or fragment, a port without leading zeros): its key URL is itself, path "/" if none.
+_PLAIN_URL = re.compile(r"(https?)://([a-z0-9.-]+)(?::([1-9][0-9]{0,4}))?"
+                        r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)?\Z")
 _OURS = b"\x00aiocache-http"  # third part of every key that is not a plain request's
 _ANON_HASH_KEY = b"aiocache-http credential"
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -83,7 +87,7 @@ def _matches(normalised: str, extra: tuple[str, ...]) -> bool:
 def is_credential(name: str, extra: Iterable[str] = ()) -> bool:
     """Does a header or parameter called ``name`` carry a credential? ``extra``: more
     names or globs (the ``credential_names`` setting), normalised the same way."""
-    return _matches(normalise_name(name), tuple(normalise_name(e) for e in extra))
+    return _matches(normalise_name(name), tuple(map(normalise_name, extra)) if extra else ())
 
 
 class _CredentialFields:
@@ -125,8 +129,8 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: CIMultiDict[str], ignored
     """
     skip = {name.lower() for name in ignored}
     extra = []
-    for name in {n.lower() for n in sent}:
-        if name in skip or not is_credential(name, credential_names):
+    for name in _credentials_among(frozenset(map(str.lower, sent)), tuple(credential_names)):
+        if name in skip:
             continue
         values = sent.getall(name)
         if name == "cookie":
@@ -136,6 +140,11 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: CIMultiDict[str], ignored
         elif not set(values) <= set(keyed.getall(name, ())):
             extra.append(name)
     return sorted(extra)
+
+
+@lru_cache(maxsize=256)  # a client sends the same few header names request after request
+def _credentials_among(names: frozenset[str], extra: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in names if is_credential(name, extra))
 
 
 def _cookie_pairs(lines: Iterable[str]) -> list[str]:
@@ -151,7 +160,7 @@ class _Normaliser:
     __slots__ = ("extra", "ignored", "secret", "secrets")
 
     def __init__(self, ignored: Iterable[str], secret: bytes | None, extra: Iterable[str] = ()) -> None:
-        self.ignored = frozenset(p.lower() for p in ignored)
+        self.ignored = frozenset(map(str.lower, ignored))
         self.secret = secret
         self.extra = tuple(extra)
         self.secrets: list[str] = []
@@ -177,6 +186,18 @@ class _Normaliser:
     def url(self, url: str) -> tuple[str, str]:
         """Return (normalised URL for the key, redacted URL for storage). A URL that
         cannot be parsed raises ValueError (the sessions then leave it to the client)."""
+        plain = _PLAIN_URL.match(url)
+        if plain is not None:  # the common shape, already normal: what the way below gives
+            scheme, host, port, path = plain.groups()
+            if port is not None and (int(port) > 65535 or _DEFAULT_PORTS[scheme] == int(port)):
+                pass  # out of range or the default: the way below says what it means
+            else:
+                netloc = host if port is None else f"{host}:{port}"
+                return f"{scheme}://{netloc}{path or '/'}", f"{scheme}://{netloc}{path or ''}"
+        return self.parsed_url(url)
+
+    def parsed_url(self, url: str) -> tuple[str, str]:
+        """:meth:`url` for any URL: parsed, then put back together normalised."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         host = (parts.hostname or "").lower()
@@ -281,6 +302,11 @@ def normalize_request(
     """
     n = _Normaliser(ignored_params, secret, credential_names)
     key_url, stored_url = n.url(request.url)
+    if (not request.body and not request.headers and not n.secrets and request.follow_redirects
+            and request.verify):  # a plain request: what the way below gives, in short
+        upper = request.method.upper()
+        return ([upper.encode(), key_url.encode("utf-8", "surrogatepass"), b"", b"", b""],
+                CachedRequest(upper, stored_url, CIMultiDict(), b"", True, True))
     key_body, stored_body = n.body(request.body, request.headers.get("Content-Type", ""))
     matched, stored_headers = n.headers(request.headers, match_headers)
     redirects = [] if request.follow_redirects else ["no-redirects"]
@@ -319,6 +345,10 @@ def hash_key(parts: Iterable[bytes | Chunks]) -> str:
     hashes as the bytes they join into."""
     digest = hashlib.sha256()
     for part in parts:
+        if type(part) is bytes:  # the usual part: no view needed for its length
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+            continue
         chunks = part.buffers if isinstance(part, Chunks) else (part,)
         digest.update(sum(memoryview(c).nbytes for c in chunks).to_bytes(8, "big"))
         for chunk in chunks:

@@ -65,6 +65,13 @@ class LoopBridge:
             )
         return loop
 
+    def running(self) -> asyncio.AbstractEventLoop | None:
+        """The bridge loop if it runs and this is not its thread, else None (not started)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or thread is threading.current_thread():
+            return None
+        return loop
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the bridge loop and return its result (or raise its error)."""
         try:

@@ -20,12 +20,13 @@ import requests
 from requests.hooks import dispatch_hook
 
 from ..backends import CacheBackend
-from ..driver import OriginResponse, Outcome, fetch
-from ..policy.core import UNSET, RequestOptions
+from ..driver import OriginResponse, Outcome, fetch, serve_inline
+from ..policy import core
+from ..policy.core import UNSET, Plan, RequestOptions
 from ..policy.expiration import ExpirationTime
 from ..policy.settings import CacheSettings, Default, default
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
-from .bridge import Offload, serve
+from .bridge import BRIDGE, Offload, serve
 from .cache import BaseCache
 from .convert import NotKeyable, cached_request, origin_response
 from .models import CachedResponse, OriginalResponse
@@ -246,6 +247,16 @@ class CachedSession(requests.Session):
         if id(self) in _disabled.get() or self._backend.disabled:
             options = replace(options, disabled=True)
         backend = self._backend
+        plan: Plan | None = None
+        loop = BRIDGE.running()
+        if loop is not None:
+            # A hit to be had at once (memory; SQLite's inline verified read) is answered
+            # on this thread with the bridge loop's connections and breaker; anything
+            # else (a miss, a busy file, an open circuit, a listener) goes to the loop.
+            plan = core.plan(record, backend.settings, options, backend.identify)
+            hit = serve_inline(backend, plan, loop)
+            if hit is not None:
+                return self._respond(hit, request, kwargs, environment)
         owner = threading.get_ident()  # who reads the response: this thread
 
         async def work(offload: Offload) -> Outcome:
@@ -261,7 +272,8 @@ class CachedSession(requests.Session):
                     prepared, {**_merged(kwargs, environment), "stream": True}))
                 return origin_response(response, offload, stream=bool(kwargs.get("stream")))
 
-            return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS, owner=owner)
+            return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS,
+                               owner=owner, plan=plan)
 
         return self._respond(serve(work), request, kwargs, environment)
 
