@@ -4,6 +4,7 @@ loops and processes), bad input. The storage contract itself is in test_contract
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import math
 import multiprocessing
@@ -686,3 +687,53 @@ async def test_the_hot_read_is_inline_verified_and_yields_to_the_gate(backend: S
     found = backend.read_inline(key)
     assert found is not None and found.body == b"again"
     assert (backend.health.breaker().reads.failures, backend.health.skipped) == calls_before
+
+
+class RepliesThatLinger(SQLiteCache):
+    """A storage whose first read looks, then answers only once ``answer`` is set: a
+    network database's reply still on its way (a custom storage, as a user may plug in)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.looked, self.answer = asyncio.Event(), asyncio.Event()
+        self.held = False
+
+    async def open_read(self, key: str) -> Any:
+        found = await super().open_read(key)
+        if not self.held:
+            self.held = True
+            self.looked.set()
+            await self.answer.wait()
+        return found
+
+
+@pytest.mark.parametrize("change", ["store", "delete"])
+async def test_a_lookup_after_a_change_never_joins_a_read_from_before_it(tmp_path: Path, change: str) -> None:
+    """Concurrent lookups of a key share one read. One that starts after the key was
+    stored (or deleted) joined a read begun before, and got its stale answer: a key just
+    stored was read as a miss, so a second origin request (16 threads on DynamoDB showed
+    it), or a deleted entry was served. Now a change lets go of the reads begun before."""
+    backend = SQLiteBackend(tmp_path / "c.sqlite")
+    url = "http://127.0.0.1/k"
+    old = CachedResponse(200, "OK", url, CIMultiDict(), b"old", CachedRequest("GET", url))
+    if change == "delete":
+        await backend.save_response(old, "k")
+    storage = backend.raw_responses = RepliesThatLinger(backend.database, "responses")
+    try:
+        early = asyncio.create_task(backend.get_record("k"))
+        await asyncio.wait_for(storage.looked.wait(), 10)  # it looked; its answer lingers
+        if change == "store":
+            await backend.save_response(dataclasses.replace(old, body=b"new"), "k")
+        else:
+            await backend.delete("k")
+        late = asyncio.create_task(backend.get_record("k"))
+        await asyncio.sleep(0.05)
+        storage.answer.set()
+        found_early, found_late = await asyncio.gather(early, late)
+        if change == "store":  # the early one began before the write: either answer is fair
+            assert found_late is not None and found_late.body == b"new"
+        else:
+            assert found_early is not None and found_early.body == b"old"
+            assert found_late is None
+    finally:
+        await backend.close()

@@ -253,6 +253,16 @@ def cache_path(cache_name: str | Path, use_cache_dir: bool = False, use_temp: bo
 _SETTING_ATTRS = CacheSettings.NAMES - {"serializer"}
 
 
+class _SharedRead:
+    """A read under way that concurrent lookups of its key share (``_read_shared``); its
+    ``future`` is made by the first lookup that waits for it."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[tuple[bytes | None, str] | None] | None = None
+
+
 class CacheBackend:
     """Settings + serializer + two storages. ``CacheBackend()`` keeps everything in memory.
 
@@ -291,8 +301,7 @@ class CacheBackend:
         self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
         # Reads under way, shared by concurrent lookups of the same key (see _read_shared).
-        self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool],
-                          asyncio.Future[tuple[bytes | None, str] | None] | None] = {}
+        self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool], _SharedRead] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
@@ -555,15 +564,16 @@ class CacheBackend:
             return await self._read_item(key, follow_redirects)  # the gate decides each call
         slot = (loop, key, follow_redirects)
         reads = self._reads
-        if slot in reads:
-            pending = reads[slot]
+        entry = reads.get(slot)
+        if entry is not None:
+            pending = entry.future
             if pending is None:  # the first waiter makes the future (most reads have none)
-                pending = reads[slot] = loop.create_future()
+                pending = entry.future = loop.create_future()
             shared = await asyncio.shield(pending)
             if shared is not None:
                 return shared
             return await self._read_item(key, follow_redirects)
-        reads[slot] = None
+        entry = reads[slot] = _SharedRead()
         shared = None
         try:
             found, at = await self._read_item(key, follow_redirects)
@@ -573,9 +583,29 @@ class CacheBackend:
                 shared = (found.whole, at)
             return found, at
         finally:
-            future = reads.pop(slot)
-            if future is not None:
-                future.set_result(shared)
+            if reads.get(slot) is entry:  # (a write may have let go of it already)
+                reads.pop(slot, None)
+            if entry.future is not None:
+                entry.future.set_result(shared)
+
+    def _changed(self, keys: Iterable[str] | None) -> None:
+        """``keys`` (None: any key) changed in storage: a lookup that starts now must not
+        join a read that began before, which may find what was there before (a key just
+        stored read as a miss: a second origin request; a deleted entry served)."""
+        reads = self._reads
+        if reads:
+            changed = None if keys is None else set(keys)
+            for slot in list(reads):
+                if changed is None or slot[1] in changed:
+                    reads.pop(slot, None)
+
+    async def _then_changed(self, call: Awaitable[T], keys: Iterable[str] | None) -> T:
+        """``call`` (a write or delete), then :meth:`_changed` once it has completed (also
+        when it completes in the background, after its caller stopped waiting)."""
+        try:
+            return await call
+        finally:
+            self._changed(keys)
 
     async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
         """The item stored at ``key``, else (following a redirect alias) at its target, with
@@ -592,7 +622,8 @@ class CacheBackend:
 
     async def _discard(self, key: str, error: object) -> None:
         logger.warning("%r: discarding unusable item %s: %s", self, key, error)
-        await self._guard("delete", self.raw_responses.delete(key), None, Kind.DELETE)
+        await self._guard("delete", self._then_changed(self.raw_responses.delete(key), (key,)), None,
+                          Kind.DELETE)
 
     async def _large(self, key: str, reader: ItemReader, stream: bool) -> CachedResponse | None:
         """A large item: its head verified and decoded now; its body left in storage
@@ -692,8 +723,10 @@ class CacheBackend:
                     response = dataclasses.replace(response, cache_key=key)
                 if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
                     storage.put_item(key, response, until)  # type: ignore[attr-defined]
+                    self._changed((key,))
                     continue
-                await self._guard_write("write", storage, storage.write(key, self.dump(key, response), until))
+                await self._guard_write("write", storage, self._then_changed(
+                    storage.write(key, self.dump(key, response), until), (key,)))
             return
         writer = await self.open_response(dataclasses.replace(response, body=b"", stored_body=None), keys)
         try:
@@ -733,7 +766,8 @@ class CacheBackend:
     async def save_redirect(self, alias: str, key: str) -> None:
         """Make a lookup of ``alias`` (a redirect hop's key) find the response at ``key``."""
         data = self.dump_redirect(alias, key)
-        await self._guard_write("write redirect", self.raw_redirects, self.raw_redirects.write(alias, data))
+        await self._guard_write("write redirect", self.raw_redirects,
+                                self._then_changed(self.raw_redirects.write(alias, data), (alias,)))
 
     def dump_redirect(self, alias: str, key: str) -> bytes:
         """The stored form of the alias ``alias`` -> ``key``."""
@@ -759,17 +793,18 @@ class CacheBackend:
                            for m in methods for follow in (True, False))
         if targets:  # by URL: the caller's maintenance; by key: the request path (invalidation)
             aliases = await self._hop_aliases(targets)
-            await self._guard("delete", self.raw_responses.bulk_delete(targets), None,
-                              Kind.MAINTENANCE if urls else Kind.DELETE)
+            await self._guard("delete", self._then_changed(self.raw_responses.bulk_delete(targets), targets),
+                              None, Kind.MAINTENANCE if urls else Kind.DELETE)
             if aliases:
-                await self._guard("delete redirects", self.raw_redirects.bulk_delete(aliases), None,
-                                  Kind.DELETE)
+                await self._guard("delete redirects", self._then_changed(
+                    self.raw_redirects.bulk_delete(aliases), aliases), None, Kind.DELETE)
         if expired:
-            removed = await self._guard("delete expired", self.raw_responses.delete_expired(utcnow()),
-                                        None, Kind.MAINTENANCE)
+            removed = await self._guard("delete expired", self._then_changed(
+                self.raw_responses.delete_expired(utcnow()), None), None, Kind.MAINTENANCE)
             if removed is None:  # the storage keeps no expiry: find them by decoding
-                await self._guard("delete", self.raw_responses.bulk_delete(await self._expired_keys()),
-                                  None, Kind.MAINTENANCE)
+                expired_keys = await self._expired_keys()
+                await self._guard("delete", self._then_changed(
+                    self.raw_responses.bulk_delete(expired_keys), expired_keys), None, Kind.MAINTENANCE)
             await self.prune_redirects()
 
     async def _hop_aliases(self, keys: Iterable[str]) -> list[str]:
@@ -854,9 +889,12 @@ class CacheBackend:
         """Delete every response and redirect. An explicit bulk operation: it runs in steps
         (see :meth:`BaseCache.clear_steps`), each bounded by ``write_timeout``, so a large
         cache is cleared whole while a hung backend still fails (open) at its first step."""
-        for storage in (self.raw_responses, self.raw_redirects):
-            async for _ in self._guard_iter("clear", storage.clear_steps()):
-                pass
+        try:
+            for storage in (self.raw_responses, self.raw_redirects):
+                async for _ in self._guard_iter("clear", storage.clear_steps()):
+                    pass
+        finally:
+            self._changed(None)
 
     async def wait_for_refreshes(self) -> None:
         """Wait for the stale-while-revalidate refreshes and the writes still finishing in

@@ -140,6 +140,7 @@ class ResponseWriter:
                     return False
                 if await self._store(writer.commit(head)) is _FAILED:
                     return False
+            backend._changed(self.keys)
         self._state = "committed"
         return True
 
