@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from multidict import CIMultiDict
@@ -107,7 +108,7 @@ class Outcome:
 async def fetch(
     backend: CacheBackend, request: CachedRequest, options: RequestOptions | None, send: Send,
     network_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
-    owner: object = None, plan: Plan | None = None,
+    owner: object = None, plan: Plan | None = None, inline_tried: bool = False,
 ) -> Outcome:
     """Answer ``request`` from the cache or the origin, storing what may be stored.
 
@@ -117,26 +118,45 @@ async def fetch(
     (default: the current task; the sync session passes its calling thread): a request
     never waits for a response its owner has not read yet. ``plan`` is
     ``core.plan(request, ...)`` when the session has it already (a plain request seen
-    before).
+    before); ``inline_tried``: the session called :func:`serve_inline` with it already.
     """
     if plan is None:
         plan = core.plan(request, backend.settings, options, backend.identify)
-    hit = serve_inline(backend, plan)
-    if hit is not None:
-        return hit
+    if not inline_tried:
+        hit = serve_inline(backend, plan)
+        if hit is not None:
+            return hit
     hub = backend.events
     status_header = backend.settings.cache_status_header
     run = _Run(backend, plan, send, network_errors)
     run.owner = owner if owner is not None else asyncio.current_task()
     with request_budget():  # a sick backend costs this request at most one deadline
         if not hub and not status_header:
-            return await run.finish(await run.execute())
+            outcome = await run.execute()
+            return await run.finish(outcome) if run.opened else outcome
         listening = bool(hub.listeners) or status_header
         if listening:
             run.observe()
         faults, token = start_collecting_faults()
         try:
-            outcome = await run.finish(await run.execute())
+            first = None
+            mark = backend.coalescing.mark()
+            if not listening and plan.bypass is None and not plan.skip_read:
+                # A plain request nobody listens to, on storage read with IO: the lookup's
+                # first read here, and a fresh whole entry served at once (counted; no
+                # event built); anything else goes on the full way from what was read.
+                stored = run.opening(await backend.get_record(plan.key, stream=True))
+                now = backend.clock()
+                decision = core.on_lookup(plan, stored, now)
+                if type(decision) is Serve and not faults and not run.opened:
+                    _debug(plan, decision)
+                    assert decision.response is not None and hub.stats is not None
+                    hub.stats.count_hit(len(decision.response.body))
+                    return Outcome(decision.response, from_cache=True, age=decision.age)
+                first = (decision, now)
+            outcome = await run.execute(first, mark)
+            if run.opened:
+                outcome = await run.finish(outcome)
         except BaseException:
             run.emit(None, faults, error=True)
             raise
@@ -214,13 +234,17 @@ class _Run:
                  network_errors: tuple[type[BaseException], ...]) -> None:
         self.backend, self.plan, self.send, self.network_errors = backend, plan, send, network_errors
 
-    async def execute(self) -> Outcome:
+    async def execute(self, first: tuple[Decision, datetime] | None = None,
+                      mark: int | None = None) -> Outcome:
+        """``first``: the core's decision on the entry at the plan's key (and the time it
+        was made), when the caller read it already, with ``mark`` taken before."""
         plan = self.plan
         if plan.bypass is not None:
             return await self.origin(plan.bypass)
         coalescing = self.backend.coalescing
-        mark = coalescing.mark()
-        decision = await self.lookup()
+        if mark is None:
+            mark = coalescing.mark()
+        decision = await self.lookup(first)
         if isinstance(decision, ServeStale) and decision.refresh is not None:
             slot = (asyncio.get_running_loop(), plan.key)
             if slot not in coalescing.inflight and not coalescing.finished_since(slot, mark):
@@ -243,18 +267,25 @@ class _Run:
     # -- storage ------------------------------------------------------------------------
     async def read(self, key: str) -> CachedResponse | None:
         """The entry at ``key``; a large body stays in storage until it is read."""
-        stored = await self.backend.get_record(key, stream=True)
+        return self.opening(await self.backend.get_record(key, stream=True))
+
+    def opening(self, stored: CachedResponse | None) -> CachedResponse | None:
+        """``stored``, its large body (left in storage) kept to close (see finish())."""
         if stored is not None and stored.stored_body is not None:
             self.opened = [*(self.opened or ()), stored.stored_body]
         return stored
 
-    async def lookup(self) -> Decision:
-        """Read what the core asks for until it can decide from it."""
+    async def lookup(self, first: tuple[Decision, datetime] | None = None) -> Decision:
+        """Read what the core asks for until it can decide from it (``first``: the
+        decision on the entry at the plan's key, read already; see execute())."""
         plan, backend = self.plan, self.backend
         start = time.perf_counter() if self.observing else 0.0
-        stored = await self.read(plan.key)
-        now = backend.clock()
-        decision = core.on_lookup(plan, stored, now)
+        if first is None:
+            stored = self.opening(await backend.get_record(plan.key, stream=True))  # (read())
+            now = backend.clock()
+            decision = core.on_lookup(plan, stored, now)
+        else:
+            decision, now = first
         while isinstance(decision, Lookup):
             _debug(plan, decision)
             stored = await self.read(decision.key)
@@ -596,4 +627,4 @@ def _debug(plan: Plan, decision: Decision) -> None:
                      decision.why())
 
 
-__all__ = ["OriginResponse", "Outcome", "Send", "fetch"]
+__all__ = ["OriginResponse", "Outcome", "Send", "fetch", "serve_inline"]

@@ -505,7 +505,9 @@ class CachedClientResponse:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.wait_for_close()
+        stored = self._cached.stored_body  # (wait_for_close(), inline: every hit passes here)
+        if stored is not None:
+            await stored.close()
 
     def __repr__(self) -> str:
         return f"<CachedClientResponse({self._cached.url}) [{self.status} {self.reason}]>"

@@ -20,7 +20,7 @@ from yarl import URL
 from .backends import CacheBackend, init_backend
 from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .content import whole_body
-from .driver import OriginResponse, Outcome, fetch
+from .driver import OriginResponse, Outcome, fetch, serve_inline
 from .models import CachedRequest
 from .policy import core
 from .policy.core import UNSET, RequestOptions
@@ -126,7 +126,13 @@ with warnings.catch_warnings():
                 memo = self._plans.get((method, str_or_url, kwargs.get("allow_redirects", True)))
                 if memo is not None and memo.holds(self) and not self._cache.disabled:
                     # A plain request seen before: its key and plan are worked out already.
-                    return await self._send_plain(method, str_or_url, memo, kwargs)
+                    outcome = serve_inline(self._cache, memo.plan) or await fetch(
+                        self._cache, memo.request, _OPTIONS,
+                        self._sender(method, str_or_url, None, kwargs), _NETWORK_ERRORS,
+                        plan=memo.plan, inline_tried=True)
+                    check = self._raise_for_status
+                    result = self._respond(outcome, method)
+                    return await self._checked(result, check) if check else result
             keyable = True
             try:
                 # The body enters the key of a method that may be stored only: another one
@@ -158,14 +164,8 @@ with warnings.catch_warnings():
                 plan = core.plan(request, self._cache.settings, options, self._cache.identify)
                 self._remember(method, str_or_url, request, plan)
             outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
-            return await self._checked(self._respond(outcome, method), check)
-
-        async def _send_plain(self, method: str, str_or_url: str | URL, memo: _Memo,
-                              kwargs: dict[str, Any]) -> ClientResponse | CachedClientResponse:
-            send = self._sender(method, str_or_url, None, kwargs)
-            outcome = await fetch(self._cache, memo.request, _OPTIONS, send, _NETWORK_ERRORS,
-                                  plan=memo.plan)
-            return await self._checked(self._respond(outcome, method), self._raise_for_status)
+            result = self._respond(outcome, method)
+            return await self._checked(result, check) if check else result
 
         def _sender(self, method: str, str_or_url: str | URL, headers: Any,
                     kwargs: dict[str, Any]) -> Callable[[dict[str, str]], Awaitable[OriginResponse]]:

@@ -25,6 +25,7 @@ from aiocache_http import (
 )
 
 from .origin import Origin
+from .redis_servers import RedisServer
 
 
 async def test_replayed_response_matches_live_response(origin: Origin) -> None:
@@ -371,3 +372,69 @@ async def test_plain_request_as_the_cache_sees_it_takes_the_short_way(follow: bo
         assert with_user.headers["Authorization"].startswith("Basic ")
     async with CachedClientSession(cache=CacheBackend(), headers={"Accept": "x"}) as s:
         assert s._cached_request("GET", url, {}).headers["Accept"] == "x"
+
+
+# -- a hit's short ways: the same decisions, fewer steps ------------------------------------
+async def test_a_plain_hit_read_without_waiting_makes_no_driver_coroutine(
+        origin: Origin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A plain request seen before whose entry is read without waiting (memory; SQLite's
+    inline read) is answered by serve_inline: no fetch() coroutine, the hit counted."""
+    import aiocache_http.session as session_module
+    from aiocache_http.backends.sqlite import SQLiteBackend
+
+    real_fetch = session_module.fetch
+    fetched: list[str] = []
+
+    async def counted_fetch(*args: object, **kwargs: object) -> object:
+        fetched.append("fetch")
+        return await real_fetch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session_module, "fetch", counted_fetch)
+    url = origin.url("/r/inline-hit")
+    for backend in (CacheBackend(), SQLiteBackend(tmp_path / "inline.sqlite")):
+        async with CachedClientSession(cache=backend, expire_after=60) as s:
+            for _ in range(2):  # a miss, then a hit that makes the plan memo
+                async with s.get(url) as r:
+                    await r.read()
+            fetched.clear()
+            hits = backend.stats.hits
+            for _ in range(3):
+                async with s.get(url) as r:
+                    assert r.from_cache and await r.read()
+            assert fetched == [] and backend.stats.hits == hits + 3
+    assert origin.count("/r/inline-hit") == 2
+
+
+async def test_a_plain_redis_hit_is_served_before_the_full_way(
+        origin: Origin, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On storage read with IO (Redis), a plain fresh hit nobody listens to is decided
+    from the first read in fetch() itself: the full way (_Run.execute) is not taken; a
+    miss and a stale entry still are."""
+    import uuid
+
+    from aiocache_http import driver
+    from aiocache_http.backends.redis import RedisBackend
+
+    executed: list[str] = []
+    real_execute = driver._Run.execute
+
+    async def counted_execute(self: object, *args: object) -> object:
+        executed.append("execute")
+        return await real_execute(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(driver._Run, "execute", counted_execute)
+    backend = RedisBackend(f"short-{uuid.uuid4().hex[:6]}", redis_server.url)
+    url = origin.url("/r/redis-short")
+    async with CachedClientSession(cache=backend, expire_after=1) as s:
+        async with s.get(url) as r:
+            await r.read()
+        assert executed == ["execute"]  # the miss
+        for _ in range(3):
+            async with s.get(url) as r:
+                assert r.from_cache and await r.read()
+        assert executed == ["execute"] and backend.stats.hits == 3
+        await asyncio.sleep(1.1)  # stale now: revalidated the full way
+        async with s.get(url) as r:
+            await r.read()
+        assert executed == ["execute", "execute"]
+    assert origin.count("/r/redis-short") == 2

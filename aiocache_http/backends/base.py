@@ -437,14 +437,17 @@ class CacheBackend:
         return self.identify(request)[0]
 
     # -- the one gate to storage --------------------------------------------------
-    async def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> T:
-        """Run one storage call under its deadline and the circuit breaker. A failure or a
-        timeout is counted, logged (rate-limited) and ``default`` returned (fail-open), or
-        raised with ``strict=True``; with the circuit open, storage is not called at all.
-        A configuration error is always raised: falling back to the origin would hide it."""
+    def _guard(self, op: str, call: Awaitable[T], default: T, kind: Kind = Kind.READ) -> Awaitable[T]:
+        """Run one storage call under its deadline and the circuit breaker (await the
+        result). A failure or a timeout is counted, logged (rate-limited) and ``default``
+        returned (fail-open), or raised with ``strict=True``; with the circuit open,
+        storage is not called at all. A configuration error is always raised: falling
+        back to the origin would hide it. (A plain function: no coroutine layer of its own.)"""
         if self.raw_responses.in_process and self.raw_redirects.in_process:
-            return await self.health.call_inline(op, call, default, kind)
-        return await self.health.call(op, call, default, kind)
+            return self.health.call_inline(op, call, default, kind)
+        if kind is Kind.READ:
+            return self.health.read(op, call, default)
+        return self.health.call(op, call, default, kind)
 
     async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> None:
         """A write: the caller waits for it at most ``backend_timeout``, then it finishes in
@@ -503,6 +506,8 @@ class CacheBackend:
             if not isinstance(value, CachedResponse):
                 return None
             return value if value.cache_key == key else dataclasses.replace(value, cache_key=key)
+        if kind.read_now is BaseCache.read_now:  # a storage that cannot (a network database)
+            return None
         if self.health.breaker(loop).reads.state is not CircuitState.CLOSED:
             return None  # the gate decides each call (probes) until the backend answers again
         data = storage.read_now(key, loop)

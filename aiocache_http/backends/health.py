@@ -201,6 +201,9 @@ class Health:
     _breakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Breaker] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # the loop whose breaker was asked for last, and that breaker: a hit asks twice
+    _recent: tuple[weakref.ref[asyncio.AbstractEventLoop], Breaker] | None = field(default=None,
+                                                                                  repr=False)
     _reported_at: float = field(default=-LOG_INTERVAL, repr=False)
     _unreported: int = field(default=0, repr=False)
 
@@ -251,10 +254,14 @@ class Health:
         """The running loop's breaker (``loop``: the running loop, when the caller has it)."""
         if loop is None:
             loop = asyncio.get_running_loop()
+        recent = self._recent  # (one read: another thread's loop may replace it)
+        if recent is not None and recent[0]() is loop:
+            return recent[1]
         breaker = self._breakers.get(loop)
         if breaker is None:
             with self._lock:
                 breaker = self._breakers.setdefault(loop, Breaker())
+        self._recent = (weakref.ref(loop), breaker)
         return breaker
 
     # -- the gate ----------------------------------------------------------------------
@@ -295,6 +302,76 @@ class Health:
             if self.settings.strict:
                 raise
             return default
+
+    if sys.version_info >= (3, 11):
+        async def read(self, op: str, call: Awaitable[T], default: T) -> T:
+            """``call(op, call, default, Kind.READ)``, its common case (a warm loop, the
+            circuit closed, a free turn, a deadline set) in one frame: a hit's storage
+            read. The same admission, turn, deadline and outcomes as :meth:`call`."""
+            loop = asyncio.get_running_loop()
+            recent = self._recent
+            breaker = recent[1] if recent is not None and recent[0]() is loop else self._breakers.get(loop)
+            budget = _budget.get()
+            stall = self.settings.backend_timeout
+            task = asyncio.current_task()
+            if (breaker is None or not breaker.warm or breaker.watchdog is None or stall is None
+                    or breaker.reads.state is not CircuitState.CLOSED or not breaker.read_slots.free
+                    or (budget is not None and budget.spent) or task is None):
+                return await self.call(op, call, default, Kind.READ)
+            circuit, watchdog, slots = breaker.reads, breaker.watchdog, breaker.read_slots
+            cap = max(_or_inf(self.settings.write_timeout), stall)
+            entry = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, False,
+                              task)
+            token = _lock_limit.set((entry, min(stall, cap)))
+            cancelling = task.cancelling()
+            watchdog.add(entry)
+            slots.free -= 1
+            try:
+                try:
+                    result = await call
+                finally:
+                    slots.release()
+            except asyncio.CancelledError:
+                if entry.expired and task.uncancel() <= cancelling:  # our cancellation
+                    return self._expired(op, circuit, Kind.READ, entry, default)
+                self._abandoned(circuit)
+                raise
+            except Exception as e:
+                return self._errored(op, circuit, Kind.READ, e, default)
+            finally:
+                del watchdog.calls[id(entry)]
+                _lock_limit.reset(token)
+            if entry.expired:  # the callee swallowed our cancellation: its result came in time
+                task.uncancel()
+            breaker.progress_at = watchdog.attentive
+            if circuit.failures or circuit.state is not CircuitState.CLOSED:
+                self._succeeded(circuit)
+            return result
+    else:  # pragma: no cover - Python 3.10: the general way (see _within)
+        async def read(self, op: str, call: Awaitable[T], default: T) -> T:
+            return await self.call(op, call, default, Kind.READ)
+
+    def _expired(self, op: str, circuit: Circuit, kind: Kind, entry: _InFlight, default: T) -> T:
+        """A call past its deadline: counted, and ``default`` (raised with ``strict``)."""
+        self._failed(op, None if kind is Kind.CLOSE else circuit, kind, None)
+        if self.settings.strict:
+            if entry.stalled(entry.watchdog.attentive) >= entry.stall:
+                why = f"its backend completed no call for {entry.stall:g}s while it waited"
+            else:
+                why = f"it took longer than {entry.cap:g}s"
+            raise BackendTimeoutError(f"{self.owner}: {op} timed out: {why}") from None
+        return default
+
+    def _errored(self, op: str, circuit: Circuit, kind: Kind, e: Exception, default: T) -> T:
+        """A call that raised: counted, and ``default`` (raised with ``strict``, and always
+        for a configuration error)."""
+        if _is_configuration_error(e):
+            self._abandoned(circuit)
+            raise e
+        self._failed(op, None if kind is Kind.CLOSE else circuit, kind, e)
+        if self.settings.strict:
+            raise e
+        return default
 
     def _admit(self, breaker: Breaker, circuit: Circuit, kind: Kind) -> bool:
         budget = _budget.get()
@@ -350,14 +427,7 @@ class Health:
         try:
             result = await _within(call, entry, loop, slots, gate)
         except _Expired:
-            self._failed(op, None if kind is Kind.CLOSE else circuit, kind, None)
-            if self.settings.strict:
-                if entry.stalled(watchdog.attentive) >= stall:
-                    why = f"its backend completed no call for {stall:g}s while it waited"
-                else:
-                    why = f"it took longer than {cap:g}s"
-                raise BackendTimeoutError(f"{self.owner}: {op} timed out: {why}") from None
-            return default
+            return self._expired(op, circuit, kind, entry, default)
         except _Skipped:
             note_fault(f"{op}: not attempted, the {circuit.side} circuit opened while it waited its turn")
             with self._lock:
@@ -373,13 +443,7 @@ class Health:
             self._abandoned(circuit)
             raise
         except Exception as e:
-            if _is_configuration_error(e):
-                self._abandoned(circuit)
-                raise
-            self._failed(op, None if kind is Kind.CLOSE else circuit, kind, e)
-            if self.settings.strict:
-                raise
-            return default
+            return self._errored(op, circuit, kind, e, default)
         finally:
             _lock_limit.reset(token)
         if kind is not Kind.CLOSE:  # closing tells nothing about the backend's health

@@ -253,7 +253,7 @@ class RedisCache(BaseCache):
 
     async def read_bytes(self, key: str) -> bytes | None:
         """The stored bytes at ``key`` as they are (a hit's one command)."""
-        client = await self._client()
+        client = self.clients.get() if self._per_key is not None else await self._client()
         if self._per_key:
             found: bytes | None = await client.execute_command("GET", self.prefix + key)
         else:

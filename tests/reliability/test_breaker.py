@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -162,6 +163,52 @@ async def test_strict_raises_on_timeout_and_while_open(hung_port: int) -> None:
         assert isinstance(BackendUnavailableError(), ConnectionError)
     finally:
         await backend.close()
+
+
+def _gate_frames() -> list[str]:
+    """The gate's frames (health.py, base.py) between the caller and this storage call."""
+    frame = sys._getframe(1)
+    names = []
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(("backends/health.py", "backends/base.py")):
+            names.append(frame.f_code.co_name)
+        frame = frame.f_back  # type: ignore[assignment]
+    return names
+
+
+async def test_a_warm_read_is_gated_in_one_frame_under_the_same_deadline(own_redis: RedisServer) -> None:
+    """A hit's read on a warm loop passes the gate in one frame (Health.read), not four
+    (_guard, call, _run, _within): and still under its deadline, counted, failing open,
+    raising with strict."""
+    backend = RedisBackend(f"frame-{uuid.uuid4().hex[:6]}", own_redis.url, backend_timeout=DEADLINE)
+    strict = RedisBackend(f"frame-{uuid.uuid4().hex[:6]}", own_redis.url, backend_timeout=DEADLINE,
+                          strict=True, breaker_threshold=0)
+    health = backend.health
+    assert own_redis.proc is not None
+
+    async def storage_call() -> list[str]:
+        await asyncio.sleep(0)
+        return _gate_frames()
+
+    cold = await backend._guard("read", storage_call(), [])  # the first call opens connections
+    assert cold[0] == "_within"
+    assert await backend._guard("read", storage_call(), []) == ["read"]  # warm: one frame
+    for each in (backend, strict):
+        await each.raw_responses.write("k", b"v")
+        assert await each._guard("read", each.raw_responses.read("k"), None) == b"v"
+    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    try:
+        found, took = await timed(backend._guard("read", backend.raw_responses.read("k"), b"default"))
+        assert found == b"default" and took < DEADLINE + MARGIN
+        assert health.timeouts == 1 and health.consecutive_failures == 1
+        with pytest.raises(BackendTimeoutError, match="completed no call"):
+            await strict._guard("read", strict.raw_responses.read("k"), None)
+    finally:
+        os.kill(own_redis.proc.pid, signal.SIGCONT)
+    assert await backend._guard("read", backend.raw_responses.read("k"), None) == b"v"
+    assert health.consecutive_failures == 0 and health.state is CircuitState.CLOSED
+    await backend.close()
+    await strict.close()
 
 
 async def test_half_open_probes_with_one_call(own_redis: RedisServer) -> None:
