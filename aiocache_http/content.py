@@ -58,7 +58,7 @@ async def whole_body(source: StreamReader, expected: int | None) -> bytes | None
     stream: the caller reads it from aiohttp's own stream as it would without a cache.
     None if it has not (or cannot be seen): then it streams through a tee."""
     if (expected is not None and expected <= WAIT_FOR_BODY and not source.is_eof()
-            and source.exception() is None):
+            and source.exception() is None):  # (a failed stream never ends: no wait)
         with contextlib.suppress(Exception):  # the caller sees the failure as it reads
             await source.wait_eof()
     if not source.is_eof() or source.exception() is not None:
@@ -159,23 +159,9 @@ class TeeStreamReader(_Iterators):
         A small body (by Content-Length) still on its way is waited for first: as with
         aiohttp-client-cache, which reads it before ``get()`` returns, a response the
         caller never reads is stored (aiohttp buffers that much without a reader)."""
-        source = self._source
-        expected = self._tee.expected_length
-        if (expected is not None and expected <= WAIT_FOR_BODY and not source.is_eof()
-                and source.exception() is None):  # (a failed stream never ends: no wait)
-            with contextlib.suppress(Exception):  # the caller sees the failure as it reads
-                await source.wait_eof()
-        if not source.is_eof() or source.exception() is not None:
+        data = await whole_body(self._source, self._tee.expected_length)
+        if data is None:  # still on its way (or cannot be peeked): stored once read
             return
-        data = b""
-        if not source.at_eof():
-            unread = getattr(source, "unread_data", None)
-            if unread is None:  # cannot peek (a future aiohttp): stored once read
-                return
-            data = source.read_nowait(-1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                unread(data)
         self._finalizer.detach()
         await self._tee.feed(data)
         await self._tee.finish()

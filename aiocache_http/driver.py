@@ -34,7 +34,7 @@ from multidict import CIMultiDict
 from .backends.base import CacheBackend
 from .backends.health import request_budget
 from .coalescing import IN_STORAGE, Lead
-from .events import CacheEvent, Kind, start_collecting_faults, stop_collecting_faults
+from .events import CacheEvent, Counts, Kind, start_collecting_faults, stop_collecting_faults
 from .metrics.cache_status import cache_status
 from .models import CachedRequest, CachedResponse, StoredBody
 from .policy import core, freshness
@@ -149,10 +149,7 @@ async def fetch(
                 now = backend.clock()
                 decision = core.on_lookup(plan, stored, now)
                 if type(decision) is Serve and not faults and not run.opened:
-                    _debug(plan, decision)
-                    assert decision.response is not None and hub.stats is not None
-                    hub.stats.count_hit(len(decision.response.body))
-                    return Outcome(decision.response, from_cache=True, age=decision.age)
+                    return _counted_hit(plan, decision, hub.stats)
                 first = (decision, now)
             outcome = await run.execute(first, mark)
             if run.opened:
@@ -205,10 +202,15 @@ def serve_inline(backend: CacheBackend, plan: Plan,
     decision = core.on_lookup(plan, stored, backend.clock())
     if type(decision) is not Serve:
         return None
+    return _counted_hit(plan, decision, hub.stats)
+
+
+def _counted_hit(plan: Plan, decision: Serve, stats: Counts | None) -> Outcome:
+    """A plain hit nobody listens to, answered: counted, no event built."""
     _debug(plan, decision)
     assert decision.response is not None
-    if hub.stats is not None:
-        hub.stats.count_hit(len(decision.response.body))
+    if stats is not None:
+        stats.count_hit(len(decision.response.body))
     return Outcome(decision.response, from_cache=True, age=decision.age)
 
 

@@ -38,7 +38,7 @@ from ..policy.keys import CREDENTIAL_HEADERS, create_key, hash_key, normalize_re
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
 from .bodies import ResponseWriter, StoredBodyReader
-from .health import CircuitState, Health, Kind, request_budget
+from .health import CircuitState, Health, Kind, _discard, request_budget
 from .parts import INLINE_LIMIT, PART_SIZE, BufferedWriter, ItemReader, ItemWriter, WholeReader
 from .values import Value
 
@@ -269,9 +269,7 @@ class _ThenChanged(Generic[T]):
             self.changed()
 
     def close(self) -> None:
-        close: Callable[[], Any] | None = getattr(self.call, "close", None)
-        if close is not None:
-            close()
+        _discard(self.call)
 
 
 class _SharedRead:
