@@ -57,6 +57,9 @@ from .streaming import Tee
 
 logger = logging.getLogger("aiocache_http")
 
+STORAGE_ERROR = "storage error: the write failed or was dropped at its deadline"
+"""The event's ``not_stored_reason`` when the store decided on did not reach storage."""
+
 
 @dataclass(slots=True)
 class OriginResponse:
@@ -303,11 +306,17 @@ class _Run:
         (the item the body was read from is replaced)."""
         start = time.perf_counter() if self.observing else 0.0
         backend = self.backend
-        await backend.save_response_at(response, keys)
+        self.stored_response = response  # in hand: shared with the waiters even if not stored
+        if not await backend.save_response_at(response, keys):  # failed or dropped (fail-open)
+            self.stored, self.not_stored_reason = False, STORAGE_ERROR
+            if response.stored_body is not None:
+                self.stored_response = None  # nothing in hand to share: each waiter on its own
+            if self.observing:
+                self.storage_time += time.perf_counter() - start
+            return response
         for alias in aliases:
             await backend.save_redirect(alias, keys[0])
         self.stored = True
-        self.stored_response = response
         if response.stored_body is not None:
             self.stored_response = IN_STORAGE  # each reader reads its own
             copy = await self.read(keys[0])
@@ -377,7 +386,7 @@ class _Run:
             self.not_stored(response)
             return Outcome(None, raw=origin.raw, release=origin.release)
         await self.save(response, decision.keys, decision.aliases)
-        self.bytes_stored, self.last = len(body), decision
+        self.bytes_stored, self.last = (len(body) if self.stored else 0), decision
         _debug(self.plan, decision)
         return Outcome(response, raw=origin.raw, release=origin.release)
 
