@@ -24,6 +24,7 @@ from aiocache_http import (
     MemoryCache,
 )
 from aiocache_http.driver import STORAGE_ERROR
+from aiocache_http.models import CachedResponse
 
 from .origin import Origin
 from .redis_servers import RedisServer
@@ -379,6 +380,65 @@ async def test_concurrent_cold_misses_read_storage_once_each(origin: Origin) -> 
         assert all(r.status == 200 for r in replies) and origin.count("/r/cold") == 1
         # One lookup each; waiters take the leader's response, they do not read it back.
         assert storage.reads <= 50 + 5
+
+
+class CountingItems(MemoryCache):
+    """In-memory storage that counts lookups of its objects (its own hot path kept)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[str] = []
+
+    def get_item(self, key: str) -> bytes | CachedResponse | None:
+        self.gets.append(key)
+        return super().get_item(key)
+
+
+async def test_a_plain_memory_miss_looks_its_key_up_once(origin: Origin) -> None:
+    """Nothing stored, known without IO: the miss goes to the origin from that one lookup
+    (no second read of the same key), is stored, counted, and the next request hits."""
+    backend = CacheBackend()
+    backend.raw_responses = responses = CountingItems()
+    backend.raw_redirects = redirects = CountingItems()
+    async with CachedClientSession(cache=backend) as s:
+        url = origin.url("/r/one-lookup?h_Cache-Control=max-age%3D60")
+        r = await s.get(url)
+        assert r.status == 200 and not r.from_cache and await r.read()
+        key = r.cache_key
+        assert responses.gets == [key] and redirects.gets == [key]
+        assert backend.stats.stores == 1 and backend.stats.misses == 1
+        assert (await s.get(url)).from_cache
+    assert origin.count("/r/one-lookup") == 1
+
+
+async def test_plain_memory_misses_still_coalesce(origin: Origin) -> None:
+    """Concurrent plain misses for one key (nobody listening, memory): one origin request,
+    the others answered with the leader's stored response."""
+    backend = CacheBackend()
+    async with CachedClientSession(cache=backend) as s:
+        url = origin.url("/r/plain-coalesced?delay=0.1&h_Cache-Control=max-age%3D60")
+        replies = await asyncio.gather(*(s.get(url) for _ in range(10)))
+        assert len({await r.read() for r in replies}) == 1
+        assert sum(not r.from_cache for r in replies) == 1
+    assert origin.count("/r/plain-coalesced") == 1
+    assert backend.stats.stores == 1
+
+
+async def test_a_lead_makes_its_futures_only_for_a_waiter() -> None:
+    """Most misses have no waiter: their lead costs no future; a waiter still wakes with
+    what the leader stored."""
+    from aiocache_http.coalescing import Lead
+
+    loop = asyncio.get_running_loop()
+    alone = Lead(loop, None)
+    alone.finish("stored")
+    assert alone.done and alone.result == "stored" and alone._finished is None
+    awaited = Lead(loop, None)
+    waiter = asyncio.ensure_future(awaited.wait())
+    await asyncio.sleep(0)
+    assert awaited._finished is not None and not waiter.done()
+    awaited.finish("shared")
+    assert await asyncio.wait_for(waiter, 1) == "shared"
 
 
 async def test_an_unrelated_fill_does_not_suppress_a_stale_while_revalidate_refresh(

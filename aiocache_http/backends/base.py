@@ -210,6 +210,9 @@ class ConfigurationError(Exception):
 
 def without_set_cookie(response: CachedResponse) -> CachedResponse:
     """``response`` (and its redirect hops) without Set-Cookie headers; itself if none."""
+    if NEVER_STORED.isdisjoint(map(str.lower, response.headers)) and not response.history:
+        return response  # the common case, checked without a call of our own
+
     def clean(headers: CIMultiDict[str]) -> CIMultiDict[str]:
         if NEVER_STORED.isdisjoint(map(str.lower, headers)):
             return headers
