@@ -453,6 +453,9 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
                               keys=(p.key,), then=not_stored)
         return not_stored
     kept = freshness.headers_to_store(headers)
+    if "Vary" not in kept and not received.history:  # the common case: the request's key
+        return Store("stored", "RFC 9111 §3" if p.settings.cache_control else "", headers=kept,
+                     keys=(p.key,))
     keys, generation = _store_keys(p, kept, generation)
     if received.history:  # the final URL answers a direct request too, as in requests-cache
         final = p.identify(CachedRequest(p.original.method, received.url, p.original.headers))[0]
@@ -592,7 +595,7 @@ def stored_response(p: Plan, store: Store, received: Received, redact_url: Calla
         CachedResponse(status, reason, redact_url(hop_url), freshness.headers_to_store(hop_headers),
                        b"", CachedRequest(method, redact_url(hop_url)))
         for method, hop_url, status, reason, hop_headers in received.history
-    ]
+    ] if received.history else []
     request_time, response_time = received.request_time, received.response_time
     facts = freshness.facts(headers, request_time, response_time)
     return CachedResponse(
@@ -686,6 +689,8 @@ def expires(p: Plan, status: int, headers: CIMultiDict[str], request_time: datet
             return now + timedelta(seconds=max(0.0, lifetime - age))
     if value == DO_NOT_CACHE:
         value = EXPIRE_IMMEDIATELY
+    if value == NEVER_EXPIRE:  # (the default: no call for it)
+        return None
     return expiration_datetime(value, now)
 
 
