@@ -267,10 +267,13 @@ class _Run:
                 if type(decision) is Fetch and slot not in backend.coalescing.inflight
                 else self.execute((decision, now)))  # another request leads, or a HEAD...
         if not hub:
-            return await work
+            outcome = await work
+            return await self.finish(outcome) if self.opened else outcome
         faults, token = start_collecting_faults()
         try:
             outcome = await work
+            if self.opened:  # (the way through execute() may have read a large body)
+                outcome = await self.finish(outcome)
         except BaseException:
             self.emit(None, faults, error=True)
             raise
