@@ -382,7 +382,6 @@ class _Run:
         once complete (not at all if it is larger than ``max_body_size``)."""
         backend, plan = self.backend, self.plan
         settings = backend.settings
-        label = f"{plan.request.method} {plan.request.url}"
         length = freshness.expected_length(origin.headers)
         limit = settings.max_body_size
         if limit is not None and length is not None and length > limit:
@@ -416,7 +415,7 @@ class _Run:
                 self.not_stored(incomplete or DontStore("not stored: %s", "", (tee.reason,)))
 
         tee = Tee(writer, complete=complete, expected_length=length, max_size=limit,
-                  on_stored=stored, label=label)
+                  on_stored=stored, label=f"{plan.request.method} {plan.request.url}")
         tee.done.add_done_callback(ended)
         raw = await origin.tee(tee)
         return Outcome(response, raw=raw, release=origin.release, tee=tee,
@@ -614,7 +613,7 @@ class _Run:
                 self.stored = None  # nothing could have been stored
             return Outcome(None, raw=origin.raw, release=origin.release)
         assert isinstance(decision, Store)
-        if not await self.passes_filter(origin):
+        if self.backend.settings.filter_fn is not None and not await self.passes_filter(origin):
             self.not_stored(core.filtered_out(self.plan))
             return Outcome(None, raw=origin.raw, release=origin.release)
         return await self.store(decision, received, origin)
