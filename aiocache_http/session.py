@@ -134,12 +134,15 @@ with warnings.catch_warnings():
                     result = self._respond(outcome, method)
                     return await self._checked(result, check) if check else result
             keyable = True
+            disabled = self._cache.disabled
+            identity = None  # the key, worked out once (a disabled cache needs none)
             try:
                 # The body enters the key of a method that may be stored only: another one
                 # passes the cache by (its json= is serialized once, by aiohttp).
                 request = self._cached_request(method, str_or_url, kwargs,
                                                body=method in self._cache.settings.allowed_methods)
-                self._cache.identify(request)  # memoized: fetch() below finds it
+                if not disabled:
+                    identity = self._cache.identify(request)
             except ValueError:
                 # A URL we cannot parse: aiohttp decides (and raises its own
                 # InvalidUrlClientError & co.).
@@ -147,7 +150,6 @@ with warnings.catch_warnings():
             except NotKeyable:  # a streamed body: the core lets it pass the cache by
                 request = self._cached_request(method, str_or_url, kwargs, body=False)
                 keyable = False
-            disabled = self._cache.disabled
             options = _OPTIONS  # the defaults: the common case, kept cheap
             if (expire_after is not UNSET or refresh or force_refresh or only_if_cached or disabled
                     or not keyable):
@@ -159,9 +161,8 @@ with warnings.catch_warnings():
             check = self._raise_for_status if check is None else check
 
             send = self._sender(method, str_or_url, headers, kwargs)
-            plan = None
+            plan = core.plan(request, self._cache.settings, options, self._cache.identify, identity)
             if options is _OPTIONS and headers is None and keyable and not kwargs.keys() - _PLAIN:
-                plan = core.plan(request, self._cache.settings, options, self._cache.identify)
                 self._remember(method, str_or_url, request, plan)
             outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
             result = self._respond(outcome, method)

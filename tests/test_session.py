@@ -596,3 +596,27 @@ async def test_a_plain_redis_hit_is_served_before_the_full_way(
             await r.read()
         assert executed == ["execute", "execute"]
     assert origin.count("/r/redis-short") == 2
+
+
+async def test_a_request_is_keyed_once(origin: Origin) -> None:
+    """The key of a request not seen before is worked out once (not found again in the
+    backend's memo by the decision core); a disabled cache works out none."""
+    keyed: list[str] = []
+    async with CachedClientSession(cache=CacheBackend()) as session:
+        identify = session.cache.identify
+
+        def counted(request: CachedRequest) -> tuple[str, CachedRequest]:
+            keyed.append(request.url)
+            return identify(request)
+
+        session.cache.identify = counted  # type: ignore[method-assign]
+        for path in ("/r/keyed-1", "/r/keyed-2"):
+            async with session.get(origin.url(path), params={"a": "1"}) as r:
+                await r.read()
+        assert keyed == [origin.url("/r/keyed-1?a=1"), origin.url("/r/keyed-2?a=1")]
+        async with session.disabled(), session.get(origin.url("/r/keyed-3")) as r:
+            await r.read()
+        assert len(keyed) == 2
+        async with session.get(origin.url("/r/keyed-1"), params={"a": "1"}) as r:
+            assert r.from_cache  # type: ignore[attr-defined]
+        assert origin.counts["/r/keyed-1"] == 1

@@ -151,8 +151,9 @@ class Received:
 
 # -- 1. the request ------------------------------------------------------------------------
 def plan(request: CachedRequest, settings: CacheSettings, options: RequestOptions | None,
-         identify: Identify) -> Plan:
-    """Read the request's own directives and the settings; name the key to look up."""
+         identify: Identify, identity: tuple[str, CachedRequest] | None = None) -> Plan:
+    """Read the request's own directives and the settings; name the key to look up.
+    ``identity``: ``identify(request)``, when the caller has it already."""
     options = options or _NO_OPTIONS
     aiohttp_rule = options.header_rule == "cache_control"
     honoured = not aiohttp_rule or settings.cache_control
@@ -160,7 +161,7 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
     bypass = _bypass(request, settings, options, honoured, value)
     if bypass is not None:
         return Plan("", request, request, settings, identify, options, bypass)
-    key, stored = identify(request)
+    key, stored = identify(request) if identity is None else identity
     p = Plan(key, stored, request, settings, identify, options)
     if not settings.urls_expire_after:  # the same for every URL: the stored one's too
         p.store_expire_after = value
