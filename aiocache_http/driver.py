@@ -284,16 +284,21 @@ class _Run:
     def report(self, outcome: Outcome, faults: list[str], listening: bool) -> Outcome:
         """Count or emit what this request did, once its answer is known (see fetch())."""
         hub = self.backend.events
-        if (not listening and not faults and not self.coalesced and hub.stats is not None
-                and outcome.response is not None):
-            # A plain hit, or a plain miss stored whole, with nobody listening: counted, no
-            # event built (the hot paths).
-            if type(self.last) is Serve:
-                hub.stats.count_hit(len(outcome.response.body))
+        if not listening and not faults and not self.coalesced and hub.stats is not None:
+            # Nobody listening: the common answers are counted, no event built (the hot
+            # paths): a plain hit, a plain miss stored whole, a request that passed the
+            # cache by (disabled, a method not cached...).
+            response = outcome.response
+            if response is None:
+                if self.plan.bypass is not None and self.stored is None:
+                    hub.stats.count_bypass()
+                    return outcome
+            elif type(self.last) is Serve:
+                hub.stats.count_hit(len(response.body))
                 return outcome
-            if (type(self.last) is Store and outcome.tee is None and self.stored
+            elif (type(self.last) is Store and outcome.tee is None and self.stored
                     and type(self.lookup_decision) is Fetch):
-                hub.stats.count_stored_miss(len(outcome.response.body))
+                hub.stats.count_stored_miss(len(response.body))
                 return outcome
         tee = outcome.tee
         pending = tee is not None and not tee.done.done()

@@ -111,6 +111,8 @@ class Counts(Protocol):
 
     def count_stored_miss(self, bytes_served: int) -> None: ...
 
+    def count_bypass(self) -> None: ...
+
 
 class EventHub:
     """The listeners of one backend's events, and its counters (``backend.stats``), which
@@ -118,7 +120,8 @@ class EventHub:
 
     A plain hit (fresh, no storage error, nothing coalesced) is counted with
     :meth:`Counts.count_hit` when nobody listens, a plain miss stored whole with
-    :meth:`Counts.count_stored_miss`: the event is built only for listeners.
+    :meth:`Counts.count_stored_miss`, a request that passed the cache by with
+    :meth:`Counts.count_bypass`: the event is built only for listeners.
     """
 
     __slots__ = ("listeners", "stats")

@@ -294,3 +294,45 @@ async def test_examples_run(example: str) -> None:
     else:
         assert '"http.cache.requests"' in text and '"http.cache.result": "hit"' in text
         assert '"http.cache.hit": true' in text and '"http.cache.hit": false' in text
+
+
+@pytest.mark.parametrize("client_class", [AsyncClient, SyncClient])
+async def test_bypasses_are_counted_alike_with_and_without_listeners(
+        client_class: type[Client], origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nobody listening a request that passes the cache by (a disabled cache, a
+    method not cached, a request no-store) is counted without building its event; the
+    counters are the same as when a listener sees every event."""
+    built = Counter[tuple[bool, str]]()
+
+    class CountedEvent(driver.CacheEvent):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built[listening, self.kind] += 1
+
+    monkeypatch.setattr(driver, "CacheEvent", CountedEvent)
+    counted = []
+    for listening in (False, True):
+        backend = CacheBackend(cache_control=True)
+        seen: list[str] = []
+        if listening:
+            backend.events.subscribe(lambda e, seen=seen: seen.append(e.kind))
+        client = client_class(backend)
+        url = origin.url("/r/bypassed")
+        await client.request("POST", url)
+        await client.get(url, headers={"Cache-Control": "no-store"})
+        await client.get(url)  # a miss, stored
+        backend.disabled = True  # (the sync client's calls run in a copy of this context)
+        try:
+            replies = [await client.get(url) for _ in range(2)]
+        finally:
+            backend.disabled = False
+        await client.close()
+        assert [r.from_cache for r in replies] == [False, False]
+        counts = backend.stats.as_dict()
+        counts.pop("since")
+        assert (counts["bypassed"], counts["misses"], counts["stores"], counts["requests"]) == (4, 1, 1, 5)
+        counted.append(counts)
+        assert seen == (["bypassed", "bypassed", "miss", "bypassed", "bypassed"] if listening else [])
+    assert counted[0] == counted[1]
+    assert built[False, "bypassed"] == 0
+    assert built[True, "bypassed"] == 4

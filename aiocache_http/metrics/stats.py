@@ -74,6 +74,13 @@ class CacheStats:
             self.stores += 1
             self.bytes_from_origin += bytes_served
 
+    def count_bypass(self) -> None:
+        """Count a request that passed the cache by, its answer not read from storage nor
+        stored, no storage error (what :meth:`record` counts for such an event)."""
+        with self._lock:
+            self.requests += 1
+            self.bypassed += 1
+
     def record(self, event: CacheEvent) -> None:
         """Count one event (the listener ``backend.events`` calls)."""
         kind = event.kind
