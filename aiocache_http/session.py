@@ -179,10 +179,11 @@ with warnings.catch_warnings():
                     merged.update(extra)
                 # The URL the key was made from, parsed once (aiohttp's own _build_url): a
                 # URL not seen before is not parsed a second time by aiohttp.
-                target = self._url(str_or_url)[0] if isinstance(str_or_url, str) else str_or_url
+                target, text = self._url(str_or_url) if isinstance(str_or_url, str) else (str_or_url, None)
                 response = await ClientSession._request(self, method, target, headers=merged,
                                                         raise_for_status=False, **kwargs)
-                return _origin(response)
+                # The URL answered, as text: the one sent unless redirected (or rewritten).
+                return _origin(response, text if response.url is target else None)
 
             return send
 
@@ -353,11 +354,12 @@ def _backend_of(cache: Any) -> CacheBackend:
                     f"not {cache!r}")
 
 
-def _origin(response: ClientResponse) -> OriginResponse:
+def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
+    """``response`` as the driver takes it; ``url``: its URL as text, when known."""
     return OriginResponse(
         status=response.status,
         reason=response.reason or "",
-        url=str(response.url),
+        url=str(response.url) if url is None else url,
         headers=CIMultiDict(response.headers),
         raw=response,
         tee=lambda tee: attach_tee(response, tee),

@@ -127,9 +127,12 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: CIMultiDict[str], ignored
     auth), a cookie set by a redirect hop. A response to such a request may be personal
     while its key is not, so it is not stored. Names in ``ignored`` are the user's opt-out.
     """
+    found = _credentials_among(frozenset(map(str.lower, sent)), tuple(credential_names))
+    if not found:  # the usual case: no credential sent at all
+        return []
     skip = {name.lower() for name in ignored}
     extra = []
-    for name in _credentials_among(frozenset(map(str.lower, sent)), tuple(credential_names)):
+    for name in found:
         if name in skip:
             continue
         values = sent.getall(name)
