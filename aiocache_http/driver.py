@@ -145,7 +145,7 @@ async def fetch(
                 # A plain request nobody listens to, on storage read with IO: the lookup's
                 # first read here, and a fresh whole entry served at once (counted; no
                 # event built); anything else goes on the full way from what was read.
-                stored = run.opening(await backend.get_record(plan.key, stream=True))
+                stored = run.opening(await backend.read_hot(plan.key))
                 now = backend.clock()
                 decision = core.on_lookup(plan, stored, now)
                 if type(decision) is Serve and not faults and not run.opened:

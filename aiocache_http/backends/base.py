@@ -557,6 +557,12 @@ class CacheBackend:
             await self._discard(key, e)
             return None
 
+    def read_hot(self, key: str) -> Awaitable[CachedResponse | None]:
+        """``get_record(key, stream=True)``, the lookup's first read: a storage with a
+        cheaper way to read a key it has read before (a hot key) overrides this. (A plain
+        function: no coroutine layer of its own.)"""
+        return self.get_record(key, stream=True)
+
     def _decode(self, key: str, data: bytes) -> CachedResponse:
         """``data`` loaded (verified: checksum or signature bound to the key); the very
         bytes decoded before are not decoded again. Raises DeserializationError."""
@@ -602,10 +608,17 @@ class CacheBackend:
                 shared = (found.whole, at)
             return found, at
         finally:
-            if reads.get(slot) is entry:  # (a write may have let go of it already)
-                reads.pop(slot, None)
-            if entry.future is not None:
-                entry.future.set_result(shared)
+            self._shared(slot, entry, shared)
+
+    def _shared(self, slot: tuple[asyncio.AbstractEventLoop, str, bool], entry: _SharedRead,
+                shared: tuple[bytes | None, str] | None) -> None:
+        """The shared read ``entry`` at ``slot`` ended: what it found (None: each waiter
+        reads on its own) goes to its waiters; a lookup that starts now reads anew."""
+        reads = self._reads
+        if reads.get(slot) is entry:  # (a write may have let go of it already)
+            reads.pop(slot, None)
+        if entry.future is not None:
+            entry.future.set_result(shared)
 
     def _changed(self, keys: Iterable[str] | None) -> None:
         """``keys`` (None: any key) changed in storage: a lookup that starts now must not

@@ -37,9 +37,10 @@ one per running loop: one backend serves the async session's loop and a sync bri
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -50,10 +51,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from ..models import utcnow
+from ..models import CachedResponse, utcnow
 from ..policy.settings import CacheSettings
-from .base import BaseCache, CacheBackend, ConfigurationError
+from ..serializers import DeserializationError
+from .base import BaseCache, CacheBackend, ConfigurationError, _SharedRead
 from .clients import LoopClients
+from .health import CircuitState
 from .parts import ItemReader
 from .values import Value, decode_value, encode_value
 
@@ -455,6 +458,47 @@ class RedisBackend(CacheBackend):
             layout=layout, cluster=cluster, **redis_options)
         self.raw_redirects: RedisCache = RedisCache(
             cache_name, "redirects", connection=self.raw_responses.clients, ttl=False)
+
+    def read_hot(self, key: str) -> Awaitable[CachedResponse | None]:
+        """A key read before (its item is in the decoded memo): :meth:`_get_hot`, the
+        lookup's first read in one frame; any other key the full way (:meth:`get_record`)."""
+        responses = self.raw_responses
+        if (key in self._decoded and type(responses) is RedisCache
+                and type(self.raw_redirects) is RedisCache):
+            return self._get_hot(key)
+        return self.get_record(key, stream=True)
+
+    async def _get_hot(self, key: str) -> CachedResponse | None:
+        """``get_record(key, stream=True)`` for a hot key, without its layers: one gated
+        GET (HGET), shared with the lookups of the key that start while it runs (as
+        :meth:`_read_shared` shares a read; a lookup that finds a read under way joins it
+        the full way), verified and decoded as always. A key gone since it was read is
+        dropped from the memo and read the full way (its alias, or a miss: one script)."""
+        loop = asyncio.get_running_loop()
+        slot = (loop, key, True)
+        reads = self._reads
+        if slot in reads or self.health.breaker(loop).reads.state is not CircuitState.CLOSED:
+            return await self.get_record(key, stream=True)  # join it; or the gate decides each call
+        entry = reads[slot] = _SharedRead()
+        shared: tuple[bytes | None, str] | None = None
+        try:
+            value = await self._guard("read", self.raw_responses.read_bytes(key), _FAILED)
+            if value is _FAILED:  # failed open within its deadline: a miss, for the others too
+                shared = (None, key)
+            elif value is not None:
+                shared = (value, key)
+        finally:
+            self._shared(slot, entry, shared)
+        if value is _FAILED:
+            return None
+        if value is None:
+            self._decoded.pop(key, None)
+            return await self.get_record(key, stream=True)
+        try:
+            return self._decode(key, value)
+        except DeserializationError as e:  # unusable: deleted, a miss (as get_record)
+            await self._discard(key, e)
+            return None
 
     async def _read_item(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
         """One command. A key read before (its item is in the decoded memo: a hot key) is
