@@ -129,7 +129,7 @@ async def fetch(
     hub = backend.events
     status_header = backend.settings.cache_status_header
     run = _Run(backend, plan, send, network_errors)
-    run.owner = owner if owner is not None else asyncio.current_task()
+    run.owner = owner  # (None: the current task, looked up when coalescing needs it)
     with request_budget():  # a sick backend costs this request at most one deadline
         if not hub and not status_header:
             outcome = await run.execute()
@@ -211,7 +211,7 @@ def _counted_hit(plan: Plan, decision: Serve, stats: Counts | None) -> Outcome:
     assert decision.response is not None
     if stats is not None:
         stats.count_hit(len(decision.response.body))
-    return Outcome(decision.response, from_cache=True, age=decision.age)
+    return Outcome(decision.response, None, None, True, decision.age)  # (positional: cheaper)
 
 
 class _Run:
@@ -225,7 +225,7 @@ class _Run:
     not_stored_reason = ""
     coalesced = False
     bytes_stored = 0
-    owner: object = None  # who reads the response (see fetch())
+    owner: object = None  # who reads the response (see fetch(); None until coalesce())
     opened: list[StoredBody] | None = None  # large stored bodies read by lookups
     observing = False
     started = 0.0
@@ -403,6 +403,8 @@ class _Run:
         """Lead the origin request for this key, or share the running leader's answer."""
         coalescing = self.backend.coalescing
         slot = (asyncio.get_running_loop(), self.plan.key)
+        if self.owner is None:
+            self.owner = asyncio.current_task()
         while True:
             leader = coalescing.inflight.get(slot)
             if leader is not None:

@@ -127,8 +127,7 @@ with warnings.catch_warnings():
                 if memo is not None and memo.holds(self) and not self._cache.disabled:
                     # A plain request seen before: its key and plan are worked out already.
                     outcome = serve_inline(self._cache, memo.plan) or await fetch(
-                        self._cache, memo.request, _OPTIONS,
-                        self._sender(method, str_or_url, None, kwargs), _NETWORK_ERRORS,
+                        self._cache, memo.request, _OPTIONS, memo.send, _NETWORK_ERRORS,
                         plan=memo.plan, inline_tried=True)
                     check = self._raise_for_status
                     result = self._respond(outcome, method)
@@ -200,9 +199,11 @@ with warnings.catch_warnings():
             if len(self._plans) >= _URL_MEMO_SIZE:
                 self._plans = {}
             follow = request.follow_redirects
+            plain = {} if follow is True else {"allow_redirects": follow}  # what hits with it pass
             self._plans[(method, str_or_url, follow)] = _Memo(
                 request, plan, settings, settings.version, tuple(self._default_headers.items()),
-                self._default_auth, self._default_proxy_auth)
+                self._default_auth, self._default_proxy_auth,
+                self._sender(method, str_or_url, None, plain))
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response
@@ -318,6 +319,7 @@ class _Memo:
     headers: tuple[tuple[str, str], ...]
     auth: BasicAuth | None
     proxy_auth: BasicAuth | None
+    send: Callable[[dict[str, str]], Awaitable[OriginResponse]]  # made once: the same for every hit
 
     def holds(self, session: CacheMixin) -> bool:
         settings = session._cache.settings

@@ -254,14 +254,19 @@ class RedisCache(BaseCache):
         found = await self.read_bytes(key)
         return None if found is None else decode_value(found)
 
-    async def read_bytes(self, key: str) -> bytes | None:
-        """The stored bytes at ``key`` as they are (a hit's one command)."""
-        client = self.clients.get() if self._per_key is not None else await self._client()
+    def read_bytes(self, key: str) -> Awaitable[bytes | None]:
+        """The stored bytes at ``key`` as they are (a hit's one command). (A plain
+        function once the layout is known: the client's own coroutine, no layer of ours.)"""
+        if self._per_key is None:
+            return self._read_bytes_first(key)
+        client = self.clients.get()
         if self._per_key:
-            found: bytes | None = await client.execute_command("GET", self.prefix + key)
-        else:
-            found = await client.execute_command("HGET", self.name, key)
-        return found
+            return client.execute_command("GET", self.prefix + key)
+        return client.execute_command("HGET", self.name, key)
+
+    async def _read_bytes_first(self, key: str) -> bytes | None:
+        await self._client()  # asks the server which layout (once)
+        return await self.read_bytes(key)
 
     async def write(self, key: str, value: Value, expires: datetime | None = None) -> None:
         client, data = await self._client(), encode_value(value)
