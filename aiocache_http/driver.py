@@ -207,7 +207,8 @@ def serve_inline(backend: CacheBackend, plan: Plan,
 
 def _counted_hit(plan: Plan, decision: Serve, stats: Counts | None) -> Outcome:
     """A plain hit nobody listens to, answered: counted, no event built."""
-    _debug(plan, decision)
+    if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every hit)
+        _debug(plan, decision)
     assert decision.response is not None
     if stats is not None:
         stats.count_hit(len(decision.response.body))
