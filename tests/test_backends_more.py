@@ -271,6 +271,21 @@ def test_filesystem_lru_total_stays_exact(tmp_path: Path) -> None:
     index.close()
 
 
+async def test_filesystem_sync_index_records_existing_files_in_one_transaction(tmp_path: Path) -> None:
+    """``sync_index=True`` indexes the files already in the directory, with their sizes,
+    in one commit (one per file made opening a big directory take minutes)."""
+    plain = FileCache(tmp_path)
+    for i in range(300):
+        await plain.write(f"k{i}", b"x" * (i + 1))
+    cache = FileCache(tmp_path, max_cache_bytes=10**9, sync_index=True)
+    assert cache.lru is not None
+    assert cache.lru.total_bytes() == sum(range(1, 301))
+    cache.lru.close()
+    header = (tmp_path / INDEX_FILE).read_bytes()[:28]
+    commits = int.from_bytes(header[24:28], "big")  # the header's file change counter
+    assert commits < 20, commits  # creating the schema, then one for the 300 files
+
+
 def test_filesystem_lru_index_without_total_gets_it(tmp_path: Path) -> None:
     """An index written before the running total existed (or by another version)."""
     import sqlite3

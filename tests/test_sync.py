@@ -34,6 +34,7 @@ from aiocache_http import CacheBackend, CachedClientSession
 from aiocache_http.backends import BACKEND_CLASSES as ASYNC_BACKEND_CLASSES
 from aiocache_http.backends.health import CircuitState
 from aiocache_http.backends.sqlite import SQLiteBackend
+from aiocache_http.models import CachedResponse as StoredResponse
 from aiocache_http.sync import (
     BACKEND_CLASSES,
     CachedResponse,
@@ -388,6 +389,30 @@ def test_a_hit_is_answered_on_the_calling_thread(thread_origin: Origin, tmp_path
     session.backend.events.subscribe(lambda e: heard.append(str(e.kind)))
     waited, hit = _needs_the_loop(session, url)
     assert waited and hit.from_cache and len(heard) == 1  # its event is emitted on the loop
+    session.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_request_reads_inline_once(thread_origin: Origin, tmp_path: Path, kind: str) -> None:
+    """The calling thread's inline read is the only one: a miss goes to the loop without
+    reading inline again there, and a hit needs no second read."""
+    backend = "memory" if kind == "memory" else requests_cache.SQLiteCache(tmp_path / "once")
+    session = CachedSession(backend=backend)
+    session.get(thread_origin.url("/r/warm"))  # the bridge loop runs from here on
+    cache = session.backend
+    reads: list[str] = []
+    read_inline = cache.read_inline
+
+    def counted(key: str, loop: asyncio.AbstractEventLoop | None = None) -> StoredResponse | None:
+        reads.append(key)
+        return read_inline(key, loop)
+
+    cache.read_inline = counted  # type: ignore[method-assign]
+    url = thread_origin.url("/r/once")
+    assert not session.get(url).from_cache
+    assert len(reads) == 1
+    assert session.get(url).from_cache
+    assert len(reads) == 2
     session.close()
 
 

@@ -322,9 +322,11 @@ class FileCache(BaseCache):
 
     def _sync_index(self) -> None:
         assert self.lru is not None
+        sizes = []
         for key, _mtime in self._entries():
             with contextlib.suppress(FileNotFoundError):
-                self.lru.record(key, self.path(key).stat().st_size)
+                sizes.append((key, self.path(key).stat().st_size))
+        self.lru.record_many(sizes)
 
     def _write_sync(self, key: str, data: bytes, mtime: float) -> None:
         if self.lru is not None:

@@ -103,6 +103,21 @@ class LRUIndex:
                                "(?, ?, (SELECT COALESCE(MAX(used), 0) + 1 FROM lru))",
                                (key, self.on_disk(size)))
 
+    def record_many(self, sizes: Iterable[tuple[str, int]]) -> None:
+        """:meth:`record` for many keys in one transaction (one commit, not one per key:
+        indexing a directory of existing files)."""
+        with self.lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO lru (key, size, used) VALUES "
+                               "(?, ?, (SELECT COALESCE(MAX(used), 0) + 1 FROM lru))",
+                               ((key, self.on_disk(size)) for key, size in sizes))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
     def touch(self, key: str) -> None:
         """``key`` was just read."""
         with self.lock:

@@ -272,8 +272,9 @@ class CachedSession(requests.Session):
                     prepared, {**_merged(kwargs, environment), "stream": True}))
                 return origin_response(response, offload, stream=bool(kwargs.get("stream")))
 
+            # A plan means serve_inline was tried on this thread: no second inline read.
             return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS,
-                               owner=owner, plan=plan)
+                               owner=owner, plan=plan, inline_tried=plan is not None)
 
         return self._respond(serve(work), request, kwargs, environment)
 
