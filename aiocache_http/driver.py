@@ -131,7 +131,7 @@ async def fetch(
     run = _Run(backend, plan, send, network_errors)
     run.owner = owner  # (None: the current task, looked up when coalescing needs it)
     with request_budget():  # a sick backend costs this request at most one deadline
-        if not hub and not status_header:
+        if hub.stats is None and not hub.listeners and not status_header:  # (not hub, inline)
             outcome = await run.execute()
             return await run.finish(outcome) if run.opened else outcome
         listening = bool(hub.listeners) or status_header

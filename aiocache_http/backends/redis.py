@@ -487,7 +487,8 @@ class RedisBackend(CacheBackend):
         entry = reads[slot] = _SharedRead()
         shared: tuple[bytes | None, str] | None = None
         try:
-            value = await self._guard("read", self.raw_responses.read_bytes(key), _FAILED)
+            # (the gate's read itself: a network storage, never _guard's in-process way)
+            value = await self.health.read("read", self.raw_responses.read_bytes(key), _FAILED)
             if value is _FAILED:  # failed open within its deadline: a miss, for the others too
                 shared = (None, key)
             elif value is not None:
