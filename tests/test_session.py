@@ -451,7 +451,8 @@ async def test_a_hot_redis_hit_is_one_gated_read_shared_by_concurrent_lookups(
     from aiocache_http.backends.redis import RedisBackend, RedisCache
 
     calls: list[str] = []
-    real_get_record, real_read_bytes = Base.get_record, RedisCache.read_bytes
+    real_get_record = Base.get_record
+    real_read_bytes, real_read_hot_bytes = RedisCache.read_bytes, RedisCache.read_hot_bytes
 
     def counted_get_record(self: Base, *args: object, **kwargs: object) -> object:
         calls.append("get_record")
@@ -461,8 +462,13 @@ async def test_a_hot_redis_hit_is_one_gated_read_shared_by_concurrent_lookups(
         calls.append("GET")
         return real_read_bytes(self, key)
 
+    def counted_read_hot_bytes(self: RedisCache, key: str) -> object:
+        calls.append("GET")
+        return real_read_hot_bytes(self, key)
+
     monkeypatch.setattr(Base, "get_record", counted_get_record)
     monkeypatch.setattr(RedisCache, "read_bytes", counted_read_bytes)
+    monkeypatch.setattr(RedisCache, "read_hot_bytes", counted_read_hot_bytes)
     backend = RedisBackend(f"hot-{uuid.uuid4().hex[:6]}", redis_server.url)
     url = origin.url("/r/redis-hot")
     async with CachedClientSession(cache=backend, expire_after=60) as s:
@@ -535,3 +541,55 @@ async def test_a_working_set_above_the_memo_size_keeps_its_hot_plans(
                         assert r.from_cache
         assert all(s._plans["GET", url, True] is not None for url in hot)
         assert len(s._plans) <= 32 and len(s._plans.previous) <= 32
+
+
+async def test_a_hot_redis_read_uses_a_held_connection_and_survives_losing_it(
+        origin: Origin, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a client the backend created, a hot key is read on the connection it keeps for
+    hot reads (not through execute_command); when the server drops that connection, the
+    next hot read is retried the usual way and still a hit; a user's client is left as is."""
+    import uuid
+
+    import redis.asyncio
+
+    from aiocache_http.backends.redis import RedisBackend
+
+    commands: list[tuple[object, ...]] = []
+    real_execute = redis.asyncio.Redis.execute_command
+
+    async def counted(self: redis.asyncio.Redis, *args: object, **options: object) -> object:
+        commands.append(args)
+        return await real_execute(self, *args, **options)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", counted)
+    for layout in ("keys", "hash"):
+        backend = RedisBackend(f"held-{uuid.uuid4().hex[:6]}", redis_server.url, layout=layout,
+                               ttl=False)
+        url = origin.url(f"/r/redis-held-{layout}")
+        async with CachedClientSession(cache=backend, expire_after=60) as s:
+            for _ in range(2):  # a miss, then a hit read the full way: the key is hot now
+                async with s.get(url) as r:
+                    await r.read()
+            commands.clear()
+            for _ in range(3):
+                async with s.get(url) as r:
+                    assert r.from_cache and await r.read()
+            assert commands == []  # one held connection: no execute_command
+            admin = redis.asyncio.Redis.from_url(redis_server.url)
+            await real_execute(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            await admin.aclose()
+            async with s.get(url) as r:  # the held connection is gone: retried, still a hit
+                assert r.from_cache and await r.read()
+            async with s.get(url) as r:  # and connected again for the next
+                assert r.from_cache and await r.read()
+            assert backend.stats.hits == 6 and backend.health.errors == 0
+        assert origin.count(f"/r/redis-held-{layout}") == 1
+    user_client = redis.asyncio.Redis.from_url(redis_server.url)
+    backend = RedisBackend(f"held-{uuid.uuid4().hex[:6]}", connection=user_client, ttl=False)
+    url = origin.url("/r/redis-held-user")
+    async with CachedClientSession(cache=backend, expire_after=60) as s:
+        for _ in range(3):
+            async with s.get(url) as r:
+                await r.read()
+        assert not backend.raw_responses._held  # the user's pool is theirs
+    await user_client.aclose()
