@@ -24,7 +24,10 @@ named ``cache_name`` therefore owns exactly these Redis keys: ``cache_name:respo
 ``cache_name:redirects`` (always a hash: redirects are tiny and never expire).
 
 Hot path: a hit is one command (HGET or GET); a write is one round trip (SET ... PX, or
-HSET + HPEXPIRE pipelined); listing uses HSCAN/SCAN in batches, never KEYS.
+HSET + HPEXPIRE pipelined); listing uses HSCAN/SCAN in batches, never KEYS. A key read
+before is read on a connection a client we created keeps for hot reads (one of its pool,
+used one read at a time): redis-py's pool and ``execute_command`` layers cost more than
+the round trip's share of a hit on a busy machine.
 
 Clients
 -------
