@@ -40,36 +40,53 @@ class Progress(Protocol):
 
 
 class Lead:
-    """The request fetching a key, as the requests waiting for it see it: ``future`` gets
-    what it stored (a response in hand, :data:`IN_STORAGE`, or None: nothing)."""
+    """The request fetching a key, as the requests waiting for it see it: once ``done``,
+    ``result`` is what it stored (a response in hand, :data:`IN_STORAGE`, or None:
+    nothing). The futures a waiter waits on are made when one first waits: a lead
+    nobody waits for (most of them) costs none."""
 
-    __slots__ = ("body", "future", "owner", "streaming")
+    __slots__ = ("_finished", "_streaming", "body", "done", "loop", "owner", "result")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owner: object) -> None:
-        self.future: asyncio.Future[Any] = loop.create_future()
-        self.owner = owner
-        self.streaming: asyncio.Future[None] = loop.create_future()  # once ``body`` is set
+        self.loop, self.owner = loop, owner
+        self.done = False
+        self.result: Any = None
         self.body: Progress | None = None
+        self._finished: asyncio.Future[None] | None = None  # set once done
+        self._streaming: asyncio.Future[None] | None = None  # set once ``body`` is
 
     def streams(self, body: Progress) -> None:
         """Its response is handed over; its body follows (stored when complete)."""
         self.body = body
-        self.streaming.set_result(None)
+        if self._streaming is not None and not self._streaming.done():
+            self._streaming.set_result(None)
+
+    def finish(self, result: Any) -> None:
+        """What it stored is known: wake the waiters."""
+        if self.done:
+            return
+        self.done, self.result = True, result
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_result(None)
 
     async def wait(self) -> Any:
-        """What the leader stored; None if nothing, or once its body stalls (then
-        ``future`` is not done: the caller fetches on its own)."""
-        while not self.future.done():
+        """What the leader stored; None if nothing, or once its body stalls (then it is
+        not ``done``: the caller fetches on its own)."""
+        while not self.done:
+            if self._finished is None:
+                self._finished = self.loop.create_future()
             if self.body is None:  # still waiting for the origin: as long as it takes
-                either: list[asyncio.Future[Any]] = [self.future, self.streaming]
+                if self._streaming is None:
+                    self._streaming = self.loop.create_future()
+                either: list[asyncio.Future[None]] = [self._finished, self._streaming]
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 continue
             timeout = self.body.last_progress + LEADER_STALL_SECONDS - time.monotonic()
             if timeout <= 0:
                 logger.debug("the leader's body stalled: not waiting for it")
                 return None
-            await asyncio.wait([self.future], timeout=timeout)
-        return self.future.result()
+            await asyncio.wait([self._finished], timeout=timeout)
+        return self.result
 
 
 class Coalescing:
@@ -107,8 +124,7 @@ class Coalescing:
         if len(self.generations) > MAX_GENERATIONS:
             oldest = next(iter(self.generations))
             self.pruned = max(self.pruned, self.generations.pop(oldest))
-        if not lead.future.done():
-            lead.future.set_result(result)
+        lead.finish(result)
 
 
 __all__ = ["IN_STORAGE", "LEADER_STALL_SECONDS", "MAX_GENERATIONS", "Coalescing", "Lead", "Slot"]

@@ -57,6 +57,9 @@ from .streaming import Tee
 
 logger = logging.getLogger("aiocache_http")
 
+STORAGE_ERROR = "storage error: the write failed or was dropped at its deadline"
+"""The event's ``not_stored_reason`` when the store decided on did not reach storage."""
+
 
 @dataclass(slots=True)
 class OriginResponse:
@@ -122,12 +125,17 @@ async def fetch(
     """
     if plan is None:
         plan = core.plan(request, backend.settings, options, backend.identify)
+    hub = backend.events
+    status_header = backend.settings.cache_status_header
+    if (not hub.listeners and not status_header and plan.bypass is None and not plan.skip_read
+            and not plan.refresh and _known_miss(backend, plan.key)):
+        run = _Run(backend, plan, send, network_errors)
+        run.owner = owner if owner is not None else asyncio.current_task()
+        return await run.plain_miss()
     if not inline_tried:
         hit = serve_inline(backend, plan)
         if hit is not None:
             return hit
-    hub = backend.events
-    status_header = backend.settings.cache_status_header
     run = _Run(backend, plan, send, network_errors)
     run.owner = owner  # (None: the current task, looked up when coalescing needs it)
     with request_budget():  # a sick backend costs this request at most one deadline
@@ -159,31 +167,7 @@ async def fetch(
             raise
         finally:
             stop_collecting_faults(token)
-        if (not listening and not faults and not run.coalesced and hub.stats is not None
-                and outcome.response is not None):
-            # A plain hit, or a plain miss stored whole, with nobody listening: counted, no
-            # event built (the hot paths).
-            if type(run.last) is Serve:
-                hub.stats.count_hit(len(outcome.response.body))
-                return outcome
-            if (type(run.last) is Store and outcome.tee is None and run.stored
-                    and type(run.lookup_decision) is Fetch):
-                hub.stats.count_stored_miss(len(outcome.response.body))
-                return outcome
-        tee = outcome.tee
-        pending = tee is not None and not tee.done.done()
-        event = run.emit(outcome, faults, publish=not pending)
-        if tee is not None and pending:  # the event is the body's: once it is stored or not
-            # Not the outcome: it holds the live response, which the storage's in-flight
-            # entry would then keep alive, so that one dropped half-read never abandons
-            # its tee (its finalizer would never run).
-            ended = Outcome(outcome.response, from_cache=outcome.from_cache, tee=tee)
-            tee.done.add_done_callback(lambda _: run.emit(ended, faults))
-        if status_header:
-            served = outcome.response
-            outcome.cache_status = cache_status(
-                event, None if served is None else served.expires, backend.clock())
-        return outcome
+        return run.report(outcome, faults, listening)
 
 
 def serve_inline(backend: CacheBackend, plan: Plan,
@@ -213,6 +197,18 @@ def _counted_hit(plan: Plan, decision: Serve, stats: Counts | None) -> Outcome:
     if stats is not None:
         stats.count_hit(len(decision.response.body))
     return Outcome(decision.response, None, None, True, decision.age)  # (positional: cheaper)
+
+
+def _known_miss(backend: CacheBackend, key: str) -> bool:
+    """Is it known at once, without IO, that nothing is stored at ``key``, under it or as
+    a redirect alias? So for in-process object storage (memory) read its own way."""
+    responses, redirects = backend.raw_responses, backend.raw_redirects
+    for storage in (responses, redirects):
+        kind = type(storage)
+        if not storage.holds_objects or getattr(kind, "_fast_read", None) is not kind.read:
+            return False
+    return (responses.get_item(key) is None  # type: ignore[attr-defined]
+            and redirects.get_item(key) is None)  # type: ignore[attr-defined]
 
 
 class _Run:
@@ -257,6 +253,63 @@ class _Run:
         if plan.refresh or plan.skip_read:
             return await self.origin(decision)  # the caller asked for its own origin request
         return await self.coalesce(decision, mark)
+
+    async def plain_miss(self) -> Outcome:
+        """A plain request nobody listens to, with nothing stored for it, known without IO
+        (:func:`_known_miss`): what :meth:`execute` does for it, without the layers a read
+        that waits needs (its deadline, a second read, re-checking the key's fills)."""
+        plan, backend = self.plan, self.backend
+        now = backend.clock()
+        decision = core.on_lookup(plan, None, now)
+        self.lookup_decision = decision
+        slot = (asyncio.get_running_loop(), plan.key)
+        hub = backend.events
+        work = (self.lead(slot, decision)
+                if type(decision) is Fetch and slot not in backend.coalescing.inflight
+                else self.execute((decision, now)))  # another request leads, or a HEAD...
+        if not hub:
+            outcome = await work
+            return await self.finish(outcome) if self.opened else outcome
+        faults, token = start_collecting_faults()
+        try:
+            outcome = await work
+            if self.opened:  # (the way through execute() may have read a large body)
+                outcome = await self.finish(outcome)
+        except BaseException:
+            self.emit(None, faults, error=True)
+            raise
+        finally:
+            stop_collecting_faults(token)
+        return self.report(outcome, faults, False)
+
+    def report(self, outcome: Outcome, faults: list[str], listening: bool) -> Outcome:
+        """Count or emit what this request did, once its answer is known (see fetch())."""
+        hub = self.backend.events
+        if (not listening and not faults and not self.coalesced and hub.stats is not None
+                and outcome.response is not None):
+            # A plain hit, or a plain miss stored whole, with nobody listening: counted, no
+            # event built (the hot paths).
+            if type(self.last) is Serve:
+                hub.stats.count_hit(len(outcome.response.body))
+                return outcome
+            if (type(self.last) is Store and outcome.tee is None and self.stored
+                    and type(self.lookup_decision) is Fetch):
+                hub.stats.count_stored_miss(len(outcome.response.body))
+                return outcome
+        tee = outcome.tee
+        pending = tee is not None and not tee.done.done()
+        event = self.emit(outcome, faults, publish=not pending)
+        if tee is not None and pending:  # the event is the body's: once it is stored or not
+            # Not the outcome: it holds the live response, which the storage's in-flight
+            # entry would then keep alive, so that one dropped half-read never abandons
+            # its tee (its finalizer would never run).
+            ended = Outcome(outcome.response, from_cache=outcome.from_cache, tee=tee)
+            tee.done.add_done_callback(lambda _: self.emit(ended, faults))
+        if self.backend.settings.cache_status_header:
+            served = outcome.response
+            outcome.cache_status = cache_status(
+                event, None if served is None else served.expires, self.backend.clock())
+        return outcome
 
     async def finish(self, outcome: Outcome) -> Outcome:
         """Close the large stored bodies the lookups opened that the answer does not use."""
@@ -304,11 +357,17 @@ class _Run:
         (the item the body was read from is replaced)."""
         start = time.perf_counter() if self.observing else 0.0
         backend = self.backend
-        await backend.save_response_at(response, keys)
+        self.stored_response = response  # in hand: shared with the waiters even if not stored
+        if not await backend.save_response_at(response, keys):  # failed or dropped (fail-open)
+            self.stored, self.not_stored_reason = False, STORAGE_ERROR
+            if response.stored_body is not None:
+                self.stored_response = None  # nothing in hand to share: each waiter on its own
+            if self.observing:
+                self.storage_time += time.perf_counter() - start
+            return response
         for alias in aliases:
             await backend.save_redirect(alias, keys[0])
         self.stored = True
-        self.stored_response = response
         if response.stored_body is not None:
             self.stored_response = IN_STORAGE  # each reader reads its own
             copy = await self.read(keys[0])
@@ -324,7 +383,6 @@ class _Run:
         once complete (not at all if it is larger than ``max_body_size``)."""
         backend, plan = self.backend, self.plan
         settings = backend.settings
-        label = f"{plan.request.method} {plan.request.url}"
         length = freshness.expected_length(origin.headers)
         limit = settings.max_body_size
         if limit is not None and length is not None and length > limit:
@@ -358,7 +416,7 @@ class _Run:
                 self.not_stored(incomplete or DontStore("not stored: %s", "", (tee.reason,)))
 
         tee = Tee(writer, complete=complete, expected_length=length, max_size=limit,
-                  on_stored=stored, label=label)
+                  on_stored=stored, label=f"{plan.request.method} {plan.request.url}")
         tee.done.add_done_callback(ended)
         raw = await origin.tee(tee)
         return Outcome(response, raw=raw, release=origin.release, tee=tee,
@@ -378,7 +436,7 @@ class _Run:
             self.not_stored(response)
             return Outcome(None, raw=origin.raw, release=origin.release)
         await self.save(response, decision.keys, decision.aliases)
-        self.bytes_stored, self.last = len(body), decision
+        self.bytes_stored, self.last = (len(body) if self.stored else 0), decision
         _debug(self.plan, decision)
         return Outcome(response, raw=origin.raw, release=origin.release)
 
@@ -425,7 +483,7 @@ class _Run:
                     if isinstance(shared, (Fetch, Revalidate)):
                         return await self.origin(shared)
                     return self.answer(shared)
-                if not leader.future.done():  # its body stalled: on our own
+                if not leader.done:  # its body stalled: on our own
                     return await self.origin(decision)
                 mark = coalescing.mark()  # the leader stored nothing: elect another
                 continue
@@ -558,7 +616,7 @@ class _Run:
                 self.stored = None  # nothing could have been stored
             return Outcome(None, raw=origin.raw, release=origin.release)
         assert isinstance(decision, Store)
-        if not await self.passes_filter(origin):
+        if self.backend.settings.filter_fn is not None and not await self.passes_filter(origin):
             self.not_stored(core.filtered_out(self.plan))
             return Outcome(None, raw=origin.raw, release=origin.release)
         return await self.store(decision, received, origin)

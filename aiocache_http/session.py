@@ -176,7 +176,10 @@ with warnings.catch_warnings():
                 if headers is not None:
                     merged = CIMultiDict(headers)
                     merged.update(extra)
-                response = await ClientSession._request(self, method, str_or_url, headers=merged,
+                # The URL the key was made from, parsed once (aiohttp's own _build_url): a
+                # URL not seen before is not parsed a second time by aiohttp.
+                target = self._url(str_or_url)[0] if isinstance(str_or_url, str) else str_or_url
+                response = await ClientSession._request(self, method, target, headers=merged,
                                                         raise_for_status=False, **kwargs)
                 return _origin(response)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import logging
 import statistics
 import sys
@@ -159,6 +160,22 @@ async def hit_and_miss(ctx: Context, session: Any, label: str) -> tuple[float, f
     return hit, miss
 
 
+async def miss_and_bare(ctx: Context, bare: Any, session: Any,
+                        label: str) -> tuple[float, float, float]:
+    """Median latency of a miss + store (a new URL every time), of bare aiohttp on a new URL
+    every time (the same request without the cache) and of bare aiohttp on one URL,
+    alternating request by request (same origin, same warm-up): the ratios are not skewed
+    by the machine's load moving between rows. A URL not seen before costs aiohttp and
+    yarl more (their URL caches miss), with or without a cache in front."""
+    fresh = itertools.count()
+    measured = await interleaved(
+        {"miss": lambda i: get_body(session, ctx.url(f"{label}-miss-{next(fresh)}")),
+         "bare new": lambda i: get_body(bare, ctx.url(f"{label}-bare-{next(fresh)}")),
+         "bare": lambda i: get_body(bare, ctx.url("bare"))},
+        ctx.n // 2, rounds=ctx.n // 2)
+    return measured["miss"], measured["bare new"], measured["bare"]
+
+
 # An in-process hit takes microseconds: this many times ``--n`` samples, in this many
 # rounds alternating with the peer's, so the row is not one short window of the machine.
 MEMORY_HIT_SAMPLES = 5
@@ -167,8 +184,6 @@ MEMORY_HIT_ROUNDS = 50
 
 @scenario("memory")
 async def memory_rows(ctx: Context) -> list[Row]:
-    async with aiohttp.ClientSession() as bare:
-        bare_latency = await median_latency(lambda i: get_body(bare, ctx.url("bare")), ctx.n // 4)
     try:
         from aiohttp_client_cache import CacheBackend as PeerMemory
         from aiohttp_client_cache import CachedSession as PeerSession
@@ -176,7 +191,9 @@ async def memory_rows(ctx: Context) -> list[Row]:
     except ImportError:
         with_peer = False
     async with AsyncExitStack() as stack:
+        bare = await stack.enter_async_context(aiohttp.ClientSession())
         ours = await stack.enter_async_context(CachedClientSession(cache=CacheBackend()))
+        miss, bare_new, bare_latency = await miss_and_bare(ctx, bare, ours, "ours-mem")
         hits: dict[str, Any] = {"ours": ours}
         if with_peer:
             hits["peer"] = await stack.enter_async_context(PeerSession(cache=PeerMemory()))
@@ -185,17 +202,17 @@ async def memory_rows(ctx: Context) -> list[Row]:
         quiet: dict[str, float] = {}
         hit = await interleaved({name: _hot(session, ctx) for name, session in hits.items()},
                                 ctx.n * MEMORY_HIT_SAMPLES, rounds=MEMORY_HIT_ROUNDS, quietest=quiet)
-        miss = await median_latency(lambda i: get_body(ours, ctx.url(f"ours-mem-{i}")), ctx.n // 4,
-                                    warmup=5)
         tasks = await concurrent_hits(ctx, ours)
         rows = [Row("memory", "bare aiohttp (no cache)", bare_latency),
-                Row("memory", "aiocache-http memory miss", miss, "bare aiohttp (no cache)"),
+                Row("memory", "bare aiohttp (no cache), new URL each time", bare_new),
+                Row("memory", "aiocache-http memory miss (interleaved with bare)", miss,
+                    ("bare aiohttp (no cache), new URL each time", "bare aiohttp (no cache)")),
                 Row("memory", "aiocache-http memory hit", hit["ours"], "aiohttp-client-cache memory hit"),
                 Row("memory", "aiocache-http memory hit, quietest round", quiet["ours"],
                     "aiohttp-client-cache memory hit, quietest round"),
                 Row("memory", "aiocache-http memory hit, 100 tasks", tasks,
                     "aiohttp-client-cache memory hit, 100 tasks")]
-        if "peer" in hits:
+        if with_peer:
             peer = hits["peer"]
             peer_miss = await median_latency(lambda i: get_body(peer, ctx.url(f"peer-mem-{i}")),
                                              ctx.n // 4, warmup=5)

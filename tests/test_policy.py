@@ -288,6 +288,21 @@ def test_per_request_expire_after_beats_url_pattern_beats_default() -> None:
     assert core.expire_after("https://other.com/", settings, RequestOptions()) == 10.0
 
 
+def test_the_plan_works_out_a_stores_expire_after_once() -> None:
+    """Without URL patterns the value is the same for every URL: worked out with the plan
+    and used by the store step as is; with patterns, from the stored URL when a store
+    first asks (a hit never does)."""
+    p = plan(expire_after=60)
+    assert p.store_expire_after == 60.0
+    assert core.expires(p, 200, CIMultiDict(), T0, T0) == T0 + timedelta(seconds=60)
+    per_request = plan(options=RequestOptions(expire_after=5), expire_after=60)
+    assert per_request.store_expire_after == 5.0
+    patterned = plan(expire_after=60, urls_expire_after={"example.com/a": 20})
+    assert patterned.store_expire_after is core.UNSET
+    assert core.expires(patterned, 200, CIMultiDict(), T0, T0) == T0 + timedelta(seconds=20)
+    assert patterned.store_expire_after == 20.0
+
+
 def test_storable_and_expires() -> None:
     p = plan(expire_after=60)
     assert isinstance(respond(p, 200), Store)

@@ -23,6 +23,8 @@ from aiocache_http import (
     CacheEvent,
     MemoryCache,
 )
+from aiocache_http.driver import STORAGE_ERROR
+from aiocache_http.models import CachedResponse
 
 from .origin import Origin
 from .redis_servers import RedisServer
@@ -173,6 +175,103 @@ async def test_backend_outage_fails_open(origin: Origin, caplog: pytest.LogCaptu
             await s.get(origin.url("/r/down"))
 
 
+class SickWrites(BaseCache):
+    """A storage that reads (an empty dict) but whose writes fail (``hang=False``: like a
+    full disk) or never finish (``hang=True``: a stalled server, dropped at the deadline)."""
+
+    def __init__(self, hang: bool = False) -> None:
+        self.items: dict[str, bytes | str] = {}
+        self.hang, self.writes = hang, 0
+
+    async def read(self, key: str) -> bytes | str | None:
+        return self.items.get(key)
+
+    async def write(self, key: str, value: bytes | str, expires: datetime | None = None) -> None:
+        self.writes += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        raise ConnectionError("disk full")
+
+    async def delete(self, key: str) -> None:
+        self.items.pop(key, None)
+
+    async def iter_keys(self) -> AsyncIterator[str]:
+        for key in list(self.items):
+            yield key
+
+    async def size(self) -> int:
+        return len(self.items)
+
+    async def clear(self) -> None:
+        self.items.clear()
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["write fails", "write dropped at deadline"])
+async def test_a_write_that_did_not_land_is_reported_not_stored(origin: Origin, hang: bool) -> None:
+    """The event and the stats say 'not stored' (storage error), not 'stored', when the
+    store decided on did not reach storage; the caller still gets the origin's answer."""
+    backend = CacheBackend(backend_timeout=0.05, write_timeout=0.3)
+    storage = SickWrites(hang)
+    backend.raw_responses = backend.raw_redirects = storage
+    events: list[CacheEvent] = []
+    backend.events.subscribe(events.append)
+    async with CachedClientSession(cache=backend) as s:
+        r = await s.get(origin.url("/r/sick-write?h_Cache-Control=max-age%3D60"))
+        assert r.status == 200 and not r.from_cache and await r.read()
+        await backend.wait_for_refreshes()
+    assert storage.writes == 1 and not storage.items
+    [event] = events
+    assert event.kind == "miss" and event.stored is False
+    assert event.not_stored_reason == STORAGE_ERROR and event.bytes_stored == 0
+    assert event.storage_errors  # which call failed, and how
+    assert backend.stats.stores == 0 and backend.stats.not_stored == {STORAGE_ERROR: 1}
+
+
+async def test_a_streamed_small_body_whose_write_fails_is_not_stored(origin: Origin) -> None:
+    """A small body that came through the tee (chunked, read as it arrived) and was kept
+    in memory: its write failing ends as 'not stored', not as stored."""
+    backend = CacheBackend()
+    backend.raw_responses = backend.raw_redirects = SickWrites()
+    events: list[CacheEvent] = []
+    backend.events.subscribe(events.append)
+    async with CachedClientSession(cache=backend) as s:
+        r = await s.get(origin.url("/body/sick-stream?size=3000&chunked=1&pause=0.05"
+                                   "&h_Cache-Control=max-age%3D60"))
+        assert len(await r.read()) == 3000
+        await asyncio.sleep(0)
+    [event] = events
+    assert event.stored is False and "the storage failed" in event.not_stored_reason
+    assert backend.stats.stores == 0
+
+
+async def test_waiters_get_the_leaders_response_when_its_write_fails(origin: Origin) -> None:
+    """Coalesced waiters are handed the leader's response, in hand although not stored (no
+    second origin request); the leader's event says not stored, theirs coalesced."""
+    backend = CacheBackend()
+    backend.raw_responses = backend.raw_redirects = SickWrites()
+    events: list[CacheEvent] = []
+    backend.events.subscribe(events.append)
+    url = origin.url("/r/sick-shared?h_Cache-Control=max-age%3D60&delay=0.2")
+    async with CachedClientSession(cache=backend) as s:
+        replies = await asyncio.gather(*(s.get(url) for _ in range(3)))
+        assert [r.status for r in replies] == [200] * 3
+        assert len({await r.read() for r in replies}) == 1
+    assert origin.count("/r/sick-shared") == 1
+    leader = [e for e in events if not e.coalesced]
+    assert len(leader) == 1 and leader[0].stored is False
+    assert leader[0].not_stored_reason == STORAGE_ERROR
+    assert sum(e.coalesced for e in events) == 2
+
+
+async def test_plain_miss_with_stats_only_counts_a_failed_write_as_not_stored(origin: Origin) -> None:
+    """The counted fast path (stats on, no listener) tells the same truth."""
+    backend = CacheBackend()
+    backend.raw_responses = backend.raw_redirects = SickWrites()
+    async with CachedClientSession(cache=backend) as s:
+        await (await s.get(origin.url("/r/sick-plain?h_Cache-Control=max-age%3D60"))).read()
+    assert backend.stats.stores == 0 and backend.stats.not_stored == {STORAGE_ERROR: 1}
+
+
 async def test_connection_error_serves_stale_if_error(origin: Origin) -> None:
     backend = CacheBackend(expire_after=0.1, stale_if_error=True)
     async with CachedClientSession(cache=backend) as s:
@@ -281,6 +380,65 @@ async def test_concurrent_cold_misses_read_storage_once_each(origin: Origin) -> 
         assert all(r.status == 200 for r in replies) and origin.count("/r/cold") == 1
         # One lookup each; waiters take the leader's response, they do not read it back.
         assert storage.reads <= 50 + 5
+
+
+class CountingItems(MemoryCache):
+    """In-memory storage that counts lookups of its objects (its own hot path kept)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[str] = []
+
+    def get_item(self, key: str) -> bytes | CachedResponse | None:
+        self.gets.append(key)
+        return super().get_item(key)
+
+
+async def test_a_plain_memory_miss_looks_its_key_up_once(origin: Origin) -> None:
+    """Nothing stored, known without IO: the miss goes to the origin from that one lookup
+    (no second read of the same key), is stored, counted, and the next request hits."""
+    backend = CacheBackend()
+    backend.raw_responses = responses = CountingItems()
+    backend.raw_redirects = redirects = CountingItems()
+    async with CachedClientSession(cache=backend) as s:
+        url = origin.url("/r/one-lookup?h_Cache-Control=max-age%3D60")
+        r = await s.get(url)
+        assert r.status == 200 and not r.from_cache and await r.read()
+        key = r.cache_key
+        assert responses.gets == [key] and redirects.gets == [key]
+        assert backend.stats.stores == 1 and backend.stats.misses == 1
+        assert (await s.get(url)).from_cache
+    assert origin.count("/r/one-lookup") == 1
+
+
+async def test_plain_memory_misses_still_coalesce(origin: Origin) -> None:
+    """Concurrent plain misses for one key (nobody listening, memory): one origin request,
+    the others answered with the leader's stored response."""
+    backend = CacheBackend()
+    async with CachedClientSession(cache=backend) as s:
+        url = origin.url("/r/plain-coalesced?delay=0.1&h_Cache-Control=max-age%3D60")
+        replies = await asyncio.gather(*(s.get(url) for _ in range(10)))
+        assert len({await r.read() for r in replies}) == 1
+        assert sum(not r.from_cache for r in replies) == 1
+    assert origin.count("/r/plain-coalesced") == 1
+    assert backend.stats.stores == 1
+
+
+async def test_a_lead_makes_its_futures_only_for_a_waiter() -> None:
+    """Most misses have no waiter: their lead costs no future; a waiter still wakes with
+    what the leader stored."""
+    from aiocache_http.coalescing import Lead
+
+    loop = asyncio.get_running_loop()
+    alone = Lead(loop, None)
+    alone.finish("stored")
+    assert alone.done and alone.result == "stored" and alone._finished is None
+    awaited = Lead(loop, None)
+    waiter = asyncio.ensure_future(awaited.wait())
+    await asyncio.sleep(0)
+    assert awaited._finished is not None and not waiter.done()
+    awaited.finish("shared")
+    assert await asyncio.wait_for(waiter, 1) == "shared"
 
 
 async def test_an_unrelated_fill_does_not_suppress_a_stale_while_revalidate_refresh(

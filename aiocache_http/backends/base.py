@@ -61,6 +61,7 @@ _DECODED_MAX_BYTES = 64 * 1024
 _DECODED_BUDGET = 16 * 1024 * 1024
 _END: Any = object()
 _AS_EXPIRES: Any = object()
+_DROPPED: Any = object()  # what a gated write returns when it did not complete
 
 
 class AsyncResults(Generic[T]):
@@ -214,6 +215,9 @@ class ConfigurationError(Exception):
 
 def without_set_cookie(response: CachedResponse) -> CachedResponse:
     """``response`` (and its redirect hops) without Set-Cookie headers; itself if none."""
+    if NEVER_STORED.isdisjoint(map(str.lower, response.headers)) and not response.history:
+        return response  # the common case, checked without a call of our own
+
     def clean(headers: CIMultiDict[str]) -> CIMultiDict[str]:
         if NEVER_STORED.isdisjoint(map(str.lower, headers)):
             return headers
@@ -449,13 +453,16 @@ class CacheBackend:
             return self.health.read(op, call, default)
         return self.health.call(op, call, default, kind)
 
-    async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> None:
+    async def _guard_write(self, op: str, storage: BaseCache, call: Awaitable[None]) -> bool:
         """A write: the caller waits for it at most ``backend_timeout``, then it finishes in
-        the background (awaited by :meth:`wait_for_refreshes` and :meth:`close`)."""
+        the background (awaited by :meth:`wait_for_refreshes` and :meth:`close`). True if
+        it was written; False if it failed, was refused (circuit open, budget spent) or was
+        still under way when the wait ended (it may yet land: the caller cannot count on it)."""
         if storage.in_process:
-            await self._guard(op, call, None, Kind.WRITE)
+            done = await self._guard(op, call, _DROPPED, Kind.WRITE)
         else:
-            await self.health.call(op, call, None, Kind.WRITE, self.background)
+            done = await self.health.call(op, call, _DROPPED, Kind.WRITE, self.background)
+        return done is not _DROPPED
 
     async def _guard_iter(self, op: str, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
         """``iterator`` with each step through the gate (a maintenance deadline per step).
@@ -741,17 +748,19 @@ class CacheBackend:
                                          key)
 
     async def save_response_at(self, response: CachedResponse, keys: Sequence[str],
-                               keep_until: datetime | object | None = _AS_EXPIRES) -> None:
+                               keep_until: datetime | object | None = _AS_EXPIRES) -> bool:
         """Store the record ``response`` under each of ``keys`` (until ``keep_until``:
         default, its expiry). A large body, in memory or left in storage, is written in
         parts, in one pass for all keys (a body left in storage is read before any key is
-        replaced: afterwards, read it again from the new item)."""
+        replaced: afterwards, read it again from the new item). Fail-open: True if it was
+        stored at every key, False if a write failed or was dropped (see :meth:`_guard_write`)."""
         response = without_set_cookie(response)
         until = response.expires if keep_until is _AS_EXPIRES else keep_until
         assert until is None or isinstance(until, datetime)
         stored = response.stored_body
         storage = self.raw_responses
         if stored is None and (len(response.body) <= INLINE_LIMIT or not self.serializer.streams):
+            written = True
             for key in keys:
                 if response.cache_key != key:
                     response = dataclasses.replace(response, cache_key=key)
@@ -759,9 +768,10 @@ class CacheBackend:
                     storage.put_item(key, response, until)  # type: ignore[attr-defined]
                     self._changed((key,))
                     continue
-                await self._guard_write("write", storage, self._then_changed(
-                    storage.write(key, self.dump(key, response), until), (key,)))
-            return
+                if not await self._guard_write("write", storage, self._then_changed(
+                        storage.write(key, self.dump(key, response), until), (key,))):
+                    written = False
+            return written
         writer = await self.open_response(dataclasses.replace(response, body=b"", stored_body=None), keys)
         try:
             if stored is not None:
@@ -771,11 +781,12 @@ class CacheBackend:
                 with memoryview(response.body) as view:
                     for start in range(0, len(view), PART_SIZE):
                         await writer.write(view[start : start + PART_SIZE])
-            await writer.commit()
+            return await writer.commit()
         except StoredBodyError as e:  # the body we copy from went away: nothing stored
             if self.settings.strict:
                 raise
             logger.warning("%r: write failed, continuing without the cache: %s", self, e)
+            return False
         finally:
             await writer.abort()  # a no-op once committed
 

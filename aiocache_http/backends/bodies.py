@@ -124,7 +124,9 @@ class ResponseWriter:
                 assert self._whole is not None
                 body, self._whole = self._whole.getvalue(), None
             whole = dataclasses.replace(self.response, body=body)
-            await backend.save_response_at(whole, self.keys)  # fail-open, as any store
+            if not await backend.save_response_at(whole, self.keys):  # fail-open, as any store
+                self._state, self._kept = "aborted", None
+                return False
             if self._kept is not None:
                 self.response = whole  # kept: shared with the requests that waited for it
         else:

@@ -474,6 +474,8 @@ class Health:
             waited = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, True)
             return await _within(asyncio.shield(task), waited, loop, None, None)
         except _Expired:
+            note_fault(f"{op}: still under way when the request's wait ended (left to finish "
+                       "in the background)")
             return default
         finally:  # past the wait, or the caller cancelled: the write goes on, kept here
             if not task.done():

@@ -128,6 +128,8 @@ class Plan:
     why: tuple[str, str] = ("", "")  # (reason, rfc) of skip_read / refresh
     expire_from_request: bool = False  # a request max-age outranks the response's (header_rule)
     conditional: bool = False  # the client's own If-None-Match / If-Modified-Since (cache_control)
+    store_expire_after: ExpirationTime | _Unset = UNSET
+    """The ``expire_after`` a response stored for it gets (see :func:`_expire_after`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +156,14 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
     options = options or _NO_OPTIONS
     aiohttp_rule = options.header_rule == "cache_control"
     honoured = not aiohttp_rule or settings.cache_control
-    bypass = _bypass(request, settings, options, honoured)
+    value = expire_after(request.url, settings, options)
+    bypass = _bypass(request, settings, options, honoured, value)
     if bypass is not None:
         return Plan("", request, request, settings, identify, options, bypass)
     key, stored = identify(request)
     p = Plan(key, stored, request, settings, identify, options)
+    if not settings.urls_expire_after:  # the same for every URL: the stored one's too
+        p.store_expire_after = value
     if settings.cache_control and ("If-None-Match" in request.headers
                                    or "If-Modified-Since" in request.headers):
         p.conditional = True
@@ -192,14 +197,14 @@ def _float(value: int | None) -> float | None:
 
 
 def _bypass(request: CachedRequest, settings: CacheSettings, options: RequestOptions,
-            honoured: bool = True) -> PassThrough | None:
+            honoured: bool, expires_after: ExpirationTime) -> PassThrough | None:
     if options.disabled:
         return PassThrough("cache disabled for this request (cache_disabled())")
     if request.method not in settings.allowed_methods:
         return PassThrough("method %s not in allowed_methods", args=(request.method,))
     if not options.keyable:
         return PassThrough("the request body is a stream: it cannot be part of a key")
-    if expire_after(request.url, settings, options) == DO_NOT_CACHE:
+    if expires_after == DO_NOT_CACHE:
         return PassThrough("expire_after is DO_NOT_CACHE")
     cc_lines = request.headers.getall("Cache-Control", ()) if honoured else ()
     cc = parse_cache_control(cc_lines) if cc_lines else {}
@@ -218,6 +223,16 @@ def expire_after(url: str, settings: CacheSettings, options: RequestOptions) -> 
     if not settings.urls_expire_after:
         return settings.expire_after
     return expire_after_for_url(url, settings.urls_expire_after, settings.expire_after)
+
+
+def _expire_after(p: Plan) -> ExpirationTime:
+    """:func:`expire_after` of the stored request, memoised on the plan: the store step
+    asks for it more than once, a hit never. (Callers read ``p.store_expire_after``
+    first: set, it costs no call.)"""
+    value = p.store_expire_after
+    if value is UNSET:
+        value = p.store_expire_after = expire_after(p.request.url, p.settings, p.options)
+    return value
 
 
 # -- 2. what storage returned --------------------------------------------------------------
@@ -441,6 +456,9 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
                               keys=(p.key,), then=not_stored)
         return not_stored
     kept = freshness.headers_to_store(headers)
+    if "Vary" not in kept and not received.history:  # the common case: the request's key
+        return Store("stored", "RFC 9111 §3" if p.settings.cache_control else "", headers=kept,
+                     keys=(p.key,))
     keys, generation = _store_keys(p, kept, generation)
     if received.history:  # the final URL answers a direct request too, as in requests-cache
         final = p.identify(CachedRequest(p.original.method, received.url, p.original.headers))[0]
@@ -495,7 +513,8 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
         return "status %d is never stored", "RFC 9111 §3", (status,)
     if settings.read_only:
         return "read_only is set", "", ()
-    if (not settings.cache_control and expire_after(p.request.url, settings, p.options)
+    if (not settings.cache_control
+            and (_expire_after(p) if p.store_expire_after is UNSET else p.store_expire_after)
             == EXPIRE_IMMEDIATELY and not ("ETag" in headers or "Last-Modified" in headers)):
         return "EXPIRE_IMMEDIATELY and no validator: it could never be served", "", ()
     if (settings.cache_control and seconds(freshness.cache_control(headers), "max-age") == 0
@@ -579,7 +598,7 @@ def stored_response(p: Plan, store: Store, received: Received, redact_url: Calla
         CachedResponse(status, reason, redact_url(hop_url), freshness.headers_to_store(hop_headers),
                        b"", CachedRequest(method, redact_url(hop_url)))
         for method, hop_url, status, reason, hop_headers in received.history
-    ]
+    ] if received.history else []
     request_time, response_time = received.request_time, received.response_time
     facts = freshness.facts(headers, request_time, response_time)
     return CachedResponse(
@@ -661,7 +680,8 @@ def expires(p: Plan, status: int, headers: CIMultiDict[str], request_time: datet
     if p.options.expire_after is UNSET and p.max_age:
         value: ExpirationTime = p.max_age
     else:
-        value = expire_after(p.request.url, settings, p.options)
+        stored = p.store_expire_after
+        value = _expire_after(p) if stored is UNSET else stored
     if settings.cache_control and not p.expire_from_request:
         lifetime = freshness.lifetime(status, headers, now, settings.max_heuristic_age)
         if lifetime is None and value == NEVER_EXPIRE:
@@ -672,6 +692,8 @@ def expires(p: Plan, status: int, headers: CIMultiDict[str], request_time: datet
             return now + timedelta(seconds=max(0.0, lifetime - age))
     if value == DO_NOT_CACHE:
         value = EXPIRE_IMMEDIATELY
+    if value == NEVER_EXPIRE:  # (the default: no call for it)
+        return None
     return expiration_datetime(value, now)
 
 

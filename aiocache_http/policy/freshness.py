@@ -85,8 +85,9 @@ def current_age(cached: CachedResponse, now: datetime) -> float:
 def facts(headers: CIMultiDict[str], request_time: datetime, response_time: datetime) -> Facts:
     """Everything a hit needs from the stored headers, parsed once (at store time)."""
     cc = cache_control(headers)
-    vary = tuple(vary_names(headers))
-    swr, sie = seconds(cc, "stale-while-revalidate"), seconds(cc, "stale-if-error")
+    vary = tuple(vary_names(headers)) if "Vary" in headers else ()
+    swr = seconds(cc, "stale-while-revalidate") if "stale-while-revalidate" in cc else None
+    sie = seconds(cc, "stale-if-error") if "stale-if-error" in cc else None
     return Facts(
         initial_age=initial_age(headers, request_time, response_time),
         no_cache=("no-cache" in cc and not cc["no-cache"]) or "*" in vary,
