@@ -137,9 +137,9 @@ async def fetch(
         if hit is not None:
             return hit
     run = _Run(backend, plan, send, network_errors)
-    run.owner = owner if owner is not None else asyncio.current_task()
+    run.owner = owner  # (None: the current task, looked up when coalescing needs it)
     with request_budget():  # a sick backend costs this request at most one deadline
-        if not hub and not status_header:
+        if hub.stats is None and not hub.listeners and not status_header:  # (not hub, inline)
             outcome = await run.execute()
             return await run.finish(outcome) if run.opened else outcome
         listening = bool(hub.listeners) or status_header
@@ -153,7 +153,7 @@ async def fetch(
                 # A plain request nobody listens to, on storage read with IO: the lookup's
                 # first read here, and a fresh whole entry served at once (counted; no
                 # event built); anything else goes on the full way from what was read.
-                stored = run.opening(await backend.get_record(plan.key, stream=True))
+                stored = run.opening(await backend.read_hot(plan.key))
                 now = backend.clock()
                 decision = core.on_lookup(plan, stored, now)
                 if type(decision) is Serve and not faults and not run.opened:
@@ -191,11 +191,12 @@ def serve_inline(backend: CacheBackend, plan: Plan,
 
 def _counted_hit(plan: Plan, decision: Serve, stats: Counts | None) -> Outcome:
     """A plain hit nobody listens to, answered: counted, no event built."""
-    _debug(plan, decision)
+    if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every hit)
+        _debug(plan, decision)
     assert decision.response is not None
     if stats is not None:
         stats.count_hit(len(decision.response.body))
-    return Outcome(decision.response, from_cache=True, age=decision.age)
+    return Outcome(decision.response, None, None, True, decision.age)  # (positional: cheaper)
 
 
 def _known_miss(backend: CacheBackend, key: str) -> bool:
@@ -221,7 +222,7 @@ class _Run:
     not_stored_reason = ""
     coalesced = False
     bytes_stored = 0
-    owner: object = None  # who reads the response (see fetch())
+    owner: object = None  # who reads the response (see fetch(); None until coalesce())
     opened: list[StoredBody] | None = None  # large stored bodies read by lookups
     observing = False
     started = 0.0
@@ -466,6 +467,8 @@ class _Run:
         """Lead the origin request for this key, or share the running leader's answer."""
         coalescing = self.backend.coalescing
         slot = (asyncio.get_running_loop(), self.plan.key)
+        if self.owner is None:
+            self.owner = asyncio.current_task()
         while True:
             leader = coalescing.inflight.get(slot)
             if leader is not None:

@@ -21,6 +21,7 @@ from .backends import CacheBackend, init_backend
 from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .content import whole_body
 from .driver import OriginResponse, Outcome, fetch, serve_inline
+from .memo import Memo
 from .models import CachedRequest
 from .policy import core
 from .policy.core import UNSET, RequestOptions
@@ -32,7 +33,7 @@ logger = logging.getLogger("aiocache_http")
 _NETWORK_ERRORS = (ClientConnectionError, asyncio.TimeoutError, OSError)
 # aiohttp-client-cache's rule for request Cache-Control (see RequestOptions.header_rule).
 _OPTIONS = RequestOptions(header_rule="cache_control")
-_URL_MEMO_SIZE = 4096  # as the backend's key memo: a working set of URLs that size is parsed once
+_URL_MEMO_SIZE = 4096  # as the backend's key memo: a working set of URLs about that size is parsed once
 _PLAIN = frozenset({"allow_redirects"})  # what get() & co. pass on their own
 
 
@@ -63,7 +64,7 @@ with warnings.catch_warnings():
                 self._cache.settings.update(**settings)
             client_kwargs.setdefault("response_class", OriginClientResponse)
             # (method, URL as given) -> the request and its plan, for a plain request
-            self._plans: dict[tuple[str, str | URL, Any], _Memo] = {}
+            self._plans: Memo[tuple[str, str | URL, Any], _Memo] = Memo(_URL_MEMO_SIZE)
             super().__init__(base_url, **self._session_kwargs(client_kwargs))
 
         def _session_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -123,12 +124,11 @@ with warnings.catch_warnings():
             method = method.upper()
             if (not (refresh or force_refresh or only_if_cached) and expire_after is UNSET
                     and (not kwargs or kwargs.keys() == _PLAIN)):
-                memo = self._plans.get((method, str_or_url, kwargs.get("allow_redirects", True)))
+                memo = self._plans[method, str_or_url, kwargs.get("allow_redirects", True)]
                 if memo is not None and memo.holds(self) and not self._cache.disabled:
                     # A plain request seen before: its key and plan are worked out already.
                     outcome = serve_inline(self._cache, memo.plan) or await fetch(
-                        self._cache, memo.request, _OPTIONS,
-                        self._sender(method, str_or_url, None, kwargs), _NETWORK_ERRORS,
+                        self._cache, memo.request, _OPTIONS, memo.send, _NETWORK_ERRORS,
                         plan=memo.plan, inline_tried=True)
                     check = self._raise_for_status
                     result = self._respond(outcome, method)
@@ -202,12 +202,12 @@ with warnings.catch_warnings():
             settings = self._cache.settings
             if plan.bypass is not None or settings.urls_expire_after or len(self._cookie_jar):
                 return  # per-URL expiry patterns and cookies are read per request
-            if len(self._plans) >= _URL_MEMO_SIZE:
-                self._plans = {}
             follow = request.follow_redirects
-            self._plans[(method, str_or_url, follow)] = _Memo(
+            plain = {} if follow is True else {"allow_redirects": follow}  # what hits with it pass
+            self._plans = self._plans.with_entry((method, str_or_url, follow), _Memo(
                 request, plan, settings, settings.version, tuple(self._default_headers.items()),
-                self._default_auth, self._default_proxy_auth)
+                self._default_auth, self._default_proxy_auth,
+                self._sender(method, str_or_url, None, plain)))
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response
@@ -274,16 +274,14 @@ with warnings.catch_warnings():
             ValueError for a URL aiohttp would refuse."""
             memo = self._cache._urls
             memo_key = (self._base_url, str_or_url) if isinstance(str_or_url, str) else None
-            found = memo.get(memo_key) if memo_key is not None else None
+            found = memo[memo_key] if memo_key is not None else None
             if found is None:
                 url = self._build_url(str_or_url)
                 if not url.absolute or url.scheme not in ("http", "https"):
                     raise ValueError(f"not an http(s) URL: {str_or_url!r}")
                 found = (url, str(url))
                 if memo_key is not None:
-                    if len(memo) >= _URL_MEMO_SIZE:
-                        memo.clear()
-                    memo[memo_key] = found
+                    self._cache._urls = memo.with_entry(memo_key, found)
             return found
 
         def _cookie_header(self, url: URL, explicit: Iterable[str], cookies: Any) -> str:
@@ -323,6 +321,7 @@ class _Memo:
     headers: tuple[tuple[str, str], ...]
     auth: BasicAuth | None
     proxy_auth: BasicAuth | None
+    send: Callable[[dict[str, str]], Awaitable[OriginResponse]]  # made once: the same for every hit
 
     def holds(self, session: CacheMixin) -> bool:
         settings = session._cache.settings

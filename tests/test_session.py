@@ -598,6 +598,161 @@ async def test_a_plain_redis_hit_is_served_before_the_full_way(
     assert origin.count("/r/redis-short") == 2
 
 
+async def test_a_hot_redis_hit_is_one_gated_read_shared_by_concurrent_lookups(
+        origin: Origin, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain hit on a Redis key read before is one GET straight from fetch() (no
+    get_record, no shared-read layer); concurrent hits of that key still share the one GET;
+    a hot key deleted since is read again the full way (then a miss: one origin request)."""
+    import uuid
+
+    from aiocache_http.backends.base import CacheBackend as Base
+    from aiocache_http.backends.redis import RedisBackend, RedisCache
+
+    calls: list[str] = []
+    real_get_record = Base.get_record
+    real_read_bytes, real_read_hot_bytes = RedisCache.read_bytes, RedisCache.read_hot_bytes
+
+    def counted_get_record(self: Base, *args: object, **kwargs: object) -> object:
+        calls.append("get_record")
+        return real_get_record(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def counted_read_bytes(self: RedisCache, key: str) -> object:
+        calls.append("GET")
+        return real_read_bytes(self, key)
+
+    def counted_read_hot_bytes(self: RedisCache, key: str) -> object:
+        calls.append("GET")
+        return real_read_hot_bytes(self, key)
+
+    monkeypatch.setattr(Base, "get_record", counted_get_record)
+    monkeypatch.setattr(RedisCache, "read_bytes", counted_read_bytes)
+    monkeypatch.setattr(RedisCache, "read_hot_bytes", counted_read_hot_bytes)
+    backend = RedisBackend(f"hot-{uuid.uuid4().hex[:6]}", redis_server.url)
+    url = origin.url("/r/redis-hot")
+    async with CachedClientSession(cache=backend, expire_after=60) as s:
+        for _ in range(2):  # a miss, then a hit read the full way: the key is hot now
+            async with s.get(url) as r:
+                await r.read()
+        calls.clear()
+        for _ in range(3):
+            async with s.get(url) as r:
+                assert r.from_cache and await r.read()
+        assert calls == ["GET"] * 3 and backend.stats.hits == 4
+
+        async def hit() -> bool:
+            async with s.get(url) as r:
+                await r.read()
+                return r.from_cache
+
+        calls.clear()
+        assert all(await asyncio.gather(*(hit() for _ in range(20))))
+        assert calls.count("GET") == 1  # the others joined it (through get_record)
+        assert backend.stats.hits == 24
+
+        await backend.raw_responses.clear()  # gone behind the cache's back
+        calls.clear()
+        async with s.get(url) as r:
+            assert not r.from_cache and await r.read()
+        assert calls[:2] == ["GET", "get_record"]  # then the script: the alias, or a miss
+        assert calls.count("GET") == 1  # dropped from the hot keys: not read by GET again
+    assert origin.count("/r/redis-hot") == 2
+
+
+def test_a_memo_keeps_its_hot_entries_through_a_stream_of_new_ones() -> None:
+    """Memo: entries used since its last turn survive the next; its size stays bounded."""
+    from aiocache_http.memo import Memo
+
+    memo: Memo[str, int] = Memo(100)
+    for i in range(40):
+        memo = memo.with_entry(f"hot{i}", i)
+    for round_ in range(20):  # 40 hot keys used each round, 30 new ones: 640 keys in all
+        for i in range(40):
+            assert memo[f"hot{i}"] == i, (round_, i)
+        for i in range(30):
+            memo = memo.with_entry(f"new{round_}-{i}", i)
+        assert len(memo) <= 100 and len(memo.previous) <= 100
+    assert memo["never"] is None
+    with pytest.raises(ValueError, match="at least 2"):
+        Memo(1)
+
+
+async def test_a_working_set_above_the_memo_size_keeps_its_hot_plans(
+        origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain-request memo keeps the URLs in use when more URLs than it holds go by
+    (it used to start over: every hot URL parsed and planned again)."""
+    from aiocache_http import session as session_module
+
+    monkeypatch.setattr(session_module, "_URL_MEMO_SIZE", 32)  # (read when a session starts)
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as s:
+        hot = [origin.url(f"/r/hot-plan-{i}") for i in range(8)]
+        for url in hot:  # seen twice: planned
+            for _ in range(2):
+                async with s.get(url) as r:
+                    await r.read()
+        for i in range(64):  # twice as many other URLs as the memo holds, each seen twice
+            for _ in range(2):
+                async with s.get(origin.url(f"/r/once-plan-{i}")) as r:
+                    await r.read()
+            if i % 8 == 0:
+                for url in hot:  # the hot URLs stay in use
+                    async with s.get(url) as r:
+                        assert r.from_cache
+        assert all(s._plans["GET", url, True] is not None for url in hot)
+        assert len(s._plans) <= 32 and len(s._plans.previous) <= 32
+
+
+async def test_a_hot_redis_read_uses_a_held_connection_and_survives_losing_it(
+        origin: Origin, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a client the backend created, a hot key is read on the connection it keeps for
+    hot reads (not through execute_command); when the server drops that connection, the
+    next hot read is retried the usual way and still a hit; a user's client is left as is."""
+    import uuid
+
+    import redis.asyncio
+
+    from aiocache_http.backends.redis import RedisBackend
+
+    commands: list[tuple[object, ...]] = []
+    real_execute = redis.asyncio.Redis.execute_command
+
+    async def counted(self: redis.asyncio.Redis, *args: object, **options: object) -> object:
+        commands.append(args)
+        return await real_execute(self, *args, **options)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", counted)
+    for layout in ("keys", "hash"):
+        backend = RedisBackend(f"held-{uuid.uuid4().hex[:6]}", redis_server.url, layout=layout,
+                               ttl=False)
+        url = origin.url(f"/r/redis-held-{layout}")
+        async with CachedClientSession(cache=backend, expire_after=60) as s:
+            for _ in range(2):  # a miss, then a hit read the full way: the key is hot now
+                async with s.get(url) as r:
+                    await r.read()
+            commands.clear()
+            for _ in range(3):
+                async with s.get(url) as r:
+                    assert r.from_cache and await r.read()
+            assert commands == []  # one held connection: no execute_command
+            admin = redis.asyncio.Redis.from_url(redis_server.url)
+            await real_execute(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            await admin.aclose()
+            async with s.get(url) as r:  # the held connection is gone: retried, still a hit
+                assert r.from_cache and await r.read()
+            async with s.get(url) as r:  # and connected again for the next
+                assert r.from_cache and await r.read()
+            assert backend.stats.hits == 6 and backend.health.errors == 0
+        assert origin.count(f"/r/redis-held-{layout}") == 1
+    user_client = redis.asyncio.Redis.from_url(redis_server.url)
+    backend = RedisBackend(f"held-{uuid.uuid4().hex[:6]}", connection=user_client, ttl=False)
+    url = origin.url("/r/redis-held-user")
+    async with CachedClientSession(cache=backend, expire_after=60) as s:
+        for _ in range(3):
+            async with s.get(url) as r:
+                await r.read()
+        assert not backend.raw_responses._held  # the user's pool is theirs
+    await user_client.aclose()
+
+
 async def test_a_request_is_keyed_once(origin: Origin) -> None:
     """The key of a request not seen before is worked out once (not found again in the
     backend's memo by the decision core); a disabled cache works out none."""

@@ -737,3 +737,26 @@ async def test_a_lookup_after_a_change_never_joins_a_read_from_before_it(tmp_pat
             assert found_late is None
     finally:
         await backend.close()
+
+
+async def test_the_decoded_memo_holds_a_thousand_hot_keys_within_its_byte_bound(
+        backend: SQLiteBackend) -> None:
+    """A hot set of 1,000 keys (the scale benchmark's) is decoded once: read again, each
+    is the very response decoded before. Large items bound the memo by bytes instead."""
+    from aiocache_http.backends import base
+
+    keys = [f"hot-{i}" for i in range(1000)]
+    await backend.raw_responses.bulk_write(
+        [(k, backend.dump(k, response(f"http://127.0.0.1/{k}", b"x" * 1024)), None) for k in keys])
+    first = [await backend.get_record(k) for k in keys]
+    again = [await backend.get_record(k) for k in keys]
+    assert all(a is not None and a is b for a, b in zip(again, first, strict=True))
+    big = b"y" * (60 * 1024)  # 60 KiB each: the byte bound is reached first
+    count = base._DECODED_BUDGET // len(big) + 20
+    await backend.raw_responses.bulk_write(
+        [(f"big-{i}", backend.dump(f"big-{i}", response(f"http://127.0.0.1/big{i}", big)), None)
+         for i in range(count)])
+    for i in range(count):
+        assert await backend.get_record(f"big-{i}") is not None
+        assert backend._decoded_bytes <= base._DECODED_BUDGET + 2 * len(big)
+    assert len(backend._decoded) < count

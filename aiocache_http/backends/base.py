@@ -30,6 +30,7 @@ from multidict import CIMultiDict
 
 from ..coalescing import Coalescing, Lead
 from ..events import EventHub
+from ..memo import Memo
 from ..metrics.stats import CacheStats
 from ..models import CachedRequest, CachedResponse, StoredBodyError, utcnow
 from ..models.convert import as_record
@@ -52,8 +53,12 @@ _IDENTITY_MEMO_SIZE = 4096
 # Hot entries, decoded: a hit whose stored bytes are the very bytes decoded last time
 # (checked in full: a changed, renewed or tampered item is decoded and verified again)
 # skips the decoding. Immutable responses make sharing them safe.
-_DECODED_SIZE = 256
+# Bounded by count and by bytes: at most 4,096 entries (a scale run's 1,000 hot keys
+# fit) of at most 64 KiB each, 16 MiB of stored bytes in all (about twice that held, with
+# the decoded bodies): then it starts over.
+_DECODED_SIZE = 4096
 _DECODED_MAX_BYTES = 64 * 1024
+_DECODED_BUDGET = 16 * 1024 * 1024
 _END: Any = object()
 _AS_EXPIRES: Any = object()
 _DROPPED: Any = object()  # what a gated write returns when it did not complete
@@ -320,9 +325,10 @@ class CacheBackend:
         self.background: set[asyncio.Task[Any]] = set()
         self.stats = CacheStats(self)  # counts them (metrics/stats.py)
         self.events = EventHub(self.stats)  # one CacheEvent per finished request
-        self._identities: dict[tuple[Any, ...], tuple[str, CachedRequest]] = {}
-        self._urls: dict[tuple[Any, str], Any] = {}  # a session's URL memo (session.py)
+        self._identities: Memo[tuple[Any, ...], tuple[str, CachedRequest]] = Memo(_IDENTITY_MEMO_SIZE)
+        self._urls: Memo[tuple[Any, str], Any] = Memo(_IDENTITY_MEMO_SIZE)  # sessions' URL memo
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
+        self._decoded_bytes = 0
         # Reads under way, shared by concurrent lookups of the same key (see _read_shared).
         self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool], _SharedRead] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
@@ -408,7 +414,7 @@ class CacheBackend:
         memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
                     request.follow_redirects, request.verify, s.ignored_params, s.match_headers,
                     s.key_fn, s.credential_names)
-        found = self._identities.get(memo_key)
+        found = self._identities[memo_key]
         if found is not None:
             return found
         secret = s.secret_key[0] if s.secret_key else None
@@ -420,11 +426,7 @@ class CacheBackend:
                 raise TypeError(f"key_fn must return a non-empty str, not {key!r}")
         else:
             key = hash_key(material)
-        if len(self._identities) >= _IDENTITY_MEMO_SIZE:
-            # Start over rather than evict one: no iteration, so it is safe while another
-            # thread (the sync layer's loop) uses the same backend.
-            self._identities = {}
-        self._identities[memo_key] = (key, stored)
+        self._identities = self._identities.with_entry(memo_key, (key, stored))
         return key, stored
 
     def create_key(self, request: CachedRequest | str, url: Any = None, **kwargs: Any) -> str:
@@ -564,6 +566,12 @@ class CacheBackend:
             await self._discard(key, e)
             return None
 
+    def read_hot(self, key: str) -> Awaitable[CachedResponse | None]:
+        """``get_record(key, stream=True)``, the lookup's first read: a storage with a
+        cheaper way to read a key it has read before (a hot key) overrides this. (A plain
+        function: no coroutine layer of its own.)"""
+        return self.get_record(key, stream=True)
+
     def _decode(self, key: str, data: bytes) -> CachedResponse:
         """``data`` loaded (verified: checksum or signature bound to the key); the very
         bytes decoded before are not decoded again. Raises DeserializationError."""
@@ -572,9 +580,12 @@ class CacheBackend:
             return decoded[1]
         response = self.load(key, data)
         if len(data) <= _DECODED_MAX_BYTES:
-            if len(self._decoded) >= _DECODED_SIZE:
-                self._decoded = {}  # start over rather than evict one (thread-safe, see identify)
+            if len(self._decoded) >= _DECODED_SIZE or self._decoded_bytes >= _DECODED_BUDGET:
+                # start over rather than evict one: no iteration, so safe while another
+                # thread (the sync layer's loop) uses the same backend
+                self._decoded, self._decoded_bytes = {}, 0
             self._decoded[key] = (data, response)
+            self._decoded_bytes += len(data)  # (a replaced entry counts twice: a bound, not a tally)
         return response
 
     async def _read_shared(self, key: str, follow_redirects: bool) -> tuple[bytes | ItemReader | None, str]:
@@ -609,10 +620,17 @@ class CacheBackend:
                 shared = (found.whole, at)
             return found, at
         finally:
-            if reads.get(slot) is entry:  # (a write may have let go of it already)
-                reads.pop(slot, None)
-            if entry.future is not None:
-                entry.future.set_result(shared)
+            self._shared(slot, entry, shared)
+
+    def _shared(self, slot: tuple[asyncio.AbstractEventLoop, str, bool], entry: _SharedRead,
+                shared: tuple[bytes | None, str] | None) -> None:
+        """The shared read ``entry`` at ``slot`` ended: what it found (None: each waiter
+        reads on its own) goes to its waiters; a lookup that starts now reads anew."""
+        reads = self._reads
+        if reads.get(slot) is entry:  # (a write may have let go of it already)
+            reads.pop(slot, None)
+        if entry.future is not None:
+            entry.future.set_result(shared)
 
     def _changed(self, keys: Iterable[str] | None) -> None:
         """``keys`` (None: any key) changed in storage: a lookup that starts now must not

@@ -312,25 +312,32 @@ class Health:
             recent = self._recent
             breaker = recent[1] if recent is not None and recent[0]() is loop else self._breakers.get(loop)
             budget = _budget.get()
-            stall = self.settings.backend_timeout
+            settings = self.settings
+            stall = settings.backend_timeout
             task = asyncio.current_task()
             if (breaker is None or not breaker.warm or breaker.watchdog is None or stall is None
                     or breaker.reads.state is not CircuitState.CLOSED or not breaker.read_slots.free
                     or (budget is not None and budget.spent) or task is None):
                 return await self.call(op, call, default, Kind.READ)
             circuit, watchdog, slots = breaker.reads, breaker.watchdog, breaker.read_slots
-            cap = max(_or_inf(self.settings.write_timeout), stall)
+            written = settings.write_timeout  # (inline: every call below is a hit's cost)
+            cap = stall if written is None or written < stall else written
             entry = _InFlight(watchdog, watchdog.attentive, loop.time(), stall, cap, breaker, False,
                               task)
-            token = _lock_limit.set((entry, min(stall, cap)))
+            token = _lock_limit.set((entry, stall))  # (min(stall, cap): cap >= stall)
             cancelling = task.cancelling()
-            watchdog.add(entry)
+            watchdog.calls[id(entry)] = entry
+            if watchdog.handle is None:
+                watchdog.add(entry)  # starts the ticking
             slots.free -= 1
             try:
                 try:
                     result = await call
                 finally:
-                    slots.release()
+                    if slots.waiters:
+                        slots.release()
+                    else:
+                        slots.free += 1
             except asyncio.CancelledError:
                 if entry.expired and task.uncancel() <= cancelling:  # our cancellation
                     return self._expired(op, circuit, Kind.READ, entry, default)
