@@ -127,17 +127,16 @@ async def fetch(
         plan = core.plan(request, backend.settings, options, backend.identify)
     hub = backend.events
     status_header = backend.settings.cache_status_header
-    if (not hub.listeners and not status_header and plan.bypass is None and not plan.skip_read
-            and not plan.refresh and _known_miss(backend, plan.key)):
-        run = _Run(backend, plan, send, network_errors)
-        run.owner = owner if owner is not None else asyncio.current_task()
-        return await run.plain_miss()
-    if not inline_tried:
+    known_miss = (not hub.listeners and not status_header and plan.bypass is None
+                  and not plan.skip_read and not plan.refresh and _known_miss(backend, plan.key))
+    if not known_miss and not inline_tried:
         hit = serve_inline(backend, plan)
         if hit is not None:
             return hit
     run = _Run(backend, plan, send, network_errors)
     run.owner = owner  # (None: the current task, looked up when coalescing needs it)
+    if known_miss:
+        return await run.plain_miss()
     with request_budget():  # a sick backend costs this request at most one deadline
         if hub.stats is None and not hub.listeners and not status_header:  # (not hub, inline)
             outcome = await run.execute()
@@ -463,16 +462,21 @@ class _Run:
         return Outcome(decision.response)
 
     # -- coalescing ---------------------------------------------------------------------
+    def reader(self) -> object:
+        """Who reads the response: the owner given to fetch(), else the current task
+        (looked up only when coalescing needs it)."""
+        if self.owner is None:
+            self.owner = asyncio.current_task()
+        return self.owner
+
     async def coalesce(self, decision: Fetch | Revalidate, mark: int) -> Outcome:
         """Lead the origin request for this key, or share the running leader's answer."""
         coalescing = self.backend.coalescing
         slot = (asyncio.get_running_loop(), self.plan.key)
-        if self.owner is None:
-            self.owner = asyncio.current_task()
         while True:
             leader = coalescing.inflight.get(slot)
             if leader is not None:
-                if leader.owner == self.owner:  # its own unread response: waiting would hang
+                if leader.owner == self.reader():  # its own unread response: waiting would hang
                     return await self.origin(decision)
                 self.coalesced = True
                 result = await leader.wait()
@@ -505,7 +509,7 @@ class _Run:
     async def lead(self, slot: tuple[asyncio.AbstractEventLoop, str],
                    decision: Fetch | Revalidate) -> Outcome:
         coalescing = self.backend.coalescing
-        lead = coalescing.claim(slot, self.owner)
+        lead = coalescing.claim(slot, self.reader())
         try:
             outcome = await self.origin(decision)
         except BaseException:

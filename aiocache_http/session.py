@@ -163,7 +163,7 @@ with warnings.catch_warnings():
             send = self._sender(method, str_or_url, headers, kwargs)
             plan = core.plan(request, self._cache.settings, options, self._cache.identify, identity)
             if options is _OPTIONS and headers is None and keyable and not kwargs.keys() - _PLAIN:
-                self._remember(method, str_or_url, request, plan)
+                self._remember(method, str_or_url, request, plan, send)
             outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
             result = self._respond(outcome, method)
             return await self._checked(result, check) if check else result
@@ -197,17 +197,15 @@ with warnings.catch_warnings():
             return result
 
         def _remember(self, method: str, str_or_url: str | URL, request: CachedRequest,
-                      plan: core.Plan) -> None:
-            """Keep a plain request's plan while what it was made from holds (see _Memo)."""
+                      plan: core.Plan, send: Callable[[dict[str, str]], Awaitable[OriginResponse]]) -> None:
+            """Keep a plain request's plan while what it was made from holds (see _Memo);
+            ``send``: its sender (no headers, only ``allow_redirects``: the same for every hit)."""
             settings = self._cache.settings
             if plan.bypass is not None or settings.urls_expire_after or len(self._cookie_jar):
                 return  # per-URL expiry patterns and cookies are read per request
-            follow = request.follow_redirects
-            plain = {} if follow is True else {"allow_redirects": follow}  # what hits with it pass
-            self._plans = self._plans.with_entry((method, str_or_url, follow), _Memo(
+            self._plans = self._plans.with_entry((method, str_or_url, request.follow_redirects), _Memo(
                 request, plan, settings, settings.version, tuple(self._default_headers.items()),
-                self._default_auth, self._default_proxy_auth,
-                self._sender(method, str_or_url, None, plain)))
+                self._default_auth, self._default_proxy_auth, send))
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response
