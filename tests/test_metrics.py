@@ -217,6 +217,15 @@ async def test_event_hook_and_stats_reset(origin: Origin) -> None:
     await client.close()
 
 
+def _heard(backend: CacheBackend, listening: bool) -> list[str]:
+    """The kinds of the events ``backend`` emits from now on, when ``listening`` (else a
+    list that stays empty: nobody subscribed)."""
+    seen: list[str] = []
+    if listening:
+        backend.events.subscribe(lambda e: seen.append(e.kind))
+    return seen
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_hits_are_counted_alike_with_and_without_listeners(
         kind: str, request: pytest.FixtureRequest, tmp_path: Path, origin: Origin) -> None:
@@ -226,9 +235,7 @@ async def test_hits_are_counted_alike_with_and_without_listeners(
     for listening in (False, True):
         backend: CacheBackend = FACTORIES[kind](request, tmp_path / str(listening), {})
         await backend.clear()
-        seen: list[str] = []
-        if listening:
-            backend.events.subscribe(lambda e, seen=seen: seen.append(e.kind))
+        seen = _heard(backend, listening)
         client = AsyncClient(backend)
         replies = [await client.get(origin.url("/r/counted")) for _ in range(5)]
         await client.close()
@@ -261,9 +268,7 @@ async def test_misses_are_counted_alike_with_and_without_listeners(
     for listening in (False, True):
         backend: CacheBackend = FACTORIES[kind](request, tmp_path / str(listening), {})
         await backend.clear()
-        seen: list[str] = []
-        if listening:
-            backend.events.subscribe(lambda e, seen=seen: seen.append(e.kind))
+        seen = _heard(backend, listening)
         client = AsyncClient(backend)
         urls = [origin.url(f"/r/miss-{i}") for i in range(3)] + [origin.url("/r/nostore?status=404")]
         replies = [await client.get(url) for url in urls + urls[:1]]
@@ -313,9 +318,7 @@ async def test_bypasses_are_counted_alike_with_and_without_listeners(
     counted = []
     for listening in (False, True):
         backend = CacheBackend(cache_control=True)
-        seen: list[str] = []
-        if listening:
-            backend.events.subscribe(lambda e, seen=seen: seen.append(e.kind))
+        seen = _heard(backend, listening)
         client = client_class(backend)
         url = origin.url("/r/bypassed")
         await client.request("POST", url)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -598,6 +599,18 @@ async def test_a_plain_redis_hit_is_served_before_the_full_way(
     assert origin.count("/r/redis-short") == 2
 
 
+async def _three_hot_hits(s: CachedClientSession, url: str, log: list[Any]) -> None:
+    """Make ``url``'s key hot (a miss, then a hit read the full way), clear ``log``, then
+    three hits, each from the cache with its body."""
+    for _ in range(2):
+        async with s.get(url) as r:
+            await r.read()
+    log.clear()
+    for _ in range(3):
+        async with s.get(url) as r:
+            assert r.from_cache and await r.read()
+
+
 async def test_a_hot_redis_hit_is_one_gated_read_shared_by_concurrent_lookups(
         origin: Origin, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A plain hit on a Redis key read before is one GET straight from fetch() (no
@@ -630,13 +643,7 @@ async def test_a_hot_redis_hit_is_one_gated_read_shared_by_concurrent_lookups(
     backend = RedisBackend(f"hot-{uuid.uuid4().hex[:6]}", redis_server.url)
     url = origin.url("/r/redis-hot")
     async with CachedClientSession(cache=backend, expire_after=60) as s:
-        for _ in range(2):  # a miss, then a hit read the full way: the key is hot now
-            async with s.get(url) as r:
-                await r.read()
-        calls.clear()
-        for _ in range(3):
-            async with s.get(url) as r:
-                assert r.from_cache and await r.read()
+        await _three_hot_hits(s, url, calls)
         assert calls == ["GET"] * 3 and backend.stats.hits == 4
 
         async def hit() -> bool:
@@ -725,13 +732,7 @@ async def test_a_hot_redis_read_uses_a_held_connection_and_survives_losing_it(
                                ttl=False)
         url = origin.url(f"/r/redis-held-{layout}")
         async with CachedClientSession(cache=backend, expire_after=60) as s:
-            for _ in range(2):  # a miss, then a hit read the full way: the key is hot now
-                async with s.get(url) as r:
-                    await r.read()
-            commands.clear()
-            for _ in range(3):
-                async with s.get(url) as r:
-                    assert r.from_cache and await r.read()
+            await _three_hot_hits(s, url, commands)
             assert commands == []  # one held connection: no execute_command
             admin = redis.asyncio.Redis.from_url(redis_server.url)
             await real_execute(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
