@@ -416,6 +416,27 @@ def test_a_request_reads_inline_once(thread_origin: Origin, tmp_path: Path, kind
     session.close()
 
 
+def test_a_sync_request_is_keyed_once(thread_origin: Origin) -> None:
+    """The sync session works a request's key out once (the decision core is handed it,
+    not left to find it again in the backend's memo), with the bridge loop running or not."""
+    session = CachedSession(backend="memory")
+    cache = session.backend
+    keyed: list[str] = []
+    identify = cache.identify
+
+    def counted(request: Any) -> tuple[str, Any]:
+        keyed.append(request.url)
+        return identify(request)
+
+    cache.identify = counted  # type: ignore[method-assign]
+    for path in ("/r/keyed-1", "/r/keyed-2"):  # the first starts the bridge loop
+        assert not session.get(thread_origin.url(path)).from_cache
+    assert keyed == [thread_origin.url("/r/keyed-1"), thread_origin.url("/r/keyed-2")]
+    assert session.get(thread_origin.url("/r/keyed-1")).from_cache
+    assert len(keyed) == 3
+    session.close()
+
+
 def test_a_hit_off_the_loop_keeps_the_loops_rules(thread_origin: Origin, tmp_path: Path) -> None:
     """Off the loop, SQLite's inline read follows the loop's rules, else the request goes
     to the loop: not while the loop's reads circuit is open, nor while another thread

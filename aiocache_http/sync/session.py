@@ -22,7 +22,7 @@ from requests.hooks import dispatch_hook
 from ..backends import CacheBackend
 from ..driver import OriginResponse, Outcome, fetch, serve_inline
 from ..policy import core
-from ..policy.core import UNSET, Plan, RequestOptions
+from ..policy.core import UNSET, RequestOptions
 from ..policy.expiration import ExpirationTime
 from ..policy.settings import CacheSettings, Default, default
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
@@ -232,12 +232,13 @@ class CachedSession(requests.Session):
         else:
             options = pending.options
         follow = kwargs.get("allow_redirects", True)
+        identity = None  # the key, worked out once (raises for a URL we cannot parse)
         try:
             # The Cookie header holds the jar's and cookies= cookies too: they identify the
             # user, so they are part of the key (hashed; redacted in storage).
             record = cached_request(request, follow_redirects=follow,
                                     verify=kwargs.get("verify", self.verify))
-            self._backend.identify(record)  # memoized: fetch() below finds it
+            identity = self._backend.identify(record)
         except ValueError:  # a URL we cannot parse: requests decides
             return OriginalResponse.wrap(super().send(request, **_merged(kwargs, environment)), None)
         except NotKeyable:  # a streamed body: the core lets it pass the cache by
@@ -247,13 +248,12 @@ class CachedSession(requests.Session):
         if id(self) in _disabled.get() or self._backend.disabled:
             options = replace(options, disabled=True)
         backend = self._backend
-        plan: Plan | None = None
+        plan = core.plan(record, backend.settings, options, backend.identify, identity)
         loop = BRIDGE.running()
         if loop is not None:
             # A hit to be had at once (memory; SQLite's inline verified read) is answered
             # on this thread with the bridge loop's connections and breaker; anything
             # else (a miss, a busy file, an open circuit, a listener) goes to the loop.
-            plan = core.plan(record, backend.settings, options, backend.identify)
             hit = serve_inline(backend, plan, loop)
             if hit is not None:
                 return self._respond(hit, request, kwargs, environment)
@@ -272,9 +272,9 @@ class CachedSession(requests.Session):
                     prepared, {**_merged(kwargs, environment), "stream": True}))
                 return origin_response(response, offload, stream=bool(kwargs.get("stream")))
 
-            # A plan means serve_inline was tried on this thread: no second inline read.
+            # With the loop running, serve_inline was tried on this thread: no second read.
             return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS,
-                               owner=owner, plan=plan, inline_tried=plan is not None)
+                               owner=owner, plan=plan, inline_tried=loop is not None)
 
         return self._respond(serve(work), request, kwargs, environment)
 
