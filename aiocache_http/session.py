@@ -23,6 +23,7 @@ from .content import whole_body
 from .driver import OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
 from .models import CachedRequest
+from .models.frozen import fast_init
 from .policy import core
 from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
@@ -135,20 +136,28 @@ with warnings.catch_warnings():
                     return await self._checked(result, check) if check else result
             keyable = True
             disabled = self._cache.disabled
+            settings = self._cache.settings
+            # A plain request whose plan _remember() will keep: that memo answers it next
+            # time, so its URL and key are not memoized a second time (cheaper misses).
+            keep = not (not (refresh or force_refresh or only_if_cached) and expire_after is UNSET
+                        and (not kwargs or kwargs.keys() == _PLAIN) and not disabled
+                        and method in settings.allowed_methods and not settings.urls_expire_after
+                        and not len(self._cookie_jar))
             identity = None  # the key, worked out once (a disabled cache needs none)
             try:
+                url = self._url(str_or_url, keep)
                 # The body enters the key of a method that may be stored only: another one
                 # passes the cache by (its json= is serialized once, by aiohttp).
                 request = self._cached_request(method, str_or_url, kwargs,
-                                               body=method in self._cache.settings.allowed_methods)
+                                               body=method in settings.allowed_methods, parsed=url)
                 if not disabled:
-                    identity = self._cache.identify(request)
+                    identity = self._cache.identify(request, keep)
             except ValueError:
                 # A URL we cannot parse: aiohttp decides (and raises its own
                 # InvalidUrlClientError & co.).
                 return await super()._request(method, str_or_url, **kwargs)
             except NotKeyable:  # a streamed body: the core lets it pass the cache by
-                request = self._cached_request(method, str_or_url, kwargs, body=False)
+                request = self._cached_request(method, str_or_url, kwargs, body=False, parsed=url)
                 keyable = False
             options = _OPTIONS  # the defaults: the common case, kept cheap
             if (expire_after is not UNSET or refresh or force_refresh or only_if_cached or disabled
@@ -160,26 +169,27 @@ with warnings.catch_warnings():
             check = kwargs.pop("raise_for_status", None)
             check = self._raise_for_status if check is None else check
 
-            send = self._sender(method, str_or_url, headers, kwargs)
-            plan = core.plan(request, self._cache.settings, options, self._cache.identify, identity)
+            send = self._sender(method, url if isinstance(str_or_url, str) else (str_or_url, None),
+                                headers, kwargs)
+            plan = core.plan(request, settings, options, self._cache.identify, identity)
             if options is _OPTIONS and headers is None and keyable and not kwargs.keys() - _PLAIN:
                 self._remember(method, str_or_url, request, plan, send)
             outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
             result = self._respond(outcome, method)
             return await self._checked(result, check) if check else result
 
-        def _sender(self, method: str, str_or_url: str | URL, headers: Any,
+        def _sender(self, method: str, url: tuple[URL, str | None], headers: Any,
                     kwargs: dict[str, Any]) -> Callable[[dict[str, str]], Awaitable[OriginResponse]]:
             """How the driver reaches the origin: the caller's ``headers`` plus the ones the
-            cache adds (``extra``: validators), aiohttp's own ``raise_for_status`` held back."""
+            cache adds (``extra``: validators), aiohttp's own ``raise_for_status`` held back.
+            ``url``: the URL to send, and as text when it is the one the key was made from
+            (parsed once, as aiohttp's own _build_url would: aiohttp does not parse it again)."""
+            target, text = url
             async def send(extra: dict[str, str]) -> OriginResponse:
                 merged: Any = extra or None
                 if headers is not None:
                     merged = CIMultiDict(headers)
                     merged.update(extra)
-                # The URL the key was made from, parsed once (aiohttp's own _build_url): a
-                # URL not seen before is not parsed a second time by aiohttp.
-                target, text = self._url(str_or_url) if isinstance(str_or_url, str) else (str_or_url, None)
                 response = await ClientSession._request(self, method, target, headers=merged,
                                                         raise_for_status=False, **kwargs)
                 # The URL answered, as text: the one sent unless redirected (or rewritten).
@@ -224,11 +234,12 @@ with warnings.catch_warnings():
                 raw.add_header("Cache-Status", outcome.cache_status)
             return raw  # type: ignore[no-any-return]
 
-        def _cached_request(self, method: str, str_or_url: str | URL,
-                            kwargs: Mapping[str, Any], body: bool = True) -> CachedRequest:
+        def _cached_request(self, method: str, str_or_url: str | URL, kwargs: Mapping[str, Any],
+                            body: bool = True, parsed: tuple[URL, str] | None = None) -> CachedRequest:
             """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
-            will send among them), body bytes. ValueError for a URL aiohttp would refuse."""
-            url, url_text = self._url(str_or_url)
+            will send among them), body bytes. ValueError for a URL aiohttp would refuse.
+            ``parsed``: ``self._url(str_or_url)``, when the caller has it already."""
+            url, url_text = self._url(str_or_url) if parsed is None else parsed
             if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
                     and self._default_auth is None and self._default_proxy_auth is None
                     and url.user is None):  # nothing to merge in: what the way below gives
@@ -267,9 +278,10 @@ with warnings.catch_warnings():
             as_bytes = getattr(self, "_json_serialize_bytes", None)
             return as_bytes if callable(as_bytes) else self._json_serialize
 
-        def _url(self, str_or_url: str | URL) -> tuple[URL, str]:
-            """The full URL as aiohttp builds it, and as text; memoized for a hot URL string.
-            ValueError for a URL aiohttp would refuse."""
+        def _url(self, str_or_url: str | URL, keep: bool = True) -> tuple[URL, str]:
+            """The full URL as aiohttp builds it, and as text; memoized for a hot URL string
+            (with ``keep``: not for one whose plan the session keeps). ValueError for a URL
+            aiohttp would refuse."""
             memo = self._cache._urls
             memo_key = (self._base_url, str_or_url) if isinstance(str_or_url, str) else None
             found = memo[memo_key] if memo_key is not None else None
@@ -278,7 +290,7 @@ with warnings.catch_warnings():
                 if not url.absolute or url.scheme not in ("http", "https"):
                     raise ValueError(f"not an http(s) URL: {str_or_url!r}")
                 found = (url, str(url))
-                if memo_key is not None:
+                if memo_key is not None and keep:
                     self._cache._urls = memo.with_entry(memo_key, found)
             return found
 
@@ -307,6 +319,7 @@ with warnings.catch_warnings():
             return "; ".join([*pairs, *unparsed])
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _Memo:
     """A plain request's key and plan (:func:`core.plan`), valid while what they were

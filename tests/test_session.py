@@ -761,9 +761,9 @@ async def test_a_request_is_keyed_once(origin: Origin) -> None:
     async with CachedClientSession(cache=CacheBackend()) as session:
         identify = session.cache.identify
 
-        def counted(request: CachedRequest) -> tuple[str, CachedRequest]:
+        def counted(request: CachedRequest, keep: bool = True) -> tuple[str, CachedRequest]:
             keyed.append(request.url)
-            return identify(request)
+            return identify(request, keep)
 
         session.cache.identify = counted  # type: ignore[method-assign]
         for path in ("/r/keyed-1", "/r/keyed-2"):

@@ -404,19 +404,23 @@ class CacheBackend:
         self.raw_redirects = storage
 
     # -- keys ---------------------------------------------------------------------
-    def identify(self, request: CachedRequest) -> tuple[str, CachedRequest]:
+    def identify(self, request: CachedRequest, keep: bool = True) -> tuple[str, CachedRequest]:
         """The cache key of ``request`` and the request as it may be stored.
 
         Memoized: a hot URL is normalised once, not on every hit. The memo key holds
         every input of the result, settings included, so a settings change is a new entry.
+        ``keep=False``: neither looked up nor kept (the caller keeps it: the session's
+        plan memo).
         """
         s = self.settings
-        memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
-                    request.follow_redirects, request.verify, s.ignored_params, s.match_headers,
-                    s.key_fn, s.credential_names)
-        found = self._identities[memo_key]
-        if found is not None:
-            return found
+        memo_key = None
+        if keep:
+            memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
+                        request.follow_redirects, request.verify, s.ignored_params, s.match_headers,
+                        s.key_fn, s.credential_names)
+            found = self._identities[memo_key]
+            if found is not None:
+                return found
         secret = s.secret_key[0] if s.secret_key else None
         material, stored = normalize_request(request, s.ignored_params, s.match_headers, secret,
                                              s.credential_names)
@@ -426,7 +430,8 @@ class CacheBackend:
                 raise TypeError(f"key_fn must return a non-empty str, not {key!r}")
         else:
             key = hash_key(material)
-        self._identities = self._identities.with_entry(memo_key, (key, stored))
+        if memo_key is not None:
+            self._identities = self._identities.with_entry(memo_key, (key, stored))
         return key, stored
 
     def create_key(self, request: CachedRequest | str, url: Any = None, **kwargs: Any) -> str:
