@@ -13,6 +13,8 @@ from typing import Protocol
 
 from multidict import CIMultiDict
 
+from .frozen import fast_init
+
 
 def utcnow() -> datetime:
     """The current time as an aware UTC datetime (requests-cache's helper of that name)."""
@@ -51,6 +53,7 @@ class StoredBodyError(Exception):
     """A body left in storage could not be read to its end."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What answering from a stored response needs from its headers, parsed once when it
@@ -70,6 +73,7 @@ class Facts:
     stale_if_error: float | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CachedResponse:
     """A stored response: status line, multi-value headers, raw body and cache metadata.

@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 from multidict import CIMultiDict
 
 from ..models import CachedRequest, CachedResponse, Facts
+from ..models.frozen import fast_init
 from . import freshness
 from .decisions import (
     Decision,
@@ -74,6 +75,7 @@ class _Unset(enum.Enum):
 UNSET = _Unset.UNSET
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
     """Per-request cache options, as given to ``session.get(url, ...)``.
@@ -132,6 +134,7 @@ class Plan:
     """The ``expire_after`` a response stored for it gets (see :func:`_expire_after`)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Received:
     """The origin's answer as the core needs it (the body comes later, if at all)."""

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from multidict import CIMultiDict
 
 from ..models import CachedRequest, CachedResponse
+from ..models.frozen import fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """``reason`` is a %-template of ``args``, formatted only when read (:meth:`why`):
@@ -40,11 +42,13 @@ class Decision:
 
 
 # -- before the origin --------------------------------------------------------------------
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PassThrough(Decision):
     """Bypass the cache: send the request as is, read and store nothing."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Lookup(Decision):
     """Read one more stored entry and decide again: a Vary variant (§4.1) or, for a HEAD,
@@ -57,6 +61,7 @@ class Lookup(Decision):
     vary_generation: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Serve(Decision):
     """Answer from the cache, no origin request. ``age`` is the Age to show (cache_control)."""
@@ -65,6 +70,7 @@ class Serve(Decision):
     age: float | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ServeStale(Decision):
     """Answer with a stale stored response (max-stale, stale-while-revalidate,
@@ -75,6 +81,7 @@ class ServeStale(Decision):
     refresh: Revalidate | Fetch | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Revalidate(Decision):
     """A conditional request for the stored ``cached`` (§4.3.1); a matching 304 renews it."""
@@ -84,6 +91,7 @@ class Revalidate(Decision):
     vary_generation: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fetch(Decision):
     """A plain origin request. ``cached`` is the stale entry, kept for stale-if-error."""
@@ -92,6 +100,7 @@ class Fetch(Decision):
     vary_generation: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GatewayTimeout(Decision):
     """Answer 504 without asking the origin (only-if-cached §5.2.1.7, must-revalidate
@@ -101,6 +110,7 @@ class GatewayTimeout(Decision):
 
 
 # -- after the origin ----------------------------------------------------------------------
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Store(Decision):
     """Store the origin's response, once its body is complete, under ``keys`` (the
@@ -115,6 +125,7 @@ class Store(Decision):
     """The request to store it for, when not the one sent (a POST stored for GET)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Renew(Decision):
     """A 304 validated the stored entry: store the renewed ``response`` under ``keys`` and
@@ -127,11 +138,13 @@ class Renew(Decision):
     answer: CachedResponse | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DontStore(Decision):
     """Hand the origin's response to the caller; store nothing."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Invalidate(Decision):
     """Delete the entries at ``keys`` (and ``urls``, for the record), then do ``then``."""
