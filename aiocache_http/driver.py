@@ -202,10 +202,11 @@ def _known_miss(backend: CacheBackend, key: str) -> bool:
     """Is it known at once, without IO, that nothing is stored at ``key``, under it or as
     a redirect alias? So for in-process object storage (memory) read its own way."""
     responses, redirects = backend.raw_responses, backend.raw_redirects
-    for storage in (responses, redirects):
-        kind = type(storage)
-        if not storage.holds_objects or getattr(kind, "_fast_read", None) is not kind.read:
-            return False
+    one, other = type(responses), type(redirects)  # (unrolled: every first-seen request asks)
+    if not (responses.holds_objects and redirects.holds_objects
+            and getattr(one, "_fast_read", None) is one.read
+            and getattr(other, "_fast_read", None) is other.read):
+        return False
     return (responses.get_item(key) is None  # type: ignore[attr-defined]
             and redirects.get_item(key) is None)  # type: ignore[attr-defined]
 
@@ -262,24 +263,30 @@ class _Run:
         decision = core.on_lookup(plan, None, now)
         self.lookup_decision = decision
         slot = (asyncio.get_running_loop(), plan.key)
-        hub = backend.events
-        work = (self.lead(slot, decision)
-                if type(decision) is Fetch and slot not in backend.coalescing.inflight
-                else self.execute((decision, now)))  # another request leads, or a HEAD...
-        if not hub:
-            outcome = await work
-            return await self.finish(outcome) if self.opened else outcome
-        faults, token = start_collecting_faults()
+        coalescing, hub = backend.coalescing, backend.events
+        leads = type(decision) is Fetch and slot not in coalescing.inflight
+        faults, token = start_collecting_faults() if hub else ([], None)
         try:
-            outcome = await work
+            if leads:  # (lead(), one coroutine less: the origin sent at the lookup's time)
+                lead = coalescing.claim(slot, self.reader())
+                try:
+                    outcome = await self.origin(decision, now)
+                except BaseException:
+                    coalescing.release(slot, lead, None)
+                    raise
+                self.hand_over(slot, lead, outcome)
+            else:  # another request leads, or a HEAD...
+                outcome = await self.execute((decision, now))
             if self.opened:  # (the way through execute() may have read a large body)
                 outcome = await self.finish(outcome)
         except BaseException:
-            self.emit(None, faults, error=True)
+            if hub:
+                self.emit(None, faults, error=True)
             raise
         finally:
-            stop_collecting_faults(token)
-        return self.report(outcome, faults, False)
+            if token is not None:
+                stop_collecting_faults(token)
+        return self.report(outcome, faults, False) if hub else outcome
 
     def report(self, outcome: Outcome, faults: list[str], listening: bool) -> Outcome:
         """Count or emit what this request did, once its answer is known (see fetch())."""
@@ -566,13 +573,15 @@ class _Run:
         task.add_done_callback(self.backend.background.discard)
 
     # -- the origin ---------------------------------------------------------------------
-    async def origin(self, sent: Decision) -> Outcome:
+    async def origin(self, sent: Decision, request_time: datetime | None = None) -> Outcome:
         """Send the request (conditional for a Revalidate) and carry out what the core
-        decides from the answer."""
+        decides from the answer. ``request_time``: the clock's reading just taken, if any
+        (one reading serves the lookup and the request)."""
         plan, backend = self.plan, self.backend
         self.last = sent
         _debug(plan, sent)
-        request_time = backend.clock()
+        if request_time is None:
+            request_time = backend.clock()
         start = time.perf_counter() if self.observing else 0.0
         try:
             origin = await self.send(dict(sent.headers) if isinstance(sent, Revalidate) else {})
@@ -592,6 +601,8 @@ class _Run:
 
     async def carry_out(self, decision: Decision, origin: OriginResponse,
                         received: Received) -> Outcome:
+        if type(decision) is Store and self.backend.settings.filter_fn is None:  # the usual one
+            return await self.store(decision, received, origin)
         while isinstance(decision, Invalidate):
             _debug(self.plan, decision)
             await self.backend.delete(*decision.keys)

@@ -196,6 +196,9 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
     return p
 
 
+_MISS = Fetch("miss: nothing stored")
+
+
 def _float(value: int | None) -> float | None:
     return None if value is None else float(value)
 
@@ -255,7 +258,9 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
         if via is not None and via.variant:
             return _fetch(p, None, "no stored variant matches the request", "RFC 9111 §4.1",
                           generation=generation)
-        return _fetch(p, None, "miss: nothing stored", "", generation=generation)
+        if generation or p.only_if_cached:
+            return _fetch(p, None, "miss: nothing stored", "", generation=generation)
+        return _MISS  # the common decision, made once
     if via is None or (via.head_from_get and not via.variant):
         generation = "" if via is not None else stored.vary_generation
     facts = stored.facts if stored.facts is not None else freshness.facts_of(stored)
