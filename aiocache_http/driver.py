@@ -446,7 +446,11 @@ class _Run:
         if isinstance(response, DontStore):
             self.not_stored(response)
             return Outcome(None, raw=origin.raw, release=origin.release)
-        await self.save(response, decision.keys, decision.aliases)
+        # Its headers are headers_to_store()'s: no Set-Cookie (what save_response_at drops).
+        if not decision.aliases and not self.observing and self.backend.put_now(response, decision.keys):
+            self.stored_response, self.stored = response, True  # (save(), in memory: at once)
+        else:
+            await self.save(response, decision.keys, decision.aliases)
         self.bytes_stored, self.last = (len(body) if self.stored else 0), decision
         _debug(self.plan, decision)
         return Outcome(response, raw=origin.raw, release=origin.release)
@@ -597,7 +601,10 @@ class _Run:
             self.origin_time += time.perf_counter() - start
         received = Received(origin.status, origin.reason, origin.url, origin.headers, request_time,
                             backend.clock(), origin.encoding, origin.history, origin.sent_headers)
-        return await self.carry_out(core.on_response(plan, sent, received), origin, received)
+        decision = core.on_response(plan, sent, received)
+        if type(decision) is Store and backend.settings.filter_fn is None:  # (carry_out's first)
+            return await self.store(decision, received, origin)
+        return await self.carry_out(decision, origin, received)
 
     async def carry_out(self, decision: Decision, origin: OriginResponse,
                         received: Received) -> Outcome:

@@ -169,7 +169,7 @@ with warnings.catch_warnings():
             check = kwargs.pop("raise_for_status", None)
             check = self._raise_for_status if check is None else check
 
-            send = self._sender(method, url if isinstance(str_or_url, str) else (str_or_url, None),
+            send = self._sender(method, str_or_url, url if isinstance(str_or_url, str) else None,
                                 headers, kwargs)
             plan = core.plan(request, settings, options, self._cache.identify, identity)
             if options is _OPTIONS and headers is None and keyable and not kwargs.keys() - _PLAIN:
@@ -178,24 +178,10 @@ with warnings.catch_warnings():
             result = self._respond(outcome, method)
             return await self._checked(result, check) if check else result
 
-        def _sender(self, method: str, url: tuple[URL, str | None], headers: Any,
+        def _sender(self, method: str, given: str | URL, parsed: tuple[URL, str] | None, headers: Any,
                     kwargs: dict[str, Any]) -> Callable[[dict[str, str]], Awaitable[OriginResponse]]:
-            """How the driver reaches the origin: the caller's ``headers`` plus the ones the
-            cache adds (``extra``: validators), aiohttp's own ``raise_for_status`` held back.
-            ``url``: the URL to send, and as text when it is the one the key was made from
-            (parsed once, as aiohttp's own _build_url would: aiohttp does not parse it again)."""
-            target, text = url
-            async def send(extra: dict[str, str]) -> OriginResponse:
-                merged: Any = extra or None
-                if headers is not None:
-                    merged = CIMultiDict(headers)
-                    merged.update(extra)
-                response = await ClientSession._request(self, method, target, headers=merged,
-                                                        raise_for_status=False, **kwargs)
-                # The URL answered, as text: the one sent unless redirected (or rewritten).
-                return _origin(response, text if response.url is target else None)
-
-            return send
+            """How the driver reaches the origin (see :class:`_Sender`)."""
+            return _Sender(self, method, given, parsed, headers, kwargs or _NO_KWARGS)
 
         async def _checked(self, result: ClientResponse | CachedClientResponse,
                            check: Any) -> ClientResponse | CachedClientResponse:
@@ -317,6 +303,43 @@ with warnings.catch_warnings():
                 found.load(jar.filter_cookies(url))
             pairs = [f"{name}={morsel.coded_value}" for name, morsel in found.items()]
             return "; ".join([*pairs, *unparsed])
+
+
+_NO_KWARGS: dict[str, Any] = {}  # (never changed: a plain request's, shared)
+
+
+class _Sender:
+    """Sends a request to the origin: the caller's ``headers`` plus the ones the cache adds
+    (``extra``: validators), aiohttp's own ``raise_for_status`` held back. ``url``: the URL
+    as given; ``parsed``: it parsed as aiohttp's own _build_url would, and as text (the URL
+    the key was made from), for the first call (aiohttp does not parse it again).
+
+    An object, not a closure: a plain request's plan memo keeps it (one object where a
+    closure keeps a function, its cells and the parsed URL: what the garbage collector
+    goes through grows with each URL kept). The parsed URL serves the first call only;
+    sent again (a revalidation), the URL as given is parsed again, by aiohttp."""
+
+    __slots__ = ("given", "headers", "kwargs", "method", "parsed", "session")
+
+    def __init__(self, session: CacheMixin, method: str, given: str | URL,
+                 parsed: tuple[URL, str] | None, headers: Any, kwargs: dict[str, Any]) -> None:
+        self.session, self.method, self.given, self.parsed = session, method, given, parsed
+        self.headers, self.kwargs = headers, kwargs
+
+    async def __call__(self, extra: dict[str, str]) -> OriginResponse:
+        merged: Any = extra or None
+        headers = self.headers
+        if headers is not None:
+            merged = CIMultiDict(headers)
+            merged.update(extra)
+        target: str | URL = self.given
+        text = None
+        if self.parsed is not None:
+            (target, text), self.parsed = self.parsed, None  # (not kept: see above)
+        response = await ClientSession._request(self.session, self.method, target, headers=merged,
+                                                raise_for_status=False, **self.kwargs)
+        # The URL answered, as text: the one sent unless redirected (or rewritten).
+        return _origin(response, text if response.url is target else None)
 
 
 @fast_init

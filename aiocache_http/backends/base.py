@@ -762,6 +762,8 @@ class CacheBackend:
         response = without_set_cookie(response)
         until = response.expires if keep_until is _AS_EXPIRES else keep_until
         assert until is None or isinstance(until, datetime)
+        if self.put_now(response, keys, until):
+            return True
         stored = response.stored_body
         storage = self.raw_responses
         if stored is None and (len(response.body) <= INLINE_LIMIT or not self.serializer.streams):
@@ -769,10 +771,6 @@ class CacheBackend:
             for key in keys:
                 if response.cache_key != key:
                     response = dataclasses.replace(response, cache_key=key)
-                if storage.holds_objects and storage.encode is not None:  # type: ignore[attr-defined]
-                    storage.put_item(key, response, until)  # type: ignore[attr-defined]
-                    self._changed((key,))
-                    continue
                 if not await self._guard_write("write", storage, self._then_changed(
                         storage.write(key, self.dump(key, response), until), (key,))):
                     written = False
@@ -794,6 +792,26 @@ class CacheBackend:
             return False
         finally:
             await writer.abort()  # a no-op once committed
+
+    def put_now(self, response: CachedResponse, keys: Sequence[str],
+                until: datetime | object | None = _AS_EXPIRES) -> bool:
+        """:meth:`save_response_at` done at once when nothing can wait: the responses
+        storage keeps objects in this process (memory) and the body is whole and small.
+        True if stored; False if not tried (then await :meth:`save_response_at`).
+        ``response`` has no Set-Cookie (see :func:`without_set_cookie`)."""
+        storage = self.raw_responses
+        if (not storage.holds_objects or storage.encode is None  # type: ignore[attr-defined]
+                or response.stored_body is not None
+                or (len(response.body) > INLINE_LIMIT and self.serializer.streams)):
+            return False
+        if until is _AS_EXPIRES:
+            until = response.expires
+        for key in keys:
+            if response.cache_key != key:
+                response = dataclasses.replace(response, cache_key=key)
+            storage.put_item(key, response, until)  # type: ignore[attr-defined]
+            self._changed((key,))
+        return True
 
     async def open_response(self, response: CachedResponse, keys: Sequence[str]) -> ResponseWriter:
         """Store ``response`` at ``keys`` as its body arrives: ``write()`` each chunk, then
