@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
@@ -78,7 +78,7 @@ class OriginResponse:
     encoding: str | None = None
     history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
     """Redirect hops as (method, url, status, reason, headers)."""
-    sent_headers: CIMultiDict[str] | None = None
+    sent_headers: MultiMapping[str] | None = None
     """The headers of the request that got this answer (after redirects and auth handlers)."""
     whole: Callable[[int | None], Awaitable[bytes | None]] | None = None
     """The body if it has arrived whole (waited for up to this Content-Length), left for

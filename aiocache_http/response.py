@@ -47,6 +47,8 @@ _LINK_PARAM = re.compile(r"^(?P<key>[^=]+)=(?:\"(?P<quoted>[^\"]*)\"|(?P<plain>[
 
 def naive(value: datetime) -> datetime:
     """UTC without tzinfo: how aiohttp-client-cache reports cache times."""
+    if value.tzinfo is timezone.utc:  # (the clock's own: no conversion)
+        return value.replace(tzinfo=None)
     return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 

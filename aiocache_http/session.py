@@ -123,8 +123,9 @@ with warnings.catch_warnings():
             only_if_cached: bool = False, **kwargs: Any,
         ) -> ClientResponse | CachedClientResponse:
             method = method.upper()
-            if (not (refresh or force_refresh or only_if_cached) and expire_after is UNSET
-                    and (not kwargs or kwargs.keys() == _PLAIN)):
+            plain = (not (refresh or force_refresh or only_if_cached) and expire_after is UNSET
+                     and (not kwargs or kwargs.keys() == _PLAIN))
+            if plain:
                 memo = self._plans[method, str_or_url, kwargs.get("allow_redirects", True)]
                 if memo is not None and memo.holds(self) and not self._cache.disabled:
                     # A plain request seen before: its key and plan are worked out already.
@@ -137,12 +138,12 @@ with warnings.catch_warnings():
             keyable = True
             disabled = self._cache.disabled
             settings = self._cache.settings
-            # A plain request whose plan _remember() will keep: that memo answers it next
-            # time, so its URL and key are not memoized a second time (cheaper misses).
-            keep = not (not (refresh or force_refresh or only_if_cached) and expire_after is UNSET
-                        and (not kwargs or kwargs.keys() == _PLAIN) and not disabled
-                        and method in settings.allowed_methods and not settings.urls_expire_after
-                        and not len(self._cookie_jar))
+            # A plain request whose plan _remember() keeps (the default options, no headers,
+            # nothing read per request): that memo answers it next time, so its URL and key
+            # are not memoized a second time (cheaper misses).
+            remembered = (plain and not disabled and method in settings.allowed_methods
+                          and not settings.urls_expire_after and not len(self._cookie_jar))
+            keep = not remembered
             identity = None  # the key, worked out once (a disabled cache needs none)
             try:
                 url = self._url(str_or_url, keep)
@@ -164,15 +165,18 @@ with warnings.catch_warnings():
                     or not keyable):
                 options = RequestOptions(expire_after, refresh, force_refresh, only_if_cached,
                                          disabled, keyable, header_rule="cache_control")
-            headers = kwargs.pop("headers", None)
+            headers = None
             # Checked below, once the answer is stored: a cached 404 raises like a live one.
-            check = kwargs.pop("raise_for_status", None)
-            check = self._raise_for_status if check is None else check
+            check = self._raise_for_status
+            if not plain:
+                headers = kwargs.pop("headers", None)
+                given = kwargs.pop("raise_for_status", None)
+                check = check if given is None else given
 
             send = self._sender(method, str_or_url, url if isinstance(str_or_url, str) else None,
                                 headers, kwargs)
             plan = core.plan(request, settings, options, self._cache.identify, identity)
-            if options is _OPTIONS and headers is None and keyable and not kwargs.keys() - _PLAIN:
+            if remembered and plan.bypass is None:
                 self._remember(method, str_or_url, request, plan, send)
             outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
             result = self._respond(outcome, method)
@@ -195,10 +199,10 @@ with warnings.catch_warnings():
         def _remember(self, method: str, str_or_url: str | URL, request: CachedRequest,
                       plan: core.Plan, send: Callable[[dict[str, str]], Awaitable[OriginResponse]]) -> None:
             """Keep a plain request's plan while what it was made from holds (see _Memo);
-            ``send``: its sender (no headers, only ``allow_redirects``: the same for every hit)."""
+            ``send``: its sender (no headers, only ``allow_redirects``: the same for every hit).
+            Only for a request that passes no bypass and reads nothing per request (per-URL
+            expiry patterns, cookies): the caller checks."""
             settings = self._cache.settings
-            if plan.bypass is not None or settings.urls_expire_after or len(self._cookie_jar):
-                return  # per-URL expiry patterns and cookies are read per request
             self._plans = self._plans.with_entry((method, str_or_url, request.follow_redirects), _Memo(
                 request, plan, settings, settings.version, tuple(self._default_headers.items()),
                 self._default_auth, self._default_proxy_auth, send))
@@ -401,7 +405,7 @@ def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history] if response.history else [],
-        sent_headers=CIMultiDict(response.request_info.headers),
+        sent_headers=response.request_info.headers,  # (read only: not copied)
         whole=lambda expected: whole_body(response.content, expected),
     )
 

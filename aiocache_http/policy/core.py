@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from ..models import CachedRequest, CachedResponse, Facts
 from ..models.frozen import fast_init
@@ -148,7 +148,7 @@ class Received:
     encoding: str | None = None
     history: Sequence[tuple[str, str, int, str, CIMultiDict[str]]] = ()
     """Redirect hops as (method, url, status, reason, headers)."""
-    sent_headers: CIMultiDict[str] | None = None
+    sent_headers: MultiMapping[str] | None = None
     """The headers of the request that got this answer (after redirects and auth handlers)."""
 
 
@@ -466,8 +466,8 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
         return not_stored
     kept = freshness.headers_to_store(headers)
     if "Vary" not in kept and not received.history:  # the common case: the request's key
-        return Store("stored", "RFC 9111 §3" if p.settings.cache_control else "", headers=kept,
-                     keys=(p.key,))
+        return Store("stored", "RFC 9111 §3" if p.settings.cache_control else "", (), kept,
+                     (p.key,))  # (positional: args, headers, keys)
     keys, generation = _store_keys(p, kept, generation)
     if received.history:  # the final URL answers a direct request too, as in requests-cache
         final = p.identify(CachedRequest(p.original.method, received.url, p.original.headers))[0]
@@ -610,15 +610,15 @@ def stored_response(p: Plan, store: Store, received: Received, redact_url: Calla
     ] if received.history else []
     request_time, response_time = received.request_time, received.response_time
     facts = freshness.facts(headers, request_time, response_time)
-    return CachedResponse(
-        status=received.status, reason=received.reason,
+    return CachedResponse(  # (positional: status, reason, url, headers, body, request,
+        # encoding, created_at, expires, request_time, response_time, history, cache_key,
+        # vary_generation, facts; cheaper than by name on every miss)
+        received.status, received.reason,
         # Without redirects the final URL is the request's, already redacted.
-        url=redact_url(received.url) if received.history else request.url,
-        headers=headers, body=body, request=request, encoding=received.encoding,
-        created_at=response_time,
-        expires=expires(p, received.status, headers, request_time, response_time, facts.initial_age),
-        request_time=request_time, response_time=response_time, history=history,
-        cache_key=store.keys[0], vary_generation=store.vary_generation, facts=facts,
+        redact_url(received.url) if received.history else request.url,
+        headers, body, request, received.encoding, response_time,
+        expires(p, received.status, headers, request_time, response_time, facts.initial_age),
+        request_time, response_time, history, store.keys[0], store.vary_generation, facts,
     )
 
 

@@ -37,7 +37,7 @@ from functools import lru_cache
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from ..models import CachedRequest
 
@@ -120,7 +120,7 @@ def canonical_cookie(header: str) -> str:
     return "; ".join(sorted(f"{name}={morsel.value}" for name, morsel in cookie.items()))
 
 
-def unkeyed_credentials(keyed: CIMultiDict[str], sent: CIMultiDict[str], ignored: Iterable[str] = (),
+def unkeyed_credentials(keyed: CIMultiDict[str], sent: MultiMapping[str], ignored: Iterable[str] = (),
                         credential_names: Iterable[str] = ()) -> list[str]:
     """Credential headers the origin received (``sent``, the final request) that the key
     (made from ``keyed``) does not hold: an auth handler that answered a 401 (digest
@@ -346,6 +346,11 @@ def hash_key(parts: Sequence[bytes | Chunks]) -> str:
     """SHA-256 of the parts, each prefixed by its length (so parts never run together).
     A large body is hashed where it is, not copied; a part given as :class:`Chunks`
     hashes as the bytes they join into."""
+    if (len(parts) == 5 and parts[2] == parts[3] == parts[4] == b""  # a plain request's
+            and type(parts[0]) is bytes and type(parts[1]) is bytes):
+        method, url = parts[0], parts[1]
+        return hashlib.sha256(b"".join((len(method).to_bytes(8, "big"), method,
+                                        len(url).to_bytes(8, "big"), url, _THREE_EMPTY))).hexdigest()
     joined: list[bytes] = []
     for part in parts:
         if type(part) is not bytes or len(part) > _JOINED:
@@ -367,6 +372,7 @@ def hash_key(parts: Sequence[bytes | Chunks]) -> str:
 
 
 _JOINED = 64 * 1024  # parts up to this size are copied into one input; a larger body is not
+_THREE_EMPTY = bytes(24)  # three empty parts: their lengths, 0
 
 
 class Chunks:

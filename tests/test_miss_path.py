@@ -1,0 +1,149 @@
+"""The memory miss + store path: what it builds, keeps and calls, counted (issue 20's
+miss row). Each test pins a structural saving; the behaviour is the e2e suites'."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from multidict import CIMultiDict
+
+from aiocache_http import CacheBackend, CachedClientSession, CachedRequest
+from aiocache_http.models import CachedResponse, Facts, utcnow
+from aiocache_http.models.frozen import fast_init
+from aiocache_http.policy import core
+from aiocache_http.policy.decisions import DontStore, Fetch, Renew, Revalidate, Serve, Store
+from aiocache_http.policy.keys import Chunks, hash_key
+from aiocache_http.policy.settings import CacheSettings
+
+from .origin import Origin
+
+
+async def test_a_plain_miss_is_memoized_once_in_the_plan_memo(origin: Origin) -> None:
+    """A first-seen plain request's URL and key are kept by its plan memo only (not also
+    in the backend's URL and key memos); a request the plan memo cannot keep (headers
+    given) still memoizes its key. Both are hits the second time."""
+    async with CachedClientSession(cache=CacheBackend()) as session:
+        cache = session.cache
+        async with session.get(origin.url("/r/plain-once")) as r:
+            await r.read()
+        assert len(cache._identities) == 0 and len(cache._urls) == 0
+        assert len(session._plans) == 1
+        async with session.get(origin.url("/r/plain-once")) as r:
+            assert r.from_cache  # type: ignore[union-attr]
+        for _ in range(2):
+            async with session.get(origin.url("/r/with-headers"), headers={"X-A": "1"}) as r:
+                await r.read()
+        assert len(cache._identities) == 1 and len(cache._urls) == 1
+        assert r.from_cache  # type: ignore[union-attr]
+        assert origin.counts["/r/plain-once"] == 1 and origin.counts["/r/with-headers"] == 1
+
+
+async def test_a_memory_miss_reads_the_clock_twice_and_stores_at_once(origin: Origin) -> None:
+    """One reading for the lookup and the request time, one for the response time; the
+    body, whole and small, is put in memory at once (no save_response_at())."""
+    readings: list[datetime] = []
+
+    def clock() -> datetime:
+        readings.append(utcnow())
+        return readings[-1]
+
+    class Counted(CacheBackend):
+        saves = 0
+
+        async def save_response_at(self, *args: object, **kwargs: object) -> bool:
+            Counted.saves += 1
+            return await super().save_response_at(*args, **kwargs)  # type: ignore[arg-type]
+
+    cache = Counted()
+    cache.clock = clock
+    async with CachedClientSession(cache=cache) as session:
+        async with session.get(origin.url("/r/clocked")) as r:
+            await r.read()
+        assert len(readings) == 2 and Counted.saves == 0
+        stored = await cache.get_response(r.cache_key)  # type: ignore[union-attr]
+        assert stored is not None and stored.request_time == readings[0]
+        assert stored.response_time == stored.created_at == readings[1]
+        assert cache.events.stats is not None and cache.events.stats.snapshot()["stored"] == 1
+
+
+async def test_the_plan_memo_keeps_a_sender_without_the_parsed_url(origin: Origin) -> None:
+    """The sender a plain request's plan memo keeps lets go of the parsed URL once sent;
+    sent again (a revalidation, here a refresh), it sends the URL as given."""
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as session:
+        async with session.get(origin.url("/r/sender")) as r:
+            await r.read()
+        (memo,) = session._plans.values()
+        assert memo.send.parsed is None  # type: ignore[attr-defined]
+        async with session.get(origin.url("/r/sender"), refresh=True) as r:
+            assert await r.read() and str(r.url) == origin.url("/r/sender")
+        assert origin.counts["/r/sender"] == 2
+
+
+def test_a_miss_decision_is_made_once() -> None:
+    """Nothing stored, nothing asked: the same (immutable) Fetch every time."""
+    settings = CacheSettings()
+    backend = CacheBackend()
+    request = CachedRequest("GET", "http://example.com/a")
+    plan = core.plan(request, settings, None, backend.identify)
+    first = core.on_lookup(plan, None, utcnow())
+    assert type(first) is Fetch and first is core.on_lookup(plan, None, utcnow())
+    assert first.why() == "miss: nothing stored"
+
+
+def test_a_plain_key_hashes_as_its_length_prefixed_parts() -> None:
+    """hash_key's one-call ways give the digest of the parts, each after its length."""
+    import hashlib
+
+    def reference(parts: list[bytes]) -> str:
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        return digest.hexdigest()
+
+    for parts in ([b"GET", b"http://a/", b"", b"", b""], [b"GET", b"http://a/", b"x", b"", b""],
+                  [b"vary", b"k\ng"], [b"a", b"b" * (200 * 1024)]):
+        assert hash_key(parts) == reference(parts)
+    assert hash_key([b"a", Chunks([b"x", b"y"])]) == reference([b"a", b"xy"])
+
+
+@pytest.mark.parametrize("cls", [CachedResponse, Facts, Store, Fetch, Revalidate, Serve, Renew,
+                                 DontStore, core.Received, core.RequestOptions])
+def test_fast_init_builds_the_same_frozen_values(cls: type) -> None:
+    """fast_init's __init__ binds the setter once (no attribute looked up per field) and
+    takes and sets what the dataclass's own would: defaults, factories, frozen."""
+    assert "__setattr__" not in cls.__init__.__code__.co_names
+    assert "__dataclass_builtins_object__" not in cls.__init__.__code__.co_names
+    fields = dataclasses.fields(cls)
+    required = [f for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    samples = {"status": 200, "reason": "OK", "url": "http://a/", "headers": CIMultiDict(),
+               "body": b"x", "request": CachedRequest("GET", "http://a/"),
+               "request_time": utcnow(), "response_time": utcnow()}
+    value = cls(*(samples.get(f.name, f"v-{f.name}") for f in required))
+    for f in fields:
+        if f.default is not dataclasses.MISSING and f not in required:
+            assert getattr(value, f.name) == f.default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, fields[0].name, None)
+    changed = dataclasses.replace(value, **{fields[0].name: samples.get(fields[0].name, "other")})
+    assert dataclasses.fields(changed) == fields
+
+
+def test_fast_init_keeps_factories_and_refuses_what_it_does_not_handle() -> None:
+    first = CachedResponse(200, "OK", "http://a/", CIMultiDict(), b"", CachedRequest("GET", "http://a/"))
+    second = CachedResponse(200, "OK", "http://a/", CIMultiDict(), b"", CachedRequest("GET", "http://a/"))
+    assert first.history == [] and first.history is not second.history  # a list each
+    assert abs(first.created_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
+
+    @dataclasses.dataclass(frozen=True)
+    class Later:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="fast_init"):
+        fast_init(Later)
