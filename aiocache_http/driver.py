@@ -38,7 +38,7 @@ from .events import CacheEvent, Counts, Kind, start_collecting_faults, stop_coll
 from .metrics.cache_status import cache_status
 from .models import CachedRequest, CachedResponse, StoredBody
 from .policy import core, freshness
-from .policy.core import Plan, Received, RequestOptions
+from .policy.core import UNSET, Plan, Received, RequestOptions
 from .policy.decisions import (
     Decision,
     DontStore,
@@ -404,7 +404,7 @@ class _Run:
 
         body = None if origin.whole is None else await origin.whole(length)
         if body is not None:
-            return await self.store_whole(decision, received, origin, body, redact)
+            return await self.store_whole(decision, received, origin, body, redact, length)
         response = core.stored_response(plan, decision, received, redact)
         writer = await backend.open_response(response, decision.keys)
         tee: Tee
@@ -434,15 +434,16 @@ class _Run:
                        drain=lambda: origin.drain(raw))
 
     async def store_whole(self, decision: Store, received: Received, origin: OriginResponse,
-                          body: bytes, redact: Callable[[str], str]) -> Outcome:
+                          body: bytes, redact: Callable[[str], str], length: int | None) -> Outcome:
         """The store step for a body that arrived with its head (most small ones): stored
         now, before the caller gets the response, whose body the caller reads from the HTTP
-        library's own stream; nothing to tee."""
+        library's own stream; nothing to tee. ``length``: what its Content-Length promises."""
         limit = self.backend.settings.max_body_size
         if limit is not None and len(body) > limit:
             self.not_stored(DontStore("body of %d bytes > max_body_size %d", "", (len(body), limit)))
             return Outcome(None, raw=origin.raw, release=origin.release)
-        response = core.to_store(self.plan, decision, received, body, redact)
+        response = core.to_store(self.plan, decision, received, body, redact,
+                                 length if decision.headers is origin.headers else UNSET)
         if isinstance(response, DontStore):
             self.not_stored(response)
             return Outcome(None, raw=origin.raw, release=origin.release)

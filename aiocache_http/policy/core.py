@@ -578,21 +578,28 @@ def filtered_out(p: Plan) -> DontStore:
 
 
 def to_store(p: Plan, store: Store, received: Received, body: bytes,
-             redact_url: Callable[[str], str]) -> CachedResponse | DontStore:
+             redact_url: Callable[[str], str], expected: int | _Unset | None = UNSET
+             ) -> CachedResponse | DontStore:
     """The response to store once its body is complete (§3.3: a body shorter or longer
-    than its Content-Length is not stored)."""
-    incomplete = body_incomplete(p, store, len(body))
+    than its Content-Length is not stored). ``expected``: ``freshness.expected_length``
+    of ``store.headers``, when the caller has it."""
+    incomplete = body_incomplete(p, store, len(body), expected)
     if incomplete is not None:
         return incomplete
     return stored_response(p, store, received, redact_url, body)
 
 
-def body_incomplete(p: Plan, store: Store, length: int) -> DontStore | None:
+def body_incomplete(p: Plan, store: Store, length: int, expected: int | _Unset | None = UNSET
+                    ) -> DontStore | None:
     """A body of ``length`` bytes that is not the whole of what was announced (§3.3), or
     None. (A streamed body is checked when it ends.) A HEAD response has no body (RFC
     9110 §9.3.2): its Content-Length is the GET's."""
-    headers = store.headers if store.headers is not None else CIMultiDict()
-    if p.request.method == "HEAD" or freshness.complete(headers, length):
+    if p.request.method == "HEAD":
+        return None
+    if expected is UNSET:
+        expected = freshness.expected_length(store.headers if store.headers is not None
+                                             else CIMultiDict())
+    if expected is None or expected == length:
         return None
     return DontStore("body length %d does not match Content-Length", "RFC 9111 §3.3", (length,))
 
