@@ -24,7 +24,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,11 +108,11 @@ class Outcome:
     drain: Callable[[], Awaitable[None]] | None = None  # reads ``raw``'s body for nobody
 
 
-async def fetch(
+def fetch(
     backend: CacheBackend, request: CachedRequest, options: RequestOptions | None, send: Send,
     network_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError),
     owner: object = None, plan: Plan | None = None, inline_tried: bool = False,
-) -> Outcome:
+) -> Coroutine[Any, Any, Outcome]:
     """Answer ``request`` from the cache or the origin, storing what may be stored.
 
     ``request`` carries real credentials; only its redacted copy is ever stored.
@@ -122,21 +122,33 @@ async def fetch(
     never waits for a response its owner has not read yet. ``plan`` is
     ``core.plan(request, ...)`` when the session has it already (a plain request seen
     before); ``inline_tried``: the session called :func:`serve_inline` with it already.
+
+    Returns the coroutine to await: a miss known at once (:func:`_known_miss`) is
+    :meth:`_Run.plain_miss` itself, one coroutine less on its way to the origin.
     """
     if plan is None:
         plan = core.plan(request, backend.settings, options, backend.identify)
+    if (not backend.events.listeners and not backend.settings.cache_status_header
+            and plan.bypass is None and not plan.skip_read and not plan.refresh
+            and _known_miss(backend, plan.key)):
+        run = _Run(backend, plan, send, network_errors)
+        run.owner = owner  # (None: the current task, looked up when coalescing needs it)
+        return run.plain_miss()
+    return _fetch(backend, plan, send, network_errors, owner, inline_tried)
+
+
+async def _fetch(backend: CacheBackend, plan: Plan, send: Send,
+                 network_errors: tuple[type[BaseException], ...], owner: object,
+                 inline_tried: bool) -> Outcome:
+    """:func:`fetch` but for a miss known at once."""
     hub = backend.events
     status_header = backend.settings.cache_status_header
-    known_miss = (not hub.listeners and not status_header and plan.bypass is None
-                  and not plan.skip_read and not plan.refresh and _known_miss(backend, plan.key))
-    if not known_miss and not inline_tried:
+    if not inline_tried:
         hit = serve_inline(backend, plan)
         if hit is not None:
             return hit
     run = _Run(backend, plan, send, network_errors)
     run.owner = owner  # (None: the current task, looked up when coalescing needs it)
-    if known_miss:
-        return await run.plain_miss()
     with request_budget():  # a sick backend costs this request at most one deadline
         if hub.stats is None and not hub.listeners and not status_header:  # (not hub, inline)
             outcome = await run.execute()
@@ -404,7 +416,26 @@ class _Run:
 
         body = None if origin.whole is None else await origin.whole(length)
         if body is not None:
-            return await self.store_whole(decision, received, origin, body, redact, length)
+            # It arrived with its head (most small ones): stored now, before the caller gets
+            # the response, whose body the caller reads from the HTTP library's own stream;
+            # nothing to tee.
+            if limit is not None and len(body) > limit:
+                self.not_stored(DontStore("body of %d bytes > max_body_size %d", "",
+                                          (len(body), limit)))
+                return Outcome(None, raw=origin.raw, release=origin.release)
+            whole = core.to_store(plan, decision, received, body, redact,
+                                  length if decision.headers is origin.headers else UNSET)
+            if isinstance(whole, DontStore):
+                self.not_stored(whole)
+                return Outcome(None, raw=origin.raw, release=origin.release)
+            # Its headers are headers_to_store()'s: no Set-Cookie (what save_response_at drops).
+            if not decision.aliases and not self.observing and backend.put_now(whole, decision.keys):
+                self.stored_response, self.stored = whole, True  # (save(), in memory: at once)
+            else:
+                await self.save(whole, decision.keys, decision.aliases)
+            self.bytes_stored, self.last = (len(body) if self.stored else 0), decision
+            _debug(plan, decision)
+            return Outcome(whole, raw=origin.raw, release=origin.release)
         response = core.stored_response(plan, decision, received, redact)
         writer = await backend.open_response(response, decision.keys)
         tee: Tee
@@ -432,29 +463,6 @@ class _Run:
         raw = await origin.tee(tee)
         return Outcome(response, raw=raw, release=origin.release, tee=tee,
                        drain=lambda: origin.drain(raw))
-
-    async def store_whole(self, decision: Store, received: Received, origin: OriginResponse,
-                          body: bytes, redact: Callable[[str], str], length: int | None) -> Outcome:
-        """The store step for a body that arrived with its head (most small ones): stored
-        now, before the caller gets the response, whose body the caller reads from the HTTP
-        library's own stream; nothing to tee. ``length``: what its Content-Length promises."""
-        limit = self.backend.settings.max_body_size
-        if limit is not None and len(body) > limit:
-            self.not_stored(DontStore("body of %d bytes > max_body_size %d", "", (len(body), limit)))
-            return Outcome(None, raw=origin.raw, release=origin.release)
-        response = core.to_store(self.plan, decision, received, body, redact,
-                                 length if decision.headers is origin.headers else UNSET)
-        if isinstance(response, DontStore):
-            self.not_stored(response)
-            return Outcome(None, raw=origin.raw, release=origin.release)
-        # Its headers are headers_to_store()'s: no Set-Cookie (what save_response_at drops).
-        if not decision.aliases and not self.observing and self.backend.put_now(response, decision.keys):
-            self.stored_response, self.stored = response, True  # (save(), in memory: at once)
-        else:
-            await self.save(response, decision.keys, decision.aliases)
-        self.bytes_stored, self.last = (len(body) if self.stored else 0), decision
-        _debug(self.plan, decision)
-        return Outcome(response, raw=origin.raw, release=origin.release)
 
     def not_stored(self, decision: DontStore) -> None:
         self.last = decision

@@ -168,6 +168,9 @@ def plan(request: CachedRequest, settings: CacheSettings, options: RequestOption
     p = Plan(key, stored, request, settings, identify, options)
     if not settings.urls_expire_after:  # the same for every URL: the stored one's too
         p.store_expire_after = value
+    if not request.headers and not (options.force_refresh or options.refresh
+                                    or options.only_if_cached):
+        return p  # the commonest case: no header, nothing asked (what the way below gives)
     if settings.cache_control and ("If-None-Match" in request.headers
                                    or "If-Modified-Since" in request.headers):
         p.conditional = True
@@ -213,6 +216,8 @@ def _bypass(request: CachedRequest, settings: CacheSettings, options: RequestOpt
         return PassThrough("the request body is a stream: it cannot be part of a key")
     if expires_after == DO_NOT_CACHE:
         return PassThrough("expire_after is DO_NOT_CACHE")
+    if not request.headers:  # (no Cache-Control, no Range)
+        return None
     cc_lines = request.headers.getall("Cache-Control", ()) if honoured else ()
     cc = parse_cache_control(cc_lines) if cc_lines else {}
     if "no-store" in cc:
@@ -438,25 +443,10 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
     status, headers = received.status, received.headers
     cached = sent.cached if isinstance(sent, (Fetch, Revalidate)) else None
     generation = sent.vary_generation if isinstance(sent, (Fetch, Revalidate)) else ""
-    if status == 304 and isinstance(sent, Revalidate) and cached is not None:
-        if freshness.etag_matches(cached.headers, headers):
-            renewed = renew(p, cached, headers, received.request_time, received.response_time)
-            keys, generation = _store_keys(p, renewed.headers, generation)
-            renewed = replace(renewed, cache_key=p.key, vary_generation=generation)
-            return Renew("304 Not Modified: the stored response is renewed", "RFC 9111 §4.3.4",
-                         response=renewed, keys=keys, age=_age(p, renewed, received.response_time),
-                         answer=_for_client(p, renewed))
-        return Invalidate("the 304's ETag selects no stored response: entry invalidated",
-                          "RFC 9111 §4.3.4", keys=(p.key,),
-                          then=Fetch("asking in full after an unmatched 304", "RFC 9111 §4.3.4"))
-    if status == 304 and isinstance(sent, Fetch) and cached is not None:
-        # a 304 to a request without validators (requests-cache): the stored response stands
-        return Serve("304 to an unconditional request: the stored response is served as is",
-                     "", response=_for_client(p, cached), age=_age(p, cached, received.response_time))
-    if cached is not None and _is_error(p, status) and stale_if_error_ok(p, cached, received.response_time):
-        return ServeStale("origin answered %d: serving the stale response (stale_if_error)",
-                          "RFC 5861 §4" if status >= 500 else "", (status,),
-                          response=_for_client(p, cached), age=_age(p, cached, received.response_time))
+    if cached is not None:  # (a plain miss has nothing to renew or fall back on)
+        answer = _on_response_to_stored(p, sent, received, cached)
+        if answer is not None:
+            return answer
     why = _not_storable(p, status, headers) or _unkeyed_credentials(p, received)
     if why is not None:
         not_stored = DontStore(*why)
@@ -475,6 +465,33 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
             keys = (*keys, final)
     return Store("stored", "RFC 9111 §3" if p.settings.cache_control else "", headers=kept,
                  keys=keys, vary_generation=generation, aliases=_alias_keys(p, received))
+
+
+def _on_response_to_stored(p: Plan, sent: Decision, received: Received,
+                           cached: CachedResponse) -> Decision | None:
+    """What the origin's answer to a request sent with a stored response in hand decides
+    about that response (renew it, serve it, serve it stale); None: as for a miss."""
+    status, headers = received.status, received.headers
+    if status == 304 and isinstance(sent, Revalidate):
+        if freshness.etag_matches(cached.headers, headers):
+            renewed = renew(p, cached, headers, received.request_time, received.response_time)
+            keys, generation = _store_keys(p, renewed.headers, sent.vary_generation)
+            renewed = replace(renewed, cache_key=p.key, vary_generation=generation)
+            return Renew("304 Not Modified: the stored response is renewed", "RFC 9111 §4.3.4",
+                         response=renewed, keys=keys, age=_age(p, renewed, received.response_time),
+                         answer=_for_client(p, renewed))
+        return Invalidate("the 304's ETag selects no stored response: entry invalidated",
+                          "RFC 9111 §4.3.4", keys=(p.key,),
+                          then=Fetch("asking in full after an unmatched 304", "RFC 9111 §4.3.4"))
+    if status == 304 and isinstance(sent, Fetch):
+        # a 304 to a request without validators (requests-cache): the stored response stands
+        return Serve("304 to an unconditional request: the stored response is served as is",
+                     "", response=_for_client(p, cached), age=_age(p, cached, received.response_time))
+    if _is_error(p, status) and stale_if_error_ok(p, cached, received.response_time):
+        return ServeStale("origin answered %d: serving the stale response (stale_if_error)",
+                          "RFC 5861 §4" if status >= 500 else "", (status,),
+                          response=_for_client(p, cached), age=_age(p, cached, received.response_time))
+    return None
 
 
 def _without_body_fields(headers: CIMultiDict[str]) -> CIMultiDict[str]:
