@@ -140,7 +140,7 @@ def fetch(
 async def _fetch(backend: CacheBackend, plan: Plan, send: Send,
                  network_errors: tuple[type[BaseException], ...], owner: object,
                  inline_tried: bool) -> Outcome:
-    """:func:`fetch` but for a miss known at once."""
+    """:func:`fetch` for any request but a miss known at once."""
     hub = backend.events
     status_header = backend.settings.cache_status_header
     if not inline_tried:
