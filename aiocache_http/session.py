@@ -7,13 +7,15 @@ import base64
 import inspect
 import logging
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
+from types import TracebackType
 from typing import Any
 
 from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
+from aiohttp.client import _BaseRequestContextManager
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -115,6 +117,36 @@ with warnings.catch_warnings():
 
         async def delete_expired_responses(self) -> None:
             await self._cache.delete_expired_responses()
+
+        # aiohttp's own, each answering with _Call instead of _RequestContextManager:
+        # that one is a generic alias, and calling an alias costs a failed setattr (its
+        # __orig_class__ on a slotted object: an AttributeError made and dropped) per request.
+        def request(self, method: str, url: str | URL, **kwargs: Any) -> _Call:
+            return _Call(self._request(method, url, **kwargs))
+
+        def get(self, url: str | URL, *, allow_redirects: bool = True,
+                **kwargs: Any) -> _Call:
+            return _Call(self._request("GET", url, allow_redirects=allow_redirects, **kwargs))
+
+        def options(self, url: str | URL, *, allow_redirects: bool = True,
+                    **kwargs: Any) -> _Call:
+            return _Call(self._request("OPTIONS", url, allow_redirects=allow_redirects, **kwargs))
+
+        def head(self, url: str | URL, *, allow_redirects: bool = False,
+                 **kwargs: Any) -> _Call:
+            return _Call(self._request("HEAD", url, allow_redirects=allow_redirects, **kwargs))
+
+        def post(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+            return _Call(self._request("POST", url, data=data, **kwargs))
+
+        def put(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+            return _Call(self._request("PUT", url, data=data, **kwargs))
+
+        def patch(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+            return _Call(self._request("PATCH", url, data=data, **kwargs))
+
+        def delete(self, url: str | URL, **kwargs: Any) -> _Call:
+            return _Call(self._request("DELETE", url, **kwargs))
 
         async def _request(  # type: ignore[override]
             self, method: str, str_or_url: str | URL, *,
@@ -305,6 +337,30 @@ with warnings.catch_warnings():
                 found.load(jar.filter_cookies(url))
             pairs = [f"{name}={morsel.coded_value}" for name, morsel in found.items()]
             return "; ".join([*pairs, *unparsed])
+
+
+class _Call(_BaseRequestContextManager[ClientResponse]):
+    """What ``session.get()`` & co. return: aiohttp's request context manager (awaitable,
+    ``async with``), as a class of its own rather than a generic alias (see request())."""
+
+    __slots__ = ()
+
+    def __init__(self, coro: Coroutine[Any, Any, ClientResponse | CachedClientResponse]) -> None:
+        self._coro = coro  # type: ignore[assignment]  # a replayed response quacks alike
+
+    async def __aenter__(self) -> ClientResponse:
+        response: Any = await self._coro
+        self._resp = response
+        if type(response) is CachedClientResponse:  # its __aenter__ is itself: one coroutine less
+            return response  # type: ignore[return-value]
+        return await response.__aenter__()  # type: ignore[no-any-return]
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        response: Any = self._resp
+        if type(response) is CachedClientResponse and response._cached.stored_body is None:
+            return  # nothing to close (what its __aexit__ would find): one coroutine less
+        await response.__aexit__(exc_type, exc, tb)
 
 
 @dataclass(frozen=True, slots=True)
