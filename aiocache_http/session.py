@@ -9,7 +9,7 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
 from typing import Any
@@ -22,7 +22,7 @@ from yarl import URL
 from .backends import CacheBackend, init_backend
 from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .content import whole_body
-from .driver import OriginResponse, Outcome, fetch, serve_inline
+from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
 from .models import CachedRequest
 from .policy import core
@@ -159,7 +159,7 @@ with warnings.catch_warnings():
                 memo = self._plans[method, str_or_url, kwargs.get("allow_redirects", True)]
                 if memo is not None and memo.holds(self) and not self._cache.disabled:
                     # A plain request seen before: its key and plan are worked out already.
-                    outcome = serve_inline(self._cache, memo.plan) or await fetch(
+                    outcome = serve_inline(self._cache, memo.plan, None, memo.hit) or await fetch(
                         self._cache, memo.request, _OPTIONS, memo.send, _NETWORK_ERRORS,
                         plan=memo.plan, inline_tried=True)
                     check = self._raise_for_status
@@ -376,6 +376,7 @@ class _Memo:
     auth: BasicAuth | None
     proxy_auth: BasicAuth | None
     send: Callable[[dict[str, str]], Awaitable[OriginResponse]]  # made once: the same for every hit
+    hit: HitMemo = field(default_factory=HitMemo)  # its last fresh verdict (serve_inline)
 
     def holds(self, session: CacheMixin) -> bool:
         settings = session._cache.settings

@@ -352,6 +352,29 @@ def test_decisions_are_immutable_and_format_their_reason_lazily() -> None:
     assert decision.why() == "hit: fresh for 60s more"
 
 
+def test_a_fresh_verdict_is_the_lookup_decision_until_the_entry_expires() -> None:
+    """core.fresh_verdict: the Serve on_lookup makes, held until the entry expires, for a
+    plan without request directives and an answer without Age; None where the clock or
+    the request can change the decision otherwise (decided every hit then)."""
+    entry = stored(T0 + timedelta(seconds=60))
+    p = plan()
+    fresh = core.fresh_verdict(p, entry, T0)
+    assert fresh is not None and fresh.stored is entry
+    assert fresh.until == (T0 + timedelta(seconds=60)).timestamp()
+    assert isinstance(fresh.serve, Serve) and fresh.serve.response is entry
+    assert fresh.serve.age is None and fresh.serve.why().startswith("hit: fresh until 2026-01-01T12:01")
+    assert core.on_lookup(p, entry, T0 + timedelta(seconds=59)).name == "Serve"  # what it stands for
+    never = core.fresh_verdict(p, stored(None), T0)
+    assert never is not None and never.until == float("inf")
+    assert core.fresh_verdict(p, entry, T0 + timedelta(seconds=61)) is None  # stale: on_lookup decides
+    assert core.fresh_verdict(plan(cache_control=True), entry, T0) is None  # Age moves with the clock
+    for options in (RequestOptions(only_if_cached=True), RequestOptions(refresh=True)):
+        assert core.fresh_verdict(plan(options=options), entry, T0) is None
+    directive = plan(req(Cache_Control="max-age=10"), RequestOptions(header_rule="cache_control"),
+                     cache_control=True)
+    assert core.fresh_verdict(directive, entry, T0) is None
+
+
 # -- the settings table ---------------------------------------------------------------------------
 def test_readme_settings_table_is_made_from_the_table() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -564,6 +564,98 @@ async def test_a_plain_hit_read_without_waiting_makes_no_driver_coroutine(
     assert origin.count("/r/inline-hit") == 2
 
 
+async def test_a_repeated_plain_memory_hit_makes_few_python_calls(origin: Origin) -> None:
+    """The hot hit's Python-level calls, counted (deterministic, unlike its time): the
+    request context manager is a class of its own (not aiohttp's generic alias), and a
+    fresh verdict made once is reused (no clock reading, no decision built per hit)."""
+    import sys
+
+    url = origin.url("/r/few-calls")
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        async def one() -> bytes:
+            async with s.get(url) as r:
+                assert r.from_cache or len(calls) == 0
+                return await r.read()
+
+        calls: list[str] = []
+        for _ in range(3):  # a miss, a hit that makes the plan memo, one making the verdict
+            await one()
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event == "call":
+                calls.append(frame.f_code.co_qualname if sys.version_info >= (3, 11)
+                             else frame.f_code.co_name)
+
+        sys.setprofile(profile)
+        try:
+            body = await one()
+        finally:
+            sys.setprofile(None)
+        assert body and s.cache.stats.hits == 3
+    # 26 before this round: CacheBackend.clock, on_lookup, _fresh_or_not, Serve.__init__,
+    # Outcome.__init__, the response's __aenter__/__aexit__ (the generic alias's extra C work
+    # is not a Python call: test_session_get_answers_with_a_concrete_class covers it).
+    assert len(calls) <= 20, calls
+    for name in ("on_lookup", "_fresh_or_not", "utcnow", "CachedClientResponse.__aenter__"):
+        assert not any(c.endswith(name) for c in calls), calls
+
+
+async def test_session_get_answers_with_a_concrete_class() -> None:
+    """get() & co. answer with aiohttp's request context manager, as a concrete class: a
+    generic alias call sets __orig_class__ on the slotted object, an AttributeError made
+    and dropped per request."""
+    from aiohttp.client import _BaseRequestContextManager
+
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        for call in (s.get("http://x.test/"), s.head("http://x.test/"), s.post("http://x.test/"),
+                     s.request("GET", "http://x.test/"), s.delete("http://x.test/"),
+                     s.put("http://x.test/"), s.patch("http://x.test/"), s.options("http://x.test/")):
+            assert isinstance(call, _BaseRequestContextManager)
+            assert type(call).__module__ == "aiocache_http.session" and not hasattr(call, "__dict__")
+            call.close()  # never awaited: nothing sent
+
+
+async def test_a_fresh_verdict_ends_with_the_entry(origin: Origin) -> None:
+    """A fresh verdict reused across hits ends when the entry expires (the backend's
+    clock), is deleted, or is replaced; per-URL settings and Cache-Status still apply."""
+    from .origin import Clock
+
+    clock = Clock()
+    backend = CacheBackend()
+    backend.clock = clock
+    url = origin.url("/r/verdict")
+    async with CachedClientSession(cache=backend, expire_after=60) as s:
+        async def status() -> tuple[bool, bytes]:
+            async with s.get(url) as r:
+                return r.from_cache, await r.read()
+
+        assert not (await status())[0]
+        for _ in range(3):
+            assert (await status())[0]
+        clock.advance(59)
+        assert (await status())[0]
+        clock.advance(2)  # expired: the verdict made before does not hold
+        assert not (await status())[0]
+        assert (await status())[0]
+        await s.cache.clear()  # deleted: gone, whatever the verdict said
+        assert not (await status())[0]
+        assert (await status())[0]
+        async with s.get(url, refresh=True) as r:  # replaced: the new entry is served
+            await r.read()
+        replaced = await s.cache.get_response(r.cache_key)
+        async with s.get(url) as r:
+            assert r.from_cache and r._cached is replaced._cached
+        s.settings.expire_after = 1  # a settings change reaches the request (version)
+        async with s.get(url, refresh=True) as r:
+            await r.read()
+        clock.advance(2)
+        assert not (await status())[0]
+        s.settings.cache_status_header = True
+        async with s.get(url) as r:
+            assert r.from_cache and "hit" in r.headers["Cache-Status"]
+    assert origin.count("/r/verdict") == 6
+
+
 async def test_a_plain_redis_hit_is_served_before_the_full_way(
         origin: Origin, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """On storage read with IO (Redis), a plain fresh hit nobody listens to is decided

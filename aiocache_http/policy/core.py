@@ -28,6 +28,7 @@ from .decisions import (
     Decision,
     DontStore,
     Fetch,
+    Fresh,
     GatewayTimeout,
     Invalidate,
     Lookup,
@@ -279,6 +280,24 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
     if via is not None and via.head_from_get:
         stored = replace(stored, body=b"", stored_body=None, cache_key=p.key)
     return _fresh_or_not(p, stored, facts, now, generation)
+
+
+def fresh_verdict(p: Plan, stored: CachedResponse, now: datetime) -> Fresh | None:
+    """:func:`on_lookup`'s answer for ``stored``, when it is a fresh hit that only the clock
+    can end (RFC 9111 §4.2): for a plan without request directives and an answer without
+    Age (no cache_control), the same Serve holds for this very entry until it expires.
+    None: decide every hit (on_lookup)."""
+    if p.only_if_cached or p.refresh or p.max_age is not None or p.min_fresh:
+        return None
+    decision = on_lookup(p, stored, now)
+    if type(decision) is not Serve or decision.age is not None:
+        return None
+    expires = stored.expires
+    if expires is None:
+        serve = Serve("hit: fresh, no expiry", decision.rfc, (), decision.response)
+        return Fresh(serve, stored, _INF)
+    serve = Serve("hit: fresh until %s", decision.rfc, (expires.isoformat(),), decision.response)
+    return Fresh(serve, stored, expires.timestamp())
 
 
 class _KeyedCredentials:
@@ -716,6 +735,6 @@ def renew(p: Plan, cached: CachedResponse, headers: CIMultiDict[str], request_ti
 
 
 __all__ = ["SAFE_METHODS", "UNSET", "Identify", "Plan", "Received", "RequestOptions",
-           "body_incomplete", "expire_after", "expires", "filtered_out", "invalidated_urls",
+           "body_incomplete", "expire_after", "expires", "filtered_out", "fresh_verdict", "invalidated_urls",
            "on_error", "on_lookup", "on_response", "plan", "renew", "shared", "stale_if_error_ok",
            "stored_response", "to_store"]
