@@ -179,7 +179,7 @@ class HitMemo:
     __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.last: tuple[Fresh, Outcome] | None = None
+        self.last: tuple[Fresh, Outcome, int] | None = None  # the verdict, its answer, bytes served
 
 
 def serve_inline(backend: CacheBackend, plan: Plan,
@@ -201,11 +201,16 @@ def serve_inline(backend: CacheBackend, plan: Plan,
         last = memo.last
         if last is not None and last[0].stored is stored and (
                 last[0].until == _INF or _before(backend, last[0].until)):
-            return _counted_hit(plan, last[0].serve, hub.stats, last[1])
+            # (_counted_hit inline: every repeated hit)
+            if logger.isEnabledFor(logging.DEBUG):
+                _debug(plan, last[0].serve)
+            if hub.stats is not None:
+                hub.stats.count_hit(last[2])
+            return last[1]
         fresh = core.fresh_verdict(plan, stored, backend.clock())
         if fresh is not None:
             outcome = Outcome(fresh.serve.response, None, None, True, None)
-            memo.last = (fresh, outcome)
+            memo.last = (fresh, outcome, len(fresh.serve.response.body) if fresh.serve.response else 0)
             return _counted_hit(plan, fresh.serve, hub.stats, outcome)
         memo.last = None
     decision = core.on_lookup(plan, stored, backend.clock())

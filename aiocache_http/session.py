@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
+from .backends.base import _disabled as _disabled_ids  # CacheBackend.disabled's own
 from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .content import whole_body
 from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
@@ -157,13 +158,18 @@ with warnings.catch_warnings():
             if (not (refresh or force_refresh or only_if_cached) and expire_after is UNSET
                     and (not kwargs or kwargs.keys() == _PLAIN)):
                 memo = self._plans[method, str_or_url, kwargs.get("allow_redirects", True)]
-                if memo is not None and memo.holds(self) and not self._cache.disabled:
+                if memo is not None and memo.holds(self):
                     # A plain request seen before: its key and plan are worked out already.
                     outcome = serve_inline(self._cache, memo.plan, None, memo.hit) or await fetch(
                         self._cache, memo.request, _OPTIONS, memo.send, _NETWORK_ERRORS,
                         plan=memo.plan, inline_tried=True)
                     check = self._raise_for_status
-                    result = self._respond(outcome, method)
+                    if outcome.raw is None and outcome.response is not None:  # (_respond's first way)
+                        result: ClientResponse | CachedClientResponse = CachedClientResponse.replay(
+                            outcome.response, method, outcome.from_cache, outcome.age,
+                            outcome.cache_status)
+                    else:
+                        result = self._respond(outcome, method)
                     return await self._checked(result, check) if check else result
             keyable = True
             disabled = self._cache.disabled
@@ -379,12 +385,18 @@ class _Memo:
     hit: HitMemo = field(default_factory=HitMemo)  # its last fresh verdict (serve_inline)
 
     def holds(self, session: CacheMixin) -> bool:
-        settings = session._cache.settings
+        """And the cache is not disabled here (``cache.disabled``, read inline)."""
+        cache = session._cache
+        settings = cache.settings
         defaults = session._default_headers
+        jar = session._cookie_jar
+        disabled = _disabled_ids.get()
         return (settings is self.settings and settings.version == self.version
-                and not len(session._cookie_jar) and session._default_auth is self.auth
-                and session._default_proxy_auth is self.proxy_auth
-                and (tuple(defaults.items()) == self.headers if defaults or self.headers else True))
+                # aiohttp's jar is empty when it keeps no domain (its __len__, without the call)
+                and ((type(jar) is CookieJar and not jar._cookies) or not len(jar))
+                and session._default_auth is self.auth and session._default_proxy_auth is self.proxy_auth
+                and (tuple(defaults.items()) == self.headers if defaults or self.headers else True)
+                and (not disabled or id(cache) not in disabled))
 
 
 def _basic_auth(login: str, password: str) -> str:
