@@ -197,26 +197,38 @@ def serve_inline(backend: CacheBackend, plan: Plan,
     stored = backend.read_inline(plan.key, loop)  # every hit reads: a deleted entry is gone
     if stored is None:
         return None
-    if memo is not None:
-        last = memo.last
-        if last is not None and last[0].stored is stored and (
-                last[0].until == _INF or _before(backend, last[0].until)):
-            # (_counted_hit inline: every repeated hit)
-            if logger.isEnabledFor(logging.DEBUG):
-                _debug(plan, last[0].serve)
-            if hub.stats is not None:
-                hub.stats.count_hit(last[2])
-            return last[1]
-        fresh = core.fresh_verdict(plan, stored, backend.clock())
-        if fresh is not None:
-            outcome = Outcome(fresh.serve.response, None, None, True, None)
-            memo.last = (fresh, outcome, len(fresh.serve.response.body) if fresh.serve.response else 0)
-            return _counted_hit(plan, fresh.serve, hub.stats, outcome)
-        memo.last = None
-    decision = core.on_lookup(plan, stored, backend.clock())
-    if type(decision) is not Serve:
+    if memo is None:
+        decision = core.on_lookup(plan, stored, backend.clock())
+        if type(decision) is not Serve:
+            return None
+        return _counted_hit(plan, decision, hub.stats)
+    last = memo.last
+    if last is not None and last[0].stored is stored:
+        fresh, outcome, served = last
+        if not fresh.aged:
+            if fresh.until == _INF or _before(backend, fresh.until):
+                # (_counted_hit inline: every repeated hit)
+                if logger.isEnabledFor(logging.DEBUG):
+                    _debug(plan, fresh.serve)
+                if hub.stats is not None:
+                    hub.stats.count_hit(served)
+                return outcome
+        else:
+            now = backend.clock()
+            if now.timestamp() < fresh.until:
+                return _counted_hit(plan, fresh.serve, hub.stats,
+                                    Outcome(fresh.serve.response, None, None, True, core.age_at(fresh, now)))
+    now = backend.clock()
+    verdict = core.fresh_verdict(plan, stored, now)
+    if type(verdict) is Fresh:
+        response = verdict.serve.response
+        outcome = Outcome(response, None, None, True, core.age_at(verdict, now) if verdict.aged else None)
+        memo.last = (verdict, outcome, len(response.body) if response is not None else 0)
+        return _counted_hit(plan, verdict.serve, hub.stats, outcome)
+    memo.last = None
+    if type(verdict) is not Serve:
         return None
-    return _counted_hit(plan, decision, hub.stats)
+    return _counted_hit(plan, verdict, hub.stats)
 
 
 def _before(backend: CacheBackend, until: float) -> bool:

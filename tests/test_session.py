@@ -639,6 +639,43 @@ async def test_replay_and_the_constructor_set_every_slot(origin: Origin) -> None
         assert all(hasattr(response, name) for name in CachedClientResponse.__slots__)
 
 
+async def test_a_fresh_verdict_with_cache_control_shows_each_hits_age(origin: Origin) -> None:
+    """With cache_control the verdict is reused too (on_lookup is not called again), and
+    each hit's Age is its own, to the second (RFC 9111 §4.2.3, §5.1); it ends at expiry."""
+    import sys
+
+    clock = origin.clock  # the origin's Date and the backend agree
+    backend = CacheBackend()
+    backend.clock = clock
+    url = origin.url("/r/aged?h_Cache-Control=max-age%3D60")
+    async with CachedClientSession(cache=backend, cache_control=True) as s:
+        async def age() -> str | None:
+            async with s.get(url) as r:
+                await r.read()
+                return r.headers.get("Age") if r.from_cache else None
+
+        assert await age() is None
+        assert await age() == "0" and await age() == "0"
+        clock.advance(10)
+        called: list[str] = []
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event == "call":
+                called.append(frame.f_code.co_name)
+
+        sys.setprofile(profile)
+        try:
+            assert await age() == "10"
+        finally:
+            sys.setprofile(None)
+        assert "on_lookup" not in called and "age_at" in called
+        clock.advance(5)  # (whole seconds: the origin's Date has no fraction, the clock has)
+        assert await age() == "15"
+        clock.advance(45.5)  # 60.5 s old: stale
+        assert await age() is None
+    assert origin.count("/r/aged") == 2
+
+
 async def test_a_fresh_verdict_ends_with_the_entry(origin: Origin) -> None:
     """A fresh verdict reused across hits ends when the entry expires (the backend's
     clock), is deleted, or is replaced; per-URL settings and Cache-Status still apply."""

@@ -70,11 +70,14 @@ class Fresh:
     """A :class:`Serve` that holds for one plan and one stored entry (the very object)
     until ``until`` (a POSIX timestamp; inf: it never expires): RFC 9111 §4.2 decided
     once, for the later hits on that entry, where nothing but the clock can change the
-    verdict (no request directive, no Age to show). See ``core.fresh_verdict``."""
+    verdict (no request directive). ``aged``: the answer shows Age (cache_control), which
+    moves with the clock: each hit takes it from ``core.age_at`` (``serve.age`` is None).
+    See ``core.fresh_verdict``."""
 
     serve: Serve
     stored: CachedResponse
     until: float
+    aged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
