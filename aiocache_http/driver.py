@@ -196,6 +196,8 @@ def serve_inline(backend: CacheBackend, plan: Plan,
         return None
     stored = backend.read_inline(plan.key, loop)  # every hit reads: a deleted entry is gone
     if stored is None:
+        if memo is not None:
+            memo.last = None  # (nor kept alive by its verdict)
         return None
     if memo is None:
         decision = core.on_lookup(plan, stored, backend.clock())

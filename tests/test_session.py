@@ -700,6 +700,8 @@ async def test_a_fresh_verdict_ends_with_the_entry(origin: Origin) -> None:
         assert (await status())[0]
         await s.cache.clear()  # deleted: gone, whatever the verdict said
         assert not (await status())[0]
+        memo = next(iter(s._plans.values()))
+        assert memo.hit.last is None  # the deleted entry is not kept alive by its verdict
         assert (await status())[0]
         async with s.get(url, refresh=True) as r:  # replaced: the new entry is served
             await r.read()
