@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
 from aiohttp.client import _BaseRequestContextManager
@@ -30,6 +30,20 @@ from .policy import core
 from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
 from .response import BodyStream, CachedClientResponse, OriginClientResponse, attach_tee, drain, naive
+
+if TYPE_CHECKING:
+    from aiohttp.client import _RequestOptions
+    from typing_extensions import Self, Unpack
+
+    from .policy.expiration import ExpirationTime
+
+    class CachedRequestOptions(_RequestOptions, total=False):
+        """What ``session.get()`` & co. accept: aiohttp's keywords and the cache's own."""
+
+        expire_after: ExpirationTime
+        refresh: bool
+        force_refresh: bool
+        only_if_cached: bool
 
 logger = logging.getLogger("aiocache_http")
 
@@ -119,35 +133,65 @@ with warnings.catch_warnings():
         async def delete_expired_responses(self) -> None:
             await self._cache.delete_expired_responses()
 
-        # aiohttp's own, each answering with _Call instead of _RequestContextManager:
-        # that one is a generic alias, and calling an alias costs a failed setattr (its
-        # __orig_class__ on a slotted object: an AttributeError made and dropped) per request.
-        def request(self, method: str, url: str | URL, **kwargs: Any) -> _Call:
-            return _Call(self._request(method, url, **kwargs))
+        if TYPE_CHECKING:
+            # For type checkers: aiohttp's keywords and the cache's own, checked (aiohttp's
+            # signatures take **kwargs: Any before Python 3.11: hence the ignores).
+            async def __aenter__(self) -> Self: ...  # aiohttp's says ClientSession
 
-        def get(self, url: str | URL, *, allow_redirects: bool = True,
-                **kwargs: Any) -> _Call:
-            return _Call(self._request("GET", url, allow_redirects=allow_redirects, **kwargs))
+            def request(self, method: str, url: str | URL,  # type: ignore[override]
+                        **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
 
-        def options(self, url: str | URL, *, allow_redirects: bool = True,
+            def get(self, url: str | URL,  # type: ignore[override]
+                    **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def options(self, url: str | URL,  # type: ignore[override]
+                        **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def head(self, url: str | URL,  # type: ignore[override]
+                     **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def post(self, url: str | URL,  # type: ignore[override]
+                     **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def put(self, url: str | URL,  # type: ignore[override]
+                    **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def patch(self, url: str | URL,  # type: ignore[override]
+                      **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def delete(self, url: str | URL,  # type: ignore[override]
+                       **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+        else:
+            # aiohttp's own, each answering with _Call instead of _RequestContextManager:
+            # that one is a generic alias, and calling an alias costs a failed setattr (its
+            # __orig_class__ on a slotted object: an AttributeError made and dropped) per request.
+            def request(self, method: str, url: str | URL, **kwargs: Any) -> _Call:
+                return _Call(self._request(method, url, **kwargs))
+
+            def get(self, url: str | URL, *, allow_redirects: bool = True,
                     **kwargs: Any) -> _Call:
-            return _Call(self._request("OPTIONS", url, allow_redirects=allow_redirects, **kwargs))
+                return _Call(self._request("GET", url, allow_redirects=allow_redirects, **kwargs))
 
-        def head(self, url: str | URL, *, allow_redirects: bool = False,
-                 **kwargs: Any) -> _Call:
-            return _Call(self._request("HEAD", url, allow_redirects=allow_redirects, **kwargs))
+            def options(self, url: str | URL, *, allow_redirects: bool = True,
+                        **kwargs: Any) -> _Call:
+                return _Call(self._request("OPTIONS", url, allow_redirects=allow_redirects, **kwargs))
 
-        def post(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
-            return _Call(self._request("POST", url, data=data, **kwargs))
+            def head(self, url: str | URL, *, allow_redirects: bool = False,
+                     **kwargs: Any) -> _Call:
+                return _Call(self._request("HEAD", url, allow_redirects=allow_redirects, **kwargs))
 
-        def put(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
-            return _Call(self._request("PUT", url, data=data, **kwargs))
+            def post(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+                return _Call(self._request("POST", url, data=data, **kwargs))
 
-        def patch(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
-            return _Call(self._request("PATCH", url, data=data, **kwargs))
+            def put(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+                return _Call(self._request("PUT", url, data=data, **kwargs))
 
-        def delete(self, url: str | URL, **kwargs: Any) -> _Call:
-            return _Call(self._request("DELETE", url, **kwargs))
+            def patch(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+                return _Call(self._request("PATCH", url, data=data, **kwargs))
+
+            def delete(self, url: str | URL, **kwargs: Any) -> _Call:
+                return _Call(self._request("DELETE", url, **kwargs))
 
         async def _request(  # type: ignore[override]
             self, method: str, str_or_url: str | URL, *,
@@ -345,16 +389,19 @@ with warnings.catch_warnings():
             return "; ".join([*pairs, *unparsed])
 
 
-class _Call(_BaseRequestContextManager[ClientResponse]):
+class _Call(_BaseRequestContextManager[OriginClientResponse]):
     """What ``session.get()`` & co. return: aiohttp's request context manager (awaitable,
-    ``async with``), as a class of its own rather than a generic alias (see request())."""
+    ``async with``), as a class of its own rather than a generic alias (see request()).
+    Typed as answering an :class:`OriginClientResponse` (aiohttp's response with the cache
+    attributes: ``from_cache``, ``expires``...); a hit's :class:`CachedClientResponse`
+    quacks alike."""
 
     __slots__ = ()
 
     def __init__(self, coro: Coroutine[Any, Any, ClientResponse | CachedClientResponse]) -> None:
         self._coro = coro  # type: ignore[assignment]  # a replayed response quacks alike
 
-    async def __aenter__(self) -> ClientResponse:
+    async def __aenter__(self) -> OriginClientResponse:
         response: Any = await self._coro
         self._resp = response
         if type(response) is CachedClientResponse:  # its __aenter__ is itself: one coroutine less
