@@ -439,8 +439,9 @@ class _Memo:
         jar = session._cookie_jar
         disabled = _disabled_ids.get()
         return (settings is self.settings and settings.version == self.version
-                # aiohttp's jar is empty when it keeps no domain (its __len__, without the call)
-                and ((type(jar) is CookieJar and not jar._cookies) or not len(jar))
+                # aiohttp's jar is empty when it keeps no domain (its __len__, without the call;
+                # a later aiohttp without _cookies takes len())
+                and ((type(jar) is CookieJar and not getattr(jar, "_cookies", True)) or not len(jar))
                 and session._default_auth is self.auth and session._default_proxy_auth is self.proxy_auth
                 and (tuple(defaults.items()) == self.headers if defaults or self.headers else True)
                 and (not disabled or id(cache) not in disabled))
