@@ -36,13 +36,14 @@ from .backends.health import request_budget
 from .coalescing import IN_STORAGE, Lead
 from .events import CacheEvent, Counts, Kind, start_collecting_faults, stop_collecting_faults
 from .metrics.cache_status import cache_status
-from .models import CachedRequest, CachedResponse, StoredBody
+from .models import CachedRequest, CachedResponse, StoredBody, utcnow
 from .policy import core, freshness
 from .policy.core import UNSET, Plan, Received, RequestOptions
 from .policy.decisions import (
     Decision,
     DontStore,
     Fetch,
+    Fresh,
     GatewayTimeout,
     Invalidate,
     Lookup,
@@ -56,6 +57,7 @@ from .policy.keys import redact_url
 from .streaming import Tee
 
 logger = logging.getLogger("aiocache_http")
+_INF = float("inf")
 
 STORAGE_ERROR = "storage error: the write failed or was dropped at its deadline"
 """The event's ``not_stored_reason`` when the store decided on did not reach storage."""
@@ -181,32 +183,87 @@ async def _fetch(backend: CacheBackend, plan: Plan, send: Send,
         return run.report(outcome, faults, listening)
 
 
+class HitMemo:
+    """One plan's last fresh verdict (:func:`core.fresh_verdict`) and the answer made
+    from it, as one tuple: reused while storage hands back the very entry it was made
+    for and the clock has not reached its end (the session keeps one per plain URL)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[Fresh, Outcome, int] | None = None  # the verdict, its answer, bytes served
+
+
 def serve_inline(backend: CacheBackend, plan: Plan,
-                 loop: asyncio.AbstractEventLoop | None = None) -> Outcome | None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 memo: HitMemo | None = None) -> Outcome | None:
     """The answer to ``plan`` when it is a hit to be had at once, else None (then
     :func:`fetch` the full way). An in-process or inline-read hit nobody listens to: no
     IO that can wait, no deadline, no coalescing, no event; the same decision the full
     way would make, only counted. ``loop``: whose connections and breaker to use, when
-    called off that loop (the sync session answers a hit on its calling thread)."""
+    called off that loop (the sync session answers a hit on its calling thread).
+    ``memo``: where to keep a verdict that holds until the entry expires."""
     hub = backend.events
     if plan.bypass is not None or plan.skip_read or hub.listeners or backend.settings.cache_status_header:
         return None
-    stored = backend.read_inline(plan.key, loop)
+    stored = backend.read_inline(plan.key, loop)  # every hit reads: a deleted entry is gone
     if stored is None:
+        if memo is not None:
+            memo.last = None  # (nor kept alive by its verdict)
         return None
-    decision = core.on_lookup(plan, stored, backend.clock())
-    if type(decision) is not Serve:
+    if memo is None:
+        decision = core.on_lookup(plan, stored, backend.clock())
+        if type(decision) is not Serve:
+            return None
+        return _counted_hit(plan, decision, hub.stats)
+    last = memo.last
+    if last is not None and last[0].stored is stored:
+        fresh, outcome, served = last
+        if not fresh.aged:
+            if fresh.until == _INF or _before(backend, fresh.until):
+                # (_counted_hit inline: every repeated hit)
+                if logger.isEnabledFor(logging.DEBUG):
+                    _debug(plan, fresh.serve)
+                if hub.stats is not None:
+                    hub.stats.count_hit(served)
+                return outcome
+        else:
+            now = backend.clock()
+            if now.timestamp() < fresh.until:
+                return _counted_hit(plan, fresh.serve, hub.stats,
+                                    Outcome(fresh.serve.response, None, None, True, core.age_at(fresh, now)))
+    now = backend.clock()
+    verdict = core.fresh_verdict(plan, stored, now)
+    if type(verdict) is Fresh:
+        response = verdict.serve.response
+        outcome = Outcome(response, None, None, True, core.age_at(verdict, now) if verdict.aged else None)
+        memo.last = (verdict, outcome, len(response.body) if response is not None else 0)
+        return _counted_hit(plan, verdict.serve, hub.stats, outcome)
+    memo.last = None
+    if type(verdict) is not Serve:
         return None
-    return _counted_hit(plan, decision, hub.stats)
+    return _counted_hit(plan, verdict, hub.stats)
 
 
-def _counted_hit(plan: Plan, decision: Serve, stats: Counts | None) -> Outcome:
-    """A plain hit nobody listens to, answered: counted, no event built."""
+def _before(backend: CacheBackend, until: float) -> bool:
+    """Is the backend's clock before ``until`` (a POSIX timestamp)? The system clock
+    read as a float, unless a test replaced the clock."""
+    if backend.clock is utcnow:
+        return time.time() < until
+    return backend.clock().timestamp() < until
+
+
+def _counted_hit(plan: Plan, decision: Serve, stats: Counts | None,
+                 outcome: Outcome | None = None) -> Outcome:
+    """A plain hit nobody listens to, answered: counted, no event built. ``outcome``:
+    the answer made for this decision already."""
     if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every hit)
         _debug(plan, decision)
     assert decision.response is not None
     if stats is not None:
         stats.count_hit(len(decision.response.body))
+    if outcome is not None:
+        return outcome
     return Outcome(decision.response, None, None, True, decision.age)  # (positional: cheaper)
 
 

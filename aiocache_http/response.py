@@ -249,7 +249,17 @@ class CachedClientResponse:
         """The stored ``cached`` as the answer to a ``method`` request; ``age`` (seconds)
         becomes the Age header, ``cache_status`` the Cache-Status one."""
         response = cls.__new__(cls)
-        response._init(cached, method, from_cache, age, cache_status)
+        # (_init inline: every hit replays; keep the two alike)
+        response._cached = cached
+        response.method = method
+        response.from_cache = from_cache
+        response._age = age
+        response._cache_status = cache_status
+        response._headers = None
+        response._url = None
+        response._content = None
+        response._history = None
+        response._loaded = None
         return response
 
     def _init(self, cached: Record, method: str, from_cache: bool,

@@ -7,20 +7,23 @@ import base64
 import inspect
 import logging
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
+from aiohttp.client import _BaseRequestContextManager
 from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
+from .backends.base import _disabled as _disabled_ids  # CacheBackend.disabled's own
 from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .content import whole_body
-from .driver import OriginResponse, Outcome, fetch, serve_inline
+from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
 from .models import CachedRequest
 from .models.frozen import fast_init
@@ -28,6 +31,20 @@ from .policy import core
 from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
 from .response import BodyStream, CachedClientResponse, OriginClientResponse, attach_tee, drain, naive
+
+if TYPE_CHECKING:
+    from aiohttp.client import _RequestOptions
+    from typing_extensions import Self, Unpack
+
+    from .policy.expiration import ExpirationTime
+
+    class CachedRequestOptions(_RequestOptions, total=False):
+        """What ``session.get()`` & co. accept: aiohttp's keywords and the cache's own."""
+
+        expire_after: ExpirationTime
+        refresh: bool
+        force_refresh: bool
+        only_if_cached: bool
 
 logger = logging.getLogger("aiocache_http")
 
@@ -117,6 +134,66 @@ with warnings.catch_warnings():
         async def delete_expired_responses(self) -> None:
             await self._cache.delete_expired_responses()
 
+        if TYPE_CHECKING:
+            # For type checkers: aiohttp's keywords and the cache's own, checked (aiohttp's
+            # signatures take **kwargs: Any before Python 3.11: hence the ignores).
+            async def __aenter__(self) -> Self: ...  # aiohttp's says ClientSession
+
+            def request(self, method: str, url: str | URL,  # type: ignore[override]
+                        **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def get(self, url: str | URL,  # type: ignore[override]
+                    **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def options(self, url: str | URL,  # type: ignore[override]
+                        **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def head(self, url: str | URL,  # type: ignore[override]
+                     **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def post(self, url: str | URL,  # type: ignore[override]
+                     **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def put(self, url: str | URL,  # type: ignore[override]
+                    **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def patch(self, url: str | URL,  # type: ignore[override]
+                      **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+            def delete(self, url: str | URL,  # type: ignore[override]
+                       **kwargs: Unpack[CachedRequestOptions]) -> _Call: ...
+
+        else:
+            # aiohttp's own, each answering with _Call instead of _RequestContextManager:
+            # that one is a generic alias, and calling an alias costs a failed setattr (its
+            # __orig_class__ on a slotted object: an AttributeError made and dropped) per request.
+            def request(self, method: str, url: str | URL, **kwargs: Any) -> _Call:
+                return _Call(self._request(method, url, **kwargs))
+
+            def get(self, url: str | URL, *, allow_redirects: bool = True,
+                    **kwargs: Any) -> _Call:
+                return _Call(self._request("GET", url, allow_redirects=allow_redirects, **kwargs))
+
+            def options(self, url: str | URL, *, allow_redirects: bool = True,
+                        **kwargs: Any) -> _Call:
+                return _Call(self._request("OPTIONS", url, allow_redirects=allow_redirects, **kwargs))
+
+            def head(self, url: str | URL, *, allow_redirects: bool = False,
+                     **kwargs: Any) -> _Call:
+                return _Call(self._request("HEAD", url, allow_redirects=allow_redirects, **kwargs))
+
+            def post(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+                return _Call(self._request("POST", url, data=data, **kwargs))
+
+            def put(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+                return _Call(self._request("PUT", url, data=data, **kwargs))
+
+            def patch(self, url: str | URL, *, data: Any = None, **kwargs: Any) -> _Call:
+                return _Call(self._request("PATCH", url, data=data, **kwargs))
+
+            def delete(self, url: str | URL, **kwargs: Any) -> _Call:
+                return _Call(self._request("DELETE", url, **kwargs))
+
         async def _request(  # type: ignore[override]
             self, method: str, str_or_url: str | URL, *,
             expire_after: Any = UNSET, refresh: bool = False, force_refresh: bool = False,
@@ -127,13 +204,18 @@ with warnings.catch_warnings():
                      and (not kwargs or kwargs.keys() == _PLAIN))
             if plain:
                 memo = self._plans[method, str_or_url, kwargs.get("allow_redirects", True)]
-                if memo is not None and memo.holds(self) and not self._cache.disabled:
+                if memo is not None and memo.holds(self):
                     # A plain request seen before: its key and plan are worked out already.
-                    outcome = serve_inline(self._cache, memo.plan) or await fetch(
+                    outcome = serve_inline(self._cache, memo.plan, None, memo.hit) or await fetch(
                         self._cache, memo.request, _OPTIONS, memo.send, _NETWORK_ERRORS,
                         plan=memo.plan, inline_tried=True)
                     check = self._raise_for_status
-                    result = self._respond(outcome, method)
+                    if outcome.raw is None and outcome.response is not None:  # (_respond's first way)
+                        result: ClientResponse | CachedClientResponse = CachedClientResponse.replay(
+                            outcome.response, method, outcome.from_cache, outcome.age,
+                            outcome.cache_status)
+                    else:
+                        result = self._respond(outcome, method)
                     return await self._checked(result, check) if check else result
             keyable = True
             disabled = self._cache.disabled
@@ -346,6 +428,33 @@ class _Sender:
         return _origin(response, text if response.url is target else None)
 
 
+class _Call(_BaseRequestContextManager[OriginClientResponse]):
+    """What ``session.get()`` & co. return: aiohttp's request context manager (awaitable,
+    ``async with``), as a class of its own rather than a generic alias (see request()).
+    Typed as answering an :class:`OriginClientResponse` (aiohttp's response with the cache
+    attributes: ``from_cache``, ``expires``...); a hit's :class:`CachedClientResponse`
+    quacks alike."""
+
+    __slots__ = ()
+
+    def __init__(self, coro: Coroutine[Any, Any, ClientResponse | CachedClientResponse]) -> None:
+        self._coro = coro  # type: ignore[assignment]  # a replayed response quacks alike
+
+    async def __aenter__(self) -> OriginClientResponse:
+        response: Any = await self._coro
+        self._resp = response
+        if type(response) is CachedClientResponse:  # its __aenter__ is itself: one coroutine less
+            return response  # type: ignore[return-value]
+        return await response.__aenter__()  # type: ignore[no-any-return]
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        response: Any = self._resp
+        if type(response) is CachedClientResponse and response._cached.stored_body is None:
+            return  # nothing to close (what its __aexit__ would find): one coroutine less
+        await response.__aexit__(exc_type, exc, tb)
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class _Memo:
@@ -360,14 +469,22 @@ class _Memo:
     auth: BasicAuth | None
     proxy_auth: BasicAuth | None
     send: Callable[[dict[str, str]], Awaitable[OriginResponse]]  # made once: the same for every hit
+    hit: HitMemo = field(default_factory=HitMemo)  # its last fresh verdict (serve_inline)
 
     def holds(self, session: CacheMixin) -> bool:
-        settings = session._cache.settings
+        """And the cache is not disabled here (``cache.disabled``, read inline)."""
+        cache = session._cache
+        settings = cache.settings
         defaults = session._default_headers
+        jar = session._cookie_jar
+        disabled = _disabled_ids.get()
         return (settings is self.settings and settings.version == self.version
-                and not len(session._cookie_jar) and session._default_auth is self.auth
-                and session._default_proxy_auth is self.proxy_auth
-                and (tuple(defaults.items()) == self.headers if defaults or self.headers else True))
+                # aiohttp's jar is empty when it keeps no domain (its __len__, without the call;
+                # a later aiohttp without _cookies takes len())
+                and ((type(jar) is CookieJar and not getattr(jar, "_cookies", True)) or not len(jar))
+                and session._default_auth is self.auth and session._default_proxy_auth is self.proxy_auth
+                and (tuple(defaults.items()) == self.headers if defaults or self.headers else True)
+                and (not disabled or id(cache) not in disabled))
 
 
 def _basic_auth(login: str, password: str) -> str:

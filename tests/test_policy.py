@@ -18,6 +18,7 @@ from aiocache_http.policy.decisions import (
     Decision,
     DontStore,
     Fetch,
+    Fresh,
     PassThrough,
     Renew,
     Revalidate,
@@ -350,6 +351,33 @@ def test_decisions_are_immutable_and_format_their_reason_lazily() -> None:
         decision.reason = "changed"  # type: ignore[misc]
     assert decision.reason == "hit: fresh for %.0fs more" and decision.args == (60.0,)
     assert decision.why() == "hit: fresh for 60s more"
+
+
+def test_a_fresh_verdict_is_the_lookup_decision_until_the_entry_expires() -> None:
+    """core.fresh_verdict: on_lookup's decision; a fresh hit for a plan without request
+    directives comes as a Fresh, the Serve held until the entry expires (with
+    cache_control, its Age taken per hit from core.age_at)."""
+    entry = stored(T0 + timedelta(seconds=60))
+    p = plan()
+    fresh = core.fresh_verdict(p, entry, T0)
+    assert isinstance(fresh, Fresh) and fresh.stored is entry and not fresh.aged
+    assert fresh.until == (T0 + timedelta(seconds=60)).timestamp()
+    assert isinstance(fresh.serve, Serve) and fresh.serve.response is entry
+    assert fresh.serve.age is None and fresh.serve.why().startswith("hit: fresh until 2026-01-01T12:01")
+    assert core.on_lookup(p, entry, T0 + timedelta(seconds=59)).name == "Serve"  # what it stands for
+    never = core.fresh_verdict(p, stored(None), T0)
+    assert isinstance(never, Fresh) and never.until == float("inf")
+    stale = core.fresh_verdict(p, entry, T0 + timedelta(seconds=61))
+    assert not isinstance(stale, Fresh) and stale == core.on_lookup(p, entry, T0 + timedelta(seconds=61))
+    aged = core.fresh_verdict(plan(cache_control=True), entry, T0)
+    assert isinstance(aged, Fresh) and aged.aged and aged.serve.age is None
+    assert aged.serve.rfc == "RFC 9111 §4.2"
+    assert core.age_at(aged, T0 + timedelta(seconds=10)) == 10.0  # moves with the clock
+    for options in (RequestOptions(only_if_cached=True), RequestOptions(refresh=True)):
+        assert not isinstance(core.fresh_verdict(plan(options=options), entry, T0), Fresh)
+    directive = plan(req(Cache_Control="max-age=10"), RequestOptions(header_rule="cache_control"),
+                     cache_control=True)
+    assert not isinstance(core.fresh_verdict(directive, entry, T0), Fresh)
 
 
 # -- the settings table ---------------------------------------------------------------------------

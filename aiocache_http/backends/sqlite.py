@@ -54,7 +54,7 @@ import aiosqlite
 from .base import PEER_STORAGE_OPTIONS, BaseCache, CacheBackend, ConfigurationError, cache_path
 from .health import lock_wait
 from .parts import PART_SIZE, ItemReader, SpillingWriter, WholeReader
-from .values import Value, decode_value, encode_value
+from .values import TAG, Value, decode_value, encode_value
 
 logger = logging.getLogger("aiocache_http")
 
@@ -228,7 +228,7 @@ class _Handle:
         try:
             if self.closed:  # dropped by its loop after the caller found it
                 return None
-            return db.reader(self).execute(sql, (key,)).fetchall()
+            return (self.reader or db.reader(self)).execute(sql, (key,)).fetchall()
         except sqlite3.Error:
             return None
         finally:
@@ -864,17 +864,19 @@ class SQLiteCache(BaseCache):
         reader never waits for a lock (busy_timeout 0); a busy or sick file, a pending
         bulk write, an item in parts, the reader in use by another thread: None, and the
         gated read decides."""
-        pending = self._pending()
-        if pending is not None and key in pending:
+        bulk = _BULK.get()  # (_pending() inline, as the rest: every SQLite hit passes here)
+        if bulk and key in bulk.get(id(self), ()):
             return None
         handle = self.db.handles.get(loop or asyncio.get_running_loop())
-        if handle is None or self.table_name not in handle.tables or not handle.current(self.db.path):
+        if handle is None or self.table_name not in handle.tables:
             return None
+        if (handle.stale or handle.check_at <= time.monotonic()) and not handle.current(self.db.path):
+            return None  # (current()'s first two tests inline)
         found = handle.point_read(self.db, self._read, key)
         if not found or found[0][1] is not None:
             return None
-        row = found[0]
-        value = decode_value(bytes(row[0]))
+        data = bytes(found[0][0])
+        value = decode_value(data) if data.startswith(TAG) else data  # (its untagged case inline)
         return value if isinstance(value, bytes) else None
 
     async def _read_bytes(self, key: str) -> bytes | None:

@@ -29,6 +29,7 @@ from .decisions import (
     Decision,
     DontStore,
     Fetch,
+    Fresh,
     GatewayTimeout,
     Invalidate,
     Lookup,
@@ -292,6 +293,28 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
     if via is not None and via.head_from_get:
         stored = replace(stored, body=b"", stored_body=None, cache_key=p.key)
     return _fresh_or_not(p, stored, facts, now, generation)
+
+
+def fresh_verdict(p: Plan, stored: CachedResponse, now: datetime) -> Fresh | Decision:
+    """:func:`on_lookup`'s decision for ``stored``; a fresh hit that only the clock can end
+    (RFC 9111 §4.2: a plan without request directives) comes as a :class:`Fresh`, the
+    same Serve held for this very entry until it expires (its Age, with cache_control,
+    from :func:`age_at` per hit)."""
+    decision = on_lookup(p, stored, now)
+    if (type(decision) is not Serve or p.only_if_cached or p.refresh or p.max_age is not None
+            or p.min_fresh):
+        return decision
+    expires = stored.expires
+    if expires is None:
+        serve = Serve("hit: fresh, no expiry", decision.rfc, (), decision.response)
+        return Fresh(serve, stored, _INF, decision.age is not None)
+    serve = Serve("hit: fresh until %s", decision.rfc, (expires.isoformat(),), decision.response)
+    return Fresh(serve, stored, expires.timestamp(), decision.age is not None)
+
+
+def age_at(fresh: Fresh, now: datetime) -> float:
+    """The Age a hit from ``fresh`` shows at ``now`` (RFC 9111 §4.2.3, shown per §5.1)."""
+    return freshness.current_age(fresh.stored, now)
 
 
 class _KeyedCredentials:
@@ -747,7 +770,7 @@ def renew(p: Plan, cached: CachedResponse, headers: CIMultiDict[str], request_ti
                    facts=facts)
 
 
-__all__ = ["SAFE_METHODS", "UNSET", "Identify", "Plan", "Received", "RequestOptions",
-           "body_incomplete", "expire_after", "expires", "filtered_out", "invalidated_urls",
-           "on_error", "on_lookup", "on_response", "plan", "renew", "shared", "stale_if_error_ok",
-           "stored_response", "to_store"]
+__all__ = ["SAFE_METHODS", "UNSET", "Identify", "Plan", "Received", "RequestOptions", "age_at",
+           "body_incomplete", "expire_after", "expires", "filtered_out", "fresh_verdict",
+           "invalidated_urls", "on_error", "on_lookup", "on_response", "plan", "renew", "shared",
+           "stale_if_error_ok", "stored_response", "to_store"]

@@ -72,6 +72,21 @@ class Serve(Decision):
 
 @fast_init
 @dataclass(frozen=True, slots=True)
+class Fresh:
+    """A :class:`Serve` that holds for one plan and one stored entry (the very object)
+    until ``until`` (a POSIX timestamp; inf: it never expires): RFC 9111 §4.2 decided
+    once, for the later hits on that entry, where nothing but the clock can change the
+    verdict (no request directive). ``aged``: the answer shows Age (cache_control), which
+    moves with the clock: each hit takes it from ``core.age_at`` (``serve.age`` is None).
+    See ``core.fresh_verdict``."""
+
+    serve: Serve
+    stored: CachedResponse
+    until: float
+    aged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ServeStale(Decision):
     """Answer with a stale stored response (max-stale, stale-while-revalidate,
     stale-if-error). ``refresh``: the request to send in the background, if any."""
@@ -159,5 +174,5 @@ def gateway_timeout(request: CachedRequest) -> CachedResponse:
     return CachedResponse(504, "Gateway Timeout", request.url, CIMultiDict(), b"", request)
 
 
-__all__ = ["Decision", "DontStore", "Fetch", "GatewayTimeout", "Invalidate", "Lookup",
+__all__ = ["Decision", "DontStore", "Fetch", "Fresh", "GatewayTimeout", "Invalidate", "Lookup",
            "PassThrough", "Renew", "Revalidate", "Serve", "ServeStale", "Store", "gateway_timeout"]

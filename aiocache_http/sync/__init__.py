@@ -34,7 +34,7 @@ from .backends import (
 from .bridge import BRIDGE, LoopBridge
 from .cache import BaseCache
 from .cache_keys import create_key
-from .models import CachedHTTPResponse, CachedRequest, CachedResponse, OriginalResponse
+from .models import AnyResponse, CachedHTTPResponse, CachedRequest, CachedResponse, OriginalResponse
 from .patch import clear, delete, disabled, enabled, get_cache, install_cache, is_installed, uninstall_cache
 from .serializers import SERIALIZERS
 from .session import CachedSession
@@ -59,6 +59,7 @@ __all__ = [
     "EXPIRE_IMMEDIATELY",
     "NEVER_EXPIRE",
     "SERIALIZERS",
+    "AnyResponse",
     "BaseCache",
     "BaseStorage",
     "CacheSettings",

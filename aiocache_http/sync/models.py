@@ -329,4 +329,7 @@ class OriginalResponse(_CacheInfo):
         return response
 
 
-__all__ = ["CachedHTTPResponse", "CachedRequest", "CachedResponse", "OriginalResponse"]
+# What a session answers (requests-cache's ``AnyResponse``): replayed or from the origin.
+AnyResponse = OriginalResponse | CachedResponse
+
+__all__ = ["AnyResponse", "CachedHTTPResponse", "CachedRequest", "CachedResponse", "OriginalResponse"]

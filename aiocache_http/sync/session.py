@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import requests
 from requests.hooks import dispatch_hook
@@ -29,7 +29,7 @@ from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
 from .bridge import BRIDGE, Offload, serve
 from .cache import BaseCache
 from .convert import NotKeyable, cached_request, origin_response
-from .models import CachedResponse, OriginalResponse
+from .models import AnyResponse, CachedResponse, OriginalResponse
 from .stream import read_content
 
 # Per thread/context: sessions with caching off, what request() hands to send() (the
@@ -189,19 +189,50 @@ class CachedSession(requests.Session):
         self, method: str | bytes, url: str | bytes, *args: Any,
         expire_after: ExpirationTime = None, only_if_cached: bool = False,
         refresh: bool = False, force_refresh: bool = False, **kwargs: Any,
-    ) -> requests.Response:
+    ) -> AnyResponse:
         """``requests.Session.request`` with the per-request cache options.
 
         ``expire_after=None`` means "the session's setting" (as in requests-cache); pass
         -1 for never."""
         token = _pending.set(_Pending(_options(expire_after, refresh, force_refresh, only_if_cached)))
         try:
-            return super().request(method, url, *args, **kwargs)
+            return cast(AnyResponse, super().request(method, url, *args, **kwargs))  # our send()'s
         finally:
             _pending.reset(token)
 
+    if TYPE_CHECKING:
+        # For type checkers (requests' own verbs run): the cache's per-request options and
+        # the cache attributes of what they answer, as requests-cache types them.
+        def get(self, url: str | bytes, params: Any = None, *, expire_after: ExpirationTime = None,
+                only_if_cached: bool = False, refresh: bool = False,
+                force_refresh: bool = False, **kwargs: Any) -> AnyResponse: ...
+
+        def options(self, url: str | bytes, *, expire_after: ExpirationTime = None,
+                    only_if_cached: bool = False, refresh: bool = False,
+                    force_refresh: bool = False, **kwargs: Any) -> AnyResponse: ...
+
+        def head(self, url: str | bytes, *, expire_after: ExpirationTime = None,
+                 only_if_cached: bool = False, refresh: bool = False,
+                 force_refresh: bool = False, **kwargs: Any) -> AnyResponse: ...
+
+        def post(self, url: str | bytes, data: Any = None, json: Any = None, *,
+                 expire_after: ExpirationTime = None, only_if_cached: bool = False, refresh: bool = False,
+                 force_refresh: bool = False, **kwargs: Any) -> AnyResponse: ...
+
+        def put(self, url: str | bytes, data: Any = None, *, expire_after: ExpirationTime = None,
+                only_if_cached: bool = False, refresh: bool = False,
+                force_refresh: bool = False, **kwargs: Any) -> AnyResponse: ...
+
+        def patch(self, url: str | bytes, data: Any = None, *, expire_after: ExpirationTime = None,
+                  only_if_cached: bool = False, refresh: bool = False,
+                  force_refresh: bool = False, **kwargs: Any) -> AnyResponse: ...
+
+        def delete(self, url: str | bytes, *, expire_after: ExpirationTime = None,
+                   only_if_cached: bool = False, refresh: bool = False,
+                   force_refresh: bool = False, **kwargs: Any) -> AnyResponse: ...
+
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
-                                   cert: Any) -> Any:
+                                cert: Any) -> Any:
         """requests' merge; called by :meth:`request`, the environment part (proxies,
         ``REQUESTS_CA_BUNDLE``) waits until a request goes to the origin: a hit needs
         none of it. ``verify`` can only become a CA path there, never False, so the
@@ -220,7 +251,7 @@ class CachedSession(requests.Session):
         self, request: requests.PreparedRequest, *,
         expire_after: ExpirationTime = None, only_if_cached: bool = False,
         refresh: bool = False, force_refresh: bool = False, **kwargs: Any,
-    ) -> requests.Response:
+    ) -> AnyResponse:
         """Send a prepared request, answering from the cache when allowed."""
         if _in_origin.get():  # a redirect hop of the origin request: straight through
             return OriginalResponse.wrap(super().send(request, **kwargs), None)
@@ -286,7 +317,7 @@ class CachedSession(requests.Session):
             _in_origin.reset(token)
 
     def _respond(self, outcome: Outcome, request: requests.PreparedRequest, kwargs: dict[str, Any],
-                 environment: Callable[[], dict[str, Any]] | None) -> requests.Response:
+                 environment: Callable[[], dict[str, Any]] | None) -> AnyResponse:
         if outcome.raw is not None:
             original = OriginalResponse.wrap(outcome.raw, outcome.response)  # hooks already ran
             if outcome.cache_status is not None:
@@ -303,9 +334,9 @@ class CachedSession(requests.Session):
             response.headers["Cache-Status"] = outcome.cache_status
         if not request.hooks.get("response"):
             return response
-        result: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]
+        result: AnyResponse = dispatch_hook(  # type: ignore[no-untyped-call]
             "response", request.hooks, response, **_merged(kwargs, environment))
-        return result
+        return result  # what the caller's hook returned, as requests does
 
     def __getstate__(self) -> NoReturn:
         raise NotImplementedError("a CachedSession holds backend connections and cannot be pickled")
