@@ -333,17 +333,10 @@ class _Run:
         self.lookup_decision = decision
         slot = (asyncio.get_running_loop(), plan.key)
         coalescing, hub = backend.coalescing, backend.events
-        leads = type(decision) is Fetch and slot not in coalescing.inflight
         faults, token = start_collecting_faults() if hub else ([], None)
         try:
-            if leads:  # (lead(), one coroutine less: the origin sent at the lookup's time)
-                lead = coalescing.claim(slot, self.reader())
-                try:
-                    outcome = await self.origin(decision, now)
-                except BaseException:
-                    coalescing.release(slot, lead, None)
-                    raise
-                self.hand_over(slot, lead, outcome)
+            if type(decision) is Fetch and slot not in coalescing.inflight:  # sent at the lookup's time
+                outcome = await self.lead(slot, decision, now)
             else:  # another request leads, or a HEAD...
                 outcome = await self.execute((decision, now))
             if self.opened:  # (the way through execute() may have read a large body)
@@ -584,11 +577,11 @@ class _Run:
             return await self.lead(slot, decision)
 
     async def lead(self, slot: tuple[asyncio.AbstractEventLoop, str],
-                   decision: Fetch | Revalidate) -> Outcome:
+                   decision: Fetch | Revalidate, request_time: datetime | None = None) -> Outcome:
         coalescing = self.backend.coalescing
         lead = coalescing.claim(slot, self.reader())
         try:
-            outcome = await self.origin(decision)
+            outcome = await self.origin(decision, request_time)
         except BaseException:
             coalescing.release(slot, lead, None)
             raise
@@ -667,10 +660,7 @@ class _Run:
             self.origin_time += time.perf_counter() - start
         received = Received(origin.status, origin.reason, origin.url, origin.headers, request_time,
                             backend.clock(), origin.encoding, origin.history, origin.sent_headers)
-        decision = core.on_response(plan, sent, received)
-        if type(decision) is Store and backend.settings.filter_fn is None:  # (carry_out's first)
-            return await self.store(decision, received, origin)
-        return await self.carry_out(decision, origin, received)
+        return await self.carry_out(core.on_response(plan, sent, received), origin, received)
 
     async def carry_out(self, decision: Decision, origin: OriginResponse,
                         received: Received) -> Outcome:

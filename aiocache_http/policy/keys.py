@@ -346,11 +346,6 @@ def hash_key(parts: Sequence[bytes | Chunks]) -> str:
     """SHA-256 of the parts, each prefixed by its length (so parts never run together).
     A large body is hashed where it is, not copied; a part given as :class:`Chunks`
     hashes as the bytes they join into."""
-    if (len(parts) == 5 and parts[2] == parts[3] == parts[4] == b""  # a plain request's
-            and type(parts[0]) is bytes and type(parts[1]) is bytes):
-        method, url = parts[0], parts[1]
-        return hashlib.sha256(b"".join((len(method).to_bytes(8, "big"), method,
-                                        len(url).to_bytes(8, "big"), url, _THREE_EMPTY))).hexdigest()
     joined: list[bytes] = []
     for part in parts:
         if type(part) is not bytes or len(part) > _JOINED:
@@ -372,7 +367,6 @@ def hash_key(parts: Sequence[bytes | Chunks]) -> str:
 
 
 _JOINED = 64 * 1024  # parts up to this size are copied into one input; a larger body is not
-_THREE_EMPTY = bytes(24)  # three empty parts: their lengths, 0
 
 
 class Chunks:
