@@ -36,11 +36,15 @@ unit: $(VENV)/.dev servers
 
 # The oldest versions pyproject.toml allows of the libraries whose behaviour the sessions
 # build on (aiohttp; requests with urllib3 1.26; aiosqlite), on the suites that drive them.
-FLOOR      := .venv-floor
-FLOOR_PINS := aiohttp==3.9.5 requests==2.28.0 urllib3==1.26.20 aiosqlite==0.20.0
+# Python too: the oldest requires-python allows where this machine has it (pyenv here).
+FLOOR        := .venv-floor
+FLOOR_PINS   := aiohttp==3.9.5 requests==2.28.0 urllib3==1.26.20 aiosqlite==0.20.0
+FLOOR_PYTHON ?= $(shell for p in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python \
+	2>/dev/null) $(PYTHON); do $$p -c '' 2>/dev/null && echo $$p && break; done)
 
 $(FLOOR)/.dev: pyproject.toml Makefile
-	$(PYTHON) -m venv $(FLOOR)
+	@echo "make floor: $$($(FLOOR_PYTHON) --version) with $(FLOOR_PINS)"
+	$(FLOOR_PYTHON) -m venv $(FLOOR)
 	$(FLOOR)/bin/pip install -q -e '.[sync,filesystem,redis,mongodb,dynamodb]' \
 		pytest pytest-asyncio hypothesis $(FLOOR_PINS)
 	touch $@

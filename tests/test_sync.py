@@ -23,6 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -358,7 +359,7 @@ def _needs_the_loop(session: CachedSession, url: str) -> tuple[bool, requests.Re
             call = pool.submit(session.get, url)
             try:
                 response = call.result(0.3)
-            except TimeoutError:
+            except FutureTimeout:  # (not the builtin TimeoutError before Python 3.11)
                 waited = True
             else:
                 return False, response
