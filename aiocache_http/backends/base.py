@@ -224,8 +224,8 @@ def without_set_cookie(response: CachedResponse) -> CachedResponse:
         return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in NEVER_STORED)
 
     headers = clean(response.headers)
-    history = [h if clean(h.headers) is h.headers else dataclasses.replace(h, headers=clean(h.headers))
-               for h in response.history]
+    history = tuple(h if clean(h.headers) is h.headers else dataclasses.replace(h, headers=clean(h.headers))
+                    for h in response.history)
     if headers is response.headers and all(a is b for a, b in zip(history, response.history, strict=True)):
         return response
     return dataclasses.replace(response, headers=headers, history=history)
@@ -736,8 +736,8 @@ class CacheBackend:
             response = dataclasses.replace(
                 response, request=self.identify(response.request)[1],
                 url=redact_url(response.url, ignored, names),
-                history=[dataclasses.replace(hop, url=redact_url(hop.url, ignored, names))
-                         for hop in response.history])
+                history=tuple(dataclasses.replace(hop, url=redact_url(hop.url, ignored, names))
+                              for hop in response.history))
         response = without_set_cookie(response)
         if response.cache_key != key:
             response = dataclasses.replace(response, cache_key=key)

@@ -650,22 +650,23 @@ def stored_response(p: Plan, store: Store, received: Received, redact_url: Calla
     to storage as it comes, checked with :func:`body_incomplete` at its end)."""
     headers = store.headers if store.headers is not None else CIMultiDict()
     request = store.request or p.request
-    history = [
+    history = tuple(
         CachedResponse(status, reason, redact_url(hop_url), freshness.headers_to_store(hop_headers),
                        b"", CachedRequest(method, redact_url(hop_url)))
         for method, hop_url, status, reason, hop_headers in received.history
-    ] if received.history else []
+    ) if received.history else ()
     request_time, response_time = received.request_time, received.response_time
-    facts = freshness.facts(headers, request_time, response_time)
+    age = freshness.initial_age(headers, request_time, response_time)
     return CachedResponse(  # (positional: status, reason, url, headers, body, request,
         # encoding, created_at, expires, request_time, response_time, history, cache_key,
-        # vary_generation, facts; cheaper than by name on every miss)
+        # vary_generation, facts, stored_body, initial_age; cheaper than by name on every miss)
         received.status, received.reason,
         # Without redirects the final URL is the request's, already redacted.
         redact_url(received.url) if received.history else request.url,
         headers, body, request, received.encoding, response_time,
-        expires(p, received.status, headers, request_time, response_time, facts.initial_age),
-        request_time, response_time, history, store.keys[0], store.vary_generation, facts,
+        expires(p, received.status, headers, request_time, response_time, age),
+        request_time, response_time, history, store.keys[0], store.vary_generation,
+        freshness.facts(headers), None, age,
     )
 
 
@@ -763,11 +764,11 @@ def renew(p: Plan, cached: CachedResponse, headers: CIMultiDict[str], request_ti
         merged.popall(name, None)
         for value in headers.getall(name):
             merged.add(name, value)
-    facts = freshness.facts(merged, request_time, now)
+    age = freshness.initial_age(merged, request_time, now)
     return replace(cached, headers=merged, created_at=now, response_time=now,
                    request_time=request_time,
-                   expires=expires(p, cached.status, merged, request_time, now, facts.initial_age),
-                   facts=facts)
+                   expires=expires(p, cached.status, merged, request_time, now, age),
+                   facts=freshness.facts(merged), initial_age=age)
 
 
 __all__ = ["SAFE_METHODS", "UNSET", "Identify", "Plan", "Received", "RequestOptions", "age_at",

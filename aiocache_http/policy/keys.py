@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from multidict import CIMultiDict, MultiMapping
 
-from ..models import CachedRequest
+from ..models import NO_HEADERS, CachedRequest
 
 REDACTED = "REDACTED"
 """What a credential is replaced by in storage: requests-cache's placeholder."""
@@ -309,7 +309,7 @@ def normalize_request(
             and request.verify):  # a plain request: what the way below gives, in short
         upper = request.method.upper()
         return ([upper.encode(), key_url.encode("utf-8", "surrogatepass"), b"", b"", b""],
-                CachedRequest(upper, stored_url, CIMultiDict(), b"", True, True))
+                CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True))
     key_body, stored_body = n.body(request.body, request.headers.get("Content-Type", ""))
     matched, stored_headers = n.headers(request.headers, match_headers)
     redirects = [] if request.follow_redirects else ["no-redirects"]
