@@ -25,7 +25,7 @@ from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .content import whole_body
 from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
-from .models import CachedRequest
+from .models import NO_HEADERS, CachedRequest
 from .models.frozen import fast_init
 from .policy import core
 from .policy.core import UNSET, RequestOptions
@@ -315,7 +315,7 @@ with warnings.catch_warnings():
             if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
                     and self._default_auth is None and self._default_proxy_auth is None
                     and url.user is None):  # nothing to merge in: what the way below gives
-                return CachedRequest(method, url_text, CIMultiDict(), b"",
+                return CachedRequest(method, url_text, NO_HEADERS, b"",
                                      follow_redirects=kwargs.get("allow_redirects", True))
             if kwargs.get("params"):
                 url = url.extend_query(kwargs["params"])

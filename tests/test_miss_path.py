@@ -196,7 +196,7 @@ def test_the_shared_empty_request_headers_are_read_only_and_copy_as_ordinary() -
     import pickle
 
     from aiocache_http.models import NO_HEADERS
-    request = core.plan(CachedRequest("GET", "http://example.com/a"), CacheSettings(), None,
+    request = core.plan(CachedRequest("GET", "http://example.com/a?q=1"), CacheSettings(), None,
                         CacheBackend().identify).request
     assert request.headers is NO_HEADERS and not NO_HEADERS
     with pytest.raises(TypeError, match="read-only"):

@@ -154,6 +154,19 @@ def _cookie_pairs(lines: Iterable[str]) -> list[str]:
     return [pair for line in lines for pair in canonical_cookie(line).split("; ") if pair]
 
 
+def _plain_url(url: str) -> tuple[str, str] | None:
+    """:meth:`_Normaliser.url` of a URL of the common shape, already normal (no query, no
+    user info: nothing to redact), without parsing it; None for any other URL."""
+    plain = _PLAIN_URL.match(url)
+    if plain is None:
+        return None
+    scheme, host, port, path = plain.groups()
+    if port is not None and (int(port) > 65535 or _DEFAULT_PORTS[scheme] == int(port)):
+        return None  # out of range or the default: the parsing way says what it means
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{scheme}://{netloc}{path or '/'}", f"{scheme}://{netloc}{path or ''}"
+
+
 class _Normaliser:
     """Splits a request into what identifies it (for the key) and what may be stored.
 
@@ -189,15 +202,7 @@ class _Normaliser:
     def url(self, url: str) -> tuple[str, str]:
         """Return (normalised URL for the key, redacted URL for storage). A URL that
         cannot be parsed raises ValueError (the sessions then leave it to the client)."""
-        plain = _PLAIN_URL.match(url)
-        if plain is not None:  # the common shape, already normal: what the way below gives
-            scheme, host, port, path = plain.groups()
-            if port is not None and (int(port) > 65535 or _DEFAULT_PORTS[scheme] == int(port)):
-                pass  # out of range or the default: the way below says what it means
-            else:
-                netloc = host if port is None else f"{host}:{port}"
-                return f"{scheme}://{netloc}{path or '/'}", f"{scheme}://{netloc}{path or ''}"
-        return self.parsed_url(url)
+        return _plain_url(url) or self.parsed_url(url)
 
     def parsed_url(self, url: str) -> tuple[str, str]:
         """:meth:`url` for any URL: parsed, then put back together normalised."""
@@ -303,10 +308,18 @@ def normalize_request(
     The stored request keeps every header and parameter, with credentials and ignored
     parameters replaced by ``REDACTED``. ValueError for a URL that cannot be parsed.
     """
+    plain = (_plain_url(request.url) if not request.body and not request.headers
+             and request.follow_redirects and request.verify else None)
+    if plain is not None:  # a plain request, nothing to redact: what the way below gives
+        key_url, stored_url = plain
+        upper = request.method.upper()
+        stored = request if stored_url == request.url and upper == request.method \
+            else CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True)  # (the same: shared)
+        return [upper.encode(), key_url.encode("utf-8", "surrogatepass"), b"", b"", b""], stored
     n = _Normaliser(ignored_params, secret, credential_names)
     key_url, stored_url = n.url(request.url)
     if (not request.body and not request.headers and not n.secrets and request.follow_redirects
-            and request.verify):  # a plain request: what the way below gives, in short
+            and request.verify):  # plain, of another shape
         upper = request.method.upper()
         return ([upper.encode(), key_url.encode("utf-8", "surrogatepass"), b"", b"", b""],
                 CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True))
