@@ -127,7 +127,7 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: MultiMapping[str], ignore
     auth), a cookie set by a redirect hop. A response to such a request may be personal
     while its key is not, so it is not stored. Names in ``ignored`` are the user's opt-out.
     """
-    found = _credentials_among(frozenset(map(str.lower, sent)), tuple(credential_names))
+    found = _credentials_among(tuple(sent), tuple(credential_names))
     if not found:  # the usual case: no credential sent at all
         return []
     skip = {name.lower() for name in ignored}
@@ -146,8 +146,11 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: MultiMapping[str], ignore
 
 
 @lru_cache(maxsize=256)  # a client sends the same few header names request after request
-def _credentials_among(names: frozenset[str], extra: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(name for name in names if is_credential(name, extra))
+def _credentials_among(names: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The credentials among these names, lower-cased, each once (in the key of the
+    cache: the names as sent, not a set of them lower-cased, made anew each time)."""
+    lowered = dict.fromkeys(name.lower() for name in names)
+    return tuple(name for name in lowered if is_credential(name, extra))
 
 
 def _cookie_pairs(lines: Iterable[str]) -> list[str]:
