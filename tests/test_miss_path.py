@@ -152,6 +152,48 @@ def test_fast_init_keeps_factories_and_refuses_what_it_does_not_handle() -> None
         fast_init(Later)
 
 
+def test_fast_init_sets_fields_without_a_setattr_call_each() -> None:
+    """A frozen value is built with one object.__setattr__ call (its class switched to a
+    twin of the same slots, fields assigned plainly, the class switched back), not one
+    per field; it is of its class after, frozen. A subclass's instance keeps its class."""
+    calls: list[str] = []
+    namespace = CachedResponse.__init__.__globals__  # the generated __init__'s own
+    setter = namespace["_set"]
+
+    def counted(obj: object, name: str, value: object) -> None:
+        calls.append(name)
+        setter(obj, name, value)
+
+    request = CachedRequest("GET", "http://a/")
+    namespace["_set"] = counted
+    try:
+        value = CachedResponse(200, "OK", "http://a/", CIMultiDict(), b"x", request)
+    finally:
+        namespace["_set"] = setter
+    assert calls == ["__class__"] and type(value) is CachedResponse
+    assert (value.status, value.body, value.request, value.history) == (200, b"x", request, ())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.status = 404  # type: ignore[misc]
+    assert dataclasses.replace(value, status=404).status == 404
+
+    @fast_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+        b: str = "b"
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Sub(Base):
+        c: int = 0
+
+    sub = Sub(1, "x", 3)
+    assert type(sub) is Sub and (sub.a, sub.b, sub.c) == (1, "x", 3)
+    base = Base(2)
+    assert type(base) is Base and (base.a, base.b) == (2, "b")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        base.a = 3  # type: ignore[misc]
+
+
 def _tracked_objects(roots: list[object]) -> int:
     """The objects the garbage collector tracks, reachable from ``roots`` (classes and
     modules aside: they are not per entry)."""
