@@ -558,9 +558,12 @@ class _Run:
                     decision = again
                     continue
                 if result is not None:  # in hand: no need to read it back
-                    shared = core.shared(self.plan, result, self.backend.clock())
-                    if isinstance(shared, (Fetch, Revalidate)):
-                        return await self.origin(shared)
+                    now = self.backend.clock()
+                    shared = core.shared(self.plan, result, now)
+                    if isinstance(shared, Lookup):  # another variant: read this request's own
+                        shared = await self.lookup((shared, now))
+                    if isinstance(shared, (Fetch, Revalidate)):  # on its own: variants of one
+                        return await self.origin(shared)  # key never wait for each other
                     return self.answer(shared)
                 if not leader.done:  # its body stalled: on our own
                     return await self.origin(decision)
