@@ -250,3 +250,26 @@ def test_the_shared_empty_request_headers_are_read_only_and_copy_as_ordinary() -
         assert type(derived) is CIMultiDict
         derived["X-A"] = "1"
     assert not NO_HEADERS
+
+
+def test_backend_and_settings_attributes_without_a_getattr_hook() -> None:
+    """A __getattr__ hook slows every attribute read of its class (no specialised reads),
+    and the backend's and the settings' are read on every request: the settings a backend
+    carries (both peers') and the settings' aliases are properties instead, the same
+    to read and assign."""
+    from aiocache_http.policy.settings import CacheSettings as Settings
+
+    for cls in (CacheBackend, Settings):
+        assert "__getattr__" not in vars(cls)
+    assert "__setattr__" not in vars(CacheBackend)
+    backend = CacheBackend(allowable_codes=(200, 203))
+    assert backend.allowable_codes == backend.allowed_codes == (200, 203)  # type: ignore[attr-defined]
+    assert backend.settings.allowable_codes == (200, 203)
+    backend.expire_after = 60  # type: ignore[attr-defined]
+    assert backend.settings.expire_after == backend.expire_after == 60  # type: ignore[attr-defined]
+    backend.settings.include_get_headers = True
+    assert backend.settings.match_headers is True and backend.include_get_headers is True  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        backend.nope  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(AttributeError):
+        backend.settings.nope  # noqa: B018

@@ -343,16 +343,10 @@ class CacheBackend:
         return self.name
 
     # Both peers' backends carry their settings as attributes: backend.expire_after = 60.
-    def __getattr__(self, name: str) -> Any:
-        if name in _SETTING_ATTRS:
-            return getattr(self.settings, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SETTING_ATTRS:
-            setattr(self.settings, name, value)
-        else:
-            object.__setattr__(self, name, value)
+    # Each is a property (see _setting_property, below the class): no __getattr__ or
+    # __setattr__ hook, which would slow every attribute of the backend, read or set.
+    if TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any: ...  # (the settings, as typed before)
 
     # -- cache_disabled() / aiohttp-client-cache's ``cache.disabled = True`` ------------
     @property
@@ -978,6 +972,20 @@ class CacheBackend:
         await self.wait_for_refreshes()
         await self._guard("close", self.raw_responses.close(), None, Kind.CLOSE)
         await self._guard("close", self.raw_redirects.close(), None, Kind.CLOSE)
+
+
+def _setting_property(name: str) -> property:
+    def get(self: CacheBackend) -> Any:
+        return getattr(self.settings, name)
+
+    def put(self: CacheBackend, value: Any) -> None:
+        setattr(self.settings, name, value)
+
+    return property(get, put, doc=f"``settings.{name}``")
+
+
+for _name in sorted(_SETTING_ATTRS):
+    setattr(CacheBackend, _name, _setting_property(_name))
 
 
 def _has_credentials(request: CachedRequest) -> bool:
