@@ -129,7 +129,7 @@ def fetch(
     :meth:`_Run.plain_miss` itself, one coroutine less on its way to the origin.
     """
     if plan is None:
-        plan = core.plan(request, backend.settings, options, backend.identify)
+        plan = core.plan(request, backend.settings, options, backend.identify_bound)
     if (not backend.events.listeners and not backend.settings.cache_status_header
             and plan.bypass is None and not plan.skip_read and not plan.refresh
             and _known_miss(backend, plan.key)):

@@ -257,7 +257,7 @@ with warnings.catch_warnings():
 
             send = self._sender(method, str_or_url, url if isinstance(str_or_url, str) else None,
                                 headers, kwargs)
-            plan = core.plan(request, settings, options, self._cache.identify, identity)
+            plan = core.plan(request, settings, options, self._cache.identify_bound, identity)
             if remembered and plan.bypass is None:
                 self._remember(method, str_or_url, request, plan, send)
             outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)

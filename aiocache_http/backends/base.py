@@ -332,6 +332,9 @@ class CacheBackend:
         # Reads under way, shared by concurrent lookups of the same key (see _read_shared).
         self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool], _SharedRead] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
+        # identify, bound once: the plan of every request holds it (the session's plan
+        # memo keeps a plan per URL: one bound method each, otherwise)
+        self.identify_bound: Callable[..., tuple[str, CachedRequest]] = self.identify
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
