@@ -461,9 +461,6 @@ class _Run:
         if limit is not None and length is not None and length > limit:
             self.not_stored(DontStore("Content-Length %d > max_body_size %d", "", (length, limit)))
             return Outcome(None, raw=origin.raw, release=origin.release)
-        def redact(url: str) -> str:
-            return redact_url(url, settings.ignored_params, settings.credential_names)
-
         body = None if origin.whole is None else await origin.whole(length)
         if body is not None:
             # It arrived with its head (most small ones): stored now, before the caller gets
@@ -473,7 +470,7 @@ class _Run:
                 self.not_stored(DontStore("body of %d bytes > max_body_size %d", "",
                                           (len(body), limit)))
                 return Outcome(None, raw=origin.raw, release=origin.release)
-            whole = core.to_store(plan, decision, received, body, redact,
+            whole = core.to_store(plan, decision, received, body,
                                   length if decision.headers is origin.headers else UNSET)
             if isinstance(whole, DontStore):
                 self.not_stored(whole)
@@ -484,9 +481,10 @@ class _Run:
             else:
                 await self.save(whole, decision.keys, decision.aliases)
             self.bytes_stored, self.last = (len(body) if self.stored else 0), decision
-            _debug(plan, decision)
+            if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every miss)
+                _debug(plan, decision)
             return Outcome(whole, raw=origin.raw, release=origin.release)
-        response = core.stored_response(plan, decision, received, redact)
+        response = core.stored_response(plan, decision, received)
         writer = await backend.open_response(response, decision.keys)
         tee: Tee
 
@@ -645,7 +643,8 @@ class _Run:
         (one reading serves the lookup and the request)."""
         plan, backend = self.plan, self.backend
         self.last = sent
-        _debug(plan, sent)
+        if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every miss)
+            _debug(plan, sent)
         if request_time is None:
             request_time = backend.clock()
         start = time.perf_counter() if self.observing else 0.0
