@@ -332,8 +332,9 @@ class _Run:
         decision = core.on_lookup(plan, None, now)
         self.lookup_decision = decision
         slot = (asyncio.get_running_loop(), plan.key)
-        coalescing, hub = backend.coalescing, backend.events
-        faults, token = start_collecting_faults() if hub else ([], None)
+        coalescing = backend.coalescing
+        counting = bool(backend.events)  # (nobody listens: the counters, if any)
+        faults, token = start_collecting_faults() if counting else ([], None)
         try:
             if type(decision) is Fetch and slot not in coalescing.inflight:  # sent at the lookup's time
                 outcome = await self.lead(slot, decision, now)
@@ -342,13 +343,13 @@ class _Run:
             if self.opened:  # (the way through execute() may have read a large body)
                 outcome = await self.finish(outcome)
         except BaseException:
-            if hub:
+            if counting:
                 self.emit(None, faults, error=True)
             raise
         finally:
             if token is not None:
                 stop_collecting_faults(token)
-        return self.report(outcome, faults, False) if hub else outcome
+        return self.report(outcome, faults, False) if counting else outcome
 
     def report(self, outcome: Outcome, faults: list[str], listening: bool) -> Outcome:
         """Count or emit what this request did, once its answer is known (see fetch())."""
