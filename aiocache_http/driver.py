@@ -24,8 +24,8 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -78,7 +78,7 @@ class OriginResponse:
     """Read what ``tee`` returned to its end, for nobody (a background refresh)."""
     release: Callable[[], Any]
     encoding: str | None = None
-    history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
+    history: Sequence[tuple[str, str, int, str, CIMultiDict[str]]] = ()
     """Redirect hops as (method, url, status, reason, headers)."""
     sent_headers: MultiMapping[str] | None = None
     """The headers of the request that got this answer (after redirects and auth handlers)."""

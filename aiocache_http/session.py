@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import inspect
 import logging
 import warnings
@@ -516,14 +517,14 @@ def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
         url=str(response.url) if url is None else url,
         headers=CIMultiDict(response.headers),
         raw=response,
-        tee=lambda tee: attach_tee(response, tee),
+        tee=functools.partial(attach_tee, response),
         drain=drain,
         release=response.release,
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
-                 for r in response.history] if response.history else [],
+                 for r in response.history] if response.history else (),
         sent_headers=response.request_info.headers,  # (read only: not copied)
-        whole=lambda expected: whole_body(response.content, expected),
+        whole=functools.partial(whole_body, response.content),  # (no frame of ours)
     )
 
 
