@@ -444,7 +444,9 @@ class _Run:
         self.stored = True
         if response.stored_body is not None:
             self.stored_response = IN_STORAGE  # each reader reads its own
-            copy = await self.read(keys[0])
+            # Its own key (with Vary, the variant's): the first, shared by the variants,
+            # may hold another variant's renewal saved meanwhile.
+            copy = await self.read(keys[-1])
             if copy is not None:  # else not stored (fail-open): the old item, still in place
                 response = copy
         if self.observing:
