@@ -24,8 +24,8 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -78,7 +78,7 @@ class OriginResponse:
     """Read what ``tee`` returned to its end, for nobody (a background refresh)."""
     release: Callable[[], Any]
     encoding: str | None = None
-    history: list[tuple[str, str, int, str, CIMultiDict[str]]] = field(default_factory=list)
+    history: Sequence[tuple[str, str, int, str, CIMultiDict[str]]] = ()
     """Redirect hops as (method, url, status, reason, headers)."""
     sent_headers: MultiMapping[str] | None = None
     """The headers of the request that got this answer (after redirects and auth handlers)."""
@@ -129,7 +129,7 @@ def fetch(
     :meth:`_Run.plain_miss` itself, one coroutine less on its way to the origin.
     """
     if plan is None:
-        plan = core.plan(request, backend.settings, options, backend.identify)
+        plan = core.plan(request, backend.settings, options, backend.identify_bound)
     if (not backend.events.listeners and not backend.settings.cache_status_header
             and plan.bypass is None and not plan.skip_read and not plan.refresh
             and _known_miss(backend, plan.key)):
@@ -332,8 +332,9 @@ class _Run:
         decision = core.on_lookup(plan, None, now)
         self.lookup_decision = decision
         slot = (asyncio.get_running_loop(), plan.key)
-        coalescing, hub = backend.coalescing, backend.events
-        faults, token = start_collecting_faults() if hub else ([], None)
+        coalescing = backend.coalescing
+        counting = bool(backend.events)  # (nobody listens: the counters, if any)
+        faults, token = start_collecting_faults() if counting else ([], None)
         try:
             if type(decision) is Fetch and slot not in coalescing.inflight:  # sent at the lookup's time
                 outcome = await self.lead(slot, decision, now)
@@ -342,13 +343,13 @@ class _Run:
             if self.opened:  # (the way through execute() may have read a large body)
                 outcome = await self.finish(outcome)
         except BaseException:
-            if hub:
+            if counting:
                 self.emit(None, faults, error=True)
             raise
         finally:
             if token is not None:
                 stop_collecting_faults(token)
-        return self.report(outcome, faults, False) if hub else outcome
+        return self.report(outcome, faults, False) if counting else outcome
 
     def report(self, outcome: Outcome, faults: list[str], listening: bool) -> Outcome:
         """Count or emit what this request did, once its answer is known (see fetch())."""
@@ -463,9 +464,6 @@ class _Run:
         if limit is not None and length is not None and length > limit:
             self.not_stored(DontStore("Content-Length %d > max_body_size %d", "", (length, limit)))
             return Outcome(None, raw=origin.raw, release=origin.release)
-        def redact(url: str) -> str:
-            return redact_url(url, settings.ignored_params, settings.credential_names)
-
         body = None if origin.whole is None else await origin.whole(length)
         if body is not None:
             # It arrived with its head (most small ones): stored now, before the caller gets
@@ -475,7 +473,7 @@ class _Run:
                 self.not_stored(DontStore("body of %d bytes > max_body_size %d", "",
                                           (len(body), limit)))
                 return Outcome(None, raw=origin.raw, release=origin.release)
-            whole = core.to_store(plan, decision, received, body, redact,
+            whole = core.to_store(plan, decision, received, body,
                                   length if decision.headers is origin.headers else UNSET)
             if isinstance(whole, DontStore):
                 self.not_stored(whole)
@@ -486,9 +484,10 @@ class _Run:
             else:
                 await self.save(whole, decision.keys, decision.aliases)
             self.bytes_stored, self.last = (len(body) if self.stored else 0), decision
-            _debug(plan, decision)
+            if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every miss)
+                _debug(plan, decision)
             return Outcome(whole, raw=origin.raw, release=origin.release)
-        response = core.stored_response(plan, decision, received, redact)
+        response = core.stored_response(plan, decision, received)
         writer = await backend.open_response(response, decision.keys)
         tee: Tee
 
@@ -647,7 +646,8 @@ class _Run:
         (one reading serves the lookup and the request)."""
         plan, backend = self.plan, self.backend
         self.last = sent
-        _debug(plan, sent)
+        if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every miss)
+            _debug(plan, sent)
         if request_time is None:
             request_time = backend.clock()
         start = time.perf_counter() if self.observing else 0.0

@@ -239,7 +239,7 @@ class CachedClientResponse:
         record = Record(
             status, reason, str(url), stored, body or b"", request, encoding,
             aware(created_at) if created_at else utcnow(), aware(expires) if expires else None,
-            history=[hop._cached for hop in history],
+            history=tuple(hop._cached for hop in history),
         )
         self._init(record, method.upper(), True, None)
 

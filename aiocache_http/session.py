@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import inspect
 import logging
 import warnings
@@ -25,7 +26,7 @@ from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .content import whole_body
 from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
-from .models import CachedRequest
+from .models import NO_HEADERS, CachedRequest
 from .models.frozen import fast_init
 from .policy import core
 from .policy.core import UNSET, RequestOptions
@@ -257,7 +258,7 @@ with warnings.catch_warnings():
 
             send = self._sender(method, str_or_url, url if isinstance(str_or_url, str) else None,
                                 headers, kwargs)
-            plan = core.plan(request, settings, options, self._cache.identify, identity)
+            plan = core.plan(request, settings, options, self._cache.identify_bound, identity)
             if remembered and plan.bypass is None:
                 self._remember(method, str_or_url, request, plan, send)
             outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
@@ -315,7 +316,7 @@ with warnings.catch_warnings():
             if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
                     and self._default_auth is None and getattr(self, "_default_proxy_auth", None) is None
                     and url.user is None):  # nothing to merge in: what the way below gives
-                return CachedRequest(method, url_text, CIMultiDict(), b"",
+                return CachedRequest(method, url_text, NO_HEADERS, b"",
                                      follow_redirects=kwargs.get("allow_redirects", True))
             if kwargs.get("params"):
                 url = url.extend_query(kwargs["params"])
@@ -517,14 +518,14 @@ def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
         url=str(response.url) if url is None else url,
         headers=CIMultiDict(response.headers),
         raw=response,
-        tee=lambda tee: attach_tee(response, tee),
+        tee=functools.partial(attach_tee, response),
         drain=drain,
         release=response.release,
         encoding=response.charset,
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
-                 for r in response.history] if response.history else [],
+                 for r in response.history] if response.history else (),
         sent_headers=response.request_info.headers,  # (read only: not copied)
-        whole=lambda expected: whole_body(response.content, expected),
+        whole=functools.partial(whole_body, response.content),  # (no frame of ours)
     )
 
 

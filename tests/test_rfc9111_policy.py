@@ -86,7 +86,7 @@ class Cache:
         decision = core.on_response(p, p.bypass or Fetch("miss"), got)
         if not isinstance(decision, Store):
             return None
-        stored = core.to_store(p, decision, got, b"body", lambda url: url)
+        stored = core.to_store(p, decision, got, b"body")
         return stored if isinstance(stored, CachedResponse) else None
 
     def decide(self, cached: CachedResponse | None, now: datetime,
@@ -170,13 +170,13 @@ def test_10_wrong_length_body_not_usable(cache: Cache) -> None:
 
     def kept(headers: CIMultiDict[str], body: bytes) -> bool:
         store = Store("stored", headers=headers, keys=(p.key,))
-        return isinstance(core.to_store(p, store, received(200, headers), body, str), CachedResponse)
+        return isinstance(core.to_store(p, store, received(200, headers), body), CachedResponse)
 
     assert not kept(H(Content_Length="10"), b"short")
     assert kept(H(Content_Length="5"), b"exact")
     assert kept(H(Content_Length="10", Content_Encoding="gzip"), b"decoded")
     short = core.to_store(p, Store("stored", headers=H(Content_Length="10"), keys=(p.key,)),
-                          received(200, H(Content_Length="10")), b"short", str)
+                          received(200, H(Content_Length="10")), b"short")
     assert short.name == "DontStore" and short.rfc == "RFC 9111 §3.3"  # type: ignore[union-attr]
 
 

@@ -27,7 +27,7 @@ def sample() -> CachedResponse:
     headers = CIMultiDict([("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Content-Type", "text/é")])
     return CachedResponse(201, "Créé", "https://x.com/a", headers, bytes(range(256)) * 4, request,
                           encoding="utf-8", created_at=now, expires=now + timedelta(seconds=5),
-                          request_time=now, response_time=now, history=[hop])
+                          request_time=now, response_time=now, history=(hop,))
 
 
 def assert_same(a: CachedResponse, b: CachedResponse) -> None:

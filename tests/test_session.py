@@ -920,7 +920,7 @@ async def test_a_request_is_keyed_once(origin: Origin) -> None:
             keyed.append(request.url)
             return identify(request, keep)
 
-        session.cache.identify = counted  # type: ignore[method-assign]
+        session.cache.identify = session.cache.identify_bound = counted  # type: ignore[method-assign]
         for path in ("/r/keyed-1", "/r/keyed-2"):
             async with session.get(origin.url(path), params={"a": "1"}) as r:
                 await r.read()

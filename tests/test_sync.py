@@ -429,7 +429,7 @@ def test_a_sync_request_is_keyed_once(thread_origin: Origin) -> None:
         keyed.append(request.url)
         return identify(request)
 
-    cache.identify = counted  # type: ignore[method-assign]
+    cache.identify = cache.identify_bound = counted  # type: ignore[method-assign]
     for path in ("/r/keyed-1", "/r/keyed-2"):  # the first starts the bridge loop
         assert not session.get(thread_origin.url(path)).from_cache
     assert keyed == [thread_origin.url("/r/keyed-1"), thread_origin.url("/r/keyed-2")]

@@ -224,8 +224,8 @@ def without_set_cookie(response: CachedResponse) -> CachedResponse:
         return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in NEVER_STORED)
 
     headers = clean(response.headers)
-    history = [h if clean(h.headers) is h.headers else dataclasses.replace(h, headers=clean(h.headers))
-               for h in response.history]
+    history = tuple(h if clean(h.headers) is h.headers else dataclasses.replace(h, headers=clean(h.headers))
+                    for h in response.history)
     if headers is response.headers and all(a is b for a, b in zip(history, response.history, strict=True)):
         return response
     return dataclasses.replace(response, headers=headers, history=history)
@@ -332,6 +332,9 @@ class CacheBackend:
         # Reads under way, shared by concurrent lookups of the same key (see _read_shared).
         self._reads: dict[tuple[asyncio.AbstractEventLoop, str, bool], _SharedRead] = {}
         self.clock: Callable[[], datetime] = utcnow  # replaceable: tests use a fake clock
+        # identify, bound once: the plan of every request holds it (the session's plan
+        # memo keeps a plan per URL: one bound method each, otherwise)
+        self.identify_bound: Callable[..., tuple[str, CachedRequest]] = self.identify
         self.health = Health(repr(self), self.settings)
         """Circuit state and fault counters of the storage calls (see ``backends/health.py``)."""
 
@@ -343,16 +346,10 @@ class CacheBackend:
         return self.name
 
     # Both peers' backends carry their settings as attributes: backend.expire_after = 60.
-    def __getattr__(self, name: str) -> Any:
-        if name in _SETTING_ATTRS:
-            return getattr(self.settings, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SETTING_ATTRS:
-            setattr(self.settings, name, value)
-        else:
-            object.__setattr__(self, name, value)
+    # Each is a property (see _setting_property, below the class): no __getattr__ or
+    # __setattr__ hook, which would slow every attribute of the backend, read or set.
+    if TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any: ...  # (the settings, as typed before)
 
     # -- cache_disabled() / aiohttp-client-cache's ``cache.disabled = True`` ------------
     @property
@@ -736,8 +733,8 @@ class CacheBackend:
             response = dataclasses.replace(
                 response, request=self.identify(response.request)[1],
                 url=redact_url(response.url, ignored, names),
-                history=[dataclasses.replace(hop, url=redact_url(hop.url, ignored, names))
-                         for hop in response.history])
+                history=tuple(dataclasses.replace(hop, url=redact_url(hop.url, ignored, names))
+                              for hop in response.history))
         response = without_set_cookie(response)
         if response.cache_key != key:
             response = dataclasses.replace(response, cache_key=key)
@@ -978,6 +975,20 @@ class CacheBackend:
         await self.wait_for_refreshes()
         await self._guard("close", self.raw_responses.close(), None, Kind.CLOSE)
         await self._guard("close", self.raw_redirects.close(), None, Kind.CLOSE)
+
+
+def _setting_property(name: str) -> property:
+    def get(self: CacheBackend) -> Any:
+        return getattr(self.settings, name)
+
+    def put(self: CacheBackend, value: Any) -> None:
+        setattr(self.settings, name, value)
+
+    return property(get, put, doc=f"``settings.{name}``")
+
+
+for _name in sorted(_SETTING_ATTRS):
+    setattr(CacheBackend, _name, _setting_property(_name))
 
 
 def _has_credentials(request: CachedRequest) -> bool:

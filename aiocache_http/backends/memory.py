@@ -41,7 +41,10 @@ class MemoryCache(BaseCache):
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_entries must be >= 1 or None, not {max_entries!r}")
         self.max_entries = max_entries
-        self.data: OrderedDict[str, tuple[Item, datetime | None]] = OrderedDict()
+        # key -> item; the expiry apart, only for the items that have one: a stored
+        # response is then one object the garbage collector tracks, not two
+        self.data: OrderedDict[str, Item] = OrderedDict()
+        self.expiry: dict[str, datetime] = {}
         self.encode: Callable[[CachedResponse], bytes] | None = None  # set by the backend
         # key -> (the item stored, the object a user wrote for it through the responses
         # view): handed back as written, as aiohttp-client-cache's DictCache does
@@ -50,27 +53,30 @@ class MemoryCache(BaseCache):
     # -- objects (the backend's hot path: synchronous, nothing to wait for) ------------
     def get_item(self, key: str) -> Item | None:
         item = self.data.get(key)
-        if item is None:
-            return None
-        if self.max_entries is not None:
+        if item is not None and self.max_entries is not None:
             with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
                 self.data.move_to_end(key)
-        return item[0]
+        return item
 
     def put_item(self, key: str, value: Item, expires: datetime | None) -> None:
-        self.data[key] = (value, expires)
+        self.data[key] = value
+        if expires is not None:
+            self.expiry[key] = expires
+        elif self.expiry:
+            self.expiry.pop(key, None)
         if self.max_entries is not None:
             self.data.move_to_end(key)
             while len(self.data) > self.max_entries:
                 evicted, _item = self.data.popitem(last=False)
+                self.expiry.pop(evicted, None)
                 self.written.pop(evicted, None)
 
     def keep_written(self, key: str, obj: Any, before: Item | None) -> None:
         """Remember that the item now at ``key`` was stored from ``obj`` (if one was: the
         item is not ``before``, the one there ahead of the write)."""
         item = self.data.get(key)
-        if item is not None and item[0] is not before:
-            self.written[key] = (item[0], obj)
+        if item is not None and item is not before:
+            self.written[key] = (item, obj)
 
     def written_object(self, key: str, item: Item) -> Any:
         """The object ``item`` was stored from, if it is still the one at ``key``."""
@@ -100,11 +106,13 @@ class MemoryCache(BaseCache):
 
     async def delete(self, key: str) -> None:
         self.data.pop(key, None)
+        self.expiry.pop(key, None)
         self.written.pop(key, None)
 
     async def bulk_delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             self.data.pop(key, None)
+            self.expiry.pop(key, None)
             self.written.pop(key, None)
 
     async def contains(self, key: str) -> bool:
@@ -115,11 +123,11 @@ class MemoryCache(BaseCache):
             yield key
 
     async def iter_values(self) -> AsyncIterator[Value]:
-        for value, _expires in list(self.data.values()):
+        for value in list(self.data.values()):
             yield self._bytes(value) if isinstance(value, CachedResponse) else decode_value(value)
 
     async def iter_items(self) -> AsyncIterator[tuple[str, bytes]]:
-        for key, (value, _expires) in list(self.data.items()):
+        for key, value in list(self.data.items()):
             yield key, self._bytes(value)
 
     async def size(self) -> int:
@@ -127,10 +135,11 @@ class MemoryCache(BaseCache):
 
     async def clear(self) -> None:
         self.data.clear()
+        self.expiry.clear()
         self.written.clear()
 
     async def delete_expired(self, now: datetime) -> int:
-        expired = [k for k, (_v, exp) in self.data.items() if exp is not None and exp <= now]
+        expired = [k for k, exp in self.expiry.items() if exp <= now]
         await self.bulk_delete(expired)
         return len(expired)
 

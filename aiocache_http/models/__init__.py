@@ -6,19 +6,50 @@ every backend work on the same objects for the async and the sync session.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from multidict import CIMultiDict
 
 from .frozen import fast_init
 
+_now_utc = functools.partial(datetime.now, timezone.utc)
+# A partial, not a function of ours: the clock a miss reads twice, without a Python frame.
+_now_utc.__doc__ = """The current time as an aware UTC datetime (requests-cache's helper of
+that name)."""
+utcnow: Callable[[], datetime] = _now_utc
 
-def utcnow() -> datetime:
-    """The current time as an aware UTC datetime (requests-cache's helper of that name)."""
-    return datetime.now(timezone.utc)
+
+class _NoHeaders(CIMultiDict[str]):
+    """The empty headers every stored request without headers shares (one object, not one
+    per entry: a memory cache holds many). Read-only: a copy is an ordinary CIMultiDict."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError("NO_HEADERS is shared and read-only: copy it first (headers.copy())")
+
+    __setitem__ = __delitem__ = add = extend = update = merge = setdefault = _refuse
+    pop = popone = popall = popitem = clear = _refuse
+
+    def copy(self) -> CIMultiDict[str]:
+        return CIMultiDict()
+
+    def __copy__(self) -> CIMultiDict[str]:
+        return CIMultiDict()
+
+    def __deepcopy__(self, _memo: Any) -> CIMultiDict[str]:
+        return CIMultiDict()
+
+    def __reduce__(self) -> Any:
+        return (CIMultiDict, ())
+
+
+NO_HEADERS: CIMultiDict[str] = _NoHeaders()
+"""Shared, read-only empty request headers (see :class:`_NoHeaders`)."""
 
 
 @dataclass(slots=True)
@@ -59,18 +90,28 @@ class Facts:
     """What answering from a stored response needs from its headers, parsed once when it
     is stored (RFC 9111 §4.2, §5.2.2) instead of on every hit.
 
-    ``initial_age`` is the corrected initial age of §4.2.3; ``no_cache`` is an unqualified
-    response ``no-cache`` or ``Vary: *``; ``vary`` the lower-cased field names it varies
-    on; the two windows are the response's own RFC 5861 directives (None: absent).
+    ``no_cache`` is an unqualified response ``no-cache`` or ``Vary: *``; ``vary`` the
+    lower-cased field names it varies on; the two windows are the response's own RFC 5861
+    directives (None: absent). Nothing here is particular to one response, so responses
+    with the same directives share one Facts (the entry's age is on the response).
     """
 
-    initial_age: float = 0.0
     no_cache: bool = False
     must_revalidate: bool = False
     immutable: bool = False
     vary: tuple[str, ...] = ()
     stale_while_revalidate: float | None = None
     stale_if_error: float | None = None
+
+
+@functools.lru_cache(maxsize=256)
+def shared_facts(no_cache: bool, must_revalidate: bool, immutable: bool, vary: tuple[str, ...],
+                 stale_while_revalidate: float | None, stale_if_error: float | None) -> Facts:
+    """The Facts of these values, one object for each set in use: most responses share a
+    few, so a memory cache holds one for them all, not one per entry (less for the
+    garbage collector to walk)."""
+    return Facts(no_cache, must_revalidate, immutable, vary, stale_while_revalidate,
+                 stale_if_error)
 
 
 @fast_init
@@ -96,7 +137,8 @@ class CachedResponse:
     expires: datetime | None = None
     request_time: datetime | None = None
     response_time: datetime | None = None
-    history: list[CachedResponse] = field(default_factory=list)
+    history: tuple[CachedResponse, ...] = ()
+    """The redirect hops that led here (a tuple: immutable, and the empty one is shared)."""
     cache_key: str = ""
     vary_generation: str = ""
     """For a response with Vary: the id its variants' keys share (RFC 9111 §4.1). A new
@@ -106,6 +148,9 @@ class CachedResponse:
     stored_body: StoredBody | None = None
     """Set when a large body was left in storage (``body`` is then empty): only lookups
     that ask for it (``get_record(stream=True)``) get one."""
+    initial_age: float | None = None
+    """The corrected initial age of RFC 9111 §4.2.3 (seconds), kept with ``facts`` at store
+    time; None: parsed from the headers when needed."""
 
     @property
     def is_expired(self) -> bool:
@@ -119,4 +164,5 @@ class CachedResponse:
         return max(0, int((self.expires - utcnow()).total_seconds()))
 
 
-__all__ = ["CachedRequest", "CachedResponse", "Facts", "StoredBody", "StoredBodyError", "utcnow"]
+__all__ = ["NO_HEADERS", "CachedRequest", "CachedResponse", "Facts", "StoredBody", "StoredBodyError",
+           "shared_facts", "utcnow"]

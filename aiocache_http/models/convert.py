@@ -57,7 +57,7 @@ def _from_attributes(response: Any) -> CachedResponse:
         encoding=_first(response, ("encoding",), str, None),
         created_at=aware(_first(response, ("created_at",), datetime, None) or utcnow()),
         expires=_optional_time(getattr(response, "expires", None), response),
-        history=[as_record(hop) for hop in history if hop is not None] if _iterable(history) else [],
+        history=tuple(as_record(hop) for hop in history if hop is not None) if _iterable(history) else (),
     )
 
 

@@ -51,7 +51,7 @@ from .expiration import (
     expire_after_for_url,
     normalize_expire_after,
 )
-from .keys import CREDENTIAL_HEADERS, unkeyed_credentials, variant_key
+from .keys import CREDENTIAL_HEADERS, redact_url, unkeyed_credentials, variant_key
 from .settings import CacheSettings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -640,15 +640,14 @@ def filtered_out(p: Plan) -> DontStore:
 
 
 def to_store(p: Plan, store: Store, received: Received, body: bytes,
-             redact_url: Callable[[str], str], expected: int | _Unset | None = UNSET
-             ) -> CachedResponse | DontStore:
+             expected: int | _Unset | None = UNSET) -> CachedResponse | DontStore:
     """The response to store once its body is complete (§3.3: a body shorter or longer
     than its Content-Length is not stored). ``expected``: ``freshness.expected_length``
     of ``store.headers``, when the caller has it."""
     incomplete = body_incomplete(p, store, len(body), expected)
     if incomplete is not None:
         return incomplete
-    return stored_response(p, store, received, redact_url, body)
+    return stored_response(p, store, received, body)
 
 
 def body_incomplete(p: Plan, store: Store, length: int, expected: int | _Unset | None = UNSET
@@ -666,29 +665,34 @@ def body_incomplete(p: Plan, store: Store, length: int, expected: int | _Unset |
     return DontStore("body length %d does not match Content-Length", "RFC 9111 §3.3", (length,))
 
 
-def stored_response(p: Plan, store: Store, received: Received, redact_url: Callable[[str], str],
-                    body: bytes = b"") -> CachedResponse:
+def stored_response(p: Plan, store: Store, received: Received, body: bytes = b"") -> CachedResponse:
     """The response to store, with ``body``; without it for a body that streams (written
-    to storage as it comes, checked with :func:`body_incomplete` at its end)."""
+    to storage as it comes, checked with :func:`body_incomplete` at its end). URLs other
+    than the request's (redirects) are stored redacted."""
     headers = store.headers if store.headers is not None else CIMultiDict()
     request = store.request or p.request
-    history = [
-        CachedResponse(status, reason, redact_url(hop_url), freshness.headers_to_store(hop_headers),
-                       b"", CachedRequest(method, redact_url(hop_url)))
+    history = tuple(
+        CachedResponse(status, reason, _redacted(p, hop_url), freshness.headers_to_store(hop_headers),
+                       b"", CachedRequest(method, _redacted(p, hop_url)))
         for method, hop_url, status, reason, hop_headers in received.history
-    ] if received.history else []
+    ) if received.history else ()
     request_time, response_time = received.request_time, received.response_time
-    facts = freshness.facts(headers, request_time, response_time)
+    age = freshness.initial_age(headers, request_time, response_time)
     return CachedResponse(  # (positional: status, reason, url, headers, body, request,
         # encoding, created_at, expires, request_time, response_time, history, cache_key,
-        # vary_generation, facts; cheaper than by name on every miss)
+        # vary_generation, facts, stored_body, initial_age; cheaper than by name on every miss)
         received.status, received.reason,
         # Without redirects the final URL is the request's, already redacted.
-        redact_url(received.url) if received.history else request.url,
+        _redacted(p, received.url) if received.history else request.url,
         headers, body, request, received.encoding, response_time,
-        expires(p, received.status, headers, request_time, response_time, facts.initial_age),
-        request_time, response_time, history, store.keys[0], store.vary_generation, facts,
+        expires(p, received.status, headers, request_time, response_time, age),
+        request_time, response_time, history, store.keys[0], store.vary_generation,
+        freshness.facts(headers), None, age,
     )
+
+
+def _redacted(p: Plan, url: str) -> str:
+    return redact_url(url, p.settings.ignored_params, p.settings.credential_names)
 
 
 def on_error(p: Plan, sent: Decision, error: str, now: datetime) -> Decision | None:
@@ -785,11 +789,11 @@ def renew(p: Plan, cached: CachedResponse, headers: CIMultiDict[str], request_ti
         merged.popall(name, None)
         for value in headers.getall(name):
             merged.add(name, value)
-    facts = freshness.facts(merged, request_time, now)
+    age = freshness.initial_age(merged, request_time, now)
     return replace(cached, headers=merged, created_at=now, response_time=now,
                    request_time=request_time,
-                   expires=expires(p, cached.status, merged, request_time, now, facts.initial_age),
-                   facts=facts)
+                   expires=expires(p, cached.status, merged, request_time, now, age),
+                   facts=freshness.facts(merged), initial_age=age)
 
 
 __all__ = ["SAFE_METHODS", "UNSET", "Identify", "Plan", "Received", "RequestOptions", "age_at",

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from multidict import CIMultiDict
 
-from ..models import CachedRequest, CachedResponse, Facts
+from ..models import CachedRequest, CachedResponse, Facts, shared_facts
 from . import negotiation
 from .directives import (
     MAX_DELTA_SECONDS,
@@ -79,17 +79,16 @@ def current_age(cached: CachedResponse, now: datetime) -> float:
     """current_age of §4.2.3: initial age plus the time the entry has been resident."""
     response_time = cached.response_time or cached.created_at
     resident = max(0.0, (now - response_time).total_seconds())
-    return facts_of(cached).initial_age + resident
+    return initial_age_of(cached) + resident
 
 
-def facts(headers: CIMultiDict[str], request_time: datetime, response_time: datetime) -> Facts:
-    """Everything a hit needs from the stored headers, parsed once (at store time)."""
+def facts(headers: CIMultiDict[str]) -> Facts:
+    """Everything a hit needs from the stored directives, parsed once (at store time)."""
     cc = cache_control(headers)
     vary = tuple(vary_names(headers)) if "Vary" in headers else ()
     swr = seconds(cc, "stale-while-revalidate") if "stale-while-revalidate" in cc else None
     sie = seconds(cc, "stale-if-error") if "stale-if-error" in cc else None
-    return Facts(  # (positional: cheaper than by name, at every store)
-        initial_age(headers, request_time, response_time),  # initial_age
+    return shared_facts(
         ("no-cache" in cc and not cc["no-cache"]) or "*" in vary,  # no_cache
         "must-revalidate" in cc,  # must_revalidate
         "immutable" in cc,  # immutable
@@ -101,10 +100,16 @@ def facts(headers: CIMultiDict[str], request_time: datetime, response_time: date
 
 def facts_of(cached: CachedResponse) -> Facts:
     """The entry's facts: kept since it was stored, or parsed now for an older entry."""
-    if cached.facts is not None:
-        return cached.facts
+    return cached.facts if cached.facts is not None else facts(cached.headers)
+
+
+def initial_age_of(cached: CachedResponse) -> float:
+    """The entry's corrected initial age (§4.2.3): kept since it was stored, or computed
+    now for an older entry."""
+    if cached.initial_age is not None:
+        return cached.initial_age
     response_time = cached.response_time or cached.created_at
-    return facts(cached.headers, cached.request_time or response_time, response_time)
+    return initial_age(cached.headers, cached.request_time or response_time, response_time)
 
 
 def lifetime(

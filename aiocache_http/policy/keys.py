@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from multidict import CIMultiDict, MultiMapping
 
-from ..models import CachedRequest
+from ..models import NO_HEADERS, CachedRequest
 
 REDACTED = "REDACTED"
 """What a credential is replaced by in storage: requests-cache's placeholder."""
@@ -127,7 +127,7 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: MultiMapping[str], ignore
     auth), a cookie set by a redirect hop. A response to such a request may be personal
     while its key is not, so it is not stored. Names in ``ignored`` are the user's opt-out.
     """
-    found = _credentials_among(frozenset(map(str.lower, sent)), tuple(credential_names))
+    found = _credentials_among(tuple(sent), tuple(credential_names))
     if not found:  # the usual case: no credential sent at all
         return []
     skip = {name.lower() for name in ignored}
@@ -146,12 +146,28 @@ def unkeyed_credentials(keyed: CIMultiDict[str], sent: MultiMapping[str], ignore
 
 
 @lru_cache(maxsize=256)  # a client sends the same few header names request after request
-def _credentials_among(names: frozenset[str], extra: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(name for name in names if is_credential(name, extra))
+def _credentials_among(names: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The credentials among these names, lower-cased, each once (in the key of the
+    cache: the names as sent, not a set of them lower-cased, made anew each time)."""
+    lowered = dict.fromkeys(name.lower() for name in names)
+    return tuple(name for name in lowered if is_credential(name, extra))
 
 
 def _cookie_pairs(lines: Iterable[str]) -> list[str]:
     return [pair for line in lines for pair in canonical_cookie(line).split("; ") if pair]
+
+
+def _plain_url(url: str) -> tuple[str, str] | None:
+    """:meth:`_Normaliser.url` of a URL of the common shape, already normal (no query, no
+    user info: nothing to redact), without parsing it; None for any other URL."""
+    plain = _PLAIN_URL.match(url)
+    if plain is None:
+        return None
+    scheme, host, port, path = plain.groups()
+    if port is not None and (int(port) > 65535 or _DEFAULT_PORTS[scheme] == int(port)):
+        return None  # out of range or the default: the parsing way says what it means
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{scheme}://{netloc}{path or '/'}", f"{scheme}://{netloc}{path or ''}"
 
 
 class _Normaliser:
@@ -189,15 +205,7 @@ class _Normaliser:
     def url(self, url: str) -> tuple[str, str]:
         """Return (normalised URL for the key, redacted URL for storage). A URL that
         cannot be parsed raises ValueError (the sessions then leave it to the client)."""
-        plain = _PLAIN_URL.match(url)
-        if plain is not None:  # the common shape, already normal: what the way below gives
-            scheme, host, port, path = plain.groups()
-            if port is not None and (int(port) > 65535 or _DEFAULT_PORTS[scheme] == int(port)):
-                pass  # out of range or the default: the way below says what it means
-            else:
-                netloc = host if port is None else f"{host}:{port}"
-                return f"{scheme}://{netloc}{path or '/'}", f"{scheme}://{netloc}{path or ''}"
-        return self.parsed_url(url)
+        return _plain_url(url) or self.parsed_url(url)
 
     def parsed_url(self, url: str) -> tuple[str, str]:
         """:meth:`url` for any URL: parsed, then put back together normalised."""
@@ -303,13 +311,21 @@ def normalize_request(
     The stored request keeps every header and parameter, with credentials and ignored
     parameters replaced by ``REDACTED``. ValueError for a URL that cannot be parsed.
     """
+    plain = (_plain_url(request.url) if not request.body and not request.headers
+             and request.follow_redirects and request.verify else None)
+    if plain is not None:  # a plain request, nothing to redact: what the way below gives
+        key_url, stored_url = plain
+        upper = request.method.upper()
+        stored = request if stored_url == request.url and upper == request.method \
+            else CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True)  # (the same: shared)
+        return [upper.encode(), key_url.encode("utf-8", "surrogatepass"), b"", b"", b""], stored
     n = _Normaliser(ignored_params, secret, credential_names)
     key_url, stored_url = n.url(request.url)
     if (not request.body and not request.headers and not n.secrets and request.follow_redirects
-            and request.verify):  # a plain request: what the way below gives, in short
+            and request.verify):  # plain, of another shape
         upper = request.method.upper()
         return ([upper.encode(), key_url.encode("utf-8", "surrogatepass"), b"", b"", b""],
-                CachedRequest(upper, stored_url, CIMultiDict(), b"", True, True))
+                CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True))
     key_body, stored_body = n.body(request.body, request.headers.get("Content-Type", ""))
     matched, stored_headers = n.headers(request.headers, match_headers)
     redirects = [] if request.follow_redirects else ["no-redirects"]

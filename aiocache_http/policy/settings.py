@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .expiration import (
     NEVER_EXPIRE,
@@ -340,10 +340,9 @@ class CacheSettings:
         object.__setattr__(self, "version", self.version + 1)
         self.given.add(name)
 
-    def __getattr__(self, name: str) -> Any:  # only reached for aliases
-        if name in ALIASES:
-            return getattr(self, ALIASES[name])
-        raise AttributeError(name)
+    if TYPE_CHECKING:  # the aliases are properties (below the class): no __getattr__ hook,
+        # which would slow every attribute read
+        def __getattr__(self, name: str) -> Any: ...
 
     def update(self, **kwargs: Any) -> None:
         for name, value in kwargs.items():
@@ -352,3 +351,14 @@ class CacheSettings:
     def __repr__(self) -> str:
         shown = {k: getattr(self, k) for k in self._DEFAULTS if k != "secret_key"}
         return f"CacheSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def _alias_property(name: str) -> property:
+    def get(self: CacheSettings) -> Any:
+        return getattr(self, name)
+
+    return property(get, doc=f"``{name}`` (an alias; assigning to it sets ``{name}``)")
+
+
+for _alias, _name in ALIASES.items():
+    setattr(CacheSettings, _alias, _alias_property(_name))

@@ -42,7 +42,7 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from ..models import CachedRequest, CachedResponse, Facts
+from ..models import CachedRequest, CachedResponse, Facts, shared_facts
 from .errors import DeserializationError
 from .integrity import Checksum, Integrity, key_part
 
@@ -75,26 +75,27 @@ _MIN_TS = _ts(datetime.min.replace(tzinfo=timezone.utc))
 _MAX_TS = _ts(datetime.max.replace(tzinfo=timezone.utc))
 
 
-def _facts_meta(f: Facts | None) -> list[Any] | None:
-    if f is None:
+def _facts_meta(r: CachedResponse) -> list[Any] | None:
+    f = r.facts
+    if f is None or r.initial_age is None:  # (kept together, or not at all)
         return None
     flags = f.no_cache | f.must_revalidate << 1 | f.immutable << 2
-    return [f.initial_age, flags, list(f.vary), f.stale_while_revalidate, f.stale_if_error]
+    return [r.initial_age, flags, list(f.vary), f.stale_while_revalidate, f.stale_if_error]
 
 
-def _facts(meta: object) -> Facts | None:
-    """The facts kept at store time; typed and bounded like every field (absent: None, and
-    the policy parses them from the headers)."""
+def _facts(meta: object) -> tuple[Facts | None, float | None]:
+    """The facts and initial age kept at store time; typed and bounded like every field
+    (absent: None, and the policy parses them from the headers)."""
     if meta is None:
-        return None
+        return None, None
     if type(meta) is not list or len(meta) != 5:
         raise TypeError("facts must be a list of 5")
     initial_age, flags, vary, swr, sie = meta
     if type(flags) is not int or type(vary) is not list:
         raise TypeError("facts: bad flags or vary")
-    return Facts(_seconds(initial_age), bool(flags & 1), bool(flags & 2), bool(flags & 4),
-                 tuple(_str(v) for v in vary), None if swr is None else _seconds(swr),
-                 None if sie is None else _seconds(sie))
+    return shared_facts(bool(flags & 1), bool(flags & 2), bool(flags & 4),
+                        tuple(_str(v) for v in vary), None if swr is None else _seconds(swr),
+                        None if sie is None else _seconds(sie)), _seconds(initial_age)
 
 
 def _seconds(value: object) -> float:
@@ -146,7 +147,7 @@ def _meta(r: CachedResponse) -> bytes:
         "qt": _ts(r.request_time), "rt": _ts(r.response_time),
         "qm": q.method, "qu": q.url, "qh": list(q.headers.items()),
         "hi": [_history_meta(h) for h in r.history], "vg": r.vary_generation,
-        "f": _facts_meta(r.facts),
+        "f": _facts_meta(r),
     }
     return json.dumps(meta, separators=(",", ":")).encode("ascii")
 
@@ -341,11 +342,12 @@ def _response(meta: dict[str, Any], request_body: bytes, body: bytes) -> CachedR
         raise ValueError("created_at missing")
     encoding = meta["e"]
     request = CachedRequest(_str(meta["qm"]), _str(meta["qu"]), _headers(meta["qh"]), request_body)
+    facts, initial_age = _facts(meta.get("f"))
     return CachedResponse(
         status=_status(meta["s"]), reason=_str(meta["r"]), url=_str(meta["u"]),
         headers=_headers(meta["h"]), body=body, request=request,
         encoding=None if encoding is None else _str(encoding), created_at=created_at,
         expires=_time(meta["x"]), request_time=_time(meta["qt"]),
-        response_time=_time(meta["rt"]), history=history,
-        vary_generation=_str(meta.get("vg", "")), facts=_facts(meta.get("f")),
+        response_time=_time(meta["rt"]), history=tuple(history),
+        vary_generation=_str(meta.get("vg", "")), facts=facts, initial_age=initial_age,
     )

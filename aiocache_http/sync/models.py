@@ -254,8 +254,9 @@ class CachedResponse(_CacheInfo):
             self.status_code, self.reason or "", self.url or "",
             CIMultiDict((str(k), str(v)) for k, v in self.headers.items()), self.content or b"",
             stored_request, self.encoding, self.created_at or utcnow(), self.expires,
-            history=[hop.__cache_record__() if isinstance(hop, CachedResponse)
-                     else CachedResponse.from_response(hop).__cache_record__() for hop in self.history],
+            history=tuple(hop.__cache_record__() if isinstance(hop, CachedResponse)
+                          else CachedResponse.from_response(hop).__cache_record__()
+                          for hop in self.history),
             cache_key=self.cache_key or "",
         )
 

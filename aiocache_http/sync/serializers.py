@@ -154,7 +154,7 @@ class CattrStage(Stage):
             expires=self._unt(doc.get("expires")),
             request_time=self._unt(doc.get("request_time")),
             response_time=self._unt(doc.get("response_time")),
-            history=[self._structure(h) for h in doc.get("history") or ()],
+            history=tuple(self._structure(h) for h in doc.get("history") or ()),
             cache_key=doc.get("cache_key") or "", vary_generation=doc.get("vary_generation") or "",
         )
 
