@@ -35,7 +35,7 @@ from yarl import URL
 from .backends import base as _base
 from .backends.views import ResponsesView
 from .content import LINE_LIMIT, ReplayStream, TeeStreamReader, line_too_long
-from .models import CachedRequest, StoredBodyError, utcnow
+from .models import NO_HEADERS, CachedRequest, StoredBodyError, utcnow
 from .models import CachedResponse as Record
 from .models.convert import as_record, aware
 from .streaming import Tee
@@ -349,7 +349,9 @@ class CachedClientResponse:
     def request_info(self) -> RequestInfo:
         request = self._cached.request
         url = URL(request.url)
-        return RequestInfo(url, request.method, CIMultiDictProxy(request.headers), url)
+        # (the shared NO_HEADERS would make a proxy's copy() read-only too: a user's copy is theirs)
+        headers = request.headers if request.headers is not NO_HEADERS else CIMultiDict()
+        return RequestInfo(url, request.method, CIMultiDictProxy(headers), url)
 
     @property
     def content_type(self) -> str:

@@ -57,6 +57,9 @@ async def test_replayed_response_matches_live_response(origin: Origin) -> None:
             assert hit.cache_key == live.cache_key and not hit.is_expired
             assert hit.expires == live.expires and isinstance(hit.created_at, datetime)
             assert hit.request_info.method == "GET" and hit.method == "GET"
+            mine = hit.request_info.headers.copy()  # a copy is the caller's, as aiohttp's is
+            mine["X-Retry"] = "1"
+            assert mine["X-Retry"] == "1" and "X-Retry" not in hit.request_info.headers
         plain = await s.get(url)  # awaited without a context manager
         assert plain.from_cache and plain.status == 200
     assert origin.count("/r/api") == 1
