@@ -410,11 +410,12 @@ class CacheBackend:
         Memoized: a hot URL is normalised once, not on every hit. The memo key holds
         every input of the result, settings included, so a settings change is a new entry.
         ``keep=False``: neither looked up nor kept (the caller keeps it: the session's
-        plan memo).
+        plan memo). A ``key_fn`` is called for every request, as requests-cache does: it
+        may read more than the request (a library version, a tenant in a context variable).
         """
         s = self.settings
         memo_key = None
-        if keep:
+        if keep and s.key_fn is None:
             memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
                         request.follow_redirects, request.verify, s.ignored_params, s.match_headers,
                         s.key_fn, s.credential_names)

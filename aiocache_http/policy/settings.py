@@ -74,7 +74,9 @@ def _codes(value: object) -> tuple[int, ...]:
 
 
 def _methods(value: object) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    if isinstance(value, str):  # ('GET') in requests-cache's own docs: one method
+        value = (value,)
+    if not isinstance(value, Iterable):
         raise TypeError(f"allowed_methods must be an iterable of method names, not {value!r}")
     methods = tuple(dict.fromkeys(str(m).upper() for m in value))
     bad = sorted(set(methods) - set(ALL_METHODS))

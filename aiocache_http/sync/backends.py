@@ -22,6 +22,7 @@ from ..policy.settings import CacheSettings
 from .cache import DEFAULT_CACHE_NAME, BaseCache
 from .models import CachedResponse
 from .serializers import backend_format
+from .storage import BaseStorage, DictStorage
 
 logger = logging.getLogger("aiocache_http")
 
@@ -247,6 +248,8 @@ __all__ = [
     "DEFAULT_CACHE_NAME",
     "BackendSpecifier",
     "BaseCache",
+    "BaseStorage",
+    "DictStorage",
     "DynamoDbCache",
     "FileCache",
     "GridFSCache",
