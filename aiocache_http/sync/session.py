@@ -25,7 +25,7 @@ from ..driver import OriginResponse, Outcome, fetch, serve_inline
 from ..policy import core
 from ..policy.core import UNSET, RequestOptions
 from ..policy.expiration import ExpirationTime
-from ..policy.settings import CacheSettings, Default, default
+from ..policy.settings import CONSTRUCTION_ONLY, CacheSettings, Default, default
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
 from .bridge import BRIDGE, Offload, serve
 from .cache import BaseCache
@@ -144,9 +144,24 @@ class CacheMixin(requests.Session):
         return self._backend.settings
 
     @settings.setter
-    def settings(self, value: object) -> NoReturn:
-        raise AttributeError("session.settings cannot be replaced; assign to its attributes "
-                             "(session.settings.expire_after = 60)")
+    def settings(self, value: CacheSettings) -> None:
+        """``session.settings = CacheSettings(...)`` (requests-cache's external config
+        example): every setting takes the new object's value, on the backend (so in every
+        session that shares it). Those fixed when the backend was created (serializer,
+        secret_key...) must be left out or unchanged."""
+        if not isinstance(value, CacheSettings):
+            raise TypeError(f"session.settings must be a CacheSettings, not {type(value).__name__}")
+        current = self._backend.settings
+        fixed = sorted(name for name in CONSTRUCTION_ONLY
+                       if value.is_given(name) and getattr(value, name) != getattr(current, name))
+        if fixed:
+            raise AttributeError(f"{', '.join(fixed)}: fixed when the backend is created; create a "
+                                 f"new CachedSession(...) to change it")
+        for name in CacheSettings._DEFAULTS:
+            if name not in CONSTRUCTION_ONLY:
+                setattr(current, name, getattr(value, name))
+        current.given.intersection_update(CONSTRUCTION_ONLY)
+        current.given.update(value.given)
 
     @property
     def expire_after(self) -> ExpirationTime:
