@@ -598,7 +598,7 @@ def test_security(httpbin: HttpBin) -> None:
     assert not response.from_cache and httpbin.count('httpbin.org/get') == 2
     assert cache_key == response.cache_key
 
-    ignored_parameters = list(DEFAULT_IGNORED_PARAMS) + ['X-Nonstandard-Credential']
+    ignored_parameters = list(DEFAULT_IGNORED_PARAMS) + ['X-Nonstandard-Credential']  # noqa: RUF005
     session = CachedSession('secrets', ignored_parameters=ignored_parameters)
     auth = {'Authorization': 'Bearer t1'}
     session.get('http://httpbin.org/get', params={'api_key': 'k1'}, headers=auth)
