@@ -425,8 +425,10 @@ class _Sender:
         text = None
         if self.parsed is not None:
             (target, text), self.parsed = self.parsed, None  # (not kept: see above)
-        response = await ClientSession._request(self.session, self.method, target, headers=merged,
-                                                raise_for_status=False, **self.kwargs)
+        # The next _request after the cache's: aiohttp's, or a mixin's in between
+        # (class S(CacheMixin, OtherMixin, ClientSession), as both peers document).
+        response = await super(CacheMixin, self.session)._request(
+            self.method, target, headers=merged, raise_for_status=False, **self.kwargs)
         # The URL answered, as text: the one sent unless redirected (or rewritten).
         return _origin(response, text if response.url is target else None)
 

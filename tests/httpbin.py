@@ -121,6 +121,24 @@ def make_httpbin_app(counts: Counter[str], failing: dict[str, int]) -> web.Appli
     async def html(request: web.Request) -> web.Response:
         return web.Response(text="<html><body><h1>Moby Dick</h1></body></html>", content_type="text/html")
 
+    async def teapot(request: web.Request) -> web.Response:
+        return web.Response(status=418, text="-=[ teapot ]=-")
+
+    async def links(request: web.Request) -> web.Response:
+        """A page linking to three others (aiohttp-client-cache's precache.py)."""
+        page = '<a href="/get">get</a> <a href="json">json</a> <a href="/html">html</a>'
+        return web.Response(text=page, content_type="text/html")
+
+    async def repos(request: web.Request) -> web.Response:
+        """GitHub's repository list: an ETag, a rate-limit counter that a 304 leaves alone."""
+        used = counts["ratelimit"]
+        tag = '"repos-v1"'
+        if request.headers.get("If-None-Match") == tag:
+            return web.Response(status=304, headers={"ETag": tag, "x-ratelimit-used": str(used)})
+        counts["ratelimit"] += 1
+        return web.json_response([{"name": "aiohttp-client-cache"}], headers={
+            "ETag": tag, "Cache-Control": "private, max-age=60", "x-ratelimit-used": str(used + 1)})
+
     app = web.Application(middlewares=[count])
     add = app.router.add_route
     for path in ("/get", "/post", "/put", "/patch", "/delete", "/anything", "/anything/{rest:.*}"):
@@ -139,5 +157,8 @@ def make_httpbin_app(counts: Counter[str], failing: dict[str, int]) -> web.Appli
     add("GET", "/image/{kind}", image)
     add("GET", "/bytes/{n}", data)
     add("GET", "/html", html)
+    add("GET", "/teapot", teapot)
+    add("GET", "/links", links)
+    add("GET", "/orgs/{org}/repos", repos)
     add("*", "/{rest:.*}", echo)  # other hosts' pages (via the proxy form): an echo
     return app
