@@ -443,7 +443,9 @@ class _Run:
         self.stored = True
         if response.stored_body is not None:
             self.stored_response = IN_STORAGE  # each reader reads its own
-            copy = await self.read(keys[0])
+            # Its own key (with Vary, the variant's): the first, shared by the variants,
+            # may hold another variant's renewal saved meanwhile.
+            copy = await self.read(keys[-1])
             if copy is not None:  # else not stored (fail-open): the old item, still in place
                 response = copy
         if self.observing:
@@ -558,9 +560,12 @@ class _Run:
                     decision = again
                     continue
                 if result is not None:  # in hand: no need to read it back
-                    shared = core.shared(self.plan, result, self.backend.clock())
-                    if isinstance(shared, (Fetch, Revalidate)):
-                        return await self.origin(shared)
+                    now = self.backend.clock()
+                    shared = core.shared(self.plan, result, now)
+                    if isinstance(shared, Lookup):  # another variant: read this request's own
+                        shared = await self.lookup((shared, now))
+                    if isinstance(shared, (Fetch, Revalidate)):  # on its own: variants of one
+                        return await self.origin(shared)  # key never wait for each other
                     return self.answer(shared)
                 if not leader.done:  # its body stalled: on our own
                     return await self.origin(decision)

@@ -106,6 +106,7 @@ def make_app(counts: Counter[str], state: dict[str, bool],
 
     async def scripted(request: web.Request) -> web.StreamResponse:
         counts[request.path] += 1
+        n = counts[request.path]  # this request's number, whatever arrives during a delay
         q = request.query
         if "delay" in q:
             await asyncio.sleep(float(q["delay"]))
@@ -116,7 +117,7 @@ def make_app(counts: Counter[str], state: dict[str, bool],
             headers["ETag"] = f'"{etag}"'
             if request.headers.get("If-None-Match") == f'"{etag}"':
                 return web.Response(status=304, headers=headers)
-        body = json.dumps({"path": request.path, "n": counts[request.path]})
+        body = json.dumps({"path": request.path, "n": n})
         status = int(request.headers.get("X-Status", q.get("status", 200)))
         return web.Response(status=status, text=body,
                             content_type="application/json", headers=headers)

@@ -387,3 +387,25 @@ async def test_cache_status_of_coalesced_requests(make_client: MakeClient, origi
     assert statuses == ["aiocache-http; fwd=miss; collapsed"] * 3 + [
         "aiocache-http; fwd=miss; fwd-status=200; stored"]
     assert c.cache.stats.coalesced == 3
+
+
+@pytest.mark.parametrize("cache_control", [False, True])
+async def test_coalesced_requests_get_their_own_variant(make_client: MakeClient, origin: Origin,
+                                                       cache_control: bool) -> None:
+    """Concurrent requests for one URL that vary on a request header (RFC 9111 §4.1): a
+    request whose header differs from the leader's is not handed the leader's response
+    (it fetches its own variant; one with the leader's value shares it), and each
+    variant is a hit afterwards."""
+    c = make_client(cache_control=cache_control)
+    url = origin.url("/r/co-vary?delay=0.4&h_Vary=X-Lang&h_Cache-Control=max-age%3D60")
+    langs = ["en", "fr", "en", None]
+    replies = await asyncio.gather(*(c.get(url, headers={"X-Lang": lang} if lang else {})
+                                     for lang in langs))
+    body = {lang: reply.body for lang, reply in zip(langs, replies, strict=True)}
+    assert replies[0].body == replies[2].body  # the leader's variant, shared
+    assert len(set(body.values())) == 3, body  # one response per variant
+    assert origin.count("/r/co-vary") == 3
+    for lang in langs:
+        again = await c.get(url, headers={"X-Lang": lang} if lang else {})
+        assert again.from_cache and again.body == body[lang], (lang, again.body, body)
+    assert origin.count("/r/co-vary") == 3

@@ -25,6 +25,7 @@ from aiocache_http.policy.decisions import (
     Lookup,
     Renew,
     Revalidate,
+    Serve,
     ServeStale,
     Store,
 )
@@ -494,6 +495,24 @@ def test_rfc9111_5_2_2_4_a_no_cache_response_is_not_shared_with_a_concurrent_req
     assert core.shared(cache.plan(), entry, at(0)).name == "Revalidate"
     fresh = cache.store(headers=H(Cache_Control="max-age=60"))
     assert fresh is not None and core.shared(cache.plan(), fresh, at(0)).name == "Serve"
+
+
+def test_rfc9111_4_1_a_concurrent_request_gets_its_leaders_response_only_if_vary_matches(
+        cache: Cache) -> None:
+    entry = cache.store(headers=H(Cache_Control="max-age=60", Vary="Accept-Language"),
+                        request=req(Accept_Language="en"))
+    assert entry is not None
+    same = core.shared(cache.plan(req(Accept_Language="en")), entry, at(0))
+    assert same.name == "Serve" and isinstance(same, Serve) and same.response is not None
+    for other in (req(Accept_Language="fr"), req()):
+        plan = cache.plan(other)
+        decision = core.shared(plan, entry, at(0))
+        assert isinstance(decision, Lookup) and decision.rfc == "RFC 9111 §4.1"
+        assert decision.key == plan.key and decision.vary_generation == entry.vary_generation
+        # Reading the key again finds the leader's entry, then this request's variant.
+        variant = core.on_lookup(plan, entry, at(0), via=decision)
+        assert isinstance(variant, Lookup) and variant.variant and variant.key != plan.key
+        assert core.on_lookup(plan, None, at(0), via=variant).name == "Fetch"
 
 
 @pytest.mark.parametrize("status", [203, 204, 300, 301, 302, 307, 308, 404, 405, 410, 500, 503])

@@ -270,21 +270,16 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
     if via is None or (via.head_from_get and not via.variant):
         generation = "" if via is not None else stored.vary_generation
     facts = stored.facts if stored.facts is not None else freshness.facts_of(stored)
-    # A credential field left out of the key (ignored_params) cannot tell users apart: Vary
-    # on it compares the stored (redacted) value, so it never matches a value sent.
-    ignored = {name.lower() for name in settings.ignored_params} if settings.ignored_params else None
-    keyed = CREDENTIAL_HEADERS if not ignored else _KeyedCredentials(ignored)
-    if ignored and any(name in ignored and name in CREDENTIAL_HEADERS and name in p.request.headers
-                       for name in facts.vary):
+    mismatch = _vary_mismatch(p, stored, facts) if facts.vary else None
+    if mismatch is _CREDENTIAL_LEFT_OUT:
         return _fetch(p, None, "the stored response varies on a credential left out of the key",
                       "RFC 9111 §4.1", generation=generation)
-    negotiated = settings.cache_control  # §4.1's normalisation by meaning
-    if facts.vary and not freshness.vary_matches(stored, p.request, keyed, negotiated):
+    if mismatch is not None:
         if via is not None and via.variant:
             return _fetch(p, None, "no stored variant matches the request", "RFC 9111 §4.1",
                           generation=generation)
         base = p.key if via is None else via.base
-        values = freshness.vary_values(facts.vary, p.request.headers, negotiated)
+        values = freshness.vary_values(facts.vary, p.request.headers, settings.cache_control)
         return Lookup("the stored response varies on %s: reading the matching variant",
                       "RFC 9111 §4.1", (",".join(facts.vary),),
                       key=variant_key(base, stored.vary_generation, values), base=base,
@@ -432,10 +427,37 @@ def _fetch(p: Plan, cached: CachedResponse | None, reason: str, rfc: str, args: 
     return Fetch(reason, rfc, args, cached=cached, vary_generation=generation)
 
 
+_CREDENTIAL_LEFT_OUT = "the stored response varies on a credential left out of the key"
+_NOT_SELECTED = "the stored response's Vary fields do not match the request"
+
+
+def _vary_mismatch(p: Plan, stored: CachedResponse, facts: Facts) -> str | None:
+    """Why ``stored`` (which has Vary) cannot answer this request (§4.1), or None if it can."""
+    settings = p.settings
+    # A credential field left out of the key (ignored_params) cannot tell users apart: Vary
+    # on it compares the stored (redacted) value, so it never matches a value sent.
+    ignored = {name.lower() for name in settings.ignored_params} if settings.ignored_params else None
+    if ignored and any(name in ignored and name in CREDENTIAL_HEADERS and name in p.request.headers
+                       for name in facts.vary):
+        return _CREDENTIAL_LEFT_OUT
+    keyed = CREDENTIAL_HEADERS if not ignored else _KeyedCredentials(ignored)
+    negotiated = settings.cache_control  # §4.1's normalisation by meaning
+    if not freshness.vary_matches(stored, p.request, keyed, negotiated):
+        return _NOT_SELECTED
+    return None
+
+
 def shared(p: Plan, response: CachedResponse, now: datetime) -> Decision:
     """A concurrent request for the same key stored ``response``: answer with it, unless
-    it must be revalidated on every use (then this request validates it on its own)."""
-    if p.settings.cache_control and freshness.facts_of(response).no_cache:
+    its Vary fields do not match this request (then read this request's own variant:
+    a Lookup of the key) or it must be revalidated on every use (then this request
+    validates it on its own)."""
+    facts = freshness.facts_of(response)
+    if facts.vary and _vary_mismatch(p, response, facts) is not None:
+        return Lookup("the concurrent request's response varies on %s and is not this "
+                      "request's variant", "RFC 9111 §4.1", (",".join(facts.vary),),
+                      key=p.key, base=p.key, vary_generation=response.vary_generation)
+    if p.settings.cache_control and facts.no_cache:
         return _revalidate(p, response, "the concurrent request's response is no-cache",
                            "RFC 9111 §5.2.2.4", (), response.vary_generation)
     return Serve("coalesced: the concurrent request for this key stored this response",
