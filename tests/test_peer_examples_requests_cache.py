@@ -39,7 +39,10 @@ from aiocache_http.sync import (
     CachedSession,
     CacheMixin,
     CacheSettings,
+    DynamoDbCache,
     FileCache,
+    GridFSCache,
+    MongoCache,
     RedisCache,
     SerializerPipeline,
     SQLiteCache,
@@ -52,7 +55,9 @@ from aiocache_http.sync import (
 )
 from aiocache_http.sync.session import OriginalSession, set_response_defaults
 
+from .aws_servers import DUMMY_CREDENTIALS, REGION, MotoServer
 from .httpbin import HttpBin, running_httpbin
+from .mongo_fakes import enable_fake_gridfs, fake_client
 from .redis_servers import RedisServer
 
 
@@ -68,7 +73,9 @@ def _as_documented(httpbin: HttpBin, tmp_path: Path, monkeypatch: pytest.MonkeyP
     directory and home; no cache left installed."""
     for name in ("HTTP_PROXY", "http_proxy"):
         monkeypatch.setenv(name, httpbin.base)
-    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+    for name in ("NO_PROXY", "no_proxy"):  # local servers (moto) directly
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -750,3 +757,46 @@ def test_top_level_names() -> None:
     from aiocache_http.sync.cache_keys import create_key as create_key_2
 
     assert create_key_2 is create_key
+
+
+def test_backends_dynamodb(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/user_guide/backends/dynamodb.md, unchanged: moto is reached through botocore's
+    own ``AWS_ENDPOINT_URL``, credentials and region from the environment."""
+    monkeypatch.setenv('AWS_ENDPOINT_URL', moto_server.endpoint_url)
+    monkeypatch.setenv('AWS_DEFAULT_REGION', REGION)
+    for name, value in DUMMY_CREDENTIALS.items():
+        monkeypatch.setenv(name.upper(), value)
+    session = CachedSession(backend=DynamoDbCache())
+    session.get('http://httpbin.org/get')
+    assert session.get('http://httpbin.org/get').from_cache
+    session = CachedSession(backend='dynamodb')
+    assert session.get('http://httpbin.org/get').from_cache
+    backend = DynamoDbCache(region_name='us-west-2')
+    session = CachedSession(backend=backend)
+    session.get('http://httpbin.org/json')
+    assert session.get('http://httpbin.org/json').from_cache
+    backend = DynamoDbCache(ttl=False)
+    backend = DynamoDbCache(create_table=False)
+    session = CachedSession(backend=backend)
+    assert session.get('http://httpbin.org/get').from_cache  # the table made above
+
+
+def test_backends_mongodb(request: pytest.FixtureRequest) -> None:
+    """docs/user_guide/backends/mongodb.md and gridfs.md, on the in-process fake client
+    (``connection=``: no MongoDB server here)."""
+    connection = fake_client(request)
+    enable_fake_gridfs(request)
+    backend = MongoCache(connection=connection)
+    session = CachedSession(backend=backend)
+    session.get('http://httpbin.org/get')
+    assert session.get('http://httpbin.org/get').from_cache
+    # set_ttl() is a documented difference: the error says what to write instead
+    with pytest.raises(NotImplementedError, match=r"MongoCache\(ttl_offset="):
+        backend.set_ttl(3600)
+    backend = MongoCache(connection=connection, ttl_offset=timedelta(days=7))
+    session = CachedSession(backend=backend, expire_after=timedelta(days=1))
+    assert session.get('http://httpbin.org/get').from_cache
+    backend = GridFSCache(connection=connection)
+    session = CachedSession(backend=backend)
+    session.get('http://httpbin.org/json')
+    assert session.get('http://httpbin.org/json').from_cache
