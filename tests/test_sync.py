@@ -622,7 +622,7 @@ def test_clear_errors(tmp_path: Path) -> None:
     for name in ("cache", "backend"):
         with pytest.raises(AttributeError, match=f"session.{name}"):
             setattr(session, name, CacheBackend())
-    with pytest.raises(TypeError, match="session.settings must be a CacheSettings"):
+    with pytest.raises(TypeError, match=r"session\.settings must be a CacheSettings"):
         session.settings = CacheBackend()  # type: ignore[assignment]  # (CacheSettings(...) replaces)
     with pytest.raises(AttributeError, match="secret_key"):
         session.settings.secret_key = "new"
