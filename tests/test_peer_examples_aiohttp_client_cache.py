@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -249,6 +249,59 @@ async def test_backends_shared_by_sessions(BIN: str) -> None:
     for session in sessions_pool:
         await session.close()
     await cache_backend.close()
+
+
+async def test_backends_custom(BIN: str) -> None:
+    """docs/backends.md: a custom backend, its storage written to aiohttp-client-cache's
+    interface (keys() / values() async generators, write(key, item)); ``BaseCache`` is the
+    storage base here, ``CacheBackend`` the backend (the docs' ``BaseStorage`` does not exist
+    in aiohttp-client-cache either)."""
+    from aiocache_http.backends.base import BaseCache
+
+    class CustomCache(CacheBackend):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.redirects = CustomStorage()
+            self.responses = CustomStorage()
+
+    class CustomStorage(BaseCache):
+        """interface for lower-level backend storage operations"""
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.data: dict[str, Any] = {}
+
+        async def contains(self, key: str) -> bool:
+            return key in self.data
+
+        async def clear(self) -> None:
+            self.data.clear()
+
+        async def delete(self, key: str) -> None:
+            self.data.pop(key, None)
+
+        async def keys(self) -> AsyncIterator[str]:  # type: ignore[override]
+            for key in list(self.data):
+                yield key
+
+        async def read(self, key: str) -> Any:
+            return self.data.get(key)
+
+        async def size(self) -> int:
+            return len(self.data)
+
+        async def values(self) -> AsyncIterator[Any]:  # type: ignore[override]
+            for value in list(self.data.values()):
+                yield value
+
+        async def write(self, key: str, item: Any) -> None:  # type: ignore[override]
+            self.data[key] = item
+
+    async with CachedSession(cache=CustomCache()) as session:
+        await session.get(f'{BIN}/get')
+        assert (await session.get(f'{BIN}/get')).from_cache
+        assert [url async for url in session.cache.get_urls()] == [f'{BIN}/get']
+        await session.cache.clear()
+        assert await session.cache.responses.size() == 0
 
 
 # -- examples/ ----------------------------------------------------------------------------
