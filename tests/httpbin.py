@@ -139,6 +139,25 @@ def make_httpbin_app(counts: Counter[str], failing: dict[str, int]) -> web.Appli
         return web.json_response([{"name": "aiohttp-client-cache"}], headers={
             "ETag": tag, "Cache-Control": "private, max-age=60", "x-ratelimit-used": str(used + 1)})
 
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """``/stream/N``: N JSON lines, chunked."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(int(request.match_info["n"])):
+            await response.write(b'{"id": %d}\n' % i)
+        await response.write_eof()
+        return response
+
+    async def repo(request: web.Request) -> web.Response:
+        """A GitHub repository: an ETag, no Cache-Control (headers.md)."""
+        tag = '"repo-v1"'
+        if request.headers.get("If-None-Match") == tag:
+            return web.Response(status=304, headers={"ETag": tag})
+        name = request.match_info["owner"] + "/" + request.match_info["name"]
+        return web.json_response({"full_name": name},
+                                 headers={"ETag": tag})
+
     app = web.Application(middlewares=[count])
     add = app.router.add_route
     for path in ("/get", "/post", "/put", "/patch", "/delete", "/anything", "/anything/{rest:.*}"):
@@ -160,5 +179,7 @@ def make_httpbin_app(counts: Counter[str], failing: dict[str, int]) -> web.Appli
     add("GET", "/teapot", teapot)
     add("GET", "/links", links)
     add("GET", "/orgs/{org}/repos", repos)
+    add("GET", "/repos/{owner}/{name}", repo)
+    add("GET", "/stream/{n}", stream)
     add("*", "/{rest:.*}", echo)  # other hosts' pages (via the proxy form): an echo
     return app

@@ -78,6 +78,7 @@ def _as_documented(httpbin: HttpBin, tmp_path: Path, monkeypatch: pytest.MonkeyP
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
     httpbin.counts.clear()
     httpbin.failing.clear()
@@ -800,3 +801,140 @@ def test_backends_mongodb(request: pytest.FixtureRequest) -> None:
     session = CachedSession(backend=backend)
     session.get('http://httpbin.org/json')
     assert session.get('http://httpbin.org/json').from_cache
+
+
+def test_advanced_requests(httpbin: HttpBin) -> None:
+    """docs/user_guide/advanced_requests.md: a response hook that sees from_cache; streams."""
+    slept = []
+
+    def make_throttle_hook(timeout: float = 1.0) -> Any:
+        """Make a request hook function that adds a custom delay for non-cached requests"""
+        def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+            if not getattr(response, 'from_cache', False):
+                slept.append(timeout)
+                time.sleep(timeout)
+            return response
+        return hook
+
+    session = CachedSession()
+    session.hooks['response'].append(make_throttle_hook(0.1))
+    # The first (real) request will have an added delay
+    session.get('http://httpbin.org/get')
+    session.get('http://httpbin.org/get')
+    assert slept == [0.1]
+
+    lines = []
+    for _ in range(2):
+        response = session.get('http://httpbin.org/stream/20', stream=True)
+        lines.append([chunk.decode('utf-8') for chunk in response.iter_lines()])
+    assert lines[0] == lines[1] and len(lines[0]) == 20 and response.from_cache
+    assert httpbin.count('httpbin.org/stream/20') == 1
+
+
+def test_files(tmp_path: Path) -> None:
+    """docs/user_guide/files.md: where the cache files go."""
+    import tempfile
+
+    session = CachedSession('http_cache', backend='sqlite')
+    assert Path(session.cache.db_path) == tmp_path / 'http_cache.sqlite'
+    session = CachedSession('http_cache', backend='filesystem')
+    assert Path(session.cache.cache_dir) == tmp_path / 'http_cache'
+    session = CachedSession('~/.myapp/http_cache', backend='sqlite')
+    assert Path(session.cache.db_path) == tmp_path / '.myapp' / 'http_cache.sqlite'
+    session = CachedSession('http_cache', backend='sqlite', use_temp=True)
+    assert Path(session.cache.db_path) == Path(tempfile.gettempdir()) / 'http_cache.sqlite'
+    session = CachedSession('http_cache', backend='filesystem', use_cache_dir=True)
+    assert Path(session.cache.cache_dir).is_relative_to(tmp_path)  # the user cache dir, under ~
+    assert Path(session.cache.cache_dir).name == 'http_cache'
+
+
+def test_headers_conditional_requests(httpbin: HttpBin) -> None:
+    """docs/user_guide/headers.md: an expired response with an ETag is revalidated."""
+    url = 'http://api.github.com/repos/requests-cache/requests-cache'
+    session = CachedSession(expire_after=1)
+    session.get(url)
+    time.sleep(1.1)
+    # The cached response will still be used until the remote content actually changes
+    response = session.get(url)
+    assert response.from_cache
+    assert httpbin.count('api.github.com/repos/requests-cache/requests-cache') == 2
+
+
+def test_backends_export(redis_server: RedisServer) -> None:
+    """docs/user_guide/backends.md: copy a Redis cache to JSON files."""
+    src_session = CachedSession('my_cache', backend=RedisCache('my_cache', port=redis_server.port))
+    src_session.cache.clear()
+    src_session.get('http://httpbin.org/get')
+    src_session.get('http://httpbin.org/json')
+    dest_session = CachedSession('~/workspace/cache_dump', backend='filesystem', serializer='json')
+    dest_session.cache.update(src_session.cache)
+    paths = dest_session.cache.paths()
+    assert len(paths) == 2 and all(p.suffix == '.json' for p in paths)
+    assert dest_session.get('http://httpbin.org/json').from_cache
+    src_cache = RedisCache('my_cache', port=redis_server.port)
+    dest_cache = FileCache('~/workspace/cache_dump2', serializer='json')
+    dest_cache.update(src_cache)
+    assert len(dest_cache.paths()) == 2
+    src_session.cache.clear()
+
+
+def test_backends_custom() -> None:
+    """docs/user_guide/backends.md: a custom backend, its storage a dict-like BaseStorage."""
+    from aiocache_http.sync.backends import BaseCache, BaseStorage
+
+    class CustomCache(BaseCache):
+        """Wrapper for higher-level cache operations."""
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.redirects = CustomStorage(**kwargs)
+            self.responses = CustomStorage(**kwargs)
+
+    class CustomStorage(BaseStorage):
+        """Dict-like interface for lower-level backend storage operations"""
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.data: dict[str, Any] = {}
+            made.append(self)
+
+        def __getitem__(self, key: str) -> Any:
+            return self.data[key]
+
+        def __setitem__(self, key: str, value: Any) -> None:
+            self.data[key] = value
+
+        def __delitem__(self, key: str) -> None:
+            del self.data[key]
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(list(self.data))
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+        def clear(self) -> None:
+            self.data.clear()
+
+    made: list[CustomStorage] = []
+    session = CachedSession(backend=CustomCache())
+    session.get('http://httpbin.org/get')
+    assert session.get('http://httpbin.org/get').from_cache
+    assert len(session.cache.responses) == 1
+    _redirects, responses = made
+    assert list(responses.data) == [session.get('http://httpbin.org/get').cache_key]
+    session.cache.clear()
+    assert responses.data == {}
+
+
+def test_troubleshooting_logging(caplog: pytest.LogCaptureFixture) -> None:
+    """docs/user_guide/troubleshooting.md: the library's logger, by the package's name."""
+    import logging
+
+    logging.getLogger('aiocache_http').setLevel('DEBUG')
+    try:
+        with caplog.at_level('DEBUG', logger='aiocache_http'):
+            session = CachedSession()
+            session.get('http://httpbin.org/get')
+            session.get('http://httpbin.org/get')
+    finally:
+        logging.getLogger('aiocache_http').setLevel('NOTSET')
+    assert any(r.name.startswith('aiocache_http') for r in caplog.records)
