@@ -288,7 +288,7 @@ with warnings.catch_warnings():
             settings = self._cache.settings
             self._plans = self._plans.with_entry((method, str_or_url, request.follow_redirects), _Memo(
                 request, plan, settings, settings.version, tuple(self._default_headers.items()),
-                self._default_auth, self._default_proxy_auth, send))
+                self._default_auth, getattr(self, "_default_proxy_auth", None), send))
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response
@@ -316,7 +316,7 @@ with warnings.catch_warnings():
             ``parsed``: ``self._url(str_or_url)``, when the caller has it already."""
             url, url_text = self._url(str_or_url) if parsed is None else parsed
             if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
-                    and self._default_auth is None and self._default_proxy_auth is None
+                    and self._default_auth is None and getattr(self, "_default_proxy_auth", None) is None
                     and url.user is None):  # nothing to merge in: what the way below gives
                 return CachedRequest(method, url_text, CIMultiDict(), b"",
                                      follow_redirects=kwargs.get("allow_redirects", True))
@@ -333,7 +333,7 @@ with warnings.catch_warnings():
                 headers["Authorization"] = auth.encode()
             elif auth is None and url.user is not None and "Authorization" not in headers:
                 headers["Authorization"] = _basic_auth(url.user, url.password or "")  # as aiohttp
-            proxy_auth = kwargs.get("proxy_auth") or self._default_proxy_auth
+            proxy_auth = kwargs.get("proxy_auth") or getattr(self, "_default_proxy_auth", None)
             if isinstance(proxy_auth, BasicAuth) and "Proxy-Authorization" not in headers:
                 headers["Proxy-Authorization"] = proxy_auth.encode()
             cookie = self._cookie_header(url, headers.getall("Cookie", ()), kwargs.get("cookies"))
@@ -487,7 +487,8 @@ class _Memo:
                 # aiohttp's jar is empty when it keeps no domain (its __len__, without the call;
                 # a later aiohttp without _cookies takes len())
                 and ((type(jar) is CookieJar and not getattr(jar, "_cookies", True)) or not len(jar))
-                and session._default_auth is self.auth and session._default_proxy_auth is self.proxy_auth
+                and session._default_auth is self.auth
+                and getattr(session, "_default_proxy_auth", None) is self.proxy_auth
                 and (tuple(defaults.items()) == self.headers if defaults or self.headers else True)
                 and (not disabled or id(cache) not in disabled))
 

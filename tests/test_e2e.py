@@ -394,18 +394,20 @@ async def test_coalesced_requests_get_their_own_variant(make_client: MakeClient,
                                                        cache_control: bool) -> None:
     """Concurrent requests for one URL that vary on a request header (RFC 9111 §4.1): a
     request whose header differs from the leader's is not handed the leader's response
-    (it fetches its own variant; one with the leader's value shares it), and each
-    variant is a hit afterwards."""
+    (it fetches its own variant), and each variant is a hit afterwards."""
     c = make_client(cache_control=cache_control)
     url = origin.url("/r/co-vary?delay=0.4&h_Vary=X-Lang&h_Cache-Control=max-age%3D60")
     langs = ["en", "fr", "en", None]
     replies = await asyncio.gather(*(c.get(url, headers={"X-Lang": lang} if lang else {})
                                      for lang in langs))
-    body = {lang: reply.body for lang, reply in zip(langs, replies, strict=True)}
-    assert replies[0].body == replies[2].body  # the leader's variant, shared
-    assert len(set(body.values())) == 3, body  # one response per variant
-    assert origin.count("/r/co-vary") == 3
+    bodies: dict[str | None, set[bytes]] = {}
+    for lang, reply in zip(langs, replies, strict=True):
+        bodies.setdefault(lang, set()).add(reply.body)
+    assert len(bodies) == 3 and not bodies["en"] & bodies["fr"] and not bodies[None] & (
+        bodies["en"] | bodies["fr"]), bodies  # nobody got another variant's response
+    assert 3 <= origin.count("/r/co-vary") <= 4  # (the two "en" share one unless one leads)
+    fetched = origin.count("/r/co-vary")
     for lang in langs:
         again = await c.get(url, headers={"X-Lang": lang} if lang else {})
-        assert again.from_cache and again.body == body[lang], (lang, again.body, body)
-    assert origin.count("/r/co-vary") == 3
+        assert again.from_cache and again.body in bodies[lang], (lang, again.body, bodies)
+    assert origin.count("/r/co-vary") == fetched

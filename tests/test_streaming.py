@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from aiocache_http.backends.sqlite import SQLiteBackend
 from aiocache_http.content import LINE_LIMIT
 from aiocache_http.sync import FileCache as SyncFileCache
 
-from .clients import ASYNC_STYLES, SYNC_STYLES, AsyncClient, Client, SyncClient, canonical_json
+from .clients import ASYNC_STYLES, SYNC_STYLES, AsyncClient, Client, Reply, SyncClient, canonical_json
 from .conftest import BackendMaker
 from .origin import Origin, payload
 from .test_e2e import MakeClient
+
+AIOHTTP_VERSION = tuple(int(part) for part in aiohttp.__version__.split(".")[:2])
 
 SIZES = (0, 1, 64 * 1024 + 1)
 LARGE = 5 * 1000 * 1000
@@ -176,12 +179,21 @@ CUT_STYLES = {AsyncClient: ("read", "json", "readany", "readline", "readexactly"
               SyncClient: ("content", "json", "iter_content", "iter_lines", "raw.read", "raw.read(n)")}
 
 
+async def outcome(read: Awaitable[Any]) -> Any:
+    """What a read gave: its result, or the exception it raised."""
+    try:
+        return await read
+    except Exception as e:
+        return e
+
+
 @pytest.mark.parametrize("size", [10_000, 3 * MB], ids=["10kB", "3MB"])
 async def test_connection_cut_mid_body(make_client: MakeClient, origin: Origin, size: int) -> None:
     """The origin hangs up after 3/4 of the body: with a Content-Length (a length
-    mismatch: fewer bytes than announced) and chunked (no last chunk). The caller gets the
-    bare client's exception, of the same type, in every reading style; nothing is stored,
-    not even in part (3 MB: the cut comes after parts went to storage)."""
+    mismatch: fewer bytes than announced) and chunked (no last chunk). The caller gets what
+    the bare client gives, in every reading style: its exception, of the same type (or,
+    where urllib3 < 2 does not enforce Content-Length, the same short body); nothing is
+    stored, not even in part (3 MB: the cut comes after parts went to storage)."""
     c = make_client()
     styles = CUT_STYLES[type(c)]
     if size > 1 * MB:
@@ -189,12 +201,11 @@ async def test_connection_cut_mid_body(make_client: MakeClient, origin: Origin, 
     for chunked in (False, True):
         url = body_url(origin, f"cut-{size}", size, chunked, cut=size * 3 // 4)
         for style in styles:
-            with pytest.raises(Exception) as bare:
-                await bare_read(c, url, style)
-            with pytest.raises(Exception) as ours:
-                await c.read(url, style)
+            bare, ours = await outcome(bare_read(c, url, style)), await outcome(c.read(url, style))
+            ours = ours.body if isinstance(ours, Reply) else ours
             case = (style, "chunked" if chunked else "Content-Length")
-            assert type(ours.value) is type(bare.value), (case, ours.value, bare.value)
+            assert type(ours) is type(bare), (case, ours, bare)
+            assert isinstance(bare, Exception) or ours == bare, case
             await assert_nothing_stored(c.cache)
     await assert_nothing_stored_then_whole(c, origin, f"cut-{size}", size)
 
@@ -209,6 +220,9 @@ async def test_read_half_then_release(make_client: MakeClient, origin: Origin, h
     c = make_client()
     if isinstance(c, SyncClient) and how == "release":
         pytest.skip("requests has no release(): close() is the sync way")
+    if isinstance(c, AsyncClient) and how == "dropped" and AIOHTTP_VERSION < (3, 14):
+        pytest.skip("aiohttp < 3.14 keeps a dropped response alive (its stream's eof callback "
+                    "holds it) until the connection closes: nothing to collect yet")
     monkeypatch.setattr(coalescing, "LEADER_STALL_SECONDS", 60)  # a wait would show
     size = 3 * MB
     for chunked in (False, True):

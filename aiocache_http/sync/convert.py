@@ -8,7 +8,11 @@ from typing import Any
 
 import requests
 from multidict import CIMultiDict
-from urllib3 import HTTPHeaderDict
+
+try:
+    from urllib3 import HTTPHeaderDict
+except ImportError:  # urllib3 1.26 (requests >= 2.28 allows it): not exported at the top yet
+    from urllib3._collections import HTTPHeaderDict
 
 from ..backends.parts import PART_SIZE
 from ..driver import OriginResponse
