@@ -157,6 +157,9 @@ class BodyStream:
     def at_eof(self) -> bool:
         return self._pos >= len(self._body)
 
+    def is_eof(self) -> bool:
+        return self._pos >= len(self._body)
+
     async def read(self, n: int = -1) -> bytes:
         end = len(self._body) if n < 0 else self._pos + n
         chunk = self._body[self._pos : end]

@@ -225,7 +225,8 @@ with warnings.catch_warnings():
             # nothing read per request): that memo answers it next time, so its URL and key
             # are not memoized a second time (cheaper misses).
             remembered = (plain and not disabled and method in settings.allowed_methods
-                          and not settings.urls_expire_after and not len(self._cookie_jar))
+                          and not settings.urls_expire_after and settings.key_fn is None
+                          and not len(self._cookie_jar))
             keep = not remembered
             identity = None  # the key, worked out once (a disabled cache needs none)
             try:
@@ -297,7 +298,9 @@ with warnings.catch_warnings():
                 return CachedClientResponse.replay(cached, method, outcome.from_cache, outcome.age,
                                                    outcome.cache_status)
             raw = outcome.raw
-            if cached is not None:
+            if cached is not None and not isinstance(raw, CachedClientResponse):
+                # (a CachedClientResponse from the origin: a test double, as in
+                # aiohttp-client-cache's examples; it has its own)
                 raw.created_at = naive(cached.created_at)
                 raw.expires = None if cached.expires is None else naive(cached.expires)
                 raw.cache_key = cached.cache_key
@@ -423,8 +426,10 @@ class _Sender:
         text = None
         if self.parsed is not None:
             (target, text), self.parsed = self.parsed, None  # (not kept: see above)
-        response = await ClientSession._request(self.session, self.method, target, headers=merged,
-                                                raise_for_status=False, **self.kwargs)
+        # The next _request after the cache's: aiohttp's, or a mixin's in between
+        # (class S(CacheMixin, OtherMixin, ClientSession), as both peers document).
+        response = await super(CacheMixin, self.session)._request(
+            self.method, target, headers=merged, raise_for_status=False, **self.kwargs)
         # The URL answered, as text: the one sent unless redirected (or rewritten).
         return _origin(response, text if response.url is target else None)
 

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -198,3 +199,25 @@ def test_stale_while_revalidate_window_with_negative_expire_after(thread_origin:
     with pytest.raises(ValueError, match="expire_after"):
         CachedSession(backend="memory", expire_after=float("nan"))
     session.close()
+
+
+async def test_key_fn_is_called_for_every_request(origin: Origin) -> None:
+    """requests-cache calls key_fn for every request (its custom_request_matcher.py example
+    keys on library versions): neither the key memo nor the async session's plan memo may
+    keep its result."""
+    from aiocache_http import CacheBackend, CachedClientSession
+
+    salt = ["v1"]
+    calls: list[str] = []
+
+    def key_fn(request: Any, **kwargs: Any) -> str:
+        calls.append(request.url)
+        return f"{request.method}:{request.url}:{salt[0]}"
+
+    url = origin.url("/r/keyfn")
+    async with CachedClientSession(cache=CacheBackend(key_fn=key_fn)) as session:
+        await session.get(url)
+        assert (await session.get(url)).from_cache
+        salt[0] = "v2"  # a new version: a new key
+        assert not (await session.get(url)).from_cache
+    assert len(calls) == 3 and origin.count("/r/keyfn") == 2

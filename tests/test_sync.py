@@ -620,9 +620,11 @@ def test_clear_errors(tmp_path: Path) -> None:
     session = CachedSession(backend=backend, wal=True, serializer="pickle")  # as requests-cache:
     assert session.backend is backend and session.settings.serializer is None  # already built
     session = CachedSession(backend=backend)
-    for name in ("cache", "backend", "settings"):
+    for name in ("cache", "backend"):
         with pytest.raises(AttributeError, match=f"session.{name}"):
             setattr(session, name, CacheBackend())
+    with pytest.raises(TypeError, match=r"session\.settings must be a CacheSettings"):
+        session.settings = CacheBackend()  # type: ignore[assignment]  # (CacheSettings(...) replaces)
     with pytest.raises(AttributeError, match="secret_key"):
         session.settings.secret_key = "new"
     with pytest.raises(ValueError, match="not a SQLite database"):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import inspect
 import logging
 import os
 import tempfile
@@ -84,6 +86,26 @@ class AsyncResults(Generic[T]):
         return self.collect().__await__()
 
 
+async def _peer_keys(self: BaseCache) -> AsyncIterator[str]:
+    found: Any = self.keys()
+    if inspect.isawaitable(found):
+        found = await found
+    if hasattr(found, "__aiter__"):
+        async for key in found:
+            yield key
+    else:
+        for key in found:
+            yield key
+
+
+def _without_expiry(write: Callable[[Any, str, Any], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(write)
+    async def write_item(self: BaseCache, key: str, value: Value, expires: datetime | None = None) -> None:
+        await write(self, key, value)
+
+    return write_item
+
+
 class BaseCache(ABC):
     """Async key -> bytes storage. A ``str`` value is stored UTF-8 encoded.
 
@@ -95,6 +117,18 @@ class BaseCache(ABC):
 
     holds_objects = False
     """True for the in-process storage, which keeps decoded responses (see memory.py)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # aiohttp-client-cache's storages (its docs' custom backend) list their keys with
+        # keys(), an async generator: that is their iter_keys.
+        if "keys" in cls.__dict__ and getattr(cls.iter_keys, "__isabstractmethod__", False):
+            cls.iter_keys = _peer_keys  # type: ignore[method-assign]
+        # ... and write(key, item), without the expiry (theirs is a read-time check).
+        write = cls.__dict__.get("write")
+        if write is not None and [p.kind for p in inspect.signature(write).parameters.values()] == [
+                inspect.Parameter.POSITIONAL_OR_KEYWORD] * 3:
+            cls.write = _without_expiry(write)  # type: ignore[method-assign,assignment]
     in_process = False
     """True when calls never wait on IO (the gate then never moves a write to the background)."""
     max_item_size: int | None = None
@@ -407,11 +441,12 @@ class CacheBackend:
         Memoized: a hot URL is normalised once, not on every hit. The memo key holds
         every input of the result, settings included, so a settings change is a new entry.
         ``keep=False``: neither looked up nor kept (the caller keeps it: the session's
-        plan memo).
+        plan memo). A ``key_fn`` is called for every request, as requests-cache does: it
+        may read more than the request (a library version, a tenant in a context variable).
         """
         s = self.settings
         memo_key = None
-        if keep:
+        if keep and s.key_fn is None:
             memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),
                         request.follow_redirects, request.verify, s.ignored_params, s.match_headers,
                         s.key_fn, s.credential_names)

@@ -575,20 +575,21 @@ class FileBackend(CacheBackend):
         cache_name: Directory path.
         use_cache_dir: Put the directory in the user cache dir (platformdirs).
         use_temp: Put the directory in the temp dir.
-        max_cache_bytes, max_file_bytes, block_bytes: Bound the responses' total size,
-            evicting the least recently used (see :class:`FileCache`).
+        max_cache_bytes, max_file_bytes, block_bytes, lock, sync_index: Bound the
+            responses' total size, evicting the least recently used (see :class:`FileCache`).
         **kwargs: Cache settings (expire_after, secret_key...).
     """
 
     def __init__(self, cache_name: str | Path = "http_cache", use_cache_dir: bool = False,
                  use_temp: bool = False, max_cache_bytes: int | None = None,
                  max_file_bytes: int | None = None, block_bytes: int = 1,
-                 extension: str | None = None, **kwargs: Any) -> None:
+                 extension: str | None = None, lock: Any = None, sync_index: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(str(cache_name), **kwargs)
         self.cache_dir = get_cache_dir(cache_name, use_cache_dir, use_temp)
         self.raw_responses: FileCache = FileCache(
             self.cache_dir, max_cache_bytes=max_cache_bytes, max_file_bytes=max_file_bytes,
-            block_bytes=block_bytes, extension=extension)
+            block_bytes=block_bytes, extension=extension, lock=lock, sync_index=sync_index)
         # Redirect aliases are tiny: a table in the directory, as both peers keep them.
         self.raw_redirects: BaseCache = SQLiteCache(self.cache_dir / REDIRECTS_FILE, "redirects")
 

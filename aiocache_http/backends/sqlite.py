@@ -1036,12 +1036,16 @@ class SQLiteBackend(CacheBackend):
         fast_save: ``synchronous=OFF``: trades durability for speed; a power loss or OS crash
             may lose recent writes or corrupt the file.
         wal: Write-ahead logging, so many processes can share the file.
+        timeout: ``busy_timeout`` under aiohttp-client-cache's name (``sqlite3.connect``'s).
         **kwargs: Cache settings (see :class:`CacheSettings`).
     """
 
     def __init__(self, cache_name: str | Path = "aiohttp-cache", use_cache_dir: bool = False,
                  use_temp: bool = False, use_memory: bool = False, busy_timeout: float = 30,
-                 fast_save: bool = False, wal: bool = True, **kwargs: Any) -> None:
+                 fast_save: bool = False, wal: bool = True, timeout: float | None = None,
+                 **kwargs: Any) -> None:
+        if timeout is not None:
+            busy_timeout = timeout
         super().__init__(str(cache_name), **kwargs)
         if use_memory and (use_cache_dir or use_temp):
             raise ValueError("use_memory excludes use_cache_dir and use_temp")

@@ -170,8 +170,9 @@ class Invalidate(Decision):
 
 
 def gateway_timeout(request: CachedRequest) -> CachedResponse:
-    """The synthetic 504 of only-if-cached (§5.2.1.7) and of must-revalidate (§5.2.2.2)."""
-    return CachedResponse(504, "Gateway Timeout", request.url, CIMultiDict(), b"", request)
+    """The synthetic 504 of only-if-cached (§5.2.1.7) and of must-revalidate (§5.2.2.2);
+    "Not Cached", requests-cache's reason phrase (its users' logs and docs show it)."""
+    return CachedResponse(504, "Not Cached", request.url, CIMultiDict(), b"", request)
 
 
 __all__ = ["Decision", "DontStore", "Fetch", "Fresh", "GatewayTimeout", "Invalidate", "Lookup",

@@ -74,7 +74,9 @@ def _codes(value: object) -> tuple[int, ...]:
 
 
 def _methods(value: object) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    if isinstance(value, str):  # ('GET') in requests-cache's own docs: one method
+        value = (value,)
+    if not isinstance(value, Iterable):
         raise TypeError(f"allowed_methods must be an iterable of method names, not {value!r}")
     methods = tuple(dict.fromkeys(str(m).upper() for m in value))
     bad = sorted(set(methods) - set(ALL_METHODS))
@@ -148,7 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
             "scheme", shown="`{}`"),
     Setting("allowed_codes", (200,), _codes, "status codes that may be stored",
             ("allowable_codes",)),
-    Setting("allowed_methods", ("GET", "HEAD"), _methods, "methods whose responses may be stored",
+    Setting("allowed_methods", ("GET", "HEAD"), _methods,
+            "methods whose responses may be stored (a single name, `'GET'`, is one method)",
             ("allowable_methods",)),
     Setting("match_headers", False, _match_headers,
             "`True` or header names that become part of the key",

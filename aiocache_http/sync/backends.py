@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..backends import BACKEND_CLASSES as ASYNC_BACKEND_CLASSES
 from ..backends import CacheBackend, default_backend_alias
@@ -22,6 +22,7 @@ from ..policy.settings import CacheSettings
 from .cache import DEFAULT_CACHE_NAME, BaseCache
 from .models import CachedResponse
 from .serializers import backend_format
+from .storage import BaseStorage, DictStorage
 
 logger = logging.getLogger("aiocache_http")
 
@@ -114,6 +115,16 @@ class MongoCache(_Backend):
         if connection is not None:
             kwargs["connection"] = connection
         super().__init__(db_name, **kwargs)
+
+    def set_ttl(self, ttl: Any, overwrite: bool = False) -> NoReturn:
+        """requests-cache's TTL index on ``created_at``: not here. The backend keeps a TTL
+        index of its own, relative to each response's expiry (so a stale response stays
+        for revalidation a while): ``MongoCache(ttl_offset=...)``, ``ttl=False`` for none."""
+        raise NotImplementedError(
+            "MongoCache.set_ttl() is not supported: MongoDB deletes each response ttl_offset "
+            "after it expires (a TTL index the backend creates itself); pass "
+            "MongoCache(ttl_offset=timedelta(days=7)) to keep expired responses that long, or "
+            "MongoCache(ttl=False) for no TTL index")
 
 
 class GridFSCache(MongoCache):
@@ -247,6 +258,8 @@ __all__ = [
     "DEFAULT_CACHE_NAME",
     "BackendSpecifier",
     "BaseCache",
+    "BaseStorage",
+    "DictStorage",
     "DynamoDbCache",
     "FileCache",
     "GridFSCache",

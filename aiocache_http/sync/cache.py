@@ -43,6 +43,7 @@ from .storage import (
     RedisDict,
     RedisHashDict,
     SQLiteDict,
+    async_storage,
 )
 
 logger = logging.getLogger("aiocache_http")
@@ -126,10 +127,19 @@ class BaseCache:
         """``key -> CachedResponse``, a dict (values a user stored there as they are)."""
         return self._view_of("responses", self.backend.raw_responses, Codec.of_backend)
 
+    @responses.setter
+    def responses(self, storage: BaseStorage) -> None:
+        """requests-cache's custom backend: ``self.responses = CustomStorage()``."""
+        self.backend.raw_responses = async_storage(storage)
+
     @property
     def redirects(self) -> BaseStorage:
         """``alias key -> key`` of the response it leads to."""
         return self._view_of("redirects", self.backend.raw_redirects, RedirectCodec)
+
+    @redirects.setter
+    def redirects(self, storage: BaseStorage) -> None:
+        self.backend.raw_redirects = async_storage(storage)
 
     def _view_of(self, name: str, storage: Storage, codec: Any) -> BaseStorage:
         known = self._views.get(name)

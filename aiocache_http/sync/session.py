@@ -8,6 +8,7 @@ and every decision are the async session's. The origin request is the real
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,13 +25,16 @@ from ..driver import OriginResponse, Outcome, fetch, serve_inline
 from ..policy import core
 from ..policy.core import UNSET, RequestOptions
 from ..policy.expiration import ExpirationTime
-from ..policy.settings import CacheSettings, Default, default
+from ..policy.settings import CONSTRUCTION_ONLY, CacheSettings, Default, default
 from .backends import DEFAULT_CACHE_NAME, BackendSpecifier, init_backend
 from .bridge import BRIDGE, Offload, serve
 from .cache import BaseCache
 from .convert import NotKeyable, cached_request, origin_response
 from .models import AnyResponse, CachedResponse, OriginalResponse
 from .stream import read_content
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 # Per thread/context: sessions with caching off, what request() hands to send() (the
 # options, the environment settings still to merge), and "inside the origin request"
@@ -61,23 +65,11 @@ class _Pending:
         self.environment: Callable[[], dict[str, Any]] | None = None
 
 
-class CachedSession(requests.Session):
-    """A ``requests.Session`` with a cache (requests-cache's ``CachedSession``).
-
-    Args:
-        cache_name: Cache path, namespace or table, depending on the backend.
-        backend: A name (``"sqlite"``, ``"redis"``, ``"mongodb"``, ``"gridfs"``,
-            ``"dynamodb"``, ``"filesystem"``, ``"memory"``), a backend instance
-            (``SQLiteCache()``, ``RedisBackend()``... shareable with async sessions) or
-            None (SQLite).
-        autoclose: Close the backend when this session closes (set False to share it).
-        **kwargs: Cache settings under requests-cache's or aiohttp-client-cache's names
-            (see :class:`CacheSettings`), then backend arguments (``wal``, ``host``...).
-
-    With a backend instance, only the settings passed here are changed on it (a setting
-    given with its default value is given: it is applied). Per
-    request, ``get()`` & co. also take ``expire_after``, ``refresh``, ``force_refresh``
-    and ``only_if_cached``.
+class CacheMixin(requests.Session):
+    """The cache of :class:`CachedSession`, to put in front of another ``requests.Session``
+    subclass, as requests-cache's ``CacheMixin``: ``class CachedOAuth2Session(CacheMixin,
+    OAuth2Session)``. Keyword arguments that the other class's ``__init__`` names are
+    passed to it; the rest are cache settings and backend options (see CachedSession).
     """
 
     def __init__(
@@ -99,6 +91,7 @@ class CachedSession(requests.Session):
         autoclose: bool = True,
         **kwargs: Any,
     ) -> None:
+        session_kwargs = _session_kwargs(super().__init__, kwargs)
         named = {
             "serializer": serializer, "expire_after": expire_after,
             "urls_expire_after": urls_expire_after, "cache_control": cache_control,
@@ -112,13 +105,13 @@ class CachedSession(requests.Session):
         more_settings.pop("autoclose", None)  # a session's choice, not the shared backend's
         settings.update(more_settings)
         self._cache = init_backend(cache_name, backend, **settings, **backend_kwargs)
-        super().__init__()
+        super().__init__(**session_kwargs)
         self._backend = self._cache.backend
         self._autoclose = autoclose
         self._closed = False
 
     @classmethod
-    def wrap(cls, original_session: requests.Session, **kwargs: Any) -> CachedSession:
+    def wrap(cls, original_session: requests.Session, **kwargs: Any) -> Self:
         """A CachedSession with the settings (headers, auth, adapters...) of ``original_session``."""
         session = cls(**kwargs)
         for attr in ("adapters", "auth", "cert", "cookies", "headers", "hooks", "max_redirects",
@@ -151,9 +144,24 @@ class CachedSession(requests.Session):
         return self._backend.settings
 
     @settings.setter
-    def settings(self, value: object) -> NoReturn:
-        raise AttributeError("session.settings cannot be replaced; assign to its attributes "
-                             "(session.settings.expire_after = 60)")
+    def settings(self, value: CacheSettings) -> None:
+        """``session.settings = CacheSettings(...)`` (requests-cache's external config
+        example): every setting takes the new object's value, on the backend (so in every
+        session that shares it). Those fixed when the backend was created (serializer,
+        secret_key...) must be left out or unchanged."""
+        if not isinstance(value, CacheSettings):
+            raise TypeError(f"session.settings must be a CacheSettings, not {type(value).__name__}")
+        current = self._backend.settings
+        fixed = sorted(name for name in CONSTRUCTION_ONLY
+                       if value.is_given(name) and getattr(value, name) != getattr(current, name))
+        if fixed:
+            raise AttributeError(f"{', '.join(fixed)}: fixed when the backend is created; create a "
+                                 f"new CachedSession(...) to change it")
+        for name in CacheSettings._DEFAULTS:
+            if name not in CONSTRUCTION_ONLY:
+                setattr(current, name, getattr(value, name))
+        current.given.intersection_update(CONSTRUCTION_ONLY)
+        current.given.update(value.given)
 
     @property
     def expire_after(self) -> ExpirationTime:
@@ -342,7 +350,44 @@ class CachedSession(requests.Session):
         raise NotImplementedError("a CachedSession holds backend connections and cannot be pickled")
 
     def __repr__(self) -> str:
-        return f"<CachedSession(cache={self._backend!r}, settings={self.settings!r})>"
+        return f"<{type(self).__name__}(cache={self._backend!r}, settings={self.settings!r})>"
+
+
+class CachedSession(CacheMixin):
+    """A ``requests.Session`` with a cache (requests-cache's ``CachedSession``).
+
+    Args:
+        cache_name: Cache path, namespace or table, depending on the backend.
+        backend: A name (``"sqlite"``, ``"redis"``, ``"mongodb"``, ``"gridfs"``,
+            ``"dynamodb"``, ``"filesystem"``, ``"memory"``), a backend instance
+            (``SQLiteCache()``, ``RedisBackend()``... shareable with async sessions) or
+            None (SQLite).
+        autoclose: Close the backend when this session closes (set False to share it).
+        **kwargs: Cache settings under requests-cache's or aiohttp-client-cache's names
+            (see :class:`CacheSettings`), then backend arguments (``wal``, ``host``...).
+
+    With a backend instance, only the settings passed here are changed on it (a setting
+    given with its default value is given: it is applied). Per
+    request, ``get()`` & co. also take ``expire_after``, ``refresh``, ``force_refresh``
+    and ``only_if_cached``.
+    """
+
+
+def _session_kwargs(init: Callable[..., None], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take out of ``kwargs`` the arguments that the next session class's ``__init__``
+    names (none for ``requests.Session`` itself): requests-cache's ``CacheMixin`` rule."""
+    try:
+        params = inspect.signature(init).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return {}
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {name: kwargs.pop(name) for name in names & kwargs.keys()}
+
+
+def set_response_defaults(response: requests.Response, cache_key: str | None = None) -> OriginalResponse:
+    """Give a response from outside the cache the cache attributes (``from_cache=False``,
+    ``expires=None``...), as requests-cache's function of that name does."""
+    return OriginalResponse.wrap(response, None)
 
 
 def _merged(kwargs: dict[str, Any], environment: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
@@ -366,4 +411,6 @@ def _fixed(name: str) -> NoReturn:
                          f"CachedSession(backend=...) to use another backend")
 
 
-__all__ = ["CachedSession"]
+OriginalSession = requests.Session  # requests-cache's name for the class it patches
+
+__all__ = ["CacheMixin", "CachedSession", "OriginalSession", "set_response_defaults"]

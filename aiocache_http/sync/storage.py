@@ -9,6 +9,7 @@ is an opt-in). Each call runs on the bridge loop.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, MutableMapping
@@ -276,6 +277,54 @@ class BaseStorage(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.storage!r})"
+
+
+class MappingStorage(BaseCache):
+    """The async storage over a user's dict-like ``BaseStorage`` subclass, as in
+    requests-cache's custom backend (``self.responses = CustomStorage()``, its
+    ``__getitem__`` & co. overridden): the items (bytes) go through those methods."""
+
+    in_process = True  # (a user's mapping: called in place, never awaited)
+
+    def __init__(self, mapping: MutableMapping[str, Any]) -> None:
+        self.mapping = mapping
+
+    async def read(self, key: str) -> Any:
+        try:
+            return self.mapping[key]
+        except KeyError:
+            return None
+
+    async def write(self, key: str, value: Any, expires: Any = None) -> None:
+        self.mapping[key] = value.encode() if isinstance(value, str) else value
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(KeyError):
+            del self.mapping[key]
+
+    async def iter_keys(self) -> AsyncIterator[str]:
+        for key in list(self.mapping):
+            yield key
+
+    async def size(self) -> int:
+        return len(self.mapping)
+
+    async def clear(self) -> None:
+        self.mapping.clear()
+
+
+def async_storage(storage: Any) -> BaseCache:
+    """What a backend keeps for ``cache.responses = storage``: an async storage as it is,
+    a ``BaseStorage`` view's own, a user's mapping class through :class:`MappingStorage`."""
+    if isinstance(storage, BaseCache):
+        return storage
+    if isinstance(storage, BaseStorage):
+        mine = ("__getitem__", "__setitem__", "__delitem__", "__iter__", "__len__")
+        if any(getattr(type(storage), name) is not getattr(BaseStorage, name) for name in mine):
+            return MappingStorage(storage)
+        return storage.storage
+    raise TypeError(f"a cache's responses / redirects must be a BaseStorage (SQLiteDict(), "
+                    f"DictStorage()...), not {type(storage).__name__}")
 
 
 class DictStorage(BaseStorage):
