@@ -67,6 +67,8 @@ with warnings.catch_warnings():
         the ready-made one; see it for the arguments."""
 
         ATTRS = ClientSession.ATTRS | frozenset({"_cache", "_plans"})
+        # aiohttp < 3.10 has no session-wide proxy_auth: none (a later aiohttp's own wins)
+        _default_proxy_auth: BasicAuth | None = None
 
         def __init_subclass__(cls) -> None:  # subclassing *this* class is fine
             pass
@@ -289,7 +291,7 @@ with warnings.catch_warnings():
             settings = self._cache.settings
             self._plans = self._plans.with_entry((method, str_or_url, request.follow_redirects), _Memo(
                 request, plan, settings, settings.version, tuple(self._default_headers.items()),
-                self._default_auth, getattr(self, "_default_proxy_auth", None), send))
+                self._default_auth, self._default_proxy_auth, send))
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response
@@ -317,7 +319,7 @@ with warnings.catch_warnings():
             ``parsed``: ``self._url(str_or_url)``, when the caller has it already."""
             url, url_text = self._url(str_or_url) if parsed is None else parsed
             if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
-                    and self._default_auth is None and getattr(self, "_default_proxy_auth", None) is None
+                    and self._default_auth is None and self._default_proxy_auth is None
                     and url.user is None):  # nothing to merge in: what the way below gives
                 return CachedRequest(method, url_text, NO_HEADERS, b"",
                                      follow_redirects=kwargs.get("allow_redirects", True))
@@ -334,7 +336,7 @@ with warnings.catch_warnings():
                 headers["Authorization"] = auth.encode()
             elif auth is None and url.user is not None and "Authorization" not in headers:
                 headers["Authorization"] = _basic_auth(url.user, url.password or "")  # as aiohttp
-            proxy_auth = kwargs.get("proxy_auth") or getattr(self, "_default_proxy_auth", None)
+            proxy_auth = kwargs.get("proxy_auth") or self._default_proxy_auth
             if isinstance(proxy_auth, BasicAuth) and "Proxy-Authorization" not in headers:
                 headers["Proxy-Authorization"] = proxy_auth.encode()
             cookie = self._cookie_header(url, headers.getall("Cookie", ()), kwargs.get("cookies"))
@@ -489,7 +491,7 @@ class _Memo:
                 # a later aiohttp without _cookies takes len())
                 and ((type(jar) is CookieJar and not getattr(jar, "_cookies", True)) or not len(jar))
                 and session._default_auth is self.auth
-                and getattr(session, "_default_proxy_auth", None) is self.proxy_auth
+                and session._default_proxy_auth is self.proxy_auth
                 and (tuple(defaults.items()) == self.headers if defaults or self.headers else True)
                 and (not disabled or id(cache) not in disabled))
 

@@ -272,8 +272,7 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
     facts = stored.facts if stored.facts is not None else freshness.facts_of(stored)
     mismatch = _vary_mismatch(p, stored, facts) if facts.vary else None
     if mismatch is _CREDENTIAL_LEFT_OUT:
-        return _fetch(p, None, "the stored response varies on a credential left out of the key",
-                      "RFC 9111 §4.1", generation=generation)
+        return _fetch(p, None, mismatch, "RFC 9111 §4.1", generation=generation)
     if mismatch is not None:
         if via is not None and via.variant:
             return _fetch(p, None, "no stored variant matches the request", "RFC 9111 §4.1",
