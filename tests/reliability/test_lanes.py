@@ -12,11 +12,15 @@ again), never an exception, never another URL's body.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +34,10 @@ from aiocache_http.sync import CachedSession
 
 from ..backends import FACTORIES
 from ..origin import Origin
+from .test_credentials import BACKENDS, WAYS, Client, Creds, _files, raw_storage, user
 
+# aiohttp 3.14 deprecates auth=BasicAuth(...); users still pass it, so it is tested.
+pytestmark = pytest.mark.filterwarnings("ignore:.*BasicAuth|.*'auth' parameter:DeprecationWarning")
 T = TypeVar("T")
 PATIENT = {"backend_timeout": 30.0, "write_timeout": 30.0}
 SECRETS: dict[str, bytes | None] = {"checksum": None, "signed": b"s3cret"}
@@ -223,3 +230,153 @@ def test_hostile_aliases_on_the_warm_lanes(lane: Lane, thread_origin: Origin,
 
 async def _keys(storage: BaseCache) -> list[str]:
     return [k async for k in storage.iter_keys()]
+
+
+# -- credentials on the warm lanes ---------------------------------------------------------
+# test_credentials.py sends every request with its keyword arguments, so none of them takes
+# the plan memo (a plain request: no keywords). Here the session-level ways (and a URL's
+# userinfo) are sent as plain requests, many times, so every hit after the first is served
+# by the warm lane, and concurrently, so that a user's requests coalesce.
+
+MEMO_WAYS = [w for w in WAYS if w.session_level or w.name == "url-userinfo"]
+
+
+async def plain_get(client: Client, url: str) -> tuple[bytes, bool]:
+    if client.kind == "async":
+        async with client.aio.get(url) as r:
+            return await r.read(), bool(r.from_cache)
+    response = await asyncio.to_thread(client.req.get, url)
+    return response.content, bool(response.from_cache)
+
+
+def personal(url: str, creds: Creds) -> str:
+    if creds.userinfo is None:
+        return url
+    user_name, password = creds.userinfo
+    return url.replace("http://", f"http://{user_name}:{quote(password)}@")
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+@pytest.mark.parametrize("backend_name", BACKENDS)
+async def test_no_bleed_on_the_warm_lanes(backend_name: str, kind: str, origin: Origin, tmp_path: Path,
+                                          request: pytest.FixtureRequest) -> None:
+    """Users A and B, each with its own session, the same URL as plain requests: in turns
+    (the plan memo and the hit memo warm), then all at once on a URL not yet stored (a
+    user's requests coalesce; the other user's never join them). B never gets A's body,
+    and the raw storage holds neither secret."""
+    backend = FACTORIES[backend_name](request, tmp_path, {"autoclose": False, **PATIENT})
+    await backend.clear()
+    secrets: list[str] = []
+    try:
+        for way in MEMO_WAYS:
+            if kind not in way.clients:
+                continue
+            a_secret, b_secret = (f"sekrit{uuid.uuid4().hex}" for _ in range(2))
+            secrets += [a_secret, b_secret]
+            async with user(kind, backend, way, a_secret, origin) as (a, a_creds), \
+                       user(kind, backend, way, b_secret, origin) as (b, b_creds):
+                where = f"{kind} {way.name}"
+                url = origin.url(f"/r/turns-{kind}-{way.name}")
+                a_url, b_url = personal(url, a_creds), personal(url, b_creds)
+                seen: dict[str, set[bytes]] = {"a": set(), "b": set()}
+                for turn in range(6):
+                    for name, client, at in (("a", a, a_url), ("b", b, b_url)):
+                        body, hit = await plain_get(client, at)
+                        seen[name].add(body)
+                        assert hit == (turn > 0), f"{where}: {name}'s turn {turn}: from_cache={hit}"
+                assert len(seen["a"]) == len(seen["b"]) == 1 and seen["a"] != seen["b"], f"{where}: {seen}"
+                url = origin.url(f"/r/together-{kind}-{way.name}?delay=0.3")
+                a_url, b_url = personal(url, a_creds), personal(url, b_creds)
+                replies = await asyncio.gather(*(plain_get(a, a_url) for _ in range(4)),
+                                               *(plain_get(b, b_url) for _ in range(4)))
+                a_bodies, b_bodies = {r[0] for r in replies[:4]}, {r[0] for r in replies[4:]}
+                assert len(a_bodies) == len(b_bodies) == 1 and a_bodies != b_bodies, \
+                    f"{where}: A got {a_bodies}, B got {b_bodies}"
+    finally:
+        dump = await raw_storage(backend, backend_name, tmp_path, request)
+        await backend.close()
+    assert dump and secrets
+    leaked = [s for s in secrets if s.encode() in dump or base64.b64encode(f"user:{s}".encode()) in dump]
+    assert not leaked, f"{len(leaked)} secrets stored in clear"
+
+
+@pytest.mark.parametrize("first", ["async", "sync"])
+async def test_no_bleed_between_the_async_and_the_sync_session_on_one_file(
+        first: str, origin: Origin, tmp_path: Path) -> None:
+    """An async service and a sync script on one SQLite file (a backend each): for every
+    session-level way, the user of one session never gets the other's response, warm lanes
+    on both sides; and the file holds neither secret."""
+    from aiocache_http.backends.sqlite import SQLiteBackend
+
+    path = tmp_path / "shared.sqlite"
+    backends = {kind: SQLiteBackend(path, autoclose=False, **PATIENT) for kind in ("async", "sync")}
+    second = "sync" if first == "async" else "async"
+    secrets: list[str] = []
+    try:
+        for way in MEMO_WAYS:
+            if second not in way.clients or first not in way.clients:
+                continue
+            a_secret, b_secret = (f"sekrit{uuid.uuid4().hex}" for _ in range(2))
+            secrets += [a_secret, b_secret]
+            url = origin.url(f"/r/shared-{first}-{way.name}")
+            async with user(first, backends[first], way, a_secret, origin) as (a, a_creds), \
+                       user(second, backends[second], way, b_secret, origin) as (b, b_creds):
+                a_bodies, b_bodies = set(), set()
+                for turn in range(4):
+                    body, hit = await plain_get(a, personal(url, a_creds))
+                    a_bodies.add(body)
+                    assert hit == (turn > 0), f"{way.name}: A's turn {turn}"
+                    body, hit = await plain_get(b, personal(url, b_creds))
+                    b_bodies.add(body)
+                    assert hit == (turn > 0), f"{way.name}: B's turn {turn}: from_cache={hit}"
+                assert len(a_bodies) == len(b_bodies) == 1 and a_bodies != b_bodies, way.name
+    finally:
+        for backend in backends.values():
+            await backend.close()
+    dump = _files(tmp_path, "shared.sqlite*")
+    assert dump and not [s for s in secrets if s.encode() in dump]
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+async def test_a_warm_plan_memo_follows_the_sessions_credentials(
+        backend_name: str, origin: Origin, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """One session whose default headers and cookie jar change between plain requests to
+    one URL (a user logs in, another takes over the session): the memoized plan of the
+    previous identity is never used for the next one."""
+    backend = FACTORIES[backend_name](request, tmp_path, {"autoclose": False, **PATIENT})
+    await backend.clear()
+    url = origin.url(f"/r/identity-{backend_name}")
+    async with CachedClientSession(cache=backend, cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async def get() -> tuple[bytes, bool]:
+            async with s.get(url) as r:
+                return await r.read(), bool(r.from_cache)
+
+        bodies: dict[str, bytes] = {}
+
+        async def as_(identity: str) -> None:
+            first, hit = await get()
+            again, hit_again = await get()
+            assert hit_again and again == first, f"{identity}: not cached"
+            if identity in bodies:
+                assert hit and first == bodies[identity], f"{identity}: lost its entry"
+            else:
+                assert not hit and first not in bodies.values(), f"{identity}: got {first!r}"
+                bodies[identity] = first
+
+        await as_("anonymous")
+        s.headers["Authorization"] = "Bearer user-a"
+        await as_("a")
+        s.headers["Authorization"] = "Bearer user-b"
+        await as_("b")
+        del s.headers["Authorization"]
+        s.headers["X-Auth-Token"] = "token-c"
+        await as_("c")
+        del s.headers["X-Auth-Token"]
+        await as_("anonymous")
+        s.cookie_jar.update_cookies({"sid": "user-d"})
+        await as_("d")
+        s.cookie_jar.clear()
+        await as_("anonymous")
+        s.headers["Authorization"] = "Bearer user-a"
+        await as_("a")
+    await backend.close()
