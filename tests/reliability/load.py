@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import statistics
 import threading
 import time
@@ -31,7 +32,7 @@ from aiocache_http.backends.health import CircuitState
 from aiocache_http.policy.settings import CacheSettings
 from aiocache_http.sync import CachedSession
 
-from ..origin import Origin
+from ..origin import Origin, payload
 
 DEADLINE = CacheSettings().backend_timeout or 0.0  # the documented default
 MARGIN = 0.25  # seconds: scheduling noise of a loaded 2-core machine
@@ -43,6 +44,12 @@ PAUSE = 0.005  # between two requests of a worker: traffic, not a CPU hog on 2 s
 MAX_REQUESTS = 20_000  # per worker: a bound whatever the clock does
 HOT = 4  # URLs per worker stored before the fault (each worker has its own: a hit is
 # then a read from storage, never a coalesced follower of another worker's request)
+# With Traffic(lanes=True), a worker's requests go round these kinds, so the requests
+# that take the fast lanes (a plain GET: the plan memo, serve_inline, the Redis hot lane)
+# and the ones that do not (Vary, a credential, a request Cache-Control, a streamed body
+# read in chunks) meet the same fault.
+LANES = ("plain", "vary", "credential", "cache-control", "stream")
+STREAMED = 70_000  # bytes: above the 64 KiB read at handover, so the body is teed as read
 
 
 @dataclass(slots=True)
@@ -56,6 +63,7 @@ class Sample:
     wrong: bool = False
     state: str = ""  # the circuit states of that client's loop when the request started
     write_state: str = ""
+    lane: str = "plain"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -70,7 +78,10 @@ def path_of(url: str) -> str:
 
 
 def is_wrong(url: str, body: bytes) -> bool:
-    """The origin's body names the path it answered: anything else is a wrong body."""
+    """The origin's body names the path it answered: anything else is a wrong body (a
+    /body/ URL answers payload(size): that, whole)."""
+    if "/body/" in url:
+        return body != payload(STREAMED)
     try:
         return bool(json.loads(body)["path"] != path_of(url))
     except (ValueError, KeyError):
@@ -90,17 +101,66 @@ class Traffic:
     stalls: list[tuple[float, float]] = field(default_factory=list)  # (at, seconds) the process lost
     _stop: threading.Event = field(default_factory=threading.Event)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
+    # go round LANES, else plain GETs only; None: AIOCACHE_HTTP_FAULT_LANES=1 sets it (a
+    # slower run of the fault tests that measures every lane under every fault)
+    lanes: bool | None = None
     session: CachedClientSession = field(init=False)
     sync: CachedSession = field(init=False)
 
-    def hot(self, worker: str, i: int) -> str:
-        return self.origin.url(f"/r/{self.name}-{worker}-hot{i}")
+    def __post_init__(self) -> None:
+        if self.lanes is None:
+            self.lanes = os.environ.get("AIOCACHE_HTTP_FAULT_LANES") == "1"
 
-    def fresh(self) -> str:
-        return self.origin.url(f"/r/{self.name}-new{next(self._counter)}")
+    def hot(self, worker: str, i: int, lane: str = "plain") -> str:
+        return self._url(lane, f"{self.name}-{worker}-{lane}-hot{i}")
+
+    def fresh(self, lane: str = "plain") -> str:
+        return self._url(lane, f"{self.name}-{lane}-new{next(self._counter)}")
+
+    def _url(self, lane: str, name: str) -> str:
+        if lane == "stream":
+            return self.origin.url(f"/body/{name}?size={STREAMED}")
+        if lane == "vary":
+            return self.origin.url(f"/r/{name}?h_Vary=Accept")
+        return self.origin.url(f"/r/{name}")
+
+    def lane(self, n: int) -> str:
+        return LANES[n // 2 % len(LANES)] if self.lanes else "plain"
 
     def url(self, worker: str, n: int) -> str:
-        return self.hot(worker, n // 2 % HOT) if n % 2 == 0 else self.fresh()
+        lane = self.lane(n)
+        return self.hot(worker, n // 2 % HOT, lane) if n % 2 == 0 else self.fresh(lane)
+
+    @staticmethod
+    def headers(worker: str, lane: str) -> dict[str, str] | None:
+        """What a request of ``lane`` sends beside its URL (None: a plain request)."""
+        if lane == "vary":
+            return {"Accept": f"text/x-{worker}"}
+        if lane == "credential":
+            return {"Authorization": f"Bearer {worker}"}
+        if lane == "cache-control":
+            return {"Cache-Control": "max-age=3600"}
+        return None
+
+    async def _get_async(self, session: CachedClientSession, url: str, worker: str,
+                         lane: str) -> tuple[bool, bool]:
+        """(from_cache, wrong body) of one request, read as ``lane`` reads it."""
+        headers = self.headers(worker, lane)
+        async with (session.get(url, headers=headers) if headers else session.get(url)) as r:
+            if lane == "stream":
+                body = b"".join([chunk async for chunk in r.content.iter_chunked(8192)])
+            else:
+                body = await r.read()
+            return bool(r.from_cache), is_wrong(url, body)
+
+    def _get_sync(self, session: CachedSession, url: str, worker: str, lane: str) -> tuple[bool, bool]:
+        headers = self.headers(worker, lane)
+        if lane == "stream":
+            with session.get(url, stream=True) as r:
+                body = b"".join(r.iter_content(8192))
+                return bool(r.from_cache), is_wrong(url, body)
+        r = session.get(url, headers=headers) if headers else session.get(url)
+        return bool(r.from_cache), is_wrong(url, r.content)
 
     def workers(self) -> list[str]:
         return [f"a{i}" for i in range(self.async_workers)] + [f"s{i}" for i in range(self.sync_workers)]
@@ -108,12 +168,12 @@ class Traffic:
     async def warm(self, session: CachedClientSession) -> None:
         """Store the hot URLs, and check they are hits (a few tries each: on a loaded
         machine one storage call may miss its 0.1 s deadline)."""
-        for url in [self.hot(w, i) for w in self.workers() for i in range(HOT)]:
+        lanes = LANES if self.lanes else ("plain",)
+        for worker, lane, url in [(w, lane, self.hot(w, i, lane)) for w in self.workers()
+                                  for lane in lanes for i in range(HOT)]:
             for _ in range(5):
-                async with session.get(url) as r:
-                    await r.read()
-                    if r.from_cache:
-                        break
+                if (await self._get_async(session, url, worker, lane))[0]:
+                    break
             else:
                 raise AssertionError(f"the cache does not work before the fault: {self.backend.health}")
 
@@ -146,15 +206,13 @@ class Traffic:
         for n in range(MAX_REQUESTS):
             if self._stop.is_set() or time.monotonic() > deadline:
                 return
-            url = self.url(f"a{w}", n)
+            url, lane = self.url(f"a{w}", n), self.lane(n)
             health = self.backend.health
             state, write_state = health.state.value, health.write_state.value
             start = time.monotonic()
-            sample = Sample("async", start, 0.0, url, state=state, write_state=write_state)
+            sample = Sample("async", start, 0.0, url, state=state, write_state=write_state, lane=lane)
             try:
-                async with session.get(url) as r:
-                    body = await r.read()
-                    sample.from_cache, sample.wrong = bool(r.from_cache), is_wrong(url, body)
+                sample.from_cache, sample.wrong = await self._get_async(session, url, f"a{w}", lane)
             except Exception as e:
                 sample.error = f"{type(e).__name__}: {e}"
             sample.latency = time.monotonic() - start
@@ -165,13 +223,12 @@ class Traffic:
         for n in range(MAX_REQUESTS):
             if self._stop.is_set() or time.monotonic() > deadline:
                 return
-            url = self.url(f"s{w}", n)
+            url, lane = self.url(f"s{w}", n), self.lane(n)
             start = time.monotonic()
             state, write_state = _bridge_states(self.backend)
-            sample = Sample("sync", start, 0.0, url, state=state, write_state=write_state)
+            sample = Sample("sync", start, 0.0, url, state=state, write_state=write_state, lane=lane)
             try:
-                r = session.get(url)
-                sample.from_cache, sample.wrong = bool(r.from_cache), is_wrong(url, r.content)
+                sample.from_cache, sample.wrong = self._get_sync(session, url, f"s{w}", lane)
             except Exception as e:
                 sample.error = f"{type(e).__name__}: {e}"
             sample.latency = time.monotonic() - start
@@ -337,6 +394,25 @@ def summary(samples: list[Sample]) -> str:
             f"{sum(s.error is not None for s in samples)} errors, {sum(s.wrong for s in samples)} wrong")
 
 
+def by_lane(traffic: Traffic, base: Baseline, start: float, end: float) -> str:
+    """What each client and lane saw between ``start`` and ``end``: requests, p50 / p99
+    added to the bare client's p50 / p99 measured beside it (ms), hits, errors, wrong."""
+    base = traffic.bare_baseline(start, end, base)
+    lines = []
+    for client in ("async", "sync"):
+        for lane in LANES:
+            during = [s for s in traffic.between(start, end, client) if s.lane == lane]
+            if not during:
+                continue
+            lat = [s.latency for s in during]
+            p50, p99 = percentile(lat, 50) - base.p50(client), percentile(lat, 99) - base.p99(client)
+            lines.append(
+                f"{client}/{lane}: {len(during)} req, +p50 {p50 * 1000:.1f} ms, +p99 {p99 * 1000:.1f} ms, "
+                f"{sum(s.from_cache for s in during)} hits, {sum(s.error is not None for s in during)} err, "
+                f"{sum(s.wrong for s in during)} wrong")
+    return "\n  ".join(lines)
+
+
 def check(traffic: Traffic, base: Baseline, start: float, end: float,
           caplog: pytest.LogCaptureFixture, *, hits_during: bool | None,
           circuit: str | None = "reads") -> dict[str, str]:
@@ -392,6 +468,8 @@ def check(traffic: Traffic, base: Baseline, start: float, end: float,
                 f"{client}: cache used again after {back}s (> {RECOVERY} s + {slack:.2f} s of load)")
             line += f"; hits again {back:.2f}s after the fault"
         report[client] = line
+    if traffic.lanes:
+        report["lanes"] = by_lane(traffic, base, start, end)
     check_logs(traffic.backend, caplog)
     return report
 

@@ -53,13 +53,16 @@ async def hang(pid: int, seconds: float, marks: dict[str, float]) -> None:
     await asyncio.sleep(RECOVERY + 1.0)
 
 
-@pytest.mark.parametrize("seconds", [5, 15])
-async def test_sigstop(seconds: float, own_redis: RedisServer, origin: Origin,
+@pytest.mark.parametrize(("seconds", "lanes"), [(5, False), (15, False), (5, True)],
+                         ids=["5s", "15s", "5s-every-lane"])
+async def test_sigstop(seconds: float, lanes: bool, own_redis: RedisServer, origin: Origin,
                        caplog: pytest.LogCaptureFixture) -> None:
+    """``lanes``: plain GETs (the fast lanes) and requests that take the full way (Vary, a
+    credential, a request Cache-Control, a body streamed in chunks) in the same traffic."""
     caplog.set_level(logging.WARNING, "aiocache_http")
     backend = RedisBackend(f"stop-{uuid.uuid4().hex[:8]}", own_redis.url)
     base = await baseline(origin)
-    traffic = Traffic(backend, origin, f"stop{seconds}")
+    traffic = Traffic(backend, origin, f"stop{seconds}", lanes=lanes or None)
     marks: dict[str, float] = {}
     assert own_redis.proc is not None
     pid = own_redis.proc.pid

@@ -95,15 +95,17 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-async def test_lock_held_by_another_process(tmp_path: Path, origin: Origin,
+@pytest.mark.parametrize("lanes", [False, True], ids=["plain", "every-lane"])
+async def test_lock_held_by_another_process(lanes: bool, tmp_path: Path, origin: Origin,
                                             caplog: pytest.LogCaptureFixture) -> None:
     """BEGIN EXCLUSIVE held 15 s (default busy_timeout=30): a write that cannot get the
-    lock is dropped and counted after one deadline; reads (WAL) go on; writes resume."""
+    lock is dropped and counted after one deadline; reads (WAL) go on; writes resume.
+    ``lanes``: with requests that take the full way beside the plain ones (see LANES)."""
     caplog.set_level(logging.WARNING, "aiocache_http")
     path = tmp_path / "cache.sqlite"
     backend = SQLiteBackend(path)
     base = await baseline(origin)
-    traffic = Traffic(backend, origin, "lock")
+    traffic = Traffic(backend, origin, "lock", lanes=lanes or None)
     marks: dict[str, float] = {}
     resumed: dict[str, float | None] = {}
 
