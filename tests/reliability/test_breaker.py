@@ -402,3 +402,44 @@ def test_redis_client_keeps_its_own_timeout_as_a_backstop() -> None:
 
     assert 0 < redis_backend.DEFAULT_TIMEOUT <= 5
     assert redis.__version__
+
+
+@pytest.mark.parametrize("body", ["small", "streamed"])
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_every_session_and_body_spends_at_most_one_deadline(
+        kind: str, body: str, own_redis: RedisServer, origin: Origin) -> None:
+    """As above, for both sessions and for a body stored as the caller reads it (over the
+    64 KiB read at handover: its write comes when the caller reaches the end, after the
+    driver returned): a miss on a hung server waits one storage deadline, its read's; the
+    write that follows is not waited for. Counted, not timed: one timeout per request."""
+    backend = RedisBackend(f"one-{uuid.uuid4().hex[:6]}", own_redis.url, breaker_threshold=100)
+    path = "/body/hung{}?size=100000" if body == "streamed" else "/r/hung{}"
+    assert own_redis.proc is not None
+    async with CachedClientSession(cache=backend) as s:
+        sync = CachedSession(backend=backend, autoclose=False)
+
+        async def get(url: str) -> tuple[int, bool, float]:
+            start = time.monotonic()
+            if kind == "async":
+                async with s.get(url) as r:
+                    await r.read()
+                    return r.status, bool(r.from_cache), time.monotonic() - start
+            response = await asyncio.to_thread(sync.get, url)
+            return response.status_code, bool(response.from_cache), time.monotonic() - start
+
+        for warm in ("/r/warm", path.format("-warm")):
+            await get(origin.url(warm))
+        os.kill(own_redis.proc.pid, signal.SIGSTOP)
+        try:
+            for i in range(5):
+                status, hit, took = await get(origin.url(path.format(i)))
+                assert status == 200 and not hit
+                assert took < DEADLINE + MARGIN
+                # its read timed out; its write was skipped (the budget was spent), neither
+                # waited for (up to a deadline more, then left running) nor tried
+                health = backend.health
+                assert (health.timeouts, health.skipped, health.dropped_writes) == (i + 1,) * 3, health
+            assert backend.health.state is CircuitState.CLOSED, backend.health
+        finally:
+            os.kill(own_redis.proc.pid, signal.SIGCONT)
+            sync.close()
