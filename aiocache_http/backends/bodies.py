@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..models import CachedResponse, StoredBodyError
 from ..serializers import DeserializationError, EnvelopeEncoder, Head
-from .health import Kind
+from .health import Kind, current_budget, spending
 from .parts import INLINE_LIMIT, PART_SIZE, Data, ItemReader, ItemWriter
 
 if TYPE_CHECKING:
@@ -56,6 +56,10 @@ class ResponseWriter:
         self._writers: list[tuple[EnvelopeEncoder, ItemWriter, bytearray]] = []  # once it is large
         self._whole: io.BytesIO | None = None  # once it is large, for a format read whole
         self._state = "open"  # -> committed | aborted
+        # The budget of the request that opened it: its writes come as the caller reads the
+        # body, after the driver returned, and still spend that request's one deadline (a
+        # request whose read timed out does not wait for its write too).
+        self._budget = current_budget()
 
     @property
     def open(self) -> bool:
@@ -71,12 +75,17 @@ class ResponseWriter:
         """Store the next body chunk (the caller keeps ownership of it)."""
         if self._state != "open" or not len(chunk):
             return
-        if self._kept is not None:
+        if self._kept is not None and self._kept_size + len(chunk) <= INLINE_LIMIT:
+            self._kept_size += len(chunk)  # (kept in memory: no storage call, no budget)
+            self._kept.append(bytes(chunk))
+            return
+        with spending(self._budget):
+            await self._write_large(chunk)
+
+    async def _write_large(self, chunk: Data) -> None:
+        if self._kept is not None:  # past INLINE_LIMIT with this chunk: to storage from now on
             self._kept_size += len(chunk)
-            if self._kept_size <= INLINE_LIMIT:
-                self._kept.append(bytes(chunk))
-                return
-            kept, self._kept = self._kept, None  # large: to storage from now on
+            kept, self._kept = self._kept, None
             if not await self._start():
                 return
             for part in kept:
@@ -116,6 +125,10 @@ class ResponseWriter:
         """Store the item at every key (the body is complete). False if it was not stored."""
         if self._state != "open":
             return False
+        with spending(self._budget):
+            return await self._commit()
+
+    async def _commit(self) -> bool:
         backend = self.backend
         if self._kept is not None or self._whole is not None:  # the body is in memory
             if self._kept is not None:

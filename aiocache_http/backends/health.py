@@ -48,7 +48,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -125,6 +125,32 @@ class request_budget:
     def __exit__(self, *exc: object) -> None:
         if self.token is not None:
             _budget.reset(self.token)
+
+
+def current_budget() -> _Budget | None:
+    """The running request's budget (None outside one): for work the request leaves behind."""
+    return _budget.get()
+
+
+class spending:
+    """Within this block, storage calls count against ``budget``: a request's, carried to
+    the work it left behind (the tee storing a body as the caller reads it, after the
+    driver returned; on the sync session, in a task of the bridge loop). None: no change."""
+
+    __slots__ = ("budget", "token")
+
+    def __init__(self, budget: _Budget | None) -> None:
+        self.budget = budget
+        self.token: Token[_Budget | None] | None = None
+
+    def __enter__(self) -> None:
+        if self.budget is not None:
+            self.token = _budget.set(self.budget)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            _budget.reset(self.token)
+            self.token = None
 
 
 def lock_wait() -> float | None:
@@ -796,4 +822,4 @@ def _is_configuration_error(e: BaseException) -> bool:
 
 
 __all__ = ["BackendTimeoutError", "BackendUnavailableError", "Breaker", "Circuit", "CircuitState", "Health",
-           "Kind", "lock_wait", "request_budget"]
+           "Kind", "current_budget", "lock_wait", "request_budget", "spending"]
