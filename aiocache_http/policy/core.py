@@ -587,11 +587,15 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
             and (_expire_after(p) if p.store_expire_after is UNSET else p.store_expire_after)
             == EXPIRE_IMMEDIATELY and not ("ETag" in headers or "Last-Modified" in headers)):
         return "EXPIRE_IMMEDIATELY and no validator: it could never be served", "", ()
-    if (settings.cache_control and seconds(freshness.cache_control(headers), "max-age") == 0
-            and not ("ETag" in headers or "Last-Modified" in headers)):
-        # both peers: stale on arrival and nothing to revalidate it with (requests-cache's
-        # EXPIRE_IMMEDIATELY rule; aiohttp-client-cache's DO_NOT_CACHE is 0)
-        return "max-age=0 and no validator: it could never be served", "", ()
+    if settings.cache_control and not ("ETag" in headers or "Last-Modified" in headers):
+        cc = freshness.cache_control(headers)
+        if seconds(cc, "max-age") == 0 and not (
+                settings.stale_while_revalidate or settings.stale_if_error
+                or seconds(cc, "stale-while-revalidate") or seconds(cc, "stale-if-error")):
+            # both peers: stale on arrival and nothing to revalidate it with (requests-cache's
+            # EXPIRE_IMMEDIATELY rule; aiohttp-client-cache's DO_NOT_CACHE is 0); a window
+            # to serve it stale in keeps it (RFC 5861 §3, §4)
+            return "max-age=0 and no validator: it could never be served", "", ()
     if settings.cache_control:
         why = freshness.not_storable_reason(p.request, status, headers)
         if why is not None:
