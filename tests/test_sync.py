@@ -792,6 +792,31 @@ def test_use_at_interpreter_exit(thread_origin: Origin, tmp_path: Path) -> None:
     assert thread_origin.count("/r/exit") == 1
 
 
+def test_a_refresh_in_flight_at_exit_finishes(thread_origin: Origin, tmp_path: Path) -> None:
+    """A script that ends right after a stale-while-revalidate hit (no close()) still gets
+    its background refresh stored, as requests-cache's thread pool would, instead of a
+    'cannot schedule new futures after interpreter shutdown' warning and a lost refresh."""
+    url = thread_origin.url("/r/exit-swr?delay=0.3"
+                            "&h_Cache-Control=max-age%3D0%2C%20stale-while-revalidate%3D600")
+    script = textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        from aiocache_http.sync import CachedSession
+
+        session = CachedSession({str(tmp_path / 'swr')!r}, backend="sqlite", cache_control=True)
+        print(session.get({url!r}).json()["n"], session.get({url!r}).json()["n"])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]  # a miss, then the stale one while it refreshes
+    assert "refresh failed" not in done.stderr, done.stderr
+    assert thread_origin.count("/r/exit-swr") == 2
+    with CachedSession(tmp_path / "swr", backend="sqlite", cache_control=True) as session:
+        (stored,) = session.cache.responses.values()
+        assert json.loads(stored.content)["n"] == 2  # the refresh was stored
+
+
 def test_response_pickles(thread_origin: Origin) -> None:
     import pickle
 
