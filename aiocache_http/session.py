@@ -66,7 +66,7 @@ with warnings.catch_warnings():
         ClientSession)`` (aiohttp-client-cache's mixin). :class:`CachedClientSession` is
         the ready-made one; see it for the arguments."""
 
-        ATTRS = ClientSession.ATTRS | frozenset({"_cache", "_plans"})
+        ATTRS = ClientSession.ATTRS | frozenset({"_cache", "_plans", "expire_after"})
         # aiohttp < 3.10 has no session-wide proxy_auth: none (a later aiohttp's own wins)
         _default_proxy_auth: BasicAuth | None = None
 
@@ -107,6 +107,15 @@ with warnings.catch_warnings():
         @property
         def settings(self) -> CacheSettings:
             return self._cache.settings
+
+        @property
+        def expire_after(self) -> ExpirationTime:
+            """``settings.expire_after`` (requests-cache's session attribute)."""
+            return self._cache.settings.expire_after
+
+        @expire_after.setter
+        def expire_after(self, value: ExpirationTime) -> None:
+            self._cache.settings.expire_after = value
 
         @asynccontextmanager
         async def cache_disabled(self) -> AsyncIterator[None]:
