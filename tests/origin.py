@@ -2,7 +2,8 @@
 
 ``/r/NAME?status=404&h_Cache-Control=max-age%3D60&etag=v1&delay=0.1`` answers with that
 status and headers, a JSON body naming the path and how often it was requested, honours
-If-None-Match against ``etag`` with a 304, and waits ``delay`` seconds first.
+If-None-Match against ``etag`` with a 304, and waits ``delay`` seconds first; ``gzip=1``
+sends the body gzip-compressed (``Content-Encoding: gzip``).
 An ``X-Status`` request header overrides ``status`` (same URL, another answer).
 ``/redirect/NAME`` redirects (302) to ``/r/NAME``. ``/echo`` returns the request headers.
 ``/broken/NAME`` promises 100 bytes and hangs up after 10. While ``origin.down`` is set,
@@ -18,6 +19,7 @@ lines of those lengths (newline included), cacheable for a minute.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -119,6 +121,10 @@ def make_app(counts: Counter[str], state: dict[str, bool],
                 return web.Response(status=304, headers=headers)
         body = json.dumps({"path": request.path, "n": n})
         status = int(request.headers.get("X-Status", q.get("status", 200)))
+        if q.get("gzip"):  # sent compressed: Content-Encoding: gzip
+            headers["Content-Encoding"] = "gzip"
+            return web.Response(status=status, body=gzip.compress(body.encode()),
+                                content_type="application/json", headers=headers)
         return web.Response(status=status, text=body,
                             content_type="application/json", headers=headers)
 

@@ -284,9 +284,21 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
                       key=variant_key(base, stored.vary_generation, values), base=base,
                       head_from_get=via is not None and via.head_from_get, variant=True,
                       vary_generation=generation)
+    if not p.original.decoded and _content_encoded(stored.headers):
+        return _fetch(p, None, _ENCODED, "", generation=generation)
     if via is not None and via.head_from_get:
         stored = replace(stored, body=b"", stored_body=None, cache_key=p.key)
     return _fresh_or_not(p, stored, facts, now, generation)
+
+
+# Stored bodies are decoded (what aiohttp and requests read by default); a request that
+# reads its body as sent (auto_decompress=False) must not get, nor store, another form.
+_ENCODED = "a body read as sent (auto_decompress=False) and a content-encoded one stored decoded"
+
+
+def _content_encoded(headers: CIMultiDict[str]) -> bool:
+    coding = headers.get("Content-Encoding")
+    return coding is not None and coding.strip().lower() not in ("", "identity")
 
 
 def fresh_verdict(p: Plan, stored: CachedResponse, now: datetime) -> Fresh | Decision:
@@ -583,6 +595,8 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
         return "status %d is never stored", "RFC 9111 §3", (status,)
     if settings.read_only:
         return "read_only is set", "", ()
+    if not p.original.decoded and _content_encoded(headers):
+        return _ENCODED, "", ()
     if (not settings.cache_control
             and (_expire_after(p) if p.store_expire_after is UNSET else p.store_expire_after)
             == EXPIRE_IMMEDIATELY and not ("ETag" in headers or "Last-Modified" in headers)):
