@@ -511,6 +511,20 @@ async def test_a_body_read_as_sent_is_never_another_form(origin: Origin, tmp_pat
     assert origin.count("/r/enc") == 4
 
 
+@pytest.mark.parametrize("cache_control", [False, True])
+async def test_a_websocket_passes_the_cache_by(origin: Origin, cache_control: bool) -> None:
+    """One session for HTTP and WebSockets (``ws_connect`` sends its GET through
+    ``_request``): each upgrade reaches the origin, nothing is stored."""
+    backend = CacheBackend()
+    async with CachedClientSession(cache=backend, cache_control=cache_control) as s:
+        for i in range(2):
+            async with s.ws_connect(origin.url("/ws")) as ws:
+                await ws.send_str(f"hi {i}")
+                assert (await asyncio.wait_for(ws.receive(), 5)).data == f"echo hi {i}"
+        assert await backend.raw_responses.size() == 0
+    assert origin.count("/ws") == 2
+
+
 async def test_a_settings_change_reaches_a_request_seen_before(origin: Origin) -> None:
     url = origin.url("/r/memo-settings")
     async with CachedClientSession(cache=CacheBackend(), expire_after=60) as s:
