@@ -5,7 +5,9 @@ status and headers, a JSON body naming the path and how often it was requested, 
 If-None-Match against ``etag`` with a 304, and waits ``delay`` seconds first; ``gzip=1``
 sends the body gzip-compressed (``Content-Encoding: gzip``).
 An ``X-Status`` request header overrides ``status`` (same URL, another answer).
-``/redirect/NAME`` redirects (302) to ``/r/NAME``. ``/ws`` is a WebSocket echo. ``/echo`` returns the request headers.
+``/redirect/NAME`` redirects (302) to ``/r/NAME``. ``/ws`` is a WebSocket echo.
+``/events/NAME?count=600&interval=0.05`` is an event stream (``text/event-stream``):
+``data: N-i`` events, N the request's number. ``/echo`` returns the request headers.
 ``/broken/NAME`` promises 100 bytes and hangs up after 10. While ``origin.down`` is set,
 every request is answered by closing the connection.
 
@@ -190,6 +192,17 @@ def make_app(counts: Counter[str], state: dict[str, bool],
         text = b"".join(b"x" * (n - 1) + b"\n" for n in lengths)
         return web.Response(body=text, content_type="text/plain", headers={"Cache-Control": "max-age=60"})
 
+    async def events(request: web.Request) -> web.StreamResponse:
+        counts[request.path] += 1
+        n = counts[request.path]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(int(request.query.get("count", 600))):
+            await response.write(f"data: {n}-{i}\n\n".encode())
+            await asyncio.sleep(float(request.query.get("interval", 0.05)))
+        await response.write_eof()
+        return response
+
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         counts[request.path] += 1
         ws = web.WebSocketResponse()
@@ -200,6 +213,7 @@ def make_app(counts: Counter[str], state: dict[str, bool],
 
     app = web.Application(middlewares=[outage])
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/events/{name}", events)
     app.router.add_route("*", "/r/{name}", scripted)
     app.router.add_get("/broken/{name}", broken)
     app.router.add_route("*", "/body/{name}", body)

@@ -525,6 +525,38 @@ async def test_a_websocket_passes_the_cache_by(origin: Origin, cache_control: bo
     assert origin.count("/ws") == 2
 
 
+async def test_an_event_stream_is_neither_stored_nor_waited_for(origin: Origin) -> None:
+    """Two subscribers to one event stream: the second gets its own stream while the
+    first still reads (it used to be coalesced onto the first, and waited for a stream
+    that may never end), and nothing is stored (a replay would be old events)."""
+    backend = CacheBackend()
+    url = origin.url("/events/feed?count=1200")
+    first_event = asyncio.Event()
+    second_done = asyncio.Event()
+
+    async def first(s: CachedClientSession) -> str:
+        async with s.get(url) as r:
+            line = await r.content.readline()
+            first_event.set()
+            while not second_done.is_set():  # still reading: the stream goes on
+                await r.content.readline()
+            return line.decode().strip()
+
+    async def second(s: CachedClientSession) -> str:
+        await first_event.wait()
+        try:
+            async with s.get(url) as r:
+                return (await r.content.readline()).decode().strip()
+        finally:
+            second_done.set()
+
+    async with CachedClientSession(cache=backend) as s:
+        # (the stream lasts a minute: a second subscriber waiting for it to end times out)
+        got = await asyncio.wait_for(asyncio.gather(first(s), second(s)), 20)
+        assert got == ["data: 1-0", "data: 2-0"]
+        assert await backend.raw_responses.size() == 0
+
+
 async def test_a_settings_change_reaches_a_request_seen_before(origin: Origin) -> None:
     url = origin.url("/r/memo-settings")
     async with CachedClientSession(cache=CacheBackend(), expire_after=60) as s:

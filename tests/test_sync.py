@@ -817,6 +817,41 @@ def test_a_refresh_in_flight_at_exit_finishes(thread_origin: Origin, tmp_path: P
         assert json.loads(stored.content)["n"] == 2  # the refresh was stored
 
 
+def test_an_event_stream_read_in_two_threads(thread_origin: Origin) -> None:
+    """A second thread subscribing to an event stream gets its own while the first still
+    reads it (it used to wait for the first's stream to end), and nothing is stored."""
+    session = CachedSession(backend="memory")
+    url = thread_origin.url("/events/sync-feed?count=1200")  # a minute long
+    first_line, second_done = threading.Event(), threading.Event()
+    got: dict[str, str] = {}
+
+    def first() -> None:
+        with session.get(url, stream=True) as r:
+            lines = r.iter_lines()
+            got["first"] = next(line for line in lines if line).decode()
+            first_line.set()
+            while not second_done.is_set():
+                next(lines)
+
+    def second() -> None:
+        first_line.wait(20)
+        try:
+            with session.get(url, stream=True) as r:
+                got["second"] = next(line for line in r.iter_lines() if line).decode()
+        finally:
+            second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    second_done.wait(20)
+    assert got.get("second") == "data: 2-0", got
+    for t in threads:
+        t.join(20)
+    assert got["first"] == "data: 1-0" and not list(session.cache.responses.keys())
+    session.close()
+
+
 def test_response_pickles(thread_origin: Origin) -> None:
     import pickle
 
