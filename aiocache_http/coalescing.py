@@ -13,8 +13,10 @@ a wrong answer).
 A leader's body may still be on its way to its caller (and to storage) when its
 response is handed over: the waiters wait for the body to be stored (:class:`Lead`). If
 no chunk of it passes for :data:`LEADER_STALL_SECONDS` (its caller stopped reading),
-they stop waiting and fetch on their own; and a request never waits for a response of
-its own ``owner`` (its task; its thread in the sync session): that one is not read yet.
+they stop waiting and fetch on their own; so they do once a body of unknown length
+(chunked: it may be a stream that never ends, a watch or a feed) has flowed that long;
+and a request never waits for a response of its own ``owner`` (its task; its thread in
+the sync session): that one is not read yet.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ logger = logging.getLogger("aiocache_http")
 
 
 class Progress(Protocol):
-    """A body on its way (``streaming.Tee``): when a chunk of it last passed."""
+    """A body on its way (``streaming.Tee``): when a chunk of it last passed, and its
+    length if known (Content-Length)."""
 
     last_progress: float
+    expected_length: int | None
 
 
 class Lead:
@@ -45,19 +49,20 @@ class Lead:
     nothing). The futures a waiter waits on are made when one first waits: a lead
     nobody waits for (most of them) costs none."""
 
-    __slots__ = ("_finished", "_streaming", "body", "done", "loop", "owner", "result")
+    __slots__ = ("_finished", "_streaming", "body", "done", "handed", "loop", "owner", "result")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owner: object) -> None:
         self.loop, self.owner = loop, owner
         self.done = False
         self.result: Any = None
         self.body: Progress | None = None
+        self.handed = 0.0  # when ``body`` was handed over (time.monotonic())
         self._finished: asyncio.Future[None] | None = None  # set once done
         self._streaming: asyncio.Future[None] | None = None  # set once ``body`` is
 
     def streams(self, body: Progress) -> None:
         """Its response is handed over; its body follows (stored when complete)."""
-        self.body = body
+        self.body, self.handed = body, time.monotonic()
         if self._streaming is not None and not self._streaming.done():
             self._streaming.set_result(None)
 
@@ -81,9 +86,12 @@ class Lead:
                 either: list[asyncio.Future[None]] = [self._finished, self._streaming]
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            timeout = self.body.last_progress + LEADER_STALL_SECONDS - time.monotonic()
+            until = self.body.last_progress
+            if self.body.expected_length is None:  # it may never end: not longer than a stall
+                until = min(until, self.handed)
+            timeout = until + LEADER_STALL_SECONDS - time.monotonic()
             if timeout <= 0:
-                logger.debug("the leader's body stalled: not waiting for it")
+                logger.debug("the leader's body stalled, or has no end in sight: not waiting for it")
                 return None
             await asyncio.wait([self._finished], timeout=timeout)
         return self.result

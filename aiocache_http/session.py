@@ -66,7 +66,7 @@ with warnings.catch_warnings():
         ClientSession)`` (aiohttp-client-cache's mixin). :class:`CachedClientSession` is
         the ready-made one; see it for the arguments."""
 
-        ATTRS = ClientSession.ATTRS | frozenset({"_cache", "_plans"})
+        ATTRS = ClientSession.ATTRS | frozenset({"_cache", "_plans", "expire_after"})
         # aiohttp < 3.10 has no session-wide proxy_auth: none (a later aiohttp's own wins)
         _default_proxy_auth: BasicAuth | None = None
 
@@ -107,6 +107,15 @@ with warnings.catch_warnings():
         @property
         def settings(self) -> CacheSettings:
             return self._cache.settings
+
+        @property
+        def expire_after(self) -> ExpirationTime:
+            """``settings.expire_after`` (requests-cache's session attribute)."""
+            return self._cache.settings.expire_after
+
+        @expire_after.setter
+        def expire_after(self, value: ExpirationTime) -> None:
+            self._cache.settings.expire_after = value
 
         @asynccontextmanager
         async def cache_disabled(self) -> AsyncIterator[None]:
@@ -228,7 +237,7 @@ with warnings.catch_warnings():
             # are not memoized a second time (cheaper misses).
             remembered = (plain and not disabled and method in settings.allowed_methods
                           and not settings.urls_expire_after and settings.key_fn is None
-                          and not len(self._cookie_jar))
+                          and not len(self._cookie_jar) and self._auto_decompress)
             keep = not remembered
             identity = None  # the key, worked out once (a disabled cache needs none)
             try:
@@ -320,7 +329,8 @@ with warnings.catch_warnings():
             url, url_text = self._url(str_or_url) if parsed is None else parsed
             if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
                     and self._default_auth is None and self._default_proxy_auth is None
-                    and url.user is None):  # nothing to merge in: what the way below gives
+                    and url.user is None and self._auto_decompress):
+                # nothing to merge in: what the way below gives
                 return CachedRequest(method, url_text, NO_HEADERS, b"",
                                      follow_redirects=kwargs.get("allow_redirects", True))
             if kwargs.get("params"):
@@ -349,8 +359,10 @@ with warnings.catch_warnings():
             if content_type and "Content-Type" not in headers:
                 headers["Content-Type"] = content_type
             verify = kwargs.get("ssl", True) is not False and kwargs.get("verify_ssl") is not False
+            decoded = kwargs.get("auto_decompress")
             return CachedRequest(method, url_text, headers, content,
-                                 follow_redirects=kwargs.get("allow_redirects", True), verify=verify)
+                                 follow_redirects=kwargs.get("allow_redirects", True), verify=verify,
+                                 decoded=self._auto_decompress if decoded is None else bool(decoded))
 
         def _json_serializer(self) -> JsonSerialize:
             as_bytes = getattr(self, "_json_serialize_bytes", None)
