@@ -162,3 +162,45 @@ async def test_a_server_refusing_writes(refusal: str, own_redis: RedisServer, or
     admin.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) <= 3, warnings
+
+
+@pytest.mark.parametrize("refusal", ["OOM", "READONLY", "NOREPLICAS"])
+async def test_writes_refused_while_traffic_runs(refusal: str, own_redis: RedisServer, origin: Origin,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The same refusals (and ``min-replicas-to-write`` with no replica: NOREPLICAS) for 4 s
+    under traffic on every lane, both sessions: hits go on, misses come from the origin
+    unstored, no exception, at most one deadline added, the writes circuit opens, and
+    each session stores again once the server accepts writes."""
+    caplog.set_level(logging.WARNING, "aiocache_http")
+    backend = RedisBackend(f"refuse-{uuid.uuid4().hex[:8]}", own_redis.url)
+    admin = own_redis.client()
+    refuse, accept = {
+        "OOM": (("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "SET", "maxmemory", "0")),
+        "READONLY": (("REPLICAOF", "127.0.0.1", "1"), ("REPLICAOF", "NO", "ONE")),
+        "NOREPLICAS": (("CONFIG", "SET", "min-replicas-to-write", "1"),
+                       ("CONFIG", "SET", "min-replicas-to-write", "0")),
+    }[refusal]
+    base = await baseline(origin)
+    traffic = Traffic(backend, origin, f"refuse{refusal}", lanes=True)
+    marks: dict[str, float] = {}
+    resumed: dict[str, float | None] = {}
+
+    async def fault() -> None:
+        await asyncio.sleep(1.0)
+        admin.execute_command(*refuse)
+        marks["start"] = time.monotonic()
+        await asyncio.sleep(4.0)
+        admin.execute_command(*accept)
+        marks["end"] = time.monotonic()
+        await asyncio.sleep(backend.settings.breaker_cooldown)
+        resumed.update(await traffic.time_to_store())
+
+    try:
+        await traffic.run(20, fault)
+    finally:
+        await backend.close()
+        admin.close()
+    report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
+                   circuit="writes")
+    assert all(took is not None for took in resumed.values()), resumed
+    print(f"\n{refusal}: {report}; writes again after {resumed}; {backend.health}")
