@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -35,7 +34,7 @@ from aiocache_http.sync import CachedSession
 
 from ..backends import FACTORIES
 from ..origin import Origin
-from .test_credentials import BACKENDS, WAYS, Client, Creds, raw_storage, user
+from .test_credentials import BACKENDS, WAYS, Client, Creds, _files, raw_storage, user
 
 # aiohttp 3.14 deprecates auth=BasicAuth(...); users still pass it, so it is tested.
 pytestmark = pytest.mark.filterwarnings("ignore:.*BasicAuth|.*'auth' parameter:DeprecationWarning")
@@ -334,7 +333,7 @@ async def test_no_bleed_between_the_async_and_the_sync_session_on_one_file(
     finally:
         for backend in backends.values():
             await backend.close()
-    dump = _present(tmp_path, "shared.sqlite*")
+    dump = _files(tmp_path, "shared.sqlite*")
     assert dump and not [s for s in secrets if s.encode() in dump]
 
 
@@ -382,12 +381,3 @@ async def test_a_warm_plan_memo_follows_the_sessions_credentials(
         await as_("a")
     await backend.close()
 
-
-def _present(root: Path, pattern: str) -> bytes:
-    """The files' bytes; a -wal / -shm file SQLite removes meanwhile (the last connection
-    closing on the sync bridge's loop) is left out: its pages are in the database then."""
-    chunks = []
-    for p in sorted(root.glob(pattern)):
-        with contextlib.suppress(FileNotFoundError):
-            chunks.append(p.read_bytes())
-    return b"".join(chunks)
