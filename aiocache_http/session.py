@@ -15,14 +15,25 @@ from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
+import aiohttp
+from aiohttp import (
+    BasicAuth,
+    ClientConnectionError,
+    ClientResponse,
+    ClientSession,
+    ClientTimeout,
+    CookieJar,
+    ServerTimeoutError,
+)
 from aiohttp.client import _BaseRequestContextManager
+from aiohttp.helpers import sentinel
 from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
 from .backends.base import _disabled as _disabled_ids  # CacheBackend.disabled's own
 from .cache_keys import JsonSerialize, NotKeyable, request_body
+from .coalescing import Patience
 from .content import whole_body
 from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
@@ -430,6 +441,16 @@ class _Sender:
         self.session, self.method, self.given, self.parsed = session, method, given, parsed
         self.headers, self.kwargs = headers, kwargs
 
+    def patience(self) -> Patience:
+        """How long this request may wait for a concurrent one's answer: its own
+        timeout (``timeout=``, else the session's), as aiohttp would apply it."""
+        timeout = self.kwargs.get("timeout", sentinel)
+        if timeout is sentinel:
+            timeout = self.session._timeout
+        if isinstance(timeout, ClientTimeout):
+            return Patience(timeout.total, timeout.sock_read, _timed_out)
+        return Patience(None if timeout is None else float(timeout), None, _timed_out)
+
     async def __call__(self, extra: dict[str, str]) -> OriginResponse:
         merged: Any = extra or None
         headers = self.headers
@@ -446,6 +467,17 @@ class _Sender:
             self.method, target, headers=merged, raise_for_status=False, **self.kwargs)
         # The URL answered, as text: the one sent unless redirected (or rewritten).
         return _origin(response, text if response.url is target else None)
+
+
+def _timed_out(total: bool) -> BaseException:
+    """What aiohttp raises when a request's total timeout, or its ``sock_read``, runs out."""
+    if total:
+        return asyncio.TimeoutError()
+    return _SocketTimeoutError("Timeout on reading data from socket")
+
+
+# aiohttp >= 3.10 raises a subclass of ServerTimeoutError for sock_read
+_SocketTimeoutError: type[ServerTimeoutError] = getattr(aiohttp, "SocketTimeoutError", ServerTimeoutError)
 
 
 class _Call(_BaseRequestContextManager[OriginClientResponse]):

@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -555,6 +556,46 @@ async def test_an_event_stream_is_neither_stored_nor_waited_for(origin: Origin) 
         got = await asyncio.wait_for(asyncio.gather(first(s), second(s)), 20)
         assert got == ["data: 1-0", "data: 2-0"]
         assert await backend.raw_responses.size() == 0
+
+
+@pytest.mark.parametrize("given", ["per request", "per session"])
+async def test_a_coalesced_request_keeps_its_own_timeout(origin: Origin, given: str) -> None:
+    """A request waiting for a concurrent one's answer times out as it would on its own:
+    ``timeout=ClientTimeout(total=0.5)`` against an origin that answers in 3 s raises
+    asyncio.TimeoutError while the leader still waits (it used to wait the leader's 3 s,
+    or time out only after the leader did and its own request did again); so does
+    ``sock_read`` for an answer that has not begun. A leader without the limit still
+    gets its answer, and stores it."""
+    url = origin.url("/r/slow-for-some?delay=3")
+    short = aiohttp.ClientTimeout(total=0.5)
+    async with CachedClientSession(cache=CacheBackend(),
+                                   timeout=short if given == "per session" else None) as s:
+        leader_started = asyncio.Event()
+        leader_done = False
+
+        async def lead() -> bytes:
+            nonlocal leader_done
+            leader_started.set()
+            async with s.get(url, timeout=aiohttp.ClientTimeout(total=30)) as r:
+                body = await r.read()
+            leader_done = True
+            return body
+
+        async def follow(timeout: aiohttp.ClientTimeout | None) -> bool:
+            await leader_started.wait()
+            await asyncio.sleep(0.05)  # the leader is on its way to the origin
+            with pytest.raises(asyncio.TimeoutError):
+                await (s.get(url) if timeout is None else s.get(url, timeout=timeout))
+            return leader_done
+
+        followers = (follow(None if given == "per session" else short),
+                     follow(aiohttp.ClientTimeout(total=None, sock_read=0.5)))
+        body, *leader_done_first = await asyncio.wait_for(asyncio.gather(lead(), *followers), 30)
+        assert json.loads(body)["n"] == 1
+        assert leader_done_first == [False, False]  # they did not wait for the leader's 3 s
+        async with s.get(url) as r:
+            assert r.from_cache
+    assert origin.count("/r/slow-for-some") == 1
 
 
 async def test_a_settings_change_reaches_a_request_seen_before(origin: Origin) -> None:

@@ -852,6 +852,38 @@ def test_an_event_stream_read_in_two_threads(thread_origin: Origin) -> None:
     session.close()
 
 
+@pytest.mark.parametrize("timeout", [0.5, (5, 0.5)])
+def test_a_coalesced_request_keeps_its_read_timeout(thread_origin: Origin, timeout: Any) -> None:
+    """A thread waiting for a concurrent request's answer raises requests' ReadTimeout
+    once its own read timeout passes with no answer begun, as it would on its own
+    connection, while the leader (no timeout) still waits for the origin's 3 s."""
+    session = CachedSession(backend="memory")
+    url = thread_origin.url("/r/sync-slow-for-some?delay=3")
+    leader_started = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def lead() -> None:
+        leader_started.set()
+        outcome["leader"] = session.get(url).json()["n"]
+
+    def follow() -> None:
+        leader_started.wait(20)
+        time.sleep(0.05)  # the leader is on its way to the origin
+        try:
+            session.get(url, timeout=timeout)
+        except requests.exceptions.ReadTimeout:
+            outcome["follower"] = "ReadTimeout, leader " + ("done" if "leader" in outcome else "waiting")
+
+    threads = [threading.Thread(target=lead), threading.Thread(target=follow)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcome == {"follower": "ReadTimeout, leader waiting", "leader": 1}
+    assert session.get(url).from_cache and thread_origin.count("/r/sync-slow-for-some") == 1
+    session.close()
+
+
 def test_response_pickles(thread_origin: Origin) -> None:
     import pickle
 
