@@ -605,14 +605,20 @@ class _Run:
                     return self.answer(again)
                 decision = again
                 continue
-            return await _within(deadline, self.lead(slot, decision))
+            return await self.lead(slot, decision, deadline=deadline)
 
     async def lead(self, slot: tuple[asyncio.AbstractEventLoop, str],
-                   decision: Fetch | Revalidate, request_time: datetime | None = None) -> Outcome:
+                   decision: Fetch | Revalidate, request_time: datetime | None = None,
+                   deadline: float | None = None) -> Outcome:
+        """Fetch for everyone waiting on ``slot`` (claimed at once, before any wait);
+        ``deadline``: what is left of this request's own total timeout, if it waited."""
         coalescing = self.backend.coalescing
         lead = coalescing.claim(slot, self.reader())
         try:
-            outcome = await self.origin(decision, request_time)
+            if deadline is None:
+                outcome = await self.origin(decision, request_time)
+            else:
+                outcome = await _within(deadline, self.origin(decision, request_time))
         except BaseException:
             coalescing.release(slot, lead, None)
             raise

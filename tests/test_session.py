@@ -7,7 +7,6 @@ import asyncio
 import gzip
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
