@@ -74,6 +74,8 @@ def test_settings_defaults_and_aliases() -> None:
     ({"expire_aftr": 3}, TypeError, "expire_after"),  # typo: suggests the right name
     ({"stale_if_error": -1}, ValueError, "stale_if_error"),
     ({"urls_expire_after": {"*": "bad"}}, ValueError, "urls_expire_after"),
+    ({"secret_key": 123}, TypeError, "secret_key must be .* not int"),  # was: 'int' object is not iterable
+    ({"secret_key": ["k", 5]}, TypeError, "secret_key must be .* holding 5"),
 ])
 def test_settings_validation_names_the_setting(kwargs: dict[str, object], error: type[Exception],
                                                names: str) -> None:
