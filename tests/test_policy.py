@@ -400,12 +400,14 @@ def test_every_setting_validates_and_splits_from_the_table() -> None:
 
 @pytest.mark.parametrize("cache_control", [False, True])
 def test_an_event_stream_is_never_stored(cache_control: bool) -> None:
-    """An event stream is live: whatever its headers say, it is not stored (with or
-    without cache_control), so nothing waits for it to end."""
+    """An event stream (or a multipart/x-mixed-replace one, a camera's) is live: whatever
+    its headers say, it is not stored (with or without cache_control), so nothing waits
+    for it to end."""
     p = plan(cache_control=cache_control)
-    for content_type in ("text/event-stream", "Text/Event-Stream; charset=utf-8"):
+    for content_type in ("text/event-stream", "Text/Event-Stream; charset=utf-8",
+                         "multipart/x-mixed-replace; boundary=frame"):
         decision = respond(p, 200, CIMultiDict({"Content-Type": content_type,
                                                 "Cache-Control": "max-age=60"}))
-        assert isinstance(decision, DontStore) and "event stream" in decision.why()
+        assert isinstance(decision, DontStore) and "live stream" in decision.why()
     assert isinstance(respond(p, 200, CIMultiDict({"Content-Type": "text/plain",
                                                    "Cache-Control": "max-age=60"})), Store)
