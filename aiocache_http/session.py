@@ -23,7 +23,7 @@ from yarl import URL
 from .backends import CacheBackend, init_backend
 from .backends.base import _disabled as _disabled_ids  # CacheBackend.disabled's own
 from .cache_keys import JsonSerialize, NotKeyable, request_body
-from .content import whole_body
+from .content import arrived_body, whole_body
 from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
 from .models import NO_HEADERS, CachedRequest
@@ -533,6 +533,7 @@ def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
                  for r in response.history] if response.history else (),
         sent_headers=response.request_info.headers,  # (read only: not copied)
         whole=functools.partial(whole_body, response.content),  # (no frame of ours)
+        arrived=arrived_body(response.content),
     )
 
 
