@@ -362,6 +362,12 @@ def hash_key(parts: Sequence[bytes | Chunks]) -> str:
     """SHA-256 of the parts, each prefixed by its length (so parts never run together).
     A large body is hashed where it is, not copied; a part given as :class:`Chunks`
     hashes as the bytes they join into."""
+    if len(parts) == 5 and parts[2:] == _NO_EXTRAS:  # a plain request's: method and URL only
+        method, url = parts[0], parts[1]
+        if type(method) is bytes and type(url) is bytes and len(url) <= _JOINED:
+            return hashlib.sha256(b"".join((len(method).to_bytes(8, "big"), method,
+                                            len(url).to_bytes(8, "big"), url, _EMPTY_PARTS))
+                                  ).hexdigest()
     joined: list[bytes] = []
     for part in parts:
         if type(part) is not bytes or len(part) > _JOINED:
@@ -382,6 +388,8 @@ def hash_key(parts: Sequence[bytes | Chunks]) -> str:
     return digest.hexdigest()
 
 
+_NO_EXTRAS = [b"", b"", b""]
+_EMPTY_PARTS = bytes(24)  # three empty parts: each its length, 0, in 8 bytes
 _JOINED = 64 * 1024  # parts up to this size are copied into one input; a larger body is not
 
 
