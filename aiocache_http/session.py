@@ -263,8 +263,16 @@ with warnings.catch_warnings():
                                 headers, kwargs)
             plan = core.plan(request, settings, options, self._cache.identify_bound, identity)
             if remembered and plan.bypass is None:
-                self._remember(method, str_or_url, request, plan, send)
-            outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
+                # What the plan was made from, as it is now (the memo holds while it does).
+                made_from = (settings.version, tuple(self._default_headers.items()),
+                             self._default_auth, self._default_proxy_auth)
+                outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
+                # Kept unless this request just stored its response: a URL seen once (most
+                # misses) costs no memo; seen again, it is a hit, and kept then.
+                if outcome.from_cache or outcome.response is None:
+                    self._remember(method, str_or_url, request, plan, send, made_from)
+            else:
+                outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
             result = self._respond(outcome, method)
             return await self._checked(result, check) if check else result
 
@@ -283,15 +291,18 @@ with warnings.catch_warnings():
             return result
 
         def _remember(self, method: str, str_or_url: str | URL, request: CachedRequest,
-                      plan: core.Plan, send: Callable[[dict[str, str]], Awaitable[OriginResponse]]) -> None:
-            """Keep a plain request's plan while what it was made from holds (see _Memo);
+                      plan: core.Plan, send: Callable[[dict[str, str]], Awaitable[OriginResponse]],
+                      made_from: tuple[int, tuple[tuple[str, str], ...], BasicAuth | None,
+                                       BasicAuth | None]) -> None:
+            """Keep a plain request's plan while what it was made from holds (see _Memo):
+            ``made_from``, the settings' version, default headers and auth when it was made;
             ``send``: its sender (no headers, only ``allow_redirects``: the same for every hit).
             Only for a request that passes no bypass and reads nothing per request (per-URL
             expiry patterns, cookies): the caller checks."""
-            settings = self._cache.settings
+            if isinstance(send, _Sender):
+                send.parsed = None  # (unsent, a hit's: not kept, see _Sender)
             self._plans = self._plans.with_entry((method, str_or_url, request.follow_redirects), _Memo(
-                request, plan, settings, settings.version, tuple(self._default_headers.items()),
-                self._default_auth, self._default_proxy_auth, send))
+                request, plan, plan.settings, *made_from, send))
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response

@@ -24,23 +24,46 @@ from .origin import Origin
 
 
 async def test_a_plain_miss_is_memoized_once_in_the_plan_memo(origin: Origin) -> None:
-    """A first-seen plain request's URL and key are kept by its plan memo only (not also
-    in the backend's URL and key memos); a request the plan memo cannot keep (headers
-    given) still memoizes its key. Both are hits the second time."""
+    """A first-seen plain request that stores its response is not memoized at all (a URL
+    seen once costs no memo); seen again (a hit), its URL and key are kept by its plan
+    memo only (not also in the backend's URL and key memos), and the memo answers from
+    then on. A request the plan memo cannot keep (headers given) still memoizes its key.
+    Both are hits the second time."""
     async with CachedClientSession(cache=CacheBackend()) as session:
         cache = session.cache
         async with session.get(origin.url("/r/plain-once")) as r:
             await r.read()
         assert len(cache._identities) == 0 and len(cache._urls) == 0
-        assert len(session._plans) == 1
+        assert len(session._plans) == 0
         async with session.get(origin.url("/r/plain-once")) as r:
             assert r.from_cache  # type: ignore[union-attr]
+        assert len(cache._identities) == 0 and len(cache._urls) == 0
+        (memo,) = session._plans.values()
+        assert memo.send.parsed is None  # type: ignore[attr-defined]  # (unsent: not kept)
+        async with session.get(origin.url("/r/plain-once")) as r:
+            assert r.from_cache  # type: ignore[union-attr]
+        assert memo.hit.last is not None  # answered by the memo
         for _ in range(2):
             async with session.get(origin.url("/r/with-headers"), headers={"X-A": "1"}) as r:
                 await r.read()
         assert len(cache._identities) == 1 and len(cache._urls) == 1
         assert r.from_cache  # type: ignore[union-attr]
         assert origin.counts["/r/plain-once"] == 1 and origin.counts["/r/with-headers"] == 1
+
+
+async def test_an_answer_not_stored_is_memoized_at_once(origin: Origin) -> None:
+    """A plain request whose answer is not stored (here no-store) keeps its plan at once:
+    the next one, a miss again, does not work out its key and plan anew."""
+    async with CachedClientSession(cache=CacheBackend(), cache_control=True) as session:
+        url = origin.url("/r/not-stored?h_Cache-Control=no-store")
+        async with session.get(url) as r:
+            await r.read()
+        assert r.from_cache is False  # type: ignore[union-attr]
+        (memo,) = session._plans.values()
+        assert memo.request.url == url
+        async with session.get(url) as r:
+            await r.read()
+        assert session._plans["GET", url, True] is memo and origin.counts["/r/not-stored"] == 2
 
 
 async def test_a_memory_miss_reads_the_clock_twice_and_stores_at_once(origin: Origin) -> None:
@@ -75,8 +98,9 @@ async def test_the_plan_memo_keeps_a_sender_without_the_parsed_url(origin: Origi
     """The sender a plain request's plan memo keeps lets go of the parsed URL once sent;
     sent again (a revalidation, here a refresh), it sends the URL as given."""
     async with CachedClientSession(cache=CacheBackend(), expire_after=60) as session:
-        async with session.get(origin.url("/r/sender")) as r:
-            await r.read()
+        for _ in range(2):  # (a miss, then a hit: kept)
+            async with session.get(origin.url("/r/sender")) as r:
+                await r.read()
         (memo,) = session._plans.values()
         assert memo.send.parsed is None  # type: ignore[attr-defined]
         async with session.get(origin.url("/r/sender"), refresh=True) as r:
@@ -273,3 +297,23 @@ def test_backend_and_settings_attributes_without_a_getattr_hook() -> None:
         backend.nope  # type: ignore[attr-defined]  # noqa: B018
     with pytest.raises(AttributeError):
         backend.settings.nope  # noqa: B018
+
+
+async def test_a_plan_kept_after_its_request_holds_what_it_was_made_from(origin: Origin) -> None:
+    """The plan memo is kept once the answer is known: it records the settings' version
+    from before the request, so a settings change meanwhile makes it not hold."""
+    import asyncio
+
+    async with CachedClientSession(cache=CacheBackend(), cache_control=True) as session:
+        url = origin.url("/r/changed-meanwhile?h_Cache-Control=no-store&delay=0.3")
+
+        async def get() -> None:
+            async with session.get(url) as r:
+                await r.read()
+
+        task = asyncio.ensure_future(get())
+        await asyncio.sleep(0.1)
+        session.settings.expire_after = 60  # while the request is at the origin
+        await task
+        (memo,) = session._plans.values()
+        assert not memo.holds(session)
