@@ -94,7 +94,9 @@ class Coalescing:
 
     def __init__(self) -> None:
         self.inflight: dict[Slot, Lead] = {}
-        self.generations: dict[Slot, int] = {}
+        # by key alone, not slot: a str keeps nothing for the garbage collector to visit
+        # (a fill of the key on another loop counts too: one extra read, never a wrong answer)
+        self.generations: dict[str, int] = {}
         self.seq = 0  # fills finished, all keys
         self.pruned = 0  # the newest generation forgotten
 
@@ -104,7 +106,7 @@ class Coalescing:
 
     def finished_since(self, slot: Slot, mark: int) -> bool:
         """Did a fill for ``slot`` finish after ``mark`` was taken?"""
-        generation = self.generations.get(slot)
+        generation = self.generations.get(slot[1])
         if generation is not None:
             return generation > mark
         return self.pruned > mark
@@ -119,8 +121,9 @@ class Coalescing:
         if self.inflight.get(slot) is lead:
             del self.inflight[slot]
         self.seq += 1
-        self.generations.pop(slot, None)
-        self.generations[slot] = self.seq
+        key = slot[1]
+        self.generations.pop(key, None)
+        self.generations[key] = self.seq
         if len(self.generations) > MAX_GENERATIONS:
             oldest = next(iter(self.generations))
             self.pruned = max(self.pruned, self.generations.pop(oldest))

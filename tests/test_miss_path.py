@@ -255,6 +255,27 @@ async def test_a_stored_memory_entry_is_at_most_three_tracked_objects(origin: Or
             assert isinstance(r.request_info.headers, Mapping)
 
 
+async def test_a_stored_miss_leaves_nothing_tracked_but_its_entry(origin: Origin) -> None:
+    """Besides its entry (three tracked objects, above), a plain miss stored in memory
+    leaves nothing the collector walks in the session's and the backend's state: no plan
+    memo (a URL seen once), no coalescing generation (kept by key, a str; it was a
+    (loop, key) tuple)."""
+    async with CachedClientSession(cache=CacheBackend(), expire_after=3600) as session:
+        cache = session.cache
+
+        def state() -> int:
+            gc.collect()
+            return _tracked_objects([session._plans, cache.coalescing.generations,
+                                     cache.coalescing.inflight, cache._urls, cache._identities])
+
+        before = state()
+        for i in range(100):
+            async with session.get(origin.url(f"/r/left{i}")) as r:
+                await r.read()
+        assert state() == before
+        assert len(cache.coalescing.generations) == 100
+
+
 def test_the_shared_empty_request_headers_are_read_only_and_copy_as_ordinary() -> None:
     """Every stored request without headers shares NO_HEADERS: writing to it would change
     them all, so it refuses; a copy (how code derives headers) is an ordinary one."""
