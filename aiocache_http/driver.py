@@ -335,19 +335,38 @@ class _Run:
         self.lookup_decision = decision
         slot = (asyncio.get_running_loop(), plan.key)
         coalescing = backend.coalescing
-        counting = bool(backend.events)  # (nobody listens: the counters, if any)
+        if type(decision) is not Fetch or slot in coalescing.inflight:  # another leads, a HEAD...
+            return await self.plain_other(decision, now)
+        stats = backend.events.stats  # (nobody listens: the counters, if any)
+        faults, token = start_collecting_faults() if stats is not None else ([], None)
+        lead = coalescing.claim(slot, self.reader())  # (lead() inline: a coroutine less)
+        try:
+            outcome = await self.origin(decision, now)  # sent at the lookup's time
+        except BaseException:
+            coalescing.release(slot, lead, None)
+            if stats is not None:
+                self.emit(None, faults, error=True)
+            raise
+        finally:
+            if token is not None:
+                stop_collecting_faults(token)
+        self.hand_over(slot, lead, outcome)
+        if stats is None:
+            return outcome
+        stored = outcome.response
+        if (stored is not None and not faults and type(self.last) is Store and outcome.tee is None
+                and self.stored):  # (report()'s way for a plain miss stored whole, inline)
+            stats.count_stored_miss(len(stored.body))
+            return outcome
+        return self.report(outcome, faults, False)
+
+    async def plain_other(self, decision: Decision, now: datetime) -> Outcome:
+        """:meth:`plain_miss` when another request leads for the key, or the core asks
+        for more than the origin (a HEAD looks for the GET's entry)."""
+        counting = bool(self.backend.events)
         faults, token = start_collecting_faults() if counting else ([], None)
         try:
-            if type(decision) is Fetch and slot not in coalescing.inflight:  # sent at the lookup's time
-                lead = coalescing.claim(slot, self.reader())  # (lead() inline: a coroutine less)
-                try:
-                    outcome = await self.origin(decision, now)
-                except BaseException:
-                    coalescing.release(slot, lead, None)
-                    raise
-                self.hand_over(slot, lead, outcome)
-            else:  # another request leads, or a HEAD...
-                outcome = await self.execute((decision, now))
+            outcome = await self.execute((decision, now))
             if self.opened:  # (the way through execute() may have read a large body)
                 outcome = await self.finish(outcome)
         except BaseException:
