@@ -528,18 +528,29 @@ def _backend_of(cache: Any) -> CacheBackend:
                     f"not {cache!r}")
 
 
+_CHARSETS: Memo[str | None, tuple[str | None]] = Memo(256)
+"""Content-Type -> (aiohttp's charset of it,): aiohttp parses it anew for each response."""
+
+
 def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
     """``response`` as the driver takes it; ``url``: its URL as text, when known."""
+    global _CHARSETS
+    headers = response.headers
+    content_type = headers.get("Content-Type")
+    charset = _CHARSETS[content_type]
+    if charset is None:
+        charset = (response.charset,)  # (a function of the Content-Type alone)
+        _CHARSETS = _CHARSETS.with_entry(content_type, charset)
     return OriginResponse(
         status=response.status,
         reason=response.reason or "",
         url=str(response.url) if url is None else url,
-        headers=CIMultiDict(response.headers),
+        headers=CIMultiDict(headers),
         raw=response,
         tee=functools.partial(attach_tee, response),
         drain=drain,
         release=response.release,
-        encoding=response.charset,
+        encoding=charset[0],
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history] if response.history else (),
         sent_headers=response.request_info.headers,  # (read only: not copied)

@@ -338,3 +338,19 @@ async def test_a_plan_kept_after_its_request_holds_what_it_was_made_from(origin:
         await task
         (memo,) = session._plans.values()
         assert not memo.holds(session)
+
+
+async def test_the_charset_is_aiohttps_for_each_content_type(origin: Origin) -> None:
+    """The charset stored with a response is what aiohttp reads from its Content-Type
+    (worked out once per Content-Type value, then memoized): each response its own."""
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as session:
+        for name, content_type in [("a", "text/plain; charset=latin-1"), ("b", "text/plain"),
+                                   ("c", "text/html; charset=utf-16"), ("d", "text/plain; charset=latin-1")]:
+            url = origin.url(f"/body/charset-{name}?size=10&h_Content-Type={content_type}"
+                             "&h_Cache-Control=max-age%3D60")
+            async with session.get(url) as r:
+                live = r.charset
+                await r.read()
+            stored = await session.cache.get_response(r.cache_key)  # type: ignore[union-attr]
+            assert stored is not None and stored._cached.encoding == live  # type: ignore[attr-defined]
+            assert live == (None if "charset" not in content_type else content_type.split("=")[1])
