@@ -354,3 +354,27 @@ async def test_the_charset_is_aiohttps_for_each_content_type(origin: Origin) -> 
             stored = await session.cache.get_response(r.cache_key)  # type: ignore[union-attr]
             assert stored is not None and stored._cached.encoding == live  # type: ignore[attr-defined]
             assert live == (None if "charset" not in content_type else content_type.split("=")[1])
+
+
+def test_a_plain_identity_is_the_key_and_request_the_full_way_gives() -> None:
+    """keys.plain_identity (what a first-seen plain request's key costs: one step) gives
+    what normalize_request + hash_key give, whatever the settings; None for any request
+    that is not plain (then the full way decides)."""
+    from aiocache_http.policy.keys import normalize_request, plain_identity
+
+    backend = CacheBackend(ignored_params=["token"], match_headers=True, secret_key="s")
+    for url in ["http://a.example/x", "http://a.example", "https://h.example:8443/p/q",
+                "http://a.example/%7Ex", "http://a.example/x?token=1", "http://A.example/x",
+                "http://a.example:80/x", "http://u:p@a.example/x", "http://a.example/" + "x" * 70000]:
+        for method in ["GET", "get", "HEAD"]:
+            for request in [CachedRequest(method, url),
+                            CachedRequest(method, url, CIMultiDict({"X-A": "1"})),
+                            CachedRequest(method, url, follow_redirects=False)]:
+                plain = plain_identity(request)
+                if plain is None:
+                    continue
+                material, stored = normalize_request(request)
+                assert plain == (hash_key(material), stored)
+                assert backend.identify(request, keep=False) == backend.identify(request) == plain
+    assert plain_identity(CachedRequest("GET", "http://a.example/x?token=1")) is None
+    assert plain_identity(CachedRequest("GET", "http://a.example/x", CIMultiDict({"A": "1"}))) is None

@@ -311,14 +311,9 @@ def normalize_request(
     The stored request keeps every header and parameter, with credentials and ignored
     parameters replaced by ``REDACTED``. ValueError for a URL that cannot be parsed.
     """
-    plain = (_plain_url(request.url) if not request.body and not request.headers
-             and request.follow_redirects and request.verify else None)
+    plain = _plain_request(request)
     if plain is not None:  # a plain request, nothing to redact: what the way below gives
-        key_url, stored_url = plain
-        upper = request.method.upper()
-        stored = request if stored_url == request.url and upper == request.method \
-            else CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True)  # (the same: shared)
-        return [upper.encode(), key_url.encode("utf-8", "surrogatepass"), b"", b"", b""], stored
+        return [plain[0], plain[1], b"", b"", b""], plain[2]
     n = _Normaliser(ignored_params, secret, credential_names)
     key_url, stored_url = n.url(request.url)
     if (not request.body and not request.headers and not n.secrets and request.follow_redirects
@@ -344,6 +339,37 @@ def normalize_request(
     stored = CachedRequest(request.method.upper(), stored_url, stored_headers, stored_body,
                            request.follow_redirects, request.verify)
     return material, stored
+
+
+def _plain_request(request: CachedRequest) -> tuple[bytes, bytes, CachedRequest] | None:
+    """A request without body, headers or options and of a URL of the common shape
+    (:func:`_plain_url`): its key's method and URL parts, and the request as it may be
+    stored (itself, when it is normal already); None for any other request."""
+    if request.body or request.headers or not request.follow_redirects or not request.verify:
+        return None
+    plain = _plain_url(request.url)
+    if plain is None:
+        return None
+    key_url, stored_url = plain
+    upper = request.method.upper()
+    stored = request if stored_url == request.url and upper == request.method \
+        else CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True)  # (the same: shared)
+    return upper.encode(), key_url.encode("utf-8", "surrogatepass"), stored
+
+
+def plain_identity(request: CachedRequest) -> tuple[str, CachedRequest] | None:
+    """:func:`normalize_request` and :func:`hash_key` for a plain request (no body,
+    headers or options; a URL of the common shape: nothing in it to redact, whatever
+    the settings), in one step: its key and the request as it may be stored. None for
+    any other request."""
+    plain = _plain_request(request)
+    if plain is None:
+        return None
+    method, url, stored = plain
+    if len(url) > _JOINED:
+        return hash_key([method, url, b"", b"", b""]), stored
+    return hashlib.sha256(b"".join((len(method).to_bytes(8, "big"), method, len(url).to_bytes(8, "big"),
+                                    url, _EMPTY_PARTS))).hexdigest(), stored
 
 
 def create_key(
