@@ -236,7 +236,8 @@ with warnings.catch_warnings():
                 # The body enters the key of a method that may be stored only: another one
                 # passes the cache by (its json= is serialized once, by aiohttp).
                 request = self._cached_request(method, str_or_url, kwargs,
-                                               body=method in settings.allowed_methods, parsed=url)
+                                               body=method in settings.allowed_methods, parsed=url,
+                                               plain=remembered)
                 if not disabled:
                     identity = self._cache.identify(request, keep)
             except ValueError:
@@ -324,12 +325,15 @@ with warnings.catch_warnings():
             return raw  # type: ignore[no-any-return]
 
         def _cached_request(self, method: str, str_or_url: str | URL, kwargs: Mapping[str, Any],
-                            body: bool = True, parsed: tuple[URL, str] | None = None) -> CachedRequest:
+                            body: bool = True, parsed: tuple[URL, str] | None = None,
+                            plain: bool = False) -> CachedRequest:
             """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
             will send among them), body bytes. ValueError for a URL aiohttp would refuse.
-            ``parsed``: ``self._url(str_or_url)``, when the caller has it already."""
+            ``parsed``: ``self._url(str_or_url)``, when the caller has it already; ``plain``:
+            the caller found ``kwargs`` plain (only ``allow_redirects``) and the jar empty."""
             url, url_text = self._url(str_or_url) if parsed is None else parsed
-            if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
+            if ((plain or (not kwargs.keys() - _PLAIN and not len(self._cookie_jar)))
+                    and not self._default_headers
                     and self._default_auth is None and self._default_proxy_auth is None
                     and url.user is None):  # nothing to merge in: what the way below gives
                 return CachedRequest(method, url_text, NO_HEADERS, b"",
@@ -372,7 +376,8 @@ with warnings.catch_warnings():
             (with ``keep``: not for one whose plan the session keeps). ValueError for a URL
             aiohttp would refuse."""
             memo = self._cache._urls
-            memo_key = (self._base_url, str_or_url) if isinstance(str_or_url, str) else None
+            # (without keep, neither kept nor looked up: a plan memo keeps it)
+            memo_key = (self._base_url, str_or_url) if keep and isinstance(str_or_url, str) else None
             found = memo[memo_key] if memo_key is not None else None
             if found is None:
                 url = self._build_url(str_or_url)
