@@ -33,7 +33,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
-from .coalescing import IN_STORAGE, Lead
+from .coalescing import IN_STORAGE
 from .events import CacheEvent, Counts, Kind, start_collecting_faults, stop_collecting_faults
 from .metrics.cache_status import cache_status
 from .models import CachedRequest, CachedResponse, StoredBody, utcnow
@@ -558,8 +558,11 @@ class _Run:
             return Outcome(None, raw=origin.raw, release=origin.release)
         # Its headers are headers_to_store()'s: no Set-Cookie (what save_response_at drops).
         if not decision.aliases and not self.observing and backend.put_now(whole, decision.keys):
-            self.stored_response, self.stored = whole, True  # (save(), in memory: at once)
-            return self.kept(decision, whole, origin)
+            # (save(), in memory: at once; then kept(), inline)
+            self.stored_response, self.stored, self.bytes_stored, self.last = whole, True, len(body), decision
+            if logger.isEnabledFor(logging.DEBUG):
+                _debug(plan, decision)
+            return Outcome(whole, raw=origin.raw, release=origin.release)
         return whole
 
     def kept(self, decision: Store, whole: CachedResponse, origin: OriginResponse) -> Outcome:
@@ -599,8 +602,8 @@ class _Run:
         coalescing = self.backend.coalescing
         slot = (asyncio.get_running_loop(), self.plan.key)
         while True:
-            leader = coalescing.inflight.get(slot)
-            if leader is not None:
+            if slot in coalescing.inflight:
+                leader = coalescing.lead_of(slot)  # (made for its first waiter)
                 if leader.owner == self.reader():  # its own unread response: waiting would hang
                     return await self.origin(decision)
                 self.coalesced = True
@@ -646,20 +649,20 @@ class _Run:
         self.hand_over(slot, lead, outcome)
         return outcome
 
-    def hand_over(self, slot: tuple[asyncio.AbstractEventLoop, str], lead: Lead,
+    def hand_over(self, slot: tuple[asyncio.AbstractEventLoop, str], claim: object,
                   outcome: Outcome) -> None:
         """Give the waiters what was stored (only stored responses are shared): now, or once
-        the body on its way is stored."""
+        the body on its way is stored. ``claim``: the leader's (see Coalescing.claim)."""
         coalescing, tee = self.backend.coalescing, outcome.tee
         if tee is None:
-            coalescing.release(slot, lead, self.stored_response)
+            coalescing.release(slot, claim, self.stored_response)
             return
-        lead.streams(tee)
+        coalescing.lead_of(slot).streams(tee)  # (a waiter may come while the body streams)
 
         def stored(done: asyncio.Future[CachedResponse | bool]) -> None:
             result = done.result()
             shared = result if isinstance(result, CachedResponse) else (IN_STORAGE if result else None)
-            coalescing.release(slot, lead, shared)
+            coalescing.release(slot, claim, shared)
 
         tee.done.add_done_callback(stored)
 

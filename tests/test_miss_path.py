@@ -378,3 +378,32 @@ def test_a_plain_identity_is_the_key_and_request_the_full_way_gives() -> None:
                 assert backend.identify(request, keep=False) == backend.identify(request) == plain
     assert plain_identity(CachedRequest("GET", "http://a.example/x?token=1")) is None
     assert plain_identity(CachedRequest("GET", "http://a.example/x", CIMultiDict({"A": "1"}))) is None
+
+
+async def test_a_miss_nobody_waits_for_makes_no_lead(origin: Origin) -> None:
+    """A leader's claim is one dict entry; its Lead (the waiters' futures, the body's
+    progress) is made when a second request for the key comes, and that one still waits
+    for the leader's stored response."""
+    import asyncio
+
+    from aiocache_http.coalescing import Lead
+
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as session:
+        inflight = session.cache.coalescing.inflight
+        url = origin.url("/r/lead-lazily?delay=0.3")
+
+        async def get() -> tuple[bool, bytes]:
+            async with session.get(url) as r:
+                return r.from_cache, await r.read()  # type: ignore[union-attr]
+
+        first = asyncio.ensure_future(get())
+        await asyncio.sleep(0.1)
+        (entry,) = inflight.values()
+        assert type(entry) is not Lead
+        second = asyncio.ensure_future(get())
+        await asyncio.sleep(0.05)
+        (entry,) = inflight.values()
+        assert type(entry) is Lead
+        (live, body), (shared, same) = await first, await second
+        assert not live and shared and body == same and origin.counts["/r/lead-lazily"] == 1
+        assert not inflight
