@@ -407,3 +407,21 @@ async def test_a_miss_nobody_waits_for_makes_no_lead(origin: Origin) -> None:
         (live, body), (shared, same) = await first, await second
         assert not live and shared and body == same and origin.counts["/r/lead-lazily"] == 1
         assert not inflight
+
+
+def test_a_plain_url_is_its_own_normal_form_as_the_parsing_way_says() -> None:
+    """keys._plain_url (no parsing) agrees with the parsing way (_Normaliser.url) on every
+    URL it takes; the others (default port, out of range, upper case...) it leaves to it."""
+    from aiocache_http.policy.keys import _Normaliser, _plain_url
+
+    taken = 0
+    for url in ["http://a.example/x", "http://a.example", "https://a.example/", "http://a.example:80/x",
+                "https://a.example:443/x", "http://a.example:443/x", "https://a.example:80",
+                "http://a.example:8080/p/q", "http://a.example:65535/x", "http://a.example:65536/x",
+                "http://a.example:99999", "http://a.example:1/%7Ex~", "http://A.example/x",
+                "http://a.example/x?q=1", "http://a.example/a b", "http://127.0.0.1:18092/item/1"]:
+        plain = _plain_url(url)
+        if plain is not None:
+            taken += 1
+            assert plain == _Normaliser((), None).url(url), url
+    assert taken == 9

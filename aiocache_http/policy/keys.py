@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -159,15 +160,18 @@ def _cookie_pairs(lines: Iterable[str]) -> list[str]:
 
 def _plain_url(url: str) -> tuple[str, str] | None:
     """:meth:`_Normaliser.url` of a URL of the common shape, already normal (no query, no
-    user info: nothing to redact), without parsing it; None for any other URL."""
+    user info: nothing to redact), without parsing it; None for any other URL. The URL is
+    its own normal form (the key's with a "/" for an empty path)."""
     plain = _PLAIN_URL.match(url)
     if plain is None:
         return None
-    scheme, host, port, path = plain.groups()
-    if port is not None and (int(port) > 65535 or _DEFAULT_PORTS[scheme] == int(port)):
+    port = plain[3]  # (digits without a leading zero: compared as text, same length)
+    if port is not None and ((len(port) == 5 and port > "65535") or port == _DEFAULT_PORT_TEXT[plain[1]]):
         return None  # out of range or the default: the parsing way says what it means
-    netloc = host if port is None else f"{host}:{port}"
-    return f"{scheme}://{netloc}{path or '/'}", f"{scheme}://{netloc}{path or ''}"
+    return (url, url) if plain[4] else (url + "/", url)
+
+
+_DEFAULT_PORT_TEXT = {"http": "80", "https": "443"}
 
 
 class _Normaliser:
@@ -368,8 +372,11 @@ def plain_identity(request: CachedRequest) -> tuple[str, CachedRequest] | None:
     method, url, stored = plain
     if len(url) > _JOINED:
         return hash_key([method, url, b"", b"", b""]), stored
-    return hashlib.sha256(b"".join((len(method).to_bytes(8, "big"), method, len(url).to_bytes(8, "big"),
-                                    url, _EMPTY_PARTS))).hexdigest(), stored
+    return hashlib.sha256(b"".join((_LENGTH(len(method)), method, _LENGTH(len(url)), url, _EMPTY_PARTS))
+                          ).hexdigest(), stored
+
+
+_LENGTH = struct.Struct(">Q").pack  # a key part's length, as its 8-byte prefix
 
 
 def create_key(
