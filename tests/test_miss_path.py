@@ -425,3 +425,17 @@ def test_a_plain_url_is_its_own_normal_form_as_the_parsing_way_says() -> None:
             taken += 1
             assert plain == _Normaliser((), None).url(url), url
     assert taken == 9
+
+
+def test_headers_to_store_finds_the_fields_never_kept_in_any_case() -> None:
+    """The names never stored are found case-insensitively (a view of the headers' names,
+    not a lower-cased copy of each), as are those named by Connection and no-cache."""
+    from aiocache_http.policy.freshness import headers_to_store
+
+    kept = CIMultiDict({"A": "1"})
+    assert headers_to_store(kept) is kept  # nothing to drop: the same object
+    for headers, left in [({"SET-COOKIE": "a=1", "X": "y"}, {"X": "y"}), ({"keep-ALIVE": "x"}, {}),
+                          ({"Connection": "X-Foo", "x-foo": "1", "B": "2"}, {"B": "2"}),
+                          ({"Cache-Control": 'no-cache="X-Bar"', "x-BAR": "1"},
+                           {"Cache-Control": 'no-cache="X-Bar"'})]:
+        assert dict(headers_to_store(CIMultiDict(headers))) == left

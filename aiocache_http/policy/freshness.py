@@ -183,7 +183,7 @@ def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4), and Set-Cookie (never stored)."""
     drop: frozenset[str] | set[str] = _NEVER_KEPT
     connection = headers.getall("Connection", ())
-    no_cache = cache_control(headers).get("no-cache") if "Cache-Control" in headers else None
+    no_cache = cache_control(headers).get("no-cache")
     if connection or no_cache:
         more = set(drop)
         for value in connection:
@@ -191,7 +191,7 @@ def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
         if no_cache:
             more.update(field_names(no_cache))
         drop = more
-    if drop.isdisjoint(map(str.lower, headers)):
+    if headers.keys().isdisjoint(drop):  # (case-insensitive: a view of the headers' names)
         return headers
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
 
