@@ -33,7 +33,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
-from .coalescing import IN_STORAGE
+from .coalescing import IN_STORAGE, NOT_BEGUN, OUT_OF_TIME, Patience
 from .events import CacheEvent, Counts, Kind, start_collecting_faults, stop_collecting_faults
 from .metrics.cache_status import cache_status
 from .models import CachedRequest, CachedResponse, StoredBody, utcnow
@@ -183,6 +183,23 @@ async def _fetch(backend: CacheBackend, plan: Plan, send: Send,
         finally:
             stop_collecting_faults(token)
         return run.report(outcome, faults, listening)
+
+
+def _patience(send: Send) -> Patience:
+    """The caller's own timeouts: what its sender knows of them (``send.patience()``)."""
+    patience = getattr(send, "patience", None)
+    return patience() if patience is not None else _UNBOUNDED
+
+
+_UNBOUNDED = Patience(None, None, lambda total: asyncio.TimeoutError())
+
+
+async def _within(deadline: float | None, work: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """``work`` within what is left of a waiter's total timeout (asyncio.TimeoutError,
+    as aiohttp's own total timeout raises, once it is spent)."""
+    if deadline is None:
+        return await work
+    return await asyncio.wait_for(work, max(deadline - time.monotonic(), 0.0))
 
 
 class HitMemo:
@@ -598,16 +615,26 @@ class _Run:
         return self.owner
 
     async def coalesce(self, decision: Fetch | Revalidate, mark: int) -> Outcome:
-        """Lead the origin request for this key, or share the running leader's answer."""
+        """Lead the origin request for this key, or share the running leader's answer.
+        A request that waits keeps its caller's own timeouts (:class:`Patience`): what
+        it waited counts against its total when it then goes to the origin itself."""
         coalescing = self.backend.coalescing
         slot = (asyncio.get_running_loop(), self.plan.key)
+        patience: Patience | None = None
+        deadline: float | None = None
         while True:
             if slot in coalescing.inflight:
                 leader = coalescing.lead_of(slot)  # (made for its first waiter)
                 if leader.owner == self.reader():  # its own unread response: waiting would hang
                     return await self.origin(decision)
                 self.coalesced = True
-                result = await leader.wait()
+                if patience is None:  # (looked up only to wait: most requests never do)
+                    patience = _patience(self.send)
+                    if patience.total is not None:
+                        deadline = time.monotonic() + patience.total
+                result = await leader.wait(deadline, patience.first_byte)
+                if result is OUT_OF_TIME or result is NOT_BEGUN:
+                    raise patience.error(result is OUT_OF_TIME)
                 if result is IN_STORAGE:  # stored, too large to be handed round: read it
                     mark = coalescing.mark()
                     again = await self.lookup()
@@ -621,10 +648,10 @@ class _Run:
                     if isinstance(shared, Lookup):  # another variant: read this request's own
                         shared = await self.lookup((shared, now))
                     if isinstance(shared, (Fetch, Revalidate)):  # on its own: variants of one
-                        return await self.origin(shared)  # key never wait for each other
+                        return await _within(deadline, self.origin(shared))  # key never wait for each other
                     return self.answer(shared)
                 if not leader.done:  # its body stalled: on our own
-                    return await self.origin(decision)
+                    return await _within(deadline, self.origin(decision))
                 mark = coalescing.mark()  # the leader stored nothing: elect another
                 continue
             if coalescing.finished_since(slot, mark):
@@ -635,14 +662,20 @@ class _Run:
                     return self.answer(again)
                 decision = again
                 continue
-            return await self.lead(slot, decision)
+            return await self.lead(slot, decision, deadline=deadline)
 
     async def lead(self, slot: tuple[asyncio.AbstractEventLoop, str],
-                   decision: Fetch | Revalidate, request_time: datetime | None = None) -> Outcome:
+                   decision: Fetch | Revalidate, request_time: datetime | None = None,
+                   deadline: float | None = None) -> Outcome:
+        """Fetch for everyone waiting on ``slot`` (claimed at once, before any wait);
+        ``deadline``: what is left of this request's own total timeout, if it waited."""
         coalescing = self.backend.coalescing
         lead = coalescing.claim(slot, self.reader())
         try:
-            outcome = await self.origin(decision, request_time)
+            if deadline is None:
+                outcome = await self.origin(decision, request_time)
+            else:
+                outcome = await _within(deadline, self.origin(decision, request_time))
         except BaseException:
             coalescing.release(slot, lead, None)
             raise

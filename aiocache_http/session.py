@@ -15,14 +15,25 @@ from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import BasicAuth, ClientConnectionError, ClientResponse, ClientSession, CookieJar
+import aiohttp
+from aiohttp import (
+    BasicAuth,
+    ClientConnectionError,
+    ClientResponse,
+    ClientSession,
+    ClientTimeout,
+    CookieJar,
+    ServerTimeoutError,
+)
 from aiohttp.client import _BaseRequestContextManager
+from aiohttp.helpers import sentinel
 from multidict import CIMultiDict
 from yarl import URL
 
 from .backends import CacheBackend, init_backend
 from .backends.base import _disabled as _disabled_ids  # CacheBackend.disabled's own
 from .cache_keys import JsonSerialize, NotKeyable, request_body
+from .coalescing import Patience
 from .content import arrived_body, whole_body
 from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
@@ -66,7 +77,7 @@ with warnings.catch_warnings():
         ClientSession)`` (aiohttp-client-cache's mixin). :class:`CachedClientSession` is
         the ready-made one; see it for the arguments."""
 
-        ATTRS = ClientSession.ATTRS | frozenset({"_cache", "_plans"})
+        ATTRS = ClientSession.ATTRS | frozenset({"_cache", "_plans", "expire_after"})
         # aiohttp < 3.10 has no session-wide proxy_auth: none (a later aiohttp's own wins)
         _default_proxy_auth: BasicAuth | None = None
 
@@ -107,6 +118,15 @@ with warnings.catch_warnings():
         @property
         def settings(self) -> CacheSettings:
             return self._cache.settings
+
+        @property
+        def expire_after(self) -> ExpirationTime:
+            """``settings.expire_after`` (requests-cache's session attribute)."""
+            return self._cache.settings.expire_after
+
+        @expire_after.setter
+        def expire_after(self, value: ExpirationTime) -> None:
+            self._cache.settings.expire_after = value
 
         @asynccontextmanager
         async def cache_disabled(self) -> AsyncIterator[None]:
@@ -228,7 +248,7 @@ with warnings.catch_warnings():
             # are not memoized a second time (cheaper misses).
             remembered = (plain and not disabled and method in settings.allowed_methods
                           and not settings.urls_expire_after and settings.key_fn is None
-                          and not len(self._cookie_jar))
+                          and not len(self._cookie_jar) and self._auto_decompress)
             keep = not remembered
             identity = None  # the key, worked out once (a disabled cache needs none)
             try:
@@ -335,7 +355,8 @@ with warnings.catch_warnings():
             if ((plain or (not kwargs.keys() - _PLAIN and not len(self._cookie_jar)))
                     and not self._default_headers
                     and self._default_auth is None and self._default_proxy_auth is None
-                    and url.user is None):  # nothing to merge in: what the way below gives
+                    and url.user is None and self._auto_decompress):
+                # nothing to merge in: what the way below gives
                 return CachedRequest(method, url_text, NO_HEADERS, b"",
                                      follow_redirects=kwargs.get("allow_redirects", True))
             if kwargs.get("params"):
@@ -364,8 +385,10 @@ with warnings.catch_warnings():
             if content_type and "Content-Type" not in headers:
                 headers["Content-Type"] = content_type
             verify = kwargs.get("ssl", True) is not False and kwargs.get("verify_ssl") is not False
+            decoded = kwargs.get("auto_decompress")
             return CachedRequest(method, url_text, headers, content,
-                                 follow_redirects=kwargs.get("allow_redirects", True), verify=verify)
+                                 follow_redirects=kwargs.get("allow_redirects", True), verify=verify,
+                                 decoded=self._auto_decompress if decoded is None else bool(decoded))
 
         def _json_serializer(self) -> JsonSerialize:
             as_bytes = getattr(self, "_json_serialize_bytes", None)
@@ -434,6 +457,16 @@ class _Sender:
         self.session, self.method, self.given, self.parsed = session, method, given, parsed
         self.headers, self.kwargs = headers, kwargs
 
+    def patience(self) -> Patience:
+        """How long this request may wait for a concurrent one's answer: its own
+        timeout (``timeout=``, else the session's), as aiohttp would apply it."""
+        timeout = self.kwargs.get("timeout", sentinel)
+        if timeout is sentinel:
+            timeout = self.session._timeout
+        if isinstance(timeout, ClientTimeout):
+            return Patience(timeout.total, timeout.sock_read, _timed_out)
+        return Patience(None if timeout is None else float(timeout), None, _timed_out)
+
     async def __call__(self, extra: dict[str, str]) -> OriginResponse:
         merged: Any = extra or None
         headers = self.headers
@@ -450,6 +483,17 @@ class _Sender:
             self.method, target, headers=merged, raise_for_status=False, **self.kwargs)
         # The URL answered, as text: the one sent unless redirected (or rewritten).
         return _origin(response, text if response.url is target else None)
+
+
+def _timed_out(total: bool) -> BaseException:
+    """What aiohttp raises when a request's total timeout, or its ``sock_read``, runs out."""
+    if total:
+        return asyncio.TimeoutError()
+    return _SocketTimeoutError("Timeout on reading data from socket")
+
+
+# aiohttp >= 3.10 raises a subclass of ServerTimeoutError for sock_read
+_SocketTimeoutError: type[ServerTimeoutError] = getattr(aiohttp, "SocketTimeoutError", ServerTimeoutError)
 
 
 class _Call(_BaseRequestContextManager[OriginClientResponse]):

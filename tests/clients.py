@@ -43,6 +43,7 @@ def canonical_json(body: bytes) -> bytes:
 class Client(Protocol):
     cache: CacheBackend
     STYLES: tuple[str, ...]
+    session: Any  # the session itself, for what users do to it directly
 
     @property
     def settings(self) -> CacheSettings: ...

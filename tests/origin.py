@@ -2,9 +2,12 @@
 
 ``/r/NAME?status=404&h_Cache-Control=max-age%3D60&etag=v1&delay=0.1`` answers with that
 status and headers, a JSON body naming the path and how often it was requested, honours
-If-None-Match against ``etag`` with a 304, and waits ``delay`` seconds first.
+If-None-Match against ``etag`` with a 304, and waits ``delay`` seconds first; ``gzip=1``
+sends the body gzip-compressed (``Content-Encoding: gzip``).
 An ``X-Status`` request header overrides ``status`` (same URL, another answer).
-``/redirect/NAME`` redirects (302) to ``/r/NAME``. ``/echo`` returns the request headers.
+``/redirect/NAME`` redirects (302) to ``/r/NAME``. ``/ws`` is a WebSocket echo.
+``/events/NAME?count=600&interval=0.05`` is an event stream (``text/event-stream``):
+``data: N-i`` events, N the request's number. ``/echo`` returns the request headers.
 ``/broken/NAME`` promises 100 bytes and hangs up after 10. While ``origin.down`` is set,
 every request is answered by closing the connection.
 
@@ -18,6 +21,7 @@ lines of those lengths (newline included), cacheable for a minute.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -119,6 +123,10 @@ def make_app(counts: Counter[str], state: dict[str, bool],
                 return web.Response(status=304, headers=headers)
         body = json.dumps({"path": request.path, "n": n})
         status = int(request.headers.get("X-Status", q.get("status", 200)))
+        if q.get("gzip"):  # sent compressed: Content-Encoding: gzip
+            headers["Content-Encoding"] = "gzip"
+            return web.Response(status=status, body=gzip.compress(body.encode()),
+                                content_type="application/json", headers=headers)
         return web.Response(status=status, text=body,
                             content_type="application/json", headers=headers)
 
@@ -184,7 +192,28 @@ def make_app(counts: Counter[str], state: dict[str, bool],
         text = b"".join(b"x" * (n - 1) + b"\n" for n in lengths)
         return web.Response(body=text, content_type="text/plain", headers={"Cache-Control": "max-age=60"})
 
+    async def events(request: web.Request) -> web.StreamResponse:
+        counts[request.path] += 1
+        n = counts[request.path]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(int(request.query.get("count", 600))):
+            await response.write(f"data: {n}-{i}\n\n".encode())
+            await asyncio.sleep(float(request.query.get("interval", 0.05)))
+        await response.write_eof()
+        return response
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        counts[request.path] += 1
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            await ws.send_str(f"echo {message.data}")
+        return ws
+
     app = web.Application(middlewares=[outage])
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/events/{name}", events)
     app.router.add_route("*", "/r/{name}", scripted)
     app.router.add_get("/broken/{name}", broken)
     app.router.add_route("*", "/body/{name}", body)

@@ -53,6 +53,20 @@ async def test_expire_after(make_client: MakeClient, origin: Origin) -> None:
     assert not again.from_cache and n(again.body) == 2
 
 
+async def test_session_expire_after_attribute_is_the_setting(make_client: MakeClient,
+                                                             origin: Origin) -> None:
+    """``session.expire_after = ...`` (requests-cache's session attribute) changes the
+    setting on both sessions; on the aiohttp one it used to set a plain attribute that
+    nothing read."""
+    c = make_client()
+    c.session.expire_after = 0.4
+    assert c.session.expire_after == c.settings.expire_after == 0.4
+    await c.get(origin.url("/r/attr"))
+    assert (await c.get(origin.url("/r/attr"))).from_cache
+    await asyncio.sleep(0.5)
+    assert not (await c.get(origin.url("/r/attr"))).from_cache
+
+
 async def test_expire_immediately_and_do_not_cache(make_client: MakeClient, origin: Origin) -> None:
     c = make_client(expire_after=EXPIRE_IMMEDIATELY)
     await c.get(origin.url("/r/imm?etag=v1"))  # a validator: stored, revalidated on every use

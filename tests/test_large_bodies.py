@@ -259,6 +259,73 @@ async def test_sync_waiters_on_a_leader_that_never_finishes(origin: Origin, tmp_
     await asyncio.to_thread(session.close)
 
 
+async def test_sync_waiters_wait_for_a_body_read_slowly(origin: Origin, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync leader reading a body of known length in small pieces, slower than the stall
+    limit per batch copied to storage: the body flows, so its waiters wait for it and are
+    served the stored copy (they used to count it as stalled and each went to the origin)."""
+    monkeypatch.setattr(coalescing, "LEADER_STALL_SECONDS", 0.5)
+    size = 2 * PART_SIZE
+    url = body_url(origin, "sync-slow-reader", size, chunked=False)
+    session = CachedSession(backend=SQLiteBackend(tmp_path / "cache.sqlite"))
+    started = threading.Event()
+
+    def lead() -> bytes:
+        with session.get(url, stream=True) as r:
+            parts = [r.raw.read(16 * 1024)]
+            started.set()
+            while part := r.raw.read(16 * 1024):
+                parts.append(part)
+                time.sleep(0.05)  # 32 reads: 1.6 s, a batch for storage every 0.8 s
+            return b"".join(parts)
+
+    def follow() -> tuple[bytes, bool]:
+        started.wait(30)
+        r = session.get(url)
+        return r.content, r.from_cache
+
+    async with asyncio.timeout(30):
+        read, (body, from_cache) = await asyncio.gather(asyncio.to_thread(lead), asyncio.to_thread(follow))
+    assert read == body == payload(size) and from_cache
+    assert origin.count("/body/sync-slow-reader") == 1
+    await asyncio.to_thread(session.close)
+
+
+async def test_waiters_do_not_wait_for_a_body_of_unknown_length(origin: Origin,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunked body (no Content-Length) may be a stream that never ends (a watch, a
+    feed): however it flows, a request coalesced onto it waits no longer than the stall
+    limit, then fetches on its own. (It used to wait for the stream to end.)"""
+    monkeypatch.setattr(coalescing, "LEADER_STALL_SECONDS", 0.3)
+    size = 2 * MB
+    url = body_url(origin, "unknown-length", size, chunked=True)
+    follower_done = asyncio.Event()
+    async with CachedClientSession(cache=CacheBackend()) as s:
+        async def lead() -> bytes:
+            async with s.get(url) as r:
+                parts = [await r.content.read(16 * 1024)]
+                started.set()
+                while part := await r.content.read(16 * 1024):
+                    parts.append(part)
+                    if not follower_done.is_set():
+                        await asyncio.sleep(0.05)  # 8 s for the whole body, unless served
+                return b"".join(parts)
+
+        async def follow() -> tuple[bytes, bool]:
+            await started.wait()
+            try:
+                async with s.get(url) as r:
+                    return await r.read(), r.from_cache
+            finally:
+                follower_done.set()
+
+        started = asyncio.Event()
+        async with asyncio.timeout(30):
+            read, (body, from_cache) = await asyncio.gather(lead(), follow())
+    assert read == body == payload(size) and not from_cache
+    assert origin.count("/body/unknown-length") == 2
+
+
 async def test_own_unread_response_is_not_waited_for(origin: Origin) -> None:
     size = 3 * MB
     url = body_url(origin, "own", size, chunked=False, pause=0.2)

@@ -394,3 +394,16 @@ def test_every_setting_validates_and_splits_from_the_table() -> None:
         for alias in setting.aliases:
             ours, rest = CacheSettings.split({alias: setting.default, "timeout": 3})
             assert ours == {alias: setting.default} and rest == {"timeout": 3}
+
+
+@pytest.mark.parametrize("cache_control", [False, True])
+def test_an_event_stream_is_never_stored(cache_control: bool) -> None:
+    """An event stream is live: whatever its headers say, it is not stored (with or
+    without cache_control), so nothing waits for it to end."""
+    p = plan(cache_control=cache_control)
+    for content_type in ("text/event-stream", "Text/Event-Stream; charset=utf-8"):
+        decision = respond(p, 200, CIMultiDict({"Content-Type": content_type,
+                                                "Cache-Control": "max-age=60"}))
+        assert isinstance(decision, DontStore) and "event stream" in decision.why()
+    assert isinstance(respond(p, 200, CIMultiDict({"Content-Type": "text/plain",
+                                                   "Cache-Control": "max-age=60"})), Store)

@@ -322,6 +322,21 @@ def test_28_stale_while_revalidate(cache: Cache) -> None:
     assert past.name == "Revalidate"
 
 
+def test_28_max_age_0_with_a_stale_window_is_stored(cache: Cache) -> None:
+    """max-age=0 without a validator is not stored (nothing could serve it), unless a
+    stale-while-revalidate or stale-if-error window lets it be served stale."""
+    assert cache.store(headers=H(Cache_Control="max-age=0", Date=http_date(T0))) is None
+    for cc in ("max-age=0, stale-while-revalidate=30", "max-age=0, stale-if-error=30"):
+        assert cache.store(headers=H(Cache_Control=cc, Date=http_date(T0))) is not None
+    entry = cache.store(headers=H(Cache_Control="max-age=0, stale-while-revalidate=30",
+                                  Date=http_date(T0)))
+    within = cache.decide(entry, at(10))
+    assert isinstance(within, ServeStale) and within.rfc == "RFC 5861 §3"
+    for setting in ("stale_while_revalidate", "stale_if_error"):
+        assert Cache(**{setting: 60}).store(headers=H(Cache_Control="max-age=0",
+                                                      Date=http_date(T0))) is not None
+
+
 def test_29_stale_if_error(cache: Cache) -> None:
     entry = cache.store(headers=H(Cache_Control="max-age=60, stale-if-error=30"))
     assert entry is not None

@@ -4,6 +4,8 @@ autoclose, coalescing under cancellation, and fail-open when storage breaks."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
@@ -23,9 +25,11 @@ from aiocache_http import (
     CachedSession,
     CacheEvent,
     MemoryCache,
+    SQLiteBackend,
 )
 from aiocache_http.driver import STORAGE_ERROR
 from aiocache_http.models import CachedResponse
+from aiocache_http.sync import CachedSession as SyncSession
 
 from .origin import Origin
 from .redis_servers import RedisServer
@@ -466,6 +470,133 @@ async def test_an_unrelated_fill_does_not_suppress_a_stale_while_revalidate_refr
 
 # -- the plain-request memo: a repeated request reuses its key and plan only while what
 # they were made from holds --------------------------------------------------------------
+@pytest.mark.parametrize("per", ["session", "request"])
+async def test_a_body_read_as_sent_is_never_another_form(origin: Origin, tmp_path: Path,
+                                                         per: str) -> None:
+    """``auto_decompress=False`` reads a body as sent (gzip bytes); a default session, and
+    the sync layer, read it decoded, and that is what is stored. A content-encoded
+    response read as sent is neither stored nor served from the decoded entry; one sent
+    without a Content-Encoding is cached for it as for anyone. (One shared cache used to
+    hand the gzip bytes to every reader of the URL, and decoded bytes under
+    ``Content-Encoding: gzip`` to the session that asked for them as sent.)"""
+    backend = SQLiteBackend(tmp_path / "enc.sqlite")
+    url, plain = origin.url("/r/enc?gzip=1"), origin.url("/r/identity")
+    raw_session = {"auto_decompress": False} if per == "session" else {}
+    raw_request = {"auto_decompress": False} if per == "request" else {}
+
+    async def read_as_sent(s: CachedClientSession, target: str) -> tuple[bytes, bool]:
+        async with s.get(target, **raw_request) as r:
+            return await r.read(), r.from_cache
+
+    async with CachedClientSession(cache=backend, autoclose=False, **raw_session) as raw:
+        for n in (1, 2):
+            body, from_cache = await read_as_sent(raw, url)
+            assert json.loads(gzip.decompress(body))["n"] == n and not from_cache
+        assert await backend.raw_responses.size() == 0
+        async with CachedClientSession(cache=backend, autoclose=False) as s:
+            for _ in range(2):
+                async with s.get(url) as r:
+                    assert (await r.json())["n"] == 3  # decoded, stored
+            assert r.from_cache
+        body, from_cache = await read_as_sent(raw, url)
+        assert json.loads(gzip.decompress(body))["n"] == 4 and not from_cache
+        for _ in range(2):
+            body, from_cache = await read_as_sent(raw, plain)
+            assert json.loads(body)["n"] == 1
+        assert from_cache  # nothing to decode: cached as for anyone
+    with SyncSession(backend=backend) as sync:
+        hit = await asyncio.to_thread(sync.get, url)
+        assert hit.from_cache and hit.json()["n"] == 3
+    await backend.close()
+    assert origin.count("/r/enc") == 4
+
+
+@pytest.mark.parametrize("cache_control", [False, True])
+async def test_a_websocket_passes_the_cache_by(origin: Origin, cache_control: bool) -> None:
+    """One session for HTTP and WebSockets (``ws_connect`` sends its GET through
+    ``_request``): each upgrade reaches the origin, nothing is stored."""
+    backend = CacheBackend()
+    async with CachedClientSession(cache=backend, cache_control=cache_control) as s:
+        for i in range(2):
+            async with s.ws_connect(origin.url("/ws")) as ws:
+                await ws.send_str(f"hi {i}")
+                assert (await asyncio.wait_for(ws.receive(), 5)).data == f"echo hi {i}"
+        assert await backend.raw_responses.size() == 0
+    assert origin.count("/ws") == 2
+
+
+async def test_an_event_stream_is_neither_stored_nor_waited_for(origin: Origin) -> None:
+    """Two subscribers to one event stream: the second gets its own stream while the
+    first still reads (it used to be coalesced onto the first, and waited for a stream
+    that may never end), and nothing is stored (a replay would be old events)."""
+    backend = CacheBackend()
+    url = origin.url("/events/feed?count=1200")
+    first_event = asyncio.Event()
+    second_done = asyncio.Event()
+
+    async def first(s: CachedClientSession) -> str:
+        async with s.get(url) as r:
+            line = await r.content.readline()
+            first_event.set()
+            while not second_done.is_set():  # still reading: the stream goes on
+                await r.content.readline()
+            return line.decode().strip()
+
+    async def second(s: CachedClientSession) -> str:
+        await first_event.wait()
+        try:
+            async with s.get(url) as r:
+                return (await r.content.readline()).decode().strip()
+        finally:
+            second_done.set()
+
+    async with CachedClientSession(cache=backend) as s:
+        # (the stream lasts a minute: a second subscriber waiting for it to end times out)
+        got = await asyncio.wait_for(asyncio.gather(first(s), second(s)), 20)
+        assert got == ["data: 1-0", "data: 2-0"]
+        assert await backend.raw_responses.size() == 0
+
+
+@pytest.mark.parametrize("given", ["per request", "per session"])
+async def test_a_coalesced_request_keeps_its_own_timeout(origin: Origin, given: str) -> None:
+    """A request waiting for a concurrent one's answer times out as it would on its own:
+    ``timeout=ClientTimeout(total=0.5)`` against an origin that answers in 3 s raises
+    asyncio.TimeoutError while the leader still waits (it used to wait the leader's 3 s,
+    or time out only after the leader did and its own request did again); so does
+    ``sock_read`` for an answer that has not begun. A leader without the limit still
+    gets its answer, and stores it."""
+    url = origin.url("/r/slow-for-some?delay=3")
+    short = aiohttp.ClientTimeout(total=0.5)
+    async with CachedClientSession(cache=CacheBackend(),
+                                   timeout=short if given == "per session" else None) as s:
+        leader_started = asyncio.Event()
+        leader_done = False
+
+        async def lead() -> bytes:
+            nonlocal leader_done
+            leader_started.set()
+            async with s.get(url, timeout=aiohttp.ClientTimeout(total=30)) as r:
+                body = await r.read()
+            leader_done = True
+            return body
+
+        async def follow(timeout: aiohttp.ClientTimeout | None) -> bool:
+            await leader_started.wait()
+            await asyncio.sleep(0.05)  # the leader is on its way to the origin
+            with pytest.raises(asyncio.TimeoutError):
+                await (s.get(url) if timeout is None else s.get(url, timeout=timeout))
+            return leader_done
+
+        followers = (follow(None if given == "per session" else short),
+                     follow(aiohttp.ClientTimeout(total=None, sock_read=0.5)))
+        body, *leader_done_first = await asyncio.wait_for(asyncio.gather(lead(), *followers), 30)
+        assert json.loads(body)["n"] == 1
+        assert leader_done_first == [False, False]  # they did not wait for the leader's 3 s
+        async with s.get(url) as r:
+            assert r.from_cache
+    assert origin.count("/r/slow-for-some") == 1
+
+
 async def test_a_settings_change_reaches_a_request_seen_before(origin: Origin) -> None:
     url = origin.url("/r/memo-settings")
     async with CachedClientSession(cache=CacheBackend(), expire_after=60) as s:

@@ -792,6 +792,98 @@ def test_use_at_interpreter_exit(thread_origin: Origin, tmp_path: Path) -> None:
     assert thread_origin.count("/r/exit") == 1
 
 
+def test_a_refresh_in_flight_at_exit_finishes(thread_origin: Origin, tmp_path: Path) -> None:
+    """A script that ends right after a stale-while-revalidate hit (no close()) still gets
+    its background refresh stored, as requests-cache's thread pool would, instead of a
+    'cannot schedule new futures after interpreter shutdown' warning and a lost refresh."""
+    url = thread_origin.url("/r/exit-swr?delay=0.3"
+                            "&h_Cache-Control=max-age%3D0%2C%20stale-while-revalidate%3D600")
+    script = textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        from aiocache_http.sync import CachedSession
+
+        session = CachedSession({str(tmp_path / 'swr')!r}, backend="sqlite", cache_control=True)
+        print(session.get({url!r}).json()["n"], session.get({url!r}).json()["n"])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]  # a miss, then the stale one while it refreshes
+    assert "refresh failed" not in done.stderr, done.stderr
+    assert thread_origin.count("/r/exit-swr") == 2
+    with CachedSession(tmp_path / "swr", backend="sqlite", cache_control=True) as session:
+        (stored,) = session.cache.responses.values()
+        assert json.loads(stored.content)["n"] == 2  # the refresh was stored
+
+
+def test_an_event_stream_read_in_two_threads(thread_origin: Origin) -> None:
+    """A second thread subscribing to an event stream gets its own while the first still
+    reads it (it used to wait for the first's stream to end), and nothing is stored."""
+    session = CachedSession(backend="memory")
+    url = thread_origin.url("/events/sync-feed?count=1200")  # a minute long
+    first_line, second_done = threading.Event(), threading.Event()
+    got: dict[str, str] = {}
+
+    def first() -> None:
+        with session.get(url, stream=True) as r:
+            lines = r.iter_lines()
+            got["first"] = next(line for line in lines if line).decode()
+            first_line.set()
+            while not second_done.is_set():
+                next(lines)
+
+    def second() -> None:
+        first_line.wait(20)
+        try:
+            with session.get(url, stream=True) as r:
+                got["second"] = next(line for line in r.iter_lines() if line).decode()
+        finally:
+            second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    second_done.wait(20)
+    assert got.get("second") == "data: 2-0", got
+    for t in threads:
+        t.join(20)
+    assert got["first"] == "data: 1-0" and not list(session.cache.responses.keys())
+    session.close()
+
+
+@pytest.mark.parametrize("timeout", [0.5, (5, 0.5)])
+def test_a_coalesced_request_keeps_its_read_timeout(thread_origin: Origin, timeout: Any) -> None:
+    """A thread waiting for a concurrent request's answer raises requests' ReadTimeout
+    once its own read timeout passes with no answer begun, as it would on its own
+    connection, while the leader (no timeout) still waits for the origin's 3 s."""
+    session = CachedSession(backend="memory")
+    url = thread_origin.url("/r/sync-slow-for-some?delay=3")
+    leader_started = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def lead() -> None:
+        leader_started.set()
+        outcome["leader"] = session.get(url).json()["n"]
+
+    def follow() -> None:
+        leader_started.wait(20)
+        time.sleep(0.05)  # the leader is on its way to the origin
+        try:
+            session.get(url, timeout=timeout)
+        except requests.exceptions.ReadTimeout:
+            outcome["follower"] = "ReadTimeout, leader " + ("done" if "leader" in outcome else "waiting")
+
+    threads = [threading.Thread(target=lead), threading.Thread(target=follow)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcome == {"follower": "ReadTimeout, leader waiting", "leader": 1}
+    assert session.get(url).from_cache and thread_origin.count("/r/sync-slow-for-some") == 1
+    session.close()
+
+
 def test_response_pickles(thread_origin: Origin) -> None:
     import pickle
 

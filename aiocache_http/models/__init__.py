@@ -65,6 +65,9 @@ class CachedRequest:
     verify: bool = True
     """False for a request sent without TLS certificate verification: its answer may come
     from anyone, so it never serves a verified request (a different entry)."""
+    decoded: bool = True
+    """False for a request whose body is read as sent (aiohttp's ``auto_decompress=False``):
+    stored bodies are decoded, so it is never served, nor stores, a content-encoded one."""
 
 
 class StoredBody(Protocol):

@@ -284,9 +284,24 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
                       key=variant_key(base, stored.vary_generation, values), base=base,
                       head_from_get=via is not None and via.head_from_get, variant=True,
                       vary_generation=generation)
+    if not p.original.decoded and _content_encoded(stored.headers):
+        return _fetch(p, None, _ENCODED, "", generation=generation)
     if via is not None and via.head_from_get:
         stored = replace(stored, body=b"", stored_body=None, cache_key=p.key)
     return _fresh_or_not(p, stored, facts, now, generation)
+
+
+# Stored bodies are decoded (what aiohttp and requests read by default); a request that
+# reads its body as sent (auto_decompress=False) must not get, nor store, another form.
+_ENCODED = "a body read as sent (auto_decompress=False) and a content-encoded one stored decoded"
+
+
+_EVENTS = "text/event-stream"
+
+
+def _content_encoded(headers: CIMultiDict[str]) -> bool:
+    coding = headers.get("Content-Encoding")
+    return coding is not None and coding.strip().lower() not in ("", "identity")
 
 
 def fresh_verdict(p: Plan, stored: CachedResponse, now: datetime) -> Fresh | Decision:
@@ -581,17 +596,28 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
         return "status %d not in allowed_codes", "", (status,)
     if status == 206 or status < 200:
         return "status %d is never stored", "RFC 9111 §3", (status,)
+    content_type = headers.get("Content-Type")
+    if content_type is not None and content_type.partition(";")[0].strip().lower() == _EVENTS:
+        # live: a replay would be old events, and a request coalesced onto it would wait
+        # for a stream that may never end
+        return "an event stream (text/event-stream) is never stored", "", ()
     if settings.read_only:
         return "read_only is set", "", ()
+    if not p.original.decoded and _content_encoded(headers):
+        return _ENCODED, "", ()
     if (not settings.cache_control
             and (_expire_after(p) if p.store_expire_after is UNSET else p.store_expire_after)
             == EXPIRE_IMMEDIATELY and not ("ETag" in headers or "Last-Modified" in headers)):
         return "EXPIRE_IMMEDIATELY and no validator: it could never be served", "", ()
-    if (settings.cache_control and seconds(freshness.cache_control(headers), "max-age") == 0
-            and not ("ETag" in headers or "Last-Modified" in headers)):
-        # both peers: stale on arrival and nothing to revalidate it with (requests-cache's
-        # EXPIRE_IMMEDIATELY rule; aiohttp-client-cache's DO_NOT_CACHE is 0)
-        return "max-age=0 and no validator: it could never be served", "", ()
+    if settings.cache_control and not ("ETag" in headers or "Last-Modified" in headers):
+        cc = freshness.cache_control(headers)
+        if seconds(cc, "max-age") == 0 and not (
+                settings.stale_while_revalidate or settings.stale_if_error
+                or seconds(cc, "stale-while-revalidate") or seconds(cc, "stale-if-error")):
+            # both peers: stale on arrival and nothing to revalidate it with (requests-cache's
+            # EXPIRE_IMMEDIATELY rule; aiohttp-client-cache's DO_NOT_CACHE is 0); a window
+            # to serve it stale in keeps it (RFC 5861 §3, §4)
+            return "max-age=0 and no validator: it could never be served", "", ()
     if settings.cache_control:
         why = freshness.not_storable_reason(p.request, status, headers)
         if why is not None:

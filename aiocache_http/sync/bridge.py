@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import os
 import queue
@@ -119,6 +120,23 @@ class LoopBridge:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
 
+    def settle(self, timeout: float = 5.0) -> None:
+        """Let the work still running on the loop (stale-while-revalidate refreshes,
+        background writes) finish, for at most ``timeout`` seconds: at interpreter exit a
+        script that did not close its session still gets its refreshes stored, as with
+        requests-cache's thread pool. What is left after that is cancelled by :meth:`stop`."""
+        loop = self.running()
+        if loop is None:
+            return
+
+        async def others() -> None:
+            tasks = asyncio.all_tasks() - {asyncio.current_task()}
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+
+        with contextlib.suppress(Exception):  # a loop stopping meanwhile
+            asyncio.run_coroutine_threadsafe(others(), loop).result(timeout + 1)
+
     def _start(self) -> None:
         loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -129,6 +147,12 @@ class LoopBridge:
         self._loop, self._thread = loop, thread
         if not self._atexit:
             atexit.register(self.stop)
+            # Before the interpreter's thread pools refuse new work (a refresh reads its
+            # body through one): threading's exit hooks run last-registered first, so
+            # import the pool module, then register.
+            import concurrent.futures.thread  # noqa: F401
+            with contextlib.suppress(AttributeError, RuntimeError):  # not CPython; exiting
+                threading._register_atexit(self.settle)  # type: ignore[attr-defined]
             self._atexit = True
 
     def _forget(self) -> None:

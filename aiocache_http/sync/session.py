@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
@@ -21,6 +21,7 @@ import requests
 from requests.hooks import dispatch_hook
 
 from ..backends import CacheBackend
+from ..coalescing import Patience
 from ..driver import OriginResponse, Outcome, fetch, serve_inline
 from ..policy import core
 from ..policy.core import UNSET, RequestOptions
@@ -311,8 +312,10 @@ class CacheMixin(requests.Session):
                     prepared, {**_merged(kwargs, environment), "stream": True}))
                 return origin_response(response, offload, stream=bool(kwargs.get("stream")))
 
+            read_timeout = _read_timeout(kwargs.get("timeout"))
+            send = send_to_origin if read_timeout is None else _Patient(send_to_origin, read_timeout)
             # With the loop running, serve_inline was tried on this thread: no second read.
-            return await fetch(backend, record, options, send_to_origin, _NETWORK_ERRORS,
+            return await fetch(backend, record, options, send, _NETWORK_ERRORS,
                                owner=owner, plan=plan, inline_tried=loop is not None)
 
         return self._respond(serve(work), request, kwargs, environment)
@@ -388,6 +391,32 @@ def set_response_defaults(response: requests.Response, cache_key: str | None = N
     """Give a response from outside the cache the cache attributes (``from_cache=False``,
     ``expires=None``...), as requests-cache's function of that name does."""
     return OriginalResponse.wrap(response, None)
+
+
+def _read_timeout(timeout: Any) -> float | None:
+    """requests' read timeout, from ``timeout=`` (seconds, or a (connect, read) pair)."""
+    if isinstance(timeout, tuple):
+        timeout = timeout[1] if len(timeout) == 2 else None
+    return float(timeout) if isinstance(timeout, (int, float)) else None
+
+
+class _Patient:
+    """The origin sender of a request with a read timeout: a request coalesced onto a
+    concurrent one raises requests' ReadTimeout if that answer has not begun in time,
+    as it would on its own connection (see coalescing.Patience)."""
+
+    __slots__ = ("_read", "_send")
+
+    def __init__(self, send: Callable[[dict[str, str]], Awaitable[OriginResponse]], read: float) -> None:
+        self._send, self._read = send, read
+
+    def __call__(self, extra: dict[str, str]) -> Awaitable[OriginResponse]:
+        return self._send(extra)
+
+    def patience(self) -> Patience:
+        read = self._read
+        return Patience(None, read, lambda total: requests.exceptions.ReadTimeout(
+            f"Read timed out waiting for a concurrent request's answer. (read timeout={read})"))
 
 
 def _merged(kwargs: dict[str, Any], environment: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:

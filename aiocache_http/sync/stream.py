@@ -14,6 +14,7 @@ from memory, or for a large body left in storage, read in chunks through the bri
 from __future__ import annotations
 
 import io
+import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -49,6 +50,8 @@ class TeeRaw:
     def _passed(self, data: bytes, end: bool) -> None:
         if not self._tee.active:
             return
+        if data:  # the body flows, batched or not: a request coalesced onto it waits on
+            self._tee.last_progress = time.monotonic()
         self._batch += data
         self._seen += len(data)
         end = end or self._seen == self._tee.expected_length
