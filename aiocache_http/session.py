@@ -109,6 +109,11 @@ with warnings.catch_warnings():
             if dropped:
                 logger.debug("%s: ignoring arguments the session does not take: %s",
                              type(self).__name__, dropped)
+            for name in dropped:  # dropped as aiohttp-client-cache does, but a typo is said
+                close = CacheSettings.close_to(name)
+                if close is not None:
+                    warnings.warn(f"{type(self).__name__}: ignoring unknown argument {name!r}; "
+                                  f"did you mean the cache setting {close!r}?", stacklevel=4)
             return {k: v for k, v in kwargs.items() if k in params}
 
         @property

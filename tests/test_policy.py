@@ -74,6 +74,8 @@ def test_settings_defaults_and_aliases() -> None:
     ({"expire_aftr": 3}, TypeError, "expire_after"),  # typo: suggests the right name
     ({"stale_if_error": -1}, ValueError, "stale_if_error"),
     ({"urls_expire_after": {"*": "bad"}}, ValueError, "urls_expire_after"),
+    ({"secret_key": 123}, TypeError, "secret_key must be .* not int"),  # was: 'int' object is not iterable
+    ({"secret_key": ["k", 5]}, TypeError, "secret_key must be .* holding 5"),
 ])
 def test_settings_validation_names_the_setting(kwargs: dict[str, object], error: type[Exception],
                                                names: str) -> None:
@@ -398,12 +400,14 @@ def test_every_setting_validates_and_splits_from_the_table() -> None:
 
 @pytest.mark.parametrize("cache_control", [False, True])
 def test_an_event_stream_is_never_stored(cache_control: bool) -> None:
-    """An event stream is live: whatever its headers say, it is not stored (with or
-    without cache_control), so nothing waits for it to end."""
+    """An event stream (or a multipart/x-mixed-replace one, a camera's) is live: whatever
+    its headers say, it is not stored (with or without cache_control), so nothing waits
+    for it to end."""
     p = plan(cache_control=cache_control)
-    for content_type in ("text/event-stream", "Text/Event-Stream; charset=utf-8"):
+    for content_type in ("text/event-stream", "Text/Event-Stream; charset=utf-8",
+                         "multipart/x-mixed-replace; boundary=frame"):
         decision = respond(p, 200, CIMultiDict({"Content-Type": content_type,
                                                 "Cache-Control": "max-age=60"}))
-        assert isinstance(decision, DontStore) and "event stream" in decision.why()
+        assert isinstance(decision, DontStore) and "live stream" in decision.why()
     assert isinstance(respond(p, 200, CIMultiDict({"Content-Type": "text/plain",
                                                    "Cache-Control": "max-age=60"})), Store)

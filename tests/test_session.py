@@ -597,6 +597,14 @@ async def test_a_coalesced_request_keeps_its_own_timeout(origin: Origin, given: 
     assert origin.count("/r/slow-for-some") == 1
 
 
+async def test_a_misspelt_setting_is_said_not_silently_dropped() -> None:
+    """The session drops the arguments it does not take, as aiohttp-client-cache's does;
+    one that looks like a cache setting's name gets a warning naming it."""
+    with pytest.warns(UserWarning, match="'expire_atfer'; did you mean the cache setting 'expire_after'"):
+        session = CachedClientSession(cache=CacheBackend(), expire_atfer=60)
+    await session.close()
+
+
 async def test_a_settings_change_reaches_a_request_seen_before(origin: Origin) -> None:
     url = origin.url("/r/memo-settings")
     async with CachedClientSession(cache=CacheBackend(), expire_after=60) as s:

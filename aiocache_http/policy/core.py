@@ -296,7 +296,7 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
 _ENCODED = "a body read as sent (auto_decompress=False) and a content-encoded one stored decoded"
 
 
-_EVENTS = "text/event-stream"
+_LIVE = frozenset({"text/event-stream", "multipart/x-mixed-replace"})  # server push, no end
 
 
 def _content_encoded(headers: CIMultiDict[str]) -> bool:
@@ -597,10 +597,10 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
     if status == 206 or status < 200:
         return "status %d is never stored", "RFC 9111 §3", (status,)
     content_type = headers.get("Content-Type")
-    if content_type is not None and content_type.partition(";")[0].strip().lower() == _EVENTS:
+    if content_type is not None and content_type.partition(";")[0].strip().lower() in _LIVE:
         # live: a replay would be old events, and a request coalesced onto it would wait
         # for a stream that may never end
-        return "an event stream (text/event-stream) is never stored", "", ()
+        return "a live stream (%s) is never stored", "", (content_type.partition(";")[0].strip(),)
     if settings.read_only:
         return "read_only is set", "", ()
     if not p.original.decoded and _content_encoded(headers):

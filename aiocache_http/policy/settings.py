@@ -116,11 +116,15 @@ def _callable(name: str, value: object) -> Any:
 def _secret(value: object) -> tuple[bytes, ...]:
     if value is None or value == "" or value == b"":
         return ()
-    items = [value] if isinstance(value, (str, bytes)) else list(value)  # type: ignore[call-overload]
+    items = [value] if isinstance(value, (str, bytes)) else value
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f"secret_key must be a non-empty str or bytes, or a list of them, "
+                        f"not {type(value).__name__}")
     out = []
     for item in items:
         if not isinstance(item, (str, bytes)) or not item:
-            raise TypeError("secret_key must be a non-empty str or bytes, or a list of them")
+            raise TypeError(f"secret_key must be a non-empty str or bytes, or a list of them, "
+                            f"not a list holding {item!r:.20}")
         out.append(item.encode() if isinstance(item, str) else item)
     return tuple(out)
 
@@ -321,10 +325,16 @@ class CacheSettings:
         """The canonical name of an option, or a TypeError suggesting the closest one."""
         name = ALIASES.get(name, name)
         if name not in cls._DEFAULTS:
-            close = difflib.get_close_matches(name, cls.NAMES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = cls.close_to(name)
+            hint = f"; did you mean {close!r}?" if close else ""
             raise TypeError(f"unknown cache setting {name!r}{hint}")
         return name
+
+    @classmethod
+    def close_to(cls, name: str) -> str | None:
+        """The setting ``name`` looks like a misspelling of, if any."""
+        close = difflib.get_close_matches(name, cls.NAMES, n=1)
+        return close[0] if close else None
 
     @classmethod
     def split(cls, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
