@@ -439,3 +439,18 @@ def test_headers_to_store_finds_the_fields_never_kept_in_any_case() -> None:
                           ({"Cache-Control": 'no-cache="X-Bar"', "x-BAR": "1"},
                            {"Cache-Control": 'no-cache="X-Bar"'})]:
         assert dict(headers_to_store(CIMultiDict(headers))) == left
+
+
+def test_a_decisions_fields_are_set_without_a_python_level_setter() -> None:
+    """fast_init's twin overrides both __setattr__ and __delattr__ with object's: they share
+    one type slot, which stays the Python-level wrapper (a look-up and a call per field)
+    while either is a Python function, as a frozen base's (Decision's) are. So the twin of
+    a decision sets its fields with object's own setter, as the twin of a base class does."""
+    for cls in (Store, Fetch, DontStore, CachedResponse):
+        twin = cls.__init__.__globals__["_twin"]  # the generated __init__'s own
+        assert twin.__setattr__ is object.__setattr__ and twin.__delattr__ is object.__delattr__
+        assert cls.__setattr__ is not object.__setattr__  # (the class itself stays frozen)
+    value = Store("stored", keys=("k",))
+    assert type(value) is Store and value.keys == ("k",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.keys = ()  # type: ignore[misc]
