@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit floor servers bench conformance clean
+.PHONY: run test lint typecheck unit floor newest servers bench conformance clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,27 +34,42 @@ typecheck: $(VENV)/.dev
 unit: $(VENV)/.dev servers
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# The oldest versions pyproject.toml allows of the libraries whose behaviour the sessions
-# build on (aiohttp; requests with urllib3 1.26; aiosqlite), on the suites that drive them.
-# Python too: the oldest requires-python allows where this machine has it (pyenv here).
-FLOOR        := .venv-floor
-FLOOR_PINS   := aiohttp==3.9.5 requests==2.28.0 urllib3==1.26.20 aiosqlite==0.20.0
-FLOOR_PYTHON ?= $(shell for p in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python \
+# The suites that drive the sessions, on the other ends of what pyproject.toml allows:
+# `floor`, the oldest versions of the libraries whose behaviour the sessions build on
+# (aiohttp; requests with urllib3 1.26; aiosqlite) on the oldest Python; `newest`, the
+# newest of everything on the newest Python. Each Python where this machine has it (on
+# PATH or under pyenv), else the default one (the first line says which ran).
+ENDS_SUITES  := tests/test_session.py tests/test_e2e.py tests/test_sync.py tests/test_streaming.py \
+	-k 'not (redis or dynamodb or mongodb or gridfs or storage_views)'
+ENDS_EXTRAS  := '.[sync,filesystem,redis,mongodb,dynamodb]' pytest pytest-asyncio hypothesis
+find_python   = $(shell for p in python$(1) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(1)*/bin/python \
 	2>/dev/null) $(PYTHON); do $$p -c '' 2>/dev/null && echo $$p && break; done)
+
+FLOOR         := .venv-floor
+FLOOR_PINS    := aiohttp==3.9.5 requests==2.28.0 urllib3==1.26.20 aiosqlite==0.20.0
+FLOOR_PYTHON  ?= $(call find_python,3.10)
+NEWEST        := .venv-newest
+NEWEST_PYTHON ?= $(call find_python,3.13)
 
 $(FLOOR)/.dev: pyproject.toml Makefile
 	@echo "make floor: $$($(FLOOR_PYTHON) --version) with $(FLOOR_PINS)"
 	$(FLOOR_PYTHON) -m venv $(FLOOR)
-	$(FLOOR)/bin/pip install -q -e '.[sync,filesystem,redis,mongodb,dynamodb]' \
-		pytest pytest-asyncio hypothesis $(FLOOR_PINS)
+	$(FLOOR)/bin/pip install -q -e $(ENDS_EXTRAS) $(FLOOR_PINS)
+	touch $@
+
+$(NEWEST)/.dev: pyproject.toml Makefile
+	@echo "make newest: $$($(NEWEST_PYTHON) --version) with the newest libraries"
+	$(NEWEST_PYTHON) -m venv $(NEWEST)
+	$(NEWEST)/bin/pip install -q --upgrade -e $(ENDS_EXTRAS)
 	touch $@
 
 floor: $(FLOOR)/.dev
-	$(FLOOR)/bin/python -m pytest -q -p no:cacheprovider tests/test_session.py tests/test_e2e.py \
-		tests/test_sync.py tests/test_streaming.py \
-		-k 'not (redis or dynamodb or mongodb or gridfs or storage_views)'
+	$(FLOOR)/bin/python -m pytest -q -p no:cacheprovider $(ENDS_SUITES)
 
-test: lint typecheck unit floor
+newest: $(NEWEST)/.dev
+	$(NEWEST)/bin/python -m pytest -q -p no:cacheprovider $(ENDS_SUITES)
+
+test: lint typecheck unit floor newest
 
 bench: $(VENV)/.dev servers
 	$(BIN)/python benchmarks/bench.py
@@ -68,4 +83,4 @@ conformance: $(VENV)/.dev
 	done
 
 clean:
-	rm -rf $(VENV) $(FLOOR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(FLOOR) $(NEWEST) .mypy_cache .ruff_cache .pytest_cache
