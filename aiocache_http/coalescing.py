@@ -130,11 +130,17 @@ class Patience:
 
 
 class Coalescing:
+    """``inflight``: each key being fetched -> its leader's claim (who reads its response,
+    see :meth:`claim`) while nobody waits for it, its :class:`Lead` once somebody does
+    (:meth:`lead_of`): a miss nobody waits for (most of them) makes no Lead."""
+
     __slots__ = ("generations", "inflight", "pruned", "seq")
 
     def __init__(self) -> None:
-        self.inflight: dict[Slot, Lead] = {}
-        self.generations: dict[Slot, int] = {}
+        self.inflight: dict[Slot, Any] = {}
+        # by key alone, not slot: a str keeps nothing for the garbage collector to visit
+        # (a fill of the key on another loop counts too: one extra read, never a wrong answer)
+        self.generations: dict[str, int] = {}
         self.seq = 0  # fills finished, all keys
         self.pruned = 0  # the newest generation forgotten
 
@@ -144,27 +150,46 @@ class Coalescing:
 
     def finished_since(self, slot: Slot, mark: int) -> bool:
         """Did a fill for ``slot`` finish after ``mark`` was taken?"""
-        generation = self.generations.get(slot)
+        generation = self.generations.get(slot[1])
         if generation is not None:
             return generation > mark
         return self.pruned > mark
 
-    def claim(self, slot: Slot, owner: object = None) -> Lead:
-        lead = Lead(slot[0], owner if owner is not None else object())
-        self.inflight[slot] = lead
+    def claim(self, slot: Slot, owner: object = None) -> object:
+        """Lead the fetch of ``slot`` for ``owner`` (None: nobody's: a background task);
+        returns the claim, for :meth:`release` (the owner, or a new object)."""
+        claim = owner if owner is not None else object()
+        self.inflight[slot] = claim
+        return claim
+
+    def lead_of(self, slot: Slot) -> Lead:
+        """The :class:`Lead` of the fetch running for ``slot`` (in ``inflight``), made
+        when first asked for: by a waiter, or by a leader whose body streams on."""
+        entry = self.inflight[slot]
+        if type(entry) is Lead:
+            return entry
+        lead = self.inflight[slot] = Lead(slot[0], entry)
         return lead
 
-    def release(self, slot: Slot, lead: Lead, result: Any) -> None:
-        """The leader of ``slot`` is done: bump the key's generation, wake the waiters."""
-        if self.inflight.get(slot) is lead:
+    def release(self, slot: Slot, claim: object, result: Any) -> None:
+        """The leader of ``slot`` (its ``claim``) is done: bump the key's generation, wake
+        the waiters, if any."""
+        entry = self.inflight.get(slot)
+        lead = None
+        if entry is claim:
             del self.inflight[slot]
+        elif type(entry) is Lead and entry.owner is claim:
+            del self.inflight[slot]
+            lead = entry
         self.seq += 1
-        self.generations.pop(slot, None)
-        self.generations[slot] = self.seq
+        key = slot[1]
+        self.generations.pop(key, None)
+        self.generations[key] = self.seq
         if len(self.generations) > MAX_GENERATIONS:
             oldest = next(iter(self.generations))
             self.pruned = max(self.pruned, self.generations.pop(oldest))
-        lead.finish(result)
+        if lead is not None:
+            lead.finish(result)
 
 
 __all__ = ["IN_STORAGE", "LEADER_STALL_SECONDS", "MAX_GENERATIONS", "NOT_BEGUN", "OUT_OF_TIME", "Coalescing",

@@ -61,6 +61,13 @@ async def whole_body(source: StreamReader, expected: int | None) -> bytes | None
             and source.exception() is None):  # (a failed stream never ends: no wait)
         with contextlib.suppress(Exception):  # the caller sees the failure as it reads
             await source.wait_eof()
+    return arrived_body(source)
+
+
+def arrived_body(source: StreamReader) -> bytes | None:
+    """:func:`whole_body` without waiting: the body if it has arrived whole already (a
+    small one, in the packets of its head), else None. A body arrived in one chunk is
+    that chunk itself, not a copy."""
     if not source.is_eof() or source.exception() is not None:
         return None
     if source.at_eof():  # nothing to read (HEAD, 204, an empty body)

@@ -33,7 +33,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from .backends.base import CacheBackend
 from .backends.health import request_budget
-from .coalescing import IN_STORAGE, NOT_BEGUN, OUT_OF_TIME, Lead, Patience
+from .coalescing import IN_STORAGE, NOT_BEGUN, OUT_OF_TIME, Patience
 from .events import CacheEvent, Counts, Kind, start_collecting_faults, stop_collecting_faults
 from .metrics.cache_status import cache_status
 from .models import CachedRequest, CachedResponse, StoredBody, utcnow
@@ -85,6 +85,8 @@ class OriginResponse:
     whole: Callable[[int | None], Awaitable[bytes | None]] | None = None
     """The body if it has arrived whole (waited for up to this Content-Length), left for
     the caller to read; None if it has not: it then passes through ``tee``."""
+    arrived: bytes | None = None
+    """The body, if it had arrived whole with the head already (``whole`` without waiting)."""
 
 
 Send = Callable[[dict[str, str]], Awaitable[OriginResponse]]
@@ -350,13 +352,38 @@ class _Run:
         self.lookup_decision = decision
         slot = (asyncio.get_running_loop(), plan.key)
         coalescing = backend.coalescing
-        counting = bool(backend.events)  # (nobody listens: the counters, if any)
+        if type(decision) is not Fetch or slot in coalescing.inflight:  # another leads, a HEAD...
+            return await self.plain_other(decision, now)
+        stats = backend.events.stats  # (nobody listens: the counters, if any)
+        faults, token = start_collecting_faults() if stats is not None else ([], None)
+        lead = coalescing.claim(slot, self.reader())  # (lead() inline: a coroutine less)
+        try:
+            outcome = await self.origin(decision, now)  # sent at the lookup's time
+        except BaseException:
+            coalescing.release(slot, lead, None)
+            if stats is not None:
+                self.emit(None, faults, error=True)
+            raise
+        finally:
+            if token is not None:
+                stop_collecting_faults(token)
+        self.hand_over(slot, lead, outcome)
+        if stats is None:
+            return outcome
+        stored = outcome.response
+        if (stored is not None and not faults and type(self.last) is Store and outcome.tee is None
+                and self.stored):  # (report()'s way for a plain miss stored whole, inline)
+            stats.count_stored_miss(len(stored.body))
+            return outcome
+        return self.report(outcome, faults, False)
+
+    async def plain_other(self, decision: Decision, now: datetime) -> Outcome:
+        """:meth:`plain_miss` when another request leads for the key, or the core asks
+        for more than the origin (a HEAD looks for the GET's entry)."""
+        counting = bool(self.backend.events)
         faults, token = start_collecting_faults() if counting else ([], None)
         try:
-            if type(decision) is Fetch and slot not in coalescing.inflight:  # sent at the lookup's time
-                outcome = await self.lead(slot, decision, now)
-            else:  # another request leads, or a HEAD...
-                outcome = await self.execute((decision, now))
+            outcome = await self.execute((decision, now))
             if self.opened:  # (the way through execute() may have read a large body)
                 outcome = await self.finish(outcome)
         except BaseException:
@@ -470,40 +497,33 @@ class _Run:
             self.storage_time += time.perf_counter() - start
         return response
 
-    async def store(self, decision: Store, received: Received, origin: OriginResponse) -> Outcome:
+    async def store(self, decision: Store, received: Received, origin: OriginResponse,
+                    whole: CachedResponse | None = None) -> Outcome:
         """The store step, begun with the response's head and ended with its body: the
         caller gets the live response, whose body passes through a tee that stores it
-        once complete (not at all if it is larger than ``max_body_size``)."""
+        once complete (not at all if it is larger than ``max_body_size``). ``whole``:
+        :meth:`keep_whole`'s response to save, when the caller has it."""
         backend, plan = self.backend, self.plan
         settings = backend.settings
+        if whole is None:
+            length = freshness.expected_length(origin.headers)
+            limit = settings.max_body_size
+            if limit is not None and length is not None and length > limit:
+                self.not_stored(DontStore("Content-Length %d > max_body_size %d", "", (length, limit)))
+                return Outcome(None, raw=origin.raw, release=origin.release)
+            body = origin.arrived
+            if body is None and origin.whole is not None:
+                body = await origin.whole(length)
+            if body is not None:
+                kept = self.keep_whole(decision, received, origin, body, length)
+                if type(kept) is Outcome:
+                    return kept
+                whole = kept  # type: ignore[assignment]
+        if whole is not None:
+            await self.save(whole, decision.keys, decision.aliases)
+            return self.kept(decision, whole, origin)
         length = freshness.expected_length(origin.headers)
         limit = settings.max_body_size
-        if limit is not None and length is not None and length > limit:
-            self.not_stored(DontStore("Content-Length %d > max_body_size %d", "", (length, limit)))
-            return Outcome(None, raw=origin.raw, release=origin.release)
-        body = None if origin.whole is None else await origin.whole(length)
-        if body is not None:
-            # It arrived with its head (most small ones): stored now, before the caller gets
-            # the response, whose body the caller reads from the HTTP library's own stream;
-            # nothing to tee.
-            if limit is not None and len(body) > limit:
-                self.not_stored(DontStore("body of %d bytes > max_body_size %d", "",
-                                          (len(body), limit)))
-                return Outcome(None, raw=origin.raw, release=origin.release)
-            whole = core.to_store(plan, decision, received, body,
-                                  length if decision.headers is origin.headers else UNSET)
-            if isinstance(whole, DontStore):
-                self.not_stored(whole)
-                return Outcome(None, raw=origin.raw, release=origin.release)
-            # Its headers are headers_to_store()'s: no Set-Cookie (what save_response_at drops).
-            if not decision.aliases and not self.observing and backend.put_now(whole, decision.keys):
-                self.stored_response, self.stored = whole, True  # (save(), in memory: at once)
-            else:
-                await self.save(whole, decision.keys, decision.aliases)
-            self.bytes_stored, self.last = (len(body) if self.stored else 0), decision
-            if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every miss)
-                _debug(plan, decision)
-            return Outcome(whole, raw=origin.raw, release=origin.release)
         response = core.stored_response(plan, decision, received)
         writer = await backend.open_response(response, decision.keys)
         tee: Tee
@@ -531,6 +551,43 @@ class _Run:
         raw = await origin.tee(tee)
         return Outcome(response, raw=raw, release=origin.release, tee=tee,
                        drain=lambda: origin.drain(raw))
+
+    def keep_whole(self, decision: Store, received: Received, origin: OriginResponse, body: bytes,
+                   length: int | None) -> Outcome | CachedResponse:
+        """A body that arrived with its head (most small ones): the answer once it is
+        stored at once (in memory) or not stored at all; else the response to save. The
+        caller reads the body from the HTTP library's own stream, as it would without a
+        cache: nothing to tee."""
+        backend, plan = self.backend, self.plan
+        limit = backend.settings.max_body_size
+        if limit is not None:
+            if length is not None and length > limit:
+                self.not_stored(DontStore("Content-Length %d > max_body_size %d", "", (length, limit)))
+                return Outcome(None, raw=origin.raw, release=origin.release)
+            if len(body) > limit:
+                self.not_stored(DontStore("body of %d bytes > max_body_size %d", "",
+                                          (len(body), limit)))
+                return Outcome(None, raw=origin.raw, release=origin.release)
+        whole = core.to_store(plan, decision, received, body,
+                              length if decision.headers is origin.headers else UNSET)
+        if isinstance(whole, DontStore):
+            self.not_stored(whole)
+            return Outcome(None, raw=origin.raw, release=origin.release)
+        # Its headers are headers_to_store()'s: no Set-Cookie (what save_response_at drops).
+        if not decision.aliases and not self.observing and backend.put_now(whole, decision.keys):
+            # (save(), in memory: at once; then kept(), inline)
+            self.stored_response, self.stored, self.bytes_stored, self.last = whole, True, len(body), decision
+            if logger.isEnabledFor(logging.DEBUG):
+                _debug(plan, decision)
+            return Outcome(whole, raw=origin.raw, release=origin.release)
+        return whole
+
+    def kept(self, decision: Store, whole: CachedResponse, origin: OriginResponse) -> Outcome:
+        """The answer once ``whole`` is stored (or failed to be: fail-open)."""
+        self.bytes_stored, self.last = (len(whole.body) if self.stored else 0), decision
+        if logger.isEnabledFor(logging.DEBUG):  # (_debug's test inline: every miss)
+            _debug(self.plan, decision)
+        return Outcome(whole, raw=origin.raw, release=origin.release)
 
     def not_stored(self, decision: DontStore) -> None:
         self.last = decision
@@ -566,8 +623,8 @@ class _Run:
         patience: Patience | None = None
         deadline: float | None = None
         while True:
-            leader = coalescing.inflight.get(slot)
-            if leader is not None:
+            if slot in coalescing.inflight:
+                leader = coalescing.lead_of(slot)  # (made for its first waiter)
                 if leader.owner == self.reader():  # its own unread response: waiting would hang
                     return await self.origin(decision)
                 self.coalesced = True
@@ -625,20 +682,20 @@ class _Run:
         self.hand_over(slot, lead, outcome)
         return outcome
 
-    def hand_over(self, slot: tuple[asyncio.AbstractEventLoop, str], lead: Lead,
+    def hand_over(self, slot: tuple[asyncio.AbstractEventLoop, str], claim: object,
                   outcome: Outcome) -> None:
         """Give the waiters what was stored (only stored responses are shared): now, or once
-        the body on its way is stored."""
+        the body on its way is stored. ``claim``: the leader's (see Coalescing.claim)."""
         coalescing, tee = self.backend.coalescing, outcome.tee
         if tee is None:
-            coalescing.release(slot, lead, self.stored_response)
+            coalescing.release(slot, claim, self.stored_response)
             return
-        lead.streams(tee)
+        coalescing.lead_of(slot).streams(tee)  # (a waiter may come while the body streams)
 
         def stored(done: asyncio.Future[CachedResponse | bool]) -> None:
             result = done.result()
             shared = result if isinstance(result, CachedResponse) else (IN_STORAGE if result else None)
-            coalescing.release(slot, lead, shared)
+            coalescing.release(slot, claim, shared)
 
         tee.done.add_done_callback(stored)
 
@@ -698,12 +755,19 @@ class _Run:
             self.origin_time += time.perf_counter() - start
         received = Received(origin.status, origin.reason, origin.url, origin.headers, request_time,
                             backend.clock(), origin.encoding, origin.history, origin.sent_headers)
-        return await self.carry_out(core.on_response(plan, sent, received), origin, received)
+        decision = core.on_response(plan, sent, received)
+        if type(decision) is Store and backend.settings.filter_fn is None:  # the usual one
+            if origin.arrived is not None:  # (store()'s first step, without its coroutine)
+                kept = self.keep_whole(decision, received, origin, origin.arrived,
+                                       freshness.expected_length(origin.headers))
+                if type(kept) is Outcome:
+                    return kept
+                return await self.store(decision, received, origin, kept)  # type: ignore[arg-type]
+            return await self.store(decision, received, origin)
+        return await self.carry_out(decision, origin, received)
 
     async def carry_out(self, decision: Decision, origin: OriginResponse,
                         received: Received) -> Outcome:
-        if type(decision) is Store and self.backend.settings.filter_fn is None:  # the usual one
-            return await self.store(decision, received, origin)
         while isinstance(decision, Invalidate):
             _debug(self.plan, decision)
             await self.backend.delete(*decision.keys)

@@ -34,7 +34,7 @@ from .backends import CacheBackend, init_backend
 from .backends.base import _disabled as _disabled_ids  # CacheBackend.disabled's own
 from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .coalescing import Patience
-from .content import whole_body
+from .content import arrived_body, whole_body
 from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
 from .models import NO_HEADERS, CachedRequest
@@ -261,7 +261,8 @@ with warnings.catch_warnings():
                 # The body enters the key of a method that may be stored only: another one
                 # passes the cache by (its json= is serialized once, by aiohttp).
                 request = self._cached_request(method, str_or_url, kwargs,
-                                               body=method in settings.allowed_methods, parsed=url)
+                                               body=method in settings.allowed_methods, parsed=url,
+                                               plain=remembered)
                 if not disabled:
                     identity = self._cache.identify(request, keep)
             except ValueError:
@@ -288,8 +289,16 @@ with warnings.catch_warnings():
                                 headers, kwargs)
             plan = core.plan(request, settings, options, self._cache.identify_bound, identity)
             if remembered and plan.bypass is None:
-                self._remember(method, str_or_url, request, plan, send)
-            outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
+                # What the plan was made from, as it is now (the memo holds while it does).
+                made_from = (settings.version, tuple(self._default_headers.items()),
+                             self._default_auth, self._default_proxy_auth)
+                outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
+                # Kept unless this request just stored its response: a URL seen once (most
+                # misses) costs no memo; seen again, it is a hit, and kept then.
+                if outcome.from_cache or outcome.response is None:
+                    self._remember(method, str_or_url, request, plan, send, made_from)
+            else:
+                outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
             result = self._respond(outcome, method)
             return await self._checked(result, check) if check else result
 
@@ -308,15 +317,18 @@ with warnings.catch_warnings():
             return result
 
         def _remember(self, method: str, str_or_url: str | URL, request: CachedRequest,
-                      plan: core.Plan, send: Callable[[dict[str, str]], Awaitable[OriginResponse]]) -> None:
-            """Keep a plain request's plan while what it was made from holds (see _Memo);
+                      plan: core.Plan, send: Callable[[dict[str, str]], Awaitable[OriginResponse]],
+                      made_from: tuple[int, tuple[tuple[str, str], ...], BasicAuth | None,
+                                       BasicAuth | None]) -> None:
+            """Keep a plain request's plan while what it was made from holds (see _Memo):
+            ``made_from``, the settings' version, default headers and auth when it was made;
             ``send``: its sender (no headers, only ``allow_redirects``: the same for every hit).
             Only for a request that passes no bypass and reads nothing per request (per-URL
             expiry patterns, cookies): the caller checks."""
-            settings = self._cache.settings
+            if isinstance(send, _Sender):
+                send.parsed = None  # (unsent, a hit's: not kept, see _Sender)
             self._plans = self._plans.with_entry((method, str_or_url, request.follow_redirects), _Memo(
-                request, plan, settings, settings.version, tuple(self._default_headers.items()),
-                self._default_auth, self._default_proxy_auth, send))
+                request, plan, plan.settings, *made_from, send))
 
         def _respond(self, outcome: Outcome, method: str) -> ClientResponse | CachedClientResponse:
             cached = outcome.response
@@ -338,12 +350,15 @@ with warnings.catch_warnings():
             return raw  # type: ignore[no-any-return]
 
         def _cached_request(self, method: str, str_or_url: str | URL, kwargs: Mapping[str, Any],
-                            body: bool = True, parsed: tuple[URL, str] | None = None) -> CachedRequest:
+                            body: bool = True, parsed: tuple[URL, str] | None = None,
+                            plain: bool = False) -> CachedRequest:
             """The request as the cache sees it: full URL, merged headers (the cookies aiohttp
             will send among them), body bytes. ValueError for a URL aiohttp would refuse.
-            ``parsed``: ``self._url(str_or_url)``, when the caller has it already."""
+            ``parsed``: ``self._url(str_or_url)``, when the caller has it already; ``plain``:
+            the caller found ``kwargs`` plain (only ``allow_redirects``) and the jar empty."""
             url, url_text = self._url(str_or_url) if parsed is None else parsed
-            if (not kwargs.keys() - _PLAIN and not self._default_headers and not len(self._cookie_jar)
+            if ((plain or (not kwargs.keys() - _PLAIN and not len(self._cookie_jar)))
+                    and not self._default_headers
                     and self._default_auth is None and self._default_proxy_auth is None
                     and url.user is None and self._auto_decompress):
                 # nothing to merge in: what the way below gives
@@ -389,7 +404,8 @@ with warnings.catch_warnings():
             (with ``keep``: not for one whose plan the session keeps). ValueError for a URL
             aiohttp would refuse."""
             memo = self._cache._urls
-            memo_key = (self._base_url, str_or_url) if isinstance(str_or_url, str) else None
+            # (without keep, neither kept nor looked up: a plan memo keeps it)
+            memo_key = (self._base_url, str_or_url) if keep and isinstance(str_or_url, str) else None
             found = memo[memo_key] if memo_key is not None else None
             if found is None:
                 url = self._build_url(str_or_url)
@@ -566,22 +582,34 @@ def _backend_of(cache: Any) -> CacheBackend:
                     f"not {cache!r}")
 
 
+_CHARSETS: Memo[str | None, tuple[str | None]] = Memo(256)
+"""Content-Type -> (aiohttp's charset of it,): aiohttp parses it anew for each response."""
+
+
 def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
     """``response`` as the driver takes it; ``url``: its URL as text, when known."""
+    global _CHARSETS
+    headers = response.headers
+    content_type = headers.get("Content-Type")
+    charset = _CHARSETS[content_type]
+    if charset is None:
+        charset = (response.charset,)  # (a function of the Content-Type alone)
+        _CHARSETS = _CHARSETS.with_entry(content_type, charset)
     return OriginResponse(
         status=response.status,
         reason=response.reason or "",
         url=str(response.url) if url is None else url,
-        headers=CIMultiDict(response.headers),
+        headers=CIMultiDict(headers),
         raw=response,
         tee=functools.partial(attach_tee, response),
         drain=drain,
         release=response.release,
-        encoding=response.charset,
+        encoding=charset[0],
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history] if response.history else (),
         sent_headers=response.request_info.headers,  # (read only: not copied)
         whole=functools.partial(whole_body, response.content),  # (no frame of ours)
+        arrived=arrived_body(response.content),
     )
 
 

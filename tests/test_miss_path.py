@@ -24,23 +24,46 @@ from .origin import Origin
 
 
 async def test_a_plain_miss_is_memoized_once_in_the_plan_memo(origin: Origin) -> None:
-    """A first-seen plain request's URL and key are kept by its plan memo only (not also
-    in the backend's URL and key memos); a request the plan memo cannot keep (headers
-    given) still memoizes its key. Both are hits the second time."""
+    """A first-seen plain request that stores its response is not memoized at all (a URL
+    seen once costs no memo); seen again (a hit), its URL and key are kept by its plan
+    memo only (not also in the backend's URL and key memos), and the memo answers from
+    then on. A request the plan memo cannot keep (headers given) still memoizes its key.
+    Both are hits the second time."""
     async with CachedClientSession(cache=CacheBackend()) as session:
         cache = session.cache
         async with session.get(origin.url("/r/plain-once")) as r:
             await r.read()
         assert len(cache._identities) == 0 and len(cache._urls) == 0
-        assert len(session._plans) == 1
+        assert len(session._plans) == 0
         async with session.get(origin.url("/r/plain-once")) as r:
             assert r.from_cache  # type: ignore[union-attr]
+        assert len(cache._identities) == 0 and len(cache._urls) == 0
+        (memo,) = session._plans.values()
+        assert memo.send.parsed is None  # type: ignore[attr-defined]  # (unsent: not kept)
+        async with session.get(origin.url("/r/plain-once")) as r:
+            assert r.from_cache  # type: ignore[union-attr]
+        assert memo.hit.last is not None  # answered by the memo
         for _ in range(2):
             async with session.get(origin.url("/r/with-headers"), headers={"X-A": "1"}) as r:
                 await r.read()
         assert len(cache._identities) == 1 and len(cache._urls) == 1
         assert r.from_cache  # type: ignore[union-attr]
         assert origin.counts["/r/plain-once"] == 1 and origin.counts["/r/with-headers"] == 1
+
+
+async def test_an_answer_not_stored_is_memoized_at_once(origin: Origin) -> None:
+    """A plain request whose answer is not stored (here no-store) keeps its plan at once:
+    the next one, a miss again, does not work out its key and plan anew."""
+    async with CachedClientSession(cache=CacheBackend(), cache_control=True) as session:
+        url = origin.url("/r/not-stored?h_Cache-Control=no-store")
+        async with session.get(url) as r:
+            await r.read()
+        assert r.from_cache is False  # type: ignore[union-attr]
+        (memo,) = session._plans.values()
+        assert memo.request.url == url
+        async with session.get(url) as r:
+            await r.read()
+        assert session._plans["GET", url, True] is memo and origin.counts["/r/not-stored"] == 2
 
 
 async def test_a_memory_miss_reads_the_clock_twice_and_stores_at_once(origin: Origin) -> None:
@@ -75,8 +98,9 @@ async def test_the_plan_memo_keeps_a_sender_without_the_parsed_url(origin: Origi
     """The sender a plain request's plan memo keeps lets go of the parsed URL once sent;
     sent again (a revalidation, here a refresh), it sends the URL as given."""
     async with CachedClientSession(cache=CacheBackend(), expire_after=60) as session:
-        async with session.get(origin.url("/r/sender")) as r:
-            await r.read()
+        for _ in range(2):  # (a miss, then a hit: kept)
+            async with session.get(origin.url("/r/sender")) as r:
+                await r.read()
         (memo,) = session._plans.values()
         assert memo.send.parsed is None  # type: ignore[attr-defined]
         async with session.get(origin.url("/r/sender"), refresh=True) as r:
@@ -231,6 +255,27 @@ async def test_a_stored_memory_entry_is_at_most_three_tracked_objects(origin: Or
             assert isinstance(r.request_info.headers, Mapping)
 
 
+async def test_a_stored_miss_leaves_nothing_tracked_but_its_entry(origin: Origin) -> None:
+    """Besides its entry (three tracked objects, above), a plain miss stored in memory
+    leaves nothing the collector walks in the session's and the backend's state: no plan
+    memo (a URL seen once), no coalescing generation (kept by key, a str; it was a
+    (loop, key) tuple)."""
+    async with CachedClientSession(cache=CacheBackend(), expire_after=3600) as session:
+        cache = session.cache
+
+        def state() -> int:
+            gc.collect()
+            return _tracked_objects([session._plans, cache.coalescing.generations,
+                                     cache.coalescing.inflight, cache._urls, cache._identities])
+
+        before = state()
+        for i in range(100):
+            async with session.get(origin.url(f"/r/left{i}")) as r:
+                await r.read()
+        assert state() == before
+        assert len(cache.coalescing.generations) == 100
+
+
 def test_the_shared_empty_request_headers_are_read_only_and_copy_as_ordinary() -> None:
     """Every stored request without headers shares NO_HEADERS: writing to it would change
     them all, so it refuses; a copy (how code derives headers) is an ordinary one."""
@@ -273,3 +318,139 @@ def test_backend_and_settings_attributes_without_a_getattr_hook() -> None:
         backend.nope  # type: ignore[attr-defined]  # noqa: B018
     with pytest.raises(AttributeError):
         backend.settings.nope  # noqa: B018
+
+
+async def test_a_plan_kept_after_its_request_holds_what_it_was_made_from(origin: Origin) -> None:
+    """The plan memo is kept once the answer is known: it records the settings' version
+    from before the request, so a settings change meanwhile makes it not hold."""
+    import asyncio
+
+    async with CachedClientSession(cache=CacheBackend(), cache_control=True) as session:
+        url = origin.url("/r/changed-meanwhile?h_Cache-Control=no-store&delay=0.3")
+
+        async def get() -> None:
+            async with session.get(url) as r:
+                await r.read()
+
+        task = asyncio.ensure_future(get())
+        await asyncio.sleep(0.1)
+        session.settings.expire_after = 60  # while the request is at the origin
+        await task
+        (memo,) = session._plans.values()
+        assert not memo.holds(session)
+
+
+async def test_the_charset_is_aiohttps_for_each_content_type(origin: Origin) -> None:
+    """The charset stored with a response is what aiohttp reads from its Content-Type
+    (worked out once per Content-Type value, then memoized): each response its own."""
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as session:
+        for name, content_type in [("a", "text/plain; charset=latin-1"), ("b", "text/plain"),
+                                   ("c", "text/html; charset=utf-16"), ("d", "text/plain; charset=latin-1")]:
+            url = origin.url(f"/body/charset-{name}?size=10&h_Content-Type={content_type}"
+                             "&h_Cache-Control=max-age%3D60")
+            async with session.get(url) as r:
+                live = r.charset
+                await r.read()
+            stored = await session.cache.get_response(r.cache_key)  # type: ignore[union-attr]
+            assert stored is not None and stored._cached.encoding == live  # type: ignore[attr-defined]
+            assert live == (None if "charset" not in content_type else content_type.split("=")[1])
+
+
+def test_a_plain_identity_is_the_key_and_request_the_full_way_gives() -> None:
+    """keys.plain_identity (what a first-seen plain request's key costs: one step) gives
+    what normalize_request + hash_key give, whatever the settings; None for any request
+    that is not plain (then the full way decides)."""
+    from aiocache_http.policy.keys import normalize_request, plain_identity
+
+    backend = CacheBackend(ignored_params=["token"], match_headers=True, secret_key="s")
+    for url in ["http://a.example/x", "http://a.example", "https://h.example:8443/p/q",
+                "http://a.example/%7Ex", "http://a.example/x?token=1", "http://A.example/x",
+                "http://a.example:80/x", "http://u:p@a.example/x", "http://a.example/" + "x" * 70000]:
+        for method in ["GET", "get", "HEAD"]:
+            for request in [CachedRequest(method, url),
+                            CachedRequest(method, url, CIMultiDict({"X-A": "1"})),
+                            CachedRequest(method, url, follow_redirects=False)]:
+                plain = plain_identity(request)
+                if plain is None:
+                    continue
+                material, stored = normalize_request(request)
+                assert plain == (hash_key(material), stored)
+                assert backend.identify(request, keep=False) == backend.identify(request) == plain
+    assert plain_identity(CachedRequest("GET", "http://a.example/x?token=1")) is None
+    assert plain_identity(CachedRequest("GET", "http://a.example/x", CIMultiDict({"A": "1"}))) is None
+
+
+async def test_a_miss_nobody_waits_for_makes_no_lead(origin: Origin) -> None:
+    """A leader's claim is one dict entry; its Lead (the waiters' futures, the body's
+    progress) is made when a second request for the key comes, and that one still waits
+    for the leader's stored response."""
+    import asyncio
+
+    from aiocache_http.coalescing import Lead
+
+    async with CachedClientSession(cache=CacheBackend(), expire_after=60) as session:
+        inflight = session.cache.coalescing.inflight
+        url = origin.url("/r/lead-lazily?delay=0.3")
+
+        async def get() -> tuple[bool, bytes]:
+            async with session.get(url) as r:
+                return r.from_cache, await r.read()  # type: ignore[union-attr]
+
+        first = asyncio.ensure_future(get())
+        await asyncio.sleep(0.1)
+        (entry,) = inflight.values()
+        assert type(entry) is not Lead
+        second = asyncio.ensure_future(get())
+        await asyncio.sleep(0.05)
+        (entry,) = inflight.values()
+        assert type(entry) is Lead
+        (live, body), (shared, same) = await first, await second
+        assert not live and shared and body == same and origin.counts["/r/lead-lazily"] == 1
+        assert not inflight
+
+
+def test_a_plain_url_is_its_own_normal_form_as_the_parsing_way_says() -> None:
+    """keys._plain_url (no parsing) agrees with the parsing way (_Normaliser.url) on every
+    URL it takes; the others (default port, out of range, upper case...) it leaves to it."""
+    from aiocache_http.policy.keys import _Normaliser, _plain_url
+
+    taken = 0
+    for url in ["http://a.example/x", "http://a.example", "https://a.example/", "http://a.example:80/x",
+                "https://a.example:443/x", "http://a.example:443/x", "https://a.example:80",
+                "http://a.example:8080/p/q", "http://a.example:65535/x", "http://a.example:65536/x",
+                "http://a.example:99999", "http://a.example:1/%7Ex~", "http://A.example/x",
+                "http://a.example/x?q=1", "http://a.example/a b", "http://127.0.0.1:18092/item/1"]:
+        plain = _plain_url(url)
+        if plain is not None:
+            taken += 1
+            assert plain == _Normaliser((), None).url(url), url
+    assert taken == 9
+
+
+def test_headers_to_store_finds_the_fields_never_kept_in_any_case() -> None:
+    """The names never stored are found case-insensitively (a view of the headers' names,
+    not a lower-cased copy of each), as are those named by Connection and no-cache."""
+    from aiocache_http.policy.freshness import headers_to_store
+
+    kept = CIMultiDict({"A": "1"})
+    assert headers_to_store(kept) is kept  # nothing to drop: the same object
+    for headers, left in [({"SET-COOKIE": "a=1", "X": "y"}, {"X": "y"}), ({"keep-ALIVE": "x"}, {}),
+                          ({"Connection": "X-Foo", "x-foo": "1", "B": "2"}, {"B": "2"}),
+                          ({"Cache-Control": 'no-cache="X-Bar"', "x-BAR": "1"},
+                           {"Cache-Control": 'no-cache="X-Bar"'})]:
+        assert dict(headers_to_store(CIMultiDict(headers))) == left
+
+
+def test_a_decisions_fields_are_set_without_a_python_level_setter() -> None:
+    """fast_init's twin overrides both __setattr__ and __delattr__ with object's: they share
+    one type slot, which stays the Python-level wrapper (a look-up and a call per field)
+    while either is a Python function, as a frozen base's (Decision's) are. So the twin of
+    a decision sets its fields with object's own setter, as the twin of a base class does."""
+    for cls in (Store, Fetch, DontStore, CachedResponse):
+        twin = cls.__init__.__globals__["_twin"]  # the generated __init__'s own
+        assert twin.__setattr__ is object.__setattr__ and twin.__delattr__ is object.__delattr__
+        assert cls.__setattr__ is not object.__setattr__  # (the class itself stays frozen)
+    value = Store("stored", keys=("k",))
+    assert type(value) is Store and value.keys == ("k",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.keys = ()  # type: ignore[misc]

@@ -37,7 +37,14 @@ from ..metrics.stats import CacheStats
 from ..models import CachedRequest, CachedResponse, StoredBodyError, utcnow
 from ..models.convert import as_record
 from ..policy.freshness import NEVER_STORED
-from ..policy.keys import CREDENTIAL_HEADERS, create_key, hash_key, normalize_request, redact_url
+from ..policy.keys import (
+    CREDENTIAL_HEADERS,
+    create_key,
+    hash_key,
+    normalize_request,
+    plain_identity,
+    redact_url,
+)
 from ..policy.settings import CacheSettings
 from ..serializers import DeserializationError, Serializer, get_format
 from .bodies import ResponseWriter, StoredBodyReader
@@ -445,6 +452,10 @@ class CacheBackend:
         may read more than the request (a library version, a tenant in a context variable).
         """
         s = self.settings
+        if not keep and s.key_fn is None:  # (the caller keeps it: nothing looked up)
+            plain = plain_identity(request)
+            if plain is not None:
+                return plain
         memo_key = None
         if keep and s.key_fn is None:
             memo_key = (request.method, request.url, request.body, tuple(request.headers.items()),

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _set = object.__setattr__
+_del = object.__delattr__  # (both: they share one type slot, which is C only if both are)
 
 
 def fast_init(cls: type[T]) -> type[T]:
@@ -35,7 +36,7 @@ def fast_init(cls: type[T]) -> type[T]:
         raise TypeError(f"fast_init takes a slotted dataclass, not {cls.__name__}")
     # The twin: the same slots (the same layout), assignments as for any object.
     twin = type(f"_{cls.__name__}Fields", cls.__bases__,
-                {"__slots__": cls.__dict__["__slots__"], "__setattr__": _set,
+                {"__slots__": cls.__dict__["__slots__"], "__setattr__": _set, "__delattr__": _del,
                  "__module__": cls.__module__})
     namespace: dict[str, Any] = {"_set": _set, "_MISSING": dataclasses.MISSING, "_cls": cls,
                                  "_twin": twin}

@@ -83,9 +83,15 @@ def current_age(cached: CachedResponse, now: datetime) -> float:
 
 
 def facts(headers: CIMultiDict[str]) -> Facts:
-    """Everything a hit needs from the stored directives, parsed once (at store time)."""
-    cc = cache_control(headers)
-    vary = tuple(vary_names(headers)) if "Vary" in headers else ()
+    """Everything a hit needs from the stored directives, parsed once (at store time):
+    a function of the Cache-Control and Vary lines alone, worked out once for each."""
+    return _facts(tuple(headers.getall("Cache-Control", ())), tuple(headers.getall("Vary", ())))
+
+
+@functools.lru_cache(maxsize=512)
+def _facts(cc_lines: tuple[str, ...], vary_lines: tuple[str, ...]) -> Facts:
+    cc = _parsed(cc_lines) if cc_lines else _NO_DIRECTIVES
+    vary = tuple(name.lower() for value in vary_lines for name in split_list(value))
     swr = seconds(cc, "stale-while-revalidate") if "stale-while-revalidate" in cc else None
     sie = seconds(cc, "stale-if-error") if "stale-if-error" in cc else None
     return shared_facts(
@@ -177,7 +183,7 @@ def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     ``no-cache="..."`` (RFC 9111 §3.1, §5.2.2.4), and Set-Cookie (never stored)."""
     drop: frozenset[str] | set[str] = _NEVER_KEPT
     connection = headers.getall("Connection", ())
-    no_cache = cache_control(headers).get("no-cache") if "Cache-Control" in headers else None
+    no_cache = cache_control(headers).get("no-cache")
     if connection or no_cache:
         more = set(drop)
         for value in connection:
@@ -185,7 +191,7 @@ def headers_to_store(headers: CIMultiDict[str]) -> CIMultiDict[str]:
         if no_cache:
             more.update(field_names(no_cache))
         drop = more
-    if drop.isdisjoint(map(str.lower, headers)):
+    if headers.keys().isdisjoint(drop):  # (case-insensitive: a view of the headers' names)
         return headers
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -159,15 +160,18 @@ def _cookie_pairs(lines: Iterable[str]) -> list[str]:
 
 def _plain_url(url: str) -> tuple[str, str] | None:
     """:meth:`_Normaliser.url` of a URL of the common shape, already normal (no query, no
-    user info: nothing to redact), without parsing it; None for any other URL."""
+    user info: nothing to redact), without parsing it; None for any other URL. The URL is
+    its own normal form (the key's with a "/" for an empty path)."""
     plain = _PLAIN_URL.match(url)
     if plain is None:
         return None
-    scheme, host, port, path = plain.groups()
-    if port is not None and (int(port) > 65535 or _DEFAULT_PORTS[scheme] == int(port)):
+    port = plain[3]  # (digits without a leading zero: compared as text, same length)
+    if port is not None and ((len(port) == 5 and port > "65535") or port == _DEFAULT_PORT_TEXT[plain[1]]):
         return None  # out of range or the default: the parsing way says what it means
-    netloc = host if port is None else f"{host}:{port}"
-    return f"{scheme}://{netloc}{path or '/'}", f"{scheme}://{netloc}{path or ''}"
+    return (url, url) if plain[4] else (url + "/", url)
+
+
+_DEFAULT_PORT_TEXT = {"http": "80", "https": "443"}
 
 
 class _Normaliser:
@@ -311,14 +315,9 @@ def normalize_request(
     The stored request keeps every header and parameter, with credentials and ignored
     parameters replaced by ``REDACTED``. ValueError for a URL that cannot be parsed.
     """
-    plain = (_plain_url(request.url) if not request.body and not request.headers
-             and request.follow_redirects and request.verify else None)
+    plain = _plain_request(request)
     if plain is not None:  # a plain request, nothing to redact: what the way below gives
-        key_url, stored_url = plain
-        upper = request.method.upper()
-        stored = request if stored_url == request.url and upper == request.method \
-            else CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True)  # (the same: shared)
-        return [upper.encode(), key_url.encode("utf-8", "surrogatepass"), b"", b"", b""], stored
+        return [plain[0], plain[1], b"", b"", b""], plain[2]
     n = _Normaliser(ignored_params, secret, credential_names)
     key_url, stored_url = n.url(request.url)
     if (not request.body and not request.headers and not n.secrets and request.follow_redirects
@@ -346,6 +345,40 @@ def normalize_request(
     return material, stored
 
 
+def _plain_request(request: CachedRequest) -> tuple[bytes, bytes, CachedRequest] | None:
+    """A request without body, headers or options and of a URL of the common shape
+    (:func:`_plain_url`): its key's method and URL parts, and the request as it may be
+    stored (itself, when it is normal already); None for any other request."""
+    if request.body or request.headers or not request.follow_redirects or not request.verify:
+        return None
+    plain = _plain_url(request.url)
+    if plain is None:
+        return None
+    key_url, stored_url = plain
+    upper = request.method.upper()
+    stored = request if stored_url == request.url and upper == request.method \
+        else CachedRequest(upper, stored_url, NO_HEADERS, b"", True, True)  # (the same: shared)
+    return upper.encode(), key_url.encode("utf-8", "surrogatepass"), stored
+
+
+def plain_identity(request: CachedRequest) -> tuple[str, CachedRequest] | None:
+    """:func:`normalize_request` and :func:`hash_key` for a plain request (no body,
+    headers or options; a URL of the common shape: nothing in it to redact, whatever
+    the settings), in one step: its key and the request as it may be stored. None for
+    any other request."""
+    plain = _plain_request(request)
+    if plain is None:
+        return None
+    method, url, stored = plain
+    if len(url) > _JOINED:
+        return hash_key([method, url, b"", b"", b""]), stored
+    return hashlib.sha256(b"".join((_LENGTH(len(method)), method, _LENGTH(len(url)), url, _EMPTY_PARTS))
+                          ).hexdigest(), stored
+
+
+_LENGTH = struct.Struct(">Q").pack  # a key part's length, as its 8-byte prefix
+
+
 def create_key(
     request: CachedRequest,
     ignored_params: Iterable[str] = (),
@@ -362,6 +395,12 @@ def hash_key(parts: Sequence[bytes | Chunks]) -> str:
     """SHA-256 of the parts, each prefixed by its length (so parts never run together).
     A large body is hashed where it is, not copied; a part given as :class:`Chunks`
     hashes as the bytes they join into."""
+    if len(parts) == 5 and parts[2:] == _NO_EXTRAS:  # a plain request's: method and URL only
+        method, url = parts[0], parts[1]
+        if type(method) is bytes and type(url) is bytes and len(url) <= _JOINED:
+            return hashlib.sha256(b"".join((len(method).to_bytes(8, "big"), method,
+                                            len(url).to_bytes(8, "big"), url, _EMPTY_PARTS))
+                                  ).hexdigest()
     joined: list[bytes] = []
     for part in parts:
         if type(part) is not bytes or len(part) > _JOINED:
@@ -382,6 +421,8 @@ def hash_key(parts: Sequence[bytes | Chunks]) -> str:
     return digest.hexdigest()
 
 
+_NO_EXTRAS = [b"", b"", b""]
+_EMPTY_PARTS = bytes(24)  # three empty parts: each its length, 0, in 8 bytes
 _JOINED = 64 * 1024  # parts up to this size are copied into one input; a larger body is not
 
 
