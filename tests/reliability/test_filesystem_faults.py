@@ -22,7 +22,7 @@ from aiocache_http.backends.filesystem import FileBackend
 
 from ..origin import Origin
 from .load import Traffic, baseline, check
-from .test_sqlite_faults import check_resumed, fill, read_only, small_disk
+from .test_sqlite_faults import check_resumed, read_only, small_disk, through_a_full_disk
 
 pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
 
@@ -64,24 +64,7 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
     directory = tmp_path / "small"
     with small_disk(directory, "32m"):
         backend = FileBackend(directory / "cache")
-        base = await baseline(origin)
-        traffic = Traffic(backend, origin, "fs-full")
-        marks: dict[str, float] = {}
-        resumed: dict[str, float | None] = {}
-
-        async def full() -> None:
-            await asyncio.sleep(1.0)
-            filler = await asyncio.to_thread(fill, directory)
-            marks["start"] = time.monotonic()
-            await asyncio.sleep(4.0)
-            filler.unlink()
-            marks["end"] = time.monotonic()
-            resumed.update(await traffic.time_to_store())
-
-        try:
-            await traffic.run(20, full)
-        finally:
-            await backend.close()
+        traffic, base, marks, resumed = await through_a_full_disk(backend, directory, origin, "fs-full")
         leftovers = sorted(p.name for p in (directory / "cache").iterdir() if p.name.startswith(".tmp-"))
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from aiocache_http import CachedClientSession
+from aiocache_http import CacheBackend, CachedClientSession
 from aiocache_http.backends.sqlite import SQLiteBackend, SQLiteUnavailableError
 
 from ..origin import Origin
-from .load import Traffic, baseline, check
+from .load import Baseline, Traffic, baseline, check
 
 RESUME = 3.0  # writes resume within this (a probe a second; the first may find a stale connection)
 
@@ -93,6 +93,32 @@ def fill(directory: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+async def through_a_full_disk(backend: CacheBackend, directory: Path, origin: Origin, label: str
+                              ) -> tuple[Traffic, Baseline, dict[str, float], dict[str, float | None]]:
+    """Traffic on ``backend`` while the small disk at ``directory`` is full for 4 s; then
+    the backend is closed. Returns the traffic, its baseline, the fault's start and end,
+    and when each lane stored again."""
+    base = await baseline(origin)
+    traffic = Traffic(backend, origin, label)
+    marks: dict[str, float] = {}
+    resumed: dict[str, float | None] = {}
+
+    async def full() -> None:
+        await asyncio.sleep(1.0)
+        filler = await asyncio.to_thread(fill, directory)
+        marks["start"] = time.monotonic()
+        await asyncio.sleep(4.0)
+        filler.unlink()
+        marks["end"] = time.monotonic()
+        resumed.update(await traffic.time_to_store())
+
+    try:
+        await traffic.run(20, full)
+    finally:
+        await backend.close()
+    return traffic, base, marks, resumed
 
 
 @pytest.mark.parametrize("lanes", [False, True], ids=["plain", "every-lane"])
@@ -238,24 +264,7 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
     directory = tmp_path / "small"
     with small_disk(directory, "32m"):
         backend = SQLiteBackend(directory / "cache.sqlite")
-        base = await baseline(origin)
-        traffic = Traffic(backend, origin, "full")
-        marks: dict[str, float] = {}
-        resumed: dict[str, float | None] = {}
-
-        async def full() -> None:
-            await asyncio.sleep(1.0)
-            filler = await asyncio.to_thread(fill, directory)
-            marks["start"] = time.monotonic()
-            await asyncio.sleep(4.0)
-            filler.unlink()
-            marks["end"] = time.monotonic()
-            resumed.update(await traffic.time_to_store())
-
-        try:
-            await traffic.run(20, full)
-        finally:
-            await backend.close()
+        traffic, base, marks, resumed = await through_a_full_disk(backend, directory, origin, "full")
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
     check_resumed(traffic, marks["end"], resumed)
