@@ -9,10 +9,11 @@ the tests run as root, as CI does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,8 @@ from aiocache_http import CachedClientSession
 from aiocache_http.backends.filesystem import FileBackend
 
 from ..origin import Origin
-from .load import Traffic, baseline, check
-from .test_sqlite_faults import check_resumed, read_only, small_disk, through_a_full_disk
+from .load import check
+from .test_sqlite_faults import check_resumed, disk_filled, read_only, small_disk, through_a_fault
 
 pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
 
@@ -33,25 +34,14 @@ async def test_directory_read_only(tmp_path: Path, origin: Origin, caplog: pytes
     caplog.set_level(logging.WARNING, "aiocache_http")
     directory = tmp_path / "ro"
     backend = FileBackend(directory)
-    base = await baseline(origin)
-    traffic = Traffic(backend, origin, "fs-ro")
-    marks: dict[str, float] = {}
-    resumed: dict[str, float | None] = {}
 
-    async def fault() -> None:
-        await asyncio.sleep(1.0)
+    @contextlib.asynccontextmanager
+    async def made_read_only() -> AsyncIterator[None]:
         with read_only(directory):
-            marks["start"] = time.monotonic()
-            await asyncio.sleep(4.0)
-            dropped = backend.health.dropped_writes
-        marks["end"] = time.monotonic()
-        resumed.update(await traffic.time_to_store())
-        assert dropped > 0
+            yield
 
-    try:
-        await traffic.run(20, fault)
-    finally:
-        await backend.close()
+    traffic, base, marks, resumed = await through_a_fault(backend, origin, "fs-ro", made_read_only)
+    assert marks["dropped"] > 0
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
     check_resumed(traffic, marks["end"], resumed)
@@ -64,7 +54,8 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
     directory = tmp_path / "small"
     with small_disk(directory, "32m"):
         backend = FileBackend(directory / "cache")
-        traffic, base, marks, resumed = await through_a_full_disk(backend, directory, origin, "fs-full")
+        traffic, base, marks, resumed = await through_a_fault(backend, origin, "fs-full",
+                                                              lambda: disk_filled(directory))
         leftovers = sorted(p.name for p in (directory / "cache").iterdir() if p.name.startswith(".tmp-"))
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")

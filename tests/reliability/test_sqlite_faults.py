@@ -18,7 +18,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -95,30 +96,40 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-async def through_a_full_disk(backend: CacheBackend, directory: Path, origin: Origin, label: str
-                              ) -> tuple[Traffic, Baseline, dict[str, float], dict[str, float | None]]:
-    """Traffic on ``backend`` while the small disk at ``directory`` is full for 4 s; then
-    the backend is closed. Returns the traffic, its baseline, the fault's start and end,
-    and when each lane stored again."""
+async def through_a_fault(backend: CacheBackend, origin: Origin, label: str,
+                          fault: Callable[[], AbstractAsyncContextManager[None]],
+                          ) -> tuple[Traffic, Baseline, dict[str, float], dict[str, float | None]]:
+    """Traffic on ``backend``, within which ``fault()`` holds for 4 s; then the backend is
+    closed. Returns the traffic, its baseline, the fault's ``start`` and ``end`` (and the
+    writes ``dropped`` by its end), and when each lane stored again."""
     base = await baseline(origin)
     traffic = Traffic(backend, origin, label)
     marks: dict[str, float] = {}
     resumed: dict[str, float | None] = {}
 
-    async def full() -> None:
+    async def during() -> None:
         await asyncio.sleep(1.0)
-        filler = await asyncio.to_thread(fill, directory)
-        marks["start"] = time.monotonic()
-        await asyncio.sleep(4.0)
-        filler.unlink()
+        async with fault():
+            marks["start"] = time.monotonic()
+            await asyncio.sleep(4.0)
+            marks["dropped"] = backend.health.dropped_writes
         marks["end"] = time.monotonic()
         resumed.update(await traffic.time_to_store())
 
     try:
-        await traffic.run(20, full)
+        await traffic.run(20, during)
     finally:
         await backend.close()
     return traffic, base, marks, resumed
+
+
+@contextlib.asynccontextmanager
+async def disk_filled(directory: Path) -> AsyncIterator[None]:
+    filler = await asyncio.to_thread(fill, directory)
+    try:
+        yield
+    finally:
+        filler.unlink()
 
 
 @pytest.mark.parametrize("lanes", [False, True], ids=["plain", "every-lane"])
@@ -170,26 +181,15 @@ async def test_file_read_only(tmp_path: Path, origin: Origin, caplog: pytest.Log
     directory = tmp_path / "ro"
     directory.mkdir()
     backend = SQLiteBackend(directory / "cache.sqlite")
-    base = await baseline(origin)
-    traffic = Traffic(backend, origin, "ro")
-    marks: dict[str, float] = {}
-    resumed: dict[str, float | None] = {}
 
-    async def fault() -> None:
-        await asyncio.sleep(1.0)
+    @contextlib.asynccontextmanager
+    async def reopened_read_only() -> AsyncIterator[None]:
         with read_only(directory):
             await backend.database.close()  # every connection opens again, read-only now
-            marks["start"] = time.monotonic()
-            await asyncio.sleep(4.0)
-            dropped = backend.health.dropped_writes
-        marks["end"] = time.monotonic()
-        resumed.update(await traffic.time_to_store())
-        assert dropped > 0
+            yield
 
-    try:
-        await traffic.run(20, fault)
-    finally:
-        await backend.close()
+    traffic, base, marks, resumed = await through_a_fault(backend, origin, "ro", reopened_read_only)
+    assert marks["dropped"] > 0
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
     check_resumed(traffic, marks["end"], resumed)
@@ -264,7 +264,8 @@ async def test_disk_full(tmp_path: Path, origin: Origin, caplog: pytest.LogCaptu
     directory = tmp_path / "small"
     with small_disk(directory, "32m"):
         backend = SQLiteBackend(directory / "cache.sqlite")
-        traffic, base, marks, resumed = await through_a_full_disk(backend, directory, origin, "full")
+        traffic, base, marks, resumed = await through_a_fault(backend, origin, "full",
+                                                              lambda: disk_filled(directory))
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
     check_resumed(traffic, marks["end"], resumed)
