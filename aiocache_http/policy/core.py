@@ -284,7 +284,7 @@ def on_lookup(p: Plan, stored: CachedResponse | None, now: datetime,
                       key=variant_key(base, stored.vary_generation, values), base=base,
                       head_from_get=via is not None and via.head_from_get, variant=True,
                       vary_generation=generation)
-    if not p.original.decoded and _content_encoded(stored.headers):
+    if not p.original.decoded and freshness.content_encoded(stored.headers):
         return _fetch(p, None, _ENCODED, "", generation=generation)
     if via is not None and via.head_from_get:
         stored = replace(stored, body=b"", stored_body=None, cache_key=p.key)
@@ -297,11 +297,6 @@ _ENCODED = "a body read as sent (auto_decompress=False) and a content-encoded on
 
 
 _LIVE = frozenset({"text/event-stream", "multipart/x-mixed-replace"})  # server push, no end
-
-
-def _content_encoded(headers: CIMultiDict[str]) -> bool:
-    coding = headers.get("Content-Encoding")
-    return coding is not None and coding.strip().lower() not in ("", "identity")
 
 
 def fresh_verdict(p: Plan, stored: CachedResponse, now: datetime) -> Fresh | Decision:
@@ -597,13 +592,14 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
     if status == 206 or status < 200:
         return "status %d is never stored", "RFC 9111 §3", (status,)
     content_type = headers.get("Content-Type")
-    if content_type is not None and content_type.partition(";")[0].strip().lower() in _LIVE:
+    media_type = "" if content_type is None else content_type.partition(";")[0].strip()
+    if media_type.lower() in _LIVE:
         # live: a replay would be old events, and a request coalesced onto it would wait
         # for a stream that may never end
-        return "a live stream (%s) is never stored", "", (content_type.partition(";")[0].strip(),)
+        return "a live stream (%s) is never stored", "", (media_type,)
     if settings.read_only:
         return "read_only is set", "", ()
-    if not p.original.decoded and _content_encoded(headers):
+    if not p.original.decoded and freshness.content_encoded(headers):
         return _ENCODED, "", ()
     if (not settings.cache_control
             and (_expire_after(p) if p.store_expire_after is UNSET else p.store_expire_after)

@@ -235,6 +235,13 @@ def etag_matches(stored: CIMultiDict[str], fresh: CIMultiDict[str]) -> bool:
     return old_etag is not None and old_etag.removeprefix("W/") == new_etag.removeprefix("W/")
 
 
+def content_encoded(headers: Mapping[str, str]) -> bool:
+    """Has this body a Content-Encoding other than identity (gzip, br...)? ``headers``:
+    any mapping with ``get`` (a CIMultiDict, urllib3's HTTPHeaderDict)."""
+    coding = headers.get("Content-Encoding")
+    return coding is not None and coding.strip().lower() not in ("", "identity")
+
+
 def client_validators_match(request_headers: CIMultiDict[str], stored: CachedResponse) -> bool:
     """Does the client's own conditional request match the stored response, so that a
     304 answers it (RFC 9111 §4.3.2, RFC 9110 §13.1)? If-None-Match wins over

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..backends.parts import PART_SIZE
 from ..models import StoredBody
+from ..policy.freshness import content_encoded
 from ..streaming import Tee
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -36,8 +37,7 @@ class TeeRaw:
         self._run = run
         self._batch = bytearray()
         self._seen = 0
-        coding = str(raw.headers.get("Content-Encoding", "identity")).strip().lower()
-        self._encoded = coding not in ("", "identity")
+        self._encoded = content_encoded(raw.headers)
         self._finalizer = weakref.finalize(self, tee.abandon_soon, "response dropped unread")
 
     def __getattr__(self, name: str) -> Any:
