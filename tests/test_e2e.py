@@ -16,7 +16,8 @@ import pytest
 from aiocache_http import DO_NOT_CACHE, EXPIRE_IMMEDIATELY, CacheEvent
 
 from .clients import Client
-from .origin import Origin
+from .origin import Clock, Origin
+from .waiting import until
 
 MakeClient = Callable[..., Client]
 
@@ -24,6 +25,14 @@ MakeClient = Callable[..., Client]
 def n(reply_body: bytes) -> int:
     """Which origin request produced this body."""
     return int(json.loads(reply_body)["n"])
+
+
+def on_clock(c: Client, origin: Origin) -> Clock:
+    """Puts the backend on the origin's clock, which the test moves by hand: an entry is
+    fresh until the test moves the clock past its expiry, however slow the machine (a
+    0.3 s lifetime measured by the wall clock ran out between two requests under load)."""
+    c.cache.clock = origin.clock
+    return origin.clock
 
 
 async def test_second_get_is_a_hit(make_client: MakeClient, origin: Origin) -> None:
@@ -46,9 +55,10 @@ async def test_query_order_does_not_matter(make_client: MakeClient, origin: Orig
 
 async def test_expire_after(make_client: MakeClient, origin: Origin) -> None:
     c = make_client(expire_after=0.4)
+    clock = on_clock(c, origin)
     await c.get(origin.url("/r/e"))
     assert (await c.get(origin.url("/r/e"))).from_cache
-    await asyncio.sleep(0.5)
+    clock.advance(0.5)
     again = await c.get(origin.url("/r/e"))
     assert not again.from_cache and n(again.body) == 2
 
@@ -59,11 +69,12 @@ async def test_session_expire_after_attribute_is_the_setting(make_client: MakeCl
     setting on both sessions; on the aiohttp one it used to set a plain attribute that
     nothing read."""
     c = make_client()
+    clock = on_clock(c, origin)
     c.session.expire_after = 0.4
     assert c.session.expire_after == c.settings.expire_after == 0.4
     await c.get(origin.url("/r/attr"))
     assert (await c.get(origin.url("/r/attr"))).from_cache
-    await asyncio.sleep(0.5)
+    clock.advance(0.5)
     assert not (await c.get(origin.url("/r/attr"))).from_cache
 
 
@@ -86,9 +97,10 @@ async def test_urls_expire_after_first_match_wins(make_client: MakeClient, origi
         "*/r/nocache*": DO_NOT_CACHE,
         "*/r/*": timedelta(hours=1),
     })
+    clock = on_clock(c, origin)
     for path in ("/r/short", "/r/nocache", "/r/long"):
         await c.get(origin.url(path))
-    await asyncio.sleep(0.4)
+    clock.advance(0.4)
     for path in ("/r/short", "/r/nocache", "/r/long"):
         await c.get(origin.url(path))
     assert origin.count("/r/short") == 2
@@ -98,9 +110,10 @@ async def test_urls_expire_after_first_match_wins(make_client: MakeClient, origi
 
 async def test_per_request_expire_after(make_client: MakeClient, origin: Origin) -> None:
     c = make_client(expire_after=3600)
+    clock = on_clock(c, origin)
     r = await c.get(origin.url("/r/p"), expire_after=0.3)
     assert r.expires is not None
-    await asyncio.sleep(0.4)
+    clock.advance(0.4)
     assert not (await c.get(origin.url("/r/p"))).from_cache
     assert origin.count("/r/p") == 2
 
@@ -118,9 +131,10 @@ async def test_refresh_revalidates_with_304(make_client: MakeClient, origin: Ori
 
 async def test_stale_entry_revalidated_with_304(make_client: MakeClient, origin: Origin) -> None:
     c = make_client(expire_after=0.3)
+    clock = on_clock(c, origin)
     url = origin.url("/r/s?etag=v1")
     first = await c.get(url)
-    await asyncio.sleep(0.4)
+    clock.advance(0.4)
     second = await c.get(url)
     assert origin.count("/r/s") == 2
     assert second.status == 200 and n(second.body) == n(first.body) == 1
@@ -287,8 +301,9 @@ async def test_ignored_params_and_match_headers(make_client: MakeClient, origin:
 async def test_stale_if_error_serves_stale_on_5xx(make_client: MakeClient, origin: Origin) -> None:
     # The key ignores ?status=, so the same entry is asked for while the origin fails.
     c = make_client(expire_after=0.2, stale_if_error=True, ignored_params=["status"])
+    clock = on_clock(c, origin)
     first = await c.get(origin.url("/r/sie?status=200"))
-    await asyncio.sleep(0.3)
+    clock.advance(0.3)
     stale = await c.get(origin.url("/r/sie?status=503"))
     assert stale.status == 200 and stale.from_cache and stale.body == first.body
     c.settings.stale_if_error = False
@@ -298,15 +313,14 @@ async def test_stale_if_error_serves_stale_on_5xx(make_client: MakeClient, origi
 
 async def test_stale_while_revalidate(make_client: MakeClient, origin: Origin) -> None:
     c = make_client(expire_after=0.2, stale_while_revalidate=60)
+    clock = on_clock(c, origin)
     await c.get(origin.url("/r/swr"))
-    await asyncio.sleep(0.3)
+    clock.advance(0.3)
     stale = await c.get(origin.url("/r/swr"))
     assert stale.from_cache and n(stale.body) == 1  # served at once
-    for _ in range(50):  # the background refresh lands shortly after
-        if origin.count("/r/swr") == 2:
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.05)
+    # the background refresh (on the sync bridge's loop for the sync session) fetches and stores
+    await until(lambda: origin.count("/r/swr") == 2 and not c.cache.background,
+                "the background refresh fetched and stored")
     fresh = await c.get(origin.url("/r/swr"))
     assert fresh.from_cache and n(fresh.body) == 2 and origin.count("/r/swr") == 2
 
