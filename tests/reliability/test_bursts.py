@@ -6,6 +6,13 @@ Storage calls queue behind a busy but healthy backend (aiosqlite's one thread, a
 connection pool, a file thread pool). Waiting its turn is not a timeout: every miss is
 stored, every hit is served from the cache, no deadline passes, no circuit opens
 (``backend.health``), and every request's event says so (no storage error).
+
+The deadline that measures progress (``backend_timeout``) is the subject: it runs at
+BURST_DEADLINES, a few times the documented 0.1 s so that a loaded machine's scheduling
+gaps (another process holding the CPU, redis-server descheduled) are not mistaken for a
+stall, and still far below how long the tail of a burst waits its turn (seconds, printed).
+The cap (``write_timeout``) is lifted: how many calls a machine drains within it is a
+matter of its speed, and the cap has its own test (the last one here).
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ from ..origin import Origin
 from ..redis_servers import RedisServer, system_binary
 from .load import is_wrong
 
-pytestmark = pytest.mark.real_deadlines  # the documented defaults, not the suite's
+pytestmark = pytest.mark.real_deadlines  # the deadlines set here, not the suite's
 
 BURST = 500
 BOUND = 120.0  # seconds: a whole burst, on a loaded 2-core machine
+BURST_DEADLINES = {"backend_timeout": 0.5, "write_timeout": BOUND}
 
 Fetch = Callable[[list[str]], Awaitable[list[tuple[int, bytes, bool]]]]
 
@@ -103,7 +111,7 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(params=sorted(CLIENTS))
 async def burst_client(request: pytest.FixtureRequest, backend_kind: str, tmp_path: Path) -> Client:
-    backend = FACTORIES[backend_kind](request, tmp_path, {})
+    backend = FACTORIES[backend_kind](request, tmp_path, dict(BURST_DEADLINES))
     await backend.clear()
     client = CLIENTS[request.param](backend)
     yield client  # type: ignore[misc]
