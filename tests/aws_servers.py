@@ -7,7 +7,6 @@ every request goes over HTTP as it would to AWS.
 from __future__ import annotations
 
 import logging
-import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,22 +28,16 @@ class MotoServer:
         return {"region_name": REGION, "endpoint_url": self.endpoint_url, **DUMMY_CREDENTIALS}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # port 0: the server binds a free port itself (a port found free and bound later may be
+    # taken meanwhile by another test run, or another pytest-xdist worker)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
     with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=30):  # up and answering
         pass
     try:

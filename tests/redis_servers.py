@@ -65,13 +65,20 @@ def free_port(bus: bool = False) -> int:
 
 
 class RedisServer:
-    """One redis-server process; ``kill()`` and ``start()`` again reuse the same port."""
+    """One redis-server process; ``kill()`` and ``start()`` again reuse the same port.
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None, *extra: str) -> None:
+    Without a ``port``, a free one is picked (``bus``: with port + 10000 free too, for a
+    cluster node); if another process (another test run, another pytest-xdist worker)
+    binds it before the server does, the first start picks another."""
+
+    def __init__(self, binary: str, directory: Path, port: int | None = None, *extra: str,
+                 bus: bool = False) -> None:
         self.binary = binary
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        self.bus = bus
+        self.port = port or free_port(bus)
+        self.may_move = port is None  # until it first started
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -83,23 +90,40 @@ class RedisServer:
         return redis.Redis(host=HOST, port=self.port, socket_timeout=5)
 
     def start(self) -> None:
+        for _ in range(5):
+            if self._started():
+                self.may_move = False
+                return
+            self.port = free_port(self.bus)  # the port was taken meanwhile: another one
+        raise RuntimeError(f"{self.binary}: every free port picked was taken before it bound it")
+
+    def _started(self) -> bool:
+        """Start the server and wait (bounded) until it answers; False if its port was
+        taken by another process first and it may move to another."""
         args = [self.binary, "--port", str(self.port), "--bind", HOST, "--save", "",
                 "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes", *self.extra]
-        with open(self.dir / "redis.log", "ab") as log:
+        log_path = self.dir / "redis.log"
+        with open(log_path, "ab") as log:
+            logged = log.tell()
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a loaded machine: a bound, not an expectation
         with self.client() as c:
             while True:
                 try:
-                    c.ping()
-                    return
-                except redis.ConnectionError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        log_text = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
-                        self.stop()
-                        raise RuntimeError(f"{self.binary} did not start on port {self.port}:\n"
-                                           f"{log_text}") from None
-                    time.sleep(0.05)
+                    # answered by this process, not by whoever else holds the port
+                    if int(c.info("server")["process_id"]) == self.proc.pid:
+                        return True
+                except redis.RedisError:  # not listening yet, or still loading
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    with open(log_path, "rb") as log:
+                        log.seek(logged)
+                        log_text = log.read().decode(errors="replace")[-2000:]
+                    self.stop()
+                    if self.may_move and "already in use" in log_text:
+                        return False
+                    raise RuntimeError(f"{self.binary} did not start on port {self.port}:\n{log_text}")
+                time.sleep(0.05)
 
     def kill(self) -> None:
         """Die at once, as a crash would (SIGKILL)."""
@@ -166,10 +190,9 @@ def cluster_of(directory: Path, node_timeout_ms: int = 3000) -> Iterator[RedisCl
     nodes: list[RedisServer] = []
     try:
         for i in range(3):
-            port = free_port(bus=True)
-            node = RedisServer(binary, directory / str(i), port, "--cluster-enabled", "yes",
+            node = RedisServer(binary, directory / str(i), None, "--cluster-enabled", "yes",
                                "--cluster-config-file", "nodes.conf",
-                               "--cluster-node-timeout", str(node_timeout_ms))
+                               "--cluster-node-timeout", str(node_timeout_ms), bus=True)
             node.start()
             nodes.append(node)
         subprocess.run([cli, "--cluster", "create", *(f"{HOST}:{n.port}" for n in nodes),

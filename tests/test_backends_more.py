@@ -541,9 +541,9 @@ async def test_mongo_clients_passed_in_are_not_closed_ours_are(
     owns which client, and a backend without a server fails open."""
     from pymongo import AsyncMongoClient
 
-    from .aws_servers import _free_port
+    from .redis_servers import free_port
 
-    port = _free_port()
+    port = free_port()
     options = {"host": "127.0.0.1", "port": port, "serverSelectionTimeoutMS": 50}
     theirs: AsyncMongoClient[Any] = AsyncMongoClient(**options)  # type: ignore[arg-type]
     passed = backend_class("db", connection=theirs)
