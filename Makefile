@@ -31,8 +31,14 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy --strict aiocache_http
 
+# Two pytest-xdist workers (WORKERS=0: one process). Each worker starts its own servers on
+# free ports and has its own temporary directories; most tests wait on IO (servers, the
+# origin, deadlines), so two processes finish in a little over half the time.
+WORKERS ?= 2
+PYTEST   = -m pytest -q -p no:cacheprovider -n $(WORKERS)
+
 unit: $(VENV)/.dev servers
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python $(PYTEST)
 
 # The suites that drive the sessions, on the other ends of what pyproject.toml allows:
 # `floor`, the oldest versions of the libraries whose behaviour the sessions build on
@@ -41,7 +47,7 @@ unit: $(VENV)/.dev servers
 # PATH or under pyenv), else the default one (the first line says which ran).
 ENDS_SUITES  := tests/test_session.py tests/test_e2e.py tests/test_sync.py tests/test_streaming.py \
 	-k 'not (redis or dynamodb or mongodb or gridfs or storage_views)'
-ENDS_EXTRAS  := '.[sync,filesystem,redis,mongodb,dynamodb]' pytest pytest-asyncio hypothesis
+ENDS_EXTRAS  := '.[sync,filesystem,redis,mongodb,dynamodb]' pytest pytest-asyncio pytest-xdist hypothesis
 find_python   = $(shell for p in python$(1) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(1)*/bin/python \
 	2>/dev/null) $(PYTHON); do $$p -c '' 2>/dev/null && echo $$p && break; done)
 
@@ -64,10 +70,10 @@ $(NEWEST)/.dev: pyproject.toml Makefile
 	touch $@
 
 floor: $(FLOOR)/.dev
-	$(FLOOR)/bin/python -m pytest -q -p no:cacheprovider $(ENDS_SUITES)
+	$(FLOOR)/bin/python $(PYTEST) $(ENDS_SUITES)
 
 newest: $(NEWEST)/.dev
-	$(NEWEST)/bin/python -m pytest -q -p no:cacheprovider $(ENDS_SUITES)
+	$(NEWEST)/bin/python $(PYTEST) $(ENDS_SUITES)
 
 test: lint typecheck unit floor newest
 
