@@ -27,13 +27,14 @@ async def origin() -> AsyncIterator[Origin]:
     state: dict[str, bool] = {}
     last_headers: dict[str, dict[str, str]] = {}
     clock = Clock()
-    runner = web.AppRunner(make_app(counts, state, last_headers, clock))
+    gates: dict[str, asyncio.Event] = {}
+    runner = web.AppRunner(make_app(counts, state, last_headers, clock, gates))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Origin(f"http://127.0.0.1:{port}", counts, last_headers, state, clock)
+        yield Origin(f"http://127.0.0.1:{port}", counts, last_headers, state, clock, gates)
     finally:
         await runner.cleanup()
 

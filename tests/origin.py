@@ -75,6 +75,13 @@ class Origin:
     last_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     state: dict[str, bool] = field(default_factory=dict)
     clock: Clock = field(default_factory=Clock)
+    # ``?hold=NAME`` answers once the test calls release(NAME) (the origin of the
+    # ``origin`` fixture, on the test's loop): a request kept at the origin for exactly as
+    # long as a test needs it there, where a ``delay`` raced a loaded machine
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def release(self, name: str) -> None:
+        self.gates.setdefault(name, asyncio.Event()).set()
 
     @property
     def down(self) -> bool:
@@ -96,7 +103,10 @@ class Origin:
 
 
 def make_app(counts: Counter[str], state: dict[str, bool],
-             last_headers: dict[str, dict[str, str]], clock: Clock) -> web.Application:
+             last_headers: dict[str, dict[str, str]], clock: Clock,
+             gates: dict[str, asyncio.Event] | None = None) -> web.Application:
+    held = {} if gates is None else gates
+
     @web.middleware
     async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
         last_headers[request.path] = dict(request.headers)
@@ -114,6 +124,8 @@ def make_app(counts: Counter[str], state: dict[str, bool],
         q = request.query
         if "delay" in q:
             await asyncio.sleep(float(q["delay"]))
+        if "hold" in q:
+            await held.setdefault(q["hold"], asyncio.Event()).wait()
         headers = {"Date": format_datetime(clock(), usegmt=True)}
         headers.update((k[2:], v) for k, v in q.items() if k.startswith("h_"))
         etag = q.get("etag")

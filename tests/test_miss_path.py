@@ -21,6 +21,7 @@ from aiocache_http.policy.keys import Chunks, hash_key
 from aiocache_http.policy.settings import CacheSettings
 
 from .origin import Origin
+from .waiting import until
 
 
 async def test_a_plain_miss_is_memoized_once_in_the_plan_memo(origin: Origin) -> None:
@@ -326,15 +327,16 @@ async def test_a_plan_kept_after_its_request_holds_what_it_was_made_from(origin:
     import asyncio
 
     async with CachedClientSession(cache=CacheBackend(), cache_control=True) as session:
-        url = origin.url("/r/changed-meanwhile?h_Cache-Control=no-store&delay=0.3")
+        url = origin.url("/r/changed-meanwhile?h_Cache-Control=no-store&hold=changed")
 
         async def get() -> None:
             async with session.get(url) as r:
                 await r.read()
 
         task = asyncio.ensure_future(get())
-        await asyncio.sleep(0.1)
+        await until(lambda: origin.count("/r/changed-meanwhile") == 1, "the request reached the origin")
         session.settings.expire_after = 60  # while the request is at the origin
+        origin.release("changed")
         await task
         (memo,) = session._plans.values()
         assert not memo.holds(session)
@@ -390,20 +392,21 @@ async def test_a_miss_nobody_waits_for_makes_no_lead(origin: Origin) -> None:
 
     async with CachedClientSession(cache=CacheBackend(), expire_after=60) as session:
         inflight = session.cache.coalescing.inflight
-        url = origin.url("/r/lead-lazily?delay=0.3")
+        url = origin.url("/r/lead-lazily?hold=lazily")  # at the origin until released
 
         async def get() -> tuple[bool, bytes]:
             async with session.get(url) as r:
                 return r.from_cache, await r.read()  # type: ignore[union-attr]
 
         first = asyncio.ensure_future(get())
-        await asyncio.sleep(0.1)
+        await until(lambda: origin.counts["/r/lead-lazily"] == 1, "the first request reached the origin")
         (entry,) = inflight.values()
         assert type(entry) is not Lead
         second = asyncio.ensure_future(get())
-        await asyncio.sleep(0.05)
+        await until(lambda: all(type(e) is Lead for e in inflight.values()), "the second one waits")
         (entry,) = inflight.values()
         assert type(entry) is Lead
+        origin.release("lazily")
         (live, body), (shared, same) = await first, await second
         assert not live and shared and body == same and origin.counts["/r/lead-lazily"] == 1
         assert not inflight

@@ -33,6 +33,7 @@ from aiocache_http.sync import CachedSession as SyncSession
 
 from .origin import Origin
 from .redis_servers import RedisServer
+from .waiting import until
 
 
 async def test_replayed_response_matches_live_response(origin: Origin) -> None:
@@ -120,13 +121,14 @@ async def test_disabled_alias_is_per_task(origin: Origin) -> None:
 
 
 async def test_cancelled_leader_does_not_hang_or_poison_followers(origin: Origin) -> None:
-    url = origin.url("/r/slow?delay=0.3")
+    url = origin.url("/r/slow?hold=slow")  # at the origin until released
     async with CachedClientSession(cache=CacheBackend()) as s:
         leader = asyncio.ensure_future(s.get(url))
-        await asyncio.sleep(0.05)  # the leader's request is in flight
+        await until(lambda: origin.count("/r/slow") == 1, "the leader's request reached the origin")
         followers = [asyncio.ensure_future(s.get(url)) for _ in range(10)]
         await asyncio.sleep(0.05)
         leader.cancel()
+        origin.release("slow")  # the next leader's request is answered
         replies = await asyncio.wait_for(asyncio.gather(*followers), timeout=5)
         assert all(r.status == 200 for r in replies)
         assert len({await r.read() for r in replies}) == 1
@@ -560,12 +562,13 @@ async def test_an_event_stream_is_neither_stored_nor_waited_for(origin: Origin) 
 @pytest.mark.parametrize("given", ["per request", "per session"])
 async def test_a_coalesced_request_keeps_its_own_timeout(origin: Origin, given: str) -> None:
     """A request waiting for a concurrent one's answer times out as it would on its own:
-    ``timeout=ClientTimeout(total=0.5)`` against an origin that answers in 3 s raises
+    ``timeout=ClientTimeout(total=0.5)`` against an origin that answers only after that
+    (held until the followers timed out) raises
     asyncio.TimeoutError while the leader still waits (it used to wait the leader's 3 s,
     or time out only after the leader did and its own request did again); so does
     ``sock_read`` for an answer that has not begun. A leader without the limit still
     gets its answer, and stores it."""
-    url = origin.url("/r/slow-for-some?delay=3")
+    url = origin.url("/r/slow-for-some?hold=some")
     short = aiohttp.ClientTimeout(total=0.5)
     async with CachedClientSession(cache=CacheBackend(),
                                    timeout=short if given == "per session" else None) as s:
@@ -582,14 +585,18 @@ async def test_a_coalesced_request_keeps_its_own_timeout(origin: Origin, given: 
 
         async def follow(timeout: aiohttp.ClientTimeout | None) -> bool:
             await leader_started.wait()
-            await asyncio.sleep(0.05)  # the leader is on its way to the origin
+            await until(lambda: origin.count("/r/slow-for-some") == 1, "the leader reached the origin")
             with pytest.raises(asyncio.TimeoutError):
                 await (s.get(url) if timeout is None else s.get(url, timeout=timeout))
             return leader_done
 
-        followers = (follow(None if given == "per session" else short),
-                     follow(aiohttp.ClientTimeout(total=None, sock_read=0.5)))
-        body, *leader_done_first = await asyncio.wait_for(asyncio.gather(lead(), *followers), 30)
+        async def followed() -> list[bool]:
+            done = await asyncio.gather(follow(None if given == "per session" else short),
+                                        follow(aiohttp.ClientTimeout(total=None, sock_read=0.5)))
+            origin.release("some")  # the leader's answer, once they timed out
+            return done
+
+        body, leader_done_first = await asyncio.wait_for(asyncio.gather(lead(), followed()), 30)
         assert json.loads(body)["n"] == 1
         assert leader_done_first == [False, False]  # they did not wait for the leader's 3 s
         async with s.get(url) as r:
@@ -880,6 +887,7 @@ async def test_a_plain_redis_hit_is_served_before_the_full_way(
 
     monkeypatch.setattr(driver._Run, "execute", counted_execute)
     backend = RedisBackend(f"short-{uuid.uuid4().hex[:6]}", redis_server.url)
+    backend.clock = origin.clock  # fresh until moved on (1 s of the wall clock ran out under load)
     url = origin.url("/r/redis-short")
     async with CachedClientSession(cache=backend, expire_after=1) as s:
         async with s.get(url) as r:
@@ -889,7 +897,7 @@ async def test_a_plain_redis_hit_is_served_before_the_full_way(
             async with s.get(url) as r:
                 assert r.from_cache and await r.read()
         assert executed == ["execute"] and backend.stats.hits == 3
-        await asyncio.sleep(1.1)  # stale now: revalidated the full way
+        origin.clock.advance(1.1)  # stale now: revalidated the full way
         async with s.get(url) as r:
             await r.read()
         assert executed == ["execute", "execute"]

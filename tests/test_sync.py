@@ -48,6 +48,7 @@ from aiocache_http.sync import (
 
 from .origin import Origin
 from .redis_servers import RedisServer
+from .waiting import until, until_sync
 
 BackendMaker = Callable[..., CacheBackend]
 
@@ -868,7 +869,8 @@ def test_a_coalesced_request_keeps_its_read_timeout(thread_origin: Origin, timeo
 
     def follow() -> None:
         leader_started.wait(20)
-        time.sleep(0.05)  # the leader is on its way to the origin
+        until_sync(lambda: thread_origin.count("/r/sync-slow-for-some") == 1,
+                   "the leader's request reached the origin")
         try:
             session.get(url, timeout=timeout)
         except requests.exceptions.ReadTimeout:
@@ -899,16 +901,15 @@ async def test_sync_close_while_async_refresh_pending(origin: Origin) -> None:
     """Closing a shared backend from the sync layer leaves another loop's background
     refreshes alone instead of failing with 'attached to a different loop'."""
     backend = CacheBackend(expire_after=0.1, stale_while_revalidate=60)
-    url = origin.url("/r/shared-close?delay=0.3")
+    url = origin.url("/r/shared-close?hold=refresh")
+    origin.release("refresh")  # the first request is answered at once
     async with CachedClientSession(cache=backend) as aio:
         await aio.get(url)
         await asyncio.sleep(0.15)
+        origin.gates["refresh"].clear()  # the refresh is kept at the origin until released
         assert (await aio.get(url)).from_cache  # stale: a background refresh is running
         assert backend.background
         sync = CachedSession(backend=backend, autoclose=True)
         await asyncio.to_thread(sync.close)  # closes the backend from the bridge loop
-        for _ in range(100):
-            if not backend.background:
-                break
-            await asyncio.sleep(0.01)
-        assert not backend.background
+        origin.release("refresh")
+        await until(lambda: not backend.background, "the refresh ended")
