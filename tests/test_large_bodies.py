@@ -159,12 +159,13 @@ async def test_large_body_renewed_by_304_and_varied(make_backend: BackendMaker, 
 
 async def test_stale_while_revalidate_drains_a_large_body(make_backend: BackendMaker, origin: Origin) -> None:
     backend = make_backend(expire_after=0.2, stale_while_revalidate=60)
+    backend.clock = origin.clock  # the refreshed copy is fresh until the test moves the clock
     size = 300_000  # not all there when the refresh's response arrives; DynamoDB takes it
     url = body_url(origin, "swr", size, chunked=True, pause=0.01)
     async with CachedClientSession(cache=backend) as s:
         async with s.get(url) as r:
             await r.read()
-        await asyncio.sleep(0.3)
+        origin.clock.advance(0.3)
         async with s.get(url) as r:
             assert r.from_cache and await r.read() == payload(size)  # stale, at once
         await backend.wait_for_refreshes()
