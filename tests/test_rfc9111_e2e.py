@@ -17,6 +17,7 @@ from aiocache_http import utcnow
 
 from .clients import Client
 from .origin import Clock, Origin
+from .waiting import until
 
 MakeClient = Callable[..., Client]
 
@@ -49,11 +50,7 @@ def path(name: str, **headers: str) -> str:
 
 async def idle(c: Client) -> None:
     """Wait (bounded) until no background refresh is running."""
-    for _ in range(200):
-        if not c.cache.background:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("background refresh did not finish")
+    await until(lambda: not c.cache.background, "the background refresh finished")
 
 
 def n(body: bytes) -> int:
@@ -221,10 +218,8 @@ async def test_28_stale_while_revalidate(rfc: Callable[..., Client], origin: Ori
     # Stale hits meanwhile start no second refresh; each gets the old body or the new one.
     more = await asyncio.gather(*(c.get(url) for _ in range(5)))
     assert all(r.from_cache and n(r.body) in (1, 2) for r in more)
-    for _ in range(100):
-        if origin.count("/r/swr") == 2 and not c.cache.background:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: origin.count("/r/swr") >= 2 and not c.cache.background,
+                "the background revalidation finished")
     assert origin.count("/r/swr") == 2  # exactly one background revalidation
     assert n((await c.get(url)).body) == 2
     await idle(c)
