@@ -84,8 +84,9 @@ def _choice(*choices: str) -> Callable[[str], str]:
 
 
 def _path(scheme: str, netloc: str, path: str) -> Path:
-    """``scheme:///abs`` and ``scheme:rel`` (also ``scheme://rel``) name a path."""
-    text = unquote(netloc + path)
+    """``scheme:///abs`` and ``scheme:rel`` (also ``scheme://rel``) name a path;
+    SQLAlchemy's ``sqlite:////abs`` too (one leading slash kept, not POSIX's ``//``)."""
+    text = re.sub(r"^/{2,}", "/", unquote(netloc + path))
     if not text:
         raise CLIError(f"{scheme}: no path given: write {scheme}:///absolute/path or {scheme}:relative/path")
     return Path(text).expanduser()
