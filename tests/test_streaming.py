@@ -357,3 +357,34 @@ async def test_readline_of_a_line_too_long_raises_as_bare_aiohttp(
             async with session.get(url) as r:
                 assert r.from_cache and await _lines(r, max_line_length=20) == shorter
             assert shorter[-1][0] is LineTooLong  # type: ignore[index]
+
+
+async def _chunk_reads(r: Any) -> list[object]:
+    """``content.readchunk()`` to the end, then ``readexactly()`` past it: what each gave."""
+    seen: list[object] = []
+    while True:
+        chunk, end = await r.content.readchunk()
+        if not chunk and not end:
+            break
+        seen.append(chunk)
+    try:
+        await r.content.readexactly(1)
+    except asyncio.IncompleteReadError as e:  # aiohttp's error (an EOFError) with what came
+        seen.append(("IncompleteReadError", e.partial))
+    return seen
+
+
+async def test_readchunk_and_readexactly_past_the_end_on_a_hit_as_bare_aiohttp(
+        origin: Origin) -> None:
+    """A hit replayed from memory had no ``readchunk()`` (AttributeError), and its
+    ``readexactly()`` past the end raised a bare EOFError, not aiohttp's
+    ``asyncio.IncompleteReadError``. Bare, miss and hit read the same."""
+    url = body_url(origin, "chunks", 1000, False)
+    async with aiohttp.ClientSession() as bare, bare.get(url) as r:
+        expected = await _chunk_reads(r)
+    assert b"".join(c for c in expected if isinstance(c, bytes)) == payload(1000)
+    async with CachedClientSession(cache=CacheBackend()) as session:
+        async with session.get(url) as r:
+            assert not r.from_cache and await _chunk_reads(r) == expected
+        async with session.get(url) as r:
+            assert r.from_cache and await _chunk_reads(r) == expected
