@@ -226,7 +226,7 @@ async def test_key_fn_is_called_for_every_request(origin: Origin) -> None:
 def test_a_hits_raw_is_a_urllib3_response(thread_origin: Origin, tmp_path: Path) -> None:
     """``response.raw`` of a hit is a urllib3 ``HTTPResponse``, as requests-cache's and a
     live one are: it was a BytesIO without ``version``, ``data``, ``getheader()``,
-    ``isclosed()``, ``tell()``... (requests-toolbelt's dump reads ``raw.version``). A body
+    ``isclosed()``, ``tell()``, ``headers.getlist()``... (requests-toolbelt's dump reads ``raw.version``). A body
     held in memory and a large one streamed from storage alike; the stored body is read
     as it is (decoded already), gzip'ed at the origin or not."""
     import urllib3
@@ -240,7 +240,6 @@ def test_a_hits_raw_is_a_urllib3_response(thread_origin: Origin, tmp_path: Path)
         hit = session.get(url, stream=stream)
         assert hit.from_cache and isinstance(hit.raw, urllib3.HTTPResponse)
         assert (hit.raw.version, hit.raw.status) == (11, 200)
-        assert hit.raw.getheader("Content-Type") == miss.headers["Content-Type"]
         assert hit.raw.headers.getlist("Content-Type") == [miss.headers["Content-Type"]]
         assert hit.raw.read(10) == expected[:10] and hit.raw.tell() == 10
         assert hit.raw.data == expected[10:]
