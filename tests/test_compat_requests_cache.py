@@ -226,9 +226,9 @@ async def test_key_fn_is_called_for_every_request(origin: Origin) -> None:
 def test_a_hits_raw_is_a_urllib3_response(thread_origin: Origin, tmp_path: Path) -> None:
     """``response.raw`` of a hit is a urllib3 ``HTTPResponse``, as requests-cache's and a
     live one are: it was a BytesIO without ``version``, ``data``, ``getheader()``,
-    ``isclosed()``, ``tell()``, ``headers.getlist()``... (requests-toolbelt's dump reads ``raw.version``). A body
-    held in memory and a large one streamed from storage alike; the stored body is read
-    as it is (decoded already), gzip'ed at the origin or not."""
+    ``isclosed()``, ``tell()``, ``headers.getlist()``... (requests-toolbelt's dump reads
+    ``raw.version``). A body held in memory and a large one streamed from storage alike;
+    the stored body is read as it is (decoded already), gzip'ed at the origin or not."""
     import urllib3
 
     session = CachedSession(backend=SQLiteCache(tmp_path / "raw"))
