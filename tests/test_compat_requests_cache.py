@@ -234,6 +234,7 @@ def test_a_hits_raw_is_a_urllib3_response(thread_origin: Origin, tmp_path: Path)
     session = CachedSession(backend=SQLiteCache(tmp_path / "raw"))
     small = thread_origin.url("/r/raw?gzip=1")
     large = thread_origin.url("/body/raw?size=3000000")
+    expected_small = session.get(small).content
     for url, stream in ((small, False), (small, True), (large, True)):
         miss = session.get(url, stream=stream)
         expected = miss.content
@@ -244,4 +245,7 @@ def test_a_hits_raw_is_a_urllib3_response(thread_origin: Origin, tmp_path: Path)
         assert hit.raw.read(10) == expected[:10] and hit.raw.tell() == 10
         assert hit.raw.data == expected[10:]
         assert hit.raw.read() == b"" and hit.raw.closed
+    with session.get(small) as hit:  # closed without building a raw it never needed
+        assert hit.from_cache and hit.content == expected_small
+    assert hit._raw is None
     session.close()

@@ -170,6 +170,12 @@ class CachedResponse(_CacheInfo):
     def raw(self, value: Any) -> None:
         self._raw = value
 
+    def close(self) -> None:
+        # requests' close() reads self.raw: one never built (a body in memory) holds
+        # nothing to release, and building it costs a urllib3 HTTPResponse per `with`.
+        if self._raw is not None:
+            super().close()
+
     @property
     def request(self) -> requests.PreparedRequest:
         if self._request is None:
