@@ -14,7 +14,7 @@ import asyncio
 import codecs
 import json as _json
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from http.cookies import SimpleCookie
 from types import MappingProxyType, TracebackType
@@ -34,7 +34,7 @@ from yarl import URL
 
 from .backends import base as _base
 from .backends.views import ResponsesView
-from .content import LINE_LIMIT, ReplayStream, TeeStreamReader, line_too_long
+from .content import ReplayStream, TeeStreamReader
 from .models import NO_HEADERS, CachedRequest, StoredBodyError, utcnow
 from .models import CachedResponse as Record
 from .models.convert import as_record, aware
@@ -138,71 +138,6 @@ async def drain(response: ClientResponse) -> None:
 _closing: set[asyncio.Task[None]] = set()
 
 
-class BodyStream:
-    """The subset of aiohttp's StreamReader API that reads a body already in memory."""
-
-    __slots__ = ("_body", "_error", "_pos")
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self._pos = 0
-        self._error: BaseException | None = None
-
-    def exception(self) -> BaseException | None:
-        return self._error
-
-    def set_exception(self, exc: BaseException, exc_cause: BaseException | None = None) -> None:
-        self._error = exc  # aiohttp's release() marks a stream it closes; the body stays readable
-
-    def at_eof(self) -> bool:
-        return self._pos >= len(self._body)
-
-    def is_eof(self) -> bool:
-        return self._pos >= len(self._body)
-
-    async def read(self, n: int = -1) -> bytes:
-        end = len(self._body) if n < 0 else self._pos + n
-        chunk = self._body[self._pos : end]
-        self._pos += len(chunk)
-        return chunk
-
-    async def readany(self) -> bytes:
-        return await self.read()
-
-    async def readexactly(self, n: int) -> bytes:
-        chunk = await self.read(n)
-        if len(chunk) < n:
-            raise EOFError(f"{n} bytes expected, {len(chunk)} left")
-        return chunk
-
-    async def readline(self, *, max_line_length: int | None = None) -> bytes:
-        end = self._body.find(b"\n", self._pos)
-        line = await self.read(-1 if end < 0 else end + 1 - self._pos)
-        limit = max_line_length or LINE_LIMIT
-        if len(line) > limit:  # as aiohttp's StreamReader
-            raise line_too_long(line, limit)
-        return line
-
-    async def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
-        while not self.at_eof():
-            yield await self.read(n)
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        if not self.at_eof():
-            yield await self.read()
-
-    async def iter_chunks(self) -> AsyncIterator[tuple[bytes, bool]]:
-        if not self.at_eof():
-            yield await self.read(), True
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._lines()
-
-    async def _lines(self) -> AsyncIterator[bytes]:
-        while not self.at_eof():
-            yield await self.readline()
-
-
 class CachedClientResponse:
     """A stored response replayed with the interface of ``aiohttp.ClientResponse``
     (aiohttp-client-cache's ``CachedResponse``).
@@ -274,7 +209,7 @@ class CachedClientResponse:
         self._cache_status = cache_status
         self._headers: CIMultiDictProxy[str] | None = None
         self._url: URL | None = None
-        self._content: BodyStream | ReplayStream | None = None
+        self._content: ReplayStream | None = None
         self._history: tuple[CachedClientResponse, ...] | None = None
         self._loaded: bytes | None = None  # a body read from storage
 
@@ -415,10 +350,10 @@ class CachedClientResponse:
     # A large body may be left in storage (``stored_body``): read() loads it, content
     # streams it in chunks.
     @property
-    def content(self) -> BodyStream | ReplayStream:
+    def content(self) -> ReplayStream:
         if self._content is None:
             stored = self._cached.stored_body
-            self._content = BodyStream(self._cached.body) if stored is None else ReplayStream(stored=stored)
+            self._content = ReplayStream(self._cached.body) if stored is None else ReplayStream(stored=stored)
         return self._content
 
     def reset(self) -> None:

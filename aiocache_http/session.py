@@ -34,7 +34,7 @@ from .backends import CacheBackend, init_backend
 from .backends.base import _disabled as _disabled_ids  # CacheBackend.disabled's own
 from .cache_keys import JsonSerialize, NotKeyable, request_body
 from .coalescing import Patience
-from .content import arrived_body, whole_body
+from .content import ReplayStream, arrived_body, whole_body
 from .driver import HitMemo, OriginResponse, Outcome, fetch, serve_inline
 from .memo import Memo
 from .models import NO_HEADERS, CachedRequest
@@ -42,7 +42,7 @@ from .models.frozen import fast_init
 from .policy import core
 from .policy.core import UNSET, RequestOptions
 from .policy.settings import CacheSettings
-from .response import BodyStream, CachedClientResponse, OriginClientResponse, attach_tee, drain, naive
+from .response import CachedClientResponse, OriginClientResponse, attach_tee, drain, naive
 
 if TYPE_CHECKING:
     from aiohttp.client import _RequestOptions
@@ -344,7 +344,7 @@ with warnings.catch_warnings():
                 raw.expires = None if cached.expires is None else naive(cached.expires)
                 raw.cache_key = cached.cache_key
             if isinstance(raw, ClientResponse) and raw._body is not None:
-                raw.content = BodyStream(raw._body)  # type: ignore[assignment]  # streams again
+                raw.content = ReplayStream(raw._body)  # type: ignore[assignment]  # streams again
             if outcome.cache_status is not None:
                 raw.add_header("Cache-Status", outcome.cache_status)
             return raw  # type: ignore[no-any-return]

@@ -120,6 +120,12 @@ async def test_show_by_url_and_key(filled: Filled) -> None:
     assert '"path": "/r/one"' in one["body_preview"] and one["verified"]
     by_key = await cli("-c", filled.url, "show", one["key"], "--json")
     assert by_key.json["url"] == url
+    # The short key `list` prints (12 characters) finds it too: it said "nothing stored".
+    listed = (await cli("-c", filled.url, "list", "--url", url)).out
+    assert one["key"][:12] in listed
+    by_short_key = await cli("-c", filled.url, "show", one["key"][:12], "--json")
+    assert by_short_key.code == 0, by_short_key.err
+    assert by_short_key.json["url"] == url
 
     stale = (await cli("-c", filled.url, "show", filled.stale, "--json")).json
     assert stale["state"] == "stale" and stale["revalidatable"]

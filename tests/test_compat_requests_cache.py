@@ -221,3 +221,31 @@ async def test_key_fn_is_called_for_every_request(origin: Origin) -> None:
         salt[0] = "v2"  # a new version: a new key
         assert not (await session.get(url)).from_cache
     assert len(calls) == 3 and origin.count("/r/keyfn") == 2
+
+
+def test_a_hits_raw_is_a_urllib3_response(thread_origin: Origin, tmp_path: Path) -> None:
+    """``response.raw`` of a hit is a urllib3 ``HTTPResponse``, as requests-cache's and a
+    live one are: it was a BytesIO without ``version``, ``data``, ``getheader()``,
+    ``isclosed()``, ``tell()``, ``headers.getlist()``... (requests-toolbelt's dump reads
+    ``raw.version``). A body held in memory and a large one streamed from storage alike;
+    the stored body is read as it is (decoded already), gzip'ed at the origin or not."""
+    import urllib3
+
+    session = CachedSession(backend=SQLiteCache(tmp_path / "raw"))
+    small = thread_origin.url("/r/raw?gzip=1")
+    large = thread_origin.url("/body/raw?size=3000000")
+    expected_small = session.get(small).content
+    for url, stream in ((small, False), (small, True), (large, True)):
+        miss = session.get(url, stream=stream)
+        expected = miss.content
+        hit = session.get(url, stream=stream)
+        assert hit.from_cache and isinstance(hit.raw, urllib3.HTTPResponse)
+        assert (hit.raw.version, hit.raw.status) == (11, 200)
+        assert hit.raw.headers.getlist("Content-Type") == [miss.headers["Content-Type"]]
+        assert hit.raw.read(10) == expected[:10] and hit.raw.tell() == 10
+        assert hit.raw.data == expected[10:]
+        assert hit.raw.read() == b"" and hit.raw.closed
+    with session.get(small) as hit:  # closed without building a raw it never needed
+        assert hit.from_cache and hit.content == expected_small
+    assert hit._raw is None
+    session.close()

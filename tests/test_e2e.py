@@ -53,6 +53,17 @@ async def test_query_order_does_not_matter(make_client: MakeClient, origin: Orig
     assert hit.from_cache and origin.count("/r/q") == 1
 
 
+async def test_response_url_is_the_query_as_sent(make_client: MakeClient, origin: Origin) -> None:
+    """A response's url keeps the query as the client sent it, miss and hit: the stored
+    URL was rebuilt from parsed pairs ("a=x;y" -> "a=x%3By", "+" -> "%20", "flag" ->
+    "flag="), so r.url differed from aiohttp's and requests' own (links resolved against it,
+    comparisons with the URL asked for)."""
+    c = make_client()
+    url = origin.url("/r/u?a=x;y&p=1+2&flag")
+    miss, hit = await c.get(url), await c.get(url)
+    assert hit.from_cache and (miss.url, hit.url) == (url, url)
+
+
 async def test_expire_after(make_client: MakeClient, origin: Origin) -> None:
     c = make_client(expire_after=0.4)
     clock = on_clock(c, origin)

@@ -146,7 +146,7 @@ async def test_large_body_renewed_by_304_and_varied(make_backend: BackendMaker, 
     item, at its key and its Vary variant's, and replayed."""
     backend = make_backend(cache_control=True)
     size = 2 * MB
-    if backend.raw_responses.max_item_size is not None:
+    if (limit := backend.raw_responses.max_item_size) is not None and size > limit // 2:
         pytest.skip(f"{backend!r} stores no item of {size} bytes (its README row)")
     url = body_url(origin, "renew", size, chunked=False, pause=0.01, etag="v1", h_Vary="Accept",
                    **{"h_Cache-Control": "max-age=0"})

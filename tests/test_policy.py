@@ -355,6 +355,13 @@ def test_decisions_are_immutable_and_format_their_reason_lazily() -> None:
     assert decision.why() == "hit: fresh for 60s more"
 
 
+def test_a_hit_without_expiry_says_so() -> None:
+    """An entry that never expires: the lookup's reason read "hit: fresh for infs more"
+    (the CLI's `get`, events, debug logs)."""
+    decision = decide(stored(None), T0)
+    assert isinstance(decision, Serve) and decision.why() == "hit: fresh, no expiry"
+
+
 def test_a_fresh_verdict_is_the_lookup_decision_until_the_entry_expires() -> None:
     """core.fresh_verdict: on_lookup's decision; a fresh hit for a plan without request
     directives comes as a Fresh, the Serve held until the entry expires (with

@@ -548,3 +548,28 @@ async def test_a_layout_the_server_cannot_do_is_raised_through_a_session(
     async with CachedClientSession(cache=backend) as s:
         with pytest.raises(ConfigurationError, match="hash-field TTL"):
             await s.get(origin.url("/r/layout"))
+
+
+async def test_a_body_over_the_item_limit_is_not_stored_and_the_cache_keeps_serving(
+        redis_server: RedisServer, origin: Origin,
+        session_for: Callable[..., CachedClientSession]) -> None:
+    """An item is read in one command within ``backend_timeout``: a 40 MB body was stored,
+    its every read timed out (a miss that fetched and wrote it again), and five such reads
+    opened the read circuit: every other entry went uncached. Over ``ITEM_LIMIT`` (4 MiB) a
+    body is not stored (async and sync); small entries keep being served, the circuit closed."""
+    from aiocache_http.sync import CachedSession
+
+    backend = RedisBackend(namespace(), redis_server.url)
+    s = session_for(backend)
+    small, large = origin.url("/r/small"), origin.url(f"/body/large?size={4 * 1024 * 1024 + 1}")
+    assert await fetch(s, small) == (200, False)
+    for _ in range(6):
+        assert await fetch(s, large) == (200, False)
+    assert await fetch(s, small) == (200, True)
+    assert backend.stats.breaker == "closed"
+    sync = CachedSession(backend=backend)  # (in a thread: the origin serves on this loop)
+    for _ in range(2):
+        assert not (await asyncio.to_thread(sync.get, large)).from_cache
+    assert (await asyncio.to_thread(sync.get, small)).from_cache
+    assert await backend.get_urls() == [small]
+    sync.close()

@@ -156,8 +156,9 @@ def looks_like_url(text: str) -> bool:
 
 
 async def find(backend: CacheBackend, target: str) -> list[Entry]:
-    """Entries for a key, a redirect alias, or a URL (its key, else every entry whose
-    stored URL is that URL: Vary variants, or a cache keyed with other settings)."""
+    """Entries for a key (or the start of one, as `list` shows it), a redirect alias, or a
+    URL (its key, else every entry whose stored URL is that URL: Vary variants, or a cache
+    keyed with other settings)."""
     storage, found = backend.raw_responses, list[Entry]()
     keys = [target]
     if looks_like_url(target):
@@ -173,8 +174,12 @@ async def find(backend: CacheBackend, target: str) -> list[Entry]:
                 data = await storage.read(key)
         if data is not None and key not in {e.key for e in found}:
             found.append(decode(backend.serializer, key, data))
-    if not looks_like_url(target) or found:
+    if found:
         return found
+    if not looks_like_url(target):  # the short key `list` shows: every key it begins
+        return [decode(backend.serializer, key, data)
+                async for key in storage.keys()  # noqa: SIM118  # (async: no `in`)
+                if target and key.startswith(target) and (data := await storage.read(key)) is not None]
     return [e async for e in entries(backend) if e.response is not None
             and target in (e.response.url, e.response.request.url)]
 

@@ -365,9 +365,12 @@ def _fresh_or_not(p: Plan, stored: CachedResponse, facts: Facts, now: datetime,
     if fresh_left > p.min_fresh or (fresh_left > 0 and not p.min_fresh):
         # Every hit: _for_client and _age inline, positional arguments (a frozen dataclass
         # takes keywords at twice the cost).
-        return Serve("hit: fresh for %.0fs more", "RFC 9111 §4.2" if cc else "", (fresh_left,),
-                     _for_client(p, stored) if p.conditional else stored,
-                     freshness.current_age(stored, now) if cc else None)
+        response = _for_client(p, stored) if p.conditional else stored
+        shown_age = freshness.current_age(stored, now) if cc else None
+        rfc = "RFC 9111 §4.2" if cc else ""
+        if fresh_left == _INF:  # no expiry (its reason read "fresh for infs more")
+            return Serve("hit: fresh, no expiry", rfc, (), response, shown_age)
+        return Serve("hit: fresh for %.0fs more", rfc, (fresh_left,), response, shown_age)
     if fresh_left > 0:
         return _revalidate(p, stored, "less fresh than the request's min-fresh",
                            "RFC 9111 §5.2.1.3", (), generation)

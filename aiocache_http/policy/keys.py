@@ -229,10 +229,13 @@ class _Normaliser:
                 "userinfo=" + _credential_hash(f"{parts.username}:{parts.password}", self.secret)
             )
             stored_netloc = f"{REDACTED}@{netloc}"
-        keyed, stored = self.params(parse_qsl(parts.query, keep_blank_values=True))
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        keyed, stored = self.params(pairs)
         path = parts.path or "/"
         key_url = urlunsplit((scheme, netloc, path, urlencode(keyed, quote_via=quote), ""))
-        stored_query = urlencode(stored, quote_via=quote) if stored else ""
+        # Nothing redacted: the query as sent, so a response's url is the client's
+        # (re-encoding turned "a=x;y" into "a=x%3By", "+" into "%20", "flag" into "flag=").
+        stored_query = parts.query if stored == pairs else urlencode(stored, quote_via=quote)
         stored_url = urlunsplit((parts.scheme, stored_netloc, parts.path, stored_query, ""))
         return key_url, stored_url
 

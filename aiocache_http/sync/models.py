@@ -9,8 +9,7 @@ turned into the library-neutral stored record (``__cache_record__``).
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
@@ -20,6 +19,8 @@ from multidict import CIMultiDict
 from requests.exceptions import ChunkedEncodingError
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
+from urllib3 import HTTPResponse
+from urllib3._collections import HTTPHeaderDict
 
 from .. import models
 from ..models import utcnow
@@ -88,31 +89,42 @@ class CachedRequest(requests.PreparedRequest):
         return f"<CachedRequest [{self.method}]: {self.url}>"
 
 
-class CachedHTTPResponse(io.BytesIO):
-    """``response.raw`` of a cached response: the body as a readable stream, with the
-    urllib3 methods requests-cache's users call on it."""
+class CachedHTTPResponse(HTTPResponse):
+    """``response.raw`` of a cached response: a urllib3 ``HTTPResponse``, as requests-cache's
+    is and a live one is (``version``, ``data``, ``getheader()``, ``isinstance`` checks),
+    whose body is a :class:`ReplayRaw` (from memory, or from storage with ``replay``). The
+    stored body is already decoded: read as it is, never decoded again."""
 
     def __init__(self, body: bytes = b"", headers: Mapping[str, str] | None = None,
-                 status: int = 0, reason: str | None = None) -> None:
-        super().__init__(body)
-        self.headers = CaseInsensitiveDict(headers or {})
-        self.status, self.reason = status, reason
-        self.decode_content = True
+                 status: int = 0, reason: str | None = None, *, replay: ReplayRaw | None = None,
+                 request_url: str | None = None) -> None:
+        self._replay = replay or ReplayRaw(body)
+        super().__init__(self._replay,  # type: ignore[arg-type]  # file-like: urllib3 keeps it as _fp
+                         HTTPHeaderDict(headers or {}), status, 11, reason=reason,
+                         preload_content=False, request_url=request_url)
+        self.version_string = "HTTP/1.1"  # (urllib3 2's; 1.26 has only the number)
 
     def read(self, amt: int | None = None, decode_content: bool | None = None,
              cache_content: bool = False) -> bytes:
-        return super().read(-1 if amt is None else amt)
+        data = self._replay.read(amt)
+        self._fp_bytes_read += len(data)
+        if self.length_remaining is not None:
+            self.length_remaining = max(0, self.length_remaining - len(data))
+        if cache_content and amt is None:  # .data
+            self._body = data
+        return data
 
-    def stream(self, amt: int = 2**16, decode_content: bool | None = None) -> Iterator[bytes]:
-        while chunk := self.read(amt):
-            yield chunk
+    def stream(self, amt: int | None = 2**16, decode_content: bool | None = None
+               ) -> Generator[bytes, None, None]:
+        yield from self._replay.stream(amt)
 
     def reset(self) -> None:
-        """Rewind, so the body can be read again."""
-        self.seek(0)
+        """Rewind a body held in memory, so it can be read again."""
+        self._replay.rewind()
+        self._fp_bytes_read = 0
 
     def release_conn(self) -> None:
-        return None
+        self._replay.release_conn()  # a body left in storage lets go of it
 
 
 class _CacheInfo(requests.Response):
@@ -151,12 +163,18 @@ class CachedResponse(_CacheInfo):
     def raw(self) -> Any:
         if self._raw is None:
             self._raw = CachedHTTPResponse(self._content or b"", self.headers, self.status_code,
-                                           self.reason)
+                                           self.reason, request_url=self.url)
         return self._raw
 
     @raw.setter
     def raw(self, value: Any) -> None:
         self._raw = value
+
+    def close(self) -> None:
+        # requests' close() reads self.raw: one never built (a body in memory) holds
+        # nothing to release, and building it costs a urllib3 HTTPResponse per `with`.
+        if self._raw is not None:
+            super().close()
 
     @property
     def request(self) -> requests.PreparedRequest:
@@ -222,7 +240,8 @@ class CachedResponse(_CacheInfo):
         if stored is not None and stream:
             r._content = False  # type: ignore[assignment]  # requests: "not read yet"
             r._content_consumed = False
-            r.raw = ReplayRaw(stored=stored, run=run, error=ChunkedEncodingError)
+            r.raw = CachedHTTPResponse(b"", r.headers, r.status_code, r.reason, request_url=r.url,
+                                       replay=ReplayRaw(stored=stored, run=run, error=ChunkedEncodingError))
         r.from_cache = from_cache
         return r
 

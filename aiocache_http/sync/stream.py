@@ -209,6 +209,11 @@ class ReplayRaw:
     def readable(self) -> bool:
         return True
 
+    def rewind(self) -> None:
+        """Back to the start of a body held in memory."""
+        if self._stored is None:
+            self._pos = 0
+
     @property
     def closed(self) -> bool:
         return self._chunks is None and self._pos >= len(self._buffer)
