@@ -351,7 +351,8 @@ def test_sqlite_url_forms(tmp_path: Path) -> None:
     assert parse(f"sqlite://{tmp_path}/a.sqlite").location == tmp_path / "a.sqlite"
     assert parse(f"sqlite://{tmp_path}/b").location == tmp_path / "b.sqlite"  # as SQLiteBackend names it
     assert parse("sqlite:rel.db").location == Path("rel.db").absolute()
-    assert str(parse(f"sqlite:///{tmp_path}/d.sqlite").location) == f"{tmp_path}/d.sqlite"  # SQLAlchemy's form
+    sqlalchemy_form = parse(f"sqlite:///{tmp_path}/d.sqlite").location  # four slashes
+    assert str(sqlalchemy_form) == f"{tmp_path}/d.sqlite"
     assert parse("file:rel").location == Path("rel").absolute()
     sqlite3.connect(tmp_path / "c.sqlite").close()
 
