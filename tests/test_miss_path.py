@@ -480,3 +480,21 @@ async def test_the_age_on_arrival_is_worked_out_only_where_it_counts(origin: Ori
             await r.read()
         stored = cache.raw_responses.get_item(r.cache_key)  # type: ignore[attr-defined, union-attr]
         assert stored is not None and stored.initial_age is not None and stored.initial_age >= 30
+
+
+async def test_a_body_arrived_with_its_head_gets_no_waiter(origin: Origin) -> None:
+    """The driver reads a body that arrived with its head as it is (``arrived``): no
+    ``whole`` waiter is made for it; a body still on its way gets one."""
+    import aiohttp
+
+    from aiocache_http.session import _origin
+
+    async with aiohttp.ClientSession() as plain:
+        async with plain.get(origin.url("/r/arrived")) as r:
+            await r.content.wait_eof()
+            answer = _origin(r)
+            assert answer.arrived == await r.read() and answer.whole is None
+        async with plain.get(origin.url("/body/on-its-way?size=1000000&chunked=1")) as r:
+            answer = _origin(r)
+            assert answer.arrived is None and answer.whole is not None
+            await r.read()

@@ -495,8 +495,8 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
     if isinstance(sent, PassThrough):
         return _post_for_get(p, received) or DontStore(sent.reason, sent.rfc, sent.args)
     status, headers = received.status, received.headers
-    cached = sent.cached if isinstance(sent, (Fetch, Revalidate)) else None
-    generation = sent.vary_generation if isinstance(sent, (Fetch, Revalidate)) else ""
+    cached, generation = (sent.cached, sent.vary_generation) if isinstance(sent, (Fetch, Revalidate)) \
+        else (None, "")
     if cached is not None:  # (a plain miss has nothing to renew or fall back on)
         answer = _on_response_to_stored(p, sent, received, cached)
         if answer is not None:
