@@ -498,3 +498,14 @@ async def test_a_body_arrived_with_its_head_gets_no_waiter(origin: Origin) -> No
             answer = _origin(r)
             assert answer.arrived is None and answer.whole is not None
             await r.read()
+
+
+def test_the_live_stream_check_is_made_once_per_content_type() -> None:
+    """Whether a Content-Type is a live stream's (never stored) is worked out once for
+    each value, not for every response: the same answer, with its media type as sent."""
+    assert core._live_stream("Text/Event-Stream; charset=utf-8") == "Text/Event-Stream"
+    before = core._live_stream.cache_info().hits
+    for _ in range(3):
+        assert core._live_stream("application/json; charset=utf-8") is None
+        assert core._live_stream(None) is None
+    assert core._live_stream.cache_info().hits >= before + 4
