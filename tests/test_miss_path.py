@@ -456,32 +456,6 @@ def test_a_decisions_fields_are_set_without_a_python_level_setter() -> None:
         value.keys = ()  # type: ignore[misc]
 
 
-async def test_the_age_on_arrival_is_worked_out_only_where_it_counts(origin: Origin) -> None:
-    """Without cache_control a memory miss stores no initial age (only cache_control's
-    expiry and Age use it): a hit that asks for it (the setting turned on) works it out
-    from the times stored, and a serialized entry carries it with its facts, as before."""
-    from aiocache_http.policy import freshness
-    from aiocache_http.serializers.envelope import EnvelopeFormat
-
-    cache = CacheBackend()
-    async with CachedClientSession(cache=cache) as session:
-        async with session.get(origin.url("/r/aged?h_Age=30")) as r:
-            await r.read()
-        stored = cache.raw_responses.get_item(r.cache_key)  # type: ignore[attr-defined, union-attr]
-        assert stored is not None and stored.initial_age is None
-        assert freshness.initial_age_of(stored) >= 30
-        copy = EnvelopeFormat().loads(EnvelopeFormat().dumps(stored))
-        assert copy.facts == stored.facts and copy.initial_age == freshness.initial_age_of(stored)
-        cache.settings.cache_control = True
-        cache.settings.expire_after = 3600  # (no freshness of its own: fresh by the setting)
-        async with session.get(origin.url("/r/aged?h_Age=30")) as r:
-            assert r.from_cache and int(r.headers["Age"]) >= 30  # type: ignore[union-attr]
-        async with session.get(origin.url("/r/aged-cc?h_Age=30")) as r:
-            await r.read()
-        stored = cache.raw_responses.get_item(r.cache_key)  # type: ignore[attr-defined, union-attr]
-        assert stored is not None and stored.initial_age is not None and stored.initial_age >= 30
-
-
 async def test_a_body_arrived_with_its_head_gets_no_waiter(origin: Origin) -> None:
     """The driver reads a body that arrived with its head as it is (``arrived``): no
     ``whole`` waiter is made for it; a body still on its way gets one."""

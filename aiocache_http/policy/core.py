@@ -705,11 +705,7 @@ def stored_response(p: Plan, store: Store, received: Received, body: bytes = b""
         for method, hop_url, status, reason, hop_headers in received.history
     ) if received.history else ()
     request_time, response_time = received.request_time, received.response_time
-    # The age on arrival (§4.2.3) counts with cache_control only (its expiry, a hit's Age);
-    # without it, what may need it later (a request max-age, the setting turned on, a
-    # serializer) works it out from the times stored (freshness.initial_age_of).
-    age = freshness.initial_age(headers, request_time, response_time) \
-        if p.settings.cache_control else None
+    age = freshness.initial_age(headers, request_time, response_time)
     return CachedResponse(  # (positional: status, reason, url, headers, body, request,
         # encoding, created_at, expires, request_time, response_time, history, cache_key,
         # vary_generation, facts, stored_body, initial_age; cheaper than by name on every miss)

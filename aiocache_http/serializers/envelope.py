@@ -43,7 +43,6 @@ from typing import Any
 from multidict import CIMultiDict
 
 from ..models import CachedRequest, CachedResponse, Facts, shared_facts
-from ..policy.freshness import initial_age_of
 from .errors import DeserializationError
 from .integrity import Checksum, Integrity, key_part
 
@@ -78,11 +77,10 @@ _MAX_TS = _ts(datetime.max.replace(tzinfo=timezone.utc))
 
 def _facts_meta(r: CachedResponse) -> list[Any] | None:
     f = r.facts
-    if f is None:  # (kept with the initial age, or not at all)
+    if f is None or r.initial_age is None:  # (kept together, or not at all)
         return None
     flags = f.no_cache | f.must_revalidate << 1 | f.immutable << 2
-    # (a response stored without cache_control has its facts, not its age: worked out here)
-    return [initial_age_of(r), flags, list(f.vary), f.stale_while_revalidate, f.stale_if_error]
+    return [r.initial_age, flags, list(f.vary), f.stale_while_revalidate, f.stale_if_error]
 
 
 def _facts(meta: object) -> tuple[Facts | None, float | None]:
