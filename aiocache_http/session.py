@@ -285,8 +285,8 @@ with warnings.catch_warnings():
                 given = kwargs.pop("raise_for_status", None)
                 check = check if given is None else given
 
-            send = self._sender(method, str_or_url, url if isinstance(str_or_url, str) else None,
-                                headers, kwargs)
+            send = _Sender(self, method, str_or_url, url if isinstance(str_or_url, str) else None,
+                           headers, kwargs or _NO_KWARGS)
             plan = core.plan(request, settings, options, self._cache.identify_bound, identity)
             if remembered and plan.bypass is None:
                 # What the plan was made from, as it is now (the memo holds while it does).
@@ -301,11 +301,6 @@ with warnings.catch_warnings():
                 outcome = await fetch(self._cache, request, options, send, _NETWORK_ERRORS, plan=plan)
             result = self._respond(outcome, method)
             return await self._checked(result, check) if check else result
-
-        def _sender(self, method: str, given: str | URL, parsed: tuple[URL, str] | None, headers: Any,
-                    kwargs: dict[str, Any]) -> Callable[[dict[str, str]], Awaitable[OriginResponse]]:
-            """How the driver reaches the origin (see :class:`_Sender`)."""
-            return _Sender(self, method, given, parsed, headers, kwargs or _NO_KWARGS)
 
         async def _checked(self, result: ClientResponse | CachedClientResponse,
                            check: Any) -> ClientResponse | CachedClientResponse:
@@ -595,6 +590,7 @@ def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
     if charset is None:
         charset = (response.charset,)  # (a function of the Content-Type alone)
         _CHARSETS = _CHARSETS.with_entry(content_type, charset)
+    arrived = arrived_body(response.content)
     return OriginResponse(
         status=response.status,
         reason=response.reason or "",
@@ -608,8 +604,9 @@ def _origin(response: ClientResponse, url: str | None = None) -> OriginResponse:
         history=[(r.method, str(r.url), r.status, r.reason or "", CIMultiDict(r.headers))
                  for r in response.history] if response.history else (),
         sent_headers=response.request_info.headers,  # (read only: not copied)
-        whole=functools.partial(whole_body, response.content),  # (no frame of ours)
-        arrived=arrived_body(response.content),
+        # (no frame of ours; none needed for a body that arrived with the head)
+        whole=None if arrived is not None else functools.partial(whole_body, response.content),
+        arrived=arrived,
     )
 
 

@@ -229,7 +229,7 @@ def _hot(session: Any, ctx: Context) -> Callable[[int], Awaitable[Any]]:
 
 
 @asynccontextmanager
-async def local_origin() -> AsyncIterator[str]:
+async def local_origin(port: int = 0) -> AsyncIterator[str]:
     async def item(request: web.Request) -> web.Response:
         return web.Response(body=BODY, content_type="application/json",
                             headers={"Cache-Control": "max-age=3600"})
@@ -238,7 +238,7 @@ async def local_origin() -> AsyncIterator[str]:
     app.router.add_get("/item/{name}", item)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     try:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"

@@ -457,3 +457,32 @@ def test_a_decisions_fields_are_set_without_a_python_level_setter() -> None:
     assert type(value) is Store and value.keys == ("k",)
     with pytest.raises(dataclasses.FrozenInstanceError):
         value.keys = ()  # type: ignore[misc]
+
+
+async def test_a_body_arrived_with_its_head_gets_no_waiter(origin: Origin) -> None:
+    """The driver reads a body that arrived with its head as it is (``arrived``): no
+    ``whole`` waiter is made for it; a body still on its way gets one."""
+    import aiohttp
+
+    from aiocache_http.session import _origin
+
+    async with aiohttp.ClientSession() as plain:
+        async with plain.get(origin.url("/r/arrived")) as r:
+            await r.content.wait_eof()
+            answer = _origin(r)
+            assert answer.arrived == await r.read() and answer.whole is None
+        async with plain.get(origin.url("/body/on-its-way?size=1000000&chunked=1")) as r:
+            answer = _origin(r)
+            assert answer.arrived is None and answer.whole is not None
+            await r.read()
+
+
+def test_the_live_stream_check_is_made_once_per_content_type() -> None:
+    """Whether a Content-Type is a live stream's (never stored) is worked out once for
+    each value, not for every response: the same answer, with its media type as sent."""
+    assert core._live_stream("Text/Event-Stream; charset=utf-8") == "Text/Event-Stream"
+    before = core._live_stream.cache_info().hits
+    for _ in range(3):
+        assert core._live_stream("application/json; charset=utf-8") is None
+        assert core._live_stream(None) is None
+    assert core._live_stream.cache_info().hits >= before + 4

@@ -14,6 +14,7 @@ Without ``cache_control`` the requests-cache semantics hold: expiry comes from t
 from __future__ import annotations
 
 import enum
+import functools
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -498,8 +499,8 @@ def _on_response(p: Plan, sent: Decision, received: Received) -> Decision:
     if isinstance(sent, PassThrough):
         return _post_for_get(p, received) or DontStore(sent.reason, sent.rfc, sent.args)
     status, headers = received.status, received.headers
-    cached = sent.cached if isinstance(sent, (Fetch, Revalidate)) else None
-    generation = sent.vary_generation if isinstance(sent, (Fetch, Revalidate)) else ""
+    cached, generation = (sent.cached, sent.vary_generation) if isinstance(sent, (Fetch, Revalidate)) \
+        else (None, "")
     if cached is not None:  # (a plain miss has nothing to renew or fall back on)
         answer = _on_response_to_stored(p, sent, received, cached)
         if answer is not None:
@@ -594,12 +595,11 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
         return "status %d not in allowed_codes", "", (status,)
     if status == 206 or status < 200:
         return "status %d is never stored", "RFC 9111 §3", (status,)
-    content_type = headers.get("Content-Type")
-    media_type = "" if content_type is None else content_type.partition(";")[0].strip()
-    if media_type.lower() in _LIVE:
+    live = _live_stream(headers.get("Content-Type"))
+    if live is not None:
         # live: a replay would be old events, and a request coalesced onto it would wait
         # for a stream that may never end
-        return "a live stream (%s) is never stored", "", (media_type,)
+        return "a live stream (%s) is never stored", "", (live,)
     if settings.read_only:
         return "read_only is set", "", ()
     if not p.original.decoded and freshness.content_encoded(headers):
@@ -622,6 +622,13 @@ def _not_storable(p: Plan, status: int, headers: CIMultiDict[str]
         if why is not None:
             return why, "RFC 9111 §3", ()
     return None
+
+
+@functools.lru_cache(maxsize=256)  # a client gets the same few Content-Types over and over
+def _live_stream(content_type: str | None) -> str | None:
+    """The media type of ``content_type`` if it is a live stream's (server push), else None."""
+    media_type = "" if content_type is None else content_type.partition(";")[0].strip()
+    return media_type if media_type.lower() in _LIVE else None
 
 
 def _unkeyed_credentials(p: Plan, received: Received) -> tuple[str, str, tuple[object, ...]] | None:
