@@ -54,8 +54,15 @@ def check_resumed(traffic: Traffic, end: float, resumed: dict[str, float | None]
             f"{client}: stored again after {took} s (> {RESUME} s + {slack:.2f} s of load): {resumed}")
 
 
-def run(*args: str) -> None:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+def run(*args: str, while_busy: float = 0.0) -> None:
+    """Run a mount command; with ``while_busy``, try again for up to that many seconds while
+    it answers "busy" (a remount read-only waits for files open for writing to close)."""
+    deadline = time.monotonic() + while_busy
+    while True:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        if done.returncode == 0 or "busy" not in done.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     if done.returncode != 0:
         pytest.fail(f"`{' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}; these "
                     "tests need root and mount (CI runs them as root)", pytrace=False)
@@ -66,7 +73,8 @@ def read_only(directory: Path) -> Iterator[None]:
     """``directory`` read-only for every new open, as a read-only remount makes it."""
     run("mount", "--bind", str(directory), str(directory))
     try:
-        run("mount", "-o", "remount,ro,bind", str(directory))
+        # traffic runs meanwhile: a write in flight through the new mount keeps it busy
+        run("mount", "-o", "remount,ro,bind", str(directory), while_busy=10.0)
         yield
     finally:
         run("umount", "-l", str(directory))
