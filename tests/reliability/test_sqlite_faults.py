@@ -105,13 +105,15 @@ def fill(directory: Path) -> Path:
 
 
 async def through_a_fault(backend: CacheBackend, origin: Origin, label: str,
-                          fault: Callable[[], AbstractAsyncContextManager[None]],
+                          fault: Callable[[], AbstractAsyncContextManager[None]], *,
+                          hold: float = 4.0, seconds: float = 20.0, lanes: bool | None = None,
                           ) -> tuple[Traffic, Baseline, dict[str, float], dict[str, float | None]]:
-    """Traffic on ``backend``, within which ``fault()`` holds for 4 s; then the backend is
-    closed. Returns the traffic, its baseline, the fault's ``start`` and ``end`` (and the
-    writes ``dropped`` by its end), and when each lane stored again."""
+    """Traffic on ``backend`` (at most ``seconds``), within which ``fault()`` is entered and
+    held ``hold`` s more than its own exit takes; then the backend is closed. Returns the
+    traffic, its baseline, the fault's ``start`` and ``end`` (and the writes ``dropped``
+    by then), and when each lane stored again."""
     base = await baseline(origin)
-    traffic = Traffic(backend, origin, label)
+    traffic = Traffic(backend, origin, label, lanes=lanes)
     marks: dict[str, float] = {}
     resumed: dict[str, float | None] = {}
 
@@ -119,16 +121,33 @@ async def through_a_fault(backend: CacheBackend, origin: Origin, label: str,
         await asyncio.sleep(1.0)
         async with fault():
             marks["start"] = time.monotonic()
-            await asyncio.sleep(4.0)
+            await asyncio.sleep(hold)
             marks["dropped"] = backend.health.dropped_writes
         marks["end"] = time.monotonic()
         resumed.update(await traffic.time_to_store())
 
     try:
-        await traffic.run(20, during)
+        await traffic.run(seconds, during)
     finally:
         await backend.close()
     return traffic, base, marks, resumed
+
+
+@contextlib.asynccontextmanager
+async def lock_held(path: Path, seconds: float) -> AsyncIterator[None]:
+    """BEGIN EXCLUSIVE on ``path`` held by another process for ``seconds``: entered once it
+    holds the lock, left once it let go."""
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LOCKER, str(path), str(seconds), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert locker.stdout is not None
+        assert await asyncio.wait_for(locker.stdout.readline(), 10) == b"locked\n"
+        yield
+        assert await asyncio.wait_for(locker.wait(), 2 * seconds) == 0
+    finally:
+        if locker.returncode is None:
+            locker.kill()
+            await locker.wait()
 
 
 @contextlib.asynccontextmanager
@@ -149,31 +168,8 @@ async def test_lock_held_by_another_process(lanes: bool, tmp_path: Path, origin:
     caplog.set_level(logging.WARNING, "aiocache_http")
     path = tmp_path / "cache.sqlite"
     backend = SQLiteBackend(path)
-    base = await baseline(origin)
-    traffic = Traffic(backend, origin, "lock", lanes=lanes or None)
-    marks: dict[str, float] = {}
-    resumed: dict[str, float | None] = {}
-
-    async def hold() -> None:
-        await asyncio.sleep(1.0)
-        locker = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", LOCKER, str(path), "15", stdout=asyncio.subprocess.PIPE)
-        try:
-            assert locker.stdout is not None
-            assert await asyncio.wait_for(locker.stdout.readline(), 10) == b"locked\n"
-            marks["start"] = time.monotonic()
-            assert await asyncio.wait_for(locker.wait(), 30) == 0
-        finally:
-            if locker.returncode is None:
-                locker.kill()
-                await locker.wait()
-        marks["end"] = time.monotonic()
-        resumed.update(await traffic.time_to_store())
-
-    try:
-        await traffic.run(40, hold)
-    finally:
-        await backend.close()
+    traffic, base, marks, resumed = await through_a_fault(
+        backend, origin, "lock", lambda: lock_held(path, 15), hold=0.0, seconds=40, lanes=lanes or None)
     report = check(traffic, base, marks["start"], marks["end"], caplog, hits_during=True,
                    circuit="writes")
     check_resumed(traffic, marks["end"], resumed)
